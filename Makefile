@@ -1,0 +1,64 @@
+# kerasxfer — every target that needs Python depends on the virtual
+# environment, so `make test` or `make scratch` on a fresh clone does it all.
+#
+#   make scratch                      # scratch CNN on the built-in digits
+#   make finetune WEIGHTS=none        # frozen then unfrozen RegNetX002
+#   make test                         # the test suite
+#
+# Variables (each passed to the matching flag only when set):
+#   DATASET IMAGE_SIZE BATCH_SIZE SEED VAL_FRACTION EPOCHS LR OUT
+#   BACKBONE WEIGHTS FROZEN_EPOCHS FINETUNE_EPOCHS FINETUNE_LR UNFREEZE
+#   TF=cpu|gpu  (which TensorFlow build `make install` puts in .venv)
+#   PORT        (make tensorboard, default 6006)   PYTEST_ARGS (make test)
+
+PYTHON ?= python3
+VENV ?= .venv
+TF ?= cpu
+PORT ?= 6006
+BIN := $(VENV)/bin
+PY := $(BIN)/python
+STAMP := $(VENV)/.kerasxfer-installed-$(TF)
+
+flag = $(if $(strip $($(1))),--$(2)=$($(1)))
+COMMON_FLAGS = $(call flag,DATASET,dataset) $(call flag,IMAGE_SIZE,image_size) \
+  $(call flag,BATCH_SIZE,batch_size) $(call flag,SEED,seed) \
+  $(call flag,VAL_FRACTION,val_fraction) $(call flag,LR,lr) $(call flag,OUT,out_dir)
+SCRATCH_FLAGS = $(COMMON_FLAGS) $(call flag,EPOCHS,epochs)
+FINETUNE_FLAGS = $(COMMON_FLAGS) $(call flag,BACKBONE,backbone) \
+  $(call flag,WEIGHTS,weights) $(call flag,FROZEN_EPOCHS,frozen_epochs) \
+  $(call flag,FINETUNE_EPOCHS,finetune_epochs) $(call flag,FINETUNE_LR,finetune_lr) \
+  $(call flag,UNFREEZE,unfreeze_stages)
+
+.PHONY: install test test-all scratch finetune tensorboard clean
+
+install: $(STAMP)
+
+$(STAMP): setup.cfg pyproject.toml
+	test -x $(PY) || $(PYTHON) -m venv $(VENV)
+	$(PY) -m pip install --quiet --upgrade pip
+	$(PY) -m pip install --quiet -e ".[$(TF),dev]"
+	# Test oracle only; --no-deps so it cannot pull the full tensorflow wheel.
+	$(PY) -m pip install --quiet --no-deps "tf-keras==2.21.*"
+	rm -f $(VENV)/.kerasxfer-installed-*
+	touch $@
+
+# pytest exits 5 when it collected no test: that must fail, not pass quietly.
+test: install
+	$(PY) -m pytest $(PYTEST_ARGS); rc=$$?; \
+	  if [ $$rc -eq 5 ]; then echo "pytest collected no tests: failing." >&2; exit 1; fi; exit $$rc
+
+test-all: PYTEST_ARGS += -m ""
+test-all: test
+
+scratch: install
+	$(PY) -m experiments.scratch $(SCRATCH_FLAGS)
+
+finetune: install
+	$(PY) -m experiments.finetune $(FINETUNE_FLAGS)
+
+tensorboard: install
+	$(BIN)/tensorboard --logdir runs --host 127.0.0.1 --port $(PORT)
+
+clean:
+	rm -rf runs build dist *.egg-info .pytest_cache
+	find . -name __pycache__ -type d -prune -not -path "./$(VENV)/*" -exec rm -rf {} +

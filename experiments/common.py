@@ -1,0 +1,72 @@
+"""Flags shared by every entry point, and the wrapper that runs one.
+
+Each entry point defines its own flags, builds an ``Experiment`` from them
+in ``main()`` and calls the library.  :func:`run_main` turns a
+:class:`~kerasxfer.errors.UserError` into one line on stderr and exit code 2,
+with no traceback.
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+import sys
+
+os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")  # keep TF's C++ start-up chatter out
+
+from absl import app, flags  # noqa: E402
+
+from kerasxfer.config import DataConfig  # noqa: E402
+from kerasxfer.errors import UserError  # noqa: E402
+
+FLAGS = flags.FLAGS
+
+
+def define_common_flags(default_out: str) -> None:
+    flags.DEFINE_string("dataset", "digits", "'digits' (built in) or the path of a folder of class sub-folders.")
+    flags.DEFINE_integer("image_size", 64, "Images are resized to image_size x image_size RGB.")
+    flags.DEFINE_integer("batch_size", 32, "Batch size.")
+    flags.DEFINE_float("val_fraction", 0.2, "Share of each class held out for validation (flat folders, digits).")
+    flags.DEFINE_integer("seed", 0, "Seed of the data split, shuffling and initialisation.")
+    flags.DEFINE_string("out_dir", default_out, "Run directory to write.")
+    flags.DEFINE_float("lr", 1e-3, "Learning rate (scratch; finetune phase 1).")
+    flags.DEFINE_float("dropout", 0.3, "Dropout before the classifier.")
+    flags.DEFINE_integer("verbose", 0, "Keras fit verbosity (0: one log line per epoch, 1: progress bar).")
+
+
+def data_config() -> DataConfig:
+    return DataConfig(
+        dataset=FLAGS.dataset,
+        image_size=FLAGS.image_size,
+        batch_size=FLAGS.batch_size,
+        val_fraction=FLAGS.val_fraction,
+    )
+
+
+def _setup_logging() -> None:
+    logger = logging.getLogger("kerasxfer")
+    if not logger.handlers:
+        h = logging.StreamHandler(sys.stderr)
+        h.setFormatter(logging.Formatter("[kerasxfer %(asctime)s] %(message)s", "%H:%M:%S"))
+        logger.addHandler(h)
+    logger.setLevel(logging.INFO)
+    logger.propagate = False
+
+
+def run_main(main) -> None:
+    """``absl.app.run(main)`` with user errors reported in one line, exit code 2."""
+
+    def wrapped(argv):
+        if len(argv) > 1:
+            raise UserError(f"unexpected argument(s) {' '.join(argv[1:])!r}: flags take the form --name=value.")
+        _setup_logging()
+        return main(argv)
+
+    try:
+        app.run(wrapped)
+    except UserError as e:
+        print(f"kerasxfer: error: {e}", file=sys.stderr)
+        sys.exit(e.exit_code)
+    except KeyboardInterrupt:
+        print("kerasxfer: interrupted; files already written are kept.", file=sys.stderr)
+        sys.exit(130)

@@ -1,0 +1,53 @@
+"""Transfer a RegNet: phase 1 with the backbone frozen, phase 2 with its last stages unfrozen.
+
+    make finetune WEIGHTS=none
+    python -m experiments.finetune --backbone=regnetx002 --weights=none \
+        --frozen_epochs=10 --finetune_epochs=10 --unfreeze_stages=2 --out_dir=runs/finetune
+
+Expected on 2 CPU cores with the defaults (digits, 64x64, batch 32,
+RegNetX002, 10 + 10 epochs, random backbone): about 3 minutes.  From a
+*random* backbone the frozen phase is a probe of random features and the
+unfrozen phase does the learning; with pretrained weights phase 1 already
+transfers.
+"""
+
+from absl import flags
+
+from experiments import common
+from kerasxfer.config import Experiment, ModelConfig, PhaseConfig
+from kerasxfer.training import run_experiment
+
+FLAGS = flags.FLAGS
+common.define_common_flags("runs/finetune")
+flags.DEFINE_string("backbone", "regnetx002", "RegNet variant, regnetx002 ... regnety320.")
+flags.DEFINE_string("weights", "none", "Backbone weights: 'none' (random) or the path of a weights file.")
+flags.DEFINE_integer("frozen_epochs", 10, "Phase 1 epochs (backbone frozen).")
+flags.DEFINE_integer("finetune_epochs", 10, "Phase 2 epochs (last stages unfrozen).")
+flags.DEFINE_float("finetune_lr", 1e-5, "Phase 2 learning rate.")
+flags.DEFINE_integer("unfreeze_stages", 2, "How many of the 4 backbone stages phase 2 unfreezes (BatchNorm stays frozen).")
+
+
+def make_experiment() -> Experiment:
+    weights = None if FLAGS.weights.lower() in ("none", "") else FLAGS.weights
+    return Experiment(
+        name="finetune",
+        out_dir=FLAGS.out_dir,
+        data=common.data_config(),
+        model=ModelConfig(kind="transfer", backbone=FLAGS.backbone.lower(), weights=weights, dropout=FLAGS.dropout),
+        phases=[
+            PhaseConfig(name="frozen", epochs=FLAGS.frozen_epochs, lr=FLAGS.lr, trainable="head"),
+            PhaseConfig(
+                name="unfrozen", epochs=FLAGS.finetune_epochs, lr=FLAGS.finetune_lr,
+                trainable=f"stages:{FLAGS.unfreeze_stages}",
+            ),
+        ],
+        seed=FLAGS.seed,
+    )
+
+
+def main(argv):
+    run_experiment(make_experiment().validate(), verbose=FLAGS.verbose)
+
+
+if __name__ == "__main__":
+    common.run_main(main)

@@ -1,0 +1,212 @@
+"""The :class:`Experiment`: one object that describes a run completely.
+
+Entry points in ``experiments/`` turn flags into an ``Experiment``; the
+library reads nothing else.  ``Experiment.to_dict()`` is what a run directory
+stores as ``config.json`` and ``Experiment.from_dict()`` reads it back, so a
+run can always be repeated from its own folder.
+
+:meth:`Experiment.validate` checks every field before any heavy work starts
+and raises :class:`~kerasxfer.errors.UserError` with one sentence naming the
+problem and the fix.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import os
+from dataclasses import dataclass, field
+from typing import Optional
+
+from kerasxfer.errors import UserError
+
+BUILTIN_DATASETS = ("digits",)
+MODEL_KINDS = ("scratch", "transfer")
+
+
+@dataclass
+class DataConfig:
+    """Where the images come from and how they are fed.
+
+    ``dataset`` is a built-in name (``digits``) or the path of a folder of
+    class sub-folders.
+    """
+
+    dataset: str = "digits"
+    image_size: int = 64
+    batch_size: int = 32
+    val_fraction: float = 0.2
+    shuffle_buffer: int = 2048
+
+
+@dataclass
+class ModelConfig:
+    """Which network is trained.
+
+    ``kind="scratch"`` is the compact CNN (``widths`` and ``convs_per_block``
+    shape it); ``kind="transfer"`` is ``backbone`` (a RegNet variant, lower
+    case) with a new head, starting from ``weights`` (``None`` for random
+    initialisation or the path of a weights file).
+    """
+
+    kind: str = "scratch"
+    # scratch CNN
+    widths: list = field(default_factory=lambda: [32, 64, 128])
+    convs_per_block: int = 2
+    # transfer
+    backbone: str = "regnetx002"
+    weights: Optional[str] = None
+    # Re-estimate BatchNorm statistics of a *random* backbone before training
+    # (see kerasxfer.models.transfer.calibrate_batchnorm).  "auto": only when
+    # weights is None.
+    calibrate_bn: str = "auto"
+    # shared
+    dropout: float = 0.3
+    bn_momentum: float = 0.9
+
+
+@dataclass
+class PhaseConfig:
+    """One training phase: ``epochs`` at learning rate ``lr``.
+
+    ``trainable`` is ``"all"`` (scratch), ``"head"`` (backbone frozen) or
+    ``"stages:K"`` (the last K backbone stages unfrozen, BatchNorm frozen).
+    """
+
+    name: str
+    epochs: int
+    lr: float
+    trainable: str = "all"
+
+
+@dataclass
+class OptimConfig:
+    optimizer: str = "adam"
+    weight_decay: float = 0.0
+    label_smoothing: float = 0.0
+
+
+@dataclass
+class Experiment:
+    """Everything one run needs: data, model, phases, optimisation, output."""
+
+    name: str
+    out_dir: str
+    data: DataConfig = field(default_factory=DataConfig)
+    model: ModelConfig = field(default_factory=ModelConfig)
+    phases: list = field(default_factory=list)
+    optim: OptimConfig = field(default_factory=OptimConfig)
+    seed: int = 0
+
+    # ------------------------------------------------------------------ io
+    def to_dict(self) -> dict:
+        return dataclasses.asdict(self)
+
+    @classmethod
+    def from_dict(cls, d: dict) -> "Experiment":
+        d = dict(d)
+        model = dict(d.get("model", {}))
+        return cls(
+            name=d["name"],
+            out_dir=d["out_dir"],
+            data=DataConfig(**d.get("data", {})),
+            model=ModelConfig(**model),
+            phases=[PhaseConfig(**p) for p in d.get("phases", [])],
+            optim=OptimConfig(**d.get("optim", {})),
+            seed=d.get("seed", 0),
+        )
+
+    # ------------------------------------------------------------ validate
+    def validate(self) -> "Experiment":
+        """Check every field; raise :class:`UserError` naming the first bad one."""
+        from kerasxfer.models import regnet  # local: keeps config import light
+
+        d, m = self.data, self.model
+        if not isinstance(d.image_size, int) or not 8 <= d.image_size <= 1024:
+            raise UserError(
+                f"--image_size={d.image_size} is out of range: use an integer "
+                "from 8 to 1024 (RegNet needs at least 32)."
+            )
+        if not isinstance(d.batch_size, int) or not 1 <= d.batch_size <= 65536:
+            raise UserError(
+                f"--batch_size={d.batch_size} is out of range: use a positive integer."
+            )
+        if not 0.0 < d.val_fraction < 1.0:
+            raise UserError(
+                f"--val_fraction={d.val_fraction} must lie strictly between 0 and 1, "
+                "for example 0.2."
+            )
+        if d.dataset not in BUILTIN_DATASETS and not os.path.isdir(d.dataset):
+            what = "is a file, not a folder" if os.path.exists(d.dataset) else "does not exist"
+            raise UserError(
+                f"--dataset={d.dataset!r} is neither a built-in dataset "
+                f"({', '.join(BUILTIN_DATASETS)}) nor a folder ({what}): pass "
+                "--dataset=digits or the path of a folder of class sub-folders."
+            )
+        if m.kind not in MODEL_KINDS:
+            raise UserError(f"model kind {m.kind!r} is unknown: use one of {MODEL_KINDS}.")
+        if m.kind == "transfer":
+            if m.backbone not in regnet.VARIANTS:
+                raise UserError(
+                    f"--backbone={m.backbone!r} is not a known RegNet: use one of "
+                    f"{', '.join(regnet.VARIANTS)}."
+                )
+            if d.image_size < 32:
+                raise UserError(
+                    f"--image_size={d.image_size} is too small for a RegNet "
+                    "backbone: use 32 or more."
+                )
+            if m.weights is not None and not os.path.isfile(m.weights):
+                raise UserError(
+                    f"--weights={m.weights!r} is not a readable file: pass "
+                    "--weights=none or the path of a weights file."
+                )
+        if m.kind == "scratch" and (
+            not m.widths or not all(isinstance(w, int) and 1 <= w <= 4096 for w in m.widths)
+        ):
+            raise UserError(f"--widths={m.widths} must be 1 or more integers from 1 to 4096, e.g. 32,64,128.")
+        if m.calibrate_bn not in ("auto", "always", "never"):
+            raise UserError(f"calibrate_bn={m.calibrate_bn!r} is unknown: use auto, always or never.")
+        if not 0.0 <= m.dropout < 1.0:
+            raise UserError(f"--dropout={m.dropout} must be in [0, 1).")
+        if not self.phases:
+            raise UserError("the experiment has no training phase.")
+        for p in self.phases:
+            if not isinstance(p.epochs, int) or p.epochs < 0:
+                raise UserError(
+                    f"the {p.name} phase has {p.epochs} epochs: use 0 or a positive integer."
+                )
+            if not (p.lr > 0.0 and p.lr < 10.0):
+                raise UserError(
+                    f"the {p.name} phase learning rate {p.lr} must be a positive number below 10."
+                )
+            parse_trainable(p.trainable)
+        if sum(p.epochs for p in self.phases) == 0:
+            raise UserError("every phase has 0 epochs: give at least one epoch to train.")
+        parent = os.path.dirname(os.path.abspath(self.out_dir)) or "."
+        probe = self.out_dir if os.path.isdir(self.out_dir) else parent
+        while not os.path.exists(probe):
+            probe = os.path.dirname(probe)
+        if not os.access(probe, os.W_OK):
+            raise UserError(
+                f"--out_dir={self.out_dir!r} cannot be written ({probe} is not "
+                "writable): choose another folder."
+            )
+        return self
+
+
+def parse_trainable(rule: str):
+    """``"all"`` -> ("all", None); ``"head"`` -> ("head", None); ``"stages:K"`` -> ("stages", K)."""
+    if rule in ("all", "head"):
+        return rule, None
+    if rule.startswith("stages:"):
+        try:
+            k = int(rule.split(":", 1)[1])
+        except ValueError:
+            k = -1
+        if 0 <= k <= 4:
+            return "stages", k
+        raise UserError(
+            f"--unfreeze_stages must be an integer from 0 to 4 (RegNet has 4 stages), got {rule[7:]!r}."
+        )
+    raise UserError(f"trainable rule {rule!r} is unknown: use all, head or stages:K.")
+

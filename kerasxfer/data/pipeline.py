@@ -1,0 +1,94 @@
+"""tf.data pipelines: decode -> resize -> cache -> shuffle -> batch -> prefetch."""
+
+from __future__ import annotations
+
+import dataclasses
+import logging
+
+import numpy as np
+import tensorflow as tf
+
+from kerasxfer.config import DataConfig
+from kerasxfer.data import sources
+
+log = logging.getLogger("kerasxfer")
+AUTOTUNE = tf.data.AUTOTUNE
+
+
+@dataclasses.dataclass
+class DataSplits:
+    """What a run trains and validates on."""
+
+    train: tf.data.Dataset  # batched, shuffled each epoch
+    val: tf.data.Dataset  # batched, fixed order (val_labels order)
+    class_names: list
+    num_train: int
+    num_val: int
+    val_labels: np.ndarray
+    image_size: int
+    description: str
+    info: dict
+
+    @property
+    def num_classes(self) -> int:
+        return len(self.class_names)
+
+
+def _to_rgb_resized(img, image_size: int):
+    """uint8 image (H, W, 1|3) -> uint8 RGB (S, S, 3), bilinear, antialiased when shrinking."""
+    img = tf.image.resize(img, (image_size, image_size), method="bilinear", antialias=True)
+    img = tf.cast(tf.clip_by_value(tf.round(img), 0.0, 255.0), tf.uint8)
+    if img.shape[-1] == 1:
+        img = tf.image.grayscale_to_rgb(img)
+    img.set_shape((image_size, image_size, 3))
+    return img
+
+
+def make_pipeline(x, y, decode, image_size, batch_size, training, seed, shuffle_buffer=2048):
+    """Batched ``(float32 images in [0, 255], int32 labels)`` from examples ``x``.
+
+    Decoding and resizing run in parallel and happen once: the uint8 result
+    is cached in memory, then shuffled (seeded; a new order every epoch),
+    batched, cast to float32 and prefetched.  Validation keeps its order.
+    """
+    ds = tf.data.Dataset.from_tensor_slices((x, y))
+    ds = ds.map(
+        lambda a, b: (_to_rgb_resized(decode(a), image_size), b),
+        num_parallel_calls=AUTOTUNE,
+        deterministic=True,
+    )
+    ds = ds.cache()
+    if training:
+        ds = ds.shuffle(min(len(y), shuffle_buffer), seed=seed, reshuffle_each_iteration=True)
+    ds = ds.batch(batch_size)
+    ds = ds.map(lambda a, b: (tf.cast(a, tf.float32), b), num_parallel_calls=AUTOTUNE)
+    return ds.prefetch(AUTOTUNE)
+
+
+def load_data(cfg: DataConfig, seed: int) -> DataSplits:
+    """Open ``cfg.dataset`` and build its train/val pipelines.
+
+    On a GPU the batches are copied to the device ahead of the step by the
+    distribution strategy that :mod:`kerasxfer.training` runs under
+    (``OneDeviceStrategy`` distributes the dataset with device prefetch).
+    """
+    if cfg.dataset == "digits":
+        src = sources.digits_source(cfg.val_fraction, seed)
+    else:
+        src = sources.folder_source(cfg.dataset, cfg.val_fraction, seed)
+    log.info(
+        "data: %s: %d train / %d val images, %d classes, %dx%d",
+        src.description, len(src.train_y), len(src.val_y), len(src.class_names),
+        cfg.image_size, cfg.image_size,
+    )
+    common = dict(decode=src.decode, image_size=cfg.image_size, batch_size=cfg.batch_size, seed=seed)
+    train = make_pipeline(src.train_x, src.train_y, training=True, shuffle_buffer=cfg.shuffle_buffer, **common)
+    val = make_pipeline(src.val_x, src.val_y, training=False, **common)
+    info = dict(src.info)
+    info.setdefault("train_per_class", {c: int((src.train_y == i).sum()) for i, c in enumerate(src.class_names)})
+    info.setdefault("val_per_class", {c: int((src.val_y == i).sum()) for i, c in enumerate(src.class_names)})
+    return DataSplits(
+        train=train, val=val, class_names=list(src.class_names),
+        num_train=len(src.train_y), num_val=len(src.val_y), val_labels=np.asarray(src.val_y),
+        image_size=cfg.image_size, description=src.description, info=info,
+    )

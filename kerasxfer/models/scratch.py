@@ -1,0 +1,40 @@
+"""The compact CNN trained from random weights (the "scratch" arm of the study)."""
+
+from __future__ import annotations
+
+import keras
+from keras import layers
+
+
+def build_scratch_cnn(
+    input_shape,
+    num_classes: int,
+    widths=(32, 64, 128),
+    convs_per_block: int = 2,
+    dropout: float = 0.3,
+    bn_momentum: float = 0.9,
+    name: str = "scratch_cnn",
+) -> keras.Model:
+    """Conv-BN-ReLU blocks, each closed by 2x2 max pooling, then GAP, dropout, dense.
+
+    The model takes raw images in [0, 255] (``Rescaling`` is its first layer)
+    and returns class probabilities (float32, also under mixed precision).
+    ``bn_momentum`` defaults to 0.9 rather than Keras' 0.99: with a small
+    dataset there are few steps per epoch, and 0.99 leaves the moving
+    statistics unsettled for many epochs.
+    """
+    if not widths:
+        raise ValueError("widths must name at least one block")
+    inputs = keras.Input(shape=tuple(input_shape), name="image")
+    x = layers.Rescaling(1.0 / 255.0, name="rescale")(inputs)
+    for b, width in enumerate(widths):
+        for c in range(convs_per_block):
+            prefix = f"block{b + 1}_conv{c + 1}"
+            x = layers.Conv2D(width, 3, padding="same", use_bias=False, name=prefix)(x)
+            x = layers.BatchNormalization(momentum=bn_momentum, name=prefix + "_bn")(x)
+            x = layers.ReLU(name=prefix + "_relu")(x)
+        x = layers.MaxPooling2D(2, name=f"block{b + 1}_pool")(x)
+    x = layers.GlobalAveragePooling2D(name="head_gap")(x)
+    x = layers.Dropout(dropout, name="head_dropout")(x)
+    outputs = layers.Dense(num_classes, activation="softmax", dtype="float32", name="head_dense")(x)
+    return keras.Model(inputs, outputs, name=name)

@@ -1,0 +1,113 @@
+"""Backbone + new head, and the freeze / unfreeze rules of the study.
+
+The backbone is a nested functional model called with ``training=False``:
+its BatchNormalization layers always run in inference mode, so unfreezing
+later never lets a low-learning-rate phase disturb their moving statistics,
+and every BatchNormalization layer stays frozen (gamma/beta too) in both
+phases.  After any change of ``trainable`` the model must be compiled again;
+:mod:`kerasxfer.training` does that for each phase.
+"""
+
+from __future__ import annotations
+
+import re
+
+import keras
+from keras import layers
+
+from kerasxfer.models import regnet
+
+_STAGE = re.compile(r"_Stage_(\d+)_")
+
+
+def build_transfer_model(
+    backbone: str,
+    input_shape,
+    num_classes: int,
+    weights=None,
+    dropout: float = 0.3,
+) -> keras.Model:
+    """``backbone`` (a RegNet variant name) without its top, then GAP, dropout, dense.
+
+    ``weights`` is ``None`` or a weights file for the backbone.  The returned
+    model takes raw images in [0, 255] and has its backbone frozen.
+    """
+    base = regnet.RegNet(backbone, include_top=False, weights=weights, input_shape=tuple(input_shape))
+    inputs = keras.Input(shape=tuple(input_shape), name="image")
+    x = base(inputs, training=False)
+    x = layers.GlobalAveragePooling2D(name="head_gap")(x)
+    x = layers.Dropout(dropout, name="head_dropout")(x)
+    outputs = layers.Dense(num_classes, activation="softmax", dtype="float32", name="head_dense")(x)
+    model = keras.Model(inputs, outputs, name=f"{backbone}_transfer")
+    freeze(model)
+    return model
+
+
+def get_backbone(model: keras.Model) -> keras.Model:
+    """The nested backbone model of a transfer model."""
+    for layer in model.layers:
+        if isinstance(layer, keras.Model):
+            return layer
+    raise ValueError(f"{model.name} has no nested backbone model")
+
+
+def stage_of(layer_name: str):
+    """Stage index (0..3) of a backbone layer, or None for the stem/prestem."""
+    m = _STAGE.search(layer_name)
+    return int(m.group(1)) if m else None
+
+
+def freeze(model: keras.Model) -> None:
+    """Freeze the whole backbone; only the head trains."""
+    get_backbone(model).trainable = False
+
+
+def unfreeze(model: keras.Model, stages: int) -> None:
+    """Unfreeze the last ``stages`` backbone stages (0..4); BatchNorm stays frozen.
+
+    ``stages=0`` leaves the backbone frozen; ``stages=4`` unfreezes every
+    stage but not the stem.
+    """
+    if not 0 <= stages <= regnet.NUM_STAGES:
+        raise ValueError(f"stages must be in 0..{regnet.NUM_STAGES}, got {stages}")
+    backbone = get_backbone(model)
+    if stages == 0:
+        backbone.trainable = False
+        return
+    first = regnet.NUM_STAGES - stages
+    backbone.trainable = True
+    for layer in backbone.layers:
+        s = stage_of(layer.name)
+        layer.trainable = (
+            s is not None
+            and s >= first
+            and not isinstance(layer, layers.BatchNormalization)
+        )
+
+
+def calibrate_batchnorm(model: keras.Model, dataset, max_batches: int = 50) -> int:
+    """Re-estimate the backbone's BatchNorm moving statistics on ``dataset``.
+
+    A randomly initialised backbone carries placeholder statistics (mean 0,
+    variance 1); run in inference mode, as the frozen phase does, its
+    activations then grow block after block through the residual adds and the
+    "random features" are badly scaled.  This forward-only pass (no weight
+    changes) sets every moving mean/variance to the average over up to
+    ``max_batches`` batches of ``dataset``, so a random backbone gives
+    properly normalised random features.  Returns the number of batches used.
+    """
+    backbone = get_backbone(model)
+    bns = [l for l in backbone._flatten_layers(include_self=False) if isinstance(l, layers.BatchNormalization)]
+    saved = [(l.trainable, l.momentum) for l in bns]
+    n = 0
+    try:
+        for l in bns:
+            l.trainable = True  # Keras 3 BN uses batch statistics only when trainable
+        for n, (x, _) in enumerate(dataset.take(max_batches), start=1):
+            for l in bns:
+                l.momentum = (n - 1) / n  # cumulative average over the batches seen
+            backbone(x, training=True)
+    finally:
+        for l, (t, m) in zip(bns, saved):
+            l.trainable, l.momentum = t, m
+    return n

@@ -1,0 +1,363 @@
+"""Training phases, callbacks and the run directory.
+
+:func:`run_experiment` takes an :class:`~kerasxfer.config.Experiment` and
+leaves a complete run directory behind::
+
+    config.json       the resolved experiment (enough to rerun it)
+    environment.json  versions, devices, git commit, host
+    data.json         data source, class names, per-class counts
+    model.keras       best checkpoint by val_accuracy (preprocessing inside)
+    history.json      one record per epoch, with its phase, lr, time, images/s
+    metrics.json      evaluation of model.keras on the validation split
+    tb/               TensorBoard logs (train/ and validation/), one epoch axis
+
+A run has one or more phases (scratch: one; finetune: frozen then
+unfrozen).  Epoch numbers continue across phases, and the best checkpoint is
+the best over the whole run.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import os
+import platform
+import subprocess
+import sys
+import time
+
+import numpy as np
+import tensorflow as tf
+import keras
+
+from kerasxfer import __version__
+from kerasxfer.config import Experiment, parse_trainable
+from kerasxfer.data import DataSplits, load_data
+from kerasxfer.errors import UserError
+from kerasxfer.models import (
+    build_scratch_cnn,
+    build_transfer_model,
+    calibrate_batchnorm,
+    freeze,
+    unfreeze,
+    use_native_grouped_conv,
+)
+
+log = logging.getLogger("kerasxfer")
+
+MODEL_FILE = "model.keras"
+RUN_FILES = ("config.json", "environment.json", "data.json", MODEL_FILE, "history.json", "metrics.json")
+
+
+# --------------------------------------------------------------- helpers
+def write_json(path: str, obj) -> None:
+    """Write JSON atomically: a crash never leaves a half-written file."""
+    tmp = path + ".tmp"
+    with open(tmp, "w", encoding="utf-8") as f:
+        json.dump(obj, f, indent=2, sort_keys=False, default=_json_default)
+        f.write("\n")
+    os.replace(tmp, path)
+
+
+def _json_default(o):
+    if isinstance(o, (np.integer,)):
+        return int(o)
+    if isinstance(o, (np.floating,)):
+        return float(o)
+    if isinstance(o, np.ndarray):
+        return o.tolist()
+    if isinstance(o, tuple):
+        return list(o)
+    raise TypeError(f"not JSON serialisable: {type(o).__name__}")
+
+
+def save_model_atomic(model: keras.Model, path: str) -> None:
+    """Save ``model`` to ``path`` through a temporary file and a rename."""
+    tmp = os.path.join(os.path.dirname(path) or ".", ".tmp-" + os.path.basename(path))
+    model.save(tmp)
+    os.replace(tmp, path)
+
+
+def load_model(path: str) -> keras.Model:
+    """Load a saved run model safely (no Lambda layers, no pickles)."""
+    return keras.saving.load_model(path, safe_mode=True, compile=False)
+
+
+def environment() -> dict:
+    """Versions, devices and git commit of the process doing the training."""
+    try:
+        commit = subprocess.run(
+            ["git", "rev-parse", "HEAD"], capture_output=True, text=True, timeout=5,
+            cwd=os.path.dirname(os.path.abspath(__file__)),
+        ).stdout.strip() or None
+    except (OSError, subprocess.SubprocessError):
+        commit = None
+    gpus = tf.config.list_physical_devices("GPU")
+    return {
+        "kerasxfer": __version__,
+        "python": sys.version.split()[0],
+        "tensorflow": tf.__version__,
+        "keras": keras.__version__,
+        "numpy": np.__version__,
+        "platform": platform.platform(),
+        "processor": platform.processor() or platform.machine(),
+        "cpu_count": os.cpu_count(),
+        "devices": [d.name for d in tf.config.list_logical_devices()],
+        "gpus": [tf.config.experimental.get_device_details(g).get("device_name", g.name) for g in gpus],
+        "git_commit": commit,
+    }
+
+
+def default_strategy() -> tf.distribute.Strategy:
+    """One GPU when there is one (its distributed datasets prefetch to the device), else the default."""
+    if tf.config.list_logical_devices("GPU"):
+        return tf.distribute.OneDeviceStrategy("/gpu:0")
+    return tf.distribute.get_strategy()
+
+
+def count_params(weights) -> int:
+    return int(sum(np.prod(w.shape) for w in weights))
+
+
+# ------------------------------------------------------------- callbacks
+class EpochRecorder(keras.callbacks.Callback):
+    """Appends one record per epoch to ``history`` (phase, metrics, lr, speed) and saves it.
+
+    It runs before the TensorBoard callback and adds ``learning_rate`` to the
+    epoch logs, so TensorBoard plots the learning rate too.
+    """
+
+    def __init__(self, history: dict, path: str, phase: str, num_train: int, total_epochs: int):
+        super().__init__()
+        self.history, self.path, self.phase = history, path, phase
+        self.num_train, self.total_epochs = num_train, total_epochs
+
+    def on_epoch_begin(self, epoch, logs=None):
+        self._t0 = time.perf_counter()
+        self._t_val = None
+
+    def on_test_begin(self, logs=None):
+        if getattr(self, "_t0", None) is not None and self._t_val is None:
+            self._t_val = time.perf_counter()
+
+    def on_epoch_end(self, epoch, logs=None):
+        logs = logs if logs is not None else {}
+        t1 = time.perf_counter()
+        train_s = (self._t_val or t1) - self._t0
+        lr = float(keras.ops.convert_to_numpy(self.model.optimizer.learning_rate))
+        logs["learning_rate"] = lr
+        rec = {"epoch": epoch + 1, "phase": self.phase}
+        rec.update({k: float(v) for k, v in logs.items() if k != "learning_rate"})
+        rec.update(
+            learning_rate=lr,
+            seconds=round(t1 - self._t0, 3),
+            train_seconds=round(train_s, 3),
+            images_per_sec=round(self.num_train / train_s, 1) if train_s > 0 else None,
+        )
+        self.history["epochs"].append(rec)
+        write_json(self.path, self.history)
+        log.info(
+            "epoch %d/%d [%s] loss %.4f acc %.4f | val_loss %.4f val_acc %.4f | lr %.1e | %.1fs, %s img/s",
+            epoch + 1, self.total_epochs, self.phase, rec.get("loss", float("nan")),
+            rec.get("accuracy", float("nan")), rec.get("val_loss", float("nan")),
+            rec.get("val_accuracy", float("nan")), lr, rec["seconds"], rec["images_per_sec"],
+        )
+
+
+class BestCheckpoint(keras.callbacks.Callback):
+    """Saves the model to ``path`` (atomically) whenever ``val_accuracy`` improves.
+
+    Ties go to the later epoch only if its ``val_loss`` is lower.  The state
+    lives in ``best`` so it carries across phases.
+    """
+
+    def __init__(self, path: str, best: dict, phase: str):
+        super().__init__()
+        self.path, self.best, self.phase = path, best, phase
+
+    def on_epoch_end(self, epoch, logs=None):
+        logs = logs or {}
+        acc, loss = logs.get("val_accuracy"), logs.get("val_loss", float("inf"))
+        if acc is None:
+            return
+        acc, loss = float(acc), float(loss)
+        better = acc > self.best.get("val_accuracy", -1.0) or (
+            acc == self.best.get("val_accuracy") and loss < self.best.get("val_loss", float("inf"))
+        )
+        if better:
+            save_model_atomic(self.model, self.path)
+            self.best.update(epoch=epoch + 1, phase=self.phase, val_accuracy=acc, val_loss=loss)
+
+
+# ------------------------------------------------------------------ model
+def build_model(exp: Experiment, num_classes: int) -> keras.Model:
+    """The network ``exp.model`` describes, for ``num_classes`` classes."""
+    m, s = exp.model, exp.data.image_size
+    if m.kind == "scratch":
+        return build_scratch_cnn(
+            (s, s, 3), num_classes, widths=tuple(m.widths), convs_per_block=m.convs_per_block,
+            dropout=m.dropout, bn_momentum=m.bn_momentum,
+        )
+    return build_transfer_model(m.backbone, (s, s, 3), num_classes, weights=m.weights, dropout=m.dropout)
+
+
+def apply_trainable(model: keras.Model, rule: str) -> None:
+    """Set what trains in a phase: ``all``, ``head`` or ``stages:K``."""
+    kind, k = parse_trainable(rule)
+    if kind == "all":
+        model.trainable = True
+    elif kind == "head":
+        freeze(model)
+    else:
+        unfreeze(model, k)
+
+
+def compile_for_phase(model: keras.Model, exp: Experiment, lr: float) -> None:
+    o = exp.optim
+    if o.optimizer == "adam":
+        opt = keras.optimizers.Adam(learning_rate=lr)
+    elif o.optimizer == "adamw":
+        opt = keras.optimizers.AdamW(learning_rate=lr, weight_decay=o.weight_decay)
+    elif o.optimizer == "sgd":
+        opt = keras.optimizers.SGD(learning_rate=lr, momentum=0.9, nesterov=True)
+    else:
+        raise UserError(f"optimizer {o.optimizer!r} is unknown: use adam, adamw or sgd.")
+    model.compile(
+        optimizer=opt,
+        loss=keras.losses.SparseCategoricalCrossentropy(),
+        metrics=["accuracy"],
+    )
+
+
+# --------------------------------------------------------------- evaluate
+def evaluate(model: keras.Model, data: DataSplits) -> dict:
+    """Accuracy, loss, per-class precision/recall/F1 and confusion matrix on the val split."""
+    from sklearn.metrics import confusion_matrix, precision_recall_fscore_support
+
+    probs = model.predict(data.val, verbose=0)
+    y = data.val_labels
+    pred = probs.argmax(axis=1)
+    eps = 1e-7
+    loss = float(-np.mean(np.log(np.clip(probs[np.arange(len(y)), y], eps, 1.0))))
+    labels = list(range(data.num_classes))
+    p, r, f1, support = precision_recall_fscore_support(y, pred, labels=labels, zero_division=0)
+    return {
+        "num_val": int(len(y)),
+        "accuracy": float((pred == y).mean()),
+        "loss": loss,
+        "class_names": data.class_names,
+        "per_class": {
+            c: {"precision": float(p[i]), "recall": float(r[i]), "f1": float(f1[i]), "support": int(support[i])}
+            for i, c in enumerate(data.class_names)
+        },
+        "confusion_matrix": confusion_matrix(y, pred, labels=labels).tolist(),
+    }
+
+
+# -------------------------------------------------------------------- run
+def run_experiment(exp: Experiment, data: DataSplits | None = None, verbose: int = 0) -> dict:
+    """Train every phase of ``exp`` and write its run directory; return metrics.json's content.
+
+    ``data`` may be passed in to reuse pipelines already built (tests,
+    multi-seed studies); otherwise it is loaded from ``exp.data``.
+    """
+    exp.validate()
+    # The data is opened before anything is written: a bad folder leaves no run directory.
+    if data is None:
+        data = load_data(exp.data, exp.seed)
+    out = exp.out_dir
+    os.makedirs(out, exist_ok=True)
+    write_json(os.path.join(out, "config.json"), exp.to_dict())
+    write_json(os.path.join(out, "environment.json"), environment())
+    keras.utils.set_random_seed(exp.seed)
+    write_json(
+        os.path.join(out, "data.json"),
+        {
+            "source": data.description,
+            "class_names": data.class_names,
+            "num_train": data.num_train,
+            "num_val": data.num_val,
+            "image_size": data.image_size,
+            **data.info,
+        },
+    )
+
+    strategy = default_strategy()
+    with strategy.scope():
+        model = build_model(exp, data.num_classes)
+    n_native = use_native_grouped_conv(model)
+    if n_native:
+        log.info("%d grouped convolutions run on TensorFlow's native kernels", n_native)
+    m = exp.model
+    bn_calibrated = m.kind == "transfer" and (
+        m.calibrate_bn == "always" or (m.calibrate_bn == "auto" and m.weights is None)
+    )
+    if bn_calibrated:
+        n = calibrate_batchnorm(model, data.train)
+        log.info("random backbone: BatchNorm statistics re-estimated on %d training batches", n)
+
+    total_epochs = sum(p.epochs for p in exp.phases)
+    history = {
+        "run": exp.name,
+        "model": model.name,
+        "weights": exp.model.weights if exp.model.kind == "transfer" else None,
+        "bn_calibrated": bn_calibrated,
+        "phases": [],
+        "epochs": [],
+        "best": {},
+    }
+    history_path = os.path.join(out, "history.json")
+    model_path = os.path.join(out, MODEL_FILE)
+    tb = keras.callbacks.TensorBoard(log_dir=os.path.join(out, "tb"), write_graph=False, update_freq="epoch")
+
+    epoch = 0
+    t_run = time.perf_counter()
+    for phase in exp.phases:
+        if phase.epochs == 0:
+            continue
+        with strategy.scope():
+            apply_trainable(model, phase.trainable)
+            compile_for_phase(model, exp, phase.lr)  # recompile after every trainable change
+        trainable, total = count_params(model.trainable_weights), count_params(model.weights)
+        history["phases"].append(
+            {
+                "name": phase.name, "first_epoch": epoch + 1, "last_epoch": epoch + phase.epochs,
+                "lr": phase.lr, "trainable": phase.trainable,
+                "trainable_params": trainable, "total_params": total,
+            }
+        )
+        log.info(
+            "phase %s: epochs %d-%d, lr %g, %s trainable of %s parameters",
+            phase.name, epoch + 1, epoch + phase.epochs, phase.lr, f"{trainable:,}", f"{total:,}",
+        )
+        callbacks = [
+            EpochRecorder(history, history_path, phase.name, data.num_train, total_epochs),
+            BestCheckpoint(model_path, history["best"], phase.name),
+            tb,
+        ]
+        t0 = time.perf_counter()
+        # shuffle=False: the dataset itself reshuffles every epoch (seeded).
+        model.fit(
+            data.train, validation_data=data.val, initial_epoch=epoch,
+            epochs=epoch + phase.epochs, callbacks=callbacks, verbose=verbose, shuffle=False,
+        )
+        history["phases"][-1]["seconds"] = round(time.perf_counter() - t0, 2)
+        epoch += phase.epochs
+        write_json(history_path, history)
+    history["train_seconds"] = round(time.perf_counter() - t_run, 2)
+    write_json(history_path, history)
+
+    best_model = load_model(model_path)
+    use_native_grouped_conv(best_model)
+    metrics = evaluate(best_model, data)
+    metrics.update(
+        best_epoch=history["best"]["epoch"],
+        best_phase=history["best"]["phase"],
+        total_params=count_params(best_model.weights),
+    )
+    write_json(os.path.join(out, "metrics.json"), metrics)
+    log.info(
+        "best val_accuracy %.4f at epoch %d (%s); run directory: %s",
+        metrics["accuracy"], metrics["best_epoch"], metrics["best_phase"], out,
+    )
+    return metrics
