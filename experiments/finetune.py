@@ -1,6 +1,7 @@
 """Transfer a RegNet: phase 1 with the backbone frozen, phase 2 with its last stages unfrozen.
 
-    make finetune WEIGHTS=none
+    make finetune                 # ImageNet weights (downloaded once; see README for offline)
+    make finetune WEIGHTS=none    # random backbone
     python -m experiments.finetune --backbone=regnetx002 --weights=none \
         --frozen_epochs=10 --finetune_epochs=10 --unfreeze_stages=2 --out_dir=runs/finetune
 
@@ -20,7 +21,12 @@ from kerasxfer.training import run_experiment
 FLAGS = flags.FLAGS
 common.define_common_flags("runs/finetune")
 flags.DEFINE_string("backbone", "regnetx002", "RegNet variant, regnetx002 ... regnety320.")
-flags.DEFINE_string("weights", "none", "Backbone weights: 'none' (random) or the path of a weights file.")
+flags.DEFINE_string(
+    "weights", "imagenet",
+    "Backbone weights: 'imagenet' (official keras-applications file, downloaded once into the Keras "
+    "cache), 'none' (random), or the path of a weights file (.h5 from keras-applications or a "
+    "kerasxfer .weights.h5).",
+)
 flags.DEFINE_integer("frozen_epochs", 10, "Phase 1 epochs (backbone frozen).")
 flags.DEFINE_integer("finetune_epochs", 10, "Phase 2 epochs (last stages unfrozen).")
 flags.DEFINE_float("finetune_lr", 1e-5, "Phase 2 learning rate.")

@@ -155,10 +155,10 @@ class Experiment:
                     f"--image_size={d.image_size} is too small for a RegNet "
                     "backbone: use 32 or more."
                 )
-            if m.weights is not None and not os.path.isfile(m.weights):
+            if m.weights not in (None, "imagenet") and not os.path.isfile(m.weights):
                 raise UserError(
                     f"--weights={m.weights!r} is not a readable file: pass "
-                    "--weights=none or the path of a weights file."
+                    "--weights=imagenet, --weights=none or the path of a weights file."
                 )
         if m.kind == "scratch" and (
             not m.widths or not all(isinstance(w, int) and 1 <= w <= 4096 for w in m.widths)

@@ -34,6 +34,7 @@ from kerasxfer import __version__
 from kerasxfer.config import Experiment, parse_trainable
 from kerasxfer.data import DataSplits, load_data
 from kerasxfer.errors import UserError
+from kerasxfer.models import regnet
 from kerasxfer.models import (
     build_scratch_cnn,
     build_transfer_model,
@@ -262,7 +263,11 @@ def run_experiment(exp: Experiment, data: DataSplits | None = None, verbose: int
     multi-seed studies); otherwise it is loaded from ``exp.data``.
     """
     exp.validate()
-    # The data is opened before anything is written: a bad folder leaves no run directory.
+    # Data and weights are opened before anything is written: a bad folder or
+    # an impossible download leaves no run directory behind.
+    if exp.model.kind == "transfer" and exp.model.weights == "imagenet":
+        path = regnet.imagenet_weights_file(exp.model.backbone, include_top=False)
+        log.info("ImageNet weights: %s", path)
     if data is None:
         data = load_data(exp.data, exp.seed)
     out = exp.out_dir

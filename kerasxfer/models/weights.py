@@ -1,0 +1,128 @@
+"""Getting published weights into Keras 3 models.
+
+* :func:`fetch` downloads a file once into the Keras cache
+  (``$KERAS_HOME/models``, default ``~/.keras/models``) with
+  ``keras.utils.get_file``, verifies its sha256, and turns every failure
+  (no network, proxy, HTTP error, wrong hash) into one
+  :class:`~kerasxfer.errors.UserError` sentence that says which file was
+  needed and where to put it by hand.  A file already in the cache with the
+  right hash is used without any network access.
+* :func:`load_h5_by_name` loads a weights file written by tf-keras (Keras 2,
+  the keras-applications ``.h5`` format) into a Keras 3 model by layer name,
+  checking every shape.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import os
+
+import h5py
+import keras
+import numpy as np
+
+from kerasxfer.errors import UserError
+
+
+def sha256_of(path: str) -> str:
+    h = hashlib.sha256()
+    with open(path, "rb") as f:
+        for chunk in iter(lambda: f.read(1 << 20), b""):
+            h.update(chunk)
+    return h.hexdigest()
+
+
+def cache_dir() -> str:
+    """The folder ``keras.utils.get_file(cache_subdir="models")`` uses (honours ``KERAS_HOME``)."""
+    from keras.src.backend import config
+
+    return os.path.join(os.path.expanduser(config.keras_home()), "models")
+
+
+def fetch(file_name: str, origin: str, file_hash: str) -> str:
+    """Path of ``file_name`` in the Keras cache, downloaded from ``origin`` if missing."""
+    target = os.path.join(cache_dir(), file_name)
+    by_hand = (
+        f"download {origin} on a machine with internet and copy it to {target} "
+        f"(sha256 {file_hash}), or pass --weights=PATH"
+    )
+    try:
+        path = keras.utils.get_file(file_name, origin, cache_subdir="models", file_hash=file_hash)
+    except ValueError as e:  # hash mismatch after download
+        if os.path.exists(target) and sha256_of(target) != file_hash:
+            os.remove(target)  # never leave a bad file where the next run would find it
+        raise UserError(
+            f"the download of {file_name} did not match its published sha256 ({e}): {by_hand}."
+        ) from None
+    except (Exception, KeyboardInterrupt) as e:  # noqa: BLE001 - any network failure
+        reason = str(e).splitlines()[0][:200] if str(e) else type(e).__name__
+        raise UserError(f"cannot download {file_name} ({reason}): {by_hand}.") from None
+    return path
+
+
+def _h5_layers(f):
+    """``{layer name: [arrays in weight order]}`` of a tf-keras ``.h5`` weights file."""
+    root = f["model_weights"] if "model_weights" in f else f
+    names = [n.decode("utf8") if isinstance(n, bytes) else n for n in root.attrs.get("layer_names", [])]
+    out = {}
+    for name in names:
+        g = root[name]
+        wnames = [n.decode("utf8") if isinstance(n, bytes) else n for n in g.attrs.get("weight_names", [])]
+        if wnames:
+            out[name] = [np.asarray(g[w]) for w in wnames]
+    return out
+
+
+def is_legacy_h5(path: str) -> bool:
+    """True for an ``.h5`` written by tf-keras (``layer_names`` attribute at its root)."""
+    try:
+        with h5py.File(path, "r") as f:
+            root = f["model_weights"] if "model_weights" in f else f
+            return "layer_names" in root.attrs
+    except OSError:
+        return False
+
+
+def load_h5_by_name(model: keras.Model, path: str, rename=None, skip=()) -> int:
+    """Load a tf-keras ``.h5`` weights file into ``model`` by layer name.
+
+    ``rename(file_layer_name) -> model_layer_name`` maps names that differ;
+    file layers for which it returns a name in ``skip`` are ignored (e.g. a
+    classifier head when the model has none).  Every weighted layer of the
+    model must be found, with the same number and shapes of weights,
+    otherwise a :class:`UserError` names the first mismatch.  Returns the
+    number of layers loaded.
+    """
+    try:
+        with h5py.File(path, "r") as f:
+            stored = _h5_layers(f)
+    except OSError as e:
+        raise UserError(f"weights file {path!r} is not a readable HDF5 file ({e}): pass a valid .h5 file.") from None
+    if rename:
+        stored = {rename(k): v for k, v in stored.items()}
+    targets = {l.name: l for l in model._flatten_layers(include_self=False) if l.weights}
+    where = f"weights file {os.path.basename(path)!r} does not fit {model.name}"
+    missing = sorted(set(targets) - set(stored))
+    if missing:
+        raise UserError(
+            f"{where}: it has no weights for {len(missing)} layer(s) such as {missing[0]!r}; "
+            "pass the file of the same variant (and a top/notop file that matches include_top)."
+        )
+    extra = sorted(set(stored) - set(targets) - set(skip))
+    if extra:
+        raise UserError(
+            f"{where}: it holds layer(s) the model lacks, such as {extra[0]!r}; "
+            "pass the file of the same variant."
+        )
+    for name, layer in targets.items():
+        arrays = stored[name]
+        shapes = [tuple(w.shape) for w in layer.weights]
+        if [a.shape for a in arrays] != shapes:
+            raise UserError(
+                f"{where}: layer {name!r} has weights of shapes {[a.shape for a in arrays]} in the file "
+                f"but {shapes} in the model; pass the file of the same variant (and classes)."
+            )
+    for name, layer in targets.items():
+        for var, arr in zip(layer.weights, stored[name]):
+            var.assign(arr)
+    return len(targets)
