@@ -2,7 +2,8 @@
 # environment, so `make test` or `make scratch` on a fresh clone does it all.
 #
 #   make scratch                      # scratch CNN on the built-in digits
-#   make finetune WEIGHTS=none        # frozen then unfrozen RegNetX002
+#   make finetune                     # frozen then unfrozen RegNetX002, ImageNet weights
+#   make finetune WEIGHTS=none        # the same from a random backbone
 #   make test                         # the test suite
 #
 # Variables (each passed to the matching flag only when set):
