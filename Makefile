@@ -11,6 +11,7 @@
 #   BACKBONE WEIGHTS FROZEN_EPOCHS FINETUNE_EPOCHS FINETUNE_LR UNFREEZE
 #   TF=cpu|gpu  (which TensorFlow build `make install` puts in .venv)
 #   PORT        (make tensorboard, default 6006)   PYTEST_ARGS (make test)
+#   RUN IMAGES TOP_K OUTPUT EXPORT   (make predict)
 
 PYTHON ?= python3
 VENV ?= .venv
@@ -30,7 +31,10 @@ FINETUNE_FLAGS = $(COMMON_FLAGS) $(call flag,BACKBONE,backbone) \
   $(call flag,FINETUNE_EPOCHS,finetune_epochs) $(call flag,FINETUNE_LR,finetune_lr) \
   $(call flag,UNFREEZE,unfreeze_stages)
 
-.PHONY: install test test-all scratch finetune tensorboard clean
+PREDICT_FLAGS = $(call flag,RUN,run) $(call flag,IMAGES,images) $(call flag,TOP_K,top_k) \
+  $(call flag,OUTPUT,output) $(call flag,EXPORT,export)
+
+.PHONY: install test test-all scratch finetune predict tensorboard clean
 
 install: $(STAMP)
 
@@ -56,6 +60,9 @@ scratch: install
 
 finetune: install
 	$(PY) -m experiments.finetune $(FINETUNE_FLAGS)
+
+predict: install
+	$(PY) -m experiments.predict $(PREDICT_FLAGS)
 
 tensorboard: install
 	$(BIN)/tensorboard --logdir runs --host 127.0.0.1 --port $(PORT)

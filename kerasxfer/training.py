@@ -9,7 +9,9 @@ leaves a complete run directory behind::
     model.keras       best checkpoint by val_accuracy (preprocessing inside)
     history.json      one record per epoch, with its phase, lr, time, images/s
     metrics.json      evaluation of model.keras on the validation split
-    tb/               TensorBoard logs (train/ and validation/), one epoch axis
+    confusion.png     its confusion matrix;  top_losses.png  its worst mistakes
+    tb/               TensorBoard logs (train/ and validation/), one epoch axis;
+                      phase markers, HParams and the two images in tb/ itself
 
 A run has one or more phases (scratch: one; finetune: frozen then
 unfrozen).  Epoch numbers continue across phases, and the best checkpoint is
@@ -30,7 +32,7 @@ import numpy as np
 import tensorflow as tf
 import keras
 
-from kerasxfer import __version__
+from kerasxfer import __version__, summaries
 from kerasxfer.config import Experiment, parse_trainable
 from kerasxfer.data import DataSplits, load_data
 from kerasxfer.errors import UserError
@@ -124,14 +126,15 @@ def count_params(weights) -> int:
 class EpochRecorder(keras.callbacks.Callback):
     """Appends one record per epoch to ``history`` (phase, metrics, lr, speed) and saves it.
 
-    It runs before the TensorBoard callback and adds ``learning_rate`` to the
-    epoch logs, so TensorBoard plots the learning rate too.
+    It runs before the TensorBoard callback and adds ``learning_rate`` and
+    ``phase`` (the phase's index: 0, 1, ...) to the epoch logs, so TensorBoard
+    plots the learning rate and shows where each phase starts.
     """
 
-    def __init__(self, history: dict, path: str, phase: str, num_train: int, total_epochs: int):
+    def __init__(self, history: dict, path: str, phase: str, num_train: int, total_epochs: int, phase_index: int = 0):
         super().__init__()
         self.history, self.path, self.phase = history, path, phase
-        self.num_train, self.total_epochs = num_train, total_epochs
+        self.num_train, self.total_epochs, self.phase_index = num_train, total_epochs, phase_index
 
     def on_epoch_begin(self, epoch, logs=None):
         self._t0 = time.perf_counter()
@@ -147,8 +150,9 @@ class EpochRecorder(keras.callbacks.Callback):
         train_s = (self._t_val or t1) - self._t0
         lr = float(keras.ops.convert_to_numpy(self.model.optimizer.learning_rate))
         logs["learning_rate"] = lr
+        logs["phase"] = float(self.phase_index)
         rec = {"epoch": epoch + 1, "phase": self.phase}
-        rec.update({k: float(v) for k, v in logs.items() if k != "learning_rate"})
+        rec.update({k: float(v) for k, v in logs.items() if k not in ("learning_rate", "phase")})
         rec.update(
             learning_rate=lr,
             seconds=round(t1 - self._t0, 3),
@@ -231,11 +235,12 @@ def compile_for_phase(model: keras.Model, exp: Experiment, lr: float) -> None:
 
 
 # --------------------------------------------------------------- evaluate
-def evaluate(model: keras.Model, data: DataSplits) -> dict:
+def evaluate(model: keras.Model, data: DataSplits, probs=None) -> dict:
     """Accuracy, loss, per-class precision/recall/F1 and confusion matrix on the val split."""
     from sklearn.metrics import confusion_matrix, precision_recall_fscore_support
 
-    probs = model.predict(data.val, verbose=0)
+    if probs is None:
+        probs = model.predict(data.val, verbose=0)
     y = data.val_labels
     pred = probs.argmax(axis=1)
     eps = 1e-7
@@ -253,6 +258,49 @@ def evaluate(model: keras.Model, data: DataSplits) -> dict:
         },
         "confusion_matrix": confusion_matrix(y, pred, labels=labels).tolist(),
     }
+
+
+def top_losses(data: DataSplits, probs, k: int = 16):
+    """The ``k`` misclassified validation images with the highest loss, with their labels."""
+    y = data.val_labels
+    pred = probs.argmax(axis=1)
+    p_true = probs[np.arange(len(y)), y]
+    wrong = np.flatnonzero(pred != y)
+    chosen = wrong[np.argsort(p_true[wrong], kind="stable")][:k]
+    images, offset, want = {}, 0, set(chosen.tolist())
+    for x, _ in data.val:
+        n = int(x.shape[0])
+        for i in range(offset, offset + n):
+            if i in want:
+                images[i] = x[i - offset].numpy()
+        offset += n
+        if len(images) == len(want):
+            break
+    return [images[i] for i in chosen], y[chosen], pred[chosen], p_true[chosen]
+
+
+def write_evaluation(out: str, exp: Experiment, data: DataSplits, probs, metrics: dict, history: dict) -> None:
+    """confusion.png and top_losses.png in the run directory and in TensorBoard; HParams."""
+    tb_dir = os.path.join(out, "tb")
+    best = history["best"]
+    title = f"{exp.name}: best checkpoint (epoch {best['epoch']}, {best['phase']}), val_acc {metrics['accuracy']:.4f}"
+    cm_png = summaries.confusion_png(metrics["confusion_matrix"], data.class_names, title)
+    imgs, true, pred, p_true = top_losses(data, probs)
+    tl_png = summaries.top_losses_png(imgs, true, pred, p_true, data.class_names, f"{exp.name}: top losses")
+    for name, png in (("confusion.png", cm_png), ("top_losses.png", tl_png)):
+        with open(os.path.join(out, name + ".tmp"), "wb") as f:
+            f.write(png)
+        os.replace(os.path.join(out, name + ".tmp"), os.path.join(out, name))
+    summaries.write_images(tb_dir, best["epoch"] - 1, {"confusion_matrix": cm_png, "top_losses": tl_png})
+    last = history["epochs"][-1]
+    final = {
+        "hparams/best_val_accuracy": best["val_accuracy"],
+        "hparams/best_epoch": best["epoch"],
+        "hparams/final_val_loss": last.get("val_loss", float("nan")),
+        "hparams/final_train_loss": last.get("loss", float("nan")),
+        "hparams/train_seconds": history["train_seconds"],
+    }
+    summaries.write_hparams(tb_dir, exp, final, step=last["epoch"] - 1)
 
 
 # -------------------------------------------------------------------- run
@@ -317,7 +365,7 @@ def run_experiment(exp: Experiment, data: DataSplits | None = None, verbose: int
 
     epoch = 0
     t_run = time.perf_counter()
-    for phase in exp.phases:
+    for phase_index, phase in enumerate(exp.phases):
         if phase.epochs == 0:
             continue
         with strategy.scope():
@@ -335,8 +383,13 @@ def run_experiment(exp: Experiment, data: DataSplits | None = None, verbose: int
             "phase %s: epochs %d-%d, lr %g, %s trainable of %s parameters",
             phase.name, epoch + 1, epoch + phase.epochs, phase.lr, f"{trainable:,}", f"{total:,}",
         )
+        summaries.write_phase_marker(
+            os.path.join(out, "tb"), epoch,
+            f"epoch {epoch + 1}: phase **{phase.name}** begins (lr {phase.lr:g}, trainable: "
+            f"{phase.trainable}, {trainable:,} of {total:,} parameters)",
+        )
         callbacks = [
-            EpochRecorder(history, history_path, phase.name, data.num_train, total_epochs),
+            EpochRecorder(history, history_path, phase.name, data.num_train, total_epochs, phase_index),
             BestCheckpoint(model_path, history["best"], phase.name),
             tb,
         ]
@@ -354,13 +407,15 @@ def run_experiment(exp: Experiment, data: DataSplits | None = None, verbose: int
 
     best_model = load_model(model_path)
     use_native_grouped_conv(best_model)
-    metrics = evaluate(best_model, data)
+    probs = best_model.predict(data.val, verbose=0)
+    metrics = evaluate(best_model, data, probs)
     metrics.update(
         best_epoch=history["best"]["epoch"],
         best_phase=history["best"]["phase"],
         total_params=count_params(best_model.weights),
     )
     write_json(os.path.join(out, "metrics.json"), metrics)
+    write_evaluation(out, exp, data, probs, metrics, history)
     log.info(
         "best val_accuracy %.4f at epoch %d (%s); run directory: %s",
         metrics["accuracy"], metrics["best_epoch"], metrics["best_phase"], out,

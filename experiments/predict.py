@@ -1,0 +1,102 @@
+"""Classify images with a trained run, or export it for serving.
+
+    make predict RUN=runs/finetune IMAGES=photo.jpg,more_photos/
+    python -m experiments.predict --run=runs/finetune --images=a.jpg,folder/ --top_k=3 --output=preds.csv
+    python -m experiments.predict --run=runs/finetune --export=saved_model   # or tflite
+
+One line per image on stdout: the path, then the top-k classes with their
+probabilities; files that cannot be read are listed with the reason and the
+others go on.  ``--output`` writes the same as CSV or JSON (by extension).
+The exit code is non-zero only when no image at all could be classified.
+Expected: about 5 s start-up, then hundreds of images per second on 2 CPU cores.
+"""
+
+import csv
+import json
+import os
+import sys
+
+from absl import flags
+
+from experiments import common
+from kerasxfer.errors import UserError
+
+FLAGS = flags.FLAGS
+flags.DEFINE_string("run", None, "Run directory (e.g. runs/finetune); its model.keras and class names are used.")
+flags.DEFINE_string("model", None, "A .keras file instead of --run (then --class_names is needed).")
+flags.DEFINE_list("class_names", None, "Class names in output order, with --model.")
+flags.DEFINE_list("images", [], "Image files and/or folders (walked recursively), comma-separated.")
+flags.DEFINE_integer("top_k", 3, "How many classes to report per image.")
+flags.DEFINE_string("output", None, "Also write the predictions to this .csv or .json file.")
+flags.DEFINE_integer("batch_size", 32, "Images per forward pass.")
+flags.DEFINE_enum("export", None, ["saved_model", "tflite"], "Write a serving artefact into <run>/export/ instead of predicting.")
+
+
+def _write_output(path, preds, top_k):
+    tmp = path + ".tmp"
+    if path.lower().endswith(".json"):
+        rows = [
+            {"source": p.source, "top": [{"class": c, "probability": pr} for c, pr in p.top], "error": p.error}
+            for p in preds
+        ]
+        with open(tmp, "w", encoding="utf-8") as f:
+            json.dump(rows, f, indent=2)
+    else:
+        header = ["source"] + [f"{k}{i + 1}" for i in range(top_k) for k in ("class", "prob")] + ["error"]
+        with open(tmp, "w", newline="", encoding="utf-8") as f:
+            w = csv.writer(f)
+            w.writerow(header)
+            for p in preds:
+                cells = [x for c, pr in p.top for x in (c, f"{pr:.6f}")]
+                cells += [""] * (2 * top_k - len(cells))
+                w.writerow([p.source] + cells + [p.error or ""])
+    os.replace(tmp, path)
+
+
+def main(argv):
+    from kerasxfer.inference import Classifier, export
+
+    if bool(FLAGS.run) == bool(FLAGS.model):
+        raise UserError("pass exactly one of --run=RUN_DIR or --model=FILE.keras.")
+    if FLAGS.top_k < 1:
+        raise UserError(f"--top_k={FLAGS.top_k} must be 1 or more.")
+    if FLAGS.batch_size < 1:
+        raise UserError(f"--batch_size={FLAGS.batch_size} must be 1 or more.")
+    if FLAGS.output and not FLAGS.output.lower().endswith((".csv", ".json")):
+        raise UserError(f"--output={FLAGS.output!r} must end in .csv or .json.")
+    if FLAGS.run:
+        clf = Classifier.from_run(FLAGS.run, batch_size=FLAGS.batch_size)
+    else:
+        if not FLAGS.class_names:
+            raise UserError("--model needs --class_names=a,b,c (in the model's output order).")
+        clf = Classifier.from_model(FLAGS.model, FLAGS.class_names, batch_size=FLAGS.batch_size)
+
+    if FLAGS.export:
+        out = os.path.join(FLAGS.run or os.path.dirname(os.path.abspath(FLAGS.model)), "export")
+        path = export(clf, out, FLAGS.export)
+        print(f"wrote {path}")
+        return 0
+
+    if not FLAGS.images:
+        raise UserError("--images is empty: pass image files or folders, e.g. --images=photo.jpg,folder/.")
+    missing = [p for p in FLAGS.images if not os.path.exists(p)]
+    preds = clf.predict([p for p in FLAGS.images if p not in missing], top_k=FLAGS.top_k)
+    from kerasxfer.inference import Prediction
+
+    preds += [Prediction(p, [], error="file not found") for p in missing]
+    for p in preds:
+        if p.error:
+            print(f"{p.source}\tERROR: {p.error}")
+        else:
+            print(p.source + "\t" + "\t".join(f"{c} {pr:.4f}" for c, pr in p.top))
+    if FLAGS.output:
+        _write_output(FLAGS.output, preds, min(FLAGS.top_k, len(clf.class_names)))
+    good = sum(p.error is None for p in preds)
+    print(f"classified {good} of {len(preds)} inputs", file=sys.stderr)
+    if good == 0:
+        raise UserError("no image could be classified: check the paths and the files listed above.")
+    return 0
+
+
+if __name__ == "__main__":
+    common.run_main(main)

@@ -1,0 +1,248 @@
+"""Classify new images with a trained run, and export it for serving.
+
+    from kerasxfer.inference import Classifier
+    clf = Classifier.from_run("runs/finetune")
+    for p in clf.predict(["photo.jpg", "more_photos/"], top_k=3):
+        print(p.source, p.top)          # [("cat", 0.93), ("dog", 0.05), ...]
+
+Images go through exactly the preprocessing of training: decoded by the same
+TensorFlow op, resized by the same function to the run's image size; the
+model itself rescales.  Files that cannot be read come back as predictions
+with an ``error`` and the others go on.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import json
+import os
+import zipfile
+from typing import Optional
+
+import numpy as np
+import tensorflow as tf
+
+from kerasxfer.data.pipeline import _to_rgb_resized
+from kerasxfer.data.sources import IMAGE_EXTENSIONS, _is_hidden, decode_image_file
+from kerasxfer.errors import UserError
+from kerasxfer.models import use_native_grouped_conv
+
+
+@dataclasses.dataclass
+class Prediction:
+    """The top-k classes of one input, or the reason it could not be classified."""
+
+    source: str
+    top: list  # [(class name, probability), ...], best first
+    error: Optional[str] = None
+
+    @property
+    def label(self) -> Optional[str]:
+        return self.top[0][0] if self.top else None
+
+
+def load_model_safely(path: str):
+    """``keras.saving.load_model(path, safe_mode=True)`` with one-sentence errors."""
+    import keras
+
+    if not os.path.isfile(path):
+        raise UserError(f"model file {path!r} does not exist: pass the model.keras of a finished run.")
+    if not zipfile.is_zipfile(path):
+        raise UserError(
+            f"{path!r} is not a Keras model file (a .keras file is a zip archive; this one is "
+            "truncated or something else): pass the model.keras of a finished run."
+        )
+    try:
+        return keras.saving.load_model(path, safe_mode=True, compile=False)
+    except Exception as e:  # noqa: BLE001 - any load failure is one sentence
+        first = str(e).strip().splitlines()[0][:240] if str(e).strip() else type(e).__name__
+        raise UserError(
+            f"cannot load {path!r} as a Keras model safely ({first}): it is damaged or needs "
+            "custom code; pass a model.keras written by kerasxfer."
+        ) from None
+
+
+class Classifier:
+    """A trained model plus its class names and input size."""
+
+    def __init__(self, model, class_names, image_size: Optional[int] = None, batch_size: int = 32):
+        self.model = model
+        self.class_names = list(class_names)
+        shape = model.input_shape
+        self.image_size = int(image_size or shape[1])
+        self.batch_size = batch_size
+        out = model.output_shape[-1]
+        if out != len(self.class_names):
+            raise UserError(
+                f"the model has {out} outputs but {len(self.class_names)} class names were given: "
+                "pass the class names of the run that trained it."
+            )
+        use_native_grouped_conv(model)
+        self._resize = tf.function(
+            lambda x: _to_rgb_resized(x, self.image_size),
+            input_signature=[tf.TensorSpec([None, None, 3], tf.uint8)],
+        )
+
+    @classmethod
+    def from_run(cls, run_dir: str, batch_size: int = 32) -> "Classifier":
+        """The best model of a run directory, with its class names and image size."""
+        try:
+            with open(os.path.join(run_dir, "data.json"), encoding="utf-8") as f:
+                data = json.load(f)
+        except (OSError, ValueError) as e:
+            raise UserError(
+                f"{run_dir!r} is not a finished kerasxfer run ({type(e).__name__} reading data.json): "
+                "pass a run directory such as runs/finetune."
+            ) from None
+        model = load_model_safely(os.path.join(run_dir, "model.keras"))
+        return cls(model, data["class_names"], data.get("image_size"), batch_size)
+
+    @classmethod
+    def from_model(cls, path: str, class_names, batch_size: int = 32) -> "Classifier":
+        return cls(load_model_safely(path), class_names, None, batch_size)
+
+    # ------------------------------------------------------------- inputs
+    def _expand(self, inputs):
+        """``(source name, loader)`` pairs; a loader returns a uint8 image or raises."""
+        if isinstance(inputs, (str, os.PathLike)) or not isinstance(inputs, (list, tuple)):
+            inputs = [inputs]
+        items = []
+        for k, item in enumerate(inputs):
+            if isinstance(item, (str, os.PathLike)):
+                p = os.fspath(item)
+                if os.path.isdir(p):
+                    items += [(f, _file_loader(f)) for f in _walk(p)]
+                else:
+                    items.append((p, _file_loader(p)))
+            elif isinstance(item, np.ndarray) and item.ndim == 4:
+                items += [(f"array[{k}][{i}]", _array_loader(a)) for i, a in enumerate(item)]
+            elif isinstance(item, np.ndarray):
+                items.append((f"array[{k}]", _array_loader(item)))
+            elif hasattr(item, "convert") and hasattr(item, "size"):  # PIL.Image
+                items.append((f"image[{k}]", _array_loader(np.asarray(item.convert("RGB")))))
+            else:
+                raise UserError(
+                    f"input {k} is a {type(item).__name__}: pass file paths, folders, numpy arrays or PIL images."
+                )
+        return items
+
+    def preprocess(self, image) -> np.ndarray:
+        """One uint8 image (H, W, 1|3) -> the float32 (S, S, 3) the model takes, as in training."""
+        return self._resize(tf.convert_to_tensor(image, tf.uint8)).numpy().astype(np.float32)
+
+    def predict(self, inputs, top_k: int = 1) -> list:
+        """:class:`Prediction` per image of ``inputs`` (paths, folders, arrays, PIL images)."""
+        top_k = max(1, min(int(top_k), len(self.class_names)))
+        items = self._expand(inputs)
+        results = [None] * len(items)
+        ok_idx, ok_imgs = [], []
+        for i, (src, load) in enumerate(items):
+            try:
+                ok_imgs.append(self.preprocess(load()))
+                ok_idx.append(i)
+            except Exception as e:  # noqa: BLE001 - reported per image
+                results[i] = Prediction(src, [], error=_reason(e))
+        for start in range(0, len(ok_imgs), self.batch_size):
+            batch = np.stack(ok_imgs[start:start + self.batch_size])
+            probs = self.model.predict_on_batch(batch)
+            probs = np.asarray(probs)
+            for j, p in enumerate(probs):
+                i = ok_idx[start + j]
+                best = np.argsort(-p, kind="stable")[:top_k]
+                results[i] = Prediction(items[i][0], [(self.class_names[c], float(p[c])) for c in best])
+        return results
+
+
+def _walk(folder):
+    """Every non-hidden file under ``folder``, sorted; non-images are reported, not dropped."""
+    out = []
+    for dirpath, dirnames, filenames in os.walk(folder):
+        dirnames[:] = sorted(d for d in dirnames if not _is_hidden(d))
+        out += [os.path.join(dirpath, f) for f in sorted(filenames) if not _is_hidden(f)]
+    return out
+
+
+def _file_loader(path):
+    def load():
+        if not os.path.exists(path):
+            raise FileNotFoundError("file not found")
+        if not path.lower().endswith(IMAGE_EXTENSIONS):
+            raise ValueError(f"not an image file ({os.path.splitext(path)[1] or 'no extension'})")
+        return decode_image_file(tf.constant(path))
+
+    return load
+
+
+def _array_loader(arr):
+    def load():
+        a = np.asarray(arr)
+        if a.ndim == 2:
+            a = a[..., None]
+        if a.ndim != 3 or a.shape[-1] not in (1, 3, 4):
+            raise ValueError(f"array of shape {a.shape} is not an image (H, W, 1|3|4)")
+        if a.shape[-1] == 4:
+            a = a[..., :3]
+        if a.shape[-1] == 1:
+            a = np.repeat(a, 3, axis=-1)
+        if a.dtype != np.uint8:
+            a = np.clip(np.round(a), 0, 255).astype(np.uint8)
+        return a
+
+    return load
+
+
+def _reason(e: Exception) -> str:
+    if isinstance(e, tf.errors.InvalidArgumentError):
+        return "cannot be decoded as an image (corrupt, truncated or another format)"
+    msg = str(e).strip().splitlines()[0] if str(e).strip() else type(e).__name__
+    return msg[:200]
+
+
+# ------------------------------------------------------------------ export
+def export(clf: Classifier, out_dir: str, fmt: str) -> str:
+    """Write a serving artefact of ``clf`` into ``out_dir``; return its path.
+
+    ``saved_model``: a TF SavedModel with two signatures, ``serving_default``
+    taking encoded image bytes (``tf.string``, shape [N]) and ``serve_uint8``
+    taking uint8 images (N, S, S, 3); both return ``probabilities`` (N, C) and
+    ``classes`` (N,) as strings.  ``tflite``: the uint8 signature converted
+    with the TFLite converter (probabilities only; class names are written
+    next to it as ``labels.txt``).
+    """
+    import keras
+
+    size, names = clf.image_size, tf.constant(clf.class_names)
+    model = clf.model
+
+    def from_uint8(images):
+        probs = model(tf.cast(images, tf.float32), training=False)
+        return {"probabilities": probs, "classes": tf.gather(names, tf.argmax(probs, axis=-1))}
+
+    def from_bytes(encoded):
+        def decode(b):
+            img = tf.io.decode_image(b, channels=3, expand_animations=False, dtype=tf.uint8)
+            img.set_shape([None, None, 3])
+            return _to_rgb_resized(img, size)
+
+        images = tf.map_fn(decode, encoded, fn_output_signature=tf.TensorSpec((size, size, 3), tf.uint8))
+        return from_uint8(images)
+
+    os.makedirs(out_dir, exist_ok=True)
+    sm_path = os.path.join(out_dir, "saved_model")
+    archive = keras.export.ExportArchive()
+    archive.track(model)
+    archive.add_endpoint("serving_default", from_bytes, input_signature=[tf.TensorSpec([None], tf.string)])
+    archive.add_endpoint("serve_uint8", from_uint8, input_signature=[tf.TensorSpec([None, size, size, 3], tf.uint8)])
+    archive.write_out(sm_path, verbose=False)
+    if fmt == "saved_model":
+        return sm_path
+    if fmt != "tflite":
+        raise UserError(f"--export={fmt!r} is unknown: use saved_model or tflite.")
+    converter = tf.lite.TFLiteConverter.from_saved_model(sm_path, signature_keys=["serve_uint8"])
+    tfl_path = os.path.join(out_dir, "model.tflite")
+    with open(tfl_path + ".tmp", "wb") as f:
+        f.write(converter.convert())
+    os.replace(tfl_path + ".tmp", tfl_path)
+    with open(os.path.join(out_dir, "labels.txt"), "w", encoding="utf-8") as f:
+        f.write("\n".join(clf.class_names) + "\n")
+    return tfl_path

@@ -1,0 +1,133 @@
+"""What a run adds to TensorBoard beyond Keras' per-epoch scalars.
+
+Keras' ``TensorBoard`` callback writes ``epoch_loss``/``epoch_accuracy`` (and
+``epoch_learning_rate``, ``epoch_phase``, which :mod:`kerasxfer.training` adds
+to the logs) into ``tb/train`` and ``tb/validation``.  This module writes into
+``tb/`` itself:
+
+* a text marker at the first epoch of every phase (where the unfreeze happens);
+* the run's hyperparameters and final metrics for the HParams plugin, so the
+  HParams table lines up scratch against fine-tune;
+* the confusion matrix of the best checkpoint and a grid of the validation
+  images with the highest loss ("top losses"), as images.
+"""
+
+from __future__ import annotations
+
+import io
+
+import numpy as np
+import tensorflow as tf
+
+
+def _writer(tb_dir):
+    return tf.summary.create_file_writer(tb_dir)
+
+
+def write_phase_marker(tb_dir: str, step: int, text: str) -> None:
+    w = _writer(tb_dir)
+    with w.as_default():
+        tf.summary.text("phase", text, step=step)
+    w.flush()
+    w.close()
+
+
+def flat_hparams(exp) -> dict:
+    """The experiment as HParams values (bool/int/float/str only)."""
+    m, d = exp.model, exp.data
+    hp = {
+        "run": exp.name,
+        "model": m.kind if m.kind == "scratch" else m.backbone,
+        "weights": "random" if m.kind == "scratch" or m.weights is None else str(m.weights),
+        "dataset": d.dataset,
+        "image_size": d.image_size,
+        "batch_size": d.batch_size,
+        "seed": exp.seed,
+        "dropout": m.dropout,
+    }
+    for p in exp.phases:
+        hp[f"{p.name}_epochs"] = p.epochs
+        hp[f"{p.name}_lr"] = p.lr
+        hp[f"{p.name}_trainable"] = p.trainable
+    return hp
+
+
+def write_hparams(tb_dir: str, exp, final: dict, step: int) -> None:
+    """Hyperparameters of ``exp`` and the ``final`` metrics (name -> float) for the HParams plugin."""
+    from tensorboard.plugins.hparams import api as hp_api
+
+    w = _writer(tb_dir)
+    with w.as_default():
+        hp_api.hparams(flat_hparams(exp), trial_id=exp.out_dir)
+        for k, v in final.items():
+            tf.summary.scalar(k, float(v), step=step)
+    w.flush()
+    w.close()
+
+
+def _png(fig) -> bytes:
+    buf = io.BytesIO()
+    fig.savefig(buf, format="png", dpi=100, bbox_inches="tight")
+    import matplotlib.pyplot as plt
+
+    plt.close(fig)
+    return buf.getvalue()
+
+
+def confusion_png(cm, class_names, title: str) -> bytes:
+    """The confusion matrix as a PNG (rows: true class, columns: predicted)."""
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    cm = np.asarray(cm)
+    n = len(class_names)
+    side = min(12, 2.5 + 0.45 * n)
+    fig, ax = plt.subplots(figsize=(side, side))
+    ax.imshow(cm, cmap="Blues")
+    ax.set_xticks(range(n), class_names, rotation=90 if n > 10 else 0)
+    ax.set_yticks(range(n), class_names)
+    ax.set_xlabel("predicted")
+    ax.set_ylabel("true")
+    ax.set_title(title)
+    if n <= 30:
+        thresh = cm.max() / 2 if cm.size else 0
+        for i in range(n):
+            for j in range(n):
+                ax.text(j, i, int(cm[i, j]), ha="center", va="center", fontsize=8,
+                        color="white" if cm[i, j] > thresh else "black")
+    return _png(fig)
+
+
+def top_losses_png(images, true, pred, prob_true, class_names, title: str) -> bytes:
+    """A grid of validation images with their true / predicted class and p(true)."""
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    k = len(images)
+    cols = min(4, max(1, k))
+    rows = max(1, int(np.ceil(k / cols)))
+    fig, axes = plt.subplots(rows, cols, figsize=(2.6 * cols, 2.9 * rows), squeeze=False)
+    for ax in axes.ravel():
+        ax.axis("off")
+    for i in range(k):
+        ax = axes.ravel()[i]
+        ax.imshow(np.clip(images[i], 0, 255).astype(np.uint8))
+        ax.set_title(f"true {class_names[true[i]]}\npred {class_names[pred[i]]}\np(true) {prob_true[i]:.2f}", fontsize=8)
+    if k == 0:
+        axes[0, 0].text(0.5, 0.5, "no misclassified image", ha="center", va="center")
+    fig.suptitle(title)
+    return _png(fig)
+
+
+def write_images(tb_dir: str, step: int, named_pngs: dict) -> None:
+    w = _writer(tb_dir)
+    with w.as_default():
+        for name, png in named_pngs.items():
+            img = tf.io.decode_png(png, channels=4)[None]
+            tf.summary.image(name, img, step=step)
+    w.flush()
+    w.close()
