@@ -1,6 +1,7 @@
 # kerasxfer — every target that needs Python depends on the virtual
 # environment, so `make test` or `make scratch` on a fresh clone does it all.
 #
+#   make demo                         # the whole study offline: pretrain, scratch, finetune, report
 #   make scratch                      # scratch CNN on the built-in digits
 #   make finetune                     # frozen then unfrozen RegNetX002, ImageNet weights
 #   make finetune WEIGHTS=none        # the same from a random backbone
@@ -12,6 +13,7 @@
 #   TF=cpu|gpu  (which TensorFlow build `make install` puts in .venv)
 #   PORT        (make tensorboard, default 6006)   PYTEST_ARGS (make test)
 #   RUN IMAGES TOP_K OUTPUT EXPORT   (make predict)
+#   RUNS SEEDS REPORT                (make compare)
 
 PYTHON ?= python3
 VENV ?= .venv
@@ -34,7 +36,12 @@ FINETUNE_FLAGS = $(COMMON_FLAGS) $(call flag,BACKBONE,backbone) \
 PREDICT_FLAGS = $(call flag,RUN,run) $(call flag,IMAGES,images) $(call flag,TOP_K,top_k) \
   $(call flag,OUTPUT,output) $(call flag,EXPORT,export)
 
-.PHONY: install test test-all scratch finetune predict tensorboard clean
+PRETRAIN_FLAGS = $(call flag,BACKBONE,backbone) $(call flag,EPOCHS,epochs) $(call flag,OUT,out_dir) \
+  $(call flag,SEED,seed) $(call flag,IMAGE_SIZE,image_size) $(call flag,BATCH_SIZE,batch_size)
+COMPARE_FLAGS = $(call flag,RUNS,runs) $(call flag,SEEDS,seeds) $(call flag,REPORT,out_dir)
+PRETRAINED := runs/pretrain/backbone.weights.h5
+
+.PHONY: install test test-all scratch finetune pretrain compare demo predict tensorboard clean
 
 install: $(STAMP)
 
@@ -60,6 +67,24 @@ scratch: install
 
 finetune: install
 	$(PY) -m experiments.finetune $(FINETUNE_FLAGS)
+
+pretrain: install
+	$(PY) -m experiments.pretrain $(PRETRAIN_FLAGS)
+
+compare: install
+	$(PY) -m experiments.compare $(COMPARE_FLAGS)
+
+# The main job, offline: a backbone self-pretrained on the synthetic source
+# task (kept if it exists), the scratch CNN, fine-tuning from that backbone and
+# the same fine-tuning from a random backbone (the control), then the report.
+demo: install
+	@if [ -f $(PRETRAINED) ]; then echo "[demo] $(PRETRAINED) exists: pretraining skipped (delete runs/pretrain to redo it)"; \
+	  else $(PY) -m experiments.pretrain --out_dir=runs/pretrain; fi
+	$(PY) -m experiments.scratch --out_dir=runs/scratch
+	$(PY) -m experiments.finetune --weights=$(PRETRAINED) --out_dir=runs/finetune
+	$(PY) -m experiments.finetune --weights=none --out_dir=runs/finetune-random
+	$(PY) -m experiments.compare --runs=runs/scratch,runs/finetune,runs/finetune-random --out_dir=runs/report
+	@echo "[demo] report: runs/report/report.md (curves.png, confusion.png, summary.json beside it)"
 
 predict: install
 	$(PY) -m experiments.predict $(PREDICT_FLAGS)

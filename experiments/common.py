@@ -22,12 +22,16 @@ from kerasxfer.errors import UserError  # noqa: E402
 FLAGS = flags.FLAGS
 
 
-def define_common_flags(default_out: str) -> None:
-    flags.DEFINE_string("dataset", "digits", "'digits' (built in) or the path of a folder of class sub-folders.")
+def define_common_flags(default_out: str, dataset: str = "digits") -> None:
+    flags.DEFINE_string(
+        "dataset", dataset,
+        "'digits' or 'synthetic' (built in) or the path of a folder of class sub-folders.",
+    )
     flags.DEFINE_integer("image_size", 64, "Images are resized to image_size x image_size RGB.")
     flags.DEFINE_integer("batch_size", 32, "Batch size.")
     flags.DEFINE_float("val_fraction", 0.2, "Share of each class held out for validation (flat folders, digits).")
     flags.DEFINE_integer("seed", 0, "Seed of the data split, shuffling and initialisation.")
+    flags.DEFINE_integer("split_seed", None, "Seed of the train/val split alone (default: --seed).")
     flags.DEFINE_string("out_dir", default_out, "Run directory to write.")
     flags.DEFINE_float("lr", 1e-3, "Learning rate (scratch; finetune phase 1).")
     flags.DEFINE_float("dropout", 0.3, "Dropout before the classifier.")
@@ -40,6 +44,7 @@ def data_config() -> DataConfig:
         image_size=FLAGS.image_size,
         batch_size=FLAGS.batch_size,
         val_fraction=FLAGS.val_fraction,
+        split_seed=FLAGS.split_seed,
     )
 
 

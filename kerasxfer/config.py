@@ -19,16 +19,17 @@ from typing import Optional
 
 from kerasxfer.errors import UserError
 
-BUILTIN_DATASETS = ("digits",)
-MODEL_KINDS = ("scratch", "transfer")
+BUILTIN_DATASETS = ("digits", "synthetic")
+MODEL_KINDS = ("scratch", "transfer", "regnet")
 
 
 @dataclass
 class DataConfig:
     """Where the images come from and how they are fed.
 
-    ``dataset`` is a built-in name (``digits``) or the path of a folder of
-    class sub-folders.
+    ``dataset`` is a built-in name (``digits``, ``synthetic``) or the path
+    of a folder of class sub-folders.  ``synthetic_train``/``synthetic_val``
+    size the procedural ``synthetic`` dataset.
     """
 
     dataset: str = "digits"
@@ -36,6 +37,11 @@ class DataConfig:
     batch_size: int = 32
     val_fraction: float = 0.2
     shuffle_buffer: int = 2048
+    synthetic_train: int = 12000
+    synthetic_val: int = 1200
+    # Seed of the train/val split; None: the experiment's seed.  Fixing it
+    # keeps the same validation images across seeds (paired comparisons).
+    split_seed: Optional[int] = None
 
 
 @dataclass
@@ -43,7 +49,8 @@ class ModelConfig:
     """Which network is trained.
 
     ``kind="scratch"`` is the compact CNN (``widths`` and ``convs_per_block``
-    shape it); ``kind="transfer"`` is ``backbone`` (a RegNet variant, lower
+    shape it); ``kind="regnet"`` is a whole RegNet ``backbone`` with a new head,
+    every layer trained (pretraining); ``kind="transfer"`` is ``backbone`` (a RegNet variant, lower
     case) with a new head, starting from ``weights`` (``None`` for random
     initialisation or the path of a weights file).
     """
@@ -144,7 +151,9 @@ class Experiment:
             )
         if m.kind not in MODEL_KINDS:
             raise UserError(f"model kind {m.kind!r} is unknown: use one of {MODEL_KINDS}.")
-        if m.kind == "transfer":
+        if d.dataset == "synthetic" and not (d.synthetic_train >= 24 and d.synthetic_val >= 24):
+            raise UserError("the synthetic dataset needs at least 24 train and 24 val images (one per class).")
+        if m.kind in ("transfer", "regnet"):
             if m.backbone not in regnet.VARIANTS:
                 raise UserError(
                     f"--backbone={m.backbone!r} is not a known RegNet: use one of "

@@ -38,6 +38,7 @@ from kerasxfer.data import DataSplits, load_data
 from kerasxfer.errors import UserError
 from kerasxfer.models import regnet
 from kerasxfer.models import (
+    build_regnet_classifier,
     build_scratch_cnn,
     build_transfer_model,
     calibrate_batchnorm,
@@ -194,6 +195,69 @@ class BestCheckpoint(keras.callbacks.Callback):
             self.best.update(epoch=epoch + 1, phase=self.phase, val_accuracy=acc, val_loss=loss)
 
 
+# ---------------------------------------------------------------- weights
+BACKBONE_FILE = "backbone.weights.h5"
+BACKBONE_INFO = "backbone.json"
+
+
+def export_backbone(run_dir: str) -> str:
+    """Save the backbone of a run's best model as ``backbone.weights.h5`` (+ ``backbone.json``).
+
+    The file loads into ``finetune --weights=PATH`` (and ``RegNet(weights=PATH)``)
+    for the same variant; ``backbone.json`` records where it came from, so
+    reports can say what a fine-tuned run started from.
+    """
+    from kerasxfer.models import get_backbone
+
+    model = load_model(os.path.join(run_dir, MODEL_FILE))
+    backbone = get_backbone(model)
+    path = os.path.join(run_dir, BACKBONE_FILE)
+    tmp = os.path.join(run_dir, ".tmp-" + BACKBONE_FILE)
+    backbone.save_weights(tmp)
+    os.replace(tmp, path)
+    with open(os.path.join(run_dir, "data.json"), encoding="utf-8") as f:
+        data = json.load(f)
+    with open(os.path.join(run_dir, "metrics.json"), encoding="utf-8") as f:
+        metrics = json.load(f)
+    write_json(
+        os.path.join(run_dir, BACKBONE_INFO),
+        {
+            "variant": backbone.name,
+            "pretrained_on": data["source"],
+            "num_classes": len(data["class_names"]),
+            "num_train": data["num_train"],
+            "image_size": data["image_size"],
+            "best_val_accuracy": metrics["accuracy"],
+            "best_epoch": metrics["best_epoch"],
+            "run_dir": os.path.abspath(run_dir),
+        },
+    )
+    log.info("backbone weights exported to %s", path)
+    return path
+
+
+def weights_source(exp: Experiment) -> str:
+    """Where the run's weights came from, in words (for history.json and reports)."""
+    m = exp.model
+    if m.kind == "scratch":
+        return "none (scratch CNN, random initialisation)"
+    if m.kind == "regnet":
+        return f"none ({m.backbone} trained from random initialisation)"
+    if m.weights is None:
+        return "none (random backbone, BatchNorm statistics re-estimated on the training images)"
+    if m.weights == "imagenet":
+        return f"ImageNet (keras-applications {m.backbone}_notop.h5)"
+    info = os.path.join(os.path.dirname(os.path.abspath(m.weights)), BACKBONE_INFO)
+    if os.path.basename(m.weights) == BACKBONE_FILE and os.path.isfile(info):
+        with open(info, encoding="utf-8") as f:
+            i = json.load(f)
+        return (
+            f"self-pretrained on {i['pretrained_on']}: {i['num_train']} images, best val_acc "
+            f"{i['best_val_accuracy']:.2%} (file {m.weights})"
+        )
+    return f"file {m.weights}"
+
+
 # ------------------------------------------------------------------ model
 def build_model(exp: Experiment, num_classes: int) -> keras.Model:
     """The network ``exp.model`` describes, for ``num_classes`` classes."""
@@ -203,6 +267,8 @@ def build_model(exp: Experiment, num_classes: int) -> keras.Model:
             (s, s, 3), num_classes, widths=tuple(m.widths), convs_per_block=m.convs_per_block,
             dropout=m.dropout, bn_momentum=m.bn_momentum,
         )
+    if m.kind == "regnet":
+        return build_regnet_classifier(m.backbone, (s, s, 3), num_classes, dropout=m.dropout)
     return build_transfer_model(m.backbone, (s, s, 3), num_classes, weights=m.weights, dropout=m.dropout)
 
 
@@ -257,6 +323,9 @@ def evaluate(model: keras.Model, data: DataSplits, probs=None) -> dict:
             for i, c in enumerate(data.class_names)
         },
         "confusion_matrix": confusion_matrix(y, pred, labels=labels).tolist(),
+        # per image, in validation order: paired tests between runs (McNemar) need them
+        "val_labels": y.tolist(),
+        "val_predictions": pred.tolist(),
     }
 
 
@@ -354,6 +423,7 @@ def run_experiment(exp: Experiment, data: DataSplits | None = None, verbose: int
         "run": exp.name,
         "model": model.name,
         "weights": exp.model.weights if exp.model.kind == "transfer" else None,
+        "weights_source": weights_source(exp),
         "bn_calibrated": bn_calibrated,
         "phases": [],
         "epochs": [],

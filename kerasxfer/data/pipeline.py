@@ -72,18 +72,23 @@ def load_data(cfg: DataConfig, seed: int) -> DataSplits:
     distribution strategy that :mod:`kerasxfer.training` runs under
     (``OneDeviceStrategy`` distributes the dataset with device prefetch).
     """
+    split_seed = seed if cfg.split_seed is None else cfg.split_seed
     if cfg.dataset == "digits":
-        src = sources.digits_source(cfg.val_fraction, seed)
+        src = sources.digits_source(cfg.val_fraction, split_seed)
+    elif cfg.dataset == "synthetic":
+        src = sources.synthetic_source(cfg.synthetic_train, cfg.synthetic_val, cfg.image_size, split_seed)
     else:
-        src = sources.folder_source(cfg.dataset, cfg.val_fraction, seed)
+        src = sources.folder_source(cfg.dataset, cfg.val_fraction, split_seed)
     log.info(
         "data: %s: %d train / %d val images, %d classes, %dx%d",
         src.description, len(src.train_y), len(src.val_y), len(src.class_names),
         cfg.image_size, cfg.image_size,
     )
-    common = dict(decode=src.decode, image_size=cfg.image_size, batch_size=cfg.batch_size, seed=seed)
-    train = make_pipeline(src.train_x, src.train_y, training=True, shuffle_buffer=cfg.shuffle_buffer, **common)
-    val = make_pipeline(src.val_x, src.val_y, training=False, **common)
+    common = dict(image_size=cfg.image_size, batch_size=cfg.batch_size, seed=seed)
+    train = make_pipeline(
+        src.train_x, src.train_y, src.decode, training=True, shuffle_buffer=cfg.shuffle_buffer, **common
+    )
+    val = make_pipeline(src.val_x, src.val_y, src.val_decode or src.decode, training=False, **common)
     info = dict(src.info)
     info.setdefault("train_per_class", {c: int((src.train_y == i).sum()) for i, c in enumerate(src.class_names)})
     info.setdefault("val_per_class", {c: int((src.val_y == i).sum()) for i, c in enumerate(src.class_names)})

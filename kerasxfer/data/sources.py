@@ -34,6 +34,7 @@ class SourceSplit:
     decode: Callable  # (example tensor) -> uint8 image tensor (H, W, C), C in {1, 3}
     description: str
     info: dict = dataclasses.field(default_factory=dict)
+    val_decode: Callable = None  # when validation examples decode differently
 
 
 # ----------------------------------------------------------------- digits
@@ -54,6 +55,30 @@ def digits_source(val_fraction: float, seed: int) -> SourceSplit:
         decode=lambda x: x,
         description="scikit-learn digits (1,797 real 8x8 handwritten digits)",
     )
+
+
+# -------------------------------------------------------------- synthetic
+def synthetic_source(num_train: int, num_val: int, image_size: int, seed: int) -> SourceSplit:
+    """The procedural shapes-and-textures task of :mod:`kerasxfer.data.synthetic`.
+
+    Examples are image indices; each image is drawn from its index inside the
+    pipeline (train and val are different draws: split 0 and 1).
+    """
+    from kerasxfer.data import synthetic
+
+    def decode_for(split):
+        return lambda i: synthetic.make_image(i, seed, split, image_size)[0]
+
+    train_x, val_x = np.arange(num_train, dtype=np.int64), np.arange(num_val, dtype=np.int64)
+    return SourceSplit(
+        train_x, (train_x % synthetic.NUM_CLASSES).astype(np.int32),
+        val_x, (val_x % synthetic.NUM_CLASSES).astype(np.int32),
+        class_names=list(synthetic.CLASS_NAMES),
+        decode=decode_for(0),
+        description=f"synthetic shapes x textures ({synthetic.NUM_CLASSES} classes, procedural, seed {seed})",
+        val_decode=decode_for(1),
+    )
+    return src
 
 
 # ---------------------------------------------------------------- folders

@@ -3,6 +3,7 @@
 from kerasxfer.models.fastconv import use_native_grouped_conv, use_stock_grouped_conv
 from kerasxfer.models.scratch import build_scratch_cnn
 from kerasxfer.models.transfer import (
+    build_regnet_classifier,
     build_transfer_model,
     calibrate_batchnorm,
     freeze,
@@ -13,6 +14,7 @@ from kerasxfer.models.transfer import (
 __all__ = [
     "build_scratch_cnn",
     "build_transfer_model",
+    "build_regnet_classifier",
     "calibrate_batchnorm",
     "freeze",
     "unfreeze",

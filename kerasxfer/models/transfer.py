@@ -43,6 +43,29 @@ def build_transfer_model(
     return model
 
 
+def build_regnet_classifier(backbone: str, input_shape, num_classes: int, dropout: float = 0.0) -> keras.Model:
+    """A whole RegNet (random weights) with GAP, dropout and a dense head, every layer trainable.
+
+    Used to pretrain a backbone on a source task: unlike the transfer model
+    the backbone runs in training mode, so its BatchNorm layers learn.  The
+    nested backbone keeps the variant's name and layer names, so its weights
+    load into :func:`build_transfer_model` (``weights=<file>``).
+    """
+    base = regnet.RegNet(backbone, include_top=False, input_shape=tuple(input_shape))
+    # Zero-initialise the last BatchNorm scale of every residual block, so each
+    # block starts as the identity (Goyal et al., 2017): training from random
+    # weights then starts stable and learns several times faster.
+    for layer in base.layers:
+        if layer.name.endswith("_conv_1x1_2_bn"):
+            layer.gamma.assign(keras.ops.zeros_like(layer.gamma))
+    inputs = keras.Input(shape=tuple(input_shape), name="image")
+    x = base(inputs)
+    x = layers.GlobalAveragePooling2D(name="head_gap")(x)
+    x = layers.Dropout(dropout, name="head_dropout")(x)
+    outputs = layers.Dense(num_classes, activation="softmax", dtype="float32", name="head_dense")(x)
+    return keras.Model(inputs, outputs, name=f"{backbone}_classifier")
+
+
 def get_backbone(model: keras.Model) -> keras.Model:
     """The nested backbone model of a transfer model."""
     for layer in model.layers:

@@ -1,0 +1,386 @@
+"""The side-by-side answer: tables, curves, confusion matrices, summary sentences.
+
+:func:`write_report` reads two or more finished run directories (it never
+needs the process that trained them) and writes::
+
+    report.md      a table per run, a comparison table and an executive summary
+    curves.png     accuracy and loss per epoch for every run, phase boundaries marked
+    confusion.png  the confusion matrix of every run's best checkpoint
+    summary.json   every number the report states
+
+Runs from several seeds of the same approach (``<name>-seed<k>``) are
+aggregated to mean ± std.
+"""
+
+from __future__ import annotations
+
+import json
+import math
+import os
+import re
+import statistics
+
+import numpy as np
+
+from kerasxfer.errors import UserError
+from kerasxfer.training import write_json
+
+NOISE_P = 0.05
+
+
+# ------------------------------------------------------------------ stats
+def mcnemar(labels, pred_a, pred_b) -> dict:
+    """McNemar's paired test of two classifiers on the same images.
+
+    ``b``: images A gets right and B wrong; ``c``: the reverse.  With
+    ``b + c < 25`` the exact two-sided binomial p-value is used, otherwise the
+    chi-square statistic with continuity correction, ``(|b - c| - 1)^2 / (b + c)``.
+    """
+    y, a, b_ = (np.asarray(v) for v in (labels, pred_a, pred_b))
+    if not (len(y) == len(a) == len(b_)):
+        raise ValueError("McNemar needs predictions on the same images")
+    ra, rb = a == y, b_ == y
+    b = int(np.sum(ra & ~rb))
+    c = int(np.sum(~ra & rb))
+    n = b + c
+    if n == 0:
+        return {"b": b, "c": c, "statistic": 0.0, "p_value": 1.0, "method": "none (no disagreement)"}
+    if n < 25:
+        k = min(b, c)
+        p = min(1.0, 2.0 * sum(math.comb(n, i) for i in range(k + 1)) / 2.0**n)
+        return {"b": b, "c": c, "statistic": float(k), "p_value": p, "method": "exact binomial"}
+    stat = (abs(b - c) - 1.0) ** 2 / n
+    p = math.erfc(math.sqrt(stat / 2.0))  # chi-square, 1 degree of freedom
+    return {"b": b, "c": c, "statistic": stat, "p_value": p, "method": "chi-square, continuity corrected"}
+
+
+# ------------------------------------------------------------------ runs
+def _load(path):
+    with open(path, encoding="utf-8") as f:
+        return json.load(f)
+
+
+def load_run(run_dir: str) -> dict:
+    """config, history, metrics and data of a finished run directory."""
+    need = ("config.json", "history.json", "metrics.json", "data.json")
+    missing = [f for f in need if not os.path.isfile(os.path.join(run_dir, f))]
+    if missing:
+        raise UserError(
+            f"{run_dir!r} is not a finished kerasxfer run (missing {', '.join(missing)}): "
+            "train it first or pass another run directory."
+        )
+    run = {k: _load(os.path.join(run_dir, f"{k}.json")) for k in ("config", "history", "metrics", "data")}
+    run["dir"] = run_dir
+    return run
+
+
+def _phase_summary(history, phase):
+    eps = [e for e in history["epochs"] if e["phase"] == phase["name"]]
+    best = max(eps, key=lambda e: (e["val_accuracy"], -e["val_loss"]))
+    speeds = [e["images_per_sec"] for e in eps[1:] or eps if e.get("images_per_sec")]
+    vl = [e["val_loss"] for e in eps]
+    return {
+        "name": phase["name"],
+        "epochs": [phase["first_epoch"], phase["last_epoch"]],
+        "learning_rate": phase["lr"],
+        "trainable": phase["trainable"],
+        "trainable_params": phase["trainable_params"],
+        "total_params": phase["total_params"],
+        "best_val_accuracy": best["val_accuracy"],
+        "best_epoch": best["epoch"],
+        "best_train_loss": best["loss"],
+        "best_val_loss": best["val_loss"],
+        "val_loss_min": min(vl),
+        "val_loss_max": max(vl),
+        "seconds": phase.get("seconds"),
+        "images_per_sec": statistics.median(speeds) if speeds else None,
+    }
+
+
+def summarize_run(run: dict) -> dict:
+    """Every number the report gives about one run."""
+    h, m, cfg = run["history"], run["metrics"], run["config"]
+    last = h["epochs"][-1]
+    model = cfg["model"]
+    return {
+        "name": os.path.basename(os.path.normpath(run["dir"])),
+        "dir": run["dir"],
+        "kind": model["kind"],
+        "model": "scratch CNN" if model["kind"] == "scratch" else model["backbone"],
+        "weights": h.get("weights_source", "unknown"),
+        "seed": cfg.get("seed"),
+        "dataset": run["data"]["source"],
+        "num_train": run["data"]["num_train"],
+        "num_val": run["data"]["num_val"],
+        "best_val_accuracy": h["best"]["val_accuracy"],
+        "best_val_loss": h["best"]["val_loss"],
+        "best_epoch": h["best"]["epoch"],
+        "best_phase": h["best"]["phase"],
+        "final_epoch": last["epoch"],
+        "final_train_accuracy": last["accuracy"],
+        "final_val_accuracy": last["val_accuracy"],
+        "final_train_loss": last["loss"],
+        "final_val_loss": last["val_loss"],
+        "accuracy_gap": last["accuracy"] - last["val_accuracy"],
+        "loss_gap": last["val_loss"] - last["loss"],
+        "evaluated_accuracy": m["accuracy"],
+        "total_params": m.get("total_params", h["phases"][-1]["total_params"]),
+        "train_seconds": h.get("train_seconds"),
+        "phases": [_phase_summary(h, p) for p in h["phases"]],
+    }
+
+
+def _pct(x):
+    return f"{100 * x:.2f} %"
+
+
+def _approach(name: str) -> str:
+    return re.sub(r"-seed\d+$", "", name)
+
+
+# --------------------------------------------------------------- sentences
+def _run_sentence(s) -> str:
+    if len(s["phases"]) == 1:
+        p = s["phases"][0]
+        return (
+            f"The {s['model']} run **{s['name']}** reached val_acc {_pct(p['best_val_accuracy'])} "
+            f"(epoch {p['best_epoch']}, train_loss {p['best_train_loss']:.3f} / val_loss {p['best_val_loss']:.3f})."
+        )
+    parts = []
+    for i, p in enumerate(s["phases"]):
+        what = "frozen" if p["trainable"] == "head" else f"after unfreezing ({p['trainable']})"
+        swing = ""
+        if i > 0 and p["val_loss_max"] - p["val_loss_min"] > 0.25 * max(p["val_loss_min"], 1e-9):
+            swing = f", val_loss swinging {p['val_loss_min']:.3f}–{p['val_loss_max']:.3f}"
+        parts.append(f"{what} {_pct(p['best_val_accuracy'])} (epoch {p['best_epoch']}{swing})")
+    return f"{s['model']} run **{s['name']}** ({s['weights']}): " + "; ".join(parts) + "."
+
+
+def _notes(s) -> list:
+    notes = []
+    if s["accuracy_gap"] > 0.05 and s["loss_gap"] > 0:
+        notes.append(
+            f"**{s['name']}** overfits: final train accuracy {_pct(s['final_train_accuracy'])} vs val "
+            f"{_pct(s['final_val_accuracy'])}, val_loss {s['final_val_loss']:.3f} vs train_loss {s['final_train_loss']:.3f}."
+        )
+    if s["final_val_accuracy"] < s["best_val_accuracy"] - 0.02:
+        notes.append(
+            f"**{s['name']}** ended {100 * (s['best_val_accuracy'] - s['final_val_accuracy']):.1f} points below its best "
+            f"epoch ({s['best_epoch']}); the saved model is the best checkpoint."
+        )
+    if len(s["phases"]) > 1:
+        p1, p2 = s["phases"][0], s["phases"][-1]
+        d = p2["best_val_accuracy"] - p1["best_val_accuracy"]
+        notes.append(
+            f"Unfreezing moved **{s['name']}** from {_pct(p1['best_val_accuracy'])} to {_pct(p2['best_val_accuracy'])} "
+            f"({'+' if d >= 0 else ''}{100 * d:.2f} points)."
+        )
+    return notes
+
+
+def _split_key(run):
+    d = run["config"]["data"]
+    split_seed = d.get("split_seed")
+    return (d["dataset"], d["val_fraction"], run["config"]["seed"] if split_seed is None else split_seed,
+            d.get("synthetic_val"))
+
+
+def _same_val_images(ra, rb) -> bool:
+    return _split_key(ra) == _split_key(rb)
+
+
+def compare_pair(a, b, ra, rb) -> dict:
+    """Winner, margin and McNemar between the best checkpoints of two runs."""
+    out = {
+        "a": a["name"], "b": b["name"],
+        "difference_points": 100 * (a["best_val_accuracy"] - b["best_val_accuracy"]),
+    }
+    ma, mb = ra["metrics"], rb["metrics"]
+    if _same_val_images(ra, rb) and ma.get("val_labels") is not None and ma.get("val_labels") == mb.get("val_labels"):
+        out["mcnemar"] = mcnemar(ma["val_labels"], ma["val_predictions"], mb["val_predictions"])
+    return out
+
+
+def executive_summary(summaries, runs, groups) -> tuple:
+    """Plain sentences: each run, the winner and by how much, noise, notes."""
+    lines = [_run_sentence(s) for s in summaries]
+    # the best run of each approach (seeds of one approach are not rivals)
+    best_of = {}
+    for s in summaries:
+        a = _approach(s["name"])
+        if a not in best_of or s["best_val_accuracy"] > best_of[a]["best_val_accuracy"]:
+            best_of[a] = s
+    ranked = sorted(best_of.values(), key=lambda s: -s["best_val_accuracy"])
+    pairs = []
+    if len(ranked) >= 2:
+        best, second = ranked[0], ranked[1]
+        by = {s["name"]: r for s, r in zip(summaries, runs)}
+        pair = compare_pair(best, second, by[best["name"]], by[second["name"]])
+        pairs.append(pair)
+        sentence = (
+            f"**Winner: {best['name']}** ({best['model']}, {_pct(best['best_val_accuracy'])}) beats "
+            f"{second['name']} ({_pct(second['best_val_accuracy'])}) by {pair['difference_points']:.2f} points"
+        )
+        mc = pair.get("mcnemar")
+        if mc:
+            verdict = "larger than the noise" if mc["p_value"] < NOISE_P else "within the noise"
+            sentence += (
+                f"; on the same {best['num_val']} validation images the best checkpoints disagree on "
+                f"{mc['b'] + mc['c']} (McNemar p = {mc['p_value']:.3g}), so the difference is {verdict}."
+            )
+        else:
+            sentence += "."
+        lines.append(sentence)
+        for other in ranked[2:]:
+            p = compare_pair(best, other, by[best["name"]], by[other["name"]])
+            pairs.append(p)
+            lines.append(
+                f"{best['name']} also beats {other['name']} by {p['difference_points']:.2f} points"
+                + (f" (McNemar p = {p['mcnemar']['p_value']:.3g})." if "mcnemar" in p else ".")
+            )
+    for name, g in groups.items():
+        if len(g["seeds"]) > 1:
+            lines.append(
+                f"Over {len(g['seeds'])} seeds, **{name}** reached {_pct(g['mean'])} ± {100 * g['std']:.2f} points."
+            )
+    for s in summaries:
+        lines += _notes(s)
+    fast = sorted(summaries, key=lambda s: s["train_seconds"] or 0)
+    if len(fast) >= 2 and fast[0]["train_seconds"]:
+        lines.append(
+            "Cost: " + ", ".join(f"{s['name']} trained for {s['train_seconds']:.0f} s ({s['total_params']:,} parameters)" for s in fast) + "."
+        )
+    return lines, pairs
+
+
+# ------------------------------------------------------------------ plots
+def _curves_png(summaries, runs, path):
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    fig, (ax_acc, ax_loss) = plt.subplots(1, 2, figsize=(13, 4.8))
+    colors = plt.rcParams["axes.prop_cycle"].by_key()["color"]
+    for i, (s, r) in enumerate(zip(summaries, runs)):
+        eps = r["history"]["epochs"]
+        x = [e["epoch"] for e in eps]
+        c = colors[i % len(colors)]
+        ax_acc.plot(x, [e["val_accuracy"] for e in eps], "-o", ms=3, color=c, label=f"{s['name']} val")
+        ax_acc.plot(x, [e["accuracy"] for e in eps], "--", color=c, alpha=0.6, label=f"{s['name']} train")
+        ax_loss.plot(x, [e["val_loss"] for e in eps], "-o", ms=3, color=c, label=f"{s['name']} val")
+        ax_loss.plot(x, [e["loss"] for e in eps], "--", color=c, alpha=0.6, label=f"{s['name']} train")
+        for p in s["phases"][1:]:
+            for ax in (ax_acc, ax_loss):
+                ax.axvline(p["epochs"][0] - 0.5, color=c, ls=":", lw=1)
+            ax_acc.annotate(f"unfreeze ({s['name']})", (p["epochs"][0] - 0.5, 0.02), color=c, fontsize=8, rotation=90)
+    ax_acc.set(xlabel="epoch", ylabel="accuracy", title="accuracy (solid: val, dashed: train)", ylim=(0, 1.02))
+    ax_loss.set(xlabel="epoch", ylabel="loss", title="loss (solid: val, dashed: train)")
+    ax_loss.set_yscale("log")
+    ax_acc.legend(fontsize=7, loc="lower right")
+    fig.tight_layout()
+    fig.savefig(path, dpi=110)
+    plt.close(fig)
+
+
+def _confusion_png(summaries, runs, path):
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    n = len(runs)
+    k = len(runs[0]["metrics"]["class_names"])
+    side = min(6.0, 1.5 + 0.35 * k)
+    fig, axes = plt.subplots(1, n, figsize=(side * n, side + 0.6), squeeze=False)
+    for ax, s, r in zip(axes[0], summaries, runs):
+        cm = np.asarray(r["metrics"]["confusion_matrix"])
+        names = r["metrics"]["class_names"]
+        ax.imshow(cm, cmap="Blues")
+        ax.set_xticks(range(len(names)), names, rotation=90 if len(names) > 10 else 0, fontsize=7)
+        ax.set_yticks(range(len(names)), names, fontsize=7)
+        ax.set(xlabel="predicted", ylabel="true", title=f"{s['name']}: {_pct(r['metrics']['accuracy'])}")
+        if len(names) <= 15:
+            for i in range(len(names)):
+                for j in range(len(names)):
+                    if cm[i, j]:
+                        ax.text(j, i, int(cm[i, j]), ha="center", va="center", fontsize=7,
+                                color="white" if cm[i, j] > cm.max() / 2 else "black")
+    fig.tight_layout()
+    fig.savefig(path, dpi=110)
+    plt.close(fig)
+
+
+# ------------------------------------------------------------------ report
+def _table(rows, header):
+    out = ["| " + " | ".join(header) + " |", "|" + "---|" * len(header)]
+    out += ["| " + " | ".join(str(c) for c in r) + " |" for r in rows]
+    return "\n".join(out)
+
+
+def write_report(run_dirs, out_dir: str) -> dict:
+    """Compare the runs in ``run_dirs``; write ``out_dir``; return summary.json's content."""
+    if len(run_dirs) < 2:
+        raise UserError("compare needs at least two run directories, e.g. --runs=runs/scratch,runs/finetune.")
+    runs = [load_run(d) for d in run_dirs]
+    summaries = [summarize_run(r) for r in runs]
+    names = [s["name"] for s in summaries]
+    if len(set(names)) != len(names):
+        raise UserError(f"two runs share the folder name {names}: give each run directory its own name.")
+
+    groups = {}
+    for s in summaries:
+        g = groups.setdefault(_approach(s["name"]), {"runs": [], "seeds": [], "values": []})
+        g["runs"].append(s["name"])
+        g["seeds"].append(s["seed"])
+        g["values"].append(s["best_val_accuracy"])
+    for g in groups.values():
+        g["mean"] = statistics.fmean(g["values"])
+        g["std"] = statistics.stdev(g["values"]) if len(g["values"]) > 1 else 0.0
+
+    lines, pairs = executive_summary(summaries, runs, groups)
+    os.makedirs(out_dir, exist_ok=True)
+    _curves_png(summaries, runs, os.path.join(out_dir, "curves.png"))
+    _confusion_png(summaries, runs, os.path.join(out_dir, "confusion.png"))
+
+    md = ["# Scratch or transfer? — kerasxfer report", ""]
+    md += ["## Executive summary", ""] + [f"- {l}" for l in lines] + [""]
+    md += ["## Side by side", ""]
+    md.append(_table(
+        [[s["name"], s["model"], s["weights"], _pct(s["best_val_accuracy"]), f"{s['best_epoch']} ({s['best_phase']})",
+          f"{s['final_train_loss']:.3f} / {s['final_val_loss']:.3f}", f"{100 * s['accuracy_gap']:+.2f}",
+          f"{s['total_params']:,}", f"{s['train_seconds']:.0f}"] for s in summaries],
+        ["run", "model", "weights", "best val_acc", "best epoch", "final train / val loss",
+         "train-val acc gap (points)", "parameters", "train s"],
+    ))
+    for s in summaries:
+        md += ["", f"## {s['name']}", "",
+               f"{s['model']} on {s['dataset']} ({s['num_train']} train / {s['num_val']} val images), "
+               f"seed {s['seed']}. Weights: {s['weights']}. Run directory: `{s['dir']}`.", ""]
+        md.append(_table(
+            [[p["name"], f"{p['epochs'][0]}–{p['epochs'][1]}", f"{p['learning_rate']:g}", p["trainable"],
+              f"{p['trainable_params']:,} / {p['total_params']:,}", _pct(p["best_val_accuracy"]), p["best_epoch"],
+              f"{p['val_loss_min']:.3f}–{p['val_loss_max']:.3f}",
+              f"{p['seconds']:.0f}" if p["seconds"] is not None else "–",
+              f"{p['images_per_sec']:.0f}" if p["images_per_sec"] else "–"] for p in s["phases"]],
+            ["phase", "epochs", "lr", "trains", "trainable / total params", "best val_acc", "best epoch",
+             "val_loss range", "seconds", "train images/s"],
+        ))
+        md += ["", f"Final epoch {s['final_epoch']}: train accuracy {_pct(s['final_train_accuracy'])}, "
+               f"val accuracy {_pct(s['final_val_accuracy'])}, train loss {s['final_train_loss']:.4f}, "
+               f"val loss {s['final_val_loss']:.4f}."]
+    if any(len(g["seeds"]) > 1 for g in groups.values()):
+        md += ["", "## Seeds", ""]
+        md.append(_table(
+            [[n, len(g["seeds"]), _pct(g["mean"]), f"{100 * g['std']:.2f}", ", ".join(_pct(v) for v in g["values"])]
+             for n, g in groups.items()],
+            ["approach", "seeds", "mean best val_acc", "std (points)", "per seed"],
+        ))
+    md += ["", "![curves](curves.png)", "", "![confusion matrices](confusion.png)", ""]
+    with open(os.path.join(out_dir, "report.md.tmp"), "w", encoding="utf-8") as f:
+        f.write("\n".join(md))
+    os.replace(os.path.join(out_dir, "report.md.tmp"), os.path.join(out_dir, "report.md"))
+
+    summary = {"runs": summaries, "comparisons": pairs, "approaches": groups, "summary": lines}
+    write_json(os.path.join(out_dir, "summary.json"), summary)
+    return summary
