@@ -3,7 +3,17 @@
 The library runs that study end to end on Keras 3 / TensorFlow and writes run
 directories that answer it with measured numbers.  Entry points live in
 ``experiments/``; nothing in this package reads flags or environment
-variables: everything a run needs arrives in an :class:`~kerasxfer.config.Experiment`.
+variables (it only sets a default for ``TF_ENABLE_ONEDNN_OPTS``, below): everything a run needs arrives in an :class:`~kerasxfer.config.Experiment`.
 """
+
+import os as _os
+
+# TensorFlow's CPU gradient of a grouped convolution exists only in its oneDNN
+# kernels, which TensorFlow turns on by default only on CPUs with AVX-512.
+# RegNet is built of grouped convolutions, so ask for oneDNN before TensorFlow
+# is first imported (an explicit TF_ENABLE_ONEDNN_OPTS=0 from the user wins).
+# When it is off anyway, kerasxfer.models.fastconv falls back to Keras' slower
+# XLA path and says so.
+_os.environ.setdefault("TF_ENABLE_ONEDNN_OPTS", "1")
 
 __version__ = "0.1.0"

@@ -2,6 +2,10 @@ import os
 
 os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
 
+# Before any test module imports TensorFlow: kerasxfer sets its oneDNN default
+# here exactly as it does for a user who imports it first.
+import kerasxfer  # noqa: E402,F401
+
 import numpy as np  # noqa: E402
 import pytest  # noqa: E402
 from PIL import Image  # noqa: E402

@@ -1,6 +1,6 @@
 """Models of the study: the scratch CNN, Keras 3 RegNet X/Y, and the transfer model."""
 
-from kerasxfer.models.fastconv import use_native_grouped_conv, use_stock_grouped_conv
+from kerasxfer.models.fastconv import native_grouped_gradients_work, use_native_grouped_conv, use_stock_grouped_conv
 from kerasxfer.models.scratch import build_scratch_cnn
 from kerasxfer.models.transfer import (
     build_regnet_classifier,
@@ -19,6 +19,7 @@ __all__ = [
     "freeze",
     "unfreeze",
     "get_backbone",
+    "native_grouped_gradients_work",
     "use_native_grouped_conv",
     "use_stock_grouped_conv",
 ]

@@ -12,12 +12,43 @@ layers of a model (an instance attribute shadowing
 ``BaseConv.convolution_op``).  The layers stay plain ``keras.layers.Conv2D``
 objects, their config is unchanged, so a saved ``model.keras`` loads with
 plain Keras.  :func:`use_stock_grouped_conv` undoes it.
+
+On CPU, TensorFlow computes the *gradient* of a grouped convolution only in its
+oneDNN kernels (``TF_ENABLE_ONEDNN_OPTS=1``; importing :mod:`kerasxfer` before
+TensorFlow turns them on).  Where they are off, :func:`native_grouped_gradients_work`
+says so and :func:`use_native_grouped_conv` runs one ordinary convolution per
+group instead: slower, but it trains (Keras' own path does not train there either).
 """
 
 from __future__ import annotations
 
+import functools
+import logging
+
 import keras
 import tensorflow as tf
+
+
+log = logging.getLogger("kerasxfer")
+
+
+@functools.lru_cache(maxsize=None)
+def native_grouped_gradients_work() -> bool:
+    """Whether TensorFlow here trains grouped ``tf.nn.convolution`` layers.
+
+    On a GPU, cuDNN does.  On CPU only TensorFlow's oneDNN kernels do: the
+    plain ones reject groups in the input gradient ("Gradients for grouped
+    convolutions are not supported on CPU") and in the fused conv+bias
+    kernel, depending on shapes, so a small probe cannot tell; whether oneDNN
+    is on can.  Fixed once TensorFlow has started, so cached.
+    """
+    if tf.config.list_physical_devices("GPU"):
+        return True
+    try:
+        from tensorflow.python.util import _pywrap_util_port
+    except ImportError:  # a TensorFlow without the flag: assume the stock build
+        return False
+    return bool(_pywrap_util_port.IsMklEnabled())
 
 
 def _grouped_conv_layers(model):
@@ -30,12 +61,23 @@ def _grouped_conv_layers(model):
             yield layer
 
 
-def _native_op(layer):
+def _native_op(layer, split: bool = False):
     strides = list(layer.strides)
     dilations = list(layer.dilation_rate)
     padding = layer.padding.upper()
+    groups = layer.groups
 
     def convolution_op(inputs, kernel):
+        if split:
+            # One ordinary convolution per group: every TensorFlow build can
+            # differentiate these, oneDNN or not.
+            return tf.concat(
+                [
+                    tf.nn.convolution(x, k, strides=strides, padding=padding, dilations=dilations, data_format="NHWC")
+                    for x, k in zip(tf.split(inputs, groups, axis=-1), tf.split(kernel, groups, axis=-1))
+                ],
+                axis=-1,
+            )
         return tf.nn.convolution(
             inputs, kernel, strides=strides, padding=padding,
             dilations=dilations, data_format="NHWC",
@@ -45,15 +87,31 @@ def _native_op(layer):
     return convolution_op
 
 
-def use_native_grouped_conv(model) -> int:
-    """Route every grouped ``Conv2D`` of ``model`` to ``tf.nn.convolution``.
+def use_native_grouped_conv(model, split: bool | None = None) -> int:
+    """Route every grouped ``Conv2D`` of ``model`` to TensorFlow's own ops.
 
-    Call it before the model's train/predict functions are traced (before
-    ``fit``; after ``compile`` is fine).  Returns how many layers changed.
+    By default one grouped ``tf.nn.convolution`` per layer; where TensorFlow
+    cannot differentiate that (CPU without oneDNN: see
+    :func:`native_grouped_gradients_work`), or with ``split=True``, one
+    ordinary convolution per group, concatenated: slower, but it trains
+    everywhere, which Keras' own path does not (without oneDNN its fused
+    convolution rejects groups).  Call it before the model's train/predict
+    functions are traced (before ``fit``; after ``compile`` is fine).  Returns
+    how many layers changed.
     """
+    layers = list(_grouped_conv_layers(model))
+    if layers and split is None:
+        split = not native_grouped_gradients_work()
+        if split:
+            log.warning(
+                "TensorFlow here cannot differentiate grouped convolutions natively, so %d of them run "
+                "as one convolution per group, which is slower; to fix it, set "
+                "TF_ENABLE_ONEDNN_OPTS=1 before TensorFlow is imported (importing kerasxfer first does).",
+                len(layers),
+            )
     n = 0
-    for layer in _grouped_conv_layers(model):
-        object.__setattr__(layer, "convolution_op", _native_op(layer))
+    for layer in layers:
+        object.__setattr__(layer, "convolution_op", _native_op(layer, split=bool(split)))
         n += 1
     if n and hasattr(model, "make_train_function"):
         # Drop functions traced with the stock op, if any.
