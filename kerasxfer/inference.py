@@ -22,8 +22,8 @@ from typing import Optional
 import numpy as np
 import tensorflow as tf
 
-from kerasxfer.data.pipeline import _to_rgb_resized
-from kerasxfer.data.sources import IMAGE_EXTENSIONS, _is_hidden, decode_image_file
+from kerasxfer.data.pipeline import to_rgb_resized
+from kerasxfer.data.sources import IMAGE_EXTENSIONS, is_hidden, decode_image_file
 from kerasxfer.errors import UserError
 from kerasxfer.models import use_native_grouped_conv
 
@@ -79,7 +79,7 @@ class Classifier:
             )
         use_native_grouped_conv(model)
         self._resize = tf.function(
-            lambda x: _to_rgb_resized(x, self.image_size),
+            lambda x: to_rgb_resized(x, self.image_size),
             input_signature=[tf.TensorSpec([None, None, 3], tf.uint8)],
         )
 
@@ -157,8 +157,8 @@ def _walk(folder):
     """Every non-hidden file under ``folder``, sorted; non-images are reported, not dropped."""
     out = []
     for dirpath, dirnames, filenames in os.walk(folder):
-        dirnames[:] = sorted(d for d in dirnames if not _is_hidden(d))
-        out += [os.path.join(dirpath, f) for f in sorted(filenames) if not _is_hidden(f)]
+        dirnames[:] = sorted(d for d in dirnames if not is_hidden(d))
+        out += [os.path.join(dirpath, f) for f in sorted(filenames) if not is_hidden(f)]
     return out
 
 
@@ -222,7 +222,7 @@ def export(clf: Classifier, out_dir: str, fmt: str) -> str:
         def decode(b):
             img = tf.io.decode_image(b, channels=3, expand_animations=False, dtype=tf.uint8)
             img.set_shape([None, None, 3])
-            return _to_rgb_resized(img, size)
+            return to_rgb_resized(img, size)
 
         images = tf.map_fn(decode, encoded, fn_output_signature=tf.TensorSpec((size, size, 3), tf.uint8))
         return from_uint8(images)

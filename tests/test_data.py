@@ -8,7 +8,7 @@ import tensorflow as tf
 
 from kerasxfer.config import DataConfig
 from kerasxfer.data import load_data
-from kerasxfer.data.pipeline import _to_rgb_resized
+from kerasxfer.data.pipeline import to_rgb_resized
 from kerasxfer.data.sources import folder_source, stratified_split
 from kerasxfer.errors import UserError
 
@@ -43,8 +43,8 @@ def test_train_shuffle_is_seeded_and_changes_every_epoch():
 @pytest.mark.parametrize("channels", [1, 3])
 def test_resize_op_same_eagerly_and_in_dataset_map(channels):
     img = tf.constant(np.random.default_rng(0).integers(0, 256, (13, 9, channels)), tf.uint8)
-    eager = _to_rgb_resized(img, 20).numpy()
-    mapped = next(iter(tf.data.Dataset.from_tensors(img).map(lambda t: _to_rgb_resized(t, 20)))).numpy()
+    eager = to_rgb_resized(img, 20).numpy()
+    mapped = next(iter(tf.data.Dataset.from_tensors(img).map(lambda t: to_rgb_resized(t, 20)))).numpy()
     assert eager.shape == (20, 20, 3) and eager.dtype == np.uint8
     np.testing.assert_array_equal(eager, mapped)
 

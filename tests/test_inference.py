@@ -65,10 +65,10 @@ def test_api_matches_model_predict_on_preprocessed_arrays(run_dir, images):
     assert "decoded" in by_name["broken.jpg"].error and "not an image" in by_name["readme.txt"].error
     good = [p for p in preds if p.error is None]
     # the same images, decoded and resized as in training, straight through model.predict
-    from kerasxfer.data.pipeline import _to_rgb_resized
+    from kerasxfer.data.pipeline import to_rgb_resized
     from kerasxfer.data.sources import decode_image_file
 
-    x = np.stack([_to_rgb_resized(decode_image_file(p.source), 32).numpy() for p in good]).astype("float32")
+    x = np.stack([to_rgb_resized(decode_image_file(p.source), 32).numpy() for p in good]).astype("float32")
     direct = clf.model.predict(x, verbose=0)
     assert [p.label for p in good] == [clf.class_names[i] for i in direct.argmax(1)]
     for p, row in zip(good, direct):
@@ -148,10 +148,10 @@ def test_export_gives_the_same_top1(run_dir, images, tmp_path, fmt):
         out8 = served.signatures["serve_uint8"](tf.constant(x))
         np.testing.assert_allclose(out8["probabilities"].numpy(), clf.model.predict(x.astype("float32"), verbose=0), rtol=1e-4, atol=1e-5)
     else:
-        from kerasxfer.data.pipeline import _to_rgb_resized
+        from kerasxfer.data.pipeline import to_rgb_resized
         from kerasxfer.data.sources import decode_image_file
 
-        x = np.stack([_to_rgb_resized(decode_image_file(str(f)), 32).numpy() for f in files])
+        x = np.stack([to_rgb_resized(decode_image_file(str(f)), 32).numpy() for f in files])
         runner = tf.lite.Interpreter(model_path=path).get_signature_runner("serve_uint8")
         probs = runner(images=x)["probabilities"]
         labels = open(os.path.join(os.path.dirname(path), "labels.txt")).read().split()

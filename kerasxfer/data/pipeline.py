@@ -34,7 +34,7 @@ class DataSplits:
         return len(self.class_names)
 
 
-def _to_rgb_resized(img, image_size: int):
+def to_rgb_resized(img, image_size: int):
     """uint8 image (H, W, 1|3) -> uint8 RGB (S, S, 3), bilinear, antialiased when shrinking."""
     img = tf.image.resize(img, (image_size, image_size), method="bilinear", antialias=True)
     img = tf.cast(tf.clip_by_value(tf.round(img), 0.0, 255.0), tf.uint8)
@@ -53,7 +53,7 @@ def make_pipeline(x, y, decode, image_size, batch_size, training, seed, shuffle_
     """
     ds = tf.data.Dataset.from_tensor_slices((x, y))
     ds = ds.map(
-        lambda a, b: (_to_rgb_resized(decode(a), image_size), b),
+        lambda a, b: (to_rgb_resized(decode(a), image_size), b),
         num_parallel_calls=AUTOTUNE,
         deterministic=True,
     )

@@ -82,23 +82,23 @@ def synthetic_source(num_train: int, num_val: int, image_size: int, seed: int) -
 
 
 # ---------------------------------------------------------------- folders
-def _is_hidden(name: str) -> bool:
+def is_hidden(name: str) -> bool:
     return name.startswith(".") or name.startswith("__")
 
 
 def _class_dirs(root: str) -> list:
     return sorted(
-        e.name for e in os.scandir(root) if e.is_dir() and not _is_hidden(e.name)
+        e.name for e in os.scandir(root) if e.is_dir() and not is_hidden(e.name)
     )
 
 
-def _list_images(folder: str):
+def list_images(folder: str):
     """Image files under ``folder`` (recursively), and the count of other files."""
     images, other = [], 0
     for dirpath, dirnames, filenames in os.walk(folder):
-        dirnames[:] = sorted(d for d in dirnames if not _is_hidden(d))
+        dirnames[:] = sorted(d for d in dirnames if not is_hidden(d))
         for f in sorted(filenames):
-            if _is_hidden(f):
+            if is_hidden(f):
                 continue
             if f.lower().endswith(IMAGE_EXTENSIONS):
                 images.append(os.path.join(dirpath, f))
@@ -108,12 +108,13 @@ def _list_images(folder: str):
 
 
 def _collect(root: str, class_names: list, allow_empty: bool = False):
-    paths, labels, counts, ignored = [], [], {}, 0
+    """Image paths and labels of every class folder, and the count of ignored files."""
+    paths, labels, ignored = [], [], 0
     for i, c in enumerate(class_names):
         folder = os.path.join(root, c)
         files = []
         if os.path.isdir(folder):
-            files, other = _list_images(folder)
+            files, other = list_images(folder)
             ignored += other
         if not files and not allow_empty:
             raise UserError(
@@ -122,8 +123,7 @@ def _collect(root: str, class_names: list, allow_empty: bool = False):
             )
         paths += files
         labels += [i] * len(files)
-        counts[c] = len(files)
-    return np.array(paths, dtype=object), np.array(labels, dtype=np.int32), counts, ignored
+    return np.array(paths, dtype=object), np.array(labels, dtype=np.int32), ignored
 
 
 def _hash_unit(seed: int, relpath: str) -> float:
@@ -210,8 +210,8 @@ def folder_source(root: str, val_fraction: float, seed: int) -> SourceSplit:
                 f"{os.path.join(root, val_dir)!r} has classes missing from train/ "
                 f"({', '.join(extra)}): give every class train images."
             )
-        tr_x, tr_y, _, ign1 = _collect(os.path.join(root, "train"), class_names)
-        va_x, va_y, _, ign2 = _collect(os.path.join(root, val_dir), class_names, allow_empty=True)
+        tr_x, tr_y, ign1 = _collect(os.path.join(root, "train"), class_names)
+        va_x, va_y, ign2 = _collect(os.path.join(root, val_dir), class_names, allow_empty=True)
         tr_x, tr_y, bad1 = _drop_bad(tr_x, tr_y, root)
         va_x, va_y, bad2 = _drop_bad(va_x, va_y, root)
         if len(va_x) == 0:
@@ -221,7 +221,7 @@ def folder_source(root: str, val_fraction: float, seed: int) -> SourceSplit:
         layout = f"flat, split {1 - val_fraction:.0%}/{val_fraction:.0%} by seed {seed}"
         class_names = subdirs
         _check_classes(class_names, root)
-        x, y, _, ignored = _collect(root, class_names)
+        x, y, ignored = _collect(root, class_names)
         x, y, bad = _drop_bad(x, y, root)
         val_mask = stratified_split(x, y, root, val_fraction, seed, class_names)
         tr_x, tr_y, va_x, va_y = x[~val_mask], y[~val_mask], x[val_mask], y[val_mask]
