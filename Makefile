@@ -79,7 +79,7 @@ compare: install
 # the same fine-tuning from a random backbone (the control), then the report.
 demo: install
 	@if [ -f $(PRETRAINED) ]; then echo "[demo] $(PRETRAINED) exists: pretraining skipped (delete runs/pretrain to redo it)"; \
-	  else $(PY) -m experiments.pretrain --out_dir=runs/pretrain; fi
+	  else $(PY) -m experiments.pretrain --out_dir=runs/pretrain --synthetic_train=9600 --epochs=6; fi
 	$(PY) -m experiments.scratch --out_dir=runs/scratch
 	$(PY) -m experiments.finetune --weights=$(PRETRAINED) --out_dir=runs/finetune
 	$(PY) -m experiments.finetune --weights=none --out_dir=runs/finetune-random

@@ -36,6 +36,16 @@ def define_common_flags(default_out: str, dataset: str = "digits") -> None:
     flags.DEFINE_float("lr", 1e-3, "Learning rate (scratch; finetune phase 1).")
     flags.DEFINE_float("dropout", 0.3, "Dropout before the classifier.")
     flags.DEFINE_integer("verbose", 0, "Keras fit verbosity (0: one log line per epoch, 1: progress bar).")
+    flags.DEFINE_bool(
+        "deterministic", None,
+        "Deterministic TensorFlow ops, so the same flags give the same numbers (default: on without a GPU, "
+        "off with one, where some kernels have no deterministic version).",
+    )
+    flags.DEFINE_bool(
+        "overwrite", False,
+        "Train again into an --out_dir that holds a finished run or one made with other flags (its run files "
+        "are replaced). Without it an interrupted run continues and a finished one is left as it is.",
+    )
 
 
 def data_config() -> DataConfig:
@@ -67,8 +77,16 @@ def run_main(main) -> None:
         _setup_logging()
         return main(argv)
 
+    def parse_flags(argv):
+        # absl's own parser prints several lines and exits 1; one line and exit 2 like every other error.
+        try:
+            return FLAGS(argv)
+        except flags.Error as e:
+            print(f"kerasxfer: error: {e}: see --helpshort for the flags.", file=sys.stderr)
+            sys.exit(2)
+
     try:
-        app.run(wrapped)
+        app.run(wrapped, flags_parser=parse_flags)
     except UserError as e:
         print(f"kerasxfer: error: {e}", file=sys.stderr)
         sys.exit(e.exit_code)

@@ -48,11 +48,12 @@ def make_experiment() -> Experiment:
             ),
         ],
         seed=FLAGS.seed,
+        deterministic=FLAGS.deterministic,
     )
 
 
 def main(argv):
-    run_experiment(make_experiment().validate(), verbose=FLAGS.verbose)
+    run_experiment(make_experiment().validate(), verbose=FLAGS.verbose, overwrite=FLAGS.overwrite)
 
 
 if __name__ == "__main__":

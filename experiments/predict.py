@@ -94,7 +94,11 @@ def main(argv):
     good = sum(p.error is None for p in preds)
     print(f"classified {good} of {len(preds)} inputs", file=sys.stderr)
     if good == 0:
-        raise UserError("no image could be classified: check the paths and the files listed above.")
+        first = next(p for p in preds if p.error)
+        more = f" (and {len(preds) - 1} more, listed above)" if len(preds) > 1 else ""
+        raise UserError(
+            f"no image could be classified: {first.source}: {first.error}{more}: check the paths and the files."
+        )
     return 0
 
 

@@ -41,12 +41,13 @@ def make_experiment() -> Experiment:
         model=ModelConfig(kind="regnet", backbone=FLAGS.backbone.lower(), dropout=FLAGS.dropout),
         phases=[PhaseConfig(name="pretrain", epochs=FLAGS.epochs, lr=FLAGS.lr, trainable="all")],
         seed=FLAGS.seed,
+        deterministic=FLAGS.deterministic,
     )
 
 
 def main(argv):
     exp = make_experiment().validate()
-    run_experiment(exp, verbose=FLAGS.verbose)
+    run_experiment(exp, verbose=FLAGS.verbose, overwrite=FLAGS.overwrite)
     path = export_backbone(exp.out_dir)
     print(f"backbone weights: {path}\nnext: python -m experiments.finetune --backbone={exp.model.backbone} --weights={path}")
 

@@ -34,11 +34,12 @@ def make_experiment() -> Experiment:
         model=ModelConfig(kind="scratch", widths=widths, convs_per_block=FLAGS.convs_per_block, dropout=FLAGS.dropout),
         phases=[PhaseConfig(name="scratch", epochs=FLAGS.epochs, lr=FLAGS.lr, trainable="all")],
         seed=FLAGS.seed,
+        deterministic=FLAGS.deterministic,
     )
 
 
 def main(argv):
-    run_experiment(make_experiment().validate(), verbose=FLAGS.verbose)
+    run_experiment(make_experiment().validate(), verbose=FLAGS.verbose, overwrite=FLAGS.overwrite)
 
 
 if __name__ == "__main__":

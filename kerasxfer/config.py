@@ -103,6 +103,9 @@ class Experiment:
     phases: list = field(default_factory=list)
     optim: OptimConfig = field(default_factory=OptimConfig)
     seed: int = 0
+    # Deterministic ops (tf.config.experimental.enable_op_determinism): the
+    # same experiment gives the same numbers.  None: on when there is no GPU.
+    deterministic: Optional[bool] = None
 
     # ------------------------------------------------------------------ io
     def to_dict(self) -> dict:
@@ -120,6 +123,7 @@ class Experiment:
             phases=[PhaseConfig(**p) for p in d.get("phases", [])],
             optim=OptimConfig(**d.get("optim", {})),
             seed=d.get("seed", 0),
+            deterministic=d.get("deterministic"),
         )
 
     # ------------------------------------------------------------ validate
@@ -191,10 +195,21 @@ class Experiment:
             parse_trainable(p.trainable)
         if sum(p.epochs for p in self.phases) == 0:
             raise UserError("every phase has 0 epochs: give at least one epoch to train.")
+        if not isinstance(self.seed, int) or not 0 <= self.seed < 2**31:
+            raise UserError(f"--seed={self.seed} is out of range: use an integer from 0 to 2147483647.")
+        if self.data.split_seed is not None and not 0 <= self.data.split_seed < 2**31:
+            raise UserError(
+                f"--split_seed={self.data.split_seed} is out of range: use an integer from 0 to 2147483647."
+            )
         parent = os.path.dirname(os.path.abspath(self.out_dir)) or "."
         probe = self.out_dir if os.path.isdir(self.out_dir) else parent
         while not os.path.exists(probe):
             probe = os.path.dirname(probe)
+        if not os.path.isdir(probe):
+            raise UserError(
+                f"--out_dir={self.out_dir!r} cannot be created because {probe} is a file, not a folder: "
+                "choose another folder."
+            )
         if not os.access(probe, os.W_OK):
             raise UserError(
                 f"--out_dir={self.out_dir!r} cannot be written ({probe} is not "

@@ -70,8 +70,21 @@ def load_run(run_dir: str) -> dict:
             "train it first or pass another run directory."
         )
     run = {k: _load(os.path.join(run_dir, f"{k}.json")) for k in ("config", "history", "metrics", "data")}
+    timings_path = os.path.join(run_dir, "timings.json")
+    if os.path.isfile(timings_path):
+        _merge_timings(run["history"], _load(timings_path))
     run["dir"] = run_dir
     return run
+
+
+def _merge_timings(history: dict, timings: dict) -> None:
+    """Put timings.json's seconds and images/s back beside history.json's epochs and phases."""
+    by_epoch = {t["epoch"]: t for t in timings.get("epochs", [])}
+    for e in history["epochs"]:
+        e.update({k: v for k, v in by_epoch.get(e["epoch"], {}).items() if k != "epoch"})
+    for p in history["phases"]:
+        p["seconds"] = timings.get("phases", {}).get(p["name"])
+    history["train_seconds"] = timings.get("train_seconds")
 
 
 def _phase_summary(history, phase):

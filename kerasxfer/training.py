@@ -7,7 +7,9 @@ leaves a complete run directory behind::
     environment.json  versions, devices, git commit, host
     data.json         data source, class names, per-class counts
     model.keras       best checkpoint by val_accuracy (preprocessing inside)
-    history.json      one record per epoch, with its phase, lr, time, images/s
+    history.json      one record per epoch, with its phase and lr: only what
+                      the seed determines, so equal runs write equal bytes
+    timings.json      seconds and images/s of every epoch and phase
     metrics.json      evaluation of model.keras on the validation split
     confusion.png     its confusion matrix;  top_losses.png  its worst mistakes
     tb/               TensorBoard logs (train/ and validation/), one epoch axis;
@@ -16,6 +18,12 @@ leaves a complete run directory behind::
 A run has one or more phases (scratch: one; finetune: frozen then
 unfrozen).  Epoch numbers continue across phases, and the best checkpoint is
 the best over the whole run.
+
+While it trains, ``resume/`` holds the state after the last finished epoch
+(every variable, the optimizer's slots, history so far).  Running the same
+experiment again continues from there, whatever stopped it (Ctrl-C, SIGTERM,
+SIGKILL, a crash); a finished run is left as it is unless ``overwrite``; a
+run directory made with other settings is refused, naming the fields.
 """
 
 from __future__ import annotations
@@ -24,6 +32,8 @@ import json
 import logging
 import os
 import platform
+import shutil
+import signal
 import subprocess
 import sys
 import time
@@ -51,6 +61,10 @@ log = logging.getLogger("kerasxfer")
 
 MODEL_FILE = "model.keras"
 RUN_FILES = ("config.json", "environment.json", "data.json", MODEL_FILE, "history.json", "metrics.json")
+RESUME_DIR = "resume"
+# Everything a run writes, removed by overwrite (and nothing else in the folder).
+_RUN_OUTPUTS = RUN_FILES + ("timings.json", "confusion.png", "top_losses.png", "backbone.weights.h5",
+                            "backbone.json", "tb", RESUME_DIR)
 
 
 # --------------------------------------------------------------- helpers
@@ -125,16 +139,20 @@ def count_params(weights) -> int:
 
 # ------------------------------------------------------------- callbacks
 class EpochRecorder(keras.callbacks.Callback):
-    """Appends one record per epoch to ``history`` (phase, metrics, lr, speed) and saves it.
+    """Appends one record per epoch to ``history`` (phase, metrics, lr) and to ``timings`` (speed).
 
-    It runs before the TensorBoard callback and adds ``learning_rate`` and
-    ``phase`` (the phase's index: 0, 1, ...) to the epoch logs, so TensorBoard
-    plots the learning rate and shows where each phase starts.
+    ``history.json`` holds only what the seed determines, so two equal runs
+    write it byte for byte alike; seconds and images/s go to
+    ``timings.json``.  It runs before the TensorBoard callback and adds
+    ``learning_rate`` and ``phase`` (the phase's index: 0, 1, ...) to the
+    epoch logs, so TensorBoard plots the learning rate and shows where each
+    phase starts.
     """
 
-    def __init__(self, history: dict, path: str, phase: str, num_train: int, total_epochs: int, phase_index: int = 0):
+    def __init__(self, history: dict, timings: dict, out: str, phase: str, num_train: int, total_epochs: int,
+                 phase_index: int = 0):
         super().__init__()
-        self.history, self.path, self.phase = history, path, phase
+        self.history, self.timings, self.out, self.phase = history, timings, out, phase
         self.num_train, self.total_epochs, self.phase_index = num_train, total_epochs, phase_index
 
     def on_epoch_begin(self, epoch, logs=None):
@@ -154,20 +172,30 @@ class EpochRecorder(keras.callbacks.Callback):
         logs["phase"] = float(self.phase_index)
         rec = {"epoch": epoch + 1, "phase": self.phase}
         rec.update({k: float(v) for k, v in logs.items() if k not in ("learning_rate", "phase")})
-        rec.update(
-            learning_rate=lr,
-            seconds=round(t1 - self._t0, 3),
-            train_seconds=round(train_s, 3),
-            images_per_sec=round(self.num_train / train_s, 1) if train_s > 0 else None,
-        )
+        rec["learning_rate"] = lr
+        timing = {
+            "epoch": epoch + 1,
+            "seconds": round(t1 - self._t0, 3),
+            "train_seconds": round(train_s, 3),
+            "images_per_sec": round(self.num_train / train_s, 1) if train_s > 0 else None,
+        }
         self.history["epochs"].append(rec)
-        write_json(self.path, self.history)
+        self.timings["epochs"].append(timing)
+        phases = self.timings["phases"]
+        phases[self.phase] = round(phases.get(self.phase, 0.0) + timing["seconds"], 3)
+        self.timings["train_seconds"] = round(self.timings["train_seconds"] + timing["seconds"], 3)
+        write_json(os.path.join(self.out, "history.json"), self.history)
+        write_json(os.path.join(self.out, "timings.json"), self.timings)
         log.info(
             "epoch %d/%d [%s] loss %.4f acc %.4f | val_loss %.4f val_acc %.4f | lr %.1e | %.1fs, %s img/s",
             epoch + 1, self.total_epochs, self.phase, rec.get("loss", float("nan")),
             rec.get("accuracy", float("nan")), rec.get("val_loss", float("nan")),
-            rec.get("val_accuracy", float("nan")), lr, rec["seconds"], rec["images_per_sec"],
+            rec.get("val_accuracy", float("nan")), lr, timing["seconds"], timing["images_per_sec"],
         )
+        if not all(np.isfinite(v) for k, v in rec.items() if k in ("loss", "val_loss")):
+            self.model.stop_training = True
+            self.history["stopped"] = {"epoch": epoch + 1, "phase": self.phase, "reason": "non-finite loss"}
+            write_json(os.path.join(self.out, "history.json"), self.history)
 
 
 class BestCheckpoint(keras.callbacks.Callback):
@@ -187,12 +215,209 @@ class BestCheckpoint(keras.callbacks.Callback):
         if acc is None:
             return
         acc, loss = float(acc), float(loss)
+        if not (np.isfinite(loss) and np.isfinite(float(logs.get("loss", 0.0)))):
+            return  # a diverged model is never the best one
         better = acc > self.best.get("val_accuracy", -1.0) or (
             acc == self.best.get("val_accuracy") and loss < self.best.get("val_loss", float("inf"))
         )
         if better:
             save_model_atomic(self.model, self.path)
             self.best.update(epoch=epoch + 1, phase=self.phase, val_accuracy=acc, val_loss=loss)
+
+
+class ResumeState(keras.callbacks.Callback):
+    """After every epoch, saves what continuing the run needs into ``resume/``.
+
+    ``state-E.npz`` holds every variable of the model (weights, BatchNorm
+    statistics, dropout seed states) and of the optimizer (slots, step
+    count) after epoch ``E``; ``state.json`` (history, timings, best so far)
+    names it.  Both are written to a temporary name and renamed, the npz
+    first, so ``state.json`` always names a complete file.  It runs last, so
+    everything else of epoch ``E`` is on disk when ``state.json`` says ``E``.
+    """
+
+    def __init__(self, out: str, history: dict, timings: dict, phase_index: int):
+        super().__init__()
+        self.dir = os.path.join(out, RESUME_DIR)
+        self.history, self.timings, self.phase_index = history, timings, phase_index
+
+    def on_epoch_end(self, epoch, logs=None):
+        # BestCheckpoint ran after EpochRecorder wrote history.json: write it again with the best epoch.
+        write_json(os.path.join(os.path.dirname(self.dir), "history.json"), self.history)
+        if self.history.get("stopped"):
+            return  # a diverged epoch is not a state to continue from
+        os.makedirs(self.dir, exist_ok=True)
+        name = f"state-{epoch + 1}.npz"
+        arrays = {f"m{i}": keras.ops.convert_to_numpy(v) for i, v in enumerate(self.model.variables)}
+        arrays.update({f"o{i}": keras.ops.convert_to_numpy(v) for i, v in enumerate(self.model.optimizer.variables)})
+        tmp = os.path.join(self.dir, ".tmp-" + name)
+        with open(tmp, "wb") as f:
+            np.savez(f, **arrays)
+        os.replace(tmp, os.path.join(self.dir, name))
+        write_json(
+            os.path.join(self.dir, "state.json"),
+            {"epoch": epoch + 1, "phase_index": self.phase_index, "arrays": name,
+             "history": self.history, "timings": self.timings},
+        )
+        for old in os.listdir(self.dir):
+            if old.startswith("state-") and old.endswith(".npz") and old != name:
+                os.remove(os.path.join(self.dir, old))
+
+
+def _read_resume_state(out: str):
+    path = os.path.join(out, RESUME_DIR, "state.json")
+    if not os.path.isfile(path):
+        return None
+    with open(path, encoding="utf-8") as f:
+        state = json.load(f)
+    arrays = os.path.join(out, RESUME_DIR, state["arrays"])
+    if not os.path.isfile(arrays):
+        return None
+    state["arrays_path"] = arrays
+    return state
+
+
+def _restore_variables(model: keras.Model, arrays_path: str, with_optimizer: bool) -> None:
+    with np.load(arrays_path) as z:
+        model_vars = model.variables
+        n = sum(1 for k in z.files if k.startswith("m"))
+        if n != len(model_vars):
+            raise UserError(
+                f"the saved state in {os.path.dirname(arrays_path)} does not fit this model ({n} variables "
+                f"saved, {len(model_vars)} now): pass --overwrite to start the run again."
+            )
+        for i, v in enumerate(model_vars):
+            v.assign(z[f"m{i}"])
+        if with_optimizer:
+            opt = model.optimizer
+            opt.build(model.trainable_variables)
+            saved = sorted((k for k in z.files if k.startswith("o")), key=lambda k: int(k[1:]))
+            if len(saved) != len(opt.variables):
+                raise UserError(
+                    f"the optimizer state in {os.path.dirname(arrays_path)} does not fit this phase: "
+                    "pass --overwrite to start the run again."
+                )
+            for k, v in zip(saved, opt.variables):
+                v.assign(z[k])
+
+
+def _flat(d, prefix=""):
+    out = {}
+    for k, v in d.items():
+        key = f"{prefix}{k}"
+        if isinstance(v, dict):
+            out.update(_flat(v, key + "."))
+        elif isinstance(v, list) and v and all(isinstance(i, dict) for i in v):
+            out.update(_flat({str(i): item for i, item in enumerate(v)}, key + "."))
+            out[key + ".count"] = len(v)
+        else:
+            out[key] = v
+    return out
+
+
+def config_differences(old: dict, new: dict) -> list:
+    """``["model.widths: [8, 16] there, [8, 32] now", ...]`` (``out_dir`` does not count)."""
+    a, b = _flat(old), _flat(new)
+    diffs = []
+    for k in sorted(set(a) | set(b)):
+        if k == "out_dir":
+            continue
+        if a.get(k, "<unset>") != b.get(k, "<unset>"):
+            diffs.append(f"{k}: {a.get(k, '<unset>')!r} there, {b.get(k, '<unset>')!r} now")
+    return diffs
+
+
+def _remove_run_outputs(out: str) -> None:
+    for name in _RUN_OUTPUTS:
+        path = os.path.join(out, name)
+        if os.path.isdir(path):
+            shutil.rmtree(path)
+        elif os.path.exists(path):
+            os.remove(path)
+
+
+def inspect_run_dir(exp: Experiment, overwrite: bool = False) -> str:
+    """What to do with ``exp.out_dir``: ``"new"``, ``"resume"`` or ``"finished"``.
+
+    Raises :class:`UserError` (changing nothing) when the folder holds a run
+    made with other settings and ``overwrite`` is off.  With ``overwrite``,
+    nothing is removed here: :func:`run_experiment` clears the run's own
+    files once the data has opened.
+    """
+    out = exp.out_dir
+    cfg_path = os.path.join(out, "config.json")
+    if overwrite or not os.path.isfile(cfg_path):
+        return "new"
+    try:
+        with open(cfg_path, encoding="utf-8") as f:
+            old = json.load(f)
+    except (OSError, ValueError):
+        raise UserError(
+            f"{cfg_path} is unreadable, so {out} cannot be continued: pass --overwrite to replace the run, "
+            "or choose another --out_dir."
+        ) from None
+    diffs = config_differences(old, exp.to_dict())
+    if diffs:
+        raise UserError(
+            f"{out} holds a run made with other settings ({'; '.join(diffs)}): rerun with the same flags "
+            "to continue it, pass --overwrite to replace it, or choose another --out_dir."
+        )
+    if os.path.isfile(os.path.join(out, "metrics.json")):
+        return "finished"
+    return "resume" if _read_resume_state(out) else "new"
+
+
+def determinism(exp: Experiment) -> bool:
+    """Whether the run asks TensorFlow for deterministic ops (default: on CPU yes, on GPU no)."""
+    if exp.deterministic is not None:
+        return bool(exp.deterministic)
+    return not tf.config.list_physical_devices("GPU")
+
+
+class _StopOnSignal(keras.callbacks.Callback):
+    """Ctrl-C (SIGINT) and SIGTERM stop training at the next batch, from plain Python code.
+
+    The signal only sets a flag; this callback raises ``KeyboardInterrupt``
+    at the next batch or epoch boundary.  Raising straight from the handler
+    can land inside a ``__del__`` during TensorFlow clean-up, where Python
+    swallows it and training goes on.  A second signal stops at once.
+    """
+
+    def __init__(self):
+        super().__init__()
+        self.signum = None
+        self._old = {}
+
+    def __enter__(self):
+        for sig in (signal.SIGINT, signal.SIGTERM):
+            try:
+                self._old[sig] = signal.signal(sig, self._handle)
+            except ValueError:  # not the main thread: leave signals alone
+                pass
+        return self
+
+    def _handle(self, signum, frame):
+        if self.signum is not None:
+            raise KeyboardInterrupt
+        self.signum = signum
+
+    def check(self):
+        if self.signum is not None:
+            raise KeyboardInterrupt
+
+    def on_train_batch_end(self, batch, logs=None):
+        self.check()
+
+    def on_test_batch_end(self, batch, logs=None):
+        self.check()
+
+    def on_epoch_begin(self, epoch, logs=None):
+        self.check()
+
+    def __exit__(self, *exc):
+        for sig, old in self._old.items():
+            signal.signal(sig, old)
+        return False
 
 
 # ---------------------------------------------------------------- weights
@@ -348,7 +573,8 @@ def top_losses(data: DataSplits, probs, k: int = 16):
     return [images[i] for i in chosen], y[chosen], pred[chosen], p_true[chosen]
 
 
-def write_evaluation(out: str, exp: Experiment, data: DataSplits, probs, metrics: dict, history: dict) -> None:
+def write_evaluation(out: str, exp: Experiment, data: DataSplits, probs, metrics: dict, history: dict,
+                     timings: dict) -> None:
     """confusion.png and top_losses.png in the run directory and in TensorBoard; HParams."""
     tb_dir = os.path.join(out, "tb")
     best = history["best"]
@@ -367,31 +593,57 @@ def write_evaluation(out: str, exp: Experiment, data: DataSplits, probs, metrics
         "hparams/best_epoch": best["epoch"],
         "hparams/final_val_loss": last.get("val_loss", float("nan")),
         "hparams/final_train_loss": last.get("loss", float("nan")),
-        "hparams/train_seconds": history["train_seconds"],
+        "hparams/train_seconds": timings["train_seconds"],
     }
     summaries.write_hparams(tb_dir, exp, final, step=last["epoch"] - 1)
 
 
 # -------------------------------------------------------------------- run
-def run_experiment(exp: Experiment, data: DataSplits | None = None, verbose: int = 0) -> dict:
+def _load_json(path: str):
+    with open(path, encoding="utf-8") as f:
+        return json.load(f)
+
+
+def run_experiment(exp: Experiment, data: DataSplits | None = None, verbose: int = 0, overwrite: bool = False) -> dict:
     """Train every phase of ``exp`` and write its run directory; return metrics.json's content.
 
     ``data`` may be passed in to reuse pipelines already built (tests,
-    multi-seed studies); otherwise it is loaded from ``exp.data``.
+    multi-seed studies); otherwise it is loaded from ``exp.data``.  An
+    interrupted run in ``exp.out_dir`` is continued from its last finished
+    epoch; a finished one is returned as it is, unless ``overwrite``.
     """
     exp.validate()
+    state = inspect_run_dir(exp, overwrite)
+    out = exp.out_dir
+    if state == "finished":
+        metrics = _load_json(os.path.join(out, "metrics.json"))
+        log.info(
+            "%s is already finished (best val_accuracy %.4f at epoch %d); pass --overwrite to train it again",
+            out, metrics["accuracy"], metrics["best_epoch"],
+        )
+        return metrics
     # Data and weights are opened before anything is written: a bad folder or
     # an impossible download leaves no run directory behind.
     if exp.model.kind == "transfer" and exp.model.weights == "imagenet":
         path = regnet.imagenet_weights_file(exp.model.backbone, include_top=False)
         log.info("ImageNet weights: %s", path)
+    keras.utils.set_random_seed(exp.seed)  # before the pipelines are built: their shuffles use it
     if data is None:
         data = load_data(exp.data, exp.seed)
-    out = exp.out_dir
+    deterministic = determinism(exp)
+    if deterministic:
+        tf.config.experimental.enable_op_determinism()
+    # The model (and a weights file it loads) too: a file for another variant changes nothing on disk.
+    strategy = default_strategy()
+    keras.utils.set_random_seed(exp.seed)  # the same initial weights whatever ran before
+    with strategy.scope():
+        model = build_model(exp, data.num_classes)
+    resume = _read_resume_state(out) if state == "resume" else None
+    if resume is None and os.path.isdir(out):
+        _remove_run_outputs(out)  # overwrite, or a run that died before its first epoch ended
     os.makedirs(out, exist_ok=True)
     write_json(os.path.join(out, "config.json"), exp.to_dict())
     write_json(os.path.join(out, "environment.json"), environment())
-    keras.utils.set_random_seed(exp.seed)
     write_json(
         os.path.join(out, "data.json"),
         {
@@ -404,76 +656,110 @@ def run_experiment(exp: Experiment, data: DataSplits | None = None, verbose: int
         },
     )
 
-    strategy = default_strategy()
-    with strategy.scope():
-        model = build_model(exp, data.num_classes)
     n_native = use_native_grouped_conv(model)
     if n_native:
-        log.info("%d grouped convolutions run on TensorFlow's native kernels", n_native)
+        log.info("%d grouped convolutions run on TensorFlow's own kernels", n_native)
     m = exp.model
     bn_calibrated = m.kind == "transfer" and (
         m.calibrate_bn == "always" or (m.calibrate_bn == "auto" and m.weights is None)
     )
-    if bn_calibrated:
+    if bn_calibrated and resume is None:
         n = calibrate_batchnorm(model, data.train)
         log.info("random backbone: BatchNorm statistics re-estimated on %d training batches", n)
 
     total_epochs = sum(p.epochs for p in exp.phases)
-    history = {
-        "run": exp.name,
-        "model": model.name,
-        "weights": exp.model.weights if exp.model.kind == "transfer" else None,
-        "weights_source": weights_source(exp),
-        "bn_calibrated": bn_calibrated,
-        "phases": [],
-        "epochs": [],
-        "best": {},
-    }
-    history_path = os.path.join(out, "history.json")
+    if resume is not None:
+        history, timings, done = resume["history"], resume["timings"], resume["epoch"]
+        history.pop("stopped", None)
+        log.info("continuing %s after epoch %d of %d", out, done, total_epochs)
+    else:
+        history = {
+            "run": exp.name,
+            "model": model.name,
+            "weights": exp.model.weights if exp.model.kind == "transfer" else None,
+            "weights_source": weights_source(exp),
+            "bn_calibrated": bn_calibrated,
+            "deterministic": deterministic,
+            "phases": [],
+            "epochs": [],
+            "best": {},
+        }
+        timings = {"epochs": [], "phases": {}, "train_seconds": 0.0}
+        done = 0
     model_path = os.path.join(out, MODEL_FILE)
     tb = keras.callbacks.TensorBoard(log_dir=os.path.join(out, "tb"), write_graph=False, update_freq="epoch")
 
     epoch = 0
-    t_run = time.perf_counter()
-    for phase_index, phase in enumerate(exp.phases):
-        if phase.epochs == 0:
-            continue
-        with strategy.scope():
-            apply_trainable(model, phase.trainable)
-            compile_for_phase(model, exp, phase.lr)  # recompile after every trainable change
-        trainable, total = count_params(model.trainable_weights), count_params(model.weights)
-        history["phases"].append(
-            {
-                "name": phase.name, "first_epoch": epoch + 1, "last_epoch": epoch + phase.epochs,
-                "lr": phase.lr, "trainable": phase.trainable,
-                "trainable_params": trainable, "total_params": total,
-            }
+    try:
+        with _StopOnSignal() as stop_on_signal:
+            for phase_index, phase in enumerate(exp.phases):
+                stop_on_signal.check()
+                first, last = epoch, epoch + phase.epochs  # epochs first+1 .. last
+                epoch = last
+                if phase.epochs == 0 or done >= last:
+                    continue
+                with strategy.scope():
+                    apply_trainable(model, phase.trainable)
+                    compile_for_phase(model, exp, phase.lr)  # recompile after every trainable change
+                trainable, total = count_params(model.trainable_weights), count_params(model.weights)
+                if resume is not None:
+                    # the state after epoch `done`: with its optimizer slots when `done` is in this phase
+                    _restore_variables(model, resume["arrays_path"], with_optimizer=done > first)
+                    resume = None
+                if done == first:
+                    history["phases"].append(
+                        {
+                            "name": phase.name, "first_epoch": first + 1, "last_epoch": last,
+                            "lr": phase.lr, "trainable": phase.trainable,
+                            "trainable_params": trainable, "total_params": total,
+                        }
+                    )
+                    log.info(
+                        "phase %s: epochs %d-%d, lr %g, %s trainable of %s parameters",
+                        phase.name, first + 1, last, phase.lr, f"{trainable:,}", f"{total:,}",
+                    )
+                    summaries.write_phase_marker(
+                        os.path.join(out, "tb"), first,
+                        f"epoch {first + 1}: phase **{phase.name}** begins (lr {phase.lr:g}, trainable: "
+                        f"{phase.trainable}, {trainable:,} of {total:,} parameters)",
+                    )
+                callbacks = [
+                    stop_on_signal,
+                    EpochRecorder(history, timings, out, phase.name, data.num_train, total_epochs, phase_index),
+                    BestCheckpoint(model_path, history["best"], phase.name),
+                    tb,
+                    ResumeState(out, history, timings, phase_index),
+                ]
+                # Epoch e's batches depend only on the seed and e (see data.pipeline), so a
+                # resumed run sees what an uninterrupted one would have seen.
+                model.fit(
+                    data.train_from(done, last) if data.train_from else data.train.repeat(),
+                    steps_per_epoch=data.steps_per_epoch or len(data.train),
+                    validation_data=data.val, initial_epoch=done,
+                    epochs=last, callbacks=callbacks, verbose=verbose, shuffle=False,
+                )
+                if history.get("stopped"):
+                    break
+                done = last
+            stop_on_signal.check()
+    except KeyboardInterrupt:
+        st = _read_resume_state(out)
+        where = f"after epoch {st['epoch']}" if st else "from the start (no epoch had finished)"
+        raise UserError(
+            f"training was interrupted; everything up to the last finished epoch is kept in {out}: "
+            f"run the same command again to continue {where}.",
+            exit_code=130,
+        ) from None
+
+    if history.get("stopped"):
+        stop = history["stopped"]
+        best = history["best"]
+        kept = (f"the best checkpoint so far (epoch {best['epoch']}, val_accuracy {best['val_accuracy']:.4f}) "
+                f"is kept in {model_path}") if best else "no epoch before it was usable, so no model was kept"
+        raise UserError(
+            f"the loss became NaN or infinite in epoch {stop['epoch']} ({stop['phase']} phase), so training "
+            f"stopped; {kept}: lower the learning rate (--lr) and run again with --overwrite."
         )
-        log.info(
-            "phase %s: epochs %d-%d, lr %g, %s trainable of %s parameters",
-            phase.name, epoch + 1, epoch + phase.epochs, phase.lr, f"{trainable:,}", f"{total:,}",
-        )
-        summaries.write_phase_marker(
-            os.path.join(out, "tb"), epoch,
-            f"epoch {epoch + 1}: phase **{phase.name}** begins (lr {phase.lr:g}, trainable: "
-            f"{phase.trainable}, {trainable:,} of {total:,} parameters)",
-        )
-        callbacks = [
-            EpochRecorder(history, history_path, phase.name, data.num_train, total_epochs, phase_index),
-            BestCheckpoint(model_path, history["best"], phase.name),
-            tb,
-        ]
-        t0 = time.perf_counter()
-        # shuffle=False: the dataset itself reshuffles every epoch (seeded).
-        model.fit(
-            data.train, validation_data=data.val, initial_epoch=epoch,
-            epochs=epoch + phase.epochs, callbacks=callbacks, verbose=verbose, shuffle=False,
-        )
-        history["phases"][-1]["seconds"] = round(time.perf_counter() - t0, 2)
-        epoch += phase.epochs
-        write_json(history_path, history)
-    history["train_seconds"] = round(time.perf_counter() - t_run, 2)
-    write_json(history_path, history)
 
     best_model = load_model(model_path)
     use_native_grouped_conv(best_model)
@@ -485,7 +771,8 @@ def run_experiment(exp: Experiment, data: DataSplits | None = None, verbose: int
         total_params=count_params(best_model.weights),
     )
     write_json(os.path.join(out, "metrics.json"), metrics)
-    write_evaluation(out, exp, data, probs, metrics, history)
+    write_evaluation(out, exp, data, probs, metrics, history, timings)
+    shutil.rmtree(os.path.join(out, RESUME_DIR), ignore_errors=True)
     log.info(
         "best val_accuracy %.4f at epoch %d (%s); run directory: %s",
         metrics["accuracy"], metrics["best_epoch"], metrics["best_phase"], out,

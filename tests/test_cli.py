@@ -23,9 +23,22 @@ def _lines(stderr):
 
 @pytest.fixture(scope="module")
 def folders(tmp_path_factory):
+    import keras
+
+    from kerasxfer.models.regnet import RegNet
     from tests.conftest import _write_image
 
     root = tmp_path_factory.mktemp("cli")
+    # weights of another variant, and a text file posing as weights
+    RegNet("regnetx004", include_top=False, weights=None, input_shape=(32, 32, 3)).save_weights(
+        str(root / "x004.weights.h5")
+    )
+    (root / "not_weights.h5").write_text("hello")
+    (root / "notes.txt").write_text("x")
+    # a real (tiny) finished run, for the cases that point --out_dir at it
+    p = run("scratch", "--image_size=8", "--epochs=1", "--widths=4", f"--out_dir={root / 'done'}")
+    assert p.returncode == 0, p.stderr
+    keras.backend.clear_session()
     (root / "empty_class" / "a").mkdir(parents=True)
     (root / "empty_class" / "b").mkdir(parents=True)
     _write_image(str(root / "empty_class" / "a" / "1.png"), 8, (1, 2, 3))
@@ -49,22 +62,48 @@ CASES = [
     ("scratch", ["--epochs=-1"], "epochs"),
     ("scratch", ["--widths=a,b"], "comma-separated integers"),
     ("scratch", ["stray_argument"], "unexpected argument"),
+    ("scratch", ["--batch_size=0"], "--batch_size=0 is out of range"),
+    ("scratch", ["--lr=0"], "learning rate 0.0 must be a positive number"),
+    ("scratch", ["--lr=nan"], "learning rate nan must be a positive number"),
+    ("scratch", ["--dropout=1"], "--dropout=1.0 must be in [0, 1)"),
+    ("scratch", ["--seed=-3"], "--seed=-3 is out of range"),
+    ("scratch", ["--epochs=x"], "flag --epochs=x: invalid literal"),
+    ("scratch", ["--no_such_flag=1"], "Unknown command line flag 'no_such_flag'"),
+    ("finetune", ["--image_size=16", "--weights=none"], "too small for a RegNet"),
+    ("finetune", ["--frozen_epochs=0", "--finetune_epochs=0", "--weights=none"], "every phase has 0 epochs"),
+    ("finetune", ["--weights={root}/x004.weights.h5", "--image_size=32"], "does not fit regnetx002"),
+    ("finetune", ["--weights={root}/not_weights.h5", "--image_size=32"], "not_weights.h5"),
+    ("scratch", ["--out_dir={root}/notes.txt/run"], "is a file, not a folder"),
+    ("scratch", ["--out_dir={root}/done", "--image_size=8", "--epochs=2", "--widths=4"],
+     "holds a run made with other settings (phases.0.epochs: 1 there, 2 now)"),
+    ("pretrain", ["--image_size=16"], "too small for a RegNet"),
+    ("predict", ["--run={root}/does_not_exist", "--images={root}/notes.txt"], "does_not_exist"),
+    ("predict", ["--run={root}/done", "--images={root}/missing.png"], "missing.png"),
+    ("compare", ["--runs={root}/done"], "at least two"),
 ]
 
 
 @pytest.mark.parametrize("module, args, message", CASES, ids=[c[2] for c in CASES])
 def test_bad_input_one_line_exit_2_no_traceback(folders, tmp_path, module, args, message):
     out = tmp_path / "run"
-    args = [a.format(root=folders) for a in args] + [f"--out_dir={out}"]
+    args = [a.format(root=folders) for a in args]
+    if module != "predict" and not any(a.startswith("--out_dir=") for a in args):
+        args.append(f"--out_dir={out}")
+    before = _snapshot(folders)
     p = run(module, *args)
     assert p.returncode == 2, p.stderr
     lines = _lines(p.stderr)
     assert len(lines) == 1 and message in lines[0], p.stderr
     assert "Traceback" not in p.stderr
     assert not out.exists()  # nothing written before the input was checked
+    assert _snapshot(folders) == before  # and no run directory (nor anything else) changed
 
 
-def test_unknown_flag_is_refused_by_absl():
-    p = run("scratch", "--no_such_flag=1")
-    assert p.returncode != 0 and "Traceback" not in p.stderr
-    assert "no_such_flag" in p.stderr
+def _snapshot(root):
+    """Every file under ``root`` with its bytes."""
+    return {
+        os.path.join(d, f): open(os.path.join(d, f), "rb").read()
+        for d, _, files in os.walk(root) for f in files
+    }
+
+

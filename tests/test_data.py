@@ -28,9 +28,10 @@ def test_digits_split_is_stratified_and_images_are_rgb_0_255():
 
 
 def test_train_shuffle_is_seeded_and_changes_every_epoch():
-    def order(seed):
+    def order(seed, start=0):
         d = load_data(DataConfig(dataset="digits", image_size=8, batch_size=2000), seed=seed)
-        it = iter(d.train.repeat(2))
+        assert d.steps_per_epoch == 1
+        it = iter(d.train_from(start, start + 2))
         return next(it)[1].numpy(), next(it)[1].numpy()
 
     a1, a2 = order(3)
@@ -38,6 +39,18 @@ def test_train_shuffle_is_seeded_and_changes_every_epoch():
     np.testing.assert_array_equal(a1, b1)
     np.testing.assert_array_equal(a2, b2)
     assert not np.array_equal(a1, a2)
+    assert not np.array_equal(a1, order(4)[0])
+    # a run resumed at epoch 1 sees epoch 1's order, not epoch 0's
+    np.testing.assert_array_equal(order(3, start=1)[0], a2)
+
+
+def test_every_epoch_holds_each_training_image_once():
+    d = load_data(DataConfig(dataset="digits", image_size=8, batch_size=100), seed=0)
+    it = iter(d.train_from(5, 7))
+    for _ in range(2):
+        labels = np.concatenate([next(it)[1].numpy() for _ in range(d.steps_per_epoch)])
+        assert len(labels) == d.num_train
+        np.testing.assert_array_equal(np.bincount(labels), list(d.info["train_per_class"].values()))
 
 
 @pytest.mark.parametrize("channels", [1, 3])

@@ -1,9 +1,16 @@
-"""tf.data pipelines: decode -> resize -> cache -> shuffle -> batch -> prefetch."""
+"""tf.data pipelines: decode -> resize -> cache -> shuffle -> batch -> prefetch.
+
+The training split is a stream of epochs in which epoch ``e``'s order
+depends only on the seed and ``e``: a run resumed at epoch ``e`` sees
+exactly the batches an uninterrupted run would have seen.
+"""
 
 from __future__ import annotations
 
 import dataclasses
 import logging
+import math
+from typing import Callable
 
 import numpy as np
 import tensorflow as tf
@@ -19,7 +26,7 @@ AUTOTUNE = tf.data.AUTOTUNE
 class DataSplits:
     """What a run trains and validates on."""
 
-    train: tf.data.Dataset  # batched, shuffled each epoch
+    train: tf.data.Dataset  # one epoch (epoch 0's order), batched
     val: tf.data.Dataset  # batched, fixed order (val_labels order)
     class_names: list
     num_train: int
@@ -28,6 +35,9 @@ class DataSplits:
     image_size: int
     description: str
     info: dict
+    # train_from(a, b): the batches of epochs a .. b-1 in order; steps_per_epoch of them make one epoch
+    train_from: Callable[[int, int], tf.data.Dataset] = None
+    steps_per_epoch: int = 0
 
     @property
     def num_classes(self) -> int:
@@ -44,25 +54,58 @@ def to_rgb_resized(img, image_size: int):
     return img
 
 
-def make_pipeline(x, y, decode, image_size, batch_size, training, seed, shuffle_buffer=2048):
-    """Batched ``(float32 images in [0, 255], int32 labels)`` from examples ``x``.
-
-    Decoding and resizing run in parallel and happen once: the uint8 result
-    is cached in memory, then shuffled (seeded; a new order every epoch),
-    batched, cast to float32 and prefetched.  Validation keeps its order.
-    """
+def _decoded(x, y, decode, image_size):
     ds = tf.data.Dataset.from_tensor_slices((x, y))
     ds = ds.map(
         lambda a, b: (to_rgb_resized(decode(a), image_size), b),
         num_parallel_calls=AUTOTUNE,
         deterministic=True,
     )
-    ds = ds.cache()
+    return ds.cache()
+
+
+def _to_float(a, b):
+    return tf.cast(a, tf.float32), b
+
+
+def make_pipeline(x, y, decode, image_size, batch_size, training, seed, shuffle_buffer=2048):
+    """Batched ``(float32 images in [0, 255], int32 labels)`` from examples ``x``: one epoch.
+
+    Decoding and resizing run in parallel and happen once: the uint8 result
+    is cached in memory, then (training) shuffled with epoch 0's seed,
+    batched, cast to float32 and prefetched.  Validation keeps its order.
+    """
     if training:
-        ds = ds.shuffle(min(len(y), shuffle_buffer), seed=seed, reshuffle_each_iteration=True)
-    ds = ds.batch(batch_size)
-    ds = ds.map(lambda a, b: (tf.cast(a, tf.float32), b), num_parallel_calls=AUTOTUNE)
-    return ds.prefetch(AUTOTUNE)
+        return make_train_epochs(x, y, decode, image_size, batch_size, seed, shuffle_buffer)[0](0, 1)
+    ds = _decoded(x, y, decode, image_size).batch(batch_size)
+    return ds.map(_to_float, num_parallel_calls=AUTOTUNE).prefetch(AUTOTUNE)
+
+
+def make_train_epochs(x, y, decode, image_size, batch_size, seed, shuffle_buffer=2048):
+    """``(train_from, steps_per_epoch)``: ``train_from(a, b)`` streams epochs ``a .. b-1``.
+
+    Every epoch is the cached images shuffled with a seed made of ``seed`` and
+    the epoch number (a new order every epoch, the same order for the same
+    epoch in any process with the same global seed), then batched; the last
+    batch of an epoch may be smaller.  Decoding happens once: every epoch
+    reads the same cache.  The seeds are Python integers on purpose: a tensor
+    op seed trips TensorFlow's seed logic when the global seed is 0.
+    """
+    base = _decoded(x, y, decode, image_size)
+    buffer = max(1, min(len(y), shuffle_buffer))
+
+    def one_epoch(e: int) -> tf.data.Dataset:
+        return base.shuffle(buffer, seed=seed * 1_000_003 + e, reshuffle_each_iteration=False).batch(batch_size)
+
+    def train_from(start_epoch: int, stop_epoch: int) -> tf.data.Dataset:
+        if stop_epoch <= start_epoch:
+            raise ValueError(f"no epoch between {start_epoch} and {stop_epoch}")
+        ds = one_epoch(start_epoch)
+        for e in range(start_epoch + 1, stop_epoch):
+            ds = ds.concatenate(one_epoch(e))
+        return ds.map(_to_float, num_parallel_calls=AUTOTUNE).prefetch(AUTOTUNE)
+
+    return train_from, math.ceil(len(y) / batch_size)
 
 
 def load_data(cfg: DataConfig, seed: int) -> DataSplits:
@@ -85,9 +128,10 @@ def load_data(cfg: DataConfig, seed: int) -> DataSplits:
         cfg.image_size, cfg.image_size,
     )
     common = dict(image_size=cfg.image_size, batch_size=cfg.batch_size, seed=seed)
-    train = make_pipeline(
-        src.train_x, src.train_y, src.decode, training=True, shuffle_buffer=cfg.shuffle_buffer, **common
+    train_from, steps = make_train_epochs(
+        src.train_x, src.train_y, src.decode, shuffle_buffer=cfg.shuffle_buffer, **common
     )
+    train = train_from(0, 1)
     val = make_pipeline(src.val_x, src.val_y, src.val_decode or src.decode, training=False, **common)
     info = dict(src.info)
     info.setdefault("train_per_class", {c: int((src.train_y == i).sum()) for i, c in enumerate(src.class_names)})
@@ -96,4 +140,5 @@ def load_data(cfg: DataConfig, seed: int) -> DataSplits:
         train=train, val=val, class_names=list(src.class_names),
         num_train=len(src.train_y), num_val=len(src.val_y), val_labels=np.asarray(src.val_y),
         image_size=cfg.image_size, description=src.description, info=info,
+        train_from=train_from, steps_per_epoch=steps,
     )
