@@ -20,7 +20,6 @@ from absl import flags
 
 from experiments import common
 from kerasxfer.config import Experiment, ModelConfig, PhaseConfig
-from kerasxfer.training import export_backbone, run_experiment
 
 FLAGS = flags.FLAGS
 common.define_common_flags("runs/pretrain", dataset="synthetic")
@@ -46,7 +45,9 @@ def make_experiment() -> Experiment:
 
 
 def main(argv):
-    exp = make_experiment().validate()
+    exp = make_experiment().validate()  # before TensorFlow loads: a bad flag is answered at once
+    from kerasxfer.training import export_backbone, run_experiment
+
     run_experiment(exp, verbose=FLAGS.verbose, overwrite=FLAGS.overwrite)
     path = export_backbone(exp.out_dir)
     print(f"backbone weights: {path}\nnext: python -m experiments.finetune --backbone={exp.model.backbone} --weights={path}")

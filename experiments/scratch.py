@@ -11,7 +11,6 @@ from absl import flags
 
 from experiments import common
 from kerasxfer.config import Experiment, ModelConfig, PhaseConfig
-from kerasxfer.training import run_experiment
 
 FLAGS = flags.FLAGS
 common.define_common_flags("runs/scratch")
@@ -39,7 +38,10 @@ def make_experiment() -> Experiment:
 
 
 def main(argv):
-    run_experiment(make_experiment().validate(), verbose=FLAGS.verbose, overwrite=FLAGS.overwrite)
+    exp = make_experiment().validate()  # before TensorFlow loads: a bad flag is answered at once
+    from kerasxfer.training import run_experiment
+
+    run_experiment(exp, verbose=FLAGS.verbose, overwrite=FLAGS.overwrite)
 
 
 if __name__ == "__main__":

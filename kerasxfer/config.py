@@ -20,6 +20,12 @@ from typing import Optional
 from kerasxfer.errors import UserError
 
 BUILTIN_DATASETS = ("digits", "synthetic")
+# The RegNet variants kerasxfer.models.regnet builds (it checks that the two
+# lists agree); here so that flags are checked without importing TensorFlow.
+REGNET_VARIANTS = tuple(
+    f"regnet{kind}{size}" for kind in "xy"
+    for size in ("002", "004", "006", "008", "016", "032", "040", "064", "080", "120", "160", "320")
+)
 MODEL_KINDS = ("scratch", "transfer", "regnet")
 
 
@@ -129,8 +135,6 @@ class Experiment:
     # ------------------------------------------------------------ validate
     def validate(self) -> "Experiment":
         """Check every field; raise :class:`UserError` naming the first bad one."""
-        from kerasxfer.models import regnet  # local: keeps config import light
-
         d, m = self.data, self.model
         if not isinstance(d.image_size, int) or not 8 <= d.image_size <= 1024:
             raise UserError(
@@ -158,10 +162,10 @@ class Experiment:
         if d.dataset == "synthetic" and not (d.synthetic_train >= 24 and d.synthetic_val >= 24):
             raise UserError("the synthetic dataset needs at least 24 train and 24 val images (one per class).")
         if m.kind in ("transfer", "regnet"):
-            if m.backbone not in regnet.VARIANTS:
+            if m.backbone not in REGNET_VARIANTS:
                 raise UserError(
                     f"--backbone={m.backbone!r} is not a known RegNet: use one of "
-                    f"{', '.join(regnet.VARIANTS)}."
+                    f"{', '.join(REGNET_VARIANTS)}."
                 )
             if d.image_size < 32:
                 raise UserError(

@@ -21,11 +21,17 @@ from kerasxfer.models import regnet, use_native_grouped_conv
 from kerasxfer.models import weights as weights_lib
 
 SIZE = 32
-# Default run: one X and one Y of every width class up to ~10M parameters; the rest are slow.
+# Default run: the notop file (what finetune loads) of one X and one Y of every width class up
+# to ~10M parameters, and the full file (the ImageNet head on top of the same body) of the
+# smallest X and Y; every other case is slow (`make test-all`).
 FAST = {"regnetx002", "regnetx004", "regnetx006", "regnetx008", "regnetx016",
         "regnety002", "regnety004", "regnety006", "regnety008"}
+FAST_TOP = {"regnetx002", "regnety002"}
 CASES = [
-    pytest.param(v, top, marks=() if v in FAST else pytest.mark.slow, id=f"{v}-{'top' if top else 'notop'}")
+    pytest.param(
+        v, top, marks=() if v in (FAST_TOP if top else FAST) else pytest.mark.slow,
+        id=f"{v}-{'top' if top else 'notop'}",
+    )
     for v in regnet.VARIANTS for top in (True, False)
 ]
 

@@ -174,8 +174,8 @@ def test_compare_with_seeds_trains_each_approach_and_reports_mean_std(tmp_path):
     out = tmp_path / "report"
     p = subprocess.run(
         [sys.executable, "-m", "experiments.compare", "--seeds=2", f"--seeds_dir={tmp_path / 'seeds'}",
-         f"--out_dir={out}", "--scratch_flags=--epochs=1 --image_size=16 --widths=8",
-         "--finetune_flags=--weights=none --frozen_epochs=1 --finetune_epochs=1 --image_size=32"],
+         f"--out_dir={out}", "--scratch_flags=--epochs=1 --image_size=8 --widths=4 --batch_size=256",
+         "--finetune_flags=--weights=none --frozen_epochs=1 --finetune_epochs=1 --image_size=32 --batch_size=256"],
         capture_output=True, text=True, cwd=root, timeout=900,
         env=dict(os.environ, TF_CPP_MIN_LOG_LEVEL="3"),
     )

@@ -18,11 +18,11 @@ from kerasxfer.training import run_experiment
 def runs(tmp_path_factory):
     root = tmp_path_factory.mktemp("runs")
     run_experiment(Experiment(
-        name="scratch", out_dir=str(root / "scratch"), data=DataConfig(image_size=16),
+        name="scratch", out_dir=str(root / "scratch"), data=DataConfig(image_size=16, batch_size=128),
         model=ModelConfig(kind="scratch", widths=[8, 16]), phases=[PhaseConfig("scratch", 2, 3e-3, "all")],
     ))
     run_experiment(Experiment(
-        name="finetune", out_dir=str(root / "finetune"), data=DataConfig(image_size=32),
+        name="finetune", out_dir=str(root / "finetune"), data=DataConfig(image_size=32, batch_size=128),
         model=ModelConfig(kind="transfer"),
         phases=[PhaseConfig("frozen", 2, 1e-3, "head"), PhaseConfig("unfrozen", 2, 1e-4, "stages:2")],
     ))

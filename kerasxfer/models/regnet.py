@@ -32,6 +32,7 @@ import re
 import keras
 from keras import layers
 
+from kerasxfer.config import REGNET_VARIANTS
 from kerasxfer.errors import UserError
 from kerasxfer.models import weights as weights_lib
 
@@ -166,6 +167,8 @@ WEIGHTS_HASHES = {
 
 #: Lower-case variant names, e.g. ``"regnetx002"``, in table order.
 VARIANTS = tuple(f"regnet{k}" for k in _CONFIGS)
+if set(VARIANTS) != set(REGNET_VARIANTS):  # the TensorFlow-free list in kerasxfer.config
+    raise ImportError("kerasxfer.config.REGNET_VARIANTS and kerasxfer.models.regnet disagree")
 NUM_STAGES = 4
 DEFAULT_SIZE = 224
 MIN_SIZE = 32
