@@ -12,8 +12,8 @@ import os as _os
 # kernels, which TensorFlow turns on by default only on CPUs with AVX-512.
 # RegNet is built of grouped convolutions, so ask for oneDNN before TensorFlow
 # is first imported (an explicit TF_ENABLE_ONEDNN_OPTS=0 from the user wins).
-# When it is off anyway, kerasxfer.models.fastconv falls back to Keras' slower
-# XLA path and says so.
+# When it is off anyway, kerasxfer.models.fastconv runs one convolution per
+# group instead and says so.
 _os.environ.setdefault("TF_ENABLE_ONEDNN_OPTS", "1")
 
 __version__ = "0.1.0"

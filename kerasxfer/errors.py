@@ -9,8 +9,6 @@ already written is removed.
 class UserError(Exception):
     """A problem the user can fix (bad flag, missing file, unusable data)."""
 
-    exit_code = 2
-
     def __init__(self, message: str, exit_code: int = 2):
         super().__init__(message)
         self.exit_code = exit_code

@@ -14,7 +14,6 @@ aggregated to mean ± std.
 
 from __future__ import annotations
 
-import json
 import math
 import os
 import re
@@ -23,7 +22,7 @@ import statistics
 import numpy as np
 
 from kerasxfer.errors import UserError
-from kerasxfer.training import write_json
+from kerasxfer.training import read_json, write_json
 
 NOISE_P = 0.05
 
@@ -55,11 +54,6 @@ def mcnemar(labels, pred_a, pred_b) -> dict:
 
 
 # ------------------------------------------------------------------ runs
-def _load(path):
-    with open(path, encoding="utf-8") as f:
-        return json.load(f)
-
-
 def load_run(run_dir: str) -> dict:
     """config, history, metrics and data of a finished run directory."""
     need = ("config.json", "history.json", "metrics.json", "data.json")
@@ -69,10 +63,10 @@ def load_run(run_dir: str) -> dict:
             f"{run_dir!r} is not a finished kerasxfer run (missing {', '.join(missing)}): "
             "train it first or pass another run directory."
         )
-    run = {k: _load(os.path.join(run_dir, f"{k}.json")) for k in ("config", "history", "metrics", "data")}
+    run = {k: read_json(os.path.join(run_dir, f"{k}.json")) for k in ("config", "history", "metrics", "data")}
     timings_path = os.path.join(run_dir, "timings.json")
     if os.path.isfile(timings_path):
-        _merge_timings(run["history"], _load(timings_path))
+        _merge_timings(run["history"], read_json(timings_path))
     run["dir"] = run_dir
     return run
 

@@ -77,6 +77,11 @@ def write_json(path: str, obj) -> None:
     os.replace(tmp, path)
 
 
+def read_json(path: str):
+    with open(path, encoding="utf-8") as f:
+        return json.load(f)
+
+
 def _json_default(o):
     if isinstance(o, (np.integer,)):
         return int(o)
@@ -138,21 +143,26 @@ def count_params(weights) -> int:
 
 
 # ------------------------------------------------------------- callbacks
+def diverged(logs: dict) -> bool:
+    """Whether an epoch's train or validation loss is NaN or infinite."""
+    return not all(np.isfinite(float(logs[k])) for k in ("loss", "val_loss") if k in logs)
+
+
 class EpochRecorder(keras.callbacks.Callback):
     """Appends one record per epoch to ``history`` (phase, metrics, lr) and to ``timings`` (speed).
 
     ``history.json`` holds only what the seed determines, so two equal runs
     write it byte for byte alike; seconds and images/s go to
-    ``timings.json``.  It runs before the TensorBoard callback and adds
+    ``timings.json`` (both written by :class:`ResumeState`).  It runs before the TensorBoard callback and adds
     ``learning_rate`` and ``phase`` (the phase's index: 0, 1, ...) to the
     epoch logs, so TensorBoard plots the learning rate and shows where each
     phase starts.
     """
 
-    def __init__(self, history: dict, timings: dict, out: str, phase: str, num_train: int, total_epochs: int,
+    def __init__(self, history: dict, timings: dict, phase: str, num_train: int, total_epochs: int,
                  phase_index: int = 0):
         super().__init__()
-        self.history, self.timings, self.out, self.phase = history, timings, out, phase
+        self.history, self.timings, self.phase = history, timings, phase
         self.num_train, self.total_epochs, self.phase_index = num_train, total_epochs, phase_index
 
     def on_epoch_begin(self, epoch, logs=None):
@@ -184,18 +194,15 @@ class EpochRecorder(keras.callbacks.Callback):
         phases = self.timings["phases"]
         phases[self.phase] = round(phases.get(self.phase, 0.0) + timing["seconds"], 3)
         self.timings["train_seconds"] = round(self.timings["train_seconds"] + timing["seconds"], 3)
-        write_json(os.path.join(self.out, "history.json"), self.history)
-        write_json(os.path.join(self.out, "timings.json"), self.timings)
         log.info(
             "epoch %d/%d [%s] loss %.4f acc %.4f | val_loss %.4f val_acc %.4f | lr %.1e | %.1fs, %s img/s",
             epoch + 1, self.total_epochs, self.phase, rec.get("loss", float("nan")),
             rec.get("accuracy", float("nan")), rec.get("val_loss", float("nan")),
             rec.get("val_accuracy", float("nan")), lr, timing["seconds"], timing["images_per_sec"],
         )
-        if not all(np.isfinite(v) for k, v in rec.items() if k in ("loss", "val_loss")):
+        if diverged(logs):
             self.model.stop_training = True
             self.history["stopped"] = {"epoch": epoch + 1, "phase": self.phase, "reason": "non-finite loss"}
-            write_json(os.path.join(self.out, "history.json"), self.history)
 
 
 class BestCheckpoint(keras.callbacks.Callback):
@@ -214,9 +221,9 @@ class BestCheckpoint(keras.callbacks.Callback):
         acc, loss = logs.get("val_accuracy"), logs.get("val_loss", float("inf"))
         if acc is None:
             return
-        acc, loss = float(acc), float(loss)
-        if not (np.isfinite(loss) and np.isfinite(float(logs.get("loss", 0.0)))):
+        if diverged(logs):
             return  # a diverged model is never the best one
+        acc, loss = float(acc), float(loss)
         better = acc > self.best.get("val_accuracy", -1.0) or (
             acc == self.best.get("val_accuracy") and loss < self.best.get("val_loss", float("inf"))
         )
@@ -226,7 +233,7 @@ class BestCheckpoint(keras.callbacks.Callback):
 
 
 class ResumeState(keras.callbacks.Callback):
-    """After every epoch, saves what continuing the run needs into ``resume/``.
+    """After every epoch, writes ``history.json`` and ``timings.json``, then what continuing the run needs into ``resume/``.
 
     ``state-E.npz`` holds every variable of the model (weights, BatchNorm
     statistics, dropout seed states) and of the optimizer (slots, step
@@ -236,14 +243,15 @@ class ResumeState(keras.callbacks.Callback):
     everything else of epoch ``E`` is on disk when ``state.json`` says ``E``.
     """
 
-    def __init__(self, out: str, history: dict, timings: dict, phase_index: int):
+    def __init__(self, out: str, history: dict, timings: dict):
         super().__init__()
-        self.dir = os.path.join(out, RESUME_DIR)
-        self.history, self.timings, self.phase_index = history, timings, phase_index
+        self.out, self.dir = out, os.path.join(out, RESUME_DIR)
+        self.history, self.timings = history, timings
 
     def on_epoch_end(self, epoch, logs=None):
-        # BestCheckpoint ran after EpochRecorder wrote history.json: write it again with the best epoch.
-        write_json(os.path.join(os.path.dirname(self.dir), "history.json"), self.history)
+        # Last callback: the epoch's record (EpochRecorder) and best (BestCheckpoint) are in.
+        write_json(os.path.join(self.out, "history.json"), self.history)
+        write_json(os.path.join(self.out, "timings.json"), self.timings)
         if self.history.get("stopped"):
             return  # a diverged epoch is not a state to continue from
         os.makedirs(self.dir, exist_ok=True)
@@ -256,7 +264,7 @@ class ResumeState(keras.callbacks.Callback):
         os.replace(tmp, os.path.join(self.dir, name))
         write_json(
             os.path.join(self.dir, "state.json"),
-            {"epoch": epoch + 1, "phase_index": self.phase_index, "arrays": name,
+            {"epoch": epoch + 1, "arrays": name,
              "history": self.history, "timings": self.timings},
         )
         for old in os.listdir(self.dir):
@@ -268,8 +276,7 @@ def _read_resume_state(out: str):
     path = os.path.join(out, RESUME_DIR, "state.json")
     if not os.path.isfile(path):
         return None
-    with open(path, encoding="utf-8") as f:
-        state = json.load(f)
+    state = read_json(path)
     arrays = os.path.join(out, RESUME_DIR, state["arrays"])
     if not os.path.isfile(arrays):
         return None
@@ -336,8 +343,8 @@ def _remove_run_outputs(out: str) -> None:
             os.remove(path)
 
 
-def inspect_run_dir(exp: Experiment, overwrite: bool = False) -> str:
-    """What to do with ``exp.out_dir``: ``"new"``, ``"resume"`` or ``"finished"``.
+def inspect_run_dir(exp: Experiment, overwrite: bool = False):
+    """What to do with ``exp.out_dir``: ``("new", None)``, ``("resume", state)`` or ``("finished", None)``.
 
     Raises :class:`UserError` (changing nothing) when the folder holds a run
     made with other settings and ``overwrite`` is off.  With ``overwrite``,
@@ -347,10 +354,9 @@ def inspect_run_dir(exp: Experiment, overwrite: bool = False) -> str:
     out = exp.out_dir
     cfg_path = os.path.join(out, "config.json")
     if overwrite or not os.path.isfile(cfg_path):
-        return "new"
+        return "new", None
     try:
-        with open(cfg_path, encoding="utf-8") as f:
-            old = json.load(f)
+        old = read_json(cfg_path)
     except (OSError, ValueError):
         raise UserError(
             f"{cfg_path} is unreadable, so {out} cannot be continued: pass --overwrite to replace the run, "
@@ -363,8 +369,9 @@ def inspect_run_dir(exp: Experiment, overwrite: bool = False) -> str:
             "to continue it, pass --overwrite to replace it, or choose another --out_dir."
         )
     if os.path.isfile(os.path.join(out, "metrics.json")):
-        return "finished"
-    return "resume" if _read_resume_state(out) else "new"
+        return "finished", None
+    resume = _read_resume_state(out)
+    return ("resume" if resume else "new"), resume
 
 
 def determinism(exp: Experiment) -> bool:
@@ -440,10 +447,8 @@ def export_backbone(run_dir: str) -> str:
     tmp = os.path.join(run_dir, ".tmp-" + BACKBONE_FILE)
     backbone.save_weights(tmp)
     os.replace(tmp, path)
-    with open(os.path.join(run_dir, "data.json"), encoding="utf-8") as f:
-        data = json.load(f)
-    with open(os.path.join(run_dir, "metrics.json"), encoding="utf-8") as f:
-        metrics = json.load(f)
+    data = read_json(os.path.join(run_dir, "data.json"))
+    metrics = read_json(os.path.join(run_dir, "metrics.json"))
     write_json(
         os.path.join(run_dir, BACKBONE_INFO),
         {
@@ -599,11 +604,6 @@ def write_evaluation(out: str, exp: Experiment, data: DataSplits, probs, metrics
 
 
 # -------------------------------------------------------------------- run
-def _load_json(path: str):
-    with open(path, encoding="utf-8") as f:
-        return json.load(f)
-
-
 def run_experiment(exp: Experiment, data: DataSplits | None = None, verbose: int = 0, overwrite: bool = False) -> dict:
     """Train every phase of ``exp`` and write its run directory; return metrics.json's content.
 
@@ -613,10 +613,10 @@ def run_experiment(exp: Experiment, data: DataSplits | None = None, verbose: int
     epoch; a finished one is returned as it is, unless ``overwrite``.
     """
     exp.validate()
-    state = inspect_run_dir(exp, overwrite)
+    state, resume = inspect_run_dir(exp, overwrite)
     out = exp.out_dir
     if state == "finished":
-        metrics = _load_json(os.path.join(out, "metrics.json"))
+        metrics = read_json(os.path.join(out, "metrics.json"))
         log.info(
             "%s is already finished (best val_accuracy %.4f at epoch %d); pass --overwrite to train it again",
             out, metrics["accuracy"], metrics["best_epoch"],
@@ -627,7 +627,7 @@ def run_experiment(exp: Experiment, data: DataSplits | None = None, verbose: int
     if exp.model.kind == "transfer" and exp.model.weights == "imagenet":
         path = regnet.imagenet_weights_file(exp.model.backbone, include_top=False)
         log.info("ImageNet weights: %s", path)
-    keras.utils.set_random_seed(exp.seed)  # before the pipelines are built: their shuffles use it
+    keras.utils.set_random_seed(exp.seed)  # before pipelines (their shuffles use it) and model weights
     if data is None:
         data = load_data(exp.data, exp.seed)
     deterministic = determinism(exp)
@@ -635,10 +635,8 @@ def run_experiment(exp: Experiment, data: DataSplits | None = None, verbose: int
         tf.config.experimental.enable_op_determinism()
     # The model (and a weights file it loads) too: a file for another variant changes nothing on disk.
     strategy = default_strategy()
-    keras.utils.set_random_seed(exp.seed)  # the same initial weights whatever ran before
     with strategy.scope():
         model = build_model(exp, data.num_classes)
-    resume = _read_resume_state(out) if state == "resume" else None
     if resume is None and os.path.isdir(out):
         _remove_run_outputs(out)  # overwrite, or a run that died before its first epoch ended
     os.makedirs(out, exist_ok=True)
@@ -725,16 +723,16 @@ def run_experiment(exp: Experiment, data: DataSplits | None = None, verbose: int
                     )
                 callbacks = [
                     stop_on_signal,
-                    EpochRecorder(history, timings, out, phase.name, data.num_train, total_epochs, phase_index),
+                    EpochRecorder(history, timings, phase.name, data.num_train, total_epochs, phase_index),
                     BestCheckpoint(model_path, history["best"], phase.name),
                     tb,
-                    ResumeState(out, history, timings, phase_index),
+                    ResumeState(out, history, timings),
                 ]
                 # Epoch e's batches depend only on the seed and e (see data.pipeline), so a
                 # resumed run sees what an uninterrupted one would have seen.
                 model.fit(
-                    data.train_from(done, last) if data.train_from else data.train.repeat(),
-                    steps_per_epoch=data.steps_per_epoch or len(data.train),
+                    data.train_from(done, last),
+                    steps_per_epoch=data.steps_per_epoch,
                     validation_data=data.val, initial_epoch=done,
                     epochs=last, callbacks=callbacks, verbose=verbose, shuffle=False,
                 )

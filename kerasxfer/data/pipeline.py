@@ -36,8 +36,8 @@ class DataSplits:
     description: str
     info: dict
     # train_from(a, b): the batches of epochs a .. b-1 in order; steps_per_epoch of them make one epoch
-    train_from: Callable[[int, int], tf.data.Dataset] = None
-    steps_per_epoch: int = 0
+    train_from: Callable[[int, int], tf.data.Dataset]
+    steps_per_epoch: int
 
     @property
     def num_classes(self) -> int:
@@ -68,15 +68,12 @@ def _to_float(a, b):
     return tf.cast(a, tf.float32), b
 
 
-def make_pipeline(x, y, decode, image_size, batch_size, training, seed, shuffle_buffer=2048):
-    """Batched ``(float32 images in [0, 255], int32 labels)`` from examples ``x``: one epoch.
+def make_eval_pipeline(x, y, decode, image_size, batch_size):
+    """Batched ``(float32 images in [0, 255], int32 labels)`` from examples ``x``, in their order.
 
     Decoding and resizing run in parallel and happen once: the uint8 result
-    is cached in memory, then (training) shuffled with epoch 0's seed,
-    batched, cast to float32 and prefetched.  Validation keeps its order.
+    is cached in memory, then batched, cast to float32 and prefetched.
     """
-    if training:
-        return make_train_epochs(x, y, decode, image_size, batch_size, seed, shuffle_buffer)[0](0, 1)
     ds = _decoded(x, y, decode, image_size).batch(batch_size)
     return ds.map(_to_float, num_parallel_calls=AUTOTUNE).prefetch(AUTOTUNE)
 
@@ -127,12 +124,11 @@ def load_data(cfg: DataConfig, seed: int) -> DataSplits:
         src.description, len(src.train_y), len(src.val_y), len(src.class_names),
         cfg.image_size, cfg.image_size,
     )
-    common = dict(image_size=cfg.image_size, batch_size=cfg.batch_size, seed=seed)
     train_from, steps = make_train_epochs(
-        src.train_x, src.train_y, src.decode, shuffle_buffer=cfg.shuffle_buffer, **common
+        src.train_x, src.train_y, src.decode, cfg.image_size, cfg.batch_size, seed, cfg.shuffle_buffer
     )
     train = train_from(0, 1)
-    val = make_pipeline(src.val_x, src.val_y, src.val_decode or src.decode, training=False, **common)
+    val = make_eval_pipeline(src.val_x, src.val_y, src.val_decode or src.decode, cfg.image_size, cfg.batch_size)
     info = dict(src.info)
     info.setdefault("train_per_class", {c: int((src.train_y == i).sum()) for i, c in enumerate(src.class_names)})
     info.setdefault("val_per_class", {c: int((src.val_y == i).sum()) for i, c in enumerate(src.class_names)})

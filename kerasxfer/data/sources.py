@@ -78,7 +78,6 @@ def synthetic_source(num_train: int, num_val: int, image_size: int, seed: int) -
         description=f"synthetic shapes x textures ({synthetic.NUM_CLASSES} classes, procedural, seed {seed})",
         val_decode=decode_for(1),
     )
-    return src
 
 
 # ---------------------------------------------------------------- folders
