@@ -6,6 +6,7 @@
 #   make finetune                     # frozen then unfrozen RegNetX002, ImageNet weights
 #   make finetune WEIGHTS=none        # the same from a random backbone
 #   make test                         # the test suite
+#   make bench / make bench-data      # throughput numbers (benchmarks, not tests)
 #
 # Variables (each passed to the matching flag only when set):
 #   DATASET IMAGE_SIZE BATCH_SIZE SEED VAL_FRACTION EPOCHS LR OUT
@@ -14,6 +15,8 @@
 #   PORT        (make tensorboard, default 6006)   PYTEST_ARGS (make test)
 #   RUN IMAGES TOP_K OUTPUT EXPORT   (make predict)
 #   RUNS SEEDS REPORT                (make compare)
+#   AUGMENT MIXUP CUTMIX ON_BAD_IMAGE CACHE_DIR TFDS_DATA_DIR   (scratch, finetune)
+#   BENCH_FLAGS                      (make bench, make bench-data: e.g. --sizes=64 --steps=20)
 
 PYTHON ?= python3
 VENV ?= .venv
@@ -26,7 +29,9 @@ STAMP := $(VENV)/.kerasxfer-installed-$(TF)
 flag = $(if $(strip $($(1))),--$(2)=$($(1)))
 COMMON_FLAGS = $(call flag,DATASET,dataset) $(call flag,IMAGE_SIZE,image_size) \
   $(call flag,BATCH_SIZE,batch_size) $(call flag,SEED,seed) \
-  $(call flag,VAL_FRACTION,val_fraction) $(call flag,LR,lr) $(call flag,OUT,out_dir)
+  $(call flag,VAL_FRACTION,val_fraction) $(call flag,LR,lr) $(call flag,OUT,out_dir) \
+  $(call flag,AUGMENT,augment) $(call flag,MIXUP,mixup) $(call flag,CUTMIX,cutmix) \
+  $(call flag,ON_BAD_IMAGE,on_bad_image) $(call flag,CACHE_DIR,cache_dir) $(call flag,TFDS_DATA_DIR,tfds_data_dir)
 SCRATCH_FLAGS = $(COMMON_FLAGS) $(call flag,EPOCHS,epochs)
 FINETUNE_FLAGS = $(COMMON_FLAGS) $(call flag,BACKBONE,backbone) \
   $(call flag,WEIGHTS,weights) $(call flag,FROZEN_EPOCHS,frozen_epochs) \
@@ -41,7 +46,7 @@ PRETRAIN_FLAGS = $(call flag,BACKBONE,backbone) $(call flag,EPOCHS,epochs) $(cal
 COMPARE_FLAGS = $(call flag,RUNS,runs) $(call flag,SEEDS,seeds) $(call flag,REPORT,out_dir)
 PRETRAINED := runs/pretrain/backbone.weights.h5
 
-.PHONY: install test test-all scratch finetune pretrain compare demo predict tensorboard clean
+.PHONY: install test test-all scratch finetune pretrain compare demo predict tensorboard bench bench-data clean
 
 install: $(STAMP)
 
@@ -88,6 +93,13 @@ demo: install
 
 predict: install
 	$(PY) -m experiments.predict $(PREDICT_FLAGS)
+
+# Benchmarks print numbers (one JSON line per case, then a table); tests never time anything.
+bench: install
+	$(PY) -m experiments.bench $(BENCH_FLAGS)
+
+bench-data: install
+	$(PY) -m experiments.bench --sections=data $(BENCH_FLAGS)
 
 tensorboard: install
 	$(BIN)/tensorboard --logdir runs --host 127.0.0.1 --port $(PORT)

@@ -25,7 +25,34 @@ FLAGS = flags.FLAGS
 def define_common_flags(default_out: str, dataset: str = "digits") -> None:
     flags.DEFINE_string(
         "dataset", dataset,
-        "'digits' or 'synthetic' (built in) or the path of a folder of class sub-folders.",
+        "'digits' or 'synthetic' (built in), tfds:NAME (a TensorFlow Datasets dataset, e.g. tfds:tf_flowers) "
+        "or the path of a folder of class sub-folders.",
+    )
+    flags.DEFINE_string(
+        "tfds_data_dir", None,
+        "Folder of prepared tfds datasets (default: tfds' own, ~/tensorflow_datasets or $TFDS_DATA_DIR).",
+    )
+    flags.DEFINE_bool(
+        "tfds_download", True,
+        "Download and prepare a tfds dataset that is not in --tfds_data_dir yet (--notfds_download: stop at once "
+        "with instructions instead, e.g. on a machine without internet).",
+    )
+    flags.DEFINE_enum(
+        "on_bad_image", "skip", ["skip", "error"],
+        "Images that cannot be decoded: skip them (counted in data.json, first paths logged) or stop before "
+        "training with their list.",
+    )
+    flags.DEFINE_enum(
+        "augment", "none", ["none", "light", "strong"],
+        "Random augmentation of training images: light = flips, small rotation/zoom/translation, brightness and "
+        "contrast; strong = light + RandAugment.",
+    )
+    flags.DEFINE_float("mixup", 0.0, "MixUp Beta(alpha, alpha) on training batches; 0 = off, 0.2 is typical.")
+    flags.DEFINE_float("cutmix", 0.0, "CutMix Beta(alpha, alpha) on training batches; 0 = off, 1.0 is typical.")
+    flags.DEFINE_string(
+        "cache_dir", None,
+        "Cache decoded, resized images in files in this folder instead of in memory (data larger than RAM; "
+        "reused by later runs on the same files and image size).",
     )
     flags.DEFINE_integer("image_size", 64, "Images are resized to image_size x image_size RGB.")
     flags.DEFINE_integer("batch_size", 32, "Batch size.")
@@ -55,6 +82,13 @@ def data_config() -> DataConfig:
         batch_size=FLAGS.batch_size,
         val_fraction=FLAGS.val_fraction,
         split_seed=FLAGS.split_seed,
+        tfds_data_dir=FLAGS.tfds_data_dir,
+        tfds_download=FLAGS.tfds_download,
+        on_bad_image=FLAGS.on_bad_image,
+        augment=FLAGS.augment,
+        mixup=FLAGS.mixup,
+        cutmix=FLAGS.cutmix,
+        cache_dir=FLAGS.cache_dir,
     )
 
 

@@ -20,6 +20,9 @@ from typing import Optional
 from kerasxfer.errors import UserError
 
 BUILTIN_DATASETS = ("digits", "synthetic")
+TFDS_PREFIX = "tfds:"
+AUGMENT_MODES = ("none", "light", "strong")
+BAD_IMAGE_MODES = ("skip", "error")
 # The RegNet variants kerasxfer.models.regnet builds (it checks that the two
 # lists agree); here so that flags are checked without importing TensorFlow.
 REGNET_VARIANTS = tuple(
@@ -33,9 +36,16 @@ MODEL_KINDS = ("scratch", "transfer", "regnet")
 class DataConfig:
     """Where the images come from and how they are fed.
 
-    ``dataset`` is a built-in name (``digits``, ``synthetic``) or the path
-    of a folder of class sub-folders.  ``synthetic_train``/``synthetic_val``
-    size the procedural ``synthetic`` dataset.
+    ``dataset`` is a built-in name (``digits``, ``synthetic``), the path of
+    a folder of class sub-folders, or ``tfds:NAME`` (a TensorFlow Datasets
+    dataset, read from ``tfds_data_dir``).  ``synthetic_train``/
+    ``synthetic_val`` size the procedural ``synthetic`` dataset.
+    ``on_bad_image``: ``skip`` undecodable files (counted in data.json) or
+    stop with their list (``error``).  ``augment`` (``none``, ``light``,
+    ``strong``) adds random augmentation layers in front of the model (active
+    in training only); ``mixup``/``cutmix`` are Beta(alpha, alpha)
+    parameters (0: off) of batch mixing on the training split.
+    ``cache_dir``: cache decoded images in files there instead of in memory.
     """
 
     dataset: str = "digits"
@@ -48,6 +58,18 @@ class DataConfig:
     # Seed of the train/val split; None: the experiment's seed.  Fixing it
     # keeps the same validation images across seeds (paired comparisons).
     split_seed: Optional[int] = None
+    tfds_data_dir: Optional[str] = None
+    tfds_download: bool = True  # download and prepare a tfds dataset that is not prepared yet
+    on_bad_image: str = "skip"
+    augment: str = "none"
+    mixup: float = 0.0
+    cutmix: float = 0.0
+    cache_dir: Optional[str] = None
+
+    @property
+    def soft_labels(self) -> bool:
+        """Whether training labels are mixed (one-hot, categorical loss)."""
+        return self.mixup > 0 or self.cutmix > 0
 
 
 @dataclass
@@ -150,13 +172,30 @@ class Experiment:
                 f"--val_fraction={d.val_fraction} must lie strictly between 0 and 1, "
                 "for example 0.2."
             )
-        if d.dataset not in BUILTIN_DATASETS and not os.path.isdir(d.dataset):
+        if d.dataset.startswith(TFDS_PREFIX):
+            if not d.dataset[len(TFDS_PREFIX):].strip():
+                raise UserError("--dataset=tfds: needs a dataset name, e.g. --dataset=tfds:tf_flowers.")
+            if d.tfds_data_dir is not None and not os.path.isdir(d.tfds_data_dir):
+                raise UserError(
+                    f"--tfds_data_dir={d.tfds_data_dir!r} is not a folder: pass the folder that holds the "
+                    "prepared tfds datasets (default ~/tensorflow_datasets)."
+                )
+        elif d.dataset not in BUILTIN_DATASETS and not os.path.isdir(d.dataset):
             what = "is a file, not a folder" if os.path.exists(d.dataset) else "does not exist"
             raise UserError(
                 f"--dataset={d.dataset!r} is neither a built-in dataset "
                 f"({', '.join(BUILTIN_DATASETS)}) nor a folder ({what}): pass "
-                "--dataset=digits or the path of a folder of class sub-folders."
+                "--dataset=digits, --dataset=tfds:NAME or the path of a folder of class sub-folders."
             )
+        if d.on_bad_image not in BAD_IMAGE_MODES:
+            raise UserError(f"--on_bad_image={d.on_bad_image!r} is unknown: use skip or error.")
+        if d.augment not in AUGMENT_MODES:
+            raise UserError(f"--augment={d.augment!r} is unknown: use none, light or strong.")
+        for name, alpha in (("mixup", d.mixup), ("cutmix", d.cutmix)):
+            if not 0.0 <= alpha <= 10.0:
+                raise UserError(f"--{name}={alpha} is out of range: use 0 (off) or a Beta alpha such as 0.2 (up to 10).")
+        if d.cache_dir is not None and os.path.exists(d.cache_dir) and not os.path.isdir(d.cache_dir):
+            raise UserError(f"--cache_dir={d.cache_dir!r} is a file, not a folder: choose a folder for the cache.")
         if m.kind not in MODEL_KINDS:
             raise UserError(f"model kind {m.kind!r} is unknown: use one of {MODEL_KINDS}.")
         if d.dataset == "synthetic" and not (d.synthetic_train >= 24 and d.synthetic_val >= 24):

@@ -490,16 +490,17 @@ def weights_source(exp: Experiment) -> str:
 
 # ------------------------------------------------------------------ model
 def build_model(exp: Experiment, num_classes: int) -> keras.Model:
-    """The network ``exp.model`` describes, for ``num_classes`` classes."""
+    """The network ``exp.model`` describes, for ``num_classes`` classes (with ``exp.data.augment`` in front)."""
     m, s = exp.model, exp.data.image_size
+    aug = dict(augment=exp.data.augment, seed=exp.seed)
     if m.kind == "scratch":
         return build_scratch_cnn(
             (s, s, 3), num_classes, widths=tuple(m.widths), convs_per_block=m.convs_per_block,
-            dropout=m.dropout, bn_momentum=m.bn_momentum,
+            dropout=m.dropout, bn_momentum=m.bn_momentum, **aug,
         )
     if m.kind == "regnet":
-        return build_regnet_classifier(m.backbone, (s, s, 3), num_classes, dropout=m.dropout)
-    return build_transfer_model(m.backbone, (s, s, 3), num_classes, weights=m.weights, dropout=m.dropout)
+        return build_regnet_classifier(m.backbone, (s, s, 3), num_classes, dropout=m.dropout, **aug)
+    return build_transfer_model(m.backbone, (s, s, 3), num_classes, weights=m.weights, dropout=m.dropout, **aug)
 
 
 def apply_trainable(model: keras.Model, rule: str) -> None:
@@ -523,11 +524,11 @@ def compile_for_phase(model: keras.Model, exp: Experiment, lr: float) -> None:
         opt = keras.optimizers.SGD(learning_rate=lr, momentum=0.9, nesterov=True)
     else:
         raise UserError(f"optimizer {o.optimizer!r} is unknown: use adam, adamw or sgd.")
-    model.compile(
-        optimizer=opt,
-        loss=keras.losses.SparseCategoricalCrossentropy(),
-        metrics=["accuracy"],
-    )
+    if exp.data.soft_labels:  # MixUp/CutMix: one-hot, mixed labels
+        loss, acc = keras.losses.CategoricalCrossentropy(), keras.metrics.CategoricalAccuracy(name="accuracy")
+    else:
+        loss, acc = keras.losses.SparseCategoricalCrossentropy(), keras.metrics.SparseCategoricalAccuracy(name="accuracy")
+    model.compile(optimizer=opt, loss=loss, metrics=[acc])
 
 
 # --------------------------------------------------------------- evaluate
@@ -628,11 +629,11 @@ def run_experiment(exp: Experiment, data: DataSplits | None = None, verbose: int
         path = regnet.imagenet_weights_file(exp.model.backbone, include_top=False)
         log.info("ImageNet weights: %s", path)
     keras.utils.set_random_seed(exp.seed)  # before pipelines (their shuffles use it) and model weights
-    if data is None:
-        data = load_data(exp.data, exp.seed)
     deterministic = determinism(exp)
     if deterministic:
         tf.config.experimental.enable_op_determinism()
+    if data is None:
+        data = load_data(exp.data, exp.seed, deterministic)
     # The model (and a weights file it loads) too: a file for another variant changes nothing on disk.
     strategy = default_strategy()
     with strategy.scope():

@@ -52,7 +52,7 @@ def folders(tmp_path_factory):
 CASES = [
     ("scratch", ["--dataset={root}/does_not_exist"], "does not exist"),
     ("scratch", ["--dataset={root}/file.txt"], "is a file, not a folder"),
-    ("scratch", ["--dataset={root}/empty_class"], "holds no images"),
+    ("scratch", ["--dataset={root}/empty_class"], "single class (a) (1 sub-folder(s) without images ignored: b)"),
     ("scratch", ["--dataset={root}/single"], "single class"),
     ("finetune", ["--backbone=regnetq007"], "not a known RegNet"),
     ("finetune", ["--weights={root}/missing.h5"], "not a readable file"),

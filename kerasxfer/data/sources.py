@@ -1,26 +1,33 @@
-"""Where examples come from: built-in digits and folders of class sub-folders.
+"""Where examples come from: built-in digits, the synthetic task, folders of
+class sub-folders, and TensorFlow Datasets (``tfds:NAME``).
 
 A source returns a :class:`SourceSplit`: train and val examples (numpy
-arrays of small images, or file paths), integer labels, class names, and a
-``decode`` function that turns one example into an image tensor.
+arrays of small images, file paths, or encoded image bytes), integer labels,
+class names, and a ``decode`` function that turns one example into an image
+tensor.  Files and tfds records go through one decoder,
+:func:`decode_image_bytes`, which reads JPEG (at reduced size when that is
+enough), PNG, GIF (first frame), BMP and WebP, and always gives RGB.
 """
 
 from __future__ import annotations
 
 import dataclasses
+import functools
 import hashlib
 import logging
 import os
+import time
 from typing import Callable
 
 import numpy as np
 import tensorflow as tf
 
+from kerasxfer.config import BAD_IMAGE_MODES
 from kerasxfer.errors import UserError
 
 log = logging.getLogger("kerasxfer")
 
-IMAGE_EXTENSIONS = (".jpg", ".jpeg", ".png", ".gif", ".bmp")
+IMAGE_EXTENSIONS = (".jpg", ".jpeg", ".jpe", ".jfif", ".png", ".gif", ".bmp", ".webp")
 _VAL_DIRS = ("val", "validation")
 
 
@@ -106,7 +113,7 @@ def list_images(folder: str):
     return images, other
 
 
-def _collect(root: str, class_names: list, allow_empty: bool = False):
+def _collect(root: str, class_names: list):
     """Image paths and labels of every class folder, and the count of ignored files."""
     paths, labels, ignored = [], [], 0
     for i, c in enumerate(class_names):
@@ -115,31 +122,33 @@ def _collect(root: str, class_names: list, allow_empty: bool = False):
         if os.path.isdir(folder):
             files, other = list_images(folder)
             ignored += other
-        if not files and not allow_empty:
-            raise UserError(
-                f"class folder {folder!r} holds no images ({', '.join(IMAGE_EXTENSIONS)}): "
-                "add images to it or remove it."
-            )
         paths += files
         labels += [i] * len(files)
     return np.array(paths, dtype=object), np.array(labels, dtype=np.int32), ignored
 
 
-def _hash_unit(seed: int, relpath: str) -> float:
-    """A number in [0, 1) that depends only on the seed and the relative path."""
-    h = hashlib.sha256(f"{seed}:{relpath}".encode("utf-8")).digest()
+def _hash_unit(seed: int, key: str) -> float:
+    """A number in [0, 1) that depends only on the seed and ``key``."""
+    h = hashlib.sha256(f"{seed}:{key}".encode("utf-8")).digest()
     return int.from_bytes(h[:8], "big") / 2.0**64
 
 
-def stratified_split(paths, labels, root: str, val_fraction: float, seed: int, class_names=None):
-    """Split per class by a seeded hash of each file's path under ``root``.
+def stratified_split(paths, labels, root, val_fraction: float, seed: int, class_names=None, keys=None):
+    """Split each class by a seeded hash of each example's key.
 
-    A file's side depends on its own path and the seed, not on the listing
-    order, so adding files never moves existing ones.  Within a class the
-    files with the lowest hashes go to val, ``round(n * val_fraction)`` of
-    them (at least 1, and at least 1 stays in train).
+    The key is the file's path under ``root`` (or ``keys[i]`` when given,
+    e.g. a tfds record's split and index).  An example goes to val when its
+    hash, a number in [0, 1), is below ``val_fraction``: its side depends on
+    its own key and the seed only, never on the listing order or on the
+    other files, so adding or removing files moves none of the others.
+    Each class gets about ``val_fraction`` of its examples in val; a class
+    that the rule would leave with no val (or no train) example gives its
+    lowest-hash example to val (highest to train), which only happens in
+    classes of a few images.
     """
-    val_mask = np.zeros(len(paths), dtype=bool)
+    if keys is None:
+        keys = [os.path.relpath(p, root) for p in paths]
+    val_mask = np.zeros(len(labels), dtype=bool)
     for c in np.unique(labels):
         idx = np.flatnonzero(labels == c)
         if len(idx) < 2:
@@ -147,81 +156,169 @@ def stratified_split(paths, labels, root: str, val_fraction: float, seed: int, c
                 f"class {class_names[c] if class_names else int(c)!r} has only "
                 f"{len(idx)} image: a train/val split needs at least 2 per class; add images."
             )
-        keys = np.array([_hash_unit(seed, os.path.relpath(paths[i], root)) for i in idx])
-        n_val = min(max(1, int(round(len(idx) * val_fraction))), len(idx) - 1)
-        val_mask[idx[np.argsort(keys)[:n_val]]] = True
+        h = np.array([_hash_unit(seed, keys[i]) for i in idx])
+        in_val = h < val_fraction
+        if not in_val.any():
+            in_val[np.argmin(h)] = True
+        if in_val.all():
+            in_val[np.argmax(h)] = False
+        val_mask[idx[in_val]] = True
     return val_mask
 
 
-def decode_image_file(path):
-    """Read and decode one image file to uint8 RGB (GIF: first frame)."""
-    data = tf.io.read_file(path)
-    img = tf.io.decode_image(data, channels=3, expand_animations=False, dtype=tf.uint8)
+# ------------------------------------------------------------------ decode
+_JPEG_MAGIC = b"\xff\xd8\xff"
+
+
+def decode_image_bytes(data, min_side: int | None = None):
+    """Decode encoded image bytes to uint8 RGB ``(H, W, 3)``.
+
+    JPEG, PNG, GIF (first frame), BMP and WebP; greyscale, palette and RGBA
+    images become RGB (alpha is dropped).  With ``min_side`` a JPEG is
+    decoded at 1/2, 1/4 or 1/8 of its size (libjpeg's DCT scaling, several
+    times faster on large photos) as long as both sides stay at least
+    ``min_side`` pixels: the image is resized to ``min_side`` afterwards
+    anyway.  Raises ``InvalidArgumentError`` for bytes that are not a whole
+    image (empty, truncated, another format).
+    """
+    head = tf.strings.substr(tf.strings.join([data, tf.constant(b"\0" * 12)]), 0, 12)
+    is_jpeg = tf.equal(tf.strings.substr(head, 0, 3), _JPEG_MAGIC)
+    is_webp = tf.logical_and(
+        tf.equal(tf.strings.substr(head, 0, 4), b"RIFF"), tf.equal(tf.strings.substr(head, 8, 4), b"WEBP")
+    )
+
+    def jpeg():
+        full = lambda: tf.io.decode_jpeg(data, channels=3)  # noqa: E731
+        if not min_side:
+            return full()
+        shape = tf.image.extract_jpeg_shape(data)
+        short = tf.minimum(shape[0], shape[1])
+        branches = [
+            (short >= r * min_side, lambda r=r: tf.io.decode_jpeg(data, channels=3, ratio=r)) for r in (8, 4, 2)
+        ]
+        return tf.case(branches, default=full, exclusive=False)
+
+    def webp():
+        return tf.io.decode_webp(data)[0, :, :, :3]  # (frames, H, W, 3|4): first frame, no alpha
+
+    def other():
+        return tf.io.decode_image(data, channels=3, expand_animations=False, dtype=tf.uint8)
+
+    img = tf.cond(is_jpeg, jpeg, lambda: tf.cond(is_webp, webp, other))
     img.set_shape([None, None, 3])
     return img
 
 
-def find_undecodable(paths) -> list:
-    """Paths among ``paths`` that TensorFlow cannot decode (corrupt, truncated, not images).
+def decode_image_file(path, min_side: int | None = None):
+    """Read and decode one image file to uint8 RGB (see :func:`decode_image_bytes`)."""
+    return decode_image_bytes(tf.io.read_file(path), min_side)
 
-    Decodes every file once, in parallel, through the same op the pipeline
-    uses; a file that fails is dropped by ``ignore_errors`` and so is missing
-    from the indices that come back.
+
+def find_undecodable(examples, decode=decode_image_file) -> list:
+    """Indices of ``examples`` (paths or bytes) that ``decode`` cannot decode.
+
+    Decodes every example once, in parallel, through the decoder the
+    pipeline uses; one that fails is dropped by ``ignore_errors`` and so is
+    missing from the indices that come back.
     """
-    if len(paths) == 0:
+    n = len(examples)
+    if n == 0:
         return []
-    paths = np.asarray(paths, dtype=str)
-    ds = tf.data.Dataset.from_tensor_slices((np.arange(len(paths)), paths))
+    ds = tf.data.Dataset.from_tensor_slices((np.arange(n), np.asarray(examples)))
     ds = ds.map(
-        lambda i, p: (i, tf.shape(decode_image_file(p))[0]),
-        num_parallel_calls=tf.data.AUTOTUNE,
+        lambda i, e: (i, tf.shape(decode(e))[0]), num_parallel_calls=tf.data.AUTOTUNE, deterministic=False
     ).ignore_errors()
-    ok = np.zeros(len(paths), dtype=bool)
+    ok = np.zeros(n, dtype=bool)
     for i, h in ds.batch(256).as_numpy_iterator():
         ok[i[h > 0]] = True
-    return [str(p) for p in paths[~ok]]
+    return [int(i) for i in np.flatnonzero(~ok)]
 
 
-def _drop_bad(x, y, root):
-    bad = set(find_undecodable(x))
-    if bad:
-        shown = ", ".join(os.path.relpath(b, root) for b in sorted(bad)[:5])
-        log.warning(
-            "skipped %d file(s) that cannot be decoded as images (first: %s)", len(bad), shown
+def check_images(x, y, class_names, names, on_bad_image: str, where: str, decode):
+    """Drop (``skip``) or refuse (``error``) the examples that cannot be decoded.
+
+    ``names[i]`` is how example ``i`` is shown to the user (a relative path,
+    or a tfds record id).  Returns the kept ``x``, ``y`` and per-class counts
+    ``{class: {"read": n, "skipped": k}}`` plus the skipped names.
+    """
+    if on_bad_image not in BAD_IMAGE_MODES:
+        raise UserError(f"--on_bad_image={on_bad_image!r} is unknown: use skip or error.")
+    t0 = time.perf_counter()
+    bad = find_undecodable(x, decode)
+    log.info("checked %d images in %s in %.1fs: %d cannot be decoded", len(x), where, time.perf_counter() - t0, len(bad))
+    bad_names = [names[i] for i in bad]
+    if bad and on_bad_image == "error":
+        shown = ", ".join(bad_names[:10]) + (f" and {len(bad) - 10} more" if len(bad) > 10 else "")
+        raise UserError(
+            f"{len(bad)} file(s) in {where} cannot be decoded as images (corrupt, truncated or not an image): "
+            f"{shown}; fix or remove them, or pass --on_bad_image=skip to train without them."
         )
-    keep = np.array([p not in bad for p in x], dtype=bool)
-    return x[keep], y[keep], sorted(bad)
+    if bad:
+        log.warning(
+            "skipped %d file(s) that cannot be decoded as images (first: %s)", len(bad), ", ".join(bad_names[:5])
+        )
+    keep = np.ones(len(x), dtype=bool)
+    keep[bad] = False
+    counts = {
+        c: {"read": int(((y == i) & keep).sum()), "skipped": int(((y == i) & ~keep).sum())}
+        for i, c in enumerate(class_names)
+    }
+    return x[keep], y[keep], counts, bad_names
 
 
-def folder_source(root: str, val_fraction: float, seed: int) -> SourceSplit:
-    """A folder of class sub-folders, with or without train/ and val/ inside."""
+def _merge_counts(a: dict, b: dict) -> dict:
+    return {c: {k: a[c][k] + b[c][k] for k in ("read", "skipped")} for c in a}
+
+
+def _image_classes(root: str):
+    """Class sub-folders of ``root`` that hold at least one image, and the names of empty ones."""
+    names, empty = [], []
+    for c in _class_dirs(root):
+        (names if list_images(os.path.join(root, c))[0] else empty).append(c)
+    return names, empty
+
+
+def folder_source(root: str, val_fraction: float, seed: int, on_bad_image: str = "skip",
+                  image_size: int | None = None) -> SourceSplit:
+    """A folder of class sub-folders, with or without train/ and val/ inside.
+
+    Hidden files and folders, files that are not images (by extension, in
+    any case) and sub-folders without images are ignored and counted.
+    Images that cannot be decoded are skipped and counted (``on_bad_image=
+    "skip"``) or stop the run before training with their list (``"error"``).
+    ``image_size`` lets large JPEGs decode at reduced size.
+    """
     if not os.path.isdir(root):
         raise UserError(f"dataset folder {root!r} does not exist: pass an existing folder.")
+    decode = functools.partial(decode_image_file, min_side=image_size)
     subdirs = _class_dirs(root)
     val_dir = next((d for d in _VAL_DIRS if d in subdirs), None)
     if "train" in subdirs and val_dir:
         layout = f"train/ and {val_dir}/"
-        class_names = _class_dirs(os.path.join(root, "train"))
-        _check_classes(class_names, os.path.join(root, "train"))
-        extra = sorted(set(_class_dirs(os.path.join(root, val_dir))) - set(class_names))
+        train_root, val_root = os.path.join(root, "train"), os.path.join(root, val_dir)
+        class_names, empty = _image_classes(train_root)
+        _check_classes(class_names, train_root, empty)
+        extra = sorted(set(_image_classes(val_root)[0]) - set(class_names))
         if extra:
             raise UserError(
-                f"{os.path.join(root, val_dir)!r} has classes missing from train/ "
-                f"({', '.join(extra)}): give every class train images."
+                f"{val_root!r} has classes missing from train/ ({', '.join(extra)}): give every class train images."
             )
-        tr_x, tr_y, ign1 = _collect(os.path.join(root, "train"), class_names)
-        va_x, va_y, ign2 = _collect(os.path.join(root, val_dir), class_names, allow_empty=True)
-        tr_x, tr_y, bad1 = _drop_bad(tr_x, tr_y, root)
-        va_x, va_y, bad2 = _drop_bad(va_x, va_y, root)
+        tr_x, tr_y, ign1 = _collect(train_root, class_names)
+        va_x, va_y, ign2 = _collect(val_root, class_names)
+        tr_x, tr_y, c1, bad1 = check_images(
+            tr_x, tr_y, class_names, [os.path.relpath(p, root) for p in tr_x], on_bad_image, root, decode)
+        va_x, va_y, c2, bad2 = check_images(
+            va_x, va_y, class_names, [os.path.relpath(p, root) for p in va_x], on_bad_image, root, decode)
         if len(va_x) == 0:
-            raise UserError(f"{os.path.join(root, val_dir)!r} holds no readable images: add validation images.")
-        ignored, bad = ign1 + ign2, bad1 + bad2
+            raise UserError(f"{val_root!r} holds no readable images: add validation images.")
+        ignored, bad, counts = ign1 + ign2, bad1 + bad2, _merge_counts(c1, c2)
     else:
         layout = f"flat, split {1 - val_fraction:.0%}/{val_fraction:.0%} by seed {seed}"
-        class_names = subdirs
-        _check_classes(class_names, root)
+        class_names, empty = _image_classes(root)
+        _check_classes(class_names, root, empty)
         x, y, ignored = _collect(root, class_names)
-        x, y, bad = _drop_bad(x, y, root)
+        x, y, counts, bad = check_images(
+            x, y, class_names, [os.path.relpath(p, root) for p in x], on_bad_image, root, decode)
         val_mask = stratified_split(x, y, root, val_fraction, seed, class_names)
         tr_x, tr_y, va_x, va_y = x[~val_mask], y[~val_mask], x[val_mask], y[val_mask]
     for i, c in enumerate(class_names):
@@ -231,27 +328,159 @@ def folder_source(root: str, val_fraction: float, seed: int) -> SourceSplit:
             )
     if ignored:
         log.info("ignored %d non-image file(s) under %s", ignored, root)
+    if empty:
+        log.info("ignored %d sub-folder(s) without images under %s: %s", len(empty), root, ", ".join(empty))
     return SourceSplit(
         tr_x.astype(str), tr_y, va_x.astype(str), va_y,
         class_names=class_names,
-        decode=decode_image_file,
+        decode=decode,
         description=f"image folder {os.path.abspath(root)} ({layout})",
         info={
             "ignored_files": ignored,
+            "ignored_empty_folders": empty,
             "skipped_undecodable": len(bad),
-            "skipped_paths": [os.path.relpath(b, root) for b in bad[:20]],
+            "skipped_paths": bad[:20],
+            "files_per_class": counts,
         },
     )
 
 
-def _check_classes(class_names, root):
+def _check_classes(class_names, root, empty=()):
+    ignored = f" ({len(empty)} sub-folder(s) without images ignored: {', '.join(empty)})" if empty else ""
     if not class_names:
         raise UserError(
-            f"{root!r} has no class sub-folders: put each class's images in its own "
+            f"{root!r} has no class sub-folders with images{ignored}: put each class's images in its own "
             "sub-folder (e.g. cats/, dogs/)."
         )
     if len(class_names) < 2:
         raise UserError(
-            f"{root!r} has a single class ({class_names[0]}): classification needs at "
-            "least 2 class sub-folders."
+            f"{root!r} has a single class ({class_names[0]}){ignored}: classification needs at "
+            "least 2 class sub-folders with images."
         )
+
+
+# -------------------------------------------------------------------- tfds
+
+def _tfds_fix(name: str, data_dir: str) -> str:
+    return (
+        f"on a machine with internet run `tfds build {name} --data_dir=DIR` (or "
+        f"`tfds.builder('{name}', data_dir=DIR).download_and_prepare()` in Python), then copy DIR/{name} "
+        f"into {data_dir} here (or pass --tfds_data_dir=DIR)"
+    )
+
+
+def _tfds_builder(name: str, data_dir: str | None, download: bool):
+    import tensorflow_datasets as tfds
+
+    try:
+        builder = tfds.builder(name, data_dir=data_dir)
+    except Exception as e:  # DatasetNotFoundError and friends
+        first = str(e).strip().splitlines()[0] if str(e).strip() else type(e).__name__
+        raise UserError(
+            f"--dataset=tfds:{name} cannot be opened ({first}): check the name against "
+            "https://www.tensorflow.org/datasets/catalog, or point --tfds_data_dir at the folder that holds it."
+        ) from None
+    where = data_dir or os.path.dirname(os.path.dirname(str(builder.data_dir)))
+    if builder.is_prepared():
+        return builder
+    if not download:
+        raise UserError(f"tfds dataset {name!r} is not prepared in {where}: {_tfds_fix(name, where)}.")
+    log.info("tfds dataset %s is not prepared in %s: downloading and preparing it", name, where)
+    try:
+        builder.download_and_prepare()
+    except Exception as e:
+        first = (str(e).strip().splitlines() or [type(e).__name__])[0][:200]
+        raise UserError(
+            f"tfds dataset {name!r} is not prepared in {where} and downloading it failed "
+            f"({type(e).__name__}: {first}): {_tfds_fix(name, where)}."
+        ) from None
+    return builder
+
+
+def _tfds_keys(info):
+    """(image feature key, label feature key) of a tfds dataset."""
+    import tensorflow_datasets as tfds
+
+    feats = info.features
+    if info.supervised_keys and len(info.supervised_keys) == 2:
+        img, lab = info.supervised_keys
+        if isinstance(img, str) and isinstance(lab, str):
+            return img, lab
+    img = next((k for k, f in feats.items() if isinstance(f, tfds.features.Image)), None)
+    lab = next((k for k, f in feats.items() if isinstance(f, tfds.features.ClassLabel)), None)
+    if img is None or lab is None:
+        raise UserError(
+            f"tfds dataset {info.name!r} has no image feature with a ClassLabel: kerasxfer needs image "
+            "classification data; choose another dataset."
+        )
+    return img, lab
+
+
+def _tfds_read(builder, split: str, img_key: str, lab_key: str):
+    """Every record of ``split`` as (encoded image bytes, labels), without decoding the images."""
+    import tensorflow_datasets as tfds
+
+    ds = builder.as_dataset(split=split, decoders={img_key: tfds.decode.SkipDecoding()}, shuffle_files=False)
+    images, labels = [], []
+    t0 = time.perf_counter()
+    for n, ex in enumerate(ds.as_numpy_iterator(), start=1):
+        images.append(ex[img_key])
+        labels.append(int(ex[lab_key]))
+        if n % 5000 == 0:
+            log.info("tfds %s[%s]: read %d records (%.0fs)", builder.info.name, split, n, time.perf_counter() - t0)
+    return np.array(images, dtype=object), np.array(labels, dtype=np.int32)
+
+
+def tfds_source(name: str, data_dir: str | None, val_fraction: float, seed: int,
+                on_bad_image: str = "skip", image_size: int | None = None, download: bool = True) -> SourceSplit:
+    """A TensorFlow Datasets image-classification dataset.
+
+    Validation uses the dataset's own ``validation`` split, else its
+    ``test`` split, else a seeded stratified ``val_fraction`` of ``train``
+    (keyed on each record's index, so it is the same on every machine).
+    Class names come from the label's ``ClassLabel``.  Records are read
+    once, still encoded, and decoded in the pipeline like files are.
+    """
+    builder = _tfds_builder(name, data_dir, download)
+    decode = functools.partial(decode_image_bytes, min_side=image_size)
+    info = builder.info
+    img_key, lab_key = _tfds_keys(info)
+    class_names = list(info.features[lab_key].names)
+    splits = list(info.splits.keys())
+    if splits and "train" not in splits:
+        raise UserError(
+            f"tfds dataset {name!r} has no 'train' split (it has {', '.join(splits)}): choose a dataset with one."
+        )
+    val_split = next((s for s in ("validation", "test") if s in splits), None)
+    x, y = _tfds_read(builder, "train", img_key, lab_key)
+    names = [f"train[{i}]" for i in range(len(x))]
+    x, y, counts, bad = check_images(x, y, class_names, names, on_bad_image, f"tfds:{name}[train]", decode)
+    skipped = set(bad)
+    keep_names = [n for n in names if n not in skipped]
+    if val_split:
+        tr_x, tr_y = x, y
+        va_x, va_y = _tfds_read(builder, val_split, img_key, lab_key)
+        vnames = [f"{val_split}[{i}]" for i in range(len(va_x))]
+        va_x, va_y, c2, bad2 = check_images(va_x, va_y, class_names, vnames, on_bad_image, f"tfds:{name}[{val_split}]", decode)
+        counts, bad = _merge_counts(counts, c2), bad + bad2
+        layout = f"train, validation from its {val_split!r} split"
+    else:
+        present = [c for i, c in enumerate(class_names) if (y == i).any()]
+        if len(present) < 2:
+            raise UserError(f"tfds dataset {name!r} has fewer than 2 classes in train: choose another dataset.")
+        val_mask = stratified_split(x, y, None, val_fraction, seed, class_names, keys=keep_names)
+        tr_x, tr_y, va_x, va_y = x[~val_mask], y[~val_mask], x[val_mask], y[val_mask]
+        layout = f"train split {1 - val_fraction:.0%}/{val_fraction:.0%} by seed {seed}"
+    version = getattr(info, "version", "")
+    return SourceSplit(
+        tr_x, tr_y, va_x, va_y,
+        class_names=class_names,
+        decode=decode,
+        description=f"tfds {name} {version} ({layout})",
+        info={
+            "tfds_data_dir": str(builder.data_dir),
+            "skipped_undecodable": len(bad),
+            "skipped_paths": bad[:20],
+            "files_per_class": counts,
+        },
+    )

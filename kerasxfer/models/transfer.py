@@ -16,6 +16,7 @@ import keras
 from keras import layers
 
 from kerasxfer.models import regnet
+from kerasxfer.models.augment import apply_augmentation
 
 _STAGE = re.compile(r"_Stage_(\d+)_")
 
@@ -26,15 +27,18 @@ def build_transfer_model(
     num_classes: int,
     weights=None,
     dropout: float = 0.3,
+    augment: str = "none",
+    seed: int = 0,
 ) -> keras.Model:
     """``backbone`` (a RegNet variant name) without its top, then GAP, dropout, dense.
 
     ``weights`` is ``None`` or a weights file for the backbone.  The returned
     model takes raw images in [0, 255] and has its backbone frozen.
+    ``augment`` puts random augmentation layers (training only) in front.
     """
     base = regnet.RegNet(backbone, include_top=False, weights=weights, input_shape=tuple(input_shape))
     inputs = keras.Input(shape=tuple(input_shape), name="image")
-    x = base(inputs, training=False)
+    x = base(apply_augmentation(inputs, augment, seed), training=False)
     x = layers.GlobalAveragePooling2D(name="head_gap")(x)
     x = layers.Dropout(dropout, name="head_dropout")(x)
     outputs = layers.Dense(num_classes, activation="softmax", dtype="float32", name="head_dense")(x)
@@ -43,7 +47,8 @@ def build_transfer_model(
     return model
 
 
-def build_regnet_classifier(backbone: str, input_shape, num_classes: int, dropout: float = 0.0) -> keras.Model:
+def build_regnet_classifier(backbone: str, input_shape, num_classes: int, dropout: float = 0.0,
+                            augment: str = "none", seed: int = 0) -> keras.Model:
     """A whole RegNet (random weights) with GAP, dropout and a dense head, every layer trainable.
 
     Used to pretrain a backbone on a source task: unlike the transfer model
@@ -59,7 +64,7 @@ def build_regnet_classifier(backbone: str, input_shape, num_classes: int, dropou
         if layer.name.endswith("_conv_1x1_2_bn"):
             layer.gamma.assign(keras.ops.zeros_like(layer.gamma))
     inputs = keras.Input(shape=tuple(input_shape), name="image")
-    x = base(inputs)
+    x = base(apply_augmentation(inputs, augment, seed))
     x = layers.GlobalAveragePooling2D(name="head_gap")(x)
     x = layers.Dropout(dropout, name="head_dropout")(x)
     outputs = layers.Dense(num_classes, activation="softmax", dtype="float32", name="head_dense")(x)

@@ -1,0 +1,168 @@
+"""Benchmarks: one JSON line per case, then a readable table.
+
+    make bench                      # every section
+    make bench-data                 # the input pipeline against the train step it feeds
+    python -m experiments.bench --sections=data --image_size=64 --batch_size=32
+
+Sections:
+
+* ``machine``: float32 matmul GFLOP/s (2048x2048, ``tf.function``), the
+  reference every other number is compared with in the same run;
+* ``data``: a folder of photo-sized JPEGs (written once under
+  ``--data_dir``): pipeline images/s in the first epoch (read, decode at
+  reduced size, resize, cache) and in later epochs (from the cache), the
+  same with full-size JPEG decoding, and next to them the train-step
+  images/s of the default RegNet (frozen and unfrozen) at the same image
+  size, with the ratio "cached pipeline / train step" (goal: at least 3);
+* ``models``: train-step images/s of the scratch CNN, RegNet frozen (phase
+  1) and unfrozen (phase 2, last 2 stages), and inference, at
+  ``--image_size`` and at 224, with FLOPs per image and the fraction of the
+  matmul peak each case reaches.
+"""
+
+import json
+import os
+
+from absl import flags
+
+from experiments import common
+
+FLAGS = flags.FLAGS
+flags.DEFINE_list("sections", ["machine", "data", "models"], "Which sections to run: machine, data, models.")
+flags.DEFINE_integer("image_size", 64, "Image size of the data section and the first size of the models section.")
+flags.DEFINE_integer("batch_size", 32, "Batch size of every case.")
+flags.DEFINE_string("backbone", "regnetx002", "RegNet variant to measure.")
+flags.DEFINE_string("data_dir", "runs/bench/jpegs", "Where the data section writes (once) its folder of JPEGs.")
+flags.DEFINE_integer("num_images", 96, "JPEGs in the data section's folder.")
+flags.DEFINE_list("jpeg_size", ["1200", "1600"], "Height,width of the data section's JPEGs.")
+flags.DEFINE_integer("steps", 12, "Timed steps per case (after 3 warm-up steps); the median is reported.")
+flags.DEFINE_list("sizes", ["64", "224"], "Image sizes of the models section.")
+flags.DEFINE_string("output", None, "Also write the JSON lines to this file.")
+
+SECTIONS = ("machine", "data", "models")
+
+
+def _check():
+    from kerasxfer.config import REGNET_VARIANTS
+    from kerasxfer.errors import UserError
+
+    bad = [s for s in FLAGS.sections if s not in SECTIONS]
+    if bad:
+        raise UserError(f"--sections has unknown section(s) {', '.join(bad)}: use machine, data, models.")
+    if FLAGS.backbone not in REGNET_VARIANTS:
+        raise UserError(f"--backbone={FLAGS.backbone!r} is not a known RegNet: use one of {', '.join(REGNET_VARIANTS)}.")
+    for name, v, lo in (("image_size", FLAGS.image_size, 32), ("batch_size", FLAGS.batch_size, 1),
+                        ("steps", FLAGS.steps, 1), ("num_images", FLAGS.num_images, 8)):
+        if v < lo:
+            raise UserError(f"--{name}={v} is too small: use {lo} or more.")
+    try:
+        sizes = [int(s) for s in FLAGS.sizes]
+        jpeg = [int(s) for s in FLAGS.jpeg_size]
+    except ValueError:
+        raise UserError("--sizes and --jpeg_size take comma-separated integers, e.g. --sizes=64,224.") from None
+    if len(jpeg) != 2 or min(jpeg) < 8 or min(sizes) < 32:
+        raise UserError("--jpeg_size needs height,width (each 8 or more) and --sizes integers of 32 or more.")
+    return sizes, tuple(jpeg)
+
+
+def main(argv):
+    sizes, jpeg_size = _check()  # before TensorFlow loads
+    import keras
+
+    from kerasxfer import bench
+    from kerasxfer.data.sources import list_images
+    from kerasxfer.models import build_scratch_cnn, build_transfer_model, freeze, unfreeze
+    from kerasxfer.models.fastconv import use_native_grouped_conv
+    from kerasxfer.training import environment
+
+    env = environment()
+    rows = []
+    out = open(FLAGS.output, "w", encoding="utf-8") if FLAGS.output else None
+
+    def emit(row):
+        rows.append(row)
+        line = json.dumps(row)
+        print(line, flush=True)
+        if out:
+            out.write(line + "\n")
+            out.flush()
+
+    emit({"case": "environment", **{k: env[k] for k in ("tensorflow", "keras", "processor", "cpu_count", "devices")},
+          "onednn": os.environ.get("TF_ENABLE_ONEDNN_OPTS")})
+    bs, steps = FLAGS.batch_size, FLAGS.steps
+    peak = bench.matmul_gflops()
+    emit({"case": "matmul float32 2048^2", "gflops": round(peak, 1)})
+
+    def transfer(size):
+        m = build_transfer_model(FLAGS.backbone, (size, size, 3), 10, weights=None)
+        use_native_grouped_conv(m)
+        return m
+
+    if "data" in FLAGS.sections:
+        root = bench.write_jpeg_folder(FLAGS.data_dir, FLAGS.num_images, jpeg_size)
+        paths = []
+        labels = []
+        for c in sorted(d for d in os.listdir(root) if not d.startswith(".")):
+            files = list_images(os.path.join(root, c))[0]
+            paths += files
+            labels += [int(c.replace("class", ""))] * len(files)
+        mb = sum(os.path.getsize(p) for p in paths) / 1e6
+        s = FLAGS.image_size
+        reduced = bench.pipeline_rates(paths, labels, s, bs, min_side=True)
+        full = bench.pipeline_rates(paths, labels, s, bs, min_side=False)
+        m = transfer(s)
+        frozen = bench.train_step_rate(m, bs, steps)
+        unfreeze(m, 2)
+        unfrozen = bench.train_step_rate(m, bs, steps, lr=1e-5)
+        common_ = {"image_size": s, "batch_size": bs, "jpegs": len(paths), "jpeg_hw": list(jpeg_size),
+                   "jpeg_mb": round(mb, 1)}
+        emit({"case": "pipeline epoch 1 (read+decode 1/8+resize+cache)", "images_per_s": round(reduced["first_epoch"], 1), **common_})
+        emit({"case": "pipeline epoch 1, full-size JPEG decode", "images_per_s": round(full["first_epoch"], 1), **common_})
+        emit({"case": "pipeline epochs 2-11 (from cache)", "images_per_s": round(reduced["cached_epochs"], 1), **common_})
+        emit({"case": f"train step {FLAGS.backbone} frozen", "images_per_s": round(frozen, 1), **common_})
+        emit({"case": f"train step {FLAGS.backbone} unfrozen (2 stages)", "images_per_s": round(unfrozen, 1), **common_})
+        emit({"case": "cached pipeline / fastest train step", "ratio": round(reduced["cached_epochs"] / max(frozen, unfrozen), 1),
+              "goal": ">= 3"})
+        emit({"case": "reduced-size JPEG decode speed-up (epoch 1)",
+              "ratio": round(reduced["first_epoch"] / full["first_epoch"], 2)})
+        keras.backend.clear_session()
+
+    if "models" in FLAGS.sections:
+        for s in sizes:
+            scratch = build_scratch_cnn((s, s, 3), 10)
+            fl_s = bench.forward_flops(scratch)
+            r = bench.train_step_rate(scratch, bs, steps)
+            emit(_model_row("train scratch CNN", s, r, 3 * fl_s, peak))
+            m = transfer(s)
+            fl = bench.forward_flops(m)
+            emit({"case": f"{FLAGS.backbone} forward GFLOP/image", "image_size": s, "gflop": round(fl / 1e9, 4),
+                  "train_step_gflop_estimate": round(3 * fl / 1e9, 4)})
+            freeze(m)
+            r = bench.train_step_rate(m, bs, steps)
+            emit(_model_row(f"train {FLAGS.backbone} frozen (phase 1)", s, r, fl, peak))  # backward of head only
+            unfreeze(m, 2)
+            r = bench.train_step_rate(m, bs, steps, lr=1e-5)
+            emit(_model_row(f"train {FLAGS.backbone} unfrozen 2 stages (phase 2)", s, r, 3 * fl, peak))
+            unfreeze(m, 4)
+            r = bench.train_step_rate(m, bs, steps, lr=1e-5)
+            emit(_model_row(f"train {FLAGS.backbone} unfrozen 4 stages", s, r, 3 * fl, peak))
+            r = bench.inference_rate(m, bs, steps)
+            emit(_model_row(f"inference {FLAGS.backbone}", s, r, fl, peak))
+            keras.backend.clear_session()
+
+    print("\n| case | images/s | other |\n|---|---:|---|")
+    for row in rows[1:]:
+        other = ", ".join(f"{k}={v}" for k, v in row.items() if k not in ("case", "images_per_s"))
+        print(f"| {row['case']} | {row.get('images_per_s', '')} | {other} |")
+    if out:
+        out.close()
+
+
+def _model_row(case, size, rate, flops_per_image, peak_gflops):
+    achieved = rate * flops_per_image / 1e9
+    return {"case": case, "image_size": size, "images_per_s": round(rate, 1),
+            "gflops_achieved": round(achieved, 1), "fraction_of_matmul_peak": round(achieved / peak_gflops, 3)}
+
+
+if __name__ == "__main__":
+    common.run_main(main)

@@ -1,0 +1,148 @@
+"""Measurements behind ``make bench`` and ``make bench-data``.
+
+Every timing is steady state: warm-up steps are dropped and the median of
+the repeated steps is reported.  Numbers from different runs compare through
+the ratios printed next to them (the machine's own matmul speed, measured in
+the same run).
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import logging
+import os
+import time
+
+import keras
+import numpy as np
+import tensorflow as tf
+
+from kerasxfer.data.pipeline import make_train_epochs
+from kerasxfer.data.sources import decode_image_file
+
+log = logging.getLogger("kerasxfer")
+
+
+@dataclasses.dataclass
+class Case:
+    name: str
+    images_per_s: float
+    extra: dict = dataclasses.field(default_factory=dict)
+
+    def to_dict(self) -> dict:
+        return {"case": self.name, "images_per_s": round(self.images_per_s, 2), **self.extra}
+
+
+def _median_rate(times, batch_size):
+    return batch_size / float(np.median(times))
+
+
+# ------------------------------------------------------------------ machine
+def matmul_gflops(n: int = 2048, steps: int = 12, warmup: int = 3) -> float:
+    """float32 GFLOP/s of one ``n x n`` matmul in a ``tf.function`` (median of ``steps``)."""
+    a = tf.random.stateless_normal((n, n), seed=(1, 2))
+    b = tf.random.stateless_normal((n, n), seed=(3, 4))
+    f = tf.function(lambda x, y: tf.matmul(x, y))
+    times = []
+    for i in range(warmup + steps):
+        t = time.perf_counter()
+        f(a, b).numpy()
+        if i >= warmup:
+            times.append(time.perf_counter() - t)
+    return 2 * n**3 / float(np.median(times)) / 1e9
+
+
+def forward_flops(model: keras.Model) -> float:
+    """Float operations of one forward pass of ``model`` on one image (TF's graph profiler)."""
+    from tensorflow.python.framework.convert_to_constants import convert_variables_to_constants_v2
+
+    spec = tf.TensorSpec((1,) + tuple(model.input_shape[1:]), tf.float32)
+    concrete = tf.function(lambda x: model(x, training=False)).get_concrete_function(spec)
+    frozen = convert_variables_to_constants_v2(concrete)
+    opts = tf.compat.v1.profiler.ProfileOptionBuilder.float_operation()
+    opts["output"] = "none"
+    prof = tf.compat.v1.profiler.profile(graph=frozen.graph, run_meta=tf.compat.v1.RunMetadata(), cmd="op",
+                                         options=opts)
+    return float(prof.total_float_ops)
+
+
+# -------------------------------------------------------------------- model
+class _BatchTimer(keras.callbacks.Callback):
+    def __init__(self):
+        super().__init__()
+        self.times, self._t = [], None
+
+    def on_train_batch_begin(self, batch, logs=None):
+        self._t = time.perf_counter()
+
+    def on_train_batch_end(self, batch, logs=None):
+        self.times.append(time.perf_counter() - self._t)
+
+    on_predict_batch_begin = on_train_batch_begin
+    on_predict_batch_end = on_train_batch_end
+
+
+def train_step_rate(model: keras.Model, batch_size: int, steps: int = 12, warmup: int = 3,
+                    lr: float = 1e-3, jit_compile=False) -> float:
+    """Images/s of ``model.fit`` steps on one fixed batch (input pipeline excluded)."""
+    shape = (batch_size,) + tuple(model.input_shape[1:])
+    x = tf.random.stateless_uniform(shape, (5, 6), 0, 255)
+    y = tf.random.stateless_uniform((batch_size,), (7, 8), 0, model.output_shape[-1], dtype=tf.int32)
+    model.compile(optimizer=keras.optimizers.Adam(lr), loss="sparse_categorical_crossentropy",
+                  jit_compile=jit_compile)
+    ds = tf.data.Dataset.from_tensors((x, y)).repeat().prefetch(2)
+    timer = _BatchTimer()
+    model.fit(ds, steps_per_epoch=warmup + steps, epochs=1, verbose=0, callbacks=[timer])
+    return _median_rate(timer.times[warmup:], batch_size)
+
+
+def inference_rate(model: keras.Model, batch_size: int, steps: int = 12, warmup: int = 3) -> float:
+    shape = (batch_size,) + tuple(model.input_shape[1:])
+    x = tf.random.stateless_uniform(shape, (5, 6), 0, 255)
+    ds = tf.data.Dataset.from_tensors(x).repeat(warmup + steps)
+    timer = _BatchTimer()
+    model.predict(ds, verbose=0, callbacks=[timer])
+    return _median_rate(timer.times[warmup:], batch_size)
+
+
+# --------------------------------------------------------------------- data
+def write_jpeg_folder(root: str, n: int = 96, size=(1200, 1600), classes: int = 4, seed: int = 0) -> str:
+    """``n`` photo-like JPEGs of ``size`` (H, W) in ``classes`` class folders (reused if present)."""
+    from PIL import Image
+
+    done = os.path.join(root, ".complete")
+    if os.path.exists(done):
+        return root
+    rng = np.random.default_rng(seed)
+    h, w = size
+    for i in range(n):
+        folder = os.path.join(root, f"class{i % classes}")
+        os.makedirs(folder, exist_ok=True)
+        # smooth structure plus fine grain: compresses like a photo (~0.1-0.3 byte/pixel at quality 90)
+        coarse = rng.random((h // 40 + 1, w // 40 + 1, 3)) * 255
+        img = np.kron(coarse, np.ones((40, 40, 1)))[:h, :w]
+        img = (img + rng.normal(0, 6, (h, w, 3))).clip(0, 255).astype(np.uint8)
+        Image.fromarray(img).save(os.path.join(folder, f"photo {i:04d}.jpg"), quality=90)
+    open(done, "w").close()
+    return root
+
+
+def pipeline_rates(paths, labels, image_size: int, batch_size: int, min_side=True, epochs: int = 11) -> dict:
+    """Images/s of the training pipeline alone: epoch 1 (decode, resize, cache) and later epochs (cache).
+
+    ``min_side=True`` decodes JPEGs at reduced size (the default pipeline);
+    ``False`` decodes every pixel (for comparison).
+    """
+    def decode(p):
+        return decode_image_file(p, image_size if min_side else None)
+
+    train_from, _ = make_train_epochs(np.asarray(paths), np.asarray(labels, np.int32), decode, image_size,
+                                      batch_size, seed=0)
+    out = {}
+    t = time.perf_counter()
+    n = sum(int(x.shape[0]) for x, _ in train_from(0, 1))
+    out["first_epoch"] = n / (time.perf_counter() - t)
+    t = time.perf_counter()
+    n = sum(int(x.shape[0]) for x, _ in train_from(1, epochs))
+    out["cached_epochs"] = n / (time.perf_counter() - t)
+    return out
