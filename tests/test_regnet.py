@@ -8,7 +8,15 @@ from kerasxfer.errors import UserError
 from kerasxfer.models import regnet
 
 
-@pytest.mark.parametrize("variant", regnet.VARIANTS)
+# The default run checks every variant up to 4 GFLOPs and x080 (its stage 0 has groups=0); the
+# largest ones (same code path, 10-15 s each) run in `make test-all`.
+LARGE = {"regnetx064", "regnetx120", "regnetx160", "regnetx320",
+         "regnety064", "regnety080", "regnety120", "regnety160", "regnety320"}
+
+
+@pytest.mark.parametrize(
+    "variant", [pytest.param(v, marks=pytest.mark.slow if v in LARGE else ()) for v in regnet.VARIANTS]
+)
 def test_parameter_count_matches_tf_keras(variant):
     public = "RegNet" + variant[6:].upper()
     ours = getattr(regnet, public)(include_top=True, weights=None, input_shape=(32, 32, 3))

@@ -166,6 +166,33 @@ def test_compare_refuses_unfinished_or_single_runs(two_runs, tmp_path):
         write_report([str(two_runs / "scratch"), str(tmp_path / "empty")], str(tmp_path / "r"))
 
 
+def test_compare_seeds_reuses_finished_runs_and_reports_mean_std(two_runs, tmp_path):
+    """``compare --seeds=2`` over finished runs (copies of the fixture's): no training, grouped by approach."""
+    import shutil
+    import subprocess
+    import sys
+
+    for approach in ("scratch", "finetune"):
+        for k in range(2):
+            shutil.copytree(two_runs / approach, tmp_path / "seeds" / f"{approach}-seed{k}")
+    root = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+    out = tmp_path / "report"
+    p = subprocess.run(
+        [sys.executable, "-m", "experiments.compare", "--seeds=2", f"--seeds_dir={tmp_path / 'seeds'}",
+         f"--out_dir={out}"],
+        capture_output=True, text=True, cwd=root, timeout=300, env=dict(os.environ, TF_CPP_MIN_LOG_LEVEL="3"),
+    )
+    assert p.returncode == 0, p.stderr[-2000:]
+    assert p.stderr.count("exists, reusing it") == 4
+    summary = json.loads((out / "summary.json").read_text())
+    assert sorted(summary["approaches"]) == ["finetune", "scratch"]
+    for name, g in summary["approaches"].items():
+        best = json.loads((two_runs / name / "history.json").read_text())["best"]["val_accuracy"]
+        assert g["values"] == [best, best] and g["mean"] == pytest.approx(best) and g["std"] == 0
+    assert "± " in (out / "report.md").read_text()
+
+
+@pytest.mark.slow
 def test_compare_with_seeds_trains_each_approach_and_reports_mean_std(tmp_path):
     import subprocess
     import sys
