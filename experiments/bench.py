@@ -17,7 +17,10 @@ Sections:
 * ``models``: train-step images/s of the scratch CNN, RegNet frozen (phase
   1) and unfrozen (phase 2, last 2 stages), and inference, at
   ``--image_size`` and at 224, with FLOPs per image and the fraction of the
-  matmul peak each case reaches.
+  matmul peak each case reaches;
+* ``modes``: at ``--image_size``, the scratch CNN and RegNet phase 2 in
+  float32, with XLA (``jit_compile=True``), and in ``mixed_bfloat16`` (and
+  ``mixed_float16`` on a GPU), each with its speed relative to float32.
 """
 
 import json
@@ -28,7 +31,8 @@ from absl import flags
 from experiments import common
 
 FLAGS = flags.FLAGS
-flags.DEFINE_list("sections", ["machine", "data", "models"], "Which sections to run: machine, data, models.")
+flags.DEFINE_list("sections", ["machine", "data", "models", "modes"],
+                  "Which sections to run: machine, data, models, modes.")
 flags.DEFINE_integer("image_size", 64, "Image size of the data section and the first size of the models section.")
 flags.DEFINE_integer("batch_size", 32, "Batch size of every case.")
 flags.DEFINE_string("backbone", "regnetx002", "RegNet variant to measure.")
@@ -39,7 +43,7 @@ flags.DEFINE_integer("steps", 12, "Timed steps per case (after 3 warm-up steps);
 flags.DEFINE_list("sizes", ["64", "224"], "Image sizes of the models section.")
 flags.DEFINE_string("output", None, "Also write the JSON lines to this file.")
 
-SECTIONS = ("machine", "data", "models")
+SECTIONS = ("machine", "data", "models", "modes")
 
 
 def _check():
@@ -48,7 +52,7 @@ def _check():
 
     bad = [s for s in FLAGS.sections if s not in SECTIONS]
     if bad:
-        raise UserError(f"--sections has unknown section(s) {', '.join(bad)}: use machine, data, models.")
+        raise UserError(f"--sections has unknown section(s) {', '.join(bad)}: use machine, data, models, modes.")
     if FLAGS.backbone not in REGNET_VARIANTS:
         raise UserError(f"--backbone={FLAGS.backbone!r} is not a known RegNet: use one of {', '.join(REGNET_VARIANTS)}.")
     for name, v, lo in (("image_size", FLAGS.image_size, 32), ("batch_size", FLAGS.batch_size, 1),
@@ -146,9 +150,55 @@ def main(argv):
             unfreeze(m, 4)
             r = bench.train_step_rate(m, bs, steps, lr=1e-5)
             emit(_model_row(f"train {FLAGS.backbone} unfrozen 4 stages", s, r, 3 * fl, peak))
-            r = bench.inference_rate(m, bs, steps)
-            emit(_model_row(f"inference {FLAGS.backbone}", s, r, fl, peak))
+            infer = bench.inference_rate(m, bs, steps)
+            emit(_model_row(f"inference {FLAGS.backbone}", s, infer, fl, peak))
+            # Phase 1 with --cache_features: one forward pass per image (inference speed), then the head
+            # trains on the features; without: the frozen train step every epoch.
+            freeze(m)
+            frozen = bench.train_step_rate(m, bs, steps)
+            head = keras.Model(keras.Input(m.get_layer("head_gap").output.shape[1:]),
+                               m.get_layer("head_dense")(m.get_layer("head_dropout").output))
+            head_rate = bench.train_step_rate(keras.Model(head.inputs, head.outputs), bs, steps)
+            epochs = 10
+            cached_s = 1.0 / infer + epochs / head_rate
+            emit({"case": f"phase 1 ({epochs} epochs) with cached features", "image_size": s,
+                  "head_train_images_per_s": round(head_rate, 1), "frozen_step_images_per_s": round(frozen, 1),
+                  "feature_pass_images_per_s": round(infer, 1),
+                  "speedup_vs_frozen_step": round((epochs / frozen) / cached_s, 1)})
             keras.backend.clear_session()
+
+    if "modes" in FLAGS.sections:
+        import tensorflow as tf
+
+        s = FLAGS.image_size
+        precisions = ["float32", "mixed_bfloat16"] + (["mixed_float16"] if tf.config.list_physical_devices("GPU") else [])
+        for label, build, lr in (("scratch CNN", lambda: build_scratch_cnn((s, s, 3), 10), 1e-3),
+                                 (f"{FLAGS.backbone} unfrozen 2 stages", lambda: _unfrozen(transfer(s)), 1e-5)):
+            base = None
+            for precision, jit in [(p, False) for p in precisions] + [("float32", True)]:
+                keras.mixed_precision.set_global_policy(precision)
+                m = build()
+                n = steps if (precision == "float32" and not jit) else min(steps, 6)
+                r = bench.train_step_rate(m, bs, n, lr=lr, jit_compile=jit)
+                base = base or r
+                emit({"case": f"train {label} {precision}{' + XLA' if jit else ''}", "image_size": s,
+                      "images_per_s": round(r, 1), "vs_float32": round(r / base, 2)})
+                keras.mixed_precision.set_global_policy("float32")
+                keras.backend.clear_session()
+
+    if "modes" in FLAGS.sections:
+        # Keras' own grouped convolution (XLA-compiled even without jit_compile) against TensorFlow's kernel
+        from kerasxfer.models import use_stock_grouped_conv
+
+        s = FLAGS.image_size
+        m = _unfrozen(transfer(s))
+        native = bench.train_step_rate(m, bs, min(steps, 6), lr=1e-5)
+        use_stock_grouped_conv(m)
+        stock = bench.train_step_rate(m, bs, 2, warmup=1, lr=1e-5)
+        emit({"case": f"train {FLAGS.backbone} unfrozen 2 stages, grouped conv: native vs stock Keras",
+              "image_size": s, "native_images_per_s": round(native, 1), "stock_images_per_s": round(stock, 2),
+              "speedup": round(native / stock, 1)})
+        keras.backend.clear_session()
 
     print("\n| case | images/s | other |\n|---|---:|---|")
     for row in rows[1:]:
@@ -156,6 +206,13 @@ def main(argv):
         print(f"| {row['case']} | {row.get('images_per_s', '')} | {other} |")
     if out:
         out.close()
+
+
+def _unfrozen(model):
+    from kerasxfer.models import unfreeze
+
+    unfreeze(model, 2)
+    return model
 
 
 def _model_row(case, size, rate, flops_per_image, peak_gflops):

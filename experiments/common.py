@@ -68,6 +68,22 @@ def define_common_flags(default_out: str, dataset: str = "digits") -> None:
         "Deterministic TensorFlow ops, so the same flags give the same numbers (default: on without a GPU, "
         "off with one, where some kernels have no deterministic version).",
     )
+    flags.DEFINE_enum(
+        "precision", "float32", ["float32", "mixed_float16", "mixed_bfloat16"],
+        "Keras dtype policy: mixed_float16 on GPUs with tensor cores, mixed_bfloat16 on TPUs and CPUs with "
+        "AMX/AVX512-BF16; the classifier's last layer stays float32.",
+    )
+    flags.DEFINE_enum(
+        "strategy", "auto", ["auto", "one_device", "mirrored", "multi_worker", "tpu"],
+        "tf.distribute strategy: auto (one GPU, or mirrored over several), one_device, mirrored (every GPU of this "
+        "host), multi_worker (hosts from TF_CONFIG; only the chief writes --out_dir), tpu (TPU_NAME). "
+        "--batch_size is the global batch.",
+    )
+    flags.DEFINE_bool(
+        "jit_compile", False,
+        "Compile the train step with XLA. Measure first (make bench): on CPUs XLA's grouped convolutions are far "
+        "slower than TensorFlow's own.",
+    )
     flags.DEFINE_bool(
         "overwrite", False,
         "Train again into an --out_dir that holds a finished run or one made with other flags (its run files "

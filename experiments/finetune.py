@@ -29,6 +29,11 @@ flags.DEFINE_string(
 flags.DEFINE_integer("frozen_epochs", 10, "Phase 1 epochs (backbone frozen).")
 flags.DEFINE_integer("finetune_epochs", 10, "Phase 2 epochs (last stages unfrozen).")
 flags.DEFINE_float("finetune_lr", 1e-5, "Phase 2 learning rate.")
+flags.DEFINE_bool(
+    "cache_features", None,
+    "Phase 1 trains the head on backbone features computed once per image (the same result, many times "
+    "faster). Default: on unless --augment or --mixup/--cutmix change the images every epoch.",
+)
 flags.DEFINE_integer("unfreeze_stages", 2, "How many of the 4 backbone stages phase 2 unfreezes (BatchNorm stays frozen).")
 
 
@@ -47,7 +52,11 @@ def make_experiment() -> Experiment:
             ),
         ],
         seed=FLAGS.seed,
+        cache_features=FLAGS.cache_features,
         deterministic=FLAGS.deterministic,
+        precision=FLAGS.precision,
+        jit_compile=FLAGS.jit_compile,
+        strategy=FLAGS.strategy,
     )
 
 

@@ -34,6 +34,9 @@ def make_experiment() -> Experiment:
         phases=[PhaseConfig(name="scratch", epochs=FLAGS.epochs, lr=FLAGS.lr, trainable="all")],
         seed=FLAGS.seed,
         deterministic=FLAGS.deterministic,
+        precision=FLAGS.precision,
+        jit_compile=FLAGS.jit_compile,
+        strategy=FLAGS.strategy,
     )
 
 

@@ -30,6 +30,8 @@ REGNET_VARIANTS = tuple(
     for size in ("002", "004", "006", "008", "016", "032", "040", "064", "080", "120", "160", "320")
 )
 MODEL_KINDS = ("scratch", "transfer", "regnet")
+PRECISIONS = ("float32", "mixed_float16", "mixed_bfloat16")
+STRATEGIES = ("auto", "one_device", "mirrored", "multi_worker", "tpu")
 
 
 @dataclass
@@ -134,6 +136,25 @@ class Experiment:
     # Deterministic ops (tf.config.experimental.enable_op_determinism): the
     # same experiment gives the same numbers.  None: on when there is no GPU.
     deterministic: Optional[bool] = None
+    # Keras dtype policy of the model ("mixed_float16" for GPUs with tensor
+    # cores, "mixed_bfloat16" for TPUs and CPUs with AMX/AVX512-BF16); the
+    # classifier's last layer always computes in float32.
+    precision: str = "float32"
+    # Compile the train step with XLA (model.compile(jit_compile=True)).
+    jit_compile: bool = False
+    # Frozen-backbone phases train the head on backbone features computed once
+    # per image.  None: whenever that is exact (no augmentation, no mixing).
+    cache_features: Optional[bool] = None
+    # tf.distribute strategy (kerasxfer.distribute): auto, one_device, mirrored, multi_worker, tpu.
+    # data.batch_size is the global batch, split across replicas.
+    strategy: str = "auto"
+
+    def features_valid(self) -> bool:
+        """Whether head-only phases may train on cached backbone features (same result, far faster)."""
+        return self.model.kind == "transfer" and self.data.augment == "none" and not self.data.soft_labels
+
+    def uses_cached_features(self, phase: "PhaseConfig") -> bool:
+        return phase.trainable == "head" and self.cache_features is not False and self.features_valid()
 
     # ------------------------------------------------------------------ io
     def to_dict(self) -> dict:
@@ -152,6 +173,10 @@ class Experiment:
             optim=OptimConfig(**d.get("optim", {})),
             seed=d.get("seed", 0),
             deterministic=d.get("deterministic"),
+            precision=d.get("precision", "float32"),
+            jit_compile=d.get("jit_compile", False),
+            cache_features=d.get("cache_features"),
+            strategy=d.get("strategy", "auto"),
         )
 
     # ------------------------------------------------------------ validate
@@ -224,6 +249,17 @@ class Experiment:
             raise UserError(f"calibrate_bn={m.calibrate_bn!r} is unknown: use auto, always or never.")
         if not 0.0 <= m.dropout < 1.0:
             raise UserError(f"--dropout={m.dropout} must be in [0, 1).")
+        if self.strategy not in STRATEGIES:
+            raise UserError(
+                f"--strategy={self.strategy!r} is unknown: use auto, one_device, mirrored, multi_worker or tpu."
+            )
+        if self.precision not in PRECISIONS:
+            raise UserError(f"--precision={self.precision!r} is unknown: use float32, mixed_float16 or mixed_bfloat16.")
+        if self.cache_features and m.kind == "transfer" and not self.features_valid():
+            raise UserError(
+                "--cache_features needs images that are the same every epoch: pass --augment=none and no "
+                "--mixup/--cutmix, or --nocache_features."
+            )
         if not self.phases:
             raise UserError("the experiment has no training phase.")
         for p in self.phases:

@@ -28,6 +28,7 @@ run directory made with other settings is refused, naming the fields.
 
 from __future__ import annotations
 
+import dataclasses
 import json
 import logging
 import os
@@ -36,6 +37,7 @@ import shutil
 import signal
 import subprocess
 import sys
+import tempfile
 import time
 
 import numpy as np
@@ -45,6 +47,9 @@ import keras
 from kerasxfer import __version__, summaries
 from kerasxfer.config import Experiment, parse_trainable
 from kerasxfer.data import DataSplits, load_data
+from kerasxfer.data.pipeline import epochs_from
+from kerasxfer.distribute import describe as describe_strategy
+from kerasxfer.distribute import defer_keras_build, is_chief, make_strategy
 from kerasxfer.errors import UserError
 from kerasxfer.models import regnet
 from kerasxfer.models import (
@@ -131,13 +136,6 @@ def environment() -> dict:
     }
 
 
-def default_strategy() -> tf.distribute.Strategy:
-    """One GPU when there is one (its distributed datasets prefetch to the device), else the default."""
-    if tf.config.list_logical_devices("GPU"):
-        return tf.distribute.OneDeviceStrategy("/gpu:0")
-    return tf.distribute.get_strategy()
-
-
 def count_params(weights) -> int:
     return int(sum(np.prod(w.shape) for w in weights))
 
@@ -212,9 +210,10 @@ class BestCheckpoint(keras.callbacks.Callback):
     lives in ``best`` so it carries across phases.
     """
 
-    def __init__(self, path: str, best: dict, phase: str):
+    def __init__(self, path: str, best: dict, phase: str, model: keras.Model | None = None):
         super().__init__()
         self.path, self.best, self.phase = path, best, phase
+        self.full_model = model  # what to save when fit trains a part of it (the head on cached features)
 
     def on_epoch_end(self, epoch, logs=None):
         logs = logs or {}
@@ -228,7 +227,7 @@ class BestCheckpoint(keras.callbacks.Callback):
             acc == self.best.get("val_accuracy") and loss < self.best.get("val_loss", float("inf"))
         )
         if better:
-            save_model_atomic(self.model, self.path)
+            save_model_atomic(self.full_model or self.model, self.path)
             self.best.update(epoch=epoch + 1, phase=self.phase, val_accuracy=acc, val_loss=loss)
 
 
@@ -243,10 +242,11 @@ class ResumeState(keras.callbacks.Callback):
     everything else of epoch ``E`` is on disk when ``state.json`` says ``E``.
     """
 
-    def __init__(self, out: str, history: dict, timings: dict):
+    def __init__(self, out: str, history: dict, timings: dict, model: keras.Model | None = None):
         super().__init__()
         self.out, self.dir = out, os.path.join(out, RESUME_DIR)
         self.history, self.timings = history, timings
+        self.full_model = model  # whose variables are saved (the optimizer is fit's)
 
     def on_epoch_end(self, epoch, logs=None):
         # Last callback: the epoch's record (EpochRecorder) and best (BestCheckpoint) are in.
@@ -256,7 +256,7 @@ class ResumeState(keras.callbacks.Callback):
             return  # a diverged epoch is not a state to continue from
         os.makedirs(self.dir, exist_ok=True)
         name = f"state-{epoch + 1}.npz"
-        arrays = {f"m{i}": keras.ops.convert_to_numpy(v) for i, v in enumerate(self.model.variables)}
+        arrays = {f"m{i}": keras.ops.convert_to_numpy(v) for i, v in enumerate((self.full_model or self.model).variables)}
         arrays.update({f"o{i}": keras.ops.convert_to_numpy(v) for i, v in enumerate(self.model.optimizer.variables)})
         tmp = os.path.join(self.dir, ".tmp-" + name)
         with open(tmp, "wb") as f:
@@ -284,7 +284,8 @@ def _read_resume_state(out: str):
     return state
 
 
-def _restore_variables(model: keras.Model, arrays_path: str, with_optimizer: bool) -> None:
+def _restore_variables(model: keras.Model, arrays_path: str, optimizer_model: keras.Model | None) -> None:
+    """Every variable of ``model``, and of ``optimizer_model``'s optimizer when given, from a saved state."""
     with np.load(arrays_path) as z:
         model_vars = model.variables
         n = sum(1 for k in z.files if k.startswith("m"))
@@ -295,9 +296,9 @@ def _restore_variables(model: keras.Model, arrays_path: str, with_optimizer: boo
             )
         for i, v in enumerate(model_vars):
             v.assign(z[f"m{i}"])
-        if with_optimizer:
-            opt = model.optimizer
-            opt.build(model.trainable_variables)
+        if optimizer_model is not None:
+            opt = optimizer_model.optimizer
+            opt.build(optimizer_model.trainable_variables)
             saved = sorted((k for k in z.files if k.startswith("o")), key=lambda k: int(k[1:]))
             if len(saved) != len(opt.variables):
                 raise UserError(
@@ -322,12 +323,16 @@ def _flat(d, prefix=""):
     return out
 
 
+# Where files are and which devices run: a run may continue with other values of these.
+_PLACE_FIELDS = ("out_dir", "strategy", "data.cache_dir", "data.tfds_data_dir", "data.tfds_download")
+
+
 def config_differences(old: dict, new: dict) -> list:
-    """``["model.widths: [8, 16] there, [8, 32] now", ...]`` (``out_dir`` does not count)."""
+    """``["model.widths: [8, 16] there, [8, 32] now", ...]`` (``_PLACE_FIELDS`` do not count)."""
     a, b = _flat(old), _flat(new)
     diffs = []
     for k in sorted(set(a) | set(b)):
-        if k == "out_dir":
+        if k in _PLACE_FIELDS:
             continue
         if a.get(k, "<unset>") != b.get(k, "<unset>"):
             diffs.append(f"{k}: {a.get(k, '<unset>')!r} there, {b.get(k, '<unset>')!r} now")
@@ -489,6 +494,47 @@ def weights_source(exp: Experiment) -> str:
 
 
 # ------------------------------------------------------------------ model
+@dataclasses.dataclass
+class Features:
+    """A transfer model's head, and the backbone features of the training and validation images."""
+
+    head: keras.Model  # features -> probabilities, sharing the transfer model's head layers
+    train_from: object  # like DataSplits.train_from, over features
+    val: tf.data.Dataset
+    seconds: float
+
+
+def backbone_features(model: keras.Model, data: DataSplits, batch_size: int) -> Features:
+    """Compute the pooled backbone features of every image once, and a head model that trains on them.
+
+    With the backbone frozen and called in inference mode, and no
+    augmentation, an image's features are the same in every epoch, so
+    training the head on them is the same computation as training the whole
+    model, without running the backbone again: epochs see the same batches
+    in the same order (the features are shuffled exactly like the images),
+    and the head's layers are the model's own, so the model is trained in
+    place.
+    """
+    t0 = time.perf_counter()
+    extractor = keras.Model(model.inputs, model.get_layer("head_gap").output)
+    feats = np.asarray(extractor.predict(data.train_ordered, verbose=0), np.float32)
+    labels = np.concatenate([y for _, y in data.train_ordered.as_numpy_iterator()])
+    val_feats = np.asarray(extractor.predict(data.val, verbose=0), np.float32)
+    val_labels = np.concatenate([y for _, y in data.val.as_numpy_iterator()])
+    inp = keras.Input(shape=feats.shape[1:], name="features")
+    out = model.get_layer("head_dense")(model.get_layer("head_dropout")(inp))
+    head = keras.Model(inp, out, name=f"{model.name}_head")
+    base = tf.data.Dataset.from_tensor_slices((feats, labels))
+    train_from = epochs_from(base, len(labels), batch_size, data.seed, data.shuffle_buffer)
+    val = tf.data.Dataset.from_tensor_slices((val_feats, val_labels)).batch(batch_size).prefetch(tf.data.AUTOTUNE)
+    seconds = time.perf_counter() - t0
+    log.info(
+        "frozen backbone: features of %d train + %d val images computed once in %.1fs; the head trains on them",
+        len(labels), len(val_labels), seconds,
+    )
+    return Features(head, train_from, val, seconds)
+
+
 def build_model(exp: Experiment, num_classes: int) -> keras.Model:
     """The network ``exp.model`` describes, for ``num_classes`` classes (with ``exp.data.augment`` in front)."""
     m, s = exp.model, exp.data.image_size
@@ -528,7 +574,7 @@ def compile_for_phase(model: keras.Model, exp: Experiment, lr: float) -> None:
         loss, acc = keras.losses.CategoricalCrossentropy(), keras.metrics.CategoricalAccuracy(name="accuracy")
     else:
         loss, acc = keras.losses.SparseCategoricalCrossentropy(), keras.metrics.SparseCategoricalAccuracy(name="accuracy")
-    model.compile(optimizer=opt, loss=loss, metrics=[acc])
+    model.compile(optimizer=opt, loss=loss, metrics=[acc], jit_compile=exp.jit_compile)
 
 
 # --------------------------------------------------------------- evaluate
@@ -623,11 +669,26 @@ def run_experiment(exp: Experiment, data: DataSplits | None = None, verbose: int
             out, metrics["accuracy"], metrics["best_epoch"],
         )
         return metrics
+    strategy = make_strategy(exp.strategy)  # before any other TensorFlow op (multi_worker needs that)
+    chief = is_chief(strategy)
+    if not chief:  # only the chief writes the run directory; other workers write a scratch copy
+        out = tempfile.mkdtemp(prefix="kerasxfer-worker-")
+        log.info("not the chief worker: writing to %s (removed at the end)", out)
+    try:
+        return _train(exp, data, verbose, resume, strategy, out)
+    finally:
+        if not chief:
+            shutil.rmtree(out, ignore_errors=True)
+
+
+def _train(exp: Experiment, data, verbose: int, resume, strategy, out: str) -> dict:
     # Data and weights are opened before anything is written: a bad folder or
     # an impossible download leaves no run directory behind.
     if exp.model.kind == "transfer" and exp.model.weights == "imagenet":
         path = regnet.imagenet_weights_file(exp.model.backbone, include_top=False)
         log.info("ImageNet weights: %s", path)
+    # Every run sets its own dtype policy (a float32 run after a mixed one must not inherit it).
+    keras.mixed_precision.set_global_policy(exp.precision)
     keras.utils.set_random_seed(exp.seed)  # before pipelines (their shuffles use it) and model weights
     deterministic = determinism(exp)
     if deterministic:
@@ -635,14 +696,13 @@ def run_experiment(exp: Experiment, data: DataSplits | None = None, verbose: int
     if data is None:
         data = load_data(exp.data, exp.seed, deterministic)
     # The model (and a weights file it loads) too: a file for another variant changes nothing on disk.
-    strategy = default_strategy()
     with strategy.scope():
         model = build_model(exp, data.num_classes)
     if resume is None and os.path.isdir(out):
         _remove_run_outputs(out)  # overwrite, or a run that died before its first epoch ended
     os.makedirs(out, exist_ok=True)
     write_json(os.path.join(out, "config.json"), exp.to_dict())
-    write_json(os.path.join(out, "environment.json"), environment())
+    write_json(os.path.join(out, "environment.json"), {**environment(), **describe_strategy(strategy)})
     write_json(
         os.path.join(out, "data.json"),
         {
@@ -689,6 +749,7 @@ def run_experiment(exp: Experiment, data: DataSplits | None = None, verbose: int
     tb = keras.callbacks.TensorBoard(log_dir=os.path.join(out, "tb"), write_graph=False, update_freq="epoch")
 
     epoch = 0
+    features = None  # backbone features of every image, computed at the first head-only phase
     try:
         with _StopOnSignal() as stop_on_signal:
             for phase_index, phase in enumerate(exp.phases):
@@ -697,20 +758,28 @@ def run_experiment(exp: Experiment, data: DataSplits | None = None, verbose: int
                 epoch = last
                 if phase.epochs == 0 or done >= last:
                     continue
+                cached = exp.uses_cached_features(phase)
+                fit_model, train_from, val_data = model, data.train_from, data.val
                 with strategy.scope():
                     apply_trainable(model, phase.trainable)
-                    compile_for_phase(model, exp, phase.lr)  # recompile after every trainable change
+                    if cached:
+                        if features is None:
+                            features = backbone_features(model, data, exp.data.batch_size)
+                            timings["feature_seconds"] = round(features.seconds, 3)
+                            timings["train_seconds"] = round(timings["train_seconds"] + features.seconds, 3)
+                        fit_model, train_from, val_data = features.head, features.train_from, features.val
+                    compile_for_phase(fit_model, exp, phase.lr)  # recompile after every trainable change
                 trainable, total = count_params(model.trainable_weights), count_params(model.weights)
                 if resume is not None:
                     # the state after epoch `done`: with its optimizer slots when `done` is in this phase
-                    _restore_variables(model, resume["arrays_path"], with_optimizer=done > first)
+                    _restore_variables(model, resume["arrays_path"], fit_model if done > first else None)
                     resume = None
                 if done == first:
                     history["phases"].append(
                         {
                             "name": phase.name, "first_epoch": first + 1, "last_epoch": last,
                             "lr": phase.lr, "trainable": phase.trainable,
-                            "trainable_params": trainable, "total_params": total,
+                            "trainable_params": trainable, "total_params": total, "cached_features": cached,
                         }
                     )
                     log.info(
@@ -725,18 +794,20 @@ def run_experiment(exp: Experiment, data: DataSplits | None = None, verbose: int
                 callbacks = [
                     stop_on_signal,
                     EpochRecorder(history, timings, phase.name, data.num_train, total_epochs, phase_index),
-                    BestCheckpoint(model_path, history["best"], phase.name),
+                    BestCheckpoint(model_path, history["best"], phase.name, model=model),
                     tb,
-                    ResumeState(out, history, timings),
+                    ResumeState(out, history, timings, model=model),
                 ]
                 # Epoch e's batches depend only on the seed and e (see data.pipeline), so a
                 # resumed run sees what an uninterrupted one would have seen.
-                model.fit(
-                    data.train_from(done, last),
-                    steps_per_epoch=data.steps_per_epoch,
-                    validation_data=data.val, initial_epoch=done,
-                    epochs=last, callbacks=callbacks, verbose=verbose, shuffle=False,
-                )
+                defer_keras_build(fit_model, strategy)
+                with strategy.scope():
+                    fit_model.fit(
+                        train_from(done, last),
+                        steps_per_epoch=data.steps_per_epoch,
+                        validation_data=val_data, initial_epoch=done,
+                        epochs=last, callbacks=callbacks, verbose=verbose, shuffle=False,
+                    )
                 if history.get("stopped"):
                     break
                 done = last

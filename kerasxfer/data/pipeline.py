@@ -45,6 +45,10 @@ class DataSplits:
     # train_from(a, b): the batches of epochs a .. b-1 in order; steps_per_epoch of them make one epoch
     train_from: Callable[[int, int], tf.data.Dataset]
     steps_per_epoch: int
+    # the training images in cache order, batched, not shuffled (backbone features are computed on it)
+    train_ordered: tf.data.Dataset = None
+    seed: int = 0
+    shuffle_buffer: int = 2048
 
     @property
     def num_classes(self) -> int:
@@ -185,7 +189,19 @@ def make_train_epochs(x, y, decode, image_size, batch_size, seed, shuffle_buffer
     batch is mixed with draws seeded by (seed, epoch, batch).
     """
     base = _decoded(x, y, decode, image_size, cache_file, deterministic)
-    buffer = max(1, min(len(y), shuffle_buffer))
+    return epochs_from(base, len(y), batch_size, seed, shuffle_buffer, num_classes, mixup, cutmix), \
+        math.ceil(len(y) / batch_size)
+
+
+def epochs_from(base: tf.data.Dataset, n: int, batch_size: int, seed: int, shuffle_buffer: int = 2048,
+                num_classes=None, mixup: float = 0.0, cutmix: float = 0.0):
+    """``train_from(a, b)`` over the ``n`` elements of ``base`` (see :func:`make_train_epochs`).
+
+    Epoch ``e``'s order depends only on ``seed``, ``e``, ``n`` and the
+    buffer: two bases of the same length (images, or the backbone features of
+    the same images) are shuffled into the same order.
+    """
+    buffer = max(1, min(n, shuffle_buffer))
     mixing = mixup > 0 or cutmix > 0
 
     def one_epoch(e: int) -> tf.data.Dataset:
@@ -209,7 +225,7 @@ def make_train_epochs(x, y, decode, image_size, batch_size, seed, shuffle_buffer
             ds = ds.map(_to_float, num_parallel_calls=AUTOTUNE)
         return ds.prefetch(AUTOTUNE)
 
-    return train_from, math.ceil(len(y) / batch_size)
+    return train_from
 
 
 def load_data(cfg: DataConfig, seed: int, deterministic: bool = True) -> DataSplits:
@@ -247,11 +263,11 @@ def load_data(cfg: DataConfig, seed: int, deterministic: bool = True) -> DataSpl
         va_cache = _file_cache(cfg.cache_dir, cache_key(src.val_x, src.val_y, cfg.image_size, "val"))
         log.info("decoded images are cached in %s (%s, %s)", cfg.cache_dir,
                  os.path.basename(tr_cache), os.path.basename(va_cache))
-    train_from, steps = make_train_epochs(
-        src.train_x, src.train_y, src.decode, cfg.image_size, cfg.batch_size, seed, cfg.shuffle_buffer,
-        cache_file=tr_cache, num_classes=num_classes, mixup=cfg.mixup, cutmix=cfg.cutmix,
-        deterministic=deterministic,
-    )
+    base = _decoded(src.train_x, src.train_y, src.decode, cfg.image_size, tr_cache, deterministic)
+    train_from = epochs_from(base, len(src.train_y), cfg.batch_size, seed, cfg.shuffle_buffer,
+                             num_classes, cfg.mixup, cfg.cutmix)
+    steps = math.ceil(len(src.train_y) / cfg.batch_size)
+    train_ordered = base.batch(cfg.batch_size).map(_to_float, num_parallel_calls=AUTOTUNE).prefetch(AUTOTUNE)
     train = train_from(0, 1)
     val = make_eval_pipeline(
         src.val_x, src.val_y, src.val_decode or src.decode, cfg.image_size, cfg.batch_size,
@@ -265,4 +281,5 @@ def load_data(cfg: DataConfig, seed: int, deterministic: bool = True) -> DataSpl
         num_train=len(src.train_y), num_val=len(src.val_y), val_labels=np.asarray(src.val_y),
         image_size=cfg.image_size, description=src.description, info=info,
         train_from=train_from, steps_per_epoch=steps,
+        train_ordered=train_ordered, seed=seed, shuffle_buffer=cfg.shuffle_buffer,
     )
