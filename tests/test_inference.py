@@ -134,25 +134,24 @@ def test_model_needing_custom_code_is_refused(tmp_path):
         Classifier.from_model(str(tmp_path / "lambda.keras"), ["a", "b", "c", "d"])
 
 
-@pytest.mark.parametrize("fmt", ["saved_model", "tflite"])
-def test_export_gives_the_same_top1(run_dir, images, tmp_path, fmt):
+def test_export_gives_the_same_top1(run_dir, images, tmp_path):
+    """--export=tflite writes the SavedModel first and converts it: one export checks both."""
     clf = Classifier.from_run(str(run_dir))
     files = [images / "a red.jpg", images / "green.bmp", images / "sub" / "grey.PNG"]
     expected = [p.label for p in clf.predict([str(f) for f in files])]
-    path = export(clf, str(tmp_path / "export"), fmt)
-    if fmt == "saved_model":
-        served = tf.saved_model.load(path)
-        out = served.signatures["serving_default"](tf.constant([f.read_bytes() for f in files]))
-        assert [c.decode() for c in out["classes"].numpy()] == expected
-        x = np.stack([clf.preprocess(np.asarray(Image.open(f).convert("RGB"))) for f in files]).astype(np.uint8)
-        out8 = served.signatures["serve_uint8"](tf.constant(x))
-        np.testing.assert_allclose(out8["probabilities"].numpy(), clf.model.predict(x.astype("float32"), verbose=0), rtol=1e-4, atol=1e-5)
-    else:
-        from kerasxfer.data.pipeline import to_rgb_resized
-        from kerasxfer.data.sources import decode_image_file
+    path = export(clf, str(tmp_path / "export"), "tflite")
+    served = tf.saved_model.load(str(tmp_path / "export" / "saved_model"))
+    out = served.signatures["serving_default"](tf.constant([f.read_bytes() for f in files]))
+    assert [c.decode() for c in out["classes"].numpy()] == expected
+    x = np.stack([clf.preprocess(np.asarray(Image.open(f).convert("RGB"))) for f in files]).astype(np.uint8)
+    out8 = served.signatures["serve_uint8"](tf.constant(x))
+    np.testing.assert_allclose(out8["probabilities"].numpy(), clf.model.predict(x.astype("float32"), verbose=0),
+                               rtol=1e-4, atol=1e-5)
+    from kerasxfer.data.pipeline import to_rgb_resized
+    from kerasxfer.data.sources import decode_image_file
 
-        x = np.stack([to_rgb_resized(decode_image_file(str(f)), 32).numpy() for f in files])
-        runner = tf.lite.Interpreter(model_path=path).get_signature_runner("serve_uint8")
-        probs = runner(images=x)["probabilities"]
-        labels = open(os.path.join(os.path.dirname(path), "labels.txt")).read().split()
-        assert [labels[i] for i in probs.argmax(1)] == expected
+    x = np.stack([to_rgb_resized(decode_image_file(str(f)), 32).numpy() for f in files])
+    runner = tf.lite.Interpreter(model_path=path).get_signature_runner("serve_uint8")
+    probs = runner(images=x)["probabilities"]
+    labels = open(os.path.join(os.path.dirname(path), "labels.txt")).read().split()
+    assert [labels[i] for i in probs.argmax(1)] == expected
