@@ -156,9 +156,9 @@ def main(argv):
             # trains on the features; without: the frozen train step every epoch.
             freeze(m)
             frozen = bench.train_step_rate(m, bs, steps)
-            head = keras.Model(keras.Input(m.get_layer("head_gap").output.shape[1:]),
-                               m.get_layer("head_dense")(m.get_layer("head_dropout").output))
-            head_rate = bench.train_step_rate(keras.Model(head.inputs, head.outputs), bs, steps)
+            feats = keras.Input(m.get_layer("head_gap").output.shape[1:])
+            head = keras.Model(feats, m.get_layer("head_dense")(m.get_layer("head_dropout")(feats)))
+            head_rate = bench.train_step_rate(head, bs, steps)
             epochs = 10
             cached_s = 1.0 / infer + epochs / head_rate
             emit({"case": f"phase 1 ({epochs} epochs) with cached features", "image_size": s,

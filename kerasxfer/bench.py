@@ -111,8 +111,22 @@ def write_jpeg_folder(root: str, n: int = 96, size=(1200, 1600), classes: int = 
     from PIL import Image
 
     done = os.path.join(root, ".complete")
+    want = f"{n} {size[0]}x{size[1]} {classes} {seed}"
     if os.path.exists(done):
-        return root
+        with open(done) as f:
+            if f.read() == want:
+                return root
+        import re
+        import shutil
+
+        for d in os.listdir(root):  # written by this function for other settings: only its own folders go
+            if re.fullmatch(r"class\d+", d):
+                shutil.rmtree(os.path.join(root, d))
+        os.remove(done)
+    elif os.path.isdir(root) and os.listdir(root):
+        from kerasxfer.errors import UserError
+
+        raise UserError(f"{root!r} holds files the bench did not write: pass a new or empty --data_dir.")
     rng = np.random.default_rng(seed)
     h, w = size
     for i in range(n):
@@ -123,7 +137,8 @@ def write_jpeg_folder(root: str, n: int = 96, size=(1200, 1600), classes: int = 
         img = np.kron(coarse, np.ones((40, 40, 1)))[:h, :w]
         img = (img + rng.normal(0, 6, (h, w, 3))).clip(0, 255).astype(np.uint8)
         Image.fromarray(img).save(os.path.join(folder, f"photo {i:04d}.jpg"), quality=90)
-    open(done, "w").close()
+    with open(done, "w") as f:
+        f.write(want)
     return root
 
 

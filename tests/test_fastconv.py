@@ -90,3 +90,21 @@ def test_native_path_leaves_saved_config_unchanged(tmp_path):
     model.save(tmp_path / "m.keras")
     loaded = keras.saving.load_model(tmp_path / "m.keras", safe_mode=True)
     assert "convolution_op" not in vars(loaded.get_layer("regnetx002").get_layer("regnetx002_Stage_0_XBlock_0_conv_3x3"))
+
+
+def test_half_precision_grouped_convs_train_on_cpu():
+    """oneDNN has no bfloat16 grouped-conv gradient on CPU: those layers are split per group and train."""
+    if tf.config.list_physical_devices("GPU"):
+        pytest.skip("CPU behaviour")
+    keras.mixed_precision.set_global_policy("mixed_bfloat16")
+    try:
+        inp = keras.Input((8, 8, 8))
+        out = keras.layers.Dense(2, dtype="float32")(
+            keras.layers.GlobalAveragePooling2D()(keras.layers.Conv2D(8, 3, groups=4, padding="same")(inp)))
+        model = keras.Model(inp, out)
+        assert use_native_grouped_conv(model) == 1
+        model.compile(optimizer="sgd", loss=keras.losses.SparseCategoricalCrossentropy(from_logits=True))
+        loss = model.train_on_batch(np.ones((4, 8, 8, 8), "float32"), np.array([0, 1, 0, 1]))
+        assert np.isfinite(loss)
+    finally:
+        keras.mixed_precision.set_global_policy("float32")

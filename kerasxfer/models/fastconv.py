@@ -100,18 +100,29 @@ def use_native_grouped_conv(model, split: bool | None = None) -> int:
     how many layers changed.
     """
     layers = list(_grouped_conv_layers(model))
+    splits = [split] * len(layers)
     if layers and split is None:
-        split = not native_grouped_gradients_work()
-        if split:
+        native = native_grouped_gradients_work()
+        on_cpu = not tf.config.list_physical_devices("GPU")
+        # oneDNN's grouped-convolution gradient is float32 only on CPU: a bfloat16/float16 layer
+        # falls back to the plain kernel, which rejects groups.
+        splits = [not native or (on_cpu and layer.compute_dtype != "float32") for layer in layers]
+        if not native:
             log.warning(
                 "TensorFlow here cannot differentiate grouped convolutions natively, so %d of them run "
                 "as one convolution per group, which is slower; to fix it, set "
                 "TF_ENABLE_ONEDNN_OPTS=1 before TensorFlow is imported (importing kerasxfer first does).",
                 len(layers),
             )
+        elif any(splits):
+            log.warning(
+                "%d grouped convolutions compute in %s, whose gradient TensorFlow has no CPU kernel for: "
+                "they run as one convolution per group (slower; --precision=float32 is faster on this CPU).",
+                sum(splits), layers[splits.index(True)].compute_dtype,
+            )
     n = 0
-    for layer in layers:
-        object.__setattr__(layer, "convolution_op", _native_op(layer, split=bool(split)))
+    for layer, layer_split in zip(layers, splits):
+        object.__setattr__(layer, "convolution_op", _native_op(layer, split=bool(layer_split)))
         n += 1
     if n and hasattr(model, "make_train_function"):
         # Drop functions traced with the stock op, if any.
