@@ -762,6 +762,9 @@ def _train(exp: Experiment, data, verbose: int, resume, strategy, out: str) -> d
                 fit_model, train_from, val_data = model, data.train_from, data.val
                 with strategy.scope():
                     apply_trainable(model, phase.trainable)
+                    if cached and resume is not None:
+                        # the features must come from the restored backbone (BatchNorm statistics included)
+                        _restore_variables(model, resume["arrays_path"], None)
                     if cached:
                         if features is None:
                             features = backbone_features(model, data, exp.data.batch_size)

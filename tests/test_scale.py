@@ -23,11 +23,25 @@ def _transfer(out, **kw):
     )
 
 
-def test_cached_features_train_the_head_exactly_like_the_whole_model(tmp_path):
+def test_cached_features_train_the_head_exactly_like_the_whole_model(tmp_path, monkeypatch):
+    """Also across an interruption inside the cached phase: the resumed run computes the features again
+    from the restored backbone."""
+    from kerasxfer import training
+    from kerasxfer.errors import UserError
     from kerasxfer.training import run_experiment
 
     run_experiment(_transfer(tmp_path / "full", cache_features=False))
-    run_experiment(_transfer(tmp_path / "cached"))  # default: on, since nothing changes the images
+    save = training.ResumeState.on_epoch_end
+
+    def stop_after_epoch_1(self, epoch, logs=None):
+        save(self, epoch, logs)
+        raise KeyboardInterrupt  # as the SIGINT/SIGTERM handler does at the next batch
+
+    monkeypatch.setattr(training.ResumeState, "on_epoch_end", stop_after_epoch_1)
+    with pytest.raises(UserError, match="continue after epoch 1"):
+        run_experiment(_transfer(tmp_path / "cached"))  # default: on, since nothing changes the images
+    monkeypatch.setattr(training.ResumeState, "on_epoch_end", save)
+    run_experiment(_transfer(tmp_path / "cached"))
     full = json.loads((tmp_path / "full" / "history.json").read_text())
     cached = json.loads((tmp_path / "cached" / "history.json").read_text())
     assert [p["cached_features"] for p in cached["phases"]] == [True]
