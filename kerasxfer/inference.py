@@ -23,7 +23,7 @@ import numpy as np
 import tensorflow as tf
 
 from kerasxfer.data.pipeline import to_rgb_resized
-from kerasxfer.data.sources import IMAGE_EXTENSIONS, is_hidden, decode_image_file
+from kerasxfer.data.sources import IMAGE_EXTENSIONS, decode_image_bytes, decode_image_file, is_hidden
 from kerasxfer.errors import UserError
 from kerasxfer.models import use_native_grouped_conv
 
@@ -219,10 +219,8 @@ def export(clf: Classifier, out_dir: str, fmt: str) -> str:
         return {"probabilities": probs, "classes": tf.gather(names, tf.argmax(probs, axis=-1))}
 
     def from_bytes(encoded):
-        def decode(b):
-            img = tf.io.decode_image(b, channels=3, expand_animations=False, dtype=tf.uint8)
-            img.set_shape([None, None, 3])
-            return to_rgb_resized(img, size)
+        def decode(b):  # the training pipeline's decoder: RGBA WebP, reduced-size JPEG and all
+            return to_rgb_resized(decode_image_bytes(b, size), size)
 
         images = tf.map_fn(decode, encoded, fn_output_signature=tf.TensorSpec((size, size, 3), tf.uint8))
         return from_uint8(images)
