@@ -35,7 +35,7 @@ flags.DEFINE_list("sections", ["machine", "data", "models", "modes"],
                   "Which sections to run: machine, data, models, modes.")
 flags.DEFINE_integer("image_size", 64, "Image size of the data section and the first size of the models section.")
 flags.DEFINE_integer("batch_size", 32, "Batch size of every case.")
-flags.DEFINE_string("backbone", "regnetx002", "RegNet variant to measure.")
+flags.DEFINE_string("backbone", "regnetx002", "Backbone to measure (a --backbone value of finetune).")
 flags.DEFINE_string("data_dir", "runs/bench/jpegs", "Where the data section writes (once) its folder of JPEGs.")
 flags.DEFINE_integer("num_images", 96, "JPEGs in the data section's folder.")
 flags.DEFINE_list("jpeg_size", ["1200", "1600"], "Height,width of the data section's JPEGs.")
@@ -47,14 +47,13 @@ SECTIONS = ("machine", "data", "models", "modes")
 
 
 def _check():
-    from kerasxfer.config import REGNET_VARIANTS
     from kerasxfer.errors import UserError
+    from kerasxfer.families import family_of
 
     bad = [s for s in FLAGS.sections if s not in SECTIONS]
     if bad:
         raise UserError(f"--sections has unknown section(s) {', '.join(bad)}: use machine, data, models, modes.")
-    if FLAGS.backbone not in REGNET_VARIANTS:
-        raise UserError(f"--backbone={FLAGS.backbone!r} is not a known RegNet: use one of {', '.join(REGNET_VARIANTS)}.")
+    family_of(FLAGS.backbone)  # one sentence when unknown
     for name, v, lo in (("image_size", FLAGS.image_size, 32), ("batch_size", FLAGS.batch_size, 1),
                         ("steps", FLAGS.steps, 1), ("num_images", FLAGS.num_images, 8)):
         if v < lo:
@@ -77,7 +76,8 @@ def main(argv):
     from kerasxfer.data.sources import list_images
     from kerasxfer.models import build_scratch_cnn, build_transfer_model, freeze, unfreeze
     from kerasxfer.models.fastconv import use_native_grouped_conv
-    from kerasxfer.training import environment
+    from kerasxfer.families import family_of
+    from kerasxfer.rundir import environment
 
     env = environment()
     rows = []
@@ -147,9 +147,10 @@ def main(argv):
             unfreeze(m, 2)
             r = bench.train_step_rate(m, bs, steps, lr=1e-5)
             emit(_model_row(f"train {FLAGS.backbone} unfrozen 2 stages (phase 2)", s, r, 3 * fl, peak))
-            unfreeze(m, 4)
+            all_stages = len(family_of(FLAGS.backbone).stages)
+            unfreeze(m, all_stages)
             r = bench.train_step_rate(m, bs, steps, lr=1e-5)
-            emit(_model_row(f"train {FLAGS.backbone} unfrozen 4 stages", s, r, 3 * fl, peak))
+            emit(_model_row(f"train {FLAGS.backbone} unfrozen {all_stages} stages", s, r, 3 * fl, peak))
             infer = bench.inference_rate(m, bs, steps)
             emit(_model_row(f"inference {FLAGS.backbone}", s, infer, fl, peak))
             # Phase 1 with --cache_features: one forward pass per image (inference speed), then the head

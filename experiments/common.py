@@ -1,13 +1,19 @@
 """Flags shared by every entry point, and the wrapper that runs one.
 
-Each entry point defines its own flags, builds an ``Experiment`` from them
-in ``main()`` and calls the library.  :func:`run_main` turns a
-:class:`~kerasxfer.errors.UserError` into one line on stderr and exit code 2,
-with no traceback.
+Each training entry point defines its own flags, named like the parameters
+of its recipe in :mod:`kerasxfer.recipes` and the fields of
+:class:`~kerasxfer.config.DataConfig`; :func:`experiment_from_flags` hands
+every flag of such a name to the recipe, so no flag is copied into the
+config by hand, and :func:`train_main` validates the result before
+TensorFlow loads and trains it.  :func:`run_main` turns a
+:class:`~kerasxfer.errors.UserError` into one line on stderr and exit code
+2, with no traceback.
 """
 
 from __future__ import annotations
 
+import dataclasses
+import inspect
 import logging
 import os
 import sys
@@ -16,10 +22,15 @@ os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")  # keep TF's C++ start-up cha
 
 from absl import app, flags  # noqa: E402
 
-from kerasxfer.config import DataConfig  # noqa: E402
+from kerasxfer import config  # noqa: E402
 from kerasxfer.errors import UserError  # noqa: E402
 
 FLAGS = flags.FLAGS
+
+
+def _choice_flag(name: str, choices, help_text: str) -> None:
+    """A flag that takes one of ``choices`` (the config's own tuple, so the lists are written once); default the first."""
+    flags.DEFINE_enum(name, choices[0], list(choices), help_text)
 
 
 def define_common_flags(default_out: str, dataset: str = "digits") -> None:
@@ -37,13 +48,13 @@ def define_common_flags(default_out: str, dataset: str = "digits") -> None:
         "Download and prepare a tfds dataset that is not in --tfds_data_dir yet (--notfds_download: stop at once "
         "with instructions instead, e.g. on a machine without internet).",
     )
-    flags.DEFINE_enum(
-        "on_bad_image", "skip", ["skip", "error"],
+    _choice_flag(
+        "on_bad_image", config.BAD_IMAGE_MODES,
         "Images that cannot be decoded: skip them (counted in data.json, first paths logged) or stop before "
         "training with their list.",
     )
-    flags.DEFINE_enum(
-        "augment", "none", ["none", "light", "strong"],
+    _choice_flag(
+        "augment", config.AUGMENT_MODES,
         "Random augmentation of training images: light = flips, small rotation/zoom/translation, brightness and "
         "contrast; strong = light + RandAugment.",
     )
@@ -60,21 +71,21 @@ def define_common_flags(default_out: str, dataset: str = "digits") -> None:
     flags.DEFINE_integer("seed", 0, "Seed of the data split, shuffling and initialisation.")
     flags.DEFINE_integer("split_seed", None, "Seed of the train/val split alone (default: --seed).")
     flags.DEFINE_string("out_dir", default_out, "Run directory to write.")
+    flags.DEFINE_integer("verbose", 0, "Keras fit verbosity (0: one log line per epoch, 1: progress bar).")
     flags.DEFINE_float("lr", 1e-3, "Learning rate (scratch; finetune phase 1).")
     flags.DEFINE_float("dropout", 0.3, "Dropout before the classifier.")
-    flags.DEFINE_integer("verbose", 0, "Keras fit verbosity (0: one log line per epoch, 1: progress bar).")
     flags.DEFINE_bool(
         "deterministic", None,
         "Deterministic TensorFlow ops, so the same flags give the same numbers (default: on without a GPU, "
         "off with one, where some kernels have no deterministic version).",
     )
-    flags.DEFINE_enum(
-        "precision", "float32", ["float32", "mixed_float16", "mixed_bfloat16"],
+    _choice_flag(
+        "precision", config.PRECISIONS,
         "Keras dtype policy: mixed_float16 on GPUs with tensor cores, mixed_bfloat16 on TPUs and CPUs with "
         "AMX/AVX512-BF16; the classifier's last layer stays float32.",
     )
-    flags.DEFINE_enum(
-        "strategy", "auto", ["auto", "one_device", "mirrored", "multi_worker", "tpu"],
+    _choice_flag(
+        "strategy", config.STRATEGIES,
         "tf.distribute strategy: auto (one GPU, or mirrored over several), one_device, mirrored (every GPU of this "
         "host), multi_worker (hosts from TF_CONFIG; only the chief writes --out_dir), tpu (TPU_NAME). "
         "--batch_size is the global batch.",
@@ -91,21 +102,34 @@ def define_common_flags(default_out: str, dataset: str = "digits") -> None:
     )
 
 
-def data_config() -> DataConfig:
-    return DataConfig(
-        dataset=FLAGS.dataset,
-        image_size=FLAGS.image_size,
-        batch_size=FLAGS.batch_size,
-        val_fraction=FLAGS.val_fraction,
-        split_seed=FLAGS.split_seed,
-        tfds_data_dir=FLAGS.tfds_data_dir,
-        tfds_download=FLAGS.tfds_download,
-        on_bad_image=FLAGS.on_bad_image,
-        augment=FLAGS.augment,
-        mixup=FLAGS.mixup,
-        cutmix=FLAGS.cutmix,
-        cache_dir=FLAGS.cache_dir,
-    )
+def experiment_from_flags(recipe):
+    """``recipe(...)`` given every defined flag named like one of its parameters (or a shared setting,
+    ``kerasxfer.recipes.COMMON``), and ``data`` built from the flags named like DataConfig fields."""
+    from kerasxfer.recipes import COMMON
+
+    params = [n for n, p in inspect.signature(recipe).parameters.items()
+              if p.kind is not inspect.Parameter.VAR_KEYWORD and n != "data"]
+    kwargs = {n: FLAGS[n].value for n in (*params, *COMMON) if n in FLAGS}
+    data = config.DataConfig(**{f.name: FLAGS[f.name].value for f in dataclasses.fields(config.DataConfig)
+                                if f.name in FLAGS})
+    return recipe(data=data, **kwargs)
+
+
+def train_main(recipe, after=None):
+    """The ``main`` of a training entry point: flags -> recipe -> validate (no TensorFlow yet) -> train.
+
+    ``after(exp)`` runs once the run has finished (pretrain exports its backbone).
+    """
+
+    def main(argv):
+        exp = experiment_from_flags(recipe).validate()  # before TensorFlow loads: a bad flag is answered at once
+        from kerasxfer.training import run_experiment
+
+        run_experiment(exp, verbose=FLAGS.verbose, overwrite=FLAGS.overwrite)
+        if after is not None:
+            after(exp)
+
+    return main
 
 
 def _setup_logging() -> None:

@@ -12,7 +12,6 @@ Expected: about 5 s start-up, then hundreds of images per second on 2 CPU cores.
 """
 
 import csv
-import json
 import os
 import sys
 
@@ -33,24 +32,23 @@ flags.DEFINE_enum("export", None, ["saved_model", "tflite"], "Write a serving ar
 
 
 def _write_output(path, preds, top_k):
-    tmp = path + ".tmp"
+    from kerasxfer import rundir
+
     if path.lower().endswith(".json"):
         rows = [
             {"source": p.source, "top": [{"class": c, "probability": pr} for c, pr in p.top], "error": p.error}
             for p in preds
         ]
-        with open(tmp, "w", encoding="utf-8") as f:
-            json.dump(rows, f, indent=2)
-    else:
-        header = ["source"] + [f"{k}{i + 1}" for i in range(top_k) for k in ("class", "prob")] + ["error"]
-        with open(tmp, "w", newline="", encoding="utf-8") as f:
-            w = csv.writer(f)
-            w.writerow(header)
-            for p in preds:
-                cells = [x for c, pr in p.top for x in (c, f"{pr:.6f}")]
-                cells += [""] * (2 * top_k - len(cells))
-                w.writerow([p.source] + cells + [p.error or ""])
-    os.replace(tmp, path)
+        rundir.write_json(path, rows)
+        return
+    header = ["source"] + [f"{k}{i + 1}" for i in range(top_k) for k in ("class", "prob")] + ["error"]
+    with rundir.atomic_path(path) as tmp, open(tmp, "w", newline="", encoding="utf-8") as f:
+        w = csv.writer(f)
+        w.writerow(header)
+        for p in preds:
+            cells = [x for c, pr in p.top for x in (c, f"{pr:.6f}")]
+            cells += [""] * (2 * top_k - len(cells))
+            w.writerow([p.source] + cells + [p.error or ""])
 
 
 def main(argv):

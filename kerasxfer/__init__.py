@@ -2,8 +2,13 @@
 
 The library runs that study end to end on Keras 3 / TensorFlow and writes run
 directories that answer it with measured numbers.  Entry points live in
-``experiments/``; nothing in this package reads flags or environment
-variables (it only sets a default for ``TF_ENABLE_ONEDNN_OPTS``, below): everything a run needs arrives in an :class:`~kerasxfer.config.Experiment`.
+``experiments/``; nothing in this package reads flags: everything a run
+needs arrives in an :class:`~kerasxfer.config.Experiment`.  Environment
+variables are read only where a convention demands it: ``TF_CONFIG``
+(``--strategy=multi_worker``) and ``TPU_NAME`` (``--strategy=tpu``) in
+:mod:`kerasxfer.distribute`, ``KERAS_HOME`` (the weights cache, through
+Keras) in :mod:`kerasxfer.models.weights`; and this file sets a default for
+``TF_ENABLE_ONEDNN_OPTS`` (below).
 """
 
 import os as _os

@@ -8,8 +8,6 @@ the same run).
 
 from __future__ import annotations
 
-import dataclasses
-import logging
 import os
 import time
 
@@ -19,18 +17,6 @@ import tensorflow as tf
 
 from kerasxfer.data.pipeline import make_train_epochs
 from kerasxfer.data.sources import decode_image_file
-
-log = logging.getLogger("kerasxfer")
-
-
-@dataclasses.dataclass
-class Case:
-    name: str
-    images_per_s: float
-    extra: dict = dataclasses.field(default_factory=dict)
-
-    def to_dict(self) -> dict:
-        return {"case": self.name, "images_per_s": round(self.images_per_s, 2), **self.extra}
 
 
 def _median_rate(times, batch_size):

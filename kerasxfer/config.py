@@ -1,13 +1,17 @@
 """The :class:`Experiment`: one object that describes a run completely.
 
-Entry points in ``experiments/`` turn flags into an ``Experiment``; the
-library reads nothing else.  ``Experiment.to_dict()`` is what a run directory
-stores as ``config.json`` and ``Experiment.from_dict()`` reads it back, so a
-run can always be repeated from its own folder.
+Entry points in ``experiments/`` turn flags into an ``Experiment`` through
+the recipes of :mod:`kerasxfer.recipes`; the library reads nothing else.
+``Experiment.to_dict()`` is what a run directory stores as ``config.json``
+and ``Experiment.from_dict()`` reads it back, so a run can always be
+repeated from its own folder.
 
-:meth:`Experiment.validate` checks every field before any heavy work starts
-and raises :class:`~kerasxfer.errors.UserError` with one sentence naming the
-problem and the fix.
+Each section (:class:`DataConfig`, :class:`ModelConfig`,
+:class:`PhaseConfig`, :class:`OptimConfig`) checks its own fields in
+``validate()``; :meth:`Experiment.validate` calls them all, then checks what
+spans sections, before any heavy work starts or any file is written.  A bad
+value raises :class:`~kerasxfer.errors.UserError` with one sentence naming
+the problem and the fix.  This module imports no TensorFlow.
 """
 
 from __future__ import annotations
@@ -18,20 +22,22 @@ from dataclasses import dataclass, field
 from typing import Optional
 
 from kerasxfer.errors import UserError
+from kerasxfer.families import family_of
 
 BUILTIN_DATASETS = ("digits", "synthetic")
 TFDS_PREFIX = "tfds:"
 AUGMENT_MODES = ("none", "light", "strong")
 BAD_IMAGE_MODES = ("skip", "error")
-# The RegNet variants kerasxfer.models.regnet builds (it checks that the two
-# lists agree); here so that flags are checked without importing TensorFlow.
-REGNET_VARIANTS = tuple(
-    f"regnet{kind}{size}" for kind in "xy"
-    for size in ("002", "004", "006", "008", "016", "032", "040", "064", "080", "120", "160", "320")
-)
 MODEL_KINDS = ("scratch", "transfer", "regnet")
 PRECISIONS = ("float32", "mixed_float16", "mixed_bfloat16")
 STRATEGIES = ("auto", "one_device", "mirrored", "multi_worker", "tpu")
+OPTIMIZERS = ("adam", "adamw", "sgd")
+CALIBRATE_BN = ("auto", "always", "never")
+
+
+def _choice(flag: str, value, choices) -> None:
+    if value not in choices:
+        raise UserError(f"--{flag}={value!r} is unknown: use {', '.join(choices)}.")
 
 
 @dataclass
@@ -73,16 +79,58 @@ class DataConfig:
         """Whether training labels are mixed (one-hot, categorical loss)."""
         return self.mixup > 0 or self.cutmix > 0
 
+    def validate(self) -> None:
+        """Check the data fields (the dataset must exist; a tfds dataset is opened only later)."""
+        if not isinstance(self.image_size, int) or not 8 <= self.image_size <= 1024:
+            raise UserError(
+                f"--image_size={self.image_size} is out of range: use an integer from 8 to 1024 "
+                "(backbones need at least 32)."
+            )
+        if not isinstance(self.batch_size, int) or not 1 <= self.batch_size <= 65536:
+            raise UserError(f"--batch_size={self.batch_size} is out of range: use a positive integer.")
+        if not 0.0 < self.val_fraction < 1.0:
+            raise UserError(f"--val_fraction={self.val_fraction} must lie strictly between 0 and 1, for example 0.2.")
+        self._validate_dataset()
+        _choice("on_bad_image", self.on_bad_image, BAD_IMAGE_MODES)
+        _choice("augment", self.augment, AUGMENT_MODES)
+        for name, alpha in (("mixup", self.mixup), ("cutmix", self.cutmix)):
+            if not 0.0 <= alpha <= 10.0:
+                raise UserError(f"--{name}={alpha} is out of range: use 0 (off) or a Beta alpha such as 0.2 (up to 10).")
+        if self.cache_dir is not None and os.path.exists(self.cache_dir) and not os.path.isdir(self.cache_dir):
+            raise UserError(f"--cache_dir={self.cache_dir!r} is a file, not a folder: choose a folder for the cache.")
+        if self.split_seed is not None and not 0 <= self.split_seed < 2**31:
+            raise UserError(f"--split_seed={self.split_seed} is out of range: use an integer from 0 to 2147483647.")
+
+    def _validate_dataset(self) -> None:
+        if self.dataset.startswith(TFDS_PREFIX):
+            if not self.dataset[len(TFDS_PREFIX):].strip():
+                raise UserError("--dataset=tfds: needs a dataset name, e.g. --dataset=tfds:tf_flowers.")
+            if self.tfds_data_dir is not None and not os.path.isdir(self.tfds_data_dir):
+                raise UserError(
+                    f"--tfds_data_dir={self.tfds_data_dir!r} is not a folder: pass the folder that holds the "
+                    "prepared tfds datasets (default ~/tensorflow_datasets)."
+                )
+        elif self.dataset not in BUILTIN_DATASETS and not os.path.isdir(self.dataset):
+            what = "is a file, not a folder" if os.path.exists(self.dataset) else "does not exist"
+            raise UserError(
+                f"--dataset={self.dataset!r} is neither a built-in dataset ({', '.join(BUILTIN_DATASETS)}) nor a "
+                f"folder ({what}): pass --dataset=digits, --dataset=tfds:NAME or the path of a folder of class "
+                "sub-folders."
+            )
+        if self.dataset == "synthetic" and not (self.synthetic_train >= 24 and self.synthetic_val >= 24):
+            raise UserError("the synthetic dataset needs at least 24 train and 24 val images (one per class).")
+
 
 @dataclass
 class ModelConfig:
     """Which network is trained.
 
     ``kind="scratch"`` is the compact CNN (``widths`` and ``convs_per_block``
-    shape it); ``kind="regnet"`` is a whole RegNet ``backbone`` with a new head,
-    every layer trained (pretraining); ``kind="transfer"`` is ``backbone`` (a RegNet variant, lower
-    case) with a new head, starting from ``weights`` (``None`` for random
-    initialisation or the path of a weights file).
+    shape it); ``kind="regnet"`` is a whole ``backbone`` with a new head,
+    every layer trained (pretraining); ``kind="transfer"`` is ``backbone``
+    (a name from :mod:`kerasxfer.families`) with a new head, starting from
+    ``weights`` (``None`` for random initialisation, ``"imagenet"``, or the
+    path of a weights file).
     """
 
     kind: str = "scratch"
@@ -100,6 +148,49 @@ class ModelConfig:
     dropout: float = 0.3
     bn_momentum: float = 0.9
 
+    @property
+    def uses_backbone(self) -> bool:
+        """Whether the network is built around a backbone family (transfer or whole-backbone training)."""
+        return self.kind in ("transfer", "regnet")
+
+    @property
+    def is_transfer(self) -> bool:
+        return self.kind == "transfer"
+
+    @property
+    def num_stages(self) -> int:
+        """How many stages ``stages:K`` rules may count (0 for the scratch CNN)."""
+        return len(family_of(self.backbone).stages) if self.uses_backbone else 0
+
+    @property
+    def display_name(self) -> str:
+        """What reports call the network."""
+        return self.backbone if self.uses_backbone else "scratch CNN"
+
+    def validate(self, image_size: int) -> None:
+        """Check the model fields for images of ``image_size`` pixels."""
+        if self.kind not in MODEL_KINDS:
+            raise UserError(f"model kind {self.kind!r} is unknown: use {', '.join(MODEL_KINDS)}.")
+        _choice("calibrate_bn", self.calibrate_bn, CALIBRATE_BN)
+        if not 0.0 <= self.dropout < 1.0:
+            raise UserError(f"--dropout={self.dropout} must be in [0, 1).")
+        if self.kind == "scratch":
+            if not self.widths or not all(isinstance(w, int) and 1 <= w <= 4096 for w in self.widths):
+                raise UserError(f"--widths={self.widths} must be 1 or more integers from 1 to 4096, e.g. 32,64,128.")
+            if not isinstance(self.convs_per_block, int) or not 1 <= self.convs_per_block <= 16:
+                raise UserError(f"--convs_per_block={self.convs_per_block} must be an integer from 1 to 16.")
+            return
+        family = family_of(self.backbone)
+        if image_size < family.min_size:
+            raise UserError(
+                f"--image_size={image_size} is too small for a {family.title} backbone: use {family.min_size} or more."
+            )
+        if self.weights not in (None, "imagenet") and not os.path.isfile(self.weights):
+            raise UserError(
+                f"--weights={self.weights!r} is not a readable file: pass --weights=imagenet, --weights=none or the "
+                "path of a weights file."
+            )
+
 
 @dataclass
 class PhaseConfig:
@@ -114,12 +205,26 @@ class PhaseConfig:
     lr: float
     trainable: str = "all"
 
+    def validate(self, num_stages: int) -> None:
+        """Check the phase for a backbone of ``num_stages`` stages."""
+        if not isinstance(self.epochs, int) or self.epochs < 0:
+            raise UserError(f"the {self.name} phase has {self.epochs} epochs: use 0 or a positive integer.")
+        if not (self.lr > 0.0 and self.lr < 10.0):
+            raise UserError(f"the {self.name} phase learning rate {self.lr} must be a positive number below 10.")
+        parse_trainable(self.trainable, num_stages)
+
 
 @dataclass
 class OptimConfig:
+    """The optimiser of every phase (a fresh one per phase, at the phase's learning rate)."""
+
     optimizer: str = "adam"
     weight_decay: float = 0.0
-    label_smoothing: float = 0.0
+
+    def validate(self) -> None:
+        _choice("optimizer", self.optimizer, OPTIMIZERS)
+        if not 0.0 <= self.weight_decay < 1.0:
+            raise UserError(f"--weight_decay={self.weight_decay} must be in [0, 1), e.g. 1e-4.")
 
 
 @dataclass
@@ -151,10 +256,14 @@ class Experiment:
 
     def features_valid(self) -> bool:
         """Whether head-only phases may train on cached backbone features (same result, far faster)."""
-        return self.model.kind == "transfer" and self.data.augment == "none" and not self.data.soft_labels
+        return self.model.is_transfer and self.data.augment == "none" and not self.data.soft_labels
 
-    def uses_cached_features(self, phase: "PhaseConfig") -> bool:
+    def uses_cached_features(self, phase: PhaseConfig) -> bool:
         return phase.trainable == "head" and self.cache_features is not False and self.features_valid()
+
+    @property
+    def total_epochs(self) -> int:
+        return sum(p.epochs for p in self.phases)
 
     # ------------------------------------------------------------------ io
     def to_dict(self) -> dict:
@@ -162,100 +271,23 @@ class Experiment:
 
     @classmethod
     def from_dict(cls, d: dict) -> "Experiment":
+        """The experiment a ``to_dict()`` (a run's ``config.json``) describes; missing fields take their defaults."""
         d = dict(d)
-        model = dict(d.get("model", {}))
-        return cls(
-            name=d["name"],
-            out_dir=d["out_dir"],
-            data=DataConfig(**d.get("data", {})),
-            model=ModelConfig(**model),
-            phases=[PhaseConfig(**p) for p in d.get("phases", [])],
-            optim=OptimConfig(**d.get("optim", {})),
-            seed=d.get("seed", 0),
-            deterministic=d.get("deterministic"),
-            precision=d.get("precision", "float32"),
-            jit_compile=d.get("jit_compile", False),
-            cache_features=d.get("cache_features"),
-            strategy=d.get("strategy", "auto"),
-        )
+        for key, section in (("data", DataConfig), ("model", ModelConfig), ("optim", OptimConfig)):
+            if key in d:
+                d[key] = _section(section, d[key])
+        d["phases"] = [_section(PhaseConfig, p) for p in d.get("phases", [])]
+        return _section(cls, d)
 
     # ------------------------------------------------------------ validate
     def validate(self) -> "Experiment":
-        """Check every field; raise :class:`UserError` naming the first bad one."""
-        d, m = self.data, self.model
-        if not isinstance(d.image_size, int) or not 8 <= d.image_size <= 1024:
-            raise UserError(
-                f"--image_size={d.image_size} is out of range: use an integer "
-                "from 8 to 1024 (RegNet needs at least 32)."
-            )
-        if not isinstance(d.batch_size, int) or not 1 <= d.batch_size <= 65536:
-            raise UserError(
-                f"--batch_size={d.batch_size} is out of range: use a positive integer."
-            )
-        if not 0.0 < d.val_fraction < 1.0:
-            raise UserError(
-                f"--val_fraction={d.val_fraction} must lie strictly between 0 and 1, "
-                "for example 0.2."
-            )
-        if d.dataset.startswith(TFDS_PREFIX):
-            if not d.dataset[len(TFDS_PREFIX):].strip():
-                raise UserError("--dataset=tfds: needs a dataset name, e.g. --dataset=tfds:tf_flowers.")
-            if d.tfds_data_dir is not None and not os.path.isdir(d.tfds_data_dir):
-                raise UserError(
-                    f"--tfds_data_dir={d.tfds_data_dir!r} is not a folder: pass the folder that holds the "
-                    "prepared tfds datasets (default ~/tensorflow_datasets)."
-                )
-        elif d.dataset not in BUILTIN_DATASETS and not os.path.isdir(d.dataset):
-            what = "is a file, not a folder" if os.path.exists(d.dataset) else "does not exist"
-            raise UserError(
-                f"--dataset={d.dataset!r} is neither a built-in dataset "
-                f"({', '.join(BUILTIN_DATASETS)}) nor a folder ({what}): pass "
-                "--dataset=digits, --dataset=tfds:NAME or the path of a folder of class sub-folders."
-            )
-        if d.on_bad_image not in BAD_IMAGE_MODES:
-            raise UserError(f"--on_bad_image={d.on_bad_image!r} is unknown: use skip or error.")
-        if d.augment not in AUGMENT_MODES:
-            raise UserError(f"--augment={d.augment!r} is unknown: use none, light or strong.")
-        for name, alpha in (("mixup", d.mixup), ("cutmix", d.cutmix)):
-            if not 0.0 <= alpha <= 10.0:
-                raise UserError(f"--{name}={alpha} is out of range: use 0 (off) or a Beta alpha such as 0.2 (up to 10).")
-        if d.cache_dir is not None and os.path.exists(d.cache_dir) and not os.path.isdir(d.cache_dir):
-            raise UserError(f"--cache_dir={d.cache_dir!r} is a file, not a folder: choose a folder for the cache.")
-        if m.kind not in MODEL_KINDS:
-            raise UserError(f"model kind {m.kind!r} is unknown: use one of {MODEL_KINDS}.")
-        if d.dataset == "synthetic" and not (d.synthetic_train >= 24 and d.synthetic_val >= 24):
-            raise UserError("the synthetic dataset needs at least 24 train and 24 val images (one per class).")
-        if m.kind in ("transfer", "regnet"):
-            if m.backbone not in REGNET_VARIANTS:
-                raise UserError(
-                    f"--backbone={m.backbone!r} is not a known RegNet: use one of "
-                    f"{', '.join(REGNET_VARIANTS)}."
-                )
-            if d.image_size < 32:
-                raise UserError(
-                    f"--image_size={d.image_size} is too small for a RegNet "
-                    "backbone: use 32 or more."
-                )
-            if m.weights not in (None, "imagenet") and not os.path.isfile(m.weights):
-                raise UserError(
-                    f"--weights={m.weights!r} is not a readable file: pass "
-                    "--weights=imagenet, --weights=none or the path of a weights file."
-                )
-        if m.kind == "scratch" and (
-            not m.widths or not all(isinstance(w, int) and 1 <= w <= 4096 for w in m.widths)
-        ):
-            raise UserError(f"--widths={m.widths} must be 1 or more integers from 1 to 4096, e.g. 32,64,128.")
-        if m.calibrate_bn not in ("auto", "always", "never"):
-            raise UserError(f"calibrate_bn={m.calibrate_bn!r} is unknown: use auto, always or never.")
-        if not 0.0 <= m.dropout < 1.0:
-            raise UserError(f"--dropout={m.dropout} must be in [0, 1).")
-        if self.strategy not in STRATEGIES:
-            raise UserError(
-                f"--strategy={self.strategy!r} is unknown: use auto, one_device, mirrored, multi_worker or tpu."
-            )
-        if self.precision not in PRECISIONS:
-            raise UserError(f"--precision={self.precision!r} is unknown: use float32, mixed_float16 or mixed_bfloat16.")
-        if self.cache_features and m.kind == "transfer" and not self.features_valid():
+        """Check every section, then what spans them; raise :class:`UserError` naming the first bad field."""
+        self.data.validate()
+        self.model.validate(self.data.image_size)
+        self.optim.validate()
+        _choice("strategy", self.strategy, STRATEGIES)
+        _choice("precision", self.precision, PRECISIONS)
+        if self.cache_features and self.model.is_transfer and not self.features_valid():
             raise UserError(
                 "--cache_features needs images that are the same every epoch: pass --augment=none and no "
                 "--mixup/--cutmix, or --nocache_features."
@@ -263,42 +295,44 @@ class Experiment:
         if not self.phases:
             raise UserError("the experiment has no training phase.")
         for p in self.phases:
-            if not isinstance(p.epochs, int) or p.epochs < 0:
-                raise UserError(
-                    f"the {p.name} phase has {p.epochs} epochs: use 0 or a positive integer."
-                )
-            if not (p.lr > 0.0 and p.lr < 10.0):
-                raise UserError(
-                    f"the {p.name} phase learning rate {p.lr} must be a positive number below 10."
-                )
-            parse_trainable(p.trainable)
-        if sum(p.epochs for p in self.phases) == 0:
+            p.validate(self.model.num_stages)
+        if self.total_epochs == 0:
             raise UserError("every phase has 0 epochs: give at least one epoch to train.")
         if not isinstance(self.seed, int) or not 0 <= self.seed < 2**31:
             raise UserError(f"--seed={self.seed} is out of range: use an integer from 0 to 2147483647.")
-        if self.data.split_seed is not None and not 0 <= self.data.split_seed < 2**31:
-            raise UserError(
-                f"--split_seed={self.data.split_seed} is out of range: use an integer from 0 to 2147483647."
-            )
-        parent = os.path.dirname(os.path.abspath(self.out_dir)) or "."
-        probe = self.out_dir if os.path.isdir(self.out_dir) else parent
-        while not os.path.exists(probe):
-            probe = os.path.dirname(probe)
-        if not os.path.isdir(probe):
-            raise UserError(
-                f"--out_dir={self.out_dir!r} cannot be created because {probe} is a file, not a folder: "
-                "choose another folder."
-            )
-        if not os.access(probe, os.W_OK):
-            raise UserError(
-                f"--out_dir={self.out_dir!r} cannot be written ({probe} is not "
-                "writable): choose another folder."
-            )
+        _check_out_dir(self.out_dir)
         return self
 
 
-def parse_trainable(rule: str):
-    """``"all"`` -> ("all", None); ``"head"`` -> ("head", None); ``"stages:K"`` -> ("stages", K)."""
+def _section(cls, d: dict):
+    """``cls(**d)``, refusing keys that are not fields of ``cls`` with one sentence."""
+    names = {f.name for f in dataclasses.fields(cls)}
+    unknown = sorted(set(d) - names)
+    if unknown:
+        raise UserError(
+            f"the configuration has unknown {cls.__name__} field(s) {', '.join(unknown)}: it was written by "
+            "another version of kerasxfer; pass --overwrite to start the run again with this one."
+        )
+    return cls(**d)
+
+
+def _check_out_dir(out_dir: str) -> None:
+    if not out_dir:
+        raise UserError("--out_dir is empty: name the folder the run should write, e.g. --out_dir=runs/mine.")
+    parent = os.path.dirname(os.path.abspath(out_dir)) or "."
+    probe = out_dir if os.path.isdir(out_dir) else parent
+    while not os.path.exists(probe):
+        probe = os.path.dirname(probe)
+    if not os.path.isdir(probe):
+        raise UserError(
+            f"--out_dir={out_dir!r} cannot be created because {probe} is a file, not a folder: choose another folder."
+        )
+    if not os.access(probe, os.W_OK):
+        raise UserError(f"--out_dir={out_dir!r} cannot be written ({probe} is not writable): choose another folder.")
+
+
+def parse_trainable(rule: str, num_stages: int):
+    """``"all"`` -> ("all", None); ``"head"`` -> ("head", None); ``"stages:K"`` -> ("stages", K), 0 <= K <= num_stages."""
     if rule in ("all", "head"):
         return rule, None
     if rule.startswith("stages:"):
@@ -306,10 +340,10 @@ def parse_trainable(rule: str):
             k = int(rule.split(":", 1)[1])
         except ValueError:
             k = -1
-        if 0 <= k <= 4:
+        if 0 <= k <= num_stages:
             return "stages", k
         raise UserError(
-            f"--unfreeze_stages must be an integer from 0 to 4 (RegNet has 4 stages), got {rule[7:]!r}."
+            f"--unfreeze_stages must be an integer from 0 to {num_stages} (the backbone has {num_stages} stages), "
+            f"got {rule[7:]!r}."
         )
     raise UserError(f"trainable rule {rule!r} is unknown: use all, head or stages:K.")
-

@@ -132,7 +132,7 @@ def is_chief(strategy: tf.distribute.Strategy) -> bool:
 
 
 def describe(strategy: tf.distribute.Strategy) -> dict:
-    """What history.json records about the strategy."""
+    """What environment.json records about the strategy (its class, replicas, and workers when several)."""
     resolver = getattr(strategy, "cluster_resolver", None)
     out = {"strategy": type(strategy).__name__, "replicas": int(strategy.num_replicas_in_sync)}
     if resolver is not None and getattr(resolver, "task_type", None):

@@ -22,8 +22,9 @@ from typing import Optional
 import numpy as np
 import tensorflow as tf
 
+from kerasxfer import rundir
 from kerasxfer.data.pipeline import to_rgb_resized
-from kerasxfer.data.sources import IMAGE_EXTENSIONS, decode_image_bytes, decode_image_file, is_hidden
+from kerasxfer.data.sources import decode_image_bytes, decode_image_file, is_image_path, walk_files
 from kerasxfer.errors import UserError
 from kerasxfer.models import use_native_grouped_conv
 
@@ -111,7 +112,7 @@ class Classifier:
             if isinstance(item, (str, os.PathLike)):
                 p = os.fspath(item)
                 if os.path.isdir(p):
-                    items += [(f, _file_loader(f)) for f in _walk(p)]
+                    items += [(f, _file_loader(f)) for f in walk_files(p)]  # non-images are reported, not dropped
                 else:
                     items.append((p, _file_loader(p)))
             elif isinstance(item, np.ndarray) and item.ndim == 4:
@@ -153,20 +154,11 @@ class Classifier:
         return results
 
 
-def _walk(folder):
-    """Every non-hidden file under ``folder``, sorted; non-images are reported, not dropped."""
-    out = []
-    for dirpath, dirnames, filenames in os.walk(folder):
-        dirnames[:] = sorted(d for d in dirnames if not is_hidden(d))
-        out += [os.path.join(dirpath, f) for f in sorted(filenames) if not is_hidden(f)]
-    return out
-
-
 def _file_loader(path):
     def load():
         if not os.path.exists(path):
             raise FileNotFoundError("file not found")
-        if not path.lower().endswith(IMAGE_EXTENSIONS):
+        if not is_image_path(path):
             raise ValueError(f"not an image file ({os.path.splitext(path)[1] or 'no extension'})")
         return decode_image_file(tf.constant(path))
 
@@ -238,9 +230,6 @@ def export(clf: Classifier, out_dir: str, fmt: str) -> str:
         raise UserError(f"--export={fmt!r} is unknown: use saved_model or tflite.")
     converter = tf.lite.TFLiteConverter.from_saved_model(sm_path, signature_keys=["serve_uint8"])
     tfl_path = os.path.join(out_dir, "model.tflite")
-    with open(tfl_path + ".tmp", "wb") as f:
-        f.write(converter.convert())
-    os.replace(tfl_path + ".tmp", tfl_path)
-    with open(os.path.join(out_dir, "labels.txt"), "w", encoding="utf-8") as f:
-        f.write("\n".join(clf.class_names) + "\n")
+    rundir.write_bytes(tfl_path, converter.convert())
+    rundir.write_text(os.path.join(out_dir, "labels.txt"), "\n".join(clf.class_names) + "\n")
     return tfl_path

@@ -22,7 +22,7 @@ import statistics
 import numpy as np
 
 from kerasxfer.errors import UserError
-from kerasxfer.training import read_json, write_json
+from kerasxfer import plots, rundir
 
 NOISE_P = 0.05
 
@@ -56,17 +56,17 @@ def mcnemar(labels, pred_a, pred_b) -> dict:
 # ------------------------------------------------------------------ runs
 def load_run(run_dir: str) -> dict:
     """config, history, metrics and data of a finished run directory."""
-    need = ("config.json", "history.json", "metrics.json", "data.json")
+    need = (rundir.CONFIG, rundir.HISTORY, rundir.METRICS, rundir.DATA)
     missing = [f for f in need if not os.path.isfile(os.path.join(run_dir, f))]
     if missing:
         raise UserError(
             f"{run_dir!r} is not a finished kerasxfer run (missing {', '.join(missing)}): "
             "train it first or pass another run directory."
         )
-    run = {k: read_json(os.path.join(run_dir, f"{k}.json")) for k in ("config", "history", "metrics", "data")}
-    timings_path = os.path.join(run_dir, "timings.json")
+    run = {k: rundir.read_json(os.path.join(run_dir, f"{k}.json")) for k in ("config", "history", "metrics", "data")}
+    timings_path = os.path.join(run_dir, rundir.TIMINGS)
     if os.path.isfile(timings_path):
-        _merge_timings(run["history"], read_json(timings_path))
+        _merge_timings(run["history"], rundir.read_json(timings_path))
     run["dir"] = run_dir
     return run
 
@@ -262,11 +262,7 @@ def executive_summary(summaries, runs, groups) -> tuple:
 
 # ------------------------------------------------------------------ plots
 def _curves_png(summaries, runs, path):
-    import matplotlib
-
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
-
+    plt = plots.pyplot()
     fig, (ax_acc, ax_loss) = plt.subplots(1, 2, figsize=(13, 4.8))
     colors = plt.rcParams["axes.prop_cycle"].by_key()["color"]
     for i, (s, r) in enumerate(zip(summaries, runs)):
@@ -286,36 +282,19 @@ def _curves_png(summaries, runs, path):
     ax_loss.set_yscale("log")
     ax_acc.legend(fontsize=7, loc="lower right")
     fig.tight_layout()
-    fig.savefig(path, dpi=110)
-    plt.close(fig)
+    plots.save(fig, path)
 
 
 def _confusion_png(summaries, runs, path):
-    import matplotlib
-
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
-
     n = len(runs)
     k = len(runs[0]["metrics"]["class_names"])
     side = min(6.0, 1.5 + 0.35 * k)
-    fig, axes = plt.subplots(1, n, figsize=(side * n, side + 0.6), squeeze=False)
+    fig, axes = plots.pyplot().subplots(1, n, figsize=(side * n, side + 0.6), squeeze=False)
     for ax, s, r in zip(axes[0], summaries, runs):
-        cm = np.asarray(r["metrics"]["confusion_matrix"])
-        names = r["metrics"]["class_names"]
-        ax.imshow(cm, cmap="Blues")
-        ax.set_xticks(range(len(names)), names, rotation=90 if len(names) > 10 else 0, fontsize=7)
-        ax.set_yticks(range(len(names)), names, fontsize=7)
-        ax.set(xlabel="predicted", ylabel="true", title=f"{s['name']}: {_pct(r['metrics']['accuracy'])}")
-        if len(names) <= 15:
-            for i in range(len(names)):
-                for j in range(len(names)):
-                    if cm[i, j]:
-                        ax.text(j, i, int(cm[i, j]), ha="center", va="center", fontsize=7,
-                                color="white" if cm[i, j] > cm.max() / 2 else "black")
+        m = r["metrics"]
+        plots.draw_confusion(ax, m["confusion_matrix"], m["class_names"], f"{s['name']}: {_pct(m['accuracy'])}", 7)
     fig.tight_layout()
-    fig.savefig(path, dpi=110)
-    plt.close(fig)
+    plots.save(fig, path)
 
 
 # ------------------------------------------------------------------ report
@@ -325,16 +304,8 @@ def _table(rows, header):
     return "\n".join(out)
 
 
-def write_report(run_dirs, out_dir: str) -> dict:
-    """Compare the runs in ``run_dirs``; write ``out_dir``; return summary.json's content."""
-    if len(run_dirs) < 2:
-        raise UserError("compare needs at least two run directories, e.g. --runs=runs/scratch,runs/finetune.")
-    runs = [load_run(d) for d in run_dirs]
-    summaries = [summarize_run(r) for r in runs]
-    names = [s["name"] for s in summaries]
-    if len(set(names)) != len(names):
-        raise UserError(f"two runs share the folder name {names}: give each run directory its own name.")
-
+def _seed_groups(summaries) -> dict:
+    """Runs of one approach over several seeds (``<name>-seed<k>``): their best val_acc, mean and std."""
     groups = {}
     for s in summaries:
         g = groups.setdefault(_approach(s["name"]), {"runs": [], "seeds": [], "values": []})
@@ -344,12 +315,30 @@ def write_report(run_dirs, out_dir: str) -> dict:
     for g in groups.values():
         g["mean"] = statistics.fmean(g["values"])
         g["std"] = statistics.stdev(g["values"]) if len(g["values"]) > 1 else 0.0
+    return groups
 
-    lines, pairs = executive_summary(summaries, runs, groups)
-    os.makedirs(out_dir, exist_ok=True)
-    _curves_png(summaries, runs, os.path.join(out_dir, "curves.png"))
-    _confusion_png(summaries, runs, os.path.join(out_dir, "confusion.png"))
 
+def _run_section(s) -> list:
+    """The report's section about one run: where it came from, and a row per phase."""
+    md = ["", f"## {s['name']}", "",
+          f"{s['model']} on {s['dataset']} ({s['num_train']} train / {s['num_val']} val images), "
+          f"seed {s['seed']}. Weights: {s['weights']}. Run directory: `{s['dir']}`.", ""]
+    md.append(_table(
+        [[p["name"], f"{p['epochs'][0]}–{p['epochs'][1]}", f"{p['learning_rate']:g}", p["trainable"],
+          f"{p['trainable_params']:,} / {p['total_params']:,}", _pct(p["best_val_accuracy"]), p["best_epoch"],
+          f"{p['val_loss_min']:.3f}–{p['val_loss_max']:.3f}",
+          f"{p['seconds']:.0f}" if p["seconds"] is not None else "–",
+          f"{p['images_per_sec']:.0f}" if p["images_per_sec"] else "–"] for p in s["phases"]],
+        ["phase", "epochs", "lr", "trains", "trainable / total params", "best val_acc", "best epoch",
+         "val_loss range", "seconds", "train images/s"],
+    ))
+    md += ["", f"Final epoch {s['final_epoch']}: train accuracy {_pct(s['final_train_accuracy'])}, "
+           f"val accuracy {_pct(s['final_val_accuracy'])}, train loss {s['final_train_loss']:.4f}, "
+           f"val loss {s['final_val_loss']:.4f}."]
+    return md
+
+
+def _markdown(summaries, groups, lines) -> str:
     md = ["# Scratch or transfer? — kerasxfer report", ""]
     md += ["## Executive summary", ""] + [f"- {l}" for l in lines] + [""]
     md += ["## Side by side", ""]
@@ -361,21 +350,7 @@ def write_report(run_dirs, out_dir: str) -> dict:
          "train-val acc gap (points)", "parameters", "train s"],
     ))
     for s in summaries:
-        md += ["", f"## {s['name']}", "",
-               f"{s['model']} on {s['dataset']} ({s['num_train']} train / {s['num_val']} val images), "
-               f"seed {s['seed']}. Weights: {s['weights']}. Run directory: `{s['dir']}`.", ""]
-        md.append(_table(
-            [[p["name"], f"{p['epochs'][0]}–{p['epochs'][1]}", f"{p['learning_rate']:g}", p["trainable"],
-              f"{p['trainable_params']:,} / {p['total_params']:,}", _pct(p["best_val_accuracy"]), p["best_epoch"],
-              f"{p['val_loss_min']:.3f}–{p['val_loss_max']:.3f}",
-              f"{p['seconds']:.0f}" if p["seconds"] is not None else "–",
-              f"{p['images_per_sec']:.0f}" if p["images_per_sec"] else "–"] for p in s["phases"]],
-            ["phase", "epochs", "lr", "trains", "trainable / total params", "best val_acc", "best epoch",
-             "val_loss range", "seconds", "train images/s"],
-        ))
-        md += ["", f"Final epoch {s['final_epoch']}: train accuracy {_pct(s['final_train_accuracy'])}, "
-               f"val accuracy {_pct(s['final_val_accuracy'])}, train loss {s['final_train_loss']:.4f}, "
-               f"val loss {s['final_val_loss']:.4f}."]
+        md += _run_section(s)
     if any(len(g["seeds"]) > 1 for g in groups.values()):
         md += ["", "## Seeds", ""]
         md.append(_table(
@@ -384,10 +359,24 @@ def write_report(run_dirs, out_dir: str) -> dict:
             ["approach", "seeds", "mean best val_acc", "std (points)", "per seed"],
         ))
     md += ["", "![curves](curves.png)", "", "![confusion matrices](confusion.png)", ""]
-    with open(os.path.join(out_dir, "report.md.tmp"), "w", encoding="utf-8") as f:
-        f.write("\n".join(md))
-    os.replace(os.path.join(out_dir, "report.md.tmp"), os.path.join(out_dir, "report.md"))
+    return "\n".join(md)
 
+
+def write_report(run_dirs, out_dir: str) -> dict:
+    """Compare the runs in ``run_dirs``; write ``out_dir``; return summary.json's content."""
+    if len(run_dirs) < 2:
+        raise UserError("compare needs at least two run directories, e.g. --runs=runs/scratch,runs/finetune.")
+    runs = [load_run(d) for d in run_dirs]
+    summaries = [summarize_run(r) for r in runs]
+    names = [s["name"] for s in summaries]
+    if len(set(names)) != len(names):
+        raise UserError(f"two runs share the folder name {names}: give each run directory its own name.")
+    groups = _seed_groups(summaries)
+    lines, pairs = executive_summary(summaries, runs, groups)
+    os.makedirs(out_dir, exist_ok=True)
+    _curves_png(summaries, runs, os.path.join(out_dir, "curves.png"))
+    _confusion_png(summaries, runs, os.path.join(out_dir, "confusion.png"))
+    rundir.write_text(os.path.join(out_dir, "report.md"), _markdown(summaries, groups, lines))
     summary = {"runs": summaries, "comparisons": pairs, "approaches": groups, "summary": lines}
-    write_json(os.path.join(out_dir, "summary.json"), summary)
+    rundir.write_json(os.path.join(out_dir, "summary.json"), summary)
     return summary

@@ -1,7 +1,7 @@
 """What a run adds to TensorBoard beyond Keras' per-epoch scalars.
 
 Keras' ``TensorBoard`` callback writes ``epoch_loss``/``epoch_accuracy`` (and
-``epoch_learning_rate``, ``epoch_phase``, which :mod:`kerasxfer.training` adds
+``epoch_learning_rate``, ``epoch_phase``, which :mod:`kerasxfer.callbacks` adds
 to the logs) into ``tb/train`` and ``tb/validation``.  This module writes into
 ``tb/`` itself:
 
@@ -14,10 +14,10 @@ to the logs) into ``tb/train`` and ``tb/validation``.  This module writes into
 
 from __future__ import annotations
 
-import io
-
 import numpy as np
 import tensorflow as tf
+
+from kerasxfer import plots
 
 
 def _writer(tb_dir):
@@ -37,8 +37,8 @@ def flat_hparams(exp) -> dict:
     m, d = exp.model, exp.data
     hp = {
         "run": exp.name,
-        "model": m.kind if m.kind == "scratch" else m.backbone,
-        "weights": "random" if m.kind == "scratch" or m.weights is None else str(m.weights),
+        "model": m.backbone if m.uses_backbone else m.kind,
+        "weights": str(m.weights) if m.is_transfer and m.weights is not None else "random",
         "dataset": d.dataset,
         "image_size": d.image_size,
         "batch_size": d.batch_size,
@@ -65,48 +65,17 @@ def write_hparams(tb_dir: str, exp, final: dict, step: int) -> None:
     w.close()
 
 
-def _png(fig) -> bytes:
-    buf = io.BytesIO()
-    fig.savefig(buf, format="png", dpi=100, bbox_inches="tight")
-    import matplotlib.pyplot as plt
-
-    plt.close(fig)
-    return buf.getvalue()
-
-
 def confusion_png(cm, class_names, title: str) -> bytes:
     """The confusion matrix as a PNG (rows: true class, columns: predicted)."""
-    import matplotlib
-
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
-
-    cm = np.asarray(cm)
-    n = len(class_names)
-    side = min(12, 2.5 + 0.45 * n)
-    fig, ax = plt.subplots(figsize=(side, side))
-    ax.imshow(cm, cmap="Blues")
-    ax.set_xticks(range(n), class_names, rotation=90 if n > 10 else 0)
-    ax.set_yticks(range(n), class_names)
-    ax.set_xlabel("predicted")
-    ax.set_ylabel("true")
-    ax.set_title(title)
-    if n <= 30:
-        thresh = cm.max() / 2 if cm.size else 0
-        for i in range(n):
-            for j in range(n):
-                ax.text(j, i, int(cm[i, j]), ha="center", va="center", fontsize=8,
-                        color="white" if cm[i, j] > thresh else "black")
-    return _png(fig)
+    side = min(12, 2.5 + 0.45 * len(class_names))
+    fig, ax = plots.pyplot().subplots(figsize=(side, side))
+    plots.draw_confusion(ax, cm, class_names, title)
+    return plots.png_bytes(fig)
 
 
 def top_losses_png(images, true, pred, prob_true, class_names, title: str) -> bytes:
     """A grid of validation images with their true / predicted class and p(true)."""
-    import matplotlib
-
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
-
+    plt = plots.pyplot()
     k = len(images)
     cols = min(4, max(1, k))
     rows = max(1, int(np.ceil(k / cols)))
@@ -120,7 +89,7 @@ def top_losses_png(images, true, pred, prob_true, class_names, title: str) -> by
     if k == 0:
         axes[0, 0].text(0.5, 0.5, "no misclassified image", ha="center", va="center")
     fig.suptitle(title)
-    return _png(fig)
+    return plots.png_bytes(fig)
 
 
 def write_images(tb_dir: str, step: int, named_pngs: dict) -> None:

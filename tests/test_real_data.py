@@ -14,7 +14,8 @@ from PIL import Image
 from kerasxfer.config import DataConfig, Experiment, ModelConfig, PhaseConfig
 from kerasxfer.data import load_data
 from kerasxfer.data.pipeline import _file_cache, cache_key, mix_batch, to_rgb_resized
-from kerasxfer.data.sources import decode_image_bytes, folder_source, tfds_source
+from kerasxfer.data.sources import decode_image_bytes, folder_source
+from kerasxfer.data.tfds import tfds_source
 from kerasxfer.errors import UserError
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))

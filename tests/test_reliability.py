@@ -191,7 +191,7 @@ def test_nan_loss_stops_with_a_message_and_keeps_the_best_checkpoint(tmp_path):
     assert h["best"]["epoch"] in (1, 2) and np.isfinite(h["best"]["val_loss"])
     assert not os.path.exists(tmp_path / "run" / "metrics.json")
     # the kept checkpoint is the healthy one
-    from kerasxfer.training import load_model
+    from kerasxfer.evaluation import load_model
 
     x, _ = next(iter(data.val))
     assert np.isfinite(load_model(str(tmp_path / "run" / "model.keras")).predict(x, verbose=0)).all()

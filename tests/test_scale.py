@@ -26,21 +26,21 @@ def _transfer(out, **kw):
 def test_cached_features_train_the_head_exactly_like_the_whole_model(tmp_path, monkeypatch):
     """Also across an interruption inside the cached phase: the resumed run computes the features again
     from the restored backbone."""
-    from kerasxfer import training
+    from kerasxfer import resume
     from kerasxfer.errors import UserError
     from kerasxfer.training import run_experiment
 
     run_experiment(_transfer(tmp_path / "full", cache_features=False))
-    save = training.ResumeState.on_epoch_end
+    save = resume.SaveEachEpoch.on_epoch_end
 
     def stop_after_epoch_1(self, epoch, logs=None):
         save(self, epoch, logs)
         raise KeyboardInterrupt  # as the SIGINT/SIGTERM handler does at the next batch
 
-    monkeypatch.setattr(training.ResumeState, "on_epoch_end", stop_after_epoch_1)
+    monkeypatch.setattr(resume.SaveEachEpoch, "on_epoch_end", stop_after_epoch_1)
     with pytest.raises(UserError, match="continue after epoch 1"):
         run_experiment(_transfer(tmp_path / "cached"))  # default: on, since nothing changes the images
-    monkeypatch.setattr(training.ResumeState, "on_epoch_end", save)
+    monkeypatch.setattr(resume.SaveEachEpoch, "on_epoch_end", save)
     run_experiment(_transfer(tmp_path / "cached"))
     full = json.loads((tmp_path / "full" / "history.json").read_text())
     cached = json.loads((tmp_path / "cached" / "history.json").read_text())
@@ -68,7 +68,8 @@ def test_cached_features_are_refused_when_images_change_every_epoch(tmp_path):
 def test_mixed_bfloat16_trains_and_keeps_float32_probabilities(tmp_path):
     import keras
 
-    from kerasxfer.training import load_model, run_experiment
+    from kerasxfer.evaluation import load_model
+    from kerasxfer.training import run_experiment
 
     exp = Experiment(name="bf16", out_dir=str(tmp_path / "run"), data=DataConfig(image_size=16, batch_size=64),
                      model=ModelConfig(kind="scratch", widths=[8]), phases=[PhaseConfig("scratch", 1, 3e-3)],

@@ -10,7 +10,8 @@ import numpy as np
 import pytest
 
 from kerasxfer.config import DataConfig, Experiment, ModelConfig, PhaseConfig
-from kerasxfer.training import RUN_FILES, run_experiment
+from kerasxfer.rundir import RUN_FILES
+from kerasxfer.training import run_experiment
 
 
 def _finetune_exp(out_dir, dataset, epochs=(2, 2), image_size=32):
@@ -84,7 +85,7 @@ def test_tensorboard_has_every_epoch_of_both_phases(finetune_run):
 
 
 def test_saved_model_loads_without_kerasxfer_and_predicts_the_same(finetune_run, tmp_path):
-    from kerasxfer.training import load_model
+    from kerasxfer.evaluation import load_model
 
     out, _ = finetune_run
     x = np.random.default_rng(0).uniform(0, 255, (5, 32, 32, 3)).astype("float32")

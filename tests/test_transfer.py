@@ -5,7 +5,7 @@ import numpy as np
 import pytest
 
 from kerasxfer.models import build_transfer_model, calibrate_batchnorm, freeze, get_backbone, unfreeze
-from kerasxfer.models.transfer import stage_of
+from kerasxfer.models.regnet import stage_of
 
 HEAD = {"head_dense/kernel", "head_dense/bias"}
 

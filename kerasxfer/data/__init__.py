@@ -7,9 +7,18 @@ class names and per-class counts.  Sources:
 
 * ``digits``: the 1,797 real 8x8 handwritten digits that scikit-learn ships,
   as RGB, resized to ``image_size``;
-* a folder path: class sub-folders of images (JPEG/PNG/GIF/BMP), either with
-  ``train/`` and ``val/`` (or ``validation/``) inside, or flat and split by a
-  seeded, stratified ``val_fraction``.
+* ``synthetic``: 24 classes of shapes x textures drawn procedurally from each
+  image's index (:mod:`kerasxfer.data.synthetic`), the default source task of
+  pretraining;
+* a folder path: class sub-folders of images (JPEG/PNG/GIF/BMP/WebP), either
+  with ``train/`` and ``val/`` (or ``validation/``) inside, or flat and split
+  by a seeded, stratified ``val_fraction``;
+* ``tfds:NAME``: a TensorFlow Datasets image-classification dataset, read
+  from a prepared ``tfds_data_dir`` (downloaded and prepared once when the
+  machine has internet).
+
+:mod:`kerasxfer.data.sources` opens each source, :mod:`kerasxfer.data.pipeline`
+builds the tf.data pipelines.
 """
 
 from __future__ import annotations

@@ -23,7 +23,7 @@ import numpy as np
 import tensorflow as tf
 
 from kerasxfer.config import TFDS_PREFIX, DataConfig
-from kerasxfer.data import sources
+from kerasxfer.data import sources, tfds
 
 log = logging.getLogger("kerasxfer")
 AUTOTUNE = tf.data.AUTOTUNE
@@ -245,7 +245,7 @@ def load_data(cfg: DataConfig, seed: int, deterministic: bool = True) -> DataSpl
     elif cfg.dataset == "synthetic":
         src = sources.synthetic_source(cfg.synthetic_train, cfg.synthetic_val, cfg.image_size, split_seed)
     elif cfg.dataset.startswith(TFDS_PREFIX):
-        src = sources.tfds_source(
+        src = tfds.tfds_source(
             cfg.dataset[len(TFDS_PREFIX):], cfg.tfds_data_dir, cfg.val_fraction, split_seed,
             cfg.on_bad_image, cfg.image_size, download=cfg.tfds_download,
         )

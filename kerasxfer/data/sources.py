@@ -1,5 +1,5 @@
-"""Where examples come from: built-in digits, the synthetic task, folders of
-class sub-folders, and TensorFlow Datasets (``tfds:NAME``).
+"""Where examples come from: built-in digits, the synthetic task, and folders of
+class sub-folders (TensorFlow Datasets, ``tfds:NAME``, are in :mod:`kerasxfer.data.tfds`).
 
 A source returns a :class:`SourceSplit`: train and val examples (numpy
 arrays of small images, file paths, or encoded image bytes), integer labels,
@@ -98,19 +98,24 @@ def _class_dirs(root: str) -> list:
     )
 
 
-def list_images(folder: str):
-    """Image files under ``folder`` (recursively), and the count of other files."""
-    images, other = [], 0
+def walk_files(folder: str) -> list:
+    """Every non-hidden file under ``folder`` (recursively, hidden folders skipped), sorted."""
+    out = []
     for dirpath, dirnames, filenames in os.walk(folder):
         dirnames[:] = sorted(d for d in dirnames if not is_hidden(d))
-        for f in sorted(filenames):
-            if is_hidden(f):
-                continue
-            if f.lower().endswith(IMAGE_EXTENSIONS):
-                images.append(os.path.join(dirpath, f))
-            else:
-                other += 1
-    return images, other
+        out += [os.path.join(dirpath, f) for f in sorted(filenames) if not is_hidden(f)]
+    return out
+
+
+def is_image_path(path: str) -> bool:
+    return path.lower().endswith(IMAGE_EXTENSIONS)
+
+
+def list_images(folder: str):
+    """Image files under ``folder`` (recursively, by extension), and the count of other files."""
+    files = walk_files(folder)
+    images = [f for f in files if is_image_path(f)]
+    return images, len(files) - len(images)
 
 
 def _collect(root: str, class_names: list):
@@ -266,7 +271,7 @@ def check_images(x, y, class_names, names, on_bad_image: str, where: str, decode
     return x[keep], y[keep], counts, bad_names
 
 
-def _merge_counts(a: dict, b: dict) -> dict:
+def merge_counts(a: dict, b: dict) -> dict:
     return {c: {k: a[c][k] + b[c][k] for k in ("read", "skipped")} for c in a}
 
 
@@ -276,6 +281,37 @@ def _image_classes(root: str):
     for c in _class_dirs(root):
         (names if list_images(os.path.join(root, c))[0] else empty).append(c)
     return names, empty
+
+
+def _checked(x, y, class_names, root, on_bad_image, decode):
+    return check_images(x, y, class_names, [os.path.relpath(p, root) for p in x], on_bad_image, root, decode)
+
+
+def _train_val_folders(root, val_dir, on_bad_image, decode):
+    """``root/train/<class>/`` and ``root/<val_dir>/<class>/``: the split is the user's."""
+    train_root, val_root = os.path.join(root, "train"), os.path.join(root, val_dir)
+    class_names, empty = _image_classes(train_root)
+    _check_classes(class_names, train_root, empty)
+    extra = sorted(set(_image_classes(val_root)[0]) - set(class_names))
+    if extra:
+        raise UserError(f"{val_root!r} has classes missing from train/ ({', '.join(extra)}): give every class train images.")
+    tr_x, tr_y, ign1 = _collect(train_root, class_names)
+    va_x, va_y, ign2 = _collect(val_root, class_names)
+    tr_x, tr_y, c1, bad1 = _checked(tr_x, tr_y, class_names, root, on_bad_image, decode)
+    va_x, va_y, c2, bad2 = _checked(va_x, va_y, class_names, root, on_bad_image, decode)
+    if len(va_x) == 0:
+        raise UserError(f"{val_root!r} holds no readable images: add validation images.")
+    return (tr_x, tr_y, va_x, va_y), class_names, empty, ign1 + ign2, bad1 + bad2, merge_counts(c1, c2)
+
+
+def _flat_folder(root, val_fraction, seed, on_bad_image, decode):
+    """``root/<class>/``: split per class by a seeded hash of each path (:func:`stratified_split`)."""
+    class_names, empty = _image_classes(root)
+    _check_classes(class_names, root, empty)
+    x, y, ignored = _collect(root, class_names)
+    x, y, counts, bad = _checked(x, y, class_names, root, on_bad_image, decode)
+    val_mask = stratified_split(x, y, root, val_fraction, seed, class_names)
+    return (x[~val_mask], y[~val_mask], x[val_mask], y[val_mask]), class_names, empty, ignored, bad, counts
 
 
 def folder_source(root: str, val_fraction: float, seed: int, on_bad_image: str = "skip",
@@ -295,37 +331,14 @@ def folder_source(root: str, val_fraction: float, seed: int, on_bad_image: str =
     val_dir = next((d for d in _VAL_DIRS if d in subdirs), None)
     if "train" in subdirs and val_dir:
         layout = f"train/ and {val_dir}/"
-        train_root, val_root = os.path.join(root, "train"), os.path.join(root, val_dir)
-        class_names, empty = _image_classes(train_root)
-        _check_classes(class_names, train_root, empty)
-        extra = sorted(set(_image_classes(val_root)[0]) - set(class_names))
-        if extra:
-            raise UserError(
-                f"{val_root!r} has classes missing from train/ ({', '.join(extra)}): give every class train images."
-            )
-        tr_x, tr_y, ign1 = _collect(train_root, class_names)
-        va_x, va_y, ign2 = _collect(val_root, class_names)
-        tr_x, tr_y, c1, bad1 = check_images(
-            tr_x, tr_y, class_names, [os.path.relpath(p, root) for p in tr_x], on_bad_image, root, decode)
-        va_x, va_y, c2, bad2 = check_images(
-            va_x, va_y, class_names, [os.path.relpath(p, root) for p in va_x], on_bad_image, root, decode)
-        if len(va_x) == 0:
-            raise UserError(f"{val_root!r} holds no readable images: add validation images.")
-        ignored, bad, counts = ign1 + ign2, bad1 + bad2, _merge_counts(c1, c2)
+        split, class_names, empty, ignored, bad, counts = _train_val_folders(root, val_dir, on_bad_image, decode)
     else:
         layout = f"flat, split {1 - val_fraction:.0%}/{val_fraction:.0%} by seed {seed}"
-        class_names, empty = _image_classes(root)
-        _check_classes(class_names, root, empty)
-        x, y, ignored = _collect(root, class_names)
-        x, y, counts, bad = check_images(
-            x, y, class_names, [os.path.relpath(p, root) for p in x], on_bad_image, root, decode)
-        val_mask = stratified_split(x, y, root, val_fraction, seed, class_names)
-        tr_x, tr_y, va_x, va_y = x[~val_mask], y[~val_mask], x[val_mask], y[val_mask]
+        split, class_names, empty, ignored, bad, counts = _flat_folder(root, val_fraction, seed, on_bad_image, decode)
+    tr_x, tr_y, va_x, va_y = split
     for i, c in enumerate(class_names):
         if not (tr_y == i).any():
-            raise UserError(
-                f"class {c!r} has no readable training image: add images to it or remove it."
-            )
+            raise UserError(f"class {c!r} has no readable training image: add images to it or remove it.")
     if ignored:
         log.info("ignored %d non-image file(s) under %s", ignored, root)
     if empty:
@@ -357,130 +370,3 @@ def _check_classes(class_names, root, empty=()):
             f"{root!r} has a single class ({class_names[0]}){ignored}: classification needs at "
             "least 2 class sub-folders with images."
         )
-
-
-# -------------------------------------------------------------------- tfds
-
-def _tfds_fix(name: str, data_dir: str) -> str:
-    return (
-        f"on a machine with internet run `tfds build {name} --data_dir=DIR` (or "
-        f"`tfds.builder('{name}', data_dir=DIR).download_and_prepare()` in Python), then copy DIR/{name} "
-        f"into {data_dir} here (or pass --tfds_data_dir=DIR)"
-    )
-
-
-def _tfds_builder(name: str, data_dir: str | None, download: bool):
-    import tensorflow_datasets as tfds
-
-    try:
-        builder = tfds.builder(name, data_dir=data_dir)
-    except Exception as e:  # DatasetNotFoundError and friends
-        first = str(e).strip().splitlines()[0] if str(e).strip() else type(e).__name__
-        raise UserError(
-            f"--dataset=tfds:{name} cannot be opened ({first}): check the name against "
-            "https://www.tensorflow.org/datasets/catalog, or point --tfds_data_dir at the folder that holds it."
-        ) from None
-    where = data_dir or os.path.dirname(os.path.dirname(str(builder.data_dir)))
-    if builder.is_prepared():
-        return builder
-    if not download:
-        raise UserError(f"tfds dataset {name!r} is not prepared in {where}: {_tfds_fix(name, where)}.")
-    log.info("tfds dataset %s is not prepared in %s: downloading and preparing it", name, where)
-    try:
-        builder.download_and_prepare()
-    except Exception as e:
-        first = (str(e).strip().splitlines() or [type(e).__name__])[0][:200]
-        raise UserError(
-            f"tfds dataset {name!r} is not prepared in {where} and downloading it failed "
-            f"({type(e).__name__}: {first}): {_tfds_fix(name, where)}."
-        ) from None
-    return builder
-
-
-def _tfds_keys(info):
-    """(image feature key, label feature key) of a tfds dataset."""
-    import tensorflow_datasets as tfds
-
-    feats = info.features
-    if info.supervised_keys and len(info.supervised_keys) == 2:
-        img, lab = info.supervised_keys
-        if isinstance(img, str) and isinstance(lab, str):
-            return img, lab
-    img = next((k for k, f in feats.items() if isinstance(f, tfds.features.Image)), None)
-    lab = next((k for k, f in feats.items() if isinstance(f, tfds.features.ClassLabel)), None)
-    if img is None or lab is None:
-        raise UserError(
-            f"tfds dataset {info.name!r} has no image feature with a ClassLabel: kerasxfer needs image "
-            "classification data; choose another dataset."
-        )
-    return img, lab
-
-
-def _tfds_read(builder, split: str, img_key: str, lab_key: str):
-    """Every record of ``split`` as (encoded image bytes, labels), without decoding the images."""
-    import tensorflow_datasets as tfds
-
-    ds = builder.as_dataset(split=split, decoders={img_key: tfds.decode.SkipDecoding()}, shuffle_files=False)
-    images, labels = [], []
-    t0 = time.perf_counter()
-    for n, ex in enumerate(ds.as_numpy_iterator(), start=1):
-        images.append(ex[img_key])
-        labels.append(int(ex[lab_key]))
-        if n % 5000 == 0:
-            log.info("tfds %s[%s]: read %d records (%.0fs)", builder.info.name, split, n, time.perf_counter() - t0)
-    return np.array(images, dtype=object), np.array(labels, dtype=np.int32)
-
-
-def tfds_source(name: str, data_dir: str | None, val_fraction: float, seed: int,
-                on_bad_image: str = "skip", image_size: int | None = None, download: bool = True) -> SourceSplit:
-    """A TensorFlow Datasets image-classification dataset.
-
-    Validation uses the dataset's own ``validation`` split, else its
-    ``test`` split, else a seeded stratified ``val_fraction`` of ``train``
-    (keyed on each record's index, so it is the same on every machine).
-    Class names come from the label's ``ClassLabel``.  Records are read
-    once, still encoded, and decoded in the pipeline like files are.
-    """
-    builder = _tfds_builder(name, data_dir, download)
-    decode = functools.partial(decode_image_bytes, min_side=image_size)
-    info = builder.info
-    img_key, lab_key = _tfds_keys(info)
-    class_names = list(info.features[lab_key].names)
-    splits = list(info.splits.keys())
-    if splits and "train" not in splits:
-        raise UserError(
-            f"tfds dataset {name!r} has no 'train' split (it has {', '.join(splits)}): choose a dataset with one."
-        )
-    val_split = next((s for s in ("validation", "test") if s in splits), None)
-    x, y = _tfds_read(builder, "train", img_key, lab_key)
-    names = [f"train[{i}]" for i in range(len(x))]
-    x, y, counts, bad = check_images(x, y, class_names, names, on_bad_image, f"tfds:{name}[train]", decode)
-    skipped = set(bad)
-    keep_names = [n for n in names if n not in skipped]
-    if val_split:
-        tr_x, tr_y = x, y
-        va_x, va_y = _tfds_read(builder, val_split, img_key, lab_key)
-        vnames = [f"{val_split}[{i}]" for i in range(len(va_x))]
-        va_x, va_y, c2, bad2 = check_images(va_x, va_y, class_names, vnames, on_bad_image, f"tfds:{name}[{val_split}]", decode)
-        counts, bad = _merge_counts(counts, c2), bad + bad2
-        layout = f"train, validation from its {val_split!r} split"
-    else:
-        present = [c for i, c in enumerate(class_names) if (y == i).any()]
-        if len(present) < 2:
-            raise UserError(f"tfds dataset {name!r} has fewer than 2 classes in train: choose another dataset.")
-        val_mask = stratified_split(x, y, None, val_fraction, seed, class_names, keys=keep_names)
-        tr_x, tr_y, va_x, va_y = x[~val_mask], y[~val_mask], x[val_mask], y[val_mask]
-        layout = f"train split {1 - val_fraction:.0%}/{val_fraction:.0%} by seed {seed}"
-    version = getattr(info, "version", "")
-    return SourceSplit(
-        tr_x, tr_y, va_x, va_y,
-        class_names=class_names,
-        decode=decode,
-        description=f"tfds {name} {version} ({layout})",
-        info={
-            "tfds_data_dir": str(builder.data_dir),
-            "skipped_undecodable": len(bad),
-            "skipped_paths": bad[:20],
-            "files_per_class": counts,
-        },
-    )

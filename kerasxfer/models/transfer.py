@@ -10,15 +10,11 @@ phases.  After any change of ``trainable`` the model must be compiled again;
 
 from __future__ import annotations
 
-import re
-
 import keras
 from keras import layers
 
-from kerasxfer.models import regnet
+from kerasxfer.families import family_of
 from kerasxfer.models.augment import apply_augmentation
-
-_STAGE = re.compile(r"_Stage_(\d+)_")
 
 
 def build_transfer_model(
@@ -30,13 +26,13 @@ def build_transfer_model(
     augment: str = "none",
     seed: int = 0,
 ) -> keras.Model:
-    """``backbone`` (a RegNet variant name) without its top, then GAP, dropout, dense.
+    """``backbone`` (a name from :mod:`kerasxfer.families`) without its top, then GAP, dropout, dense.
 
     ``weights`` is ``None`` or a weights file for the backbone.  The returned
     model takes raw images in [0, 255] and has its backbone frozen.
     ``augment`` puts random augmentation layers (training only) in front.
     """
-    base = regnet.RegNet(backbone, include_top=False, weights=weights, input_shape=tuple(input_shape))
+    base = family_of(backbone).load().build_backbone(backbone, input_shape, weights)
     inputs = keras.Input(shape=tuple(input_shape), name="image")
     x = base(apply_augmentation(inputs, augment, seed), training=False)
     x = layers.GlobalAveragePooling2D(name="head_gap")(x)
@@ -47,16 +43,16 @@ def build_transfer_model(
     return model
 
 
-def build_regnet_classifier(backbone: str, input_shape, num_classes: int, dropout: float = 0.0,
+def build_backbone_classifier(backbone: str, input_shape, num_classes: int, dropout: float = 0.0,
                             augment: str = "none", seed: int = 0) -> keras.Model:
-    """A whole RegNet (random weights) with GAP, dropout and a dense head, every layer trainable.
+    """A whole backbone (random weights) with GAP, dropout and a dense head, every layer trainable.
 
     Used to pretrain a backbone on a source task: unlike the transfer model
     the backbone runs in training mode, so its BatchNorm layers learn.  The
     nested backbone keeps the variant's name and layer names, so its weights
     load into :func:`build_transfer_model` (``weights=<file>``).
     """
-    base = regnet.RegNet(backbone, include_top=False, input_shape=tuple(input_shape))
+    base = family_of(backbone).load().build_backbone(backbone, input_shape, None)
     # Zero-initialise the last BatchNorm scale of every residual block, so each
     # block starts as the identity (Goyal et al., 2017): training from random
     # weights then starts stable and learns several times faster.
@@ -79,30 +75,28 @@ def get_backbone(model: keras.Model) -> keras.Model:
     raise ValueError(f"{model.name} has no nested backbone model")
 
 
-def stage_of(layer_name: str):
-    """Stage index (0..3) of a backbone layer, or None for the stem/prestem."""
-    m = _STAGE.search(layer_name)
-    return int(m.group(1)) if m else None
-
-
 def freeze(model: keras.Model) -> None:
     """Freeze the whole backbone; only the head trains."""
     get_backbone(model).trainable = False
 
 
 def unfreeze(model: keras.Model, stages: int) -> None:
-    """Unfreeze the last ``stages`` backbone stages (0..4); BatchNorm stays frozen.
+    """Unfreeze the last ``stages`` backbone stages (0 .. the family's stage count); BatchNorm stays frozen.
 
-    ``stages=0`` leaves the backbone frozen; ``stages=4`` unfreezes every
-    stage but not the stem.
+    ``stages=0`` leaves the backbone frozen; all stages unfreezes every
+    stage but not the stem.  The family's table names the stages and its
+    module's ``stage_of`` says which layer belongs to which.
     """
-    if not 0 <= stages <= regnet.NUM_STAGES:
-        raise ValueError(f"stages must be in 0..{regnet.NUM_STAGES}, got {stages}")
     backbone = get_backbone(model)
+    family = family_of(backbone.name)
+    num_stages = len(family.stages)
+    if not 0 <= stages <= num_stages:
+        raise ValueError(f"stages must be in 0..{num_stages}, got {stages}")
     if stages == 0:
         backbone.trainable = False
         return
-    first = regnet.NUM_STAGES - stages
+    first = num_stages - stages
+    stage_of = family.load().stage_of
     backbone.trainable = True
     for layer in backbone.layers:
         s = stage_of(layer.name)

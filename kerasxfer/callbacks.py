@@ -1,0 +1,169 @@
+"""The callbacks of a training phase, in the order the trainer passes them to ``fit``.
+
+1. :class:`StopOnSignal`: Ctrl-C / SIGTERM stop at the next batch;
+2. :class:`EpochRecorder`: one history record and one timing per epoch, the log line;
+3. :class:`StopOnNonFinite`: a NaN or infinite loss ends training and is recorded;
+4. :class:`BestCheckpoint`: ``model.keras`` whenever val_accuracy improves;
+5. Keras' ``TensorBoard``;
+6. the resume state's callback (:meth:`kerasxfer.resume.ResumeState.callback`), last.
+"""
+
+from __future__ import annotations
+
+import logging
+import signal
+import time
+
+import keras
+import numpy as np
+
+from kerasxfer import rundir
+
+log = logging.getLogger("kerasxfer")
+
+
+def diverged(logs: dict) -> bool:
+    """Whether an epoch's train or validation loss is NaN or infinite."""
+    return not all(np.isfinite(float(logs[k])) for k in ("loss", "val_loss") if k in logs)
+
+
+class EpochRecorder(keras.callbacks.Callback):
+    """Appends one record per epoch to ``history`` (phase, metrics, lr) and to ``timings`` (speed).
+
+    ``history.json`` holds only what the seed determines, so two equal runs
+    write it byte for byte alike; seconds and images/s go to
+    ``timings.json``.  It runs before the TensorBoard callback and adds
+    ``learning_rate`` and ``phase`` (the phase's index: 0, 1, ...) to the
+    epoch logs, so TensorBoard plots the learning rate and shows where each
+    phase starts.
+    """
+
+    def __init__(self, history: dict, timings: dict, phase: str, num_train: int, total_epochs: int,
+                 phase_index: int = 0):
+        super().__init__()
+        self.history, self.timings, self.phase = history, timings, phase
+        self.num_train, self.total_epochs, self.phase_index = num_train, total_epochs, phase_index
+
+    def on_epoch_begin(self, epoch, logs=None):
+        self._t0 = time.perf_counter()
+        self._t_val = None
+
+    def on_test_begin(self, logs=None):
+        if getattr(self, "_t0", None) is not None and self._t_val is None:
+            self._t_val = time.perf_counter()
+
+    def on_epoch_end(self, epoch, logs=None):
+        logs = logs if logs is not None else {}
+        t1 = time.perf_counter()
+        train_s = (self._t_val or t1) - self._t0
+        lr = float(keras.ops.convert_to_numpy(self.model.optimizer.learning_rate))
+        logs["learning_rate"] = lr
+        logs["phase"] = float(self.phase_index)
+        rec = {"epoch": epoch + 1, "phase": self.phase}
+        rec.update({k: float(v) for k, v in logs.items() if k not in ("learning_rate", "phase")})
+        rec["learning_rate"] = lr
+        timing = {
+            "epoch": epoch + 1,
+            "seconds": round(t1 - self._t0, 3),
+            "train_seconds": round(train_s, 3),
+            "images_per_sec": round(self.num_train / train_s, 1) if train_s > 0 else None,
+        }
+        self.history["epochs"].append(rec)
+        self.timings["epochs"].append(timing)
+        phases = self.timings["phases"]
+        phases[self.phase] = round(phases.get(self.phase, 0.0) + timing["seconds"], 3)
+        self.timings["train_seconds"] = round(self.timings["train_seconds"] + timing["seconds"], 3)
+        log.info(
+            "epoch %d/%d [%s] loss %.4f acc %.4f | val_loss %.4f val_acc %.4f | lr %.1e | %.1fs, %s img/s",
+            epoch + 1, self.total_epochs, self.phase, rec.get("loss", float("nan")),
+            rec.get("accuracy", float("nan")), rec.get("val_loss", float("nan")),
+            rec.get("val_accuracy", float("nan")), lr, timing["seconds"], timing["images_per_sec"],
+        )
+
+
+class StopOnNonFinite(keras.callbacks.Callback):
+    """Stops training after an epoch whose loss is NaN or infinite, and records where in ``history["stopped"]``."""
+
+    def __init__(self, history: dict, phase: str):
+        super().__init__()
+        self.history, self.phase = history, phase
+
+    def on_epoch_end(self, epoch, logs=None):
+        if diverged(logs or {}):
+            self.model.stop_training = True
+            self.history["stopped"] = {"epoch": epoch + 1, "phase": self.phase, "reason": "non-finite loss"}
+
+
+class BestCheckpoint(keras.callbacks.Callback):
+    """Saves the model to ``path`` (atomically) whenever ``val_accuracy`` improves.
+
+    Ties go to the later epoch only if its ``val_loss`` is lower.  The state
+    lives in ``best`` so it carries across phases.  ``model`` is what to save
+    when ``fit`` trains a part of it (the head on cached features).
+    """
+
+    def __init__(self, path: str, best: dict, phase: str, model: keras.Model | None = None):
+        super().__init__()
+        self.path, self.best, self.phase = path, best, phase
+        self.full_model = model
+
+    def on_epoch_end(self, epoch, logs=None):
+        logs = logs or {}
+        acc, loss = logs.get("val_accuracy"), logs.get("val_loss", float("inf"))
+        if acc is None or diverged(logs):
+            return  # a diverged model is never the best one
+        acc, loss = float(acc), float(loss)
+        better = acc > self.best.get("val_accuracy", -1.0) or (
+            acc == self.best.get("val_accuracy") and loss < self.best.get("val_loss", float("inf"))
+        )
+        if better:
+            with rundir.atomic_path(self.path) as tmp:
+                (self.full_model or self.model).save(tmp)
+            self.best.update(epoch=epoch + 1, phase=self.phase, val_accuracy=acc, val_loss=loss)
+
+
+class StopOnSignal(keras.callbacks.Callback):
+    """Ctrl-C (SIGINT) and SIGTERM stop training at the next batch, from plain Python code.
+
+    Used as a context manager around the phases.  The signal only sets a
+    flag; this callback raises ``KeyboardInterrupt`` at the next batch or
+    epoch boundary.  Raising straight from the handler can land inside a
+    ``__del__`` during TensorFlow clean-up, where Python swallows it and
+    training goes on.  A second signal stops at once.
+    """
+
+    def __init__(self):
+        super().__init__()
+        self.signum = None
+        self._old = {}
+
+    def __enter__(self):
+        for sig in (signal.SIGINT, signal.SIGTERM):
+            try:
+                self._old[sig] = signal.signal(sig, self._handle)
+            except ValueError:  # not the main thread: leave signals alone
+                pass
+        return self
+
+    def _handle(self, signum, frame):
+        if self.signum is not None:
+            raise KeyboardInterrupt
+        self.signum = signum
+
+    def check(self):
+        if self.signum is not None:
+            raise KeyboardInterrupt
+
+    def on_train_batch_end(self, batch, logs=None):
+        self.check()
+
+    def on_test_batch_end(self, batch, logs=None):
+        self.check()
+
+    def on_epoch_begin(self, epoch, logs=None):
+        self.check()
+
+    def __exit__(self, *exc):
+        for sig, old in self._old.items():
+            signal.signal(sig, old)
+        return False

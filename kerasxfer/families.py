@@ -1,0 +1,73 @@
+"""Backbone families as data: the one table that names them.
+
+The config (which ``--backbone`` values exist, how many stages
+``--unfreeze_stages`` may count), the transfer model (which layers a stage
+holds), the report and the CLI read this table; nothing else names a family.
+It imports no TensorFlow, so flags are checked before TensorFlow loads.
+
+Adding a family is one module plus one entry here.  The module (``module``)
+provides, for each of its ``variants``:
+
+* ``build_backbone(variant, input_shape, weights) -> keras.Model``: the
+  network without its classifier, named ``variant``, taking raw images in
+  [0, 255] (preprocessing inside), ``weights`` being ``None``, ``"imagenet"``
+  or a weights file;
+* ``stage_of(layer_name) -> int | None``: the index in ``stages`` of the
+  stage a backbone layer belongs to (``None`` for the stem);
+* ``imagenet_weights_file(variant, include_top) -> str``: the local path of
+  the ImageNet weights, fetched once (one-sentence error when it cannot be).
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import importlib
+
+from kerasxfer.errors import UserError
+from kerasxfer.models import regnet_specs
+
+
+@dataclasses.dataclass(frozen=True)
+class BackboneFamily:
+    """One family of backbones: its variants, its stages and where its weights come from."""
+
+    name: str
+    title: str  # how sentences name it ("RegNet")
+    module: str  # the module that builds it (see the module docstring for what it provides)
+    variants: tuple  # lower-case --backbone values
+    stages: tuple  # stage names, input to output: --unfreeze_stages=K unfreezes the last K
+    min_size: int  # smallest --image_size the network accepts
+    imagenet: str  # where --weights=imagenet comes from, in words (reports say it)
+    preprocessing: str  # what the model does to raw [0, 255] pixels, in words
+
+    def load(self):
+        """The family's builder module (imports Keras)."""
+        return importlib.import_module(self.module)
+
+
+REGNET = BackboneFamily(
+    name="regnet",
+    title="RegNet",
+    module="kerasxfer.models.regnet",
+    variants=tuple(f"regnet{key}" for key in regnet_specs.CONFIGS),
+    stages=("Stage_0", "Stage_1", "Stage_2", "Stage_3"),
+    min_size=32,
+    imagenet="keras-applications {variant}_notop.h5",
+    preprocessing="Rescaling(1/255) to [0, 1], as tf-keras' RegNet code does",
+)
+
+FAMILIES = {f.name: f for f in (REGNET,)}
+
+
+def all_backbones() -> tuple:
+    """Every ``--backbone`` value, family by family."""
+    return tuple(v for f in FAMILIES.values() for v in f.variants)
+
+
+def family_of(backbone: str) -> BackboneFamily:
+    """The family of ``backbone`` (e.g. ``"regnetx002"``); a one-sentence :class:`UserError` if unknown."""
+    for f in FAMILIES.values():
+        if backbone in f.variants:
+            return f
+    names = "; ".join(f"{f.title}: {', '.join(f.variants)}" for f in FAMILIES.values())
+    raise UserError(f"--backbone={backbone!r} is not a known backbone: use one of these ({names}).")

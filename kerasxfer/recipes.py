@@ -1,0 +1,84 @@
+"""The study's recipes as data: each returns the :class:`~kerasxfer.config.Experiment` of one arm.
+
+    from kerasxfer import recipes
+    from kerasxfer.training import run_experiment
+    run_experiment(recipes.finetune(out_dir="runs/ft", weights=None, frozen_epochs=5))
+
+* :func:`scratch`: the compact CNN from random weights, one phase;
+* :func:`finetune`: a backbone with a new head, frozen for ``frozen_epochs``,
+  then its last ``unfreeze_stages`` stages trained at ``finetune_lr``;
+* :func:`pretrain`: a whole backbone trained on a source task (default the
+  procedural ``synthetic`` dataset), exported afterwards for ``finetune``.
+
+Every recipe takes the settings shared by all arms as keywords (:data:`COMMON`
+plus ``data``, a :class:`~kerasxfer.config.DataConfig`); the entry points in
+``experiments/`` pass flags of the same names.  A recipe only builds the
+object: nothing is checked until ``Experiment.validate()``.
+"""
+
+from __future__ import annotations
+
+from typing import Optional
+
+from kerasxfer.config import DataConfig, Experiment, ModelConfig, OptimConfig, PhaseConfig
+from kerasxfer.errors import UserError
+
+#: Settings every recipe takes, with the same meaning (see Experiment).
+COMMON = ("out_dir", "seed", "deterministic", "precision", "jit_compile", "strategy", "optimizer", "weight_decay")
+
+
+def _experiment(name: str, model: ModelConfig, phases: list, data: Optional[DataConfig], out_dir: Optional[str],
+                optimizer: str = "adam", weight_decay: float = 0.0, **common) -> Experiment:
+    return Experiment(
+        name=name, out_dir=out_dir or f"runs/{name}", data=data or DataConfig(), model=model, phases=phases,
+        optim=OptimConfig(optimizer=optimizer, weight_decay=weight_decay), **common,
+    )
+
+
+def scratch(epochs: int = 10, lr: float = 1e-3, widths=(32, 64, 128), convs_per_block: int = 2,
+            dropout: float = 0.3, data: Optional[DataConfig] = None, out_dir: Optional[str] = None,
+            **common) -> Experiment:
+    """The scratch arm: the compact CNN, every layer trained for ``epochs`` at ``lr``.
+
+    ``widths`` may be strings (a comma-separated flag): they must be integers.
+    """
+    try:
+        widths = [int(w) for w in widths]
+    except (TypeError, ValueError):
+        raise UserError(f"--widths={','.join(map(str, widths))} must be comma-separated integers, e.g. 32,64,128.") from None
+    model = ModelConfig(kind="scratch", widths=widths, convs_per_block=convs_per_block, dropout=dropout)
+    return _experiment("scratch", model, [PhaseConfig("scratch", epochs, lr, "all")], data, out_dir, **common)
+
+
+def finetune(backbone: str = "regnetx002", weights: Optional[str] = "imagenet", frozen_epochs: int = 10,
+             finetune_epochs: int = 10, lr: float = 1e-3, finetune_lr: float = 1e-5, unfreeze_stages: int = 2,
+             dropout: float = 0.3, cache_features: Optional[bool] = None, data: Optional[DataConfig] = None,
+             out_dir: Optional[str] = None, **common) -> Experiment:
+    """The transfer arm: phase ``frozen`` trains the head at ``lr``; phase ``unfrozen`` the last stages too.
+
+    ``weights``: ``"imagenet"``, ``None`` or ``"none"`` (random backbone:
+    the control) or a weights file.  BatchNorm stays in inference mode in both phases.
+    """
+    if weights is not None and weights.lower() in ("none", ""):
+        weights = None
+    model = ModelConfig(kind="transfer", backbone=backbone.lower(), weights=weights, dropout=dropout)
+    phases = [
+        PhaseConfig("frozen", frozen_epochs, lr, "head"),
+        PhaseConfig("unfrozen", finetune_epochs, finetune_lr, f"stages:{unfreeze_stages}"),
+    ]
+    return _experiment("finetune", model, phases, data, out_dir, cache_features=cache_features, **common)
+
+
+def pretrain(backbone: str = "regnetx002", epochs: int = 8, lr: float = 1e-3, dropout: float = 0.0,
+             data: Optional[DataConfig] = None, out_dir: Optional[str] = None, **common) -> Experiment:
+    """A whole backbone from random weights on a source task (default: 12,000 ``synthetic`` images).
+
+    No dropout by default: pretraining has plenty of data.
+    """
+    model = ModelConfig(kind="regnet", backbone=backbone.lower(), dropout=dropout)
+    data = data or DataConfig(dataset="synthetic")
+    return _experiment("pretrain", model, [PhaseConfig("pretrain", epochs, lr, "all")], data, out_dir, **common)
+
+
+#: Recipe name -> recipe, for entry points and studies.
+RECIPES = {"scratch": scratch, "finetune": finetune, "pretrain": pretrain}

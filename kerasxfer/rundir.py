@@ -1,0 +1,203 @@
+"""The run directory: its file names, atomic writes, and what to do with an existing one.
+
+A run writes one folder that is complete on its own::
+
+    config.json       the resolved experiment (enough to rerun it)
+    environment.json  versions, devices, git commit, host, distribution strategy
+    data.json         data source, class names, per-class counts
+    model.keras       best checkpoint by val_accuracy (preprocessing inside)
+    history.json      one record per epoch, with its phase and lr: only what
+                      the seed determines, so equal runs write equal bytes
+    timings.json      seconds and images/s of every epoch and phase
+    metrics.json      evaluation of model.keras on the validation split
+    confusion.png     its confusion matrix;  top_losses.png  its worst mistakes
+    tb/               TensorBoard logs
+    resume/           while training: the state after the last finished epoch
+    backbone.weights.h5, backbone.json   after pretraining (export)
+
+Every file is written through :func:`atomic_path`: a temporary name in the
+same folder, renamed over the target only once complete, so a crash never
+leaves a half-written file.  This module imports no TensorFlow (the report
+reads run directories with it); :func:`environment` imports it only when
+called.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import json
+import os
+import platform
+import shutil
+import subprocess
+import sys
+
+CONFIG = "config.json"
+ENVIRONMENT = "environment.json"
+DATA = "data.json"
+MODEL = "model.keras"
+HISTORY = "history.json"
+TIMINGS = "timings.json"
+METRICS = "metrics.json"
+CONFUSION = "confusion.png"
+TOP_LOSSES = "top_losses.png"
+TB = "tb"
+RESUME = "resume"
+BACKBONE_WEIGHTS = "backbone.weights.h5"
+BACKBONE_INFO = "backbone.json"
+
+#: What a finished run always has.
+RUN_FILES = (CONFIG, ENVIRONMENT, DATA, MODEL, HISTORY, METRICS)
+#: Everything a run writes: overwrite removes these and nothing else in the folder.
+RUN_OUTPUTS = RUN_FILES + (TIMINGS, CONFUSION, TOP_LOSSES, BACKBONE_WEIGHTS, BACKBONE_INFO, TB, RESUME)
+
+
+# ------------------------------------------------------------------ writing
+@contextlib.contextmanager
+def atomic_path(path: str):
+    """Yield a temporary path beside ``path``; rename it to ``path`` when the block succeeds.
+
+    The temporary name keeps the extension (``.tmp-model.keras``), since
+    some writers choose the format by it.  When the block raises, the
+    temporary file is removed and ``path`` is left as it was.
+    """
+    tmp = os.path.join(os.path.dirname(path) or ".", ".tmp-" + os.path.basename(path))
+    try:
+        yield tmp
+        os.replace(tmp, path)
+    except BaseException:
+        with contextlib.suppress(OSError):
+            os.remove(tmp)
+        raise
+
+
+def write_bytes(path: str, data: bytes) -> None:
+    with atomic_path(path) as tmp, open(tmp, "wb") as f:
+        f.write(data)
+
+
+def write_text(path: str, text: str) -> None:
+    with atomic_path(path) as tmp, open(tmp, "w", encoding="utf-8") as f:
+        f.write(text)
+
+
+def write_json(path: str, obj) -> None:
+    """Write ``obj`` as indented JSON, atomically (numpy scalars and arrays become numbers and lists)."""
+    write_text(path, json.dumps(obj, indent=2, default=_json_default) + "\n")
+
+
+def read_json(path: str):
+    with open(path, encoding="utf-8") as f:
+        return json.load(f)
+
+
+def _json_default(o):
+    if hasattr(o, "tolist"):  # numpy scalars and arrays
+        return o.tolist()
+    if isinstance(o, tuple):
+        return list(o)
+    raise TypeError(f"not JSON serialisable: {type(o).__name__}")
+
+
+# -------------------------------------------------------------- environment
+def environment() -> dict:
+    """Versions, devices and git commit of the process doing the training (imports TensorFlow)."""
+    import keras
+    import numpy as np
+    import tensorflow as tf
+
+    from kerasxfer import __version__
+
+    try:
+        commit = subprocess.run(
+            ["git", "rev-parse", "HEAD"], capture_output=True, text=True, timeout=5,
+            cwd=os.path.dirname(os.path.abspath(__file__)),
+        ).stdout.strip() or None
+    except (OSError, subprocess.SubprocessError):
+        commit = None
+    gpus = tf.config.list_physical_devices("GPU")
+    return {
+        "kerasxfer": __version__,
+        "python": sys.version.split()[0],
+        "tensorflow": tf.__version__,
+        "keras": keras.__version__,
+        "numpy": np.__version__,
+        "platform": platform.platform(),
+        "processor": platform.processor() or platform.machine(),
+        "cpu_count": os.cpu_count(),
+        "devices": [d.name for d in tf.config.list_logical_devices()],
+        "gpus": [tf.config.experimental.get_device_details(g).get("device_name", g.name) for g in gpus],
+        "git_commit": commit,
+    }
+
+
+# ------------------------------------------------------------ existing runs
+# Where files are and which devices run: a run may continue with other values of these.
+PLACE_FIELDS = ("out_dir", "strategy", "data.cache_dir", "data.tfds_data_dir", "data.tfds_download")
+
+
+def _flat(d, prefix=""):
+    out = {}
+    for k, v in d.items():
+        key = f"{prefix}{k}"
+        if isinstance(v, dict):
+            out.update(_flat(v, key + "."))
+        elif isinstance(v, list) and v and all(isinstance(i, dict) for i in v):
+            out.update(_flat({str(i): item for i, item in enumerate(v)}, key + "."))
+            out[key + ".count"] = len(v)
+        else:
+            out[key] = v
+    return out
+
+
+def config_differences(old: dict, new: dict) -> list:
+    """``["model.widths: [8, 16] there, [8, 32] now", ...]`` (``PLACE_FIELDS`` do not count)."""
+    a, b = _flat(old), _flat(new)
+    diffs = []
+    for k in sorted(set(a) | set(b)):
+        if k in PLACE_FIELDS:
+            continue
+        if a.get(k, "<unset>") != b.get(k, "<unset>"):
+            diffs.append(f"{k}: {a.get(k, '<unset>')!r} there, {b.get(k, '<unset>')!r} now")
+    return diffs
+
+
+def inspect_run_dir(out: str, config: dict, overwrite: bool = False) -> str:
+    """What to do with the folder ``out`` for a run of ``config``: ``"new"``, ``"resume"`` or ``"finished"``.
+
+    Raises :class:`~kerasxfer.errors.UserError` (changing nothing) when the
+    folder holds a run made with other settings and ``overwrite`` is off.
+    With ``overwrite`` nothing is removed here: the trainer clears the run's
+    own files (:func:`remove_run_outputs`) once the data has opened.
+    """
+    from kerasxfer.errors import UserError
+
+    cfg_path = os.path.join(out, CONFIG)
+    if overwrite or not os.path.isfile(cfg_path):
+        return "new"
+    try:
+        old = read_json(cfg_path)
+    except (OSError, ValueError):
+        raise UserError(
+            f"{cfg_path} is unreadable, so {out} cannot be continued: pass --overwrite to replace the run, "
+            "or choose another --out_dir."
+        ) from None
+    diffs = config_differences(old, config)
+    if diffs:
+        raise UserError(
+            f"{out} holds a run made with other settings ({'; '.join(diffs)}): rerun with the same flags "
+            "to continue it, pass --overwrite to replace it, or choose another --out_dir."
+        )
+    if os.path.isfile(os.path.join(out, METRICS)):
+        return "finished"
+    return "resume" if os.path.isfile(os.path.join(out, RESUME, "state.json")) else "new"
+
+
+def remove_run_outputs(out: str) -> None:
+    """Remove what a run writes (``RUN_OUTPUTS``) from ``out``; any other file stays."""
+    for name in RUN_OUTPUTS:
+        path = os.path.join(out, name)
+        if os.path.isdir(path) and not os.path.islink(path):
+            shutil.rmtree(path)
+        elif os.path.lexists(path):
+            os.remove(path)
