@@ -1,0 +1,153 @@
+"""The report from run directories written by hand: numbers, sentences, seeds, refusals (no TensorFlow, no training)."""
+
+import json
+import math
+import os
+import subprocess
+import sys
+
+import numpy as np
+import pytest
+
+from kerasxfer import recipes, rundir
+from kerasxfer.errors import UserError
+from kerasxfer.report import mcnemar, write_report
+
+ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+
+
+def fake_run(root, name, exp, val_accs, correct, seed=0, seconds=10.0):
+    """A finished run directory of ``exp`` whose epochs reach ``val_accs`` and whose best model gets ``correct`` right."""
+    out = root / name
+    out.mkdir(parents=True)
+    exp.out_dir, exp.seed = str(out), seed
+    labels = [i % 3 for i in range(len(correct))]
+    preds = [y if ok else (y + 1) % 3 for y, ok in zip(labels, correct)]
+    epochs, phases, e = [], [], 0
+    for p in exp.phases:
+        phases.append({"name": p.name, "first_epoch": e + 1, "last_epoch": e + p.epochs, "lr": p.lr,
+                       "trainable": p.trainable, "trainable_params": 100 * (len(phases) + 1), "total_params": 1000,
+                       "cached_features": False})
+        for _ in range(p.epochs):
+            acc = val_accs[e]
+            epochs.append({"epoch": e + 1, "phase": p.name, "accuracy": min(1.0, acc + 0.05), "loss": 1.0 - acc,
+                           "val_accuracy": acc, "val_loss": 1.1 - acc, "learning_rate": p.lr})
+            e += 1
+    best = max(epochs, key=lambda r: (r["val_accuracy"], -r["val_loss"]))
+    history = {"run": exp.name, "weights_source": "made by hand", "phases": phases, "epochs": epochs,
+               "best": {"epoch": best["epoch"], "phase": best["phase"], "val_accuracy": best["val_accuracy"],
+                        "val_loss": best["val_loss"]}}
+    accuracy = float(np.mean(correct))
+    files = {
+        rundir.CONFIG: exp.to_dict(), rundir.HISTORY: history,
+        rundir.DATA: {"source": "digits", "class_names": ["a", "b", "c"], "num_train": 30, "num_val": len(correct),
+                      "image_size": 32},
+        rundir.METRICS: {"accuracy": accuracy, "class_names": ["a", "b", "c"], "num_val": len(correct),
+                         "confusion_matrix": [[1, 0, 0], [0, 1, 0], [0, 0, 1]], "best_epoch": best["epoch"],
+                         "best_phase": best["phase"], "total_params": 1000,
+                         "val_labels": labels, "val_predictions": preds},
+        rundir.TIMINGS: {"epochs": [{"epoch": r["epoch"], "seconds": 1.0, "images_per_sec": 100.0} for r in epochs],
+                         "phases": {p.name: seconds / len(exp.phases) for p in exp.phases}, "train_seconds": seconds},
+    }
+    for f, obj in files.items():
+        rundir.write_json(str(out / f), obj)
+    return out
+
+
+@pytest.fixture
+def study(tmp_path):
+    n = 60
+    scratch = fake_run(tmp_path, "scratch", recipes.scratch(epochs=3), [0.5, 0.9, 0.8], [True] * 57 + [False] * 3)
+    finetune = fake_run(tmp_path, "finetune", recipes.finetune(frozen_epochs=2, finetune_epochs=2, weights="none"),
+                        [0.4, 0.6, 0.7, 0.75], [True] * 40 + [False] * (n - 40), seconds=20.0)
+    return scratch, finetune
+
+
+def test_report_states_the_runs_numbers_and_the_winner(study, tmp_path):
+    scratch, finetune = study
+    out = tmp_path / "report"
+    summary = write_report([str(scratch), str(finetune)], str(out))
+    for f in ("report.md", "curves.png", "confusion.png", "summary.json"):
+        assert (out / f).is_file() and (out / f).stat().st_size > 100, f
+    assert sorted(os.listdir(out)) == ["confusion.png", "curves.png", "report.md", "summary.json"]  # no temporaries
+    assert json.loads((out / "summary.json").read_text()) == json.loads(json.dumps(summary))
+    s, f = summary["runs"]
+    assert (s["best_val_accuracy"], s["best_epoch"], s["final_val_accuracy"]) == (0.9, 2, 0.8)
+    assert s["accuracy_gap"] == pytest.approx(0.05) and s["loss_gap"] == pytest.approx(0.1)
+    assert [p["best_val_accuracy"] for p in f["phases"]] == [0.6, 0.75]
+    assert [p["trainable_params"] for p in f["phases"]] == [100, 200]
+    assert s["model"] == "scratch CNN" and f["model"] == "regnetx002" and f["train_seconds"] == 20.0
+    (pair,) = summary["comparisons"]
+    assert pair["mcnemar"]["b"] == 17 and pair["mcnemar"]["c"] == 0  # scratch right where finetune is wrong
+    lines = summary["summary"]
+    winner = next(l for l in lines if l.startswith("**Winner"))
+    assert "scratch" in winner and "by 15.00 points" in winner and "larger than the noise" in winner
+    assert any("Unfreezing moved **finetune** from 60.00 % to 75.00 % (+15.00 points)" in l for l in lines)
+    assert any("ended 10.0 points below its best epoch (2)" in l for l in lines)
+    md = (out / "report.md").read_text()
+    assert winner in md and "| scratch | scratch CNN |" in md and "## finetune" in md
+
+
+def test_equal_predictions_are_within_the_noise(tmp_path):
+    same = [True] * 50 + [False] * 10
+    a = fake_run(tmp_path, "a", recipes.scratch(epochs=1), [0.80], same)
+    b = fake_run(tmp_path, "b", recipes.scratch(epochs=1), [0.79], same)
+    summary = write_report([str(a), str(b)], str(tmp_path / "r"))
+    assert summary["comparisons"][0]["mcnemar"]["p_value"] == 1.0
+    assert any("within the noise" in l for l in summary["summary"])
+
+
+def test_seeds_of_one_approach_are_grouped_to_mean_and_std(tmp_path):
+    runs = [fake_run(tmp_path, f"scratch-seed{k}", recipes.scratch(epochs=1), [v], [True] * 10, seed=k)
+            for k, v in enumerate((0.8, 0.9))]
+    runs.append(fake_run(tmp_path, "finetune", recipes.finetune(frozen_epochs=1, finetune_epochs=1), [0.5, 0.6],
+                         [True] * 10))
+    summary = write_report([str(r) for r in runs], str(tmp_path / "r"))
+    g = summary["approaches"]["scratch"]
+    assert g["seeds"] == [0, 1] and g["mean"] == pytest.approx(0.85) and g["std"] == pytest.approx(0.1 / math.sqrt(2))
+    assert "## Seeds" in (tmp_path / "r" / "report.md").read_text()
+    # seeds of one approach are not rivals: the winner sentence compares approaches
+    winner = next(l for l in summary["summary"] if l.startswith("**Winner"))
+    assert "scratch-seed1" in winner and "finetune" in winner
+
+
+def test_refusals_are_one_sentence_and_write_nothing(study, tmp_path):
+    scratch, _ = study
+    out = tmp_path / "r"
+    with pytest.raises(UserError, match="at least two"):
+        write_report([str(scratch)], str(out))
+    (tmp_path / "empty").mkdir()
+    with pytest.raises(UserError, match="not a finished kerasxfer run"):
+        write_report([str(scratch), str(tmp_path / "empty")], str(out))
+    with pytest.raises(UserError, match="share the folder name"):
+        write_report([str(scratch), str(scratch)], str(out))
+    assert not out.exists()
+
+
+def test_mcnemar_matches_hand_computed_cases():
+    y = np.zeros(100, int)
+    a, b = np.zeros(100, int), np.zeros(100, int)
+    b[:10], a[10:12] = 1, 1  # A right / B wrong on 10 images, the reverse on 2: exact two-sided binomial
+    r = mcnemar(y, a, b)
+    assert (r["b"], r["c"]) == (10, 2) and r["p_value"] == pytest.approx(2 * (1 + 12 + 66) / 4096)
+    a, b = np.zeros(100, int), np.zeros(100, int)
+    b[:30], a[30:40] = 1, 1  # 30 vs 10: chi-square with continuity correction, (|30-10|-1)^2/40 = 9.025
+    r = mcnemar(y, a, b)
+    assert r["statistic"] == pytest.approx(9.025) and r["p_value"] == pytest.approx(0.0026635, rel=1e-3)
+    assert mcnemar(y, y, y)["p_value"] == 1.0
+    with pytest.raises(ValueError):
+        mcnemar(y, y[:5], y)
+
+
+def test_compare_cli_needs_no_tensorflow(study, tmp_path):
+    scratch, finetune = study
+    p = subprocess.run(
+        [sys.executable, "-c",
+         "import sys; from experiments import compare; from experiments.common import run_main\n"
+         "try:\n    run_main(compare.main)\nfinally:\n"
+         "    assert 'tensorflow' not in sys.modules, 'compare imported TensorFlow'\n",
+         f"--runs={scratch},{finetune}", f"--out_dir={tmp_path / 'r'}"],
+        cwd=ROOT, capture_output=True, text=True, timeout=120,
+    )
+    assert p.returncode == 0, p.stderr
+    assert "report: " in p.stdout and "Winner: scratch" in p.stdout

@@ -1,0 +1,107 @@
+"""The run directory and the resume state, in process: atomic writes, config diffs, what an existing folder means."""
+
+import json
+import os
+
+import numpy as np
+import pytest
+
+from kerasxfer import recipes, rundir
+from kerasxfer.errors import UserError
+
+
+def test_atomic_path_replaces_only_on_success_and_leaves_no_temporary(tmp_path):
+    target = tmp_path / "f.json"
+    target.write_text("old")
+    with pytest.raises(RuntimeError):
+        with rundir.atomic_path(str(target)) as tmp:
+            with open(tmp, "w") as f:
+                f.write("half")
+            raise RuntimeError("crash while writing")
+    assert target.read_text() == "old" and os.listdir(tmp_path) == ["f.json"]
+    rundir.write_json(str(target), {"a": np.float32(0.5), "b": np.arange(3), "c": (1, 2), "d": np.int64(7)})
+    assert json.loads(target.read_text()) == {"a": 0.5, "b": [0, 1, 2], "c": [1, 2], "d": 7}
+    assert target.read_text().endswith("}\n") and os.listdir(tmp_path) == ["f.json"]
+
+
+def test_temporary_name_keeps_the_extension(tmp_path):
+    with rundir.atomic_path(str(tmp_path / "model.keras")) as tmp:
+        assert tmp.endswith("model.keras") and os.path.dirname(tmp) == str(tmp_path)
+        open(tmp, "w").close()
+    assert os.listdir(tmp_path) == ["model.keras"]
+
+
+def test_config_differences_name_each_field_and_ignore_where_files_are():
+    a = recipes.scratch(out_dir="a").to_dict()
+    b = recipes.scratch(out_dir="b", widths=(8, 32), lr=1e-2).to_dict()
+    b["data"]["cache_dir"] = "/elsewhere"
+    diffs = rundir.config_differences(a, b)
+    assert diffs == ["model.widths: [32, 64, 128] there, [8, 32] now", "phases.0.lr: 0.001 there, 0.01 now"]
+    c = recipes.finetune(out_dir="a").to_dict()
+    assert "phases.count: 1 there, 2 now" in rundir.config_differences(a, c)
+
+
+def test_inspect_run_dir_new_resume_finished_and_refused(tmp_path):
+    out = str(tmp_path / "run")
+    cfg = recipes.scratch(out_dir=out).to_dict()
+    assert rundir.inspect_run_dir(out, cfg) == "new"
+    os.makedirs(os.path.join(out, rundir.RESUME))
+    rundir.write_json(os.path.join(out, rundir.CONFIG), cfg)
+    assert rundir.inspect_run_dir(out, cfg) == "new"  # config but no epoch finished
+    rundir.write_json(os.path.join(out, rundir.RESUME, "state.json"), {"epoch": 1})
+    assert rundir.inspect_run_dir(out, cfg) == "resume"
+    rundir.write_json(os.path.join(out, rundir.METRICS), {})
+    assert rundir.inspect_run_dir(out, cfg) == "finished"
+    other = recipes.scratch(out_dir=out, epochs=3).to_dict()
+    with pytest.raises(UserError, match=r"holds a run made with other settings \(phases.0.epochs: 10 there, 3 now\)"):
+        rundir.inspect_run_dir(out, other)
+    assert rundir.inspect_run_dir(out, other, overwrite=True) == "new"
+    (tmp_path / "run" / rundir.CONFIG).write_text("{not json")
+    with pytest.raises(UserError, match="is unreadable"):
+        rundir.inspect_run_dir(out, cfg)
+
+
+def test_remove_run_outputs_keeps_every_other_file(tmp_path):
+    for name in rundir.RUN_OUTPUTS:
+        if name in (rundir.TB, rundir.RESUME):
+            (tmp_path / name).mkdir()
+            (tmp_path / name / "x").write_text("x")
+        else:
+            (tmp_path / name).write_text("x")
+    (tmp_path / "notes.txt").write_text("mine")
+    (tmp_path / "mine").mkdir()
+    rundir.remove_run_outputs(str(tmp_path))
+    assert sorted(os.listdir(tmp_path)) == ["mine", "notes.txt"]
+
+
+def test_resume_state_round_trips_model_and_optimizer_variables(tmp_path):
+    import keras
+
+    from kerasxfer.resume import ResumeState
+
+    def model():
+        keras.utils.set_random_seed(1)
+        m = keras.Sequential([keras.Input((3,)), keras.layers.Dense(2)])
+        m.compile(optimizer=keras.optimizers.Adam(1e-2), loss="mse")
+        return m
+
+    a = model()
+    x, y = np.ones((4, 3), "float32"), np.zeros((4, 2), "float32")
+    a.fit(x, y, epochs=2, verbose=0)
+    state = ResumeState(str(tmp_path))
+    assert not state.found and state.epoch == 0
+    history, timings = {"epochs": [1, 2]}, {"train_seconds": 1.0}
+    state.save(2, a, a.optimizer, history, timings)
+    state.save(3, a, a.optimizer, history, timings)
+    assert sorted(os.listdir(tmp_path / "resume")) == ["state-3.npz", "state.json"]  # the older state is gone
+    found = ResumeState(str(tmp_path))
+    assert found.found and found.epoch == 3 and found.history == history and found.timings == timings
+    b = model()
+    found.restore(b, b)
+    for va, vb in zip(a.variables + a.optimizer.variables, b.variables + b.optimizer.variables):
+        np.testing.assert_array_equal(keras.ops.convert_to_numpy(va), keras.ops.convert_to_numpy(vb))
+    wrong = keras.Sequential([keras.Input((3,)), keras.layers.Dense(2), keras.layers.Dense(2)])
+    with pytest.raises(UserError, match="does not fit this model"):
+        found.restore(wrong)
+    found.clear()
+    assert not os.path.exists(tmp_path / "resume") and not ResumeState(str(tmp_path)).found
