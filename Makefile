@@ -9,7 +9,7 @@
 #   make bench / make bench-data      # throughput numbers (benchmarks, not tests)
 #
 # Variables (each passed to the matching flag only when set):
-#   DATASET IMAGE_SIZE BATCH_SIZE SEED VAL_FRACTION EPOCHS LR OUT
+#   DATASET IMAGE_SIZE BATCH_SIZE SEED VAL_FRACTION TEST_FRACTION SPLIT_SEED RESIZE EPOCHS LR OUT
 #   BACKBONE WEIGHTS FROZEN_EPOCHS FINETUNE_EPOCHS FINETUNE_LR UNFREEZE
 #   TF=cpu|gpu  (which TensorFlow build `make install` puts in .venv)
 #   PORT        (make tensorboard, default 6006)   PYTEST_ARGS (make test)
@@ -29,7 +29,8 @@ STAMP := $(VENV)/.kerasxfer-installed-$(TF)
 flag = $(if $(strip $($(1))),--$(2)=$($(1)))
 COMMON_FLAGS = $(call flag,DATASET,dataset) $(call flag,IMAGE_SIZE,image_size) \
   $(call flag,BATCH_SIZE,batch_size) $(call flag,SEED,seed) \
-  $(call flag,VAL_FRACTION,val_fraction) $(call flag,LR,lr) $(call flag,OUT,out_dir) \
+  $(call flag,VAL_FRACTION,val_fraction) $(call flag,TEST_FRACTION,test_fraction) \
+  $(call flag,SPLIT_SEED,split_seed) $(call flag,RESIZE,resize) $(call flag,LR,lr) $(call flag,OUT,out_dir) \
   $(call flag,AUGMENT,augment) $(call flag,MIXUP,mixup) $(call flag,CUTMIX,cutmix) \
   $(call flag,ON_BAD_IMAGE,on_bad_image) $(call flag,CACHE_DIR,cache_dir) $(call flag,TFDS_DATA_DIR,tfds_data_dir)
 SCRATCH_FLAGS = $(COMMON_FLAGS) $(call flag,EPOCHS,epochs)

@@ -65,11 +65,25 @@ def define_common_flags(default_out: str, dataset: str = "digits") -> None:
         "Cache decoded, resized images in files in this folder instead of in memory (data larger than RAM; "
         "reused by later runs on the same files and image size).",
     )
-    flags.DEFINE_integer("image_size", 64, "Images are resized to image_size x image_size RGB.")
+    flags.DEFINE_integer("image_size", 64, "Images are resized to image_size x image_size RGB (see --resize).")
+    _choice_flag(
+        "resize", config.RESIZE_MODES,
+        "How images reach image_size x image_size: squash (stretch the whole image), crop (the centre square) or "
+        "pad (letterbox: keep the aspect ratio, pad with black). Prediction uses the run's own choice.",
+    )
     flags.DEFINE_integer("batch_size", 32, "Batch size.")
-    flags.DEFINE_float("val_fraction", 0.2, "Share of each class held out for validation (flat folders, digits).")
+    flags.DEFINE_float(
+        "val_fraction", 0.2,
+        "Share of each class held out for validation (curves, best-epoch choice), where the data has no validation "
+        "split of its own (flat folders, digits, tfds without 'validation').",
+    )
+    flags.DEFINE_float(
+        "test_fraction", 0.2,
+        "Share of each class held out for the test split (the reported numbers), where the data has no test split "
+        "of its own (flat folders, digits, a train/+val/ folder, tfds without 'test'); never trained on.",
+    )
     flags.DEFINE_integer("seed", 0, "Seed of the data split, shuffling and initialisation.")
-    flags.DEFINE_integer("split_seed", None, "Seed of the train/val split alone (default: --seed).")
+    flags.DEFINE_integer("split_seed", None, "Seed of the train/val/test split alone (default: --seed).")
     flags.DEFINE_string("out_dir", default_out, "Run directory to write.")
     flags.DEFINE_integer("verbose", 0, "Keras fit verbosity (0: one log line per epoch, 1: progress bar).")
     flags.DEFINE_float("lr", 1e-3, "Learning rate (scratch; finetune phase 1).")

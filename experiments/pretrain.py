@@ -27,6 +27,7 @@ flags.DEFINE_string("backbone", "regnetx002", f"Backbone to pretrain: {', '.join
 flags.DEFINE_integer("epochs", 8, "Training epochs.")
 flags.DEFINE_integer("synthetic_train", 12000, "Training images of the synthetic dataset.")
 flags.DEFINE_integer("synthetic_val", 1200, "Validation images of the synthetic dataset.")
+flags.DEFINE_integer("synthetic_test", 1200, "Test images of the synthetic dataset.")
 FLAGS.set_default("dropout", 0.0)  # plenty of data: no dropout before the pretraining head
 
 

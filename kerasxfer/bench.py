@@ -15,8 +15,8 @@ import keras
 import numpy as np
 import tensorflow as tf
 
-from kerasxfer.data.pipeline import make_train_epochs
-from kerasxfer.data.sources import decode_image_file
+from kerasxfer.data.pipeline import decode_all, epochs_from
+from kerasxfer.data.decode import decode_image_file
 
 
 def _median_rate(times, batch_size):
@@ -129,7 +129,7 @@ def write_jpeg_folder(root: str, n: int = 96, size=(1200, 1600), classes: int = 
 
 
 def pipeline_rates(paths, labels, image_size: int, batch_size: int, min_side=True, epochs: int = 11) -> dict:
-    """Images/s of the training pipeline alone: epoch 1 (decode, resize, cache) and later epochs (cache).
+    """Images/s of the training pipeline alone: epoch 1 (decode, resize into the array) and later epochs (from it).
 
     ``min_side=True`` decodes JPEGs at reduced size (the default pipeline);
     ``False`` decodes every pixel (for comparison).
@@ -137,10 +137,10 @@ def pipeline_rates(paths, labels, image_size: int, batch_size: int, min_side=Tru
     def decode(p):
         return decode_image_file(p, image_size if min_side else None)
 
-    train_from, _ = make_train_epochs(np.asarray(paths), np.asarray(labels, np.int32), decode, image_size,
-                                      batch_size, seed=0)
     out = {}
     t = time.perf_counter()
+    images = decode_all(np.asarray(paths), decode, image_size)
+    train_from = epochs_from(images, np.asarray(labels, np.int32), batch_size, seed=0)
     n = sum(int(x.shape[0]) for x, _ in train_from(0, 1))
     out["first_epoch"] = n / (time.perf_counter() - t)
     t = time.perf_counter()

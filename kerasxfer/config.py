@@ -27,6 +27,7 @@ from kerasxfer.families import family_of
 BUILTIN_DATASETS = ("digits", "synthetic")
 TFDS_PREFIX = "tfds:"
 AUGMENT_MODES = ("none", "light", "strong")
+RESIZE_MODES = ("squash", "crop", "pad")
 BAD_IMAGE_MODES = ("skip", "error")
 MODEL_KINDS = ("scratch", "transfer", "regnet")
 PRECISIONS = ("float32", "mixed_float16", "mixed_bfloat16")
@@ -54,17 +55,25 @@ class DataConfig:
     in training only); ``mixup``/``cutmix`` are Beta(alpha, alpha)
     parameters (0: off) of batch mixing on the training split.
     ``cache_dir``: cache decoded images in files there instead of in memory.
+
+    Three disjoint splits: train, validation (curves, best-epoch choice) and
+    test (the reported numbers).  ``val_fraction``/``test_fraction`` are
+    shares of each class where the source has no such split of its own (see
+    :mod:`kerasxfer.data.sources`).  ``resize``: how images reach
+    ``image_size`` x ``image_size``: ``squash`` (stretch), ``crop`` (centre
+    square) or ``pad`` (letterbox, keeping the aspect ratio).
     """
 
     dataset: str = "digits"
     image_size: int = 64
     batch_size: int = 32
     val_fraction: float = 0.2
-    shuffle_buffer: int = 2048
+    test_fraction: float = 0.2
     synthetic_train: int = 12000
     synthetic_val: int = 1200
-    # Seed of the train/val split; None: the experiment's seed.  Fixing it
-    # keeps the same validation images across seeds (paired comparisons).
+    synthetic_test: int = 1200
+    # Seed of the train/val/test split; None: the experiment's seed.  Fixing it
+    # keeps the same validation and test images across seeds (paired comparisons).
     split_seed: Optional[int] = None
     tfds_data_dir: Optional[str] = None
     tfds_download: bool = True  # download and prepare a tfds dataset that is not prepared yet
@@ -73,6 +82,7 @@ class DataConfig:
     mixup: float = 0.0
     cutmix: float = 0.0
     cache_dir: Optional[str] = None
+    resize: str = "squash"
 
     @property
     def soft_labels(self) -> bool:
@@ -88,11 +98,18 @@ class DataConfig:
             )
         if not isinstance(self.batch_size, int) or not 1 <= self.batch_size <= 65536:
             raise UserError(f"--batch_size={self.batch_size} is out of range: use a positive integer.")
-        if not 0.0 < self.val_fraction < 1.0:
-            raise UserError(f"--val_fraction={self.val_fraction} must lie strictly between 0 and 1, for example 0.2.")
+        for name, v in (("val_fraction", self.val_fraction), ("test_fraction", self.test_fraction)):
+            if not 0.0 < v < 1.0:
+                raise UserError(f"--{name}={v} must lie strictly between 0 and 1, for example 0.2.")
+        if self.val_fraction + self.test_fraction >= 0.9:
+            raise UserError(
+                f"--val_fraction={self.val_fraction} and --test_fraction={self.test_fraction} leave "
+                f"{1 - self.val_fraction - self.test_fraction:.0%} of the images to train on: keep their sum below 0.9."
+            )
         self._validate_dataset()
         _choice("on_bad_image", self.on_bad_image, BAD_IMAGE_MODES)
         _choice("augment", self.augment, AUGMENT_MODES)
+        _choice("resize", self.resize, RESIZE_MODES)
         for name, alpha in (("mixup", self.mixup), ("cutmix", self.cutmix)):
             if not 0.0 <= alpha <= 10.0:
                 raise UserError(f"--{name}={alpha} is out of range: use 0 (off) or a Beta alpha such as 0.2 (up to 10).")
@@ -117,8 +134,8 @@ class DataConfig:
                 f"folder ({what}): pass --dataset=digits, --dataset=tfds:NAME or the path of a folder of class "
                 "sub-folders."
             )
-        if self.dataset == "synthetic" and not (self.synthetic_train >= 24 and self.synthetic_val >= 24):
-            raise UserError("the synthetic dataset needs at least 24 train and 24 val images (one per class).")
+        if self.dataset == "synthetic" and min(self.synthetic_train, self.synthetic_val, self.synthetic_test) < 24:
+            raise UserError("the synthetic dataset needs at least 24 train, 24 val and 24 test images (one per class).")
 
 
 @dataclass

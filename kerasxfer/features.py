@@ -26,6 +26,10 @@ class Features:
     seconds: float
 
 
+def ordered_features(feats, labels, batch_size: int) -> tf.data.Dataset:
+    return tf.data.Dataset.from_tensor_slices((feats, labels)).batch(batch_size).prefetch(tf.data.AUTOTUNE)
+
+
 def backbone_features(model: keras.Model, data: DataSplits, batch_size: int) -> Features:
     """Compute the pooled backbone features of every image once, and a head model that trains on them.
 
@@ -40,18 +44,15 @@ def backbone_features(model: keras.Model, data: DataSplits, batch_size: int) -> 
     t0 = time.perf_counter()
     extractor = keras.Model(model.inputs, model.get_layer("head_gap").output)
     feats = np.asarray(extractor.predict(data.train_ordered, verbose=0), np.float32)
-    labels = np.concatenate([y for _, y in data.train_ordered.as_numpy_iterator()])
     val_feats = np.asarray(extractor.predict(data.val, verbose=0), np.float32)
-    val_labels = np.concatenate([y for _, y in data.val.as_numpy_iterator()])
     inp = keras.Input(shape=feats.shape[1:], name="features")
     out = model.get_layer("head_dense")(model.get_layer("head_dropout")(inp))
     head = keras.Model(inp, out, name=f"{model.name}_head")
-    base = tf.data.Dataset.from_tensor_slices((feats, labels))
-    train_from = epochs_from(base, len(labels), batch_size, data.seed, data.shuffle_buffer)
-    val = tf.data.Dataset.from_tensor_slices((val_feats, val_labels)).batch(batch_size).prefetch(tf.data.AUTOTUNE)
+    train_from = epochs_from(feats, data.train_labels, batch_size, data.seed)
+    val = ordered_features(val_feats, data.val_labels, batch_size)
     seconds = time.perf_counter() - t0
     log.info(
         "frozen backbone: features of %d train + %d val images computed once in %.1fs; the head trains on them",
-        len(labels), len(val_labels), seconds,
+        len(feats), len(val_feats), seconds,
     )
     return Features(head, train_from, val, seconds)

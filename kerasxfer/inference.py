@@ -24,7 +24,8 @@ import tensorflow as tf
 
 from kerasxfer import rundir
 from kerasxfer.data.pipeline import to_rgb_resized
-from kerasxfer.data.sources import decode_image_bytes, decode_image_file, is_image_path, walk_files
+from kerasxfer.data.decode import decode_image_bytes, decode_image_file
+from kerasxfer.data.sources import is_image_path, walk_files
 from kerasxfer.errors import UserError
 from kerasxfer.models import use_native_grouped_conv
 
@@ -66,8 +67,10 @@ def load_model_safely(path: str):
 class Classifier:
     """A trained model plus its class names and input size."""
 
-    def __init__(self, model, class_names, image_size: Optional[int] = None, batch_size: int = 32):
+    def __init__(self, model, class_names, image_size: Optional[int] = None, batch_size: int = 32,
+                 resize: str = "squash"):
         self.model = model
+        self.resize = resize  # how images reach the model's size, as in training (data.json)
         self.class_names = list(class_names)
         shape = model.input_shape
         self.image_size = int(image_size or shape[1])
@@ -80,7 +83,7 @@ class Classifier:
             )
         use_native_grouped_conv(model)
         self._resize = tf.function(
-            lambda x: to_rgb_resized(x, self.image_size),
+            lambda x: to_rgb_resized(x, self.image_size, self.resize),
             input_signature=[tf.TensorSpec([None, None, 3], tf.uint8)],
         )
 
@@ -96,7 +99,7 @@ class Classifier:
                 "pass a run directory such as runs/finetune."
             ) from None
         model = load_model_safely(os.path.join(run_dir, "model.keras"))
-        return cls(model, data["class_names"], data.get("image_size"), batch_size)
+        return cls(model, data["class_names"], data.get("image_size"), batch_size, data.get("resize", "squash"))
 
     @classmethod
     def from_model(cls, path: str, class_names, batch_size: int = 32) -> "Classifier":
@@ -212,7 +215,7 @@ def export(clf: Classifier, out_dir: str, fmt: str) -> str:
 
     def from_bytes(encoded):
         def decode(b):  # the training pipeline's decoder: RGBA WebP, reduced-size JPEG and all
-            return to_rgb_resized(decode_image_bytes(b, size), size)
+            return to_rgb_resized(decode_image_bytes(b, size), size, clf.resize)
 
         images = tf.map_fn(decode, encoded, fn_output_signature=tf.TensorSpec((size, size, 3), tf.uint8))
         return from_uint8(images)

@@ -5,52 +5,26 @@ needs the process that trained them) and writes::
 
     report.md      a table per run, a comparison table and an executive summary
     curves.png     accuracy and loss per epoch for every run, phase boundaries marked
-    confusion.png  the confusion matrix of every run's best checkpoint
+    confusion.png  the confusion matrix of every run's best checkpoint on the test split
     summary.json   every number the report states
 
-Runs from several seeds of the same approach (``<name>-seed<k>``) are
+Runs are compared only when they were tested on the same images
+(:func:`check_comparable`).  Validation chose each run's best epoch; the
+winner, the margins, McNemar's test and the seed table use the held-out test
+split.  Runs from several seeds of the same approach (``<name>-seed<k>``) are
 aggregated to mean ± std.
 """
 
 from __future__ import annotations
 
-import math
 import os
 import re
 import statistics
 
-import numpy as np
-
-from kerasxfer.errors import UserError
 from kerasxfer import plots, rundir
+from kerasxfer.errors import UserError
+from kerasxfer.stats import NOISE_P, mcnemar
 
-NOISE_P = 0.05
-
-
-# ------------------------------------------------------------------ stats
-def mcnemar(labels, pred_a, pred_b) -> dict:
-    """McNemar's paired test of two classifiers on the same images.
-
-    ``b``: images A gets right and B wrong; ``c``: the reverse.  With
-    ``b + c < 25`` the exact two-sided binomial p-value is used, otherwise the
-    chi-square statistic with continuity correction, ``(|b - c| - 1)^2 / (b + c)``.
-    """
-    y, a, b_ = (np.asarray(v) for v in (labels, pred_a, pred_b))
-    if not (len(y) == len(a) == len(b_)):
-        raise ValueError("McNemar needs predictions on the same images")
-    ra, rb = a == y, b_ == y
-    b = int(np.sum(ra & ~rb))
-    c = int(np.sum(~ra & rb))
-    n = b + c
-    if n == 0:
-        return {"b": b, "c": c, "statistic": 0.0, "p_value": 1.0, "method": "none (no disagreement)"}
-    if n < 25:
-        k = min(b, c)
-        p = min(1.0, 2.0 * sum(math.comb(n, i) for i in range(k + 1)) / 2.0**n)
-        return {"b": b, "c": c, "statistic": float(k), "p_value": p, "method": "exact binomial"}
-    stat = (abs(b - c) - 1.0) ** 2 / n
-    p = math.erfc(math.sqrt(stat / 2.0))  # chi-square, 1 degree of freedom
-    return {"b": b, "c": c, "statistic": stat, "p_value": p, "method": "chi-square, continuity corrected"}
 
 
 # ------------------------------------------------------------------ runs
@@ -64,6 +38,11 @@ def load_run(run_dir: str) -> dict:
             "train it first or pass another run directory."
         )
     run = {k: rundir.read_json(os.path.join(run_dir, f"{k}.json")) for k in ("config", "history", "metrics", "data")}
+    if "test" not in run["metrics"] or "splits" not in run["data"]:
+        raise UserError(
+            f"{run_dir!r} was trained before kerasxfer held out a test split, so its numbers are not comparable: "
+            "train it again (same command with --overwrite)."
+        )
     timings_path = os.path.join(run_dir, rundir.TIMINGS)
     if os.path.isfile(timings_path):
         _merge_timings(run["history"], rundir.read_json(timings_path))
@@ -117,8 +96,12 @@ def summarize_run(run: dict) -> dict:
         "weights": h.get("weights_source", "unknown"),
         "seed": cfg.get("seed"),
         "dataset": run["data"]["source"],
+        "splits": run["data"]["splits"],
         "num_train": run["data"]["num_train"],
         "num_val": run["data"]["num_val"],
+        "num_test": run["data"]["num_test"],
+        "test_accuracy": m["test"]["accuracy"],
+        "test_loss": m["test"]["loss"],
         "best_val_accuracy": h["best"]["val_accuracy"],
         "best_val_loss": h["best"]["val_loss"],
         "best_epoch": h["best"]["epoch"],
@@ -130,7 +113,6 @@ def summarize_run(run: dict) -> dict:
         "final_val_loss": last["val_loss"],
         "accuracy_gap": last["accuracy"] - last["val_accuracy"],
         "loss_gap": last["val_loss"] - last["loss"],
-        "evaluated_accuracy": m["accuracy"],
         "total_params": m.get("total_params", h["phases"][-1]["total_params"]),
         "train_seconds": h.get("train_seconds"),
         "phases": [_phase_summary(h, p) for p in h["phases"]],
@@ -151,7 +133,8 @@ def _run_sentence(s) -> str:
         p = s["phases"][0]
         return (
             f"The {s['model']} run **{s['name']}** reached val_acc {_pct(p['best_val_accuracy'])} "
-            f"(epoch {p['best_epoch']}, train_loss {p['best_train_loss']:.3f} / val_loss {p['best_val_loss']:.3f})."
+            f"(epoch {p['best_epoch']}, train_loss {p['best_train_loss']:.3f} / val_loss {p['best_val_loss']:.3f}); "
+            f"that checkpoint scores {_pct(s['test_accuracy'])} on the {s['num_test']} held-out test images."
         )
     parts = []
     for i, p in enumerate(s["phases"]):
@@ -160,7 +143,8 @@ def _run_sentence(s) -> str:
         if i > 0 and p["val_loss_max"] - p["val_loss_min"] > 0.25 * max(p["val_loss_min"], 1e-9):
             swing = f", val_loss swinging {p['val_loss_min']:.3f}–{p['val_loss_max']:.3f}"
         parts.append(f"{what} {_pct(p['best_val_accuracy'])} (epoch {p['best_epoch']}{swing})")
-    return f"{s['model']} run **{s['name']}** ({s['weights']}): " + "; ".join(parts) + "."
+    return (f"{s['model']} run **{s['name']}** ({s['weights']}): " + "; ".join(parts)
+            + f" (validation); its best checkpoint scores {_pct(s['test_accuracy'])} on the {s['num_test']} test images.")
 
 
 def _notes(s) -> list:
@@ -185,39 +169,50 @@ def _notes(s) -> list:
     return notes
 
 
-def _split_key(run):
-    d = run["config"]["data"]
-    split_seed = d.get("split_seed")
-    return (d["dataset"], d["val_fraction"], run["config"]["seed"] if split_seed is None else split_seed,
-            d.get("synthetic_val"))
-
-
-def _same_val_images(ra, rb) -> bool:
-    return _split_key(ra) == _split_key(rb)
+def check_comparable(runs) -> None:
+    """Refuse (one sentence) runs whose data differ: class names, source, split seed or test images."""
+    checks = (
+        ("class names", lambda r: r["data"]["class_names"]),
+        ("datasets", lambda r: r["data"]["source"]),
+        ("split seeds", lambda r: r["data"].get("split_seed")),
+        ("test images", lambda r: r["data"]["splits"]["test"]["fingerprint"]),
+    )
+    ref = runs[0]
+    for r in runs[1:]:
+        for what, get in checks:
+            a, b = get(ref), get(r)
+            if a != b:
+                shown = "" if what == "test images" else f" ({a!r} vs {b!r})"
+                raise UserError(
+                    f"{ref['dir']} and {r['dir']} cannot be compared: their {what} differ{shown}; compare runs "
+                    "trained on the same data with the same --split_seed, so that they are tested on the same images."
+                )
 
 
 def compare_pair(a, b, ra, rb) -> dict:
-    """Winner, margin and McNemar between the best checkpoints of two runs."""
-    out = {
-        "a": a["name"], "b": b["name"],
-        "difference_points": 100 * (a["best_val_accuracy"] - b["best_val_accuracy"]),
-    }
-    ma, mb = ra["metrics"], rb["metrics"]
-    if _same_val_images(ra, rb) and ma.get("val_labels") is not None and ma.get("val_labels") == mb.get("val_labels"):
-        out["mcnemar"] = mcnemar(ma["val_labels"], ma["val_predictions"], mb["val_predictions"])
+    """Margin (test accuracy, points) and McNemar's test between the best checkpoints of two runs.
+
+    McNemar pairs the two runs' predictions image by image, so it needs the
+    same test images in the same order: the fingerprints and labels must match.
+    """
+    out = {"a": a["name"], "b": b["name"], "difference_points": 100 * (a["test_accuracy"] - b["test_accuracy"])}
+    ta, tb = ra["metrics"]["test"], rb["metrics"]["test"]
+    same = ra["data"]["splits"]["test"]["fingerprint"] == rb["data"]["splits"]["test"]["fingerprint"]
+    if same and ta["labels"] == tb["labels"]:
+        out["mcnemar"] = mcnemar(ta["labels"], ta["predictions"], tb["predictions"])
     return out
 
 
 def executive_summary(summaries, runs, groups) -> tuple:
     """Plain sentences: each run, the winner and by how much, noise, notes."""
     lines = [_run_sentence(s) for s in summaries]
-    # the best run of each approach (seeds of one approach are not rivals)
+    # one run per approach (seeds of one approach are not rivals), chosen on validation, never on test
     best_of = {}
     for s in summaries:
         a = _approach(s["name"])
         if a not in best_of or s["best_val_accuracy"] > best_of[a]["best_val_accuracy"]:
             best_of[a] = s
-    ranked = sorted(best_of.values(), key=lambda s: -s["best_val_accuracy"])
+    ranked = sorted(best_of.values(), key=lambda s: -s["test_accuracy"])
     pairs = []
     if len(ranked) >= 2:
         best, second = ranked[0], ranked[1]
@@ -225,14 +220,14 @@ def executive_summary(summaries, runs, groups) -> tuple:
         pair = compare_pair(best, second, by[best["name"]], by[second["name"]])
         pairs.append(pair)
         sentence = (
-            f"**Winner: {best['name']}** ({best['model']}, {_pct(best['best_val_accuracy'])}) beats "
-            f"{second['name']} ({_pct(second['best_val_accuracy'])}) by {pair['difference_points']:.2f} points"
+            f"**Winner: {best['name']}** ({best['model']}, {_pct(best['test_accuracy'])} on the test split) beats "
+            f"{second['name']} ({_pct(second['test_accuracy'])}) by {pair['difference_points']:.2f} points"
         )
         mc = pair.get("mcnemar")
         if mc:
             verdict = "larger than the noise" if mc["p_value"] < NOISE_P else "within the noise"
             sentence += (
-                f"; on the same {best['num_val']} validation images the best checkpoints disagree on "
+                f"; on the same {best['num_test']} held-out test images the best checkpoints disagree on "
                 f"{mc['b'] + mc['c']} (McNemar p = {mc['p_value']:.3g}), so the difference is {verdict}."
             )
         else:
@@ -248,7 +243,8 @@ def executive_summary(summaries, runs, groups) -> tuple:
     for name, g in groups.items():
         if len(g["seeds"]) > 1:
             lines.append(
-                f"Over {len(g['seeds'])} seeds, **{name}** reached {_pct(g['mean'])} ± {100 * g['std']:.2f} points."
+                f"Over {len(g['seeds'])} seeds, **{name}** scored {_pct(g['mean'])} ± {100 * g['std']:.2f} points on "
+                "the test split."
             )
     for s in summaries:
         lines += _notes(s)
@@ -292,7 +288,8 @@ def _confusion_png(summaries, runs, path):
     fig, axes = plots.pyplot().subplots(1, n, figsize=(side * n, side + 0.6), squeeze=False)
     for ax, s, r in zip(axes[0], summaries, runs):
         m = r["metrics"]
-        plots.draw_confusion(ax, m["confusion_matrix"], m["class_names"], f"{s['name']}: {_pct(m['accuracy'])}", 7)
+        title = f"{s['name']}: test {_pct(m['test']['accuracy'])}"
+        plots.draw_confusion(ax, m["test"]["confusion_matrix"], m["class_names"], title, 7)
     fig.tight_layout()
     plots.save(fig, path)
 
@@ -311,7 +308,7 @@ def _seed_groups(summaries) -> dict:
         g = groups.setdefault(_approach(s["name"]), {"runs": [], "seeds": [], "values": []})
         g["runs"].append(s["name"])
         g["seeds"].append(s["seed"])
-        g["values"].append(s["best_val_accuracy"])
+        g["values"].append(s["test_accuracy"])
     for g in groups.values():
         g["mean"] = statistics.fmean(g["values"])
         g["std"] = statistics.stdev(g["values"]) if len(g["values"]) > 1 else 0.0
@@ -321,8 +318,8 @@ def _seed_groups(summaries) -> dict:
 def _run_section(s) -> list:
     """The report's section about one run: where it came from, and a row per phase."""
     md = ["", f"## {s['name']}", "",
-          f"{s['model']} on {s['dataset']} ({s['num_train']} train / {s['num_val']} val images), "
-          f"seed {s['seed']}. Weights: {s['weights']}. Run directory: `{s['dir']}`.", ""]
+          f"{s['model']} on {s['dataset']} ({s['num_train']} train / {s['num_val']} val / {s['num_test']} test "
+          f"images), seed {s['seed']}. Weights: {s['weights']}. Run directory: `{s['dir']}`.", ""]
     md.append(_table(
         [[p["name"], f"{p['epochs'][0]}–{p['epochs'][1]}", f"{p['learning_rate']:g}", p["trainable"],
           f"{p['trainable_params']:,} / {p['total_params']:,}", _pct(p["best_val_accuracy"]), p["best_epoch"],
@@ -338,17 +335,26 @@ def _run_section(s) -> list:
     return md
 
 
+def _data_sentence(s) -> str:
+    """How many images each split holds and where it came from (the same for every compared run)."""
+    parts = [f"{name} {info['count']} ({info['from']})" for name, info in s["splits"].items()]
+    return (f"Data: {s['dataset']}; " + ", ".join(parts) + ". Validation chose each run's best epoch; every "
+            "accuracy called *test* is measured on the test split, which no run trained on or was selected on.")
+
+
 def _markdown(summaries, groups, lines) -> str:
     md = ["# Scratch or transfer? — kerasxfer report", ""]
     md += ["## Executive summary", ""] + [f"- {l}" for l in lines] + [""]
     md += ["## Side by side", ""]
     md.append(_table(
-        [[s["name"], s["model"], s["weights"], _pct(s["best_val_accuracy"]), f"{s['best_epoch']} ({s['best_phase']})",
+        [[s["name"], s["model"], s["weights"], _pct(s["test_accuracy"]), _pct(s["best_val_accuracy"]),
+          f"{s['best_epoch']} ({s['best_phase']})",
           f"{s['final_train_loss']:.3f} / {s['final_val_loss']:.3f}", f"{100 * s['accuracy_gap']:+.2f}",
           f"{s['total_params']:,}", f"{s['train_seconds']:.0f}"] for s in summaries],
-        ["run", "model", "weights", "best val_acc", "best epoch", "final train / val loss",
+        ["run", "model", "weights", "test accuracy", "best val_acc", "best epoch", "final train / val loss",
          "train-val acc gap (points)", "parameters", "train s"],
     ))
+    md += ["", _data_sentence(summaries[0])]
     for s in summaries:
         md += _run_section(s)
     if any(len(g["seeds"]) > 1 for g in groups.values()):
@@ -356,7 +362,7 @@ def _markdown(summaries, groups, lines) -> str:
         md.append(_table(
             [[n, len(g["seeds"]), _pct(g["mean"]), f"{100 * g['std']:.2f}", ", ".join(_pct(v) for v in g["values"])]
              for n, g in groups.items()],
-            ["approach", "seeds", "mean best val_acc", "std (points)", "per seed"],
+            ["approach", "seeds", "mean test accuracy", "std (points)", "per seed"],
         ))
     md += ["", "![curves](curves.png)", "", "![confusion matrices](confusion.png)", ""]
     return "\n".join(md)
@@ -367,6 +373,7 @@ def write_report(run_dirs, out_dir: str) -> dict:
     if len(run_dirs) < 2:
         raise UserError("compare needs at least two run directories, e.g. --runs=runs/scratch,runs/finetune.")
     runs = [load_run(d) for d in run_dirs]
+    check_comparable(runs)
     summaries = [summarize_run(r) for r in runs]
     names = [s["name"] for s in summaries]
     if len(set(names)) != len(names):

@@ -29,7 +29,7 @@ from kerasxfer.config import Experiment
 from kerasxfer.data import load_data
 from kerasxfer.distribute import defer_keras_build, describe, is_chief, make_strategy
 from kerasxfer.errors import UserError
-from kerasxfer.evaluation import count_params, evaluate, load_model, write_evaluation
+from kerasxfer.evaluation import count_params, evaluate_best, load_model, write_evaluation
 from kerasxfer.families import family_of
 from kerasxfer.features import backbone_features
 from kerasxfer.models import apply_trainable, build_model, calibrate_batchnorm, use_native_grouped_conv
@@ -53,8 +53,8 @@ def run_experiment(exp: Experiment, data=None, verbose: int = 0, overwrite: bool
     if status == "finished":
         metrics = rundir.read_json(os.path.join(out, rundir.METRICS))
         log.info(
-            "%s is already finished (best val_accuracy %.4f at epoch %d); pass --overwrite to train it again",
-            out, metrics["accuracy"], metrics["best_epoch"],
+            "%s is already finished (test accuracy %.4f, best epoch %d); pass --overwrite to train it again",
+            out, metrics["test"]["accuracy"], metrics["best_epoch"],
         )
         return metrics
     strategy = make_strategy(exp.strategy)  # before any other TensorFlow op (multi_worker needs that)
@@ -142,7 +142,9 @@ class _Run:
         rundir.write_json(os.path.join(out, rundir.ENVIRONMENT), {**rundir.environment(), **describe(self.strategy)})
         rundir.write_json(os.path.join(out, rundir.DATA), {
             "source": d.description, "class_names": d.class_names, "num_train": d.num_train,
-            "num_val": d.num_val, "image_size": d.image_size, **d.info,
+            "num_val": d.num_val, "num_test": d.num_test, "image_size": d.image_size, "resize": self.exp.data.resize,
+            "split_seed": self.exp.data.split_seed if self.exp.data.split_seed is not None else self.exp.seed,
+            "splits": d.splits, **d.info,
         })
 
     def _start_history(self) -> None:
@@ -261,13 +263,13 @@ class _Run:
             )
         best_model = load_model(self.model_path)
         use_native_grouped_conv(best_model)
-        probs = best_model.predict(self.data.val, verbose=0)
-        metrics = evaluate(self.data, probs)
+        metrics, probs = evaluate_best(best_model, self.data)
         metrics.update(best_epoch=history["best"]["epoch"], best_phase=history["best"]["phase"],
                        total_params=count_params(best_model.weights))
         rundir.write_json(os.path.join(out, rundir.METRICS), metrics)
         write_evaluation(out, self.exp, self.data, probs, metrics, history, self.timings)
         self.state.clear()
-        log.info("best val_accuracy %.4f at epoch %d (%s); run directory: %s",
-                 metrics["accuracy"], metrics["best_epoch"], metrics["best_phase"], out)
+        log.info("best checkpoint: epoch %d (%s), val_accuracy %.4f; test accuracy %.4f on %d held-out images; "
+                 "run directory: %s", metrics["best_epoch"], metrics["best_phase"], metrics["val"]["accuracy"],
+                 metrics["test"]["accuracy"], self.data.num_test, out)
         return metrics

@@ -66,7 +66,7 @@ def test_api_matches_model_predict_on_preprocessed_arrays(run_dir, images):
     good = [p for p in preds if p.error is None]
     # the same images, decoded and resized as in training, straight through model.predict
     from kerasxfer.data.pipeline import to_rgb_resized
-    from kerasxfer.data.sources import decode_image_file
+    from kerasxfer.data.decode import decode_image_file
 
     x = np.stack([to_rgb_resized(decode_image_file(p.source), 32).numpy() for p in good]).astype("float32")
     direct = clf.model.predict(x, verbose=0)
@@ -148,10 +148,26 @@ def test_export_gives_the_same_top1(run_dir, images, tmp_path):
     np.testing.assert_allclose(out8["probabilities"].numpy(), clf.model.predict(x.astype("float32"), verbose=0),
                                rtol=1e-4, atol=1e-5)
     from kerasxfer.data.pipeline import to_rgb_resized
-    from kerasxfer.data.sources import decode_image_file
+    from kerasxfer.data.decode import decode_image_file
 
     x = np.stack([to_rgb_resized(decode_image_file(str(f)), 32).numpy() for f in files])
     runner = tf.lite.Interpreter(model_path=path).get_signature_runner("serve_uint8")
     probs = runner(images=x)["probabilities"]
     labels = open(os.path.join(os.path.dirname(path), "labels.txt")).read().split()
     assert [labels[i] for i in probs.argmax(1)] == expected
+
+
+def test_prediction_resizes_as_the_run_was_trained(tmp_path):
+    """A run trained with --resize=pad predicts on letterboxed images: data.json carries the choice."""
+    import keras
+
+    from kerasxfer.data.pipeline import to_rgb_resized
+
+    model = keras.Sequential([keras.Input((8, 8, 3)), keras.layers.Flatten(), keras.layers.Dense(2, activation="softmax")])
+    model.save(tmp_path / "model.keras")
+    (tmp_path / "data.json").write_text(json.dumps({"class_names": ["a", "b"], "image_size": 8, "resize": "pad"}))
+    clf = Classifier.from_run(str(tmp_path))
+    wide = np.full((10, 40, 3), 200, np.uint8)
+    got = clf.preprocess(wide)
+    np.testing.assert_array_equal(got, to_rgb_resized(tf.constant(wide), 8, "pad").numpy().astype(np.float32))
+    assert got[0].max() == 0 and got[4].min() > 150  # black bars above and below, the picture in the middle

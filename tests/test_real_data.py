@@ -13,8 +13,9 @@ from PIL import Image
 
 from kerasxfer.config import DataConfig, Experiment, ModelConfig, PhaseConfig
 from kerasxfer.data import load_data
-from kerasxfer.data.pipeline import _file_cache, cache_key, mix_batch, to_rgb_resized
-from kerasxfer.data.sources import decode_image_bytes, folder_source
+from kerasxfer.data.pipeline import cache_key, mix_batch, to_rgb_resized
+from kerasxfer.data.decode import decode_image_bytes
+from kerasxfer.data.sources import folder_source
 from kerasxfer.data.tfds import tfds_source
 from kerasxfer.errors import UserError
 
@@ -82,7 +83,7 @@ def test_messy_folder_skip_mode_trains_on_the_rest_with_exact_counts(messy, tmp_
     assert data["skipped_undecodable"] == 3 and sorted(data["skipped_paths"]) == sorted(BAD)
     assert data["ignored_files"] == 2  # the two notes.txt; hidden files are not even counted
     assert data["ignored_empty_folders"] == ["empty class"]
-    assert data["num_train"] + data["num_val"] == 19
+    assert data["num_train"] + data["num_val"] + data["num_test"] == 19
     assert (tmp_path / "run" / "metrics.json").exists()
 
 
@@ -129,14 +130,14 @@ def test_split_is_stable_when_files_are_added(tmp_path):
         (root / c).mkdir(parents=True)
         for i in range(30):
             _save(str(root / c / f"{i}.png"), np.full((4, 4, 3), 4 * i, np.uint8), "PNG")
-    before = folder_source(str(root), 0.2, seed=3)
+    before = folder_source(str(root), 0.2, 0.2, seed=3)
     for c in ("a", "b"):
         for i in range(30, 60):
             _save(str(root / c / f"{i}.png"), np.full((4, 4, 3), 4 * i % 255, np.uint8), "PNG")
-    after = folder_source(str(root), 0.2, seed=3)
-    assert set(before.val_x) <= set(after.val_x)  # no existing file changed sides
-    assert set(before.train_x) <= set(after.train_x)
-    assert 0.1 < len(after.val_x) / 120 < 0.3
+    after = folder_source(str(root), 0.2, 0.2, seed=3)
+    for part in ("train", "val", "test"):  # no existing file changed sides
+        assert set(getattr(before, part).x) <= set(getattr(after, part).x)
+    assert 0.1 < len(after.val) / 120 < 0.3 and 0.1 < len(after.test) / 120 < 0.3
 
 
 def test_mixup_and_cutmix_mix_labels_in_proportion_and_repeat_with_the_seed():
@@ -199,10 +200,10 @@ def test_augmented_mixed_run_trains_and_repeats_byte_for_byte(tmp_path):
     m = run(tmp_path / "a")
     run(tmp_path / "b")
     assert (tmp_path / "a" / "history.json").read_bytes() == (tmp_path / "b" / "history.json").read_bytes()
-    assert m["accuracy"] > 0.13  # above chance (0.1; 3 standard deviations on 360 images) after 2 epochs
+    assert m["test"]["accuracy"] > 0.13  # above chance (0.1; 3 standard deviations on ~360 images) after 2 epochs
 
 
-def test_file_cache_is_written_once_reused_and_recovers_from_a_dead_writer(tmp_path):
+def test_file_cache_is_written_once_reused_and_rebuilt_when_damaged(tmp_path):
     cache = tmp_path / "cache"
     cfg = DataConfig(image_size=8, batch_size=32, cache_dir=str(cache))
     mem = load_data(DataConfig(image_size=8, batch_size=32), seed=0)
@@ -211,17 +212,19 @@ def test_file_cache_is_written_once_reused_and_recovers_from_a_dead_writer(tmp_p
     xv = np.concatenate([x for x, _ in a.val.as_numpy_iterator()])
     np.testing.assert_array_equal(xa, np.concatenate([x for x, _ in mem.train_from(0, 2).as_numpy_iterator()]))
     np.testing.assert_array_equal(xv, np.concatenate([x for x, _ in mem.val.as_numpy_iterator()]))
-    index = sorted(p.name for p in cache.iterdir() if p.name.endswith(".index"))
-    assert len(index) == 2 and index[0].startswith("train-8px-") and index[1].startswith("val-8px-")
+    names = sorted(p.name for p in cache.iterdir())
+    assert len(names) == 3 and [n.split("-")[0] for n in names] == ["test", "train", "val"]
+    assert all(n.endswith(".npy") and "-squash-8px-" in n for n in names)  # no temporary left
     mtimes = {p.name: p.stat().st_mtime_ns for p in cache.iterdir()}
     b = load_data(cfg, seed=0)
     np.testing.assert_array_equal(np.concatenate([x for x, _ in b.val.as_numpy_iterator()]), xv)
     assert {p.name: p.stat().st_mtime_ns for p in cache.iterdir()} == mtimes  # read, not rewritten
-    # what a killed writer leaves (a lockfile, no index) is cleared before writing again
-    stale = cache / "val-8px-0123456789abcdef_0.lockfile"
-    stale.write_text("")
-    _file_cache(str(cache), "val-8px-0123456789abcdef")
-    assert not stale.exists()
+    # a truncated file (a full disk, a killed copy) is detected and decoded again
+    val_file = cache / names[2]
+    val_file.write_bytes(val_file.read_bytes()[:1000])
+    c = load_data(cfg, seed=0)
+    np.testing.assert_array_equal(np.concatenate([x for x, _ in c.val.as_numpy_iterator()]), xv)
+    assert val_file.stat().st_size > 1000
     assert cache_key(["x"], [0], 8, "t") != cache_key(["x"], [0], 16, "t")
 
 
@@ -237,23 +240,25 @@ def tfds_dir(tmp_path_factory):
 
 
 def test_tfds_without_validation_split_is_split_stratified_by_seed(tfds_dir):
-    src = tfds_source("kx_tiny_colors", tfds_dir, 0.2, seed=0, image_size=16)
+    src = tfds_source("kx_tiny_colors", tfds_dir, 0.2, 0.2, seed=0, image_size=16)
     assert src.class_names == ["red", "green", "blue"]
-    assert len(src.train_y) + len(src.val_y) == 30
-    assert np.bincount(src.val_y, minlength=3).min() >= 1 and np.bincount(src.train_y, minlength=3).min() >= 5
-    assert "train split 80%/20% by seed 0" in src.description
-    again = tfds_source("kx_tiny_colors", tfds_dir, 0.2, seed=0, image_size=16)
-    assert [bytes(v) for v in again.val_x] == [bytes(v) for v in src.val_x]
-    other = tfds_source("kx_tiny_colors", tfds_dir, 0.2, seed=1, image_size=16)
-    assert [bytes(v) for v in other.val_x] != [bytes(v) for v in src.val_x]
-    img = decode_image_bytes(src.train_x[0]).numpy()
-    assert img.shape[-1] == 3 and img[..., src.train_y[0]].mean() > 150  # the class colour
+    assert len(src.train) + len(src.val) + len(src.test) == 30
+    assert np.bincount(src.val.y, minlength=3).min() >= 1 and np.bincount(src.test.y, minlength=3).min() >= 1
+    assert np.bincount(src.train.y, minlength=3).min() >= 3
+    assert "val from 20% of its 'train' split" in src.description and "test from 20% of its 'train'" in src.description
+    assert not set(src.test.keys) & set(src.val.keys) and not set(src.test.keys) & set(src.train.keys)
+    again = tfds_source("kx_tiny_colors", tfds_dir, 0.2, 0.2, seed=0, image_size=16)
+    assert [bytes(v) for v in again.val.x] == [bytes(v) for v in src.val.x]
+    other = tfds_source("kx_tiny_colors", tfds_dir, 0.2, 0.2, seed=1, image_size=16)
+    assert [bytes(v) for v in other.val.x] != [bytes(v) for v in src.val.x]
+    img = decode_image_bytes(src.train.x[0]).numpy()
+    assert img.shape[-1] == 3 and img[..., src.train.y[0]].mean() > 150  # the class colour
 
 
 def test_tfds_validation_split_is_used_when_the_dataset_has_one(tfds_dir):
     data = load_data(DataConfig(dataset="tfds:kx_tiny_colors_val", tfds_data_dir=tfds_dir, image_size=16), seed=0)
-    assert data.num_train == 30 and data.num_val == 9
-    assert "validation from its 'validation' split" in data.description
+    assert data.num_val == 9 and data.num_train + data.num_test == 30  # the test split is carved from train, not val
+    assert "val from its 'validation' split" in data.description
     assert data.info["files_per_class"] == {c: {"read": 13, "skipped": 0} for c in ("red", "green", "blue")}
 
 
@@ -261,9 +266,10 @@ def test_tfds_metadata_path_with_mock_data(tfds_dir):
     import tensorflow_datasets as tfds
 
     with tfds.testing.mock_data(num_examples=20):
-        src = tfds_source("beans", tfds_dir, 0.25, seed=0, image_size=16)
+        src = tfds_source("beans", tfds_dir, 0.25, 0.2, seed=0, image_size=16)
     assert src.class_names == ["angular_leaf_spot", "bean_rust", "healthy"]  # from beans' ClassLabel
-    assert len(src.train_y) + len(src.val_y) == 20
+    # mock_data's metadata names no splits here: validation and test are carved from train
+    assert len(src.train) + len(src.val) + len(src.test) == 20 and min(len(src.val), len(src.test)) >= 3
 
 
 def test_tfds_cli_trains_offline_from_a_prepared_folder(tfds_dir, tmp_path):
@@ -275,7 +281,8 @@ def test_tfds_cli_trains_offline_from_a_prepared_folder(tfds_dir, tmp_path):
     )
     assert p.returncode == 0, p.stderr[-2000:]
     data = json.loads((tmp_path / "run" / "data.json").read_text())
-    assert data["class_names"] == ["red", "green", "blue"] and data["num_train"] + data["num_val"] == 30
+    assert data["class_names"] == ["red", "green", "blue"]
+    assert data["num_train"] + data["num_val"] + data["num_test"] == 30
     assert data["source"].startswith("tfds kx_tiny_colors")
 
 
@@ -293,4 +300,4 @@ def test_tfds_unreachable_download_ends_in_one_sentence(tmp_path):
     from tests import tfds_tiny  # noqa: F401  (registers kx_unreachable)
 
     with pytest.raises(UserError, match=r"downloading it failed \(ConnectionError.*tfds build kx_unreachable"):
-        tfds_source("kx_unreachable", str(tmp_path), 0.2, 0)
+        tfds_source("kx_unreachable", str(tmp_path), 0.2, 0.2, 0)

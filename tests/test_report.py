@@ -16,8 +16,10 @@ from kerasxfer.report import mcnemar, write_report
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 
 
-def fake_run(root, name, exp, val_accs, correct, seed=0, seconds=10.0):
-    """A finished run directory of ``exp`` whose epochs reach ``val_accs`` and whose best model gets ``correct`` right."""
+def fake_run(root, name, exp, val_accs, correct, seed=0, seconds=10.0, test_keys=None, classes=("a", "b", "c"),
+             source="digits"):
+    """A finished run directory of ``exp`` whose epochs reach ``val_accs`` and whose best model gets ``correct``
+    (one boolean per test image) right."""
     out = root / name
     out.mkdir(parents=True)
     exp.out_dir, exp.seed = str(out), seed
@@ -37,15 +39,17 @@ def fake_run(root, name, exp, val_accs, correct, seed=0, seconds=10.0):
     history = {"run": exp.name, "weights_source": "made by hand", "phases": phases, "epochs": epochs,
                "best": {"epoch": best["epoch"], "phase": best["phase"], "val_accuracy": best["val_accuracy"],
                         "val_loss": best["val_loss"]}}
-    accuracy = float(np.mean(correct))
+    n = len(correct)
+    test = {"num_images": n, "accuracy": float(np.mean(correct)), "loss": 0.5, "labels": labels, "predictions": preds,
+            "confusion_matrix": [[1, 0, 0], [0, 1, 0], [0, 0, 1]]}
+    splits = {"train": {"count": 30, "from": "the rest"}, "val": {"count": n, "from": "20% of it"},
+              "test": {"count": n, "from": "20% of it", "fingerprint": str(test_keys or n)}}
     files = {
         rundir.CONFIG: exp.to_dict(), rundir.HISTORY: history,
-        rundir.DATA: {"source": "digits", "class_names": ["a", "b", "c"], "num_train": 30, "num_val": len(correct),
-                      "image_size": 32},
-        rundir.METRICS: {"accuracy": accuracy, "class_names": ["a", "b", "c"], "num_val": len(correct),
-                         "confusion_matrix": [[1, 0, 0], [0, 1, 0], [0, 0, 1]], "best_epoch": best["epoch"],
-                         "best_phase": best["phase"], "total_params": 1000,
-                         "val_labels": labels, "val_predictions": preds},
+        rundir.DATA: {"source": source, "class_names": list(classes), "num_train": 30, "num_val": n, "num_test": n,
+                      "image_size": 32, "split_seed": 0, "splits": splits},
+        rundir.METRICS: {"class_names": list(classes), "val": dict(test, accuracy=best["val_accuracy"]), "test": test,
+                         "best_epoch": best["epoch"], "best_phase": best["phase"], "total_params": 1000},
         rundir.TIMINGS: {"epochs": [{"epoch": r["epoch"], "seconds": 1.0, "images_per_sec": 100.0} for r in epochs],
                          "phases": {p.name: seconds / len(exp.phases) for p in exp.phases}, "train_seconds": seconds},
     }
@@ -73,6 +77,7 @@ def test_report_states_the_runs_numbers_and_the_winner(study, tmp_path):
     assert json.loads((out / "summary.json").read_text()) == json.loads(json.dumps(summary))
     s, f = summary["runs"]
     assert (s["best_val_accuracy"], s["best_epoch"], s["final_val_accuracy"]) == (0.9, 2, 0.8)
+    assert (s["test_accuracy"], f["test_accuracy"]) == (0.95, 40 / 60)
     assert s["accuracy_gap"] == pytest.approx(0.05) and s["loss_gap"] == pytest.approx(0.1)
     assert [p["best_val_accuracy"] for p in f["phases"]] == [0.6, 0.75]
     assert [p["trainable_params"] for p in f["phases"]] == [100, 200]
@@ -81,11 +86,14 @@ def test_report_states_the_runs_numbers_and_the_winner(study, tmp_path):
     assert pair["mcnemar"]["b"] == 17 and pair["mcnemar"]["c"] == 0  # scratch right where finetune is wrong
     lines = summary["summary"]
     winner = next(l for l in lines if l.startswith("**Winner"))
-    assert "scratch" in winner and "by 15.00 points" in winner and "larger than the noise" in winner
+    assert "scratch" in winner and "95.00 % on the test split" in winner and "by 28.33 points" in winner
+    assert "on the same 60 held-out test images" in winner and "larger than the noise" in winner
     assert any("Unfreezing moved **finetune** from 60.00 % to 75.00 % (+15.00 points)" in l for l in lines)
     assert any("ended 10.0 points below its best epoch (2)" in l for l in lines)
     md = (out / "report.md").read_text()
     assert winner in md and "| scratch | scratch CNN |" in md and "## finetune" in md
+    assert "| test accuracy | best val_acc |" in md and "| 95.00 % | 90.00 % |" in md
+    assert "Data: digits; train 30 (the rest), val 60 (20% of it), test 60 (20% of it)." in md
 
 
 def test_equal_predictions_are_within_the_noise(tmp_path):
@@ -98,17 +106,39 @@ def test_equal_predictions_are_within_the_noise(tmp_path):
 
 
 def test_seeds_of_one_approach_are_grouped_to_mean_and_std(tmp_path):
-    runs = [fake_run(tmp_path, f"scratch-seed{k}", recipes.scratch(epochs=1), [v], [True] * 10, seed=k)
-            for k, v in enumerate((0.8, 0.9))]
+    runs = [fake_run(tmp_path, f"scratch-seed{k}", recipes.scratch(epochs=1), [v], [True] * k1 + [False] * (10 - k1),
+                     seed=k) for k, (v, k1) in enumerate(((0.8, 9), (0.9, 7)))]
     runs.append(fake_run(tmp_path, "finetune", recipes.finetune(frozen_epochs=1, finetune_epochs=1), [0.5, 0.6],
-                         [True] * 10))
+                         [True] * 5 + [False] * 5))
     summary = write_report([str(r) for r in runs], str(tmp_path / "r"))
-    g = summary["approaches"]["scratch"]
-    assert g["seeds"] == [0, 1] and g["mean"] == pytest.approx(0.85) and g["std"] == pytest.approx(0.1 / math.sqrt(2))
+    g = summary["approaches"]["scratch"]  # test accuracies, over the seeds
+    assert g["seeds"] == [0, 1] and g["mean"] == pytest.approx(0.8) and g["std"] == pytest.approx(0.2 / math.sqrt(2))
     assert "## Seeds" in (tmp_path / "r" / "report.md").read_text()
-    # seeds of one approach are not rivals: the winner sentence compares approaches
+    # seeds of one approach are not rivals: the approach is represented by its best seed on *validation*
     winner = next(l for l in summary["summary"] if l.startswith("**Winner"))
-    assert "scratch-seed1" in winner and "finetune" in winner
+    assert "scratch-seed1" in winner and "70.00 %" in winner and "finetune" in winner
+
+
+@pytest.mark.parametrize("change, what", [
+    (dict(classes=("x", "y", "z")), "class names differ"),
+    (dict(source="image folder /elsewhere"), "datasets differ"),
+    (dict(test_keys="other images"), "test images differ"),
+])
+def test_runs_on_different_data_are_refused_naming_the_difference(study, tmp_path, change, what):
+    scratch, _ = study
+    other = fake_run(tmp_path, "other", recipes.scratch(epochs=1), [0.5], [True] * 60, **change)
+    with pytest.raises(UserError, match=f"cannot be compared: their {what}"):
+        write_report([str(scratch), str(other)], str(tmp_path / "r"))
+    assert not (tmp_path / "r").exists()
+
+
+def test_runs_from_before_the_test_split_are_refused(study, tmp_path):
+    scratch, finetune = study
+    metrics = json.loads((finetune / rundir.METRICS).read_text())
+    del metrics["test"]
+    (finetune / rundir.METRICS).write_text(json.dumps(metrics))
+    with pytest.raises(UserError, match="trained before kerasxfer held out a test split"):
+        write_report([str(scratch), str(finetune)], str(tmp_path / "r"))
 
 
 def test_refusals_are_one_sentence_and_write_nothing(study, tmp_path):
@@ -151,3 +181,14 @@ def test_compare_cli_needs_no_tensorflow(study, tmp_path):
     )
     assert p.returncode == 0, p.stderr
     assert "report: " in p.stdout and "Winner: scratch" in p.stdout
+
+
+def test_compare_cli_refuses_runs_on_different_data_in_one_line(study, tmp_path):
+    scratch, _ = study
+    other = fake_run(tmp_path, "other", recipes.scratch(epochs=1), [0.5], [True] * 60, source="image folder /x")
+    p = subprocess.run([sys.executable, "-m", "experiments.compare", f"--runs={scratch},{other}",
+                        f"--out_dir={tmp_path / 'r'}"], cwd=ROOT, capture_output=True, text=True, timeout=120)
+    assert p.returncode == 2
+    lines = [l for l in p.stderr.splitlines() if l.startswith("kerasxfer: error:")]
+    assert len(lines) == 1 and "cannot be compared: their datasets differ" in lines[0] and "Traceback" not in p.stderr
+    assert not (tmp_path / "r").exists()

@@ -66,8 +66,11 @@ def test_synthetic_classes_are_not_colour_classes():
 
 
 def test_synthetic_data_source(tmp_path):
-    d = load_data(DataConfig(dataset="synthetic", image_size=32, batch_size=16, synthetic_train=48, synthetic_val=24), seed=0)
-    assert d.num_train == 48 and d.num_val == 24 and d.class_names == synthetic.CLASS_NAMES
+    d = load_data(DataConfig(dataset="synthetic", image_size=32, batch_size=16, synthetic_train=48, synthetic_val=24,
+                             synthetic_test=24), seed=0)
+    assert (d.num_train, d.num_val, d.num_test) == (48, 24, 24) and d.class_names == synthetic.CLASS_NAMES
+    xv, xt = next(iter(d.val))[0].numpy(), next(iter(d.test))[0].numpy()
+    assert not np.array_equal(xv, xt)  # the test images are their own draws
     x, y = next(iter(d.val))
     assert x.shape == (16, 32, 32, 3)
 
@@ -77,7 +80,8 @@ def pretrained(tmp_path_factory):
     out = tmp_path_factory.mktemp("pt") / "pretrain"
     exp = Experiment(
         name="pretrain", out_dir=str(out),
-        data=DataConfig(dataset="synthetic", image_size=32, batch_size=16, synthetic_train=96, synthetic_val=48),
+        data=DataConfig(dataset="synthetic", image_size=32, batch_size=16, synthetic_train=96, synthetic_val=48,
+                        synthetic_test=48),
         model=ModelConfig(kind="regnet", backbone="regnetx002", dropout=0.0),
         phases=[PhaseConfig("pretrain", 1, 1e-3, "all")],
     )

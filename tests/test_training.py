@@ -51,8 +51,12 @@ def test_run_directory_is_complete(finetune_run):
     cfg = json.loads((out / "config.json").read_text())
     assert Experiment.from_dict(cfg).to_dict() == cfg
     assert json.loads((out / "metrics.json").read_text()) == json.loads(json.dumps(metrics))
-    assert sum(sum(r) for r in metrics["confusion_matrix"]) == metrics["num_val"]
-    assert set(metrics["per_class"]) == {"blue", "green", "red"}
+    for split in ("val", "test"):
+        m = metrics[split]
+        assert sum(sum(r) for r in m["confusion_matrix"]) == m["num_images"] == len(m["labels"])
+        assert set(m["per_class"]) == {"blue", "green", "red"}
+    data = json.loads((out / "data.json").read_text())
+    assert (data["num_val"], data["num_test"]) == (metrics["val"]["num_images"], metrics["test"]["num_images"])
 
 
 def test_two_phases_on_one_continuous_epoch_axis(finetune_run):
@@ -68,7 +72,7 @@ def test_two_phases_on_one_continuous_epoch_axis(finetune_run):
     assert h["best"]["val_accuracy"] == best["val_accuracy"]
     assert metrics["best_epoch"] == h["best"]["epoch"]
     # the best checkpoint is what metrics.json evaluated
-    assert metrics["accuracy"] == pytest.approx(h["best"]["val_accuracy"], abs=1e-6)
+    assert metrics["val"]["accuracy"] == pytest.approx(h["best"]["val_accuracy"], abs=1e-6)
 
 
 def test_tensorboard_has_every_epoch_of_both_phases(finetune_run):
@@ -116,4 +120,4 @@ def test_scratch_run_learns_digits(tmp_path):
     metrics = run_experiment(exp)
     h = json.loads((tmp_path / "scratch" / "history.json").read_text())
     assert [e["epoch"] for e in h["epochs"]] == [1, 2, 3]
-    assert metrics["accuracy"] > 0.8  # chance is 0.1
+    assert metrics["test"]["accuracy"] > 0.8  # chance is 0.1

@@ -1,12 +1,12 @@
 """Where examples come from: built-in digits, the synthetic task, and folders of
 class sub-folders (TensorFlow Datasets, ``tfds:NAME``, are in :mod:`kerasxfer.data.tfds`).
 
-A source returns a :class:`SourceSplit`: train and val examples (numpy
-arrays of small images, file paths, or encoded image bytes), integer labels,
-class names, and a ``decode`` function that turns one example into an image
-tensor.  Files and tfds records go through one decoder,
-:func:`decode_image_bytes`, which reads JPEG (at reduced size when that is
-enough), PNG, GIF (first frame), BMP and WebP, and always gives RGB.
+A source returns a :class:`SourceSplit`: three disjoint :class:`Split` s —
+train, validation and test — of examples (numpy arrays of small images, file
+paths, or encoded image bytes) with integer labels and a stable key each,
+the class names, and a ``decode`` function that turns one example into an
+image tensor (files and tfds records all go through
+:func:`kerasxfer.data.decode.decode_image_bytes`).
 """
 
 from __future__ import annotations
@@ -16,74 +16,90 @@ import functools
 import hashlib
 import logging
 import os
-import time
 from typing import Callable
 
 import numpy as np
-import tensorflow as tf
 
-from kerasxfer.config import BAD_IMAGE_MODES
+from kerasxfer.data.decode import check_images, decode_image_file
 from kerasxfer.errors import UserError
 
 log = logging.getLogger("kerasxfer")
 
 IMAGE_EXTENSIONS = (".jpg", ".jpeg", ".jpe", ".jfif", ".png", ".gif", ".bmp", ".webp")
-_VAL_DIRS = ("val", "validation")
+
+
+@dataclasses.dataclass
+class Split:
+    """The examples of one split: ``x`` (small images, paths or encoded bytes), int32 labels ``y``,
+    a stable ``keys[i]`` per example (relative path, record id) and where the split came from, in words."""
+
+    x: np.ndarray
+    y: np.ndarray
+    keys: list
+    origin: str
+    decode: Callable = None  # when this split's examples decode differently from the source's
+
+    def __len__(self):
+        return len(self.y)
+
+    def take(self, mask, origin: str) -> "Split":
+        return Split(self.x[mask], self.y[mask], [k for k, m in zip(self.keys, mask) if m], origin, self.decode)
 
 
 @dataclasses.dataclass
 class SourceSplit:
-    train_x: np.ndarray
-    train_y: np.ndarray
-    val_x: np.ndarray
-    val_y: np.ndarray
+    """A source's train, validation and test splits (disjoint), its class names and its decoder."""
+
+    train: Split
+    val: Split
+    test: Split
     class_names: list
     decode: Callable  # (example tensor) -> uint8 image tensor (H, W, C), C in {1, 3}
     description: str
     info: dict = dataclasses.field(default_factory=dict)
-    val_decode: Callable = None  # when validation examples decode differently
+
+    @property
+    def splits(self) -> dict:
+        return {"train": self.train, "val": self.val, "test": self.test}
 
 
 # ----------------------------------------------------------------- digits
-def digits_source(val_fraction: float, seed: int) -> SourceSplit:
-    """scikit-learn's 1,797 handwritten digits (8x8, 17 grey levels) as uint8."""
+def digits_source(val_fraction: float, test_fraction: float, seed: int) -> SourceSplit:
+    """scikit-learn's 1,797 handwritten digits (8x8, 17 grey levels) as uint8, split three ways by seed."""
     from sklearn.datasets import load_digits
-    from sklearn.model_selection import train_test_split
 
     d = load_digits()
     images = np.round(d.images * (255.0 / 16.0)).astype(np.uint8)[..., None]
     labels = d.target.astype(np.int32)
-    tr_x, va_x, tr_y, va_y = train_test_split(
-        images, labels, test_size=val_fraction, random_state=seed, stratify=labels
-    )
+    names = [str(i) for i in range(10)]
+    everything = Split(images, labels, [f"digits[{i}]" for i in range(len(labels))], "the 1,797 digits")
+    train, val, test = split_three(everything, val_fraction, test_fraction, seed, names)
     return SourceSplit(
-        tr_x, tr_y, va_x, va_y,
-        class_names=[str(i) for i in range(10)],
-        decode=lambda x: x,
+        train, val, test, class_names=names, decode=lambda x: x,
         description="scikit-learn digits (1,797 real 8x8 handwritten digits)",
     )
 
 
 # -------------------------------------------------------------- synthetic
-def synthetic_source(num_train: int, num_val: int, image_size: int, seed: int) -> SourceSplit:
+def synthetic_source(num_train: int, num_val: int, num_test: int, image_size: int, seed: int) -> SourceSplit:
     """The procedural shapes-and-textures task of :mod:`kerasxfer.data.synthetic`.
 
     Examples are image indices; each image is drawn from its index inside the
-    pipeline (train and val are different draws: split 0 and 1).
+    pipeline, and the three splits are different draws (split 0, 1 and 2).
     """
     from kerasxfer.data import synthetic
 
-    def decode_for(split):
-        return lambda i: synthetic.make_image(i, seed, split, image_size)[0]
+    def part(split, n, name):
+        x = np.arange(n, dtype=np.int64)
+        decode = lambda i: synthetic.make_image(i, seed, split, image_size)[0]  # noqa: E731
+        return Split(x, (x % synthetic.NUM_CLASSES).astype(np.int32), [f"{name}[{i}]" for i in range(n)],
+                     f"drawn procedurally ({name} draws, seed {seed})", decode)
 
-    train_x, val_x = np.arange(num_train, dtype=np.int64), np.arange(num_val, dtype=np.int64)
     return SourceSplit(
-        train_x, (train_x % synthetic.NUM_CLASSES).astype(np.int32),
-        val_x, (val_x % synthetic.NUM_CLASSES).astype(np.int32),
+        part(0, num_train, "train"), part(1, num_val, "val"), part(2, num_test, "test"),
         class_names=list(synthetic.CLASS_NAMES),
-        decode=decode_for(0),
+        decode=None,
         description=f"synthetic shapes x textures ({synthetic.NUM_CLASSES} classes, procedural, seed {seed})",
-        val_decode=decode_for(1),
     )
 
 
@@ -118,8 +134,9 @@ def list_images(folder: str):
     return images, len(files) - len(images)
 
 
-def _collect(root: str, class_names: list):
-    """Image paths and labels of every class folder, and the count of ignored files."""
+def _collect(root: str, class_names: list, keys_from: str, origin: str):
+    """The images of every class folder under ``root`` as a :class:`Split` (keys relative to ``keys_from``),
+    and the count of ignored files."""
     paths, labels, ignored = [], [], 0
     for i, c in enumerate(class_names):
         folder = os.path.join(root, c)
@@ -129,7 +146,8 @@ def _collect(root: str, class_names: list):
             ignored += other
         paths += files
         labels += [i] * len(files)
-    return np.array(paths, dtype=object), np.array(labels, dtype=np.int32), ignored
+    keys = [os.path.relpath(p, keys_from) for p in paths]
+    return Split(np.array(paths, dtype=object), np.array(labels, dtype=np.int32), keys, origin), ignored
 
 
 def _hash_unit(seed: int, key: str) -> float:
@@ -138,137 +156,62 @@ def _hash_unit(seed: int, key: str) -> float:
     return int.from_bytes(h[:8], "big") / 2.0**64
 
 
-def stratified_split(paths, labels, root, val_fraction: float, seed: int, class_names=None, keys=None):
-    """Split each class by a seeded hash of each example's key.
+def stratified_assign(labels, keys, val_fraction: float, test_fraction: float, seed: int, class_names=None):
+    """Each example's split, 0 (train), 1 (val) or 2 (test), by a seeded hash of its key, per class.
 
-    The key is the file's path under ``root`` (or ``keys[i]`` when given,
-    e.g. a tfds record's split and index).  An example goes to val when its
-    hash, a number in [0, 1), is below ``val_fraction``: its side depends on
-    its own key and the seed only, never on the listing order or on the
-    other files, so adding or removing files moves none of the others.
-    Each class gets about ``val_fraction`` of its examples in val; a class
-    that the rule would leave with no val (or no train) example gives its
-    lowest-hash example to val (highest to train), which only happens in
-    classes of a few images.
+    An example's hash ``u`` in [0, 1) puts it in test when ``u <
+    test_fraction``, in val when below ``test_fraction + val_fraction``,
+    else in train: its side depends on its own key and the seed only, never
+    on the listing order or on the other files, so adding or removing files
+    moves none of the others.  A fraction of 0 asks for no such split.
+    A class that this rule leaves without an example in a split that is
+    asked for is split by rank of the hash instead (only classes of a few
+    images); a class with fewer images than splits is refused.
     """
-    if keys is None:
-        keys = [os.path.relpath(p, root) for p in paths]
-    val_mask = np.zeros(len(labels), dtype=bool)
+    labels = np.asarray(labels)
+    wanted = [True, val_fraction > 0, test_fraction > 0]
+    need = sum(wanted)
+    out = np.zeros(len(labels), dtype=np.int8)
     for c in np.unique(labels):
         idx = np.flatnonzero(labels == c)
-        if len(idx) < 2:
+        name = class_names[c] if class_names else int(c)
+        if len(idx) < need:
+            parts = "train/validation/test" if need == 3 else "train/validation" if wanted[1] else "train/test"
             raise UserError(
-                f"class {class_names[c] if class_names else int(c)!r} has only "
-                f"{len(idx)} image: a train/val split needs at least 2 per class; add images."
+                f"class {name!r} has only {len(idx)} image(s): a {parts} split needs at least {need} per class; "
+                "add images."
             )
         h = np.array([_hash_unit(seed, keys[i]) for i in idx])
-        in_val = h < val_fraction
-        if not in_val.any():
-            in_val[np.argmin(h)] = True
-        if in_val.all():
-            in_val[np.argmax(h)] = False
-        val_mask[idx[in_val]] = True
-    return val_mask
+        side = np.where(h < test_fraction, 2, np.where(h < test_fraction + val_fraction, 1, 0))
+        if any(w and not (side == k).any() for k, w in enumerate(wanted)):
+            side = _by_rank(h, val_fraction, test_fraction, wanted)
+        out[idx] = side
+    return out
 
 
-# ------------------------------------------------------------------ decode
-_JPEG_MAGIC = b"\xff\xd8\xff"
+def _by_rank(h, val_fraction, test_fraction, wanted):
+    """The split of a small class by rank of its hashes: lowest to test, then val, the rest (at least one) to train."""
+    n = len(h)
+    n_test = max(1, round(n * test_fraction)) if wanted[2] else 0
+    n_val = max(1, round(n * val_fraction)) if wanted[1] else 0
+    while n_test + n_val >= n:  # keep one for train
+        if n_test >= n_val and n_test > 1:
+            n_test -= 1
+        else:
+            n_val -= 1
+    side = np.zeros(n, dtype=np.int8)
+    order = np.argsort(h, kind="stable")
+    side[order[:n_test]] = 2
+    side[order[n_test:n_test + n_val]] = 1
+    return side
 
 
-def decode_image_bytes(data, min_side: int | None = None):
-    """Decode encoded image bytes to uint8 RGB ``(H, W, 3)``.
-
-    JPEG, PNG, GIF (first frame), BMP and WebP; greyscale, palette and RGBA
-    images become RGB (alpha is dropped).  With ``min_side`` a JPEG is
-    decoded at 1/2, 1/4 or 1/8 of its size (libjpeg's DCT scaling, several
-    times faster on large photos) as long as both sides stay at least
-    ``min_side`` pixels: the image is resized to ``min_side`` afterwards
-    anyway.  Raises ``InvalidArgumentError`` for bytes that are not a whole
-    image (empty, truncated, another format).
-    """
-    head = tf.strings.substr(tf.strings.join([data, tf.constant(b"\0" * 12)]), 0, 12)
-    is_jpeg = tf.equal(tf.strings.substr(head, 0, 3), _JPEG_MAGIC)
-    is_webp = tf.logical_and(
-        tf.equal(tf.strings.substr(head, 0, 4), b"RIFF"), tf.equal(tf.strings.substr(head, 8, 4), b"WEBP")
-    )
-
-    def jpeg():
-        full = lambda: tf.io.decode_jpeg(data, channels=3)  # noqa: E731
-        if not min_side:
-            return full()
-        shape = tf.image.extract_jpeg_shape(data)
-        short = tf.minimum(shape[0], shape[1])
-        branches = [
-            (short >= r * min_side, lambda r=r: tf.io.decode_jpeg(data, channels=3, ratio=r)) for r in (8, 4, 2)
-        ]
-        return tf.case(branches, default=full, exclusive=False)
-
-    def webp():
-        return tf.io.decode_webp(data)[0, :, :, :3]  # (frames, H, W, 3|4): first frame, no alpha
-
-    def other():
-        return tf.io.decode_image(data, channels=3, expand_animations=False, dtype=tf.uint8)
-
-    img = tf.cond(is_jpeg, jpeg, lambda: tf.cond(is_webp, webp, other))
-    img.set_shape([None, None, 3])
-    return img
-
-
-def decode_image_file(path, min_side: int | None = None):
-    """Read and decode one image file to uint8 RGB (see :func:`decode_image_bytes`)."""
-    return decode_image_bytes(tf.io.read_file(path), min_side)
-
-
-def find_undecodable(examples, decode=decode_image_file) -> list:
-    """Indices of ``examples`` (paths or bytes) that ``decode`` cannot decode.
-
-    Decodes every example once, in parallel, through the decoder the
-    pipeline uses; one that fails is dropped by ``ignore_errors`` and so is
-    missing from the indices that come back.
-    """
-    n = len(examples)
-    if n == 0:
-        return []
-    ds = tf.data.Dataset.from_tensor_slices((np.arange(n), np.asarray(examples)))
-    ds = ds.map(
-        lambda i, e: (i, tf.shape(decode(e))[0]), num_parallel_calls=tf.data.AUTOTUNE, deterministic=False
-    ).ignore_errors()
-    ok = np.zeros(n, dtype=bool)
-    for i, h in ds.batch(256).as_numpy_iterator():
-        ok[i[h > 0]] = True
-    return [int(i) for i in np.flatnonzero(~ok)]
-
-
-def check_images(x, y, class_names, names, on_bad_image: str, where: str, decode):
-    """Drop (``skip``) or refuse (``error``) the examples that cannot be decoded.
-
-    ``names[i]`` is how example ``i`` is shown to the user (a relative path,
-    or a tfds record id).  Returns the kept ``x``, ``y`` and per-class counts
-    ``{class: {"read": n, "skipped": k}}`` plus the skipped names.
-    """
-    if on_bad_image not in BAD_IMAGE_MODES:
-        raise UserError(f"--on_bad_image={on_bad_image!r} is unknown: use skip or error.")
-    t0 = time.perf_counter()
-    bad = find_undecodable(x, decode)
-    log.info("checked %d images in %s in %.1fs: %d cannot be decoded", len(x), where, time.perf_counter() - t0, len(bad))
-    bad_names = [names[i] for i in bad]
-    if bad and on_bad_image == "error":
-        shown = ", ".join(bad_names[:10]) + (f" and {len(bad) - 10} more" if len(bad) > 10 else "")
-        raise UserError(
-            f"{len(bad)} file(s) in {where} cannot be decoded as images (corrupt, truncated or not an image): "
-            f"{shown}; fix or remove them, or pass --on_bad_image=skip to train without them."
-        )
-    if bad:
-        log.warning(
-            "skipped %d file(s) that cannot be decoded as images (first: %s)", len(bad), ", ".join(bad_names[:5])
-        )
-    keep = np.ones(len(x), dtype=bool)
-    keep[bad] = False
-    counts = {
-        c: {"read": int(((y == i) & keep).sum()), "skipped": int(((y == i) & ~keep).sum())}
-        for i, c in enumerate(class_names)
-    }
-    return x[keep], y[keep], counts, bad_names
+def split_three(part: Split, val_fraction: float, test_fraction: float, seed: int, class_names):
+    """``part`` divided into (train, val, test) by :func:`stratified_assign` (a fraction of 0 leaves that one empty)."""
+    side = stratified_assign(part.y, part.keys, val_fraction, test_fraction, seed, class_names)
+    how = f"{{:.0%}} of {part.origin or 'the images'}, seeded hash of each example (seed {seed})"
+    return (part.take(side == 0, f"the rest of {part.origin or 'the images'}"),
+            part.take(side == 1, how.format(val_fraction)), part.take(side == 2, how.format(test_fraction)))
 
 
 def merge_counts(a: dict, b: dict) -> dict:
@@ -283,68 +226,90 @@ def _image_classes(root: str):
     return names, empty
 
 
-def _checked(x, y, class_names, root, on_bad_image, decode):
-    return check_images(x, y, class_names, [os.path.relpath(p, root) for p in x], on_bad_image, root, decode)
+SPLIT_DIRS = {"train": ("train",), "val": ("val", "validation"), "test": ("test",)}
 
 
-def _train_val_folders(root, val_dir, on_bad_image, decode):
-    """``root/train/<class>/`` and ``root/<val_dir>/<class>/``: the split is the user's."""
-    train_root, val_root = os.path.join(root, "train"), os.path.join(root, val_dir)
+def _split_dirs(root: str) -> dict:
+    """``{"train": "train", "val": "validation", "test": None}``: the split folders ``root`` has."""
+    subdirs = _class_dirs(root)
+    return {split: next((d for d in names if d in subdirs), None) for split, names in SPLIT_DIRS.items()}
+
+
+def _split_folders(root, dirs, val_fraction, test_fraction, seed, on_bad_image, decode):
+    """``root/train/<class>/`` and ``root/val/`` and/or ``root/test/``; a missing val/ or test/ is carved from train/."""
+    train_root = os.path.join(root, dirs["train"])
     class_names, empty = _image_classes(train_root)
     _check_classes(class_names, train_root, empty)
-    extra = sorted(set(_image_classes(val_root)[0]) - set(class_names))
-    if extra:
-        raise UserError(f"{val_root!r} has classes missing from train/ ({', '.join(extra)}): give every class train images.")
-    tr_x, tr_y, ign1 = _collect(train_root, class_names)
-    va_x, va_y, ign2 = _collect(val_root, class_names)
-    tr_x, tr_y, c1, bad1 = _checked(tr_x, tr_y, class_names, root, on_bad_image, decode)
-    va_x, va_y, c2, bad2 = _checked(va_x, va_y, class_names, root, on_bad_image, decode)
-    if len(va_x) == 0:
-        raise UserError(f"{val_root!r} holds no readable images: add validation images.")
-    return (tr_x, tr_y, va_x, va_y), class_names, empty, ign1 + ign2, bad1 + bad2, merge_counts(c1, c2)
+    parts, counts, bad, ignored = {}, None, [], 0
+    for split, d in dirs.items():
+        if d is None:
+            continue
+        folder = os.path.join(root, d)
+        extra = sorted(set(_image_classes(folder)[0]) - set(class_names))
+        if extra:
+            raise UserError(f"{folder!r} has classes missing from train/ ({', '.join(extra)}): give every class train images.")
+        part, ign = _collect(folder, class_names, root, f"{d}/")
+        part, c, b = check_images(part, class_names, on_bad_image, root, decode)
+        if split != "train" and len(part) == 0:
+            raise UserError(f"{folder!r} holds no readable images: add images or remove the folder.")
+        parts[split], ignored, bad = part, ignored + ign, bad + b
+        counts = c if counts is None else merge_counts(counts, c)
+    carve = {"val": val_fraction if dirs["val"] is None else 0.0, "test": test_fraction if dirs["test"] is None else 0.0}
+    if carve["val"] or carve["test"]:
+        train, val, test = split_three(parts["train"], carve["val"], carve["test"], seed, class_names)
+        parts["train"] = train
+        parts.setdefault("val", val)
+        parts.setdefault("test", test)
+    return parts, class_names, empty, ignored, bad, counts
 
 
-def _flat_folder(root, val_fraction, seed, on_bad_image, decode):
-    """``root/<class>/``: split per class by a seeded hash of each path (:func:`stratified_split`)."""
+def _flat_folder(root, val_fraction, test_fraction, seed, on_bad_image, decode):
+    """``root/<class>/``: split per class by a seeded hash of each path (:func:`stratified_assign`)."""
     class_names, empty = _image_classes(root)
     _check_classes(class_names, root, empty)
-    x, y, ignored = _collect(root, class_names)
-    x, y, counts, bad = _checked(x, y, class_names, root, on_bad_image, decode)
-    val_mask = stratified_split(x, y, root, val_fraction, seed, class_names)
-    return (x[~val_mask], y[~val_mask], x[val_mask], y[val_mask]), class_names, empty, ignored, bad, counts
+    part, ignored = _collect(root, class_names, root, "the folder")
+    part, counts, bad = check_images(part, class_names, on_bad_image, root, decode)
+    train, val, test = split_three(part, val_fraction, test_fraction, seed, class_names)
+    return {"train": train, "val": val, "test": test}, class_names, empty, ignored, bad, counts
 
 
-def folder_source(root: str, val_fraction: float, seed: int, on_bad_image: str = "skip",
+def folder_source(root: str, val_fraction: float, test_fraction: float, seed: int, on_bad_image: str = "skip",
                   image_size: int | None = None) -> SourceSplit:
-    """A folder of class sub-folders, with or without train/ and val/ inside.
+    """A folder of class sub-folders: flat, or with ``train/`` and ``val/`` (or ``validation/``) and/or ``test/``.
 
-    Hidden files and folders, files that are not images (by extension, in
-    any case) and sub-folders without images are ignored and counted.
-    Images that cannot be decoded are skipped and counted (``on_bad_image=
-    "skip"``) or stop the run before training with their list (``"error"``).
-    ``image_size`` lets large JPEGs decode at reduced size.
+    Flat: each class is split into train, val and test by a seeded hash of
+    each path (``val_fraction``, ``test_fraction``).  With split folders
+    (``train/`` plus at least one of the others) they are used as they are;
+    a missing ``val/`` or ``test/`` is carved from ``train/`` the same way
+    (never from the other held-out folder).  Hidden files and folders, files
+    that are not images (by extension, in any case) and sub-folders without
+    images are ignored and counted.  Images that cannot be decoded are
+    skipped and counted (``on_bad_image="skip"``) or stop the run before
+    training with their list (``"error"``).  ``image_size`` lets large JPEGs
+    decode at reduced size.
     """
     if not os.path.isdir(root):
         raise UserError(f"dataset folder {root!r} does not exist: pass an existing folder.")
     decode = functools.partial(decode_image_file, min_side=image_size)
-    subdirs = _class_dirs(root)
-    val_dir = next((d for d in _VAL_DIRS if d in subdirs), None)
-    if "train" in subdirs and val_dir:
-        layout = f"train/ and {val_dir}/"
-        split, class_names, empty, ignored, bad, counts = _train_val_folders(root, val_dir, on_bad_image, decode)
+    dirs = _split_dirs(root)
+    if dirs["train"] and (dirs["val"] or dirs["test"]):
+        layout = " and ".join(f"{d}/" for d in dirs.values() if d)
+        found = _split_folders(root, dirs, val_fraction, test_fraction, seed, on_bad_image, decode)
     else:
-        layout = f"flat, split {1 - val_fraction:.0%}/{val_fraction:.0%} by seed {seed}"
-        split, class_names, empty, ignored, bad, counts = _flat_folder(root, val_fraction, seed, on_bad_image, decode)
-    tr_x, tr_y, va_x, va_y = split
+        layout = f"flat, split {1 - val_fraction - test_fraction:.0%}/{val_fraction:.0%}/{test_fraction:.0%} by seed {seed}"
+        found = _flat_folder(root, val_fraction, test_fraction, seed, on_bad_image, decode)
+    parts, class_names, empty, ignored, bad, counts = found
     for i, c in enumerate(class_names):
-        if not (tr_y == i).any():
+        if not (parts["train"].y == i).any():
             raise UserError(f"class {c!r} has no readable training image: add images to it or remove it.")
     if ignored:
         log.info("ignored %d non-image file(s) under %s", ignored, root)
     if empty:
         log.info("ignored %d sub-folder(s) without images under %s: %s", len(empty), root, ", ".join(empty))
+    for p in parts.values():
+        p.x = p.x.astype(str)
     return SourceSplit(
-        tr_x.astype(str), tr_y, va_x.astype(str), va_y,
+        parts["train"], parts["val"], parts["test"],
         class_names=class_names,
         decode=decode,
         description=f"image folder {os.path.abspath(root)} ({layout})",

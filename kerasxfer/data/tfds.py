@@ -15,7 +15,8 @@ import time
 
 import numpy as np
 
-from kerasxfer.data.sources import SourceSplit, check_images, decode_image_bytes, merge_counts, stratified_split
+from kerasxfer.data.decode import check_images, decode_image_bytes
+from kerasxfer.data.sources import SourceSplit, Split, merge_counts, split_three
 from kerasxfer.errors import UserError
 
 log = logging.getLogger("kerasxfer")
@@ -90,49 +91,50 @@ def _tfds_read(builder, split: str, img_key: str, lab_key: str):
     return np.array(images, dtype=object), np.array(labels, dtype=np.int32)
 
 
-def tfds_source(name: str, data_dir: str | None, val_fraction: float, seed: int,
+def tfds_source(name: str, data_dir: str | None, val_fraction: float, test_fraction: float, seed: int,
                 on_bad_image: str = "skip", image_size: int | None = None, download: bool = True) -> SourceSplit:
     """A TensorFlow Datasets image-classification dataset.
 
-    Validation uses the dataset's own ``validation`` split, else its
-    ``test`` split, else a seeded stratified ``val_fraction`` of ``train``
-    (keyed on each record's index, so it is the same on every machine).
-    Class names come from the label's ``ClassLabel``.  Records are read
-    once, still encoded, and decoded in the pipeline like files are.
+    The dataset's own ``train``, ``validation`` and ``test`` splits are used
+    by name; a missing ``validation`` or ``test`` is carved from ``train``
+    (a seeded, stratified ``val_fraction``/``test_fraction`` keyed on each
+    record's index, so it is the same on every machine) — never from the
+    other held-out split.  Class names come from the label's ``ClassLabel``.
+    Records are read once, still encoded, and decoded in the pipeline like
+    files are.
     """
     builder = _tfds_builder(name, data_dir, download)
     decode = functools.partial(decode_image_bytes, min_side=image_size)
     info = builder.info
     img_key, lab_key = _tfds_keys(info)
     class_names = list(info.features[lab_key].names)
-    splits = list(info.splits.keys())
-    if splits and "train" not in splits:
+    available = list(info.splits.keys())
+    if available and "train" not in available:
         raise UserError(
-            f"tfds dataset {name!r} has no 'train' split (it has {', '.join(splits)}): choose a dataset with one."
+            f"tfds dataset {name!r} has no 'train' split (it has {', '.join(available)}): choose a dataset with one."
         )
-    val_split = next((s for s in ("validation", "test") if s in splits), None)
-    x, y = _tfds_read(builder, "train", img_key, lab_key)
-    names = [f"train[{i}]" for i in range(len(x))]
-    x, y, counts, bad = check_images(x, y, class_names, names, on_bad_image, f"tfds:{name}[train]", decode)
-    skipped = set(bad)
-    keep_names = [n for n in names if n not in skipped]
-    if val_split:
-        tr_x, tr_y = x, y
-        va_x, va_y = _tfds_read(builder, val_split, img_key, lab_key)
-        vnames = [f"{val_split}[{i}]" for i in range(len(va_x))]
-        va_x, va_y, c2, bad2 = check_images(va_x, va_y, class_names, vnames, on_bad_image, f"tfds:{name}[{val_split}]", decode)
-        counts, bad = merge_counts(counts, c2), bad + bad2
-        layout = f"train, validation from its {val_split!r} split"
-    else:
-        present = [c for i, c in enumerate(class_names) if (y == i).any()]
-        if len(present) < 2:
+    parts, counts, bad = {}, None, []
+    for split, tfds_name in (("train", "train"), ("val", "validation"), ("test", "test")):
+        if tfds_name not in available and split != "train":
+            continue
+        x, y = _tfds_read(builder, tfds_name, img_key, lab_key)
+        part = Split(x, y, [f"{tfds_name}[{i}]" for i in range(len(x))], f"its {tfds_name!r} split")
+        part, c, b = check_images(part, class_names, on_bad_image, f"tfds:{name}[{tfds_name}]", decode)
+        parts[split], bad = part, bad + b
+        counts = c if counts is None else merge_counts(counts, c)
+    if "val" not in parts or "test" not in parts:
+        if len(np.unique(parts["train"].y)) < 2:
             raise UserError(f"tfds dataset {name!r} has fewer than 2 classes in train: choose another dataset.")
-        val_mask = stratified_split(x, y, None, val_fraction, seed, class_names, keys=keep_names)
-        tr_x, tr_y, va_x, va_y = x[~val_mask], y[~val_mask], x[val_mask], y[val_mask]
-        layout = f"train split {1 - val_fraction:.0%}/{val_fraction:.0%} by seed {seed}"
+        carve_val = 0.0 if "val" in parts else val_fraction
+        carve_test = 0.0 if "test" in parts else test_fraction
+        train, val, test = split_three(parts["train"], carve_val, carve_test, seed, class_names)
+        parts["train"] = train
+        parts.setdefault("val", val)
+        parts.setdefault("test", test)
+    layout = "; ".join(f"{k} from {p.origin}" for k, p in parts.items() if k != "train")
     version = getattr(info, "version", "")
     return SourceSplit(
-        tr_x, tr_y, va_x, va_y,
+        parts["train"], parts["val"], parts["test"],
         class_names=class_names,
         decode=decode,
         description=f"tfds {name} {version} ({layout})",
