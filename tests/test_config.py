@@ -113,15 +113,19 @@ def test_every_phase_with_zero_epochs_is_refused(tmp_path):
 
 
 def test_family_table_is_consistent_with_its_builder_module():
-    from kerasxfer.models import regnet
+    from kerasxfer.models import efficientnet_lite, regnet
 
-    assert families.all_backbones() == regnet.VARIANTS
+    assert families.REGNET.variants == regnet.VARIANTS
+    assert families.EFFICIENTNET_LITE.variants == tuple(efficientnet_lite.VARIANTS)
+    assert families.all_backbones() == regnet.VARIANTS + families.EFFICIENTNET_LITE.variants
     for name, family in families.FAMILIES.items():
         assert family.name == name and len(set(family.variants)) == len(family.variants)
         module = family.load()
         for attr in ("build_backbone", "stage_of", "imagenet_weights_file"):
             assert callable(getattr(module, attr)), (name, attr)
     assert families.family_of("regnety016") is families.REGNET
+    assert families.family_of("efficientnet_lite0") is families.EFFICIENTNET_LITE
+    assert recipes.finetune(backbone="efficientnet_lite0").model.num_stages == 8
     with pytest.raises(UserError, match="not a known backbone"):
         families.family_of("resnet50")
 

