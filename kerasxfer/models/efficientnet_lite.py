@@ -123,7 +123,7 @@ def EfficientNetLite(variant: str, include_top: bool = True, weights=None, input
     if weights == "imagenet":
         load_imagenet(model, variant, include_top)
     elif weights is not None:
-        _load_keras_file(model, weights)
+        weights_lib.load_keras_weights(model, weights)
     return model
 
 
@@ -188,18 +188,6 @@ def load_imagenet(model: keras.Model, variant: str, include_top: bool) -> None:
     for layer in model.layers:
         if layer.weights:
             layer.set_weights(full.get_layer(layer.name).get_weights())
-
-
-def _load_keras_file(model: keras.Model, path: str) -> None:
-    if not os.path.isfile(path):
-        raise UserError(f"weights file {path!r} does not exist: pass an existing file.")
-    try:
-        model.load_weights(path)
-    except Exception as e:  # noqa: BLE001 - mismatch is reported in one sentence
-        raise UserError(
-            f"weights file {path!r} does not fit {model.name} ({type(e).__name__}: "
-            f"{str(e).splitlines()[0][:200]}): pass weights saved from the same variant."
-        ) from None
 
 
 # ------------------------------------------------------------- conversion

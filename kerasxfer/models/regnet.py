@@ -266,13 +266,7 @@ def load_weights_file(model, path: str, variant: str, include_top: bool) -> None
 
         weights_lib.load_h5_by_name(model, path, rename=rename, skip=() if include_top else (head,))
         return
-    try:
-        model.load_weights(path)
-    except Exception as e:  # noqa: BLE001 - mismatch is reported in one sentence
-        raise UserError(
-            f"weights file {path!r} does not fit {model.name} ({type(e).__name__}: "
-            f"{str(e).splitlines()[0][:200]}): pass weights saved from the same variant."
-        ) from None
+    weights_lib.load_keras_weights(model, path)
 
 
 def decode_predictions(preds, top: int = 5):

@@ -60,6 +60,19 @@ def fetch(file_name: str, origin: str, file_hash: str) -> str:
     return path
 
 
+def load_keras_weights(model: keras.Model, path: str) -> None:
+    """``model.load_weights(path)`` for a Keras ``.weights.h5`` file, with one-sentence errors."""
+    if not os.path.isfile(path):
+        raise UserError(f"weights file {path!r} does not exist: pass an existing file.")
+    try:
+        model.load_weights(path)
+    except Exception as e:  # noqa: BLE001 - mismatch is reported in one sentence
+        raise UserError(
+            f"weights file {path!r} does not fit {model.name} ({type(e).__name__}: "
+            f"{str(e).splitlines()[0][:200]}): pass weights saved from the same variant."
+        ) from None
+
+
 def _h5_layers(f):
     """``{layer name: [arrays in weight order]}`` of a tf-keras ``.h5`` weights file."""
     root = f["model_weights"] if "model_weights" in f else f
