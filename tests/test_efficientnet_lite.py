@@ -55,6 +55,16 @@ def test_published_weights_classify_real_photos(imagenet_model, keras_home):
     assert int(coffee.argmax()) in (967, 968, 504) and coffee.max() >= 0.5, (coffee.argmax(), coffee.max())
 
 
+def test_a_damaged_converted_file_is_converted_again(imagenet_model, keras_home):
+    path = keras_home / "models" / "efficientnet_lite0_imagenet.weights.h5"
+    good = path.read_bytes()
+    path.write_bytes(good[:1000])
+    backbone = eff.build_backbone("efficientnet_lite0", (32, 32, 3), "imagenet")
+    assert path.stat().st_size == len(good)
+    np.testing.assert_array_equal(backbone.get_layer("efficientnet_lite0_stem_conv").kernel.numpy(),
+                                  imagenet_model.get_layer("efficientnet_lite0_stem_conv").kernel.numpy())
+
+
 def test_every_published_tensor_lands_in_the_model_and_the_backbone_reuses_them(imagenet_model):
     state = read_state_dict(eff.pth_path("efficientnet_lite0"))
     assert len(state) == 296
