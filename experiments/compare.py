@@ -6,7 +6,7 @@
 
 Writes ``<out_dir>/report.md`` (a table per run, the comparison, and an
 executive summary in plain sentences: who won, by how much, whether that is
-larger than the noise by McNemar's paired test on the same validation
+larger than the noise by McNemar's paired test on the same held-out test
 images, overfitting, val-loss swings, cost), ``curves.png``, ``confusion.png``
 and ``summary.json`` (every number in the report).  Takes a few seconds;
 with ``--seeds=N`` it first trains N scratch and N finetune runs (about 5

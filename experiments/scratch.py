@@ -4,7 +4,8 @@
     python -m experiments.scratch --dataset=digits --epochs=10 --out_dir=runs/scratch
 
 Expected on 2 CPU cores with the defaults (digits, 64x64, batch 32, 10
-epochs): about 2 minutes, best val_accuracy about 0.98-0.99.
+epochs; measured in ``make demo``, 2026-11-29): about 1.5 minutes, best
+val_accuracy 0.975, test accuracy 0.966 on the 322 held-out images.
 """
 
 from absl import flags
