@@ -62,6 +62,14 @@ class SourceSplit:
     def splits(self) -> dict:
         return {"train": self.train, "val": self.val, "test": self.test}
 
+    @classmethod
+    def from_parts(cls, parts: dict, class_names, decode, description: str, bad: list, counts: dict,
+                   **info) -> "SourceSplit":
+        """The source of ``parts`` (``{"train", "val", "test"}``) with the bad-file counts every source records."""
+        info.update(skipped_undecodable=len(bad), skipped_paths=bad[:20], files_per_class=counts)
+        return cls(parts["train"], parts["val"], parts["test"], class_names=class_names, decode=decode,
+                   description=description, info=info)
+
 
 # ----------------------------------------------------------------- digits
 def digits_source(val_fraction: float, test_fraction: float, seed: int) -> SourceSplit:
@@ -206,6 +214,18 @@ def _by_rank(h, val_fraction, test_fraction, wanted):
     return side
 
 
+def carve_missing(parts: dict, val_fraction: float, test_fraction: float, seed: int, class_names) -> None:
+    """Fill a missing ``parts["val"]`` or ``parts["test"]`` from ``parts["train"]`` (never one from the other)."""
+    if "val" in parts and "test" in parts:
+        return
+    carve_val = 0.0 if "val" in parts else val_fraction
+    carve_test = 0.0 if "test" in parts else test_fraction
+    train, val, test = split_three(parts["train"], carve_val, carve_test, seed, class_names)
+    parts["train"] = train
+    parts.setdefault("val", val)
+    parts.setdefault("test", test)
+
+
 def split_three(part: Split, val_fraction: float, test_fraction: float, seed: int, class_names):
     """``part`` divided into (train, val, test) by :func:`stratified_assign` (a fraction of 0 leaves that one empty)."""
     side = stratified_assign(part.y, part.keys, val_fraction, test_fraction, seed, class_names)
@@ -254,12 +274,7 @@ def _split_folders(root, dirs, val_fraction, test_fraction, seed, on_bad_image, 
             raise UserError(f"{folder!r} holds no readable images: add images or remove the folder.")
         parts[split], ignored, bad = part, ignored + ign, bad + b
         counts = c if counts is None else merge_counts(counts, c)
-    carve = {"val": val_fraction if dirs["val"] is None else 0.0, "test": test_fraction if dirs["test"] is None else 0.0}
-    if carve["val"] or carve["test"]:
-        train, val, test = split_three(parts["train"], carve["val"], carve["test"], seed, class_names)
-        parts["train"] = train
-        parts.setdefault("val", val)
-        parts.setdefault("test", test)
+    carve_missing(parts, val_fraction, test_fraction, seed, class_names)
     return parts, class_names, empty, ignored, bad, counts
 
 
@@ -308,19 +323,8 @@ def folder_source(root: str, val_fraction: float, test_fraction: float, seed: in
         log.info("ignored %d sub-folder(s) without images under %s: %s", len(empty), root, ", ".join(empty))
     for p in parts.values():
         p.x = p.x.astype(str)
-    return SourceSplit(
-        parts["train"], parts["val"], parts["test"],
-        class_names=class_names,
-        decode=decode,
-        description=f"image folder {os.path.abspath(root)} ({layout})",
-        info={
-            "ignored_files": ignored,
-            "ignored_empty_folders": empty,
-            "skipped_undecodable": len(bad),
-            "skipped_paths": bad[:20],
-            "files_per_class": counts,
-        },
-    )
+    return SourceSplit.from_parts(parts, class_names, decode, f"image folder {os.path.abspath(root)} ({layout})",
+                                  bad, counts, ignored_files=ignored, ignored_empty_folders=empty)
 
 
 def _check_classes(class_names, root, empty=()):

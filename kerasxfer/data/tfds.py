@@ -16,7 +16,7 @@ import time
 import numpy as np
 
 from kerasxfer.data.decode import check_images, decode_image_bytes
-from kerasxfer.data.sources import SourceSplit, Split, merge_counts, split_three
+from kerasxfer.data.sources import SourceSplit, Split, carve_missing, merge_counts
 from kerasxfer.errors import UserError
 
 log = logging.getLogger("kerasxfer")
@@ -122,26 +122,10 @@ def tfds_source(name: str, data_dir: str | None, val_fraction: float, test_fract
         part, c, b = check_images(part, class_names, on_bad_image, f"tfds:{name}[{tfds_name}]", decode)
         parts[split], bad = part, bad + b
         counts = c if counts is None else merge_counts(counts, c)
-    if "val" not in parts or "test" not in parts:
-        if len(np.unique(parts["train"].y)) < 2:
-            raise UserError(f"tfds dataset {name!r} has fewer than 2 classes in train: choose another dataset.")
-        carve_val = 0.0 if "val" in parts else val_fraction
-        carve_test = 0.0 if "test" in parts else test_fraction
-        train, val, test = split_three(parts["train"], carve_val, carve_test, seed, class_names)
-        parts["train"] = train
-        parts.setdefault("val", val)
-        parts.setdefault("test", test)
+    if len(np.unique(parts["train"].y)) < 2:
+        raise UserError(f"tfds dataset {name!r} has fewer than 2 classes in train: choose another dataset.")
+    carve_missing(parts, val_fraction, test_fraction, seed, class_names)
     layout = "; ".join(f"{k} from {p.origin}" for k, p in parts.items() if k != "train")
     version = getattr(info, "version", "")
-    return SourceSplit(
-        parts["train"], parts["val"], parts["test"],
-        class_names=class_names,
-        decode=decode,
-        description=f"tfds {name} {version} ({layout})",
-        info={
-            "tfds_data_dir": str(builder.data_dir),
-            "skipped_undecodable": len(bad),
-            "skipped_paths": bad[:20],
-            "files_per_class": counts,
-        },
-    )
+    return SourceSplit.from_parts(parts, class_names, decode, f"tfds {name} {version} ({layout})", bad, counts,
+                                  tfds_data_dir=str(builder.data_dir))
