@@ -8,7 +8,7 @@ import sys
 import pytest
 
 from kerasxfer import families, recipes
-from kerasxfer.config import DataConfig, Experiment, ModelConfig, OptimConfig, PhaseConfig, parse_trainable
+from kerasxfer.config import DataConfig, Experiment, ModelConfig, OptimConfig, parse_trainable
 from kerasxfer.errors import UserError
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))

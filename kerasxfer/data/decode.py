@@ -10,12 +10,16 @@ from __future__ import annotations
 
 import logging
 import time
+from typing import TYPE_CHECKING
 
 import numpy as np
 import tensorflow as tf
 
 from kerasxfer.config import BAD_IMAGE_MODES
 from kerasxfer.errors import UserError
+
+if TYPE_CHECKING:  # the Split of kerasxfer.data.sources, which imports this module
+    from kerasxfer.data.sources import Split
 
 log = logging.getLogger("kerasxfer")
 
@@ -87,7 +91,7 @@ def find_undecodable(examples, decode=decode_image_file) -> list:
     return [int(i) for i in np.flatnonzero(~ok)]
 
 
-def check_images(part: Split, class_names, on_bad_image: str, where: str, decode):
+def check_images(part: "Split", class_names, on_bad_image: str, where: str, decode):
     """Drop (``skip``) or refuse (``error``) the examples of ``part`` that cannot be decoded.
 
     Examples are shown to the user by their key (a relative path, or a tfds
