@@ -176,9 +176,9 @@ def test_compare_seeds_reuses_finished_runs_and_reports_mean_std(two_runs, tmp_p
     assert p.stderr.count("exists, reusing it") == 4
     summary = json.loads((out / "summary.json").read_text())
     assert sorted(summary["approaches"]) == ["finetune", "scratch"]
-    for name, g in summary["approaches"].items():
-        best = json.loads((two_runs / name / "history.json").read_text())["best"]["val_accuracy"]
-        assert g["values"] == [best, best] and g["mean"] == pytest.approx(best) and g["std"] == 0
+    for name, g in summary["approaches"].items():  # the seeds' test accuracies
+        test = json.loads((two_runs / name / "metrics.json").read_text())["test"]["accuracy"]
+        assert g["values"] == [test, test] and g["mean"] == pytest.approx(test) and g["std"] == 0
     assert "± " in (out / "report.md").read_text()
 
 
