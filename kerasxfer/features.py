@@ -11,7 +11,7 @@ import numpy as np
 import tensorflow as tf
 
 from kerasxfer.data import DataSplits
-from kerasxfer.data.pipeline import epochs_from
+from kerasxfer.data.pipeline import epochs_from, ordered_batches
 
 log = logging.getLogger("kerasxfer")
 
@@ -24,10 +24,6 @@ class Features:
     train_from: object  # like DataSplits.train_from, over features
     val: tf.data.Dataset
     seconds: float
-
-
-def ordered_features(feats, labels, batch_size: int) -> tf.data.Dataset:
-    return tf.data.Dataset.from_tensor_slices((feats, labels)).batch(batch_size).prefetch(tf.data.AUTOTUNE)
 
 
 def backbone_features(model: keras.Model, data: DataSplits, batch_size: int) -> Features:
@@ -49,7 +45,7 @@ def backbone_features(model: keras.Model, data: DataSplits, batch_size: int) -> 
     out = model.get_layer("head_dense")(model.get_layer("head_dropout")(inp))
     head = keras.Model(inp, out, name=f"{model.name}_head")
     train_from = epochs_from(feats, data.train_labels, batch_size, data.seed)
-    val = ordered_features(val_feats, data.val_labels, batch_size)
+    val = ordered_batches(val_feats, data.val_labels, batch_size)
     seconds = time.perf_counter() - t0
     log.info(
         "frozen backbone: features of %d train + %d val images computed once in %.1fs; the head trains on them",

@@ -23,6 +23,7 @@ import statistics
 
 from kerasxfer import plots, rundir
 from kerasxfer.errors import UserError
+from kerasxfer.families import family_of
 from kerasxfer.stats import NOISE_P, mcnemar
 
 
@@ -94,6 +95,8 @@ def summarize_run(run: dict) -> dict:
         "kind": model["kind"],
         "model": "scratch CNN" if model["kind"] == "scratch" else model["backbone"],
         "weights": h.get("weights_source", "unknown"),
+        "preprocessing": (family_of(model["backbone"]).preprocessing if model["kind"] != "scratch"
+                          else "Rescaling(1/255) inside the model"),
         "seed": cfg.get("seed"),
         "dataset": run["data"]["source"],
         "splits": run["data"]["splits"],
@@ -319,7 +322,8 @@ def _run_section(s) -> list:
     """The report's section about one run: where it came from, and a row per phase."""
     md = ["", f"## {s['name']}", "",
           f"{s['model']} on {s['dataset']} ({s['num_train']} train / {s['num_val']} val / {s['num_test']} test "
-          f"images), seed {s['seed']}. Weights: {s['weights']}. Run directory: `{s['dir']}`.", ""]
+          f"images), seed {s['seed']}. Weights: {s['weights']}. Preprocessing: {s['preprocessing']}. "
+          f"Run directory: `{s['dir']}`.", ""]
     md.append(_table(
         [[p["name"], f"{p['epochs'][0]}–{p['epochs'][1]}", f"{p['learning_rate']:g}", p["trainable"],
           f"{p['trainable_params']:,} / {p['total_params']:,}", _pct(p["best_val_accuracy"]), p["best_epoch"],

@@ -119,9 +119,8 @@ class _Run:
         self.data = data if data is not None else load_data(exp.data, exp.seed, self.deterministic)
         with self.strategy.scope():
             self.model = build_model(exp, self.data.num_classes)
-        self.resume = ResumeState(self.out) if resume else None
-        if self.resume is not None and not self.resume.found:
-            self.resume = None
+        self.state = ResumeState(self.out)  # found (to continue from) or not; saves every epoch either way
+        self.resume = self.state if resume and self.state.found else None
         if self.resume is None and os.path.isdir(self.out):
             rundir.remove_run_outputs(self.out)  # overwrite, or a run that died before its first epoch ended
         self._write_run_files()
@@ -168,7 +167,6 @@ class _Run:
         """Every phase in turn; Ctrl-C/SIGTERM end in one sentence that says how to continue."""
         self.tb = keras.callbacks.TensorBoard(log_dir=os.path.join(self.out, rundir.TB), write_graph=False,
                                               update_freq="epoch")
-        self.state = self.resume or ResumeState(self.out)
         try:
             with StopOnSignal() as self.stop_on_signal:
                 last = 0

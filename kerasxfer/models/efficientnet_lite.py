@@ -182,14 +182,20 @@ def _read_published(variant: str) -> dict:
 
 
 def load_imagenet(model: keras.Model, variant: str, include_top: bool) -> None:
-    """The published ImageNet weights into ``model`` (of ``variant``), through the converted Keras file."""
-    full = EfficientNetLite(variant, include_top=True, weights=None, name=model.name)
+    """The published ImageNet weights into ``model`` (of ``variant``), through the converted Keras file.
+
+    The file holds the whole network; a model without its top gets the
+    weights of its own layers from a full copy.
+    """
+    full = model if include_top else EfficientNetLite(variant, include_top=True, weights=None, name=model.name)
     path = imagenet_weights_file(variant)
     try:
         full.load_weights(path)
     except Exception:  # noqa: BLE001 - a damaged cache file (a full disk, a killed copy): convert again
         os.remove(path)
         full.load_weights(imagenet_weights_file(variant))
+    if full is model:
+        return
     for layer in model.layers:
         if layer.weights:
             layer.set_weights(full.get_layer(layer.name).get_weights())
