@@ -3,9 +3,10 @@
 1. :class:`StopOnSignal`: Ctrl-C / SIGTERM stop at the next batch;
 2. :class:`EpochRecorder`: one history record and one timing per epoch, the log line;
 3. :class:`StopOnNonFinite`: a NaN or infinite loss ends training and is recorded;
-4. :class:`BestCheckpoint`: ``model.keras`` whenever val_accuracy improves;
-5. Keras' ``TensorBoard``;
-6. the resume state's callback (:meth:`kerasxfer.resume.ResumeState.callback`), last.
+4. :class:`StopAtTimeBudget` (only with a time budget): training ends once the run has trained that long;
+5. :class:`BestCheckpoint`: ``model.keras`` whenever val_accuracy improves;
+6. Keras' ``TensorBoard``;
+7. the resume state's callback (:meth:`kerasxfer.resume.ResumeState.callback`), last.
 """
 
 from __future__ import annotations
@@ -92,6 +93,26 @@ class StopOnNonFinite(keras.callbacks.Callback):
         if diverged(logs or {}):
             self.model.stop_training = True
             self.history["stopped"] = {"epoch": epoch + 1, "phase": self.phase, "reason": "non-finite loss"}
+
+
+class StopAtTimeBudget(keras.callbacks.Callback):
+    """Ends training after the first epoch that brings the run's training seconds to ``seconds``.
+
+    A fair budget: the sweep's ``--budget=time`` gives the scratch arm the
+    wall-clock time its transfer rival took.  Where it stopped goes to
+    ``history["ended_early"]`` (saved with the resume state, so a resumed run
+    does not train on).
+    """
+
+    def __init__(self, history: dict, timings: dict, seconds: float):
+        super().__init__()
+        self.history, self.timings, self.seconds = history, timings, seconds
+
+    def on_epoch_end(self, epoch, logs=None):
+        if self.timings["train_seconds"] >= self.seconds and not self.history.get("ended_early"):
+            self.model.stop_training = True
+            self.history["ended_early"] = {"epoch": epoch + 1, "reason": f"time budget of {self.seconds:g} s reached"}
+            log.info("time budget of %g s reached after epoch %d: training ends here", self.seconds, epoch + 1)
 
 
 class BestCheckpoint(keras.callbacks.Callback):

@@ -55,6 +55,9 @@ class DataConfig:
     in training only); ``mixup``/``cutmix`` are Beta(alpha, alpha)
     parameters (0: off) of batch mixing on the training split.
     ``cache_dir``: cache decoded images in files there instead of in memory.
+    ``train_fraction``: train on that share of each class of the training
+    split (a nested, stratified subset drawn with the run's seed, at least
+    one image per class), for learning curves by data size.
 
     Three disjoint splits: train, validation (curves, best-epoch choice) and
     test (the reported numbers).  ``val_fraction``/``test_fraction`` are
@@ -83,6 +86,8 @@ class DataConfig:
     cutmix: float = 0.0
     cache_dir: Optional[str] = None
     resize: str = "squash"
+    # Train on a stratified, nested subset of the training split (learning curves); val and test stay whole.
+    train_fraction: float = 1.0
 
     @property
     def soft_labels(self) -> bool:
@@ -105,6 +110,11 @@ class DataConfig:
             raise UserError(
                 f"--val_fraction={self.val_fraction} and --test_fraction={self.test_fraction} leave "
                 f"{1 - self.val_fraction - self.test_fraction:.0%} of the images to train on: keep their sum below 0.9."
+            )
+        if not (isinstance(self.train_fraction, (int, float)) and 0.0 < self.train_fraction <= 1.0):
+            raise UserError(
+                f"--train_fraction={self.train_fraction} must be above 0 and at most 1 (1: the whole training split), "
+                "e.g. 0.25."
             )
         self._validate_dataset()
         _choice("on_bad_image", self.on_bad_image, BAD_IMAGE_MODES)
@@ -213,7 +223,8 @@ class ModelConfig:
 class PhaseConfig:
     """One training phase: ``epochs`` at learning rate ``lr``.
 
-    ``trainable`` is ``"all"`` (scratch), ``"head"`` (backbone frozen) or
+    ``trainable`` is ``"all"`` (every layer; of a transfer model: the whole backbone, stem included,
+    BatchNorm frozen), ``"head"`` (backbone frozen) or
     ``"stages:K"`` (the last K backbone stages unfrozen, BatchNorm frozen).
     """
 
@@ -270,6 +281,9 @@ class Experiment:
     # tf.distribute strategy (kerasxfer.distribute): auto, one_device, mirrored, multi_worker, tpu.
     # data.batch_size is the global batch, split across replicas.
     strategy: str = "auto"
+    # End training after the first epoch that brings the run's training time to this many seconds (the
+    # phases' epochs are then a cap): the sweep's fair time budget.  None: train every epoch.
+    max_train_seconds: Optional[float] = None
 
     def features_valid(self) -> bool:
         """Whether head-only phases may train on cached backbone features (same result, far faster)."""
@@ -315,6 +329,8 @@ class Experiment:
             p.validate(self.model.num_stages)
         if self.total_epochs == 0:
             raise UserError("every phase has 0 epochs: give at least one epoch to train.")
+        if self.max_train_seconds is not None and not self.max_train_seconds > 0:
+            raise UserError(f"the time budget {self.max_train_seconds} s must be a positive number of seconds.")
         if not isinstance(self.seed, int) or not 0 <= self.seed < 2**31:
             raise UserError(f"--seed={self.seed} is out of range: use an integer from 0 to 2147483647.")
         _check_out_dir(self.out_dir)

@@ -26,7 +26,36 @@ class Features:
     seconds: float
 
 
-def backbone_features(model: keras.Model, data: DataSplits, batch_size: int) -> Features:
+def _extract(model: keras.Model, data: DataSplits, key) -> tuple:
+    """(train features, val features, seconds, whether they were reused) for ``data``'s images.
+
+    With a ``key`` and a decoded source that shares features (a sweep), the
+    features of the *whole* training split are computed once per key and a
+    subset run takes its rows; its seconds are its share of that one pass
+    (what it would have cost alone).  Otherwise only this run's images are read.
+    """
+    t0 = time.perf_counter()
+    extractor = keras.Model(model.inputs, model.get_layer("head_gap").output)
+    shared = data.decoded.features if data.decoded is not None and key is not None else None
+    if shared is None:
+        train = np.asarray(extractor.predict(data.train_ordered, verbose=0), np.float32)
+        val = np.asarray(extractor.predict(data.val, verbose=0), np.float32)
+        return train, val, time.perf_counter() - t0, False
+    reused = key in shared
+    if not reused:
+        src = data.decoded.src
+        everything = ordered_batches(data.decoded.images["train"], src.train.y, data.decoded.cfg.batch_size)
+        train = np.asarray(extractor.predict(everything, verbose=0), np.float32)
+        val = np.asarray(extractor.predict(data.val, verbose=0), np.float32)
+        shared[key] = (train, val, time.perf_counter() - t0)
+    train, val, seconds = shared[key]
+    share = (data.num_train + len(val)) / (len(train) + len(val))
+    if data.train_index is not None:
+        train = train[data.train_index]
+    return train, val, seconds * share, reused
+
+
+def backbone_features(model: keras.Model, data: DataSplits, batch_size: int, key=None) -> Features:
     """Compute the pooled backbone features of every image once, and a head model that trains on them.
 
     With the backbone frozen and called in inference mode, and no
@@ -35,20 +64,20 @@ def backbone_features(model: keras.Model, data: DataSplits, batch_size: int) -> 
     model, without running the backbone again: epochs see the same batches
     in the same order (the features are shuffled exactly like the images),
     and the head's layers are the model's own, so the model is trained in
-    place.
+    place.  ``key`` names the backbone's weights when they do not depend on
+    the run (published or file weights, untouched): runs of one sweep that
+    share it share the features (:class:`kerasxfer.data.pipeline.Decoded`).
     """
-    t0 = time.perf_counter()
-    extractor = keras.Model(model.inputs, model.get_layer("head_gap").output)
-    feats = np.asarray(extractor.predict(data.train_ordered, verbose=0), np.float32)
-    val_feats = np.asarray(extractor.predict(data.val, verbose=0), np.float32)
+    feats, val_feats, seconds, reused = _extract(model, data, key)
     inp = keras.Input(shape=feats.shape[1:], name="features")
     out = model.get_layer("head_dense")(model.get_layer("head_dropout")(inp))
     head = keras.Model(inp, out, name=f"{model.name}_head")
     train_from = epochs_from(feats, data.train_labels, batch_size, data.seed)
     val = ordered_batches(val_feats, data.val_labels, batch_size)
-    seconds = time.perf_counter() - t0
-    log.info(
-        "frozen backbone: features of %d train + %d val images computed once in %.1fs; the head trains on them",
-        len(feats), len(val_feats), seconds,
-    )
+    if reused:
+        log.info("frozen backbone: features of %d train + %d val images reused from this sweep's earlier runs",
+                 len(feats), len(val_feats))
+    else:
+        log.info("frozen backbone: features of %d train + %d val images computed once in %.1fs; the head trains "
+                 "on them", len(feats), len(val_feats), seconds)
     return Features(head, train_from, val, seconds)

@@ -24,7 +24,7 @@ import keras
 import tensorflow as tf
 
 from kerasxfer import rundir, summaries
-from kerasxfer.callbacks import BestCheckpoint, EpochRecorder, StopOnNonFinite, StopOnSignal
+from kerasxfer.callbacks import BestCheckpoint, EpochRecorder, StopAtTimeBudget, StopOnNonFinite, StopOnSignal
 from kerasxfer.config import Experiment
 from kerasxfer.data import load_data
 from kerasxfer.distribute import defer_keras_build, describe, is_chief, make_strategy
@@ -172,11 +172,11 @@ class _Run:
                 last = 0
                 for index, phase in enumerate(self.exp.phases):
                     self.stop_on_signal.check()
+                    if self.history.get("stopped") or self.history.get("ended_early"):
+                        break
                     first, last = last, last + phase.epochs  # epochs first+1 .. last
                     if phase.epochs and self.done < last:
                         self._phase(index, phase, first, last)
-                        if self.history.get("stopped"):
-                            break
                         self.done = last
                 self.stop_on_signal.check()
         except KeyboardInterrupt:
@@ -194,11 +194,11 @@ class _Run:
         cached = self.exp.uses_cached_features(phase)
         fit_model, train_from, val_data = model, data.train_from, data.val
         with self.strategy.scope():
-            apply_trainable(model, phase.trainable, self.num_stages)
+            apply_trainable(model, phase.trainable, self.num_stages, self.exp.model.is_transfer)
             if cached:
                 if resume is not None:  # the features must come from the restored backbone (BN statistics too)
                     resume.restore(model)
-                fit_model, train_from, val_data = self._features()
+                fit_model, train_from, val_data = self._features(index)
             compile_for_phase(fit_model, self.exp, phase.lr)  # recompile after every trainable change
         if resume is not None:
             # the state after epoch `done`: with its optimizer slots when `done` is in this phase
@@ -210,6 +210,8 @@ class _Run:
             self.stop_on_signal,
             EpochRecorder(self.history, self.timings, phase.name, data.num_train, self.exp.total_epochs, index),
             StopOnNonFinite(self.history, phase.name),
+            *([StopAtTimeBudget(self.history, self.timings, self.exp.max_train_seconds)]
+              if self.exp.max_train_seconds else []),
             BestCheckpoint(self.model_path, self.history["best"], phase.name, model=model),
             self.tb,
             self.state.callback(self.history, self.timings, model=model),
@@ -223,9 +225,25 @@ class _Run:
                 initial_epoch=self.done, epochs=last, callbacks=callbacks, verbose=self.verbose, shuffle=False,
             )
 
-    def _features(self):
+    def _feature_key(self, index: int):
+        """What the frozen backbone's features depend on, when not on this run: shared within a sweep; else None.
+
+        Published or file weights, untouched by any earlier phase and not
+        re-estimated on this run's images, give every run the same features.
+        """
+        m, d = self.exp.model, self.exp.data
+        if m.weights is None or self.bn_calibrated or any(p.trainable != "head" for p in self.exp.phases[:index]):
+            return None
+        weights = m.weights
+        if os.path.isfile(weights):
+            st = os.stat(weights)
+            weights = f"{os.path.abspath(weights)}|{st.st_size}|{st.st_mtime_ns}"
+        return (m.backbone, weights, self.exp.precision, d.image_size, d.resize)
+
+    def _features(self, index: int):
         if self.features is None:
-            self.features = backbone_features(self.model, self.data, self.exp.data.batch_size)
+            self.features = backbone_features(self.model, self.data, self.exp.data.batch_size,
+                                              self._feature_key(index))
             t = self.timings
             t["feature_seconds"] = round(self.features.seconds, 3)
             t["train_seconds"] = round(t["train_seconds"] + self.features.seconds, 3)

@@ -22,7 +22,7 @@ import hashlib
 import logging
 import math
 import os
-from typing import Callable
+from typing import Callable, Optional
 
 import numpy as np
 import tensorflow as tf
@@ -59,6 +59,9 @@ class DataSplits:
     seed: int
     # per split: count, where it came from, and a fingerprint of its examples (keys and labels)
     splits: dict
+    # the decoded source these pipelines read, and where the training subset lies in its train split (None: all)
+    decoded: Optional["Decoded"] = None
+    train_index: Optional[np.ndarray] = None
 
     @property
     def num_classes(self) -> int:
@@ -280,13 +283,25 @@ def fingerprint(part: sources.Split) -> str:
     return h.hexdigest()
 
 
-def load_data(cfg: DataConfig, seed: int, deterministic: bool = True) -> DataSplits:
-    """Open ``cfg.dataset``, decode its three splits once and build their pipelines.
+@dataclasses.dataclass
+class Decoded:
+    """A source opened and its three splits decoded once; :func:`splits_from` builds a run's pipelines on it.
 
-    On a GPU the batches are copied to the device ahead of the step by the
-    distribution strategy that :mod:`kerasxfer.training` runs under
-    (``OneDeviceStrategy`` distributes the dataset with device prefetch).
+    A sweep decodes once and builds every member's splits (training subsets
+    of several fractions and seeds) from the same arrays.  ``features``, when
+    not None, is shared by those members: backbone features of every training
+    and validation image, computed once per backbone (see
+    :func:`kerasxfer.features.backbone_features`).
     """
+
+    cfg: DataConfig
+    src: sources.SourceSplit
+    images: dict  # split name -> uint8 array (N, S, S, 3)
+    features: Optional[dict] = None
+
+
+def decode_source(cfg: DataConfig, seed: int, deterministic: bool = True, share_features: bool = False) -> Decoded:
+    """Open ``cfg.dataset`` (split by ``cfg.split_seed``, default ``seed``) and decode its three splits once."""
     src = open_source(cfg, seed)
     s = cfg.image_size
     log.info("data: %s: %d train / %d val / %d test images, %d classes, %dx%d (%s)", src.description,
@@ -300,22 +315,53 @@ def load_data(cfg: DataConfig, seed: int, deterministic: bool = True) -> DataSpl
         images[name] = decode_all(part.x, part.decode or src.decode, s, cfg.resize, cache, deterministic)
     if cfg.cache_dir:
         log.info("decoded images are cached in %s", cfg.cache_dir)
+    return Decoded(cfg, src, images, {} if share_features else None)
+
+
+def splits_from(decoded: Decoded, seed: int, train_fraction: float = 1.0) -> DataSplits:
+    """The pipelines of a run with ``seed`` on ``decoded``, training on a nested ``train_fraction`` of its train split.
+
+    The subset is :func:`kerasxfer.data.sources.nested_subset` drawn with
+    ``seed``; validation and test always hold every image of their splits.
+    """
+    cfg, src = decoded.cfg, decoded.src
+    train, train_images, train_index = src.train, decoded.images["train"], None
+    if train_fraction < 1.0:
+        train_index = sources.nested_subset(src.train, train_fraction, seed)
+        mask = np.zeros(len(src.train), bool)
+        mask[train_index] = True
+        train = src.train.take(mask, f"{src.train.origin}; a stratified {train_fraction:g} of it (seed {seed})")
+        train_images = np.asarray(train_images[train_index]) if len(train_index) else train_images[:0]
+        log.info("training on %d of the %d training images (%g per class, stratified, seed %d)",
+                 len(train), len(src.train), train_fraction, seed)
+    parts = {"train": train, "val": src.val, "test": src.test}
     num_classes = len(src.class_names) if cfg.soft_labels else None
     bs = cfg.batch_size
-    train_from = epochs_from(images["train"], src.train.y, bs, seed, num_classes, cfg.mixup, cfg.cutmix)
-    info = dict(src.info)
-    for name, part in src.splits.items():
-        info.setdefault(f"{name}_per_class", {c: int((part.y == i).sum()) for i, c in enumerate(src.class_names)})
+    train_from = epochs_from(train_images, train.y, bs, seed, num_classes, cfg.mixup, cfg.cutmix)
+    info = dict(src.info, train_fraction=train_fraction)
+    for name, part in parts.items():
+        info[f"{name}_per_class"] = {c: int((part.y == i).sum()) for i, c in enumerate(src.class_names)}
     return DataSplits(
         train=train_from(0, 1),
-        val=ordered_batches(images["val"], src.val.y, bs, num_classes),
-        test=ordered_batches(images["test"], src.test.y, bs, num_classes),
+        val=ordered_batches(decoded.images["val"], src.val.y, bs, num_classes),
+        test=ordered_batches(decoded.images["test"], src.test.y, bs, num_classes),
         class_names=list(src.class_names),
         val_labels=np.asarray(src.val.y), test_labels=np.asarray(src.test.y),
-        image_size=s, description=src.description, info=info,
-        train_from=train_from, steps_per_epoch=math.ceil(len(src.train) / bs),
-        train_ordered=ordered_batches(images["train"], src.train.y, bs), train_labels=np.asarray(src.train.y),
+        image_size=cfg.image_size, description=src.description, info=info,
+        train_from=train_from, steps_per_epoch=math.ceil(len(train) / bs),
+        train_ordered=ordered_batches(train_images, train.y, bs), train_labels=np.asarray(train.y),
         seed=seed,
         splits={name: {"count": len(part), "from": part.origin, "fingerprint": fingerprint(part)}
-                for name, part in src.splits.items()},
+                for name, part in parts.items()},
+        decoded=decoded, train_index=train_index,
     )
+
+
+def load_data(cfg: DataConfig, seed: int, deterministic: bool = True) -> DataSplits:
+    """Open ``cfg.dataset``, decode its three splits once and build their pipelines (on ``cfg.train_fraction``).
+
+    On a GPU the batches are copied to the device ahead of the step by the
+    distribution strategy that :mod:`kerasxfer.training` runs under
+    (``OneDeviceStrategy`` distributes the dataset with device prefetch).
+    """
+    return splits_from(decode_source(cfg, seed, deterministic), seed, cfg.train_fraction)

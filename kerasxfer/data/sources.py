@@ -234,6 +234,25 @@ def split_three(part: Split, val_fraction: float, test_fraction: float, seed: in
             part.take(side == 1, how.format(val_fraction)), part.take(side == 2, how.format(test_fraction)))
 
 
+def nested_subset(part: Split, fraction: float, seed: int) -> np.ndarray:
+    """Indices (ascending) of a stratified ``fraction`` of ``part``: the learning-curve subsets of the sweeps.
+
+    Each class keeps ``round(fraction * n)`` of its ``n`` examples, at least
+    one: those whose seeded hash of the key ranks lowest.  The rank does not
+    depend on ``fraction``, so for one seed the subset of a smaller fraction
+    lies inside the subset of a larger one (nested learning curves), and an
+    example's place depends on its key, never on the listing order.
+    """
+    labels = np.asarray(part.y)
+    keep = []
+    for c in np.unique(labels):
+        idx = np.flatnonzero(labels == c)
+        h = np.array([_hash_unit(seed, "subset:" + part.keys[i]) for i in idx])
+        n = max(1, int(np.floor(fraction * len(idx) + 0.5)))
+        keep.append(idx[np.argsort(h, kind="stable")[:n]])
+    return np.sort(np.concatenate(keep)) if keep else np.zeros(0, np.int64)
+
+
 def merge_counts(a: dict, b: dict) -> dict:
     return {c: {k: a[c][k] + b[c][k] for k in ("read", "skipped")} for c in a}
 

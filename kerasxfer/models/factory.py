@@ -32,10 +32,16 @@ def build_model(exp, num_classes: int) -> keras.Model:
     return BUILDERS[exp.model.kind](exp.model, (s, s, 3), num_classes, dict(augment=exp.data.augment, seed=exp.seed))
 
 
-def apply_trainable(model: keras.Model, rule: str, num_stages: int) -> None:
-    """Set what trains in a phase: ``all``, ``head`` or ``stages:K`` (of a backbone of ``num_stages`` stages)."""
+def apply_trainable(model: keras.Model, rule: str, num_stages: int, transfer: bool = False) -> None:
+    """Set what trains in a phase: ``all``, ``head`` or ``stages:K`` (of a backbone of ``num_stages`` stages).
+
+    ``all`` on a ``transfer`` model is the whole backbone, stem included, BatchNorm still frozen (its
+    layers run in inference mode); on the others every layer.
+    """
     kind, k = parse_trainable(rule, num_stages)
-    if kind == "all":
+    if kind == "all" and transfer:
+        unfreeze(model, num_stages, stem=True)
+    elif kind == "all":
         model.trainable = True
     elif kind == "head":
         freeze(model)

@@ -80,12 +80,13 @@ def freeze(model: keras.Model) -> None:
     get_backbone(model).trainable = False
 
 
-def unfreeze(model: keras.Model, stages: int) -> None:
+def unfreeze(model: keras.Model, stages: int, stem: bool = False) -> None:
     """Unfreeze the last ``stages`` backbone stages (0 .. the family's stage count); BatchNorm stays frozen.
 
     ``stages=0`` leaves the backbone frozen; all stages unfreezes every
-    stage but not the stem.  The family's table names the stages and its
-    module's ``stage_of`` says which layer belongs to which.
+    stage but not the stem, unless ``stem`` (the whole backbone, the
+    ``all`` rule of a transfer model).  The family's table names the stages
+    and its module's ``stage_of`` says which layer belongs to which.
     """
     backbone = get_backbone(model)
     family = family_of(backbone.name)
@@ -101,8 +102,7 @@ def unfreeze(model: keras.Model, stages: int) -> None:
     for layer in backbone.layers:
         s = stage_of(layer.name)
         layer.trainable = (
-            s is not None
-            and s >= first
+            ((s is not None and s >= first) or (stem and stages == num_stages))
             and not isinstance(layer, layers.BatchNormalization)
         )
 
