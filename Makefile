@@ -6,6 +6,7 @@
 #   make scratch                      # scratch CNN on the built-in digits
 #   make finetune                     # frozen then unfrozen RegNetX002, ImageNet weights
 #   make finetune WEIGHTS=none        # the same from a random backbone
+#   make sweep                        # learning curves by data size (SWEEP=data) or unfreeze depth (SWEEP=depth)
 #   make test                         # the test suite
 #   make bench / make bench-data      # throughput numbers (benchmarks, not tests)
 #
@@ -16,6 +17,8 @@
 #   PORT        (make tensorboard, default 6006)   PYTEST_ARGS (make test)
 #   RUN IMAGES TOP_K OUTPUT EXPORT   (make predict)
 #   RUNS SEEDS REPORT                (make compare)
+#   SWEEP FRACTIONS DEPTHS DEPTH_FRACTION SEEDS BUDGET MIN_STEPS SCRATCH_IMAGE_SIZE   (make sweep)
+#   TRAIN_FRACTION                   (scratch, finetune: train on a stratified share of the training split)
 #   AUGMENT MIXUP CUTMIX ON_BAD_IMAGE CACHE_DIR TFDS_DATA_DIR   (scratch, finetune)
 #   BENCH_FLAGS                      (make bench, make bench-data: e.g. --sizes=64 --steps=20)
 
@@ -32,6 +35,7 @@ COMMON_FLAGS = $(call flag,DATASET,dataset) $(call flag,IMAGE_SIZE,image_size) \
   $(call flag,BATCH_SIZE,batch_size) $(call flag,SEED,seed) \
   $(call flag,VAL_FRACTION,val_fraction) $(call flag,TEST_FRACTION,test_fraction) \
   $(call flag,SPLIT_SEED,split_seed) $(call flag,RESIZE,resize) $(call flag,LR,lr) $(call flag,OUT,out_dir) \
+  $(call flag,TRAIN_FRACTION,train_fraction) \
   $(call flag,AUGMENT,augment) $(call flag,MIXUP,mixup) $(call flag,CUTMIX,cutmix) \
   $(call flag,ON_BAD_IMAGE,on_bad_image) $(call flag,CACHE_DIR,cache_dir) $(call flag,TFDS_DATA_DIR,tfds_data_dir)
 SCRATCH_FLAGS = $(COMMON_FLAGS) $(call flag,EPOCHS,epochs)
@@ -39,6 +43,11 @@ FINETUNE_FLAGS = $(COMMON_FLAGS) $(call flag,BACKBONE,backbone) \
   $(call flag,WEIGHTS,weights) $(call flag,FROZEN_EPOCHS,frozen_epochs) \
   $(call flag,FINETUNE_EPOCHS,finetune_epochs) $(call flag,FINETUNE_LR,finetune_lr) \
   $(call flag,UNFREEZE,unfreeze_stages)
+
+SWEEP_FLAGS = $(FINETUNE_FLAGS) $(call flag,EPOCHS,epochs) $(call flag,SWEEP,sweep) \
+  $(call flag,FRACTIONS,fractions) $(call flag,DEPTHS,depths) $(call flag,DEPTH_FRACTION,depth_fraction) \
+  $(call flag,SEEDS,seeds) $(call flag,BUDGET,budget) $(call flag,MIN_STEPS,min_steps) \
+  $(call flag,SCRATCH_IMAGE_SIZE,scratch_image_size)
 
 PREDICT_FLAGS = $(call flag,RUN,run) $(call flag,IMAGES,images) $(call flag,TOP_K,top_k) \
   $(call flag,OUTPUT,output) $(call flag,EXPORT,export)
@@ -48,7 +57,7 @@ PRETRAIN_FLAGS = $(call flag,BACKBONE,backbone) $(call flag,EPOCHS,epochs) $(cal
 COMPARE_FLAGS = $(call flag,RUNS,runs) $(call flag,SEEDS,seeds) $(call flag,REPORT,out_dir)
 PRETRAINED := runs/pretrain/backbone.weights.h5
 
-.PHONY: install test test-all scratch finetune pretrain compare demo demo-regnet predict tensorboard bench bench-data clean
+.PHONY: install test test-all scratch finetune pretrain compare sweep demo demo-regnet predict tensorboard bench bench-data clean
 
 install: $(STAMP)
 
@@ -80,6 +89,11 @@ pretrain: install
 
 compare: install
 	$(PY) -m experiments.compare $(COMPARE_FLAGS)
+
+# Learning curves (SWEEP=data: scratch, frozen and fine-tuned on nested shares of the training split) or the
+# unfreeze-depth sweep (SWEEP=depth) into runs/sweep/<sweep>/; rerunning trains only what has not finished.
+sweep: install
+	$(PY) -m experiments.sweep $(SWEEP_FLAGS)
 
 # The main job, offline: the scratch CNN, EfficientNet-Lite0 from its published
 # ImageNet weights (installed with the package: no download) frozen then

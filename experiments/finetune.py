@@ -15,29 +15,11 @@ the unfrozen phase does the learning; with ImageNet weights phase 1 already
 transfers.
 """
 
-from absl import flags
-
 from experiments import common
-from kerasxfer import families, recipes
+from kerasxfer import recipes
 
 common.define_common_flags("runs/finetune")
-flags.DEFINE_string("backbone", "regnetx002", f"Backbone: {', '.join(families.all_backbones())}.")
-flags.DEFINE_string(
-    "weights", "imagenet",
-    "Backbone weights: 'imagenet' (official keras-applications file, downloaded once into the Keras "
-    "cache), 'none' (random), or the path of a weights file (.h5 from keras-applications or a "
-    "kerasxfer .weights.h5).",
-)
-flags.DEFINE_integer("frozen_epochs", 10, "Phase 1 epochs (backbone frozen).")
-flags.DEFINE_integer("finetune_epochs", 10, "Phase 2 epochs (last stages unfrozen).")
-flags.DEFINE_float("finetune_lr", 1e-5, "Phase 2 learning rate.")
-flags.DEFINE_bool(
-    "cache_features", None,
-    "Phase 1 trains the head on backbone features computed once per image (the same result, many times "
-    "faster). Default: on unless --augment or --mixup/--cutmix change the images every epoch.",
-)
-flags.DEFINE_integer("unfreeze_stages", 2, "How many of the backbone's last stages phase 2 unfreezes (BatchNorm "
-                     "stays frozen); RegNet has 4.")
+common.define_finetune_flags()
 
 if __name__ == "__main__":
     common.run_main(common.train_main(recipes.finetune))

@@ -8,15 +8,11 @@ epochs; measured in ``make demo``, 2026-11-29): about 1.5 minutes, best
 val_accuracy 0.975, test accuracy 0.966 on the 322 held-out images.
 """
 
-from absl import flags
-
 from experiments import common
 from kerasxfer import recipes
 
 common.define_common_flags("runs/scratch")
-flags.DEFINE_integer("epochs", 10, "Training epochs.")
-flags.DEFINE_list("widths", ["32", "64", "128"], "Filters of each conv block (each block halves the resolution).")
-flags.DEFINE_integer("convs_per_block", 2, "Conv-BN-ReLU layers per block.")
+common.define_scratch_flags()
 
 if __name__ == "__main__":
     common.run_main(common.train_main(recipes.scratch))

@@ -1,0 +1,312 @@
+"""A sweep's answer: ``sweep.csv``, the curves, and sentences computed from the numbers (no TensorFlow).
+
+Writes into ``<out_dir>/<kind>/``::
+
+    sweep.csv         one row per member: arm, depth, fraction, seed, images, epochs, images seen,
+                      trainable parameters, best epoch, best val accuracy, test accuracy, run directory
+    sweep_cost.csv    the seconds each member trained (apart: they change from machine to machine,
+                      so sweep.csv stays byte-identical for equal flags)
+    curves_data.png   (data) test accuracy against images per class, log x, a band over the seeds
+    curves_depth.png  (depth) test accuracy, trainable parameters and seconds per depth
+    sweep.md          the sentences, the tables and the picture
+    sweep.json        every number the sentences state
+
+Comparisons use McNemar's test on the held-out test split, pooled over the
+seeds (each seed's pair of runs is tested on the same images, so pooling
+repeats those images: with several seeds the p-value is optimistic).
+"""
+
+from __future__ import annotations
+
+import csv
+import io
+import os
+import statistics
+
+from kerasxfer import plots, rundir
+from kerasxfer.report import load_run
+from kerasxfer.stats import NOISE_P, mcnemar
+
+COLUMNS = ("sweep", "arm", "depth", "fraction", "seed", "train_images", "images_per_class", "epochs",
+           "images_seen", "trainable_params", "best_epoch", "best_val_accuracy", "test_accuracy", "run")
+ARM_TITLES = {"scratch": "scratch CNN", "frozen": "frozen backbone", "finetune": "fine-tuned backbone"}
+
+
+def member_row(kind: str, member, run: dict, root: str) -> dict:
+    """One line of sweep.csv, read back from the member's finished run directory."""
+    h, data = run["history"], run["data"]
+    n, k = data["num_train"], len(data["class_names"])
+    epochs = len(h["epochs"])
+    return {
+        "sweep": kind, "arm": member.arm, "depth": member.depth if member.depth is not None else "",
+        "fraction": f"{member.fraction:g}", "seed": member.seed, "train_images": n,
+        "images_per_class": round(n / k, 1), "epochs": epochs, "images_seen": epochs * n,
+        "trainable_params": h["phases"][-1]["trainable_params"], "best_epoch": h["best"]["epoch"],
+        "best_val_accuracy": f"{h['best']['val_accuracy']:.4f}",
+        "test_accuracy": f"{run['metrics']['test']['accuracy']:.4f}",
+        "run": os.path.relpath(run["dir"], root),
+    }
+
+
+def csv_text(rows, columns) -> str:
+    buf = io.StringIO()
+    w = csv.DictWriter(buf, fieldnames=list(columns), lineterminator="\n")
+    w.writeheader()
+    w.writerows(rows)
+    return buf.getvalue()
+
+
+def read_csv(path: str) -> list:
+    with open(path, newline="", encoding="utf-8") as f:
+        return list(csv.DictReader(f))
+
+
+def pooled_mcnemar(runs_a, runs_b) -> dict:
+    """McNemar over the seeds' pairs (same test images in each pair), the pairs' predictions concatenated."""
+    y, a, b = [], [], []
+    for ra, rb in zip(runs_a, runs_b):
+        ta, tb = ra["metrics"]["test"], rb["metrics"]["test"]
+        y += ta["labels"]
+        a += ta["predictions"]
+        b += tb["predictions"]
+    return mcnemar(y, a, b)
+
+
+def _pct(x: float) -> str:
+    return f"{100 * x:.2f} %"
+
+
+def _mean(rows, key="test_accuracy") -> float:
+    return statistics.fmean(float(r[key]) for r in rows)
+
+
+# ------------------------------------------------------------------ data
+def data_points(rows, runs) -> list:
+    """Per fraction: images per class, each arm's mean/min/max test accuracy, fine-tune vs scratch and its McNemar."""
+    points = []
+    for f in sorted({float(r["fraction"]) for r in rows}):
+        at = [r for r in rows if float(r["fraction"]) == f]
+        p = {"fraction": f, "images_per_class": float(at[0]["images_per_class"]), "arms": {}}
+        for arm in ARM_TITLES:
+            vals = [float(r["test_accuracy"]) for r in at if r["arm"] == arm]
+            if vals:
+                p["arms"][arm] = {"mean": statistics.fmean(vals), "min": min(vals), "max": max(vals), "n": len(vals)}
+        if "finetune" in p["arms"] and "scratch" in p["arms"]:
+            by_seed = {(r["arm"], int(r["seed"])): runs[r["run"]] for r in at}
+            seeds = sorted(s for a, s in by_seed if a == "finetune" and ("scratch", s) in by_seed)
+            p["difference_points"] = 100 * (p["arms"]["finetune"]["mean"] - p["arms"]["scratch"]["mean"])
+            p["mcnemar"] = pooled_mcnemar([by_seed["finetune", s] for s in seeds], [by_seed["scratch", s] for s in seeds])
+        points.append(p)
+    return points
+
+
+def _versus(p, transfer_name: str = "") -> str:
+    """One size's outcome: who beats whom by how much, or both within the noise."""
+    d, pv, n = p["difference_points"], p["mcnemar"]["p_value"], p["images_per_class"]
+    ft, sc = p["arms"]["finetune"]["mean"], p["arms"]["scratch"]["mean"]
+    name = f" ({transfer_name})" if transfer_name else ""
+    if pv >= NOISE_P:
+        return (f"at {n:g} images per class fine-tuning{name} and scratch are within noise of each other "
+                f"({_pct(ft)} vs {_pct(sc)}, McNemar p = {pv:.3g})")
+    win, lose = ("fine-tuning" + name, "scratch") if d > 0 else ("scratch", "fine-tuning" + name)
+    return f"{win} beats {lose} by {abs(d):.1f} points at {n:g} images per class (McNemar p = {pv:.3g})"
+
+
+def data_sentences(points, transfer_name: str, seeds: int) -> list:
+    """The verdict in words, from :func:`data_points` only: the smallest size, where the noise takes over, the rest."""
+    pts = [p for p in points if "mcnemar" in p]
+    if not pts:
+        return []
+    sig = [p["mcnemar"]["p_value"] < NOISE_P for p in pts]
+    lead = _versus(pts[0], transfer_name)
+    lead = lead[0].upper() + lead[1:]
+    last_sig = max((i for i, x in enumerate(sig) if x), default=None)
+    tail = "" if last_sig is None or last_sig == len(pts) - 1 else (
+        f"from {pts[last_sig + 1]['images_per_class']:g} images per class on, the difference is within noise")
+    if last_sig is None:
+        lines = [lead + "; at every size tried the difference is within noise."]
+    elif not sig[0]:
+        lines = [lead + ".", "Larger than the noise only at: " + "; ".join(_versus(p) for p, x in zip(pts, sig) if x)
+                 + (f"; {tail}." if tail else ".")]
+    else:
+        lines = [lead + (f"; {tail}." if tail else "" if len(pts) == 1 else
+                         f"; {_versus(pts[-1])}, larger than the noise at the largest size.")]
+        between = [_versus(p) for p, x in zip(pts[1:-1], sig[1:-1]) if x]
+        if between:
+            lines.append("Also larger than the noise: " + "; ".join(between) + ".")
+    big = points[-1]["arms"]
+    if "frozen" in big and "finetune" in big:
+        small = points[0]["arms"]
+        lines.append(
+            f"The frozen backbone alone scores {_pct(small['frozen']['mean'])} at {points[0]['images_per_class']:g} "
+            f"and {_pct(big['frozen']['mean'])} at {points[-1]['images_per_class']:g} images per class; unfreezing "
+            f"moves the latter to {_pct(big['finetune']['mean'])} "
+            f"({100 * (big['finetune']['mean'] - big['frozen']['mean']):+.1f} points)."
+        )
+    if seeds > 1:
+        lines.append(f"Every size was trained with {seeds} seeds: accuracies are their means, and McNemar pools their "
+                     "predictions on the same test images (so its p-values are optimistic).")
+    return lines
+
+
+def budget_sentence(rows, cost, budget: str) -> str:
+    """Each arm's epochs, images seen and seconds at the largest size: no verdict from unequal compute."""
+    f = max(float(r["fraction"]) for r in rows)
+    parts = []
+    for arm in ARM_TITLES:
+        at = [r for r in rows if float(r["fraction"]) == f and r["arm"] == arm]
+        if at:
+            secs = statistics.fmean(cost[r["run"]] for r in at)
+            parts.append(f"{ARM_TITLES[arm]} {_mean(at, 'epochs'):.0f} epochs, {_mean(at, 'images_seen'):,.0f} "
+                         f"images seen, {secs:.0f} s")
+    how = ("scratch was given the training time of the fine-tune of its size and seed (--budget=time)"
+           if budget == "time" else "every arm trained for its epochs (--budget=epochs; --budget=time gives scratch "
+           "the fine-tune's time)")
+    return f"Budgets at the largest size: {'; '.join(parts)}; {how}."
+
+
+def draw_data(points, path: str, title: str) -> None:
+    plt = plots.pyplot()
+    fig, ax = plt.subplots(figsize=(9, 4.8))
+    x = [p["images_per_class"] for p in points]
+    low = min(s["min"] for p in points for s in p["arms"].values())
+    bottom = max(0.0, 10 * (int(100 * low) // 10) - 10)  # room below the lowest point for the p-values
+    for arm, style in (("scratch", "-o"), ("frozen", "--s"), ("finetune", "-^")):
+        pts = [(xi, p["arms"][arm]) for xi, p in zip(x, points) if arm in p["arms"]]
+        if not pts:
+            continue
+        xs = [a for a, _ in pts]
+        line, = ax.plot(xs, [100 * s["mean"] for _, s in pts], style, label=ARM_TITLES[arm])
+        if any(s["n"] > 1 for _, s in pts):
+            ax.fill_between(xs, [100 * s["min"] for _, s in pts], [100 * s["max"] for _, s in pts],
+                            color=line.get_color(), alpha=0.15)
+    for xi, p in zip(x, points):
+        if "mcnemar" in p:
+            pv = p["mcnemar"]["p_value"]
+            ax.annotate(f"p={pv:.2g}" + ("" if pv < NOISE_P else "\n(noise)"), (xi, bottom + 1), ha="center",
+                        fontsize=7)
+    ax.set_xscale("log")
+    ax.margins(x=0.08)
+    ax.set(xlabel="training images per class (log scale)", ylabel="test accuracy (%)", ylim=(bottom, 101), title=title)
+    ax.grid(True, which="both", alpha=0.3)
+    ax.plot([], [], " ", label="p: McNemar, fine-tuned\nvs scratch (test split)")
+    ax.legend(loc="upper left", bbox_to_anchor=(1.01, 1.0), fontsize=8)
+    fig.tight_layout()
+    plots.save(fig, path)
+
+
+# ----------------------------------------------------------------- depth
+def depth_points(rows, cost) -> list:
+    """Per depth: mean/min/max test accuracy, trainable parameters, mean seconds, the runs (for McNemar)."""
+    points = []
+    for depth in dict.fromkeys(r["depth"] for r in rows):
+        at = [r for r in rows if r["depth"] == depth]
+        vals = [float(r["test_accuracy"]) for r in at]
+        points.append({
+            "depth": depth, "mean": statistics.fmean(vals), "min": min(vals), "max": max(vals),
+            "trainable_params": int(at[0]["trainable_params"]),
+            "seconds": statistics.fmean(cost[r["run"]] for r in at),
+            "runs": sorted(at, key=lambda r: int(r["seed"])),
+        })
+    return points
+
+
+def depth_sentences(points, runs, num_stages: int) -> list:
+    best = max(points, key=lambda p: (p["mean"], -p["trainable_params"]))
+    within = []
+    for p in points:
+        mc = pooled_mcnemar([runs[r["run"]] for r in best["runs"]], [runs[r["run"]] for r in p["runs"]])
+        p["mcnemar_vs_best"] = mc
+        if p is best or mc["p_value"] >= NOISE_P:
+            within.append(p)
+    cheap = min(within, key=lambda p: (p["trainable_params"], p["seconds"]))
+
+    def what(p):
+        return "the whole network" if p["depth"] == "all" else f"{p['depth']} of {num_stages} stages"
+
+    lines = [f"The best depth is {what(best)} unfrozen (test {_pct(best['mean'])}, "
+             f"{best['trainable_params']:,} trainable parameters, {best['seconds']:.0f} s)."]
+    if cheap is best:
+        lines.append("Every cheaper depth is worse by more than the noise (McNemar p < 0.05 against the best).")
+    else:
+        lines.append(
+            f"The cheapest depth within noise of it is {what(cheap)} (test {_pct(cheap['mean'])}, McNemar p = "
+            f"{cheap['mcnemar_vs_best']['p_value']:.3g} against the best, {cheap['trainable_params']:,} trainable "
+            f"parameters, {cheap['seconds']:.0f} s)."
+        )
+    return lines
+
+
+def draw_depth(points, path: str, title: str) -> None:
+    plt = plots.pyplot()
+    fig, (ax, ax_p) = plt.subplots(1, 2, figsize=(12, 4.5))
+    x = list(range(len(points)))
+    labels = [p["depth"] for p in points]
+    ax.plot(x, [100 * p["mean"] for p in points], "-o")
+    if any(len(p["runs"]) > 1 for p in points):
+        ax.fill_between(x, [100 * p["min"] for p in points], [100 * p["max"] for p in points], alpha=0.2)
+    ax.set_xticks(x, labels)
+    ax.set(xlabel="stages unfrozen in phase 2", ylabel="test accuracy (%)", title=title)
+    ax.grid(True, alpha=0.3)
+    ax_p.bar(x, [p["trainable_params"] for p in points], color="tab:gray")
+    ax_p.set_yscale("log")
+    ax_p.set_xticks(x, labels)
+    ax_p.set(xlabel="stages unfrozen in phase 2", ylabel="trainable parameters (log)",
+             title="cost: trainable parameters (bars), training seconds (labels)")
+    for xi, p in zip(x, points):
+        ax_p.annotate(f"{p['seconds']:.0f} s", (xi, p["trainable_params"]), ha="center", va="bottom", fontsize=8)
+    fig.tight_layout()
+    plots.save(fig, path)
+
+
+# ---------------------------------------------------------------- report
+def write_sweep_report(cfg, members) -> dict:
+    """Read every member's run directory and write the sweep's files into ``<cfg.out_dir>/<cfg.kind>``."""
+    root = os.path.join(cfg.out_dir, cfg.kind)
+    runs, rows, cost = {}, [], {}
+    for m in members:
+        run = load_run(m.exp.out_dir)
+        row = member_row(cfg.kind, m, run, root)
+        rows.append(row)
+        runs[row["run"]] = run
+        cost[row["run"]] = float(run["history"].get("train_seconds") or 0.0)
+    rundir.write_text(os.path.join(root, "sweep.csv"), csv_text(rows, COLUMNS))
+    rundir.write_text(os.path.join(root, "sweep_cost.csv"),
+                      csv_text([{"run": k, "train_seconds": f"{v:.1f}"} for k, v in cost.items()],
+                               ("run", "train_seconds")))
+    t = cfg.transfer.model
+    weights = "ImageNet" if t.weights == "imagenet" else os.path.basename(t.weights) if t.weights else "random"
+    transfer_name = f"{t.backbone}, {weights} weights"
+    dataset = runs[rows[0]["run"]]["data"]["source"]
+    short = dataset.split(" (")[0]
+    if cfg.kind == "data":
+        points = data_points(rows, runs)
+        lines = data_sentences(points, transfer_name, cfg.seeds) + [budget_sentence(rows, cost, cfg.budget)]
+        picture = "curves_data.png"
+        draw_data(points, os.path.join(root, picture), f"{short}: scratch or transfer, by training-set size")
+    else:
+        points = depth_points(rows, cost)
+        lines = depth_sentences(points, runs, cfg.num_stages)
+        for p in points:
+            p["runs"] = [r["run"] for r in p["runs"]]
+        picture = "curves_depth.png"
+        draw_depth(points, os.path.join(root, picture), f"{short}: {t.backbone}, how deep to unfreeze")
+    summary = {"sweep": cfg.kind, "dataset": dataset, "transfer": transfer_name, "seeds": cfg.seeds,
+               "budget": cfg.budget, "min_steps": cfg.min_steps, "points": points, "sentences": lines}
+    rundir.write_json(os.path.join(root, "sweep.json"), summary)
+    rundir.write_text(os.path.join(root, "sweep.md"), _markdown(cfg, dataset, lines, rows, cost, picture))
+    return summary
+
+
+def _markdown(cfg, dataset, lines, rows, cost, picture) -> str:
+    title = "where transfer stops paying" if cfg.kind == "data" else "how deep to unfreeze"
+    md = [f"# kerasxfer sweep: {title}", "", f"Data: {dataset}. Test accuracy on the whole held-out test split; "
+          "validation chose each run's best epoch.", ""]
+    md += [f"- {line}" for line in lines] + ["", f"![{cfg.kind} sweep]({picture})", ""]
+    cols = [c for c in COLUMNS if c not in ("sweep",)] + ["train_seconds"]
+    md.append("| " + " | ".join(cols) + " |")
+    md.append("|" + "---|" * len(cols))
+    for r in rows:
+        md.append("| " + " | ".join(str(r[c]) if c != "train_seconds" else f"{cost[r['run']]:.0f}" for c in cols)
+                  + " |")
+    return "\n".join(md) + "\n"
