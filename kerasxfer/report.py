@@ -207,8 +207,8 @@ def compare_pair(a, b, ra, rb) -> dict:
 
 
 def executive_summary(summaries, runs, groups) -> tuple:
-    """Plain sentences: each run, the winner and by how much, noise, notes."""
-    lines = [_run_sentence(s) for s in summaries]
+    """Plain sentences: the winner and by how much (first: the verdict), each run, seeds, notes, cost."""
+    lines = []
     # one run per approach (seeds of one approach are not rivals), chosen on validation, never on test
     best_of = {}
     for s in summaries:
@@ -243,6 +243,7 @@ def executive_summary(summaries, runs, groups) -> tuple:
                 f"{best['name']} also beats {other['name']} by {p['difference_points']:.2f} points"
                 + (f" (McNemar p = {p['mcnemar']['p_value']:.3g})." if "mcnemar" in p else ".")
             )
+    lines += [_run_sentence(s) for s in summaries]
     for name, g in groups.items():
         if len(g["seeds"]) > 1:
             lines.append(
