@@ -6,6 +6,7 @@
 #   make scratch                      # scratch CNN on the built-in digits
 #   make finetune                     # frozen then unfrozen RegNetX002, ImageNet weights
 #   make finetune WEIGHTS=none        # the same from a random backbone
+#   make study DATASET=~/photos       # the whole study on your images: scratch, transfer, control, report
 #   make sweep                        # learning curves by data size (SWEEP=data) or unfreeze depth (SWEEP=depth)
 #   make test                         # the test suite
 #   make bench / make bench-data      # throughput numbers (benchmarks, not tests)
@@ -18,6 +19,7 @@
 #   RUN IMAGES TOP_K OUTPUT EXPORT   (make predict)
 #   RUNS SEEDS REPORT                (make compare)
 #   SWEEP FRACTIONS DEPTHS DEPTH_FRACTION SEEDS BUDGET MIN_STEPS SCRATCH_IMAGE_SIZE   (make sweep)
+#   CONTROL=false                    (make study: skip the random-backbone control)
 #   TRAIN_FRACTION                   (scratch, finetune: train on a stratified share of the training split)
 #   AUGMENT MIXUP CUTMIX ON_BAD_IMAGE CACHE_DIR TFDS_DATA_DIR   (scratch, finetune)
 #   BENCH_FLAGS                      (make bench, make bench-data: e.g. --sizes=64 --steps=20)
@@ -49,6 +51,8 @@ SWEEP_FLAGS = $(FINETUNE_FLAGS) $(call flag,EPOCHS,epochs) $(call flag,SWEEP,swe
   $(call flag,SEEDS,seeds) $(call flag,BUDGET,budget) $(call flag,MIN_STEPS,min_steps) \
   $(call flag,SCRATCH_IMAGE_SIZE,scratch_image_size)
 
+STUDY_FLAGS = $(SWEEP_FLAGS) $(call flag,CONTROL,control)
+
 PREDICT_FLAGS = $(call flag,RUN,run) $(call flag,IMAGES,images) $(call flag,TOP_K,top_k) \
   $(call flag,OUTPUT,output) $(call flag,EXPORT,export)
 
@@ -57,7 +61,7 @@ PRETRAIN_FLAGS = $(call flag,BACKBONE,backbone) $(call flag,EPOCHS,epochs) $(cal
 COMPARE_FLAGS = $(call flag,RUNS,runs) $(call flag,SEEDS,seeds) $(call flag,REPORT,out_dir)
 PRETRAINED := runs/pretrain/backbone.weights.h5
 
-.PHONY: install test test-all scratch finetune pretrain compare sweep demo demo-regnet predict tensorboard bench bench-data clean
+.PHONY: install test test-all scratch finetune pretrain compare sweep study demo demo-regnet predict tensorboard bench bench-data clean
 
 install: $(STAMP)
 
@@ -95,19 +99,16 @@ compare: install
 sweep: install
 	$(PY) -m experiments.sweep $(SWEEP_FLAGS)
 
-# The main job, offline: the scratch CNN, EfficientNet-Lite0 from its published
-# ImageNet weights (installed with the package: no download) frozen then
-# fine-tuned, and the same from a random backbone (the control), then the report.
+# The whole study on DATASET (default digits) into runs/study/<dataset name>/: the scratch CNN,
+# EfficientNet-Lite0 from its published ImageNet weights (installed with the package: no download)
+# frozen then fine-tuned, the same from a random backbone (the control), the report; SEEDS, SWEEP, CONTROL.
+study: install
+	$(PY) -m experiments.study $(STUDY_FLAGS)
+
+# The main job, offline: the study on the built-in digits, into runs/demo/.
 DEMO := runs/demo
-EFF_DEMO := --backbone=efficientnet_lite0 --image_size=96 --frozen_epochs=10 --finetune_epochs=8 \
-  --unfreeze_stages=4 --finetune_lr=2e-4
 demo: install
-	$(PY) -m experiments.scratch --out_dir=$(DEMO)/scratch
-	$(PY) -m experiments.finetune $(EFF_DEMO) --weights=imagenet --out_dir=$(DEMO)/effnet-imagenet
-	$(PY) -m experiments.finetune $(EFF_DEMO) --weights=none --out_dir=$(DEMO)/effnet-random
-	$(PY) -m experiments.compare --runs=$(DEMO)/scratch,$(DEMO)/effnet-imagenet,$(DEMO)/effnet-random \
-	  --out_dir=$(DEMO)/report
-	@echo "[demo] report: $(DEMO)/report/report.md (curves.png, confusion.png, summary.json beside it)"
+	$(PY) -m experiments.study --dataset=digits --out_dir=$(DEMO)
 
 # The RegNet path offline: RegNetX002 self-pretrained on the synthetic source task
 # (kept if it exists), fine-tuned from it and from a random backbone, reported
@@ -115,7 +116,7 @@ demo: install
 demo-regnet: install
 	@if [ -f $(PRETRAINED) ]; then echo "[demo] $(PRETRAINED) exists: pretraining skipped (delete runs/pretrain to redo it)"; \
 	  else $(PY) -m experiments.pretrain --out_dir=runs/pretrain --synthetic_train=9600 --epochs=6; fi
-	$(PY) -m experiments.scratch --out_dir=$(DEMO)/scratch
+	$(PY) -m experiments.scratch --split_seed=0 --out_dir=$(DEMO)/scratch
 	$(PY) -m experiments.finetune --weights=$(PRETRAINED) --out_dir=$(DEMO)/regnet-pretrained
 	$(PY) -m experiments.finetune --weights=none --out_dir=$(DEMO)/regnet-random
 	$(PY) -m experiments.compare --runs=$(DEMO)/scratch,$(DEMO)/regnet-pretrained,$(DEMO)/regnet-random \

@@ -151,6 +151,61 @@ def define_finetune_flags() -> None:
                          "stays frozen); RegNet has 4, EfficientNet-Lite 8.")
 
 
+def define_sweep_flags(kinds) -> None:
+    """The flags of a sweep (sweep, study): ``--sweep`` takes one of ``kinds``, the first the default."""
+    from kerasxfer.sweep import BUDGETS, DEFAULT_FRACTIONS
+
+    _choice_flag("sweep", kinds, "data: scratch, frozen and fine-tuned at each of --fractions of the training "
+                 "split; depth: the fine-tune with each of --depths stages unfrozen.")
+    flags.DEFINE_list("fractions", [f"{f:g}" for f in DEFAULT_FRACTIONS], "Shares of the training split (nested, "
+                      "stratified, at least one image per class) of the data sweep.")
+    flags.DEFINE_list("depths", [], "Stages unfrozen in phase 2 for the depth sweep: integers 0..K and/or 'all' "
+                      "(default: every depth 0..K and all).")
+    flags.DEFINE_float("depth_fraction", 1.0, "Share of the training split the depth sweep trains on.")
+    flags.DEFINE_integer("seeds", 1, "Repeat every run with seeds --seed .. --seed+N-1 (same split: --split_seed).")
+    _choice_flag("budget", BUDGETS, "epochs: every arm trains its epochs; time: each scratch run of the data sweep "
+                 "trains for the time the fine-tune of its size and seed took (its --epochs times 4 at most).")
+    flags.DEFINE_integer("min_steps", 100, "Raise a sweep phase's epochs on small subsets so it takes at least this "
+                         "many optimizer steps (0: the epochs as given).")
+    flags.DEFINE_integer("scratch_image_size", 64, "Image size of the scratch CNN (0: --image_size).")
+
+
+def use_study_defaults() -> None:
+    """The demo's arms as defaults (sweep, study): EfficientNet-Lite0 from ImageNet at 96x96, 10 + 8 epochs."""
+    for name, value in (("backbone", "efficientnet_lite0"), ("image_size", 96), ("frozen_epochs", 10),
+                        ("finetune_epochs", 8), ("unfreeze_stages", 4), ("finetune_lr", 2e-4)):
+        FLAGS.set_default(name, value)
+
+
+def arms_from_flags() -> tuple:
+    """(scratch, transfer) experiments of a sweep or a study, and the split seed they share."""
+    from kerasxfer import recipes
+
+    if FLAGS.train_fraction != 1.0:
+        raise UserError("--train_fraction is what a sweep varies: pass the sizes as --fractions=0.1,0.5,1 instead.")
+    scratch = experiment_from_flags(recipes.scratch)
+    if FLAGS.scratch_image_size:
+        scratch.data.image_size = FLAGS.scratch_image_size
+    split_seed = FLAGS.split_seed if FLAGS.split_seed is not None else FLAGS.seed
+    return scratch, experiment_from_flags(recipes.finetune), split_seed
+
+
+def sweep_from_flags(out_dir: str, kind=None):
+    """The :class:`~kerasxfer.sweep.SweepConfig` the flags describe, validated (no TensorFlow yet)."""
+    from kerasxfer.sweep import SweepConfig
+
+    try:
+        fractions = tuple(float(f) for f in FLAGS.fractions)
+    except ValueError:
+        raise UserError(f"--fractions={','.join(FLAGS.fractions)} must be numbers, e.g. 0.05,0.1,0.25,0.5,1.") from None
+    scratch, transfer, split_seed = arms_from_flags()
+    return SweepConfig(
+        kind=kind or FLAGS.sweep, out_dir=out_dir, scratch=scratch, transfer=transfer,
+        fractions=tuple(sorted(fractions)), depths=FLAGS.depths or None, depth_fraction=FLAGS.depth_fraction,
+        seeds=FLAGS.seeds, budget=FLAGS.budget, min_steps=FLAGS.min_steps, split_seed=split_seed,
+    ).validate()
+
+
 def experiment_from_flags(recipe):
     """``recipe(...)`` given every defined flag named like one of its parameters (or a shared setting,
     ``kerasxfer.recipes.COMMON``), and ``data`` built from the flags named like DataConfig fields."""

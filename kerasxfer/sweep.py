@@ -182,33 +182,17 @@ def _time_budget(member: Member, members: list) -> None:
     member.exp.phases[0].epochs *= TIME_BUDGET_EPOCH_CAP
 
 
-class _Sources:
-    """The source decoded once per image size (split by the sweep's split seed), shared by every member."""
-
-    def __init__(self, split_seed: int, deterministic: bool):
-        self.split_seed, self.deterministic, self.decoded = split_seed, deterministic, {}
-
-    def get(self, exp: Experiment):
-        from kerasxfer.data import decode_source
-
-        key = exp.data.image_size
-        if key not in self.decoded:
-            base = dataclasses.replace(exp.data, train_fraction=1.0, split_seed=self.split_seed)
-            self.decoded[key] = decode_source(base, self.split_seed, self.deterministic, share_features=True)
-        return self.decoded[key]
-
-
 def run_sweep(cfg: SweepConfig, overwrite: bool = False, verbose: int = 0) -> dict:
     """Train every member of the sweep that has not finished, then write its report; return sweep.json's content."""
     import keras
 
-    from kerasxfer.data import splits_from
+    from kerasxfer.data import SharedSources
     from kerasxfer.sweep_report import write_sweep_report
     from kerasxfer.training import determinism, run_experiment
 
     cfg.validate()
-    sources = _Sources(cfg.split_seed, determinism(cfg.transfer))
-    counts = np.bincount(sources.get(cfg.transfer).src.train.y)
+    sources = SharedSources(cfg.split_seed, determinism(cfg.transfer))
+    counts = np.bincount(sources.decoded_for(cfg.transfer.data).src.train.y)
     members = plan(cfg, counts[counts > 0])
     seconds, trained = 0.0, 0
     for i, m in enumerate(members, 1):
@@ -222,8 +206,7 @@ def run_sweep(cfg: SweepConfig, overwrite: bool = False, verbose: int = 0) -> di
         keras.backend.clear_session()  # the same layer names and seeds as in a process of its own
         gc.collect()
         t0 = time.perf_counter()
-        run_experiment(m.exp, data=splits_from(sources.get(m.exp), m.exp.seed, m.fraction), verbose=verbose,
-                       overwrite=overwrite)
+        run_experiment(m.exp, data=sources.splits(m.exp), verbose=verbose, overwrite=overwrite)
         if not done:
             seconds, trained = seconds + time.perf_counter() - t0, trained + 1
             if i < len(members):  # a rough estimate: runs differ in size

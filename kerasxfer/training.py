@@ -39,13 +39,14 @@ from kerasxfer.resume import ResumeState
 log = logging.getLogger("kerasxfer")
 
 
-def run_experiment(exp: Experiment, data=None, verbose: int = 0, overwrite: bool = False) -> dict:
+def run_experiment(exp: Experiment, data=None, verbose: int = 0, overwrite: bool = False, callbacks=()) -> dict:
     """Train every phase of ``exp`` and write its run directory; return metrics.json's content.
 
     ``data`` may be passed in to reuse pipelines already built (tests,
-    multi-seed studies); otherwise it is loaded from ``exp.data``.  An
+    sweeps, studies); otherwise it is loaded from ``exp.data``.  An
     interrupted run in ``exp.out_dir`` is continued from its last finished
     epoch; a finished one is returned as it is, unless ``overwrite``.
+    ``callbacks`` run after the run's own at every epoch (a study's progress).
     """
     exp.validate()
     status = rundir.inspect_run_dir(exp.out_dir, exp.to_dict(), overwrite)
@@ -63,7 +64,7 @@ def run_experiment(exp: Experiment, data=None, verbose: int = 0, overwrite: bool
         out = tempfile.mkdtemp(prefix="kerasxfer-worker-")
         log.info("not the chief worker: writing to %s (removed at the end)", out)
     try:
-        run = _Run(exp, strategy, out, verbose)
+        run = _Run(exp, strategy, out, verbose, list(callbacks))
         run.open(data, resume=status == "resume")
         run.train()
         return run.finish()
@@ -97,8 +98,9 @@ def compile_for_phase(model: keras.Model, exp: Experiment, lr: float) -> None:
 class _Run:
     """One training run in ``out``: opened, trained phase by phase, finished."""
 
-    def __init__(self, exp: Experiment, strategy, out: str, verbose: int):
+    def __init__(self, exp: Experiment, strategy, out: str, verbose: int, extra_callbacks=()):
         self.exp, self.strategy, self.out, self.verbose = exp, strategy, out, verbose
+        self.extra_callbacks = list(extra_callbacks)
         self.model_path = os.path.join(out, rundir.MODEL)
         self.num_stages = exp.model.num_stages
         self.features = None  # backbone features of every image, computed at the first head-only phase
@@ -215,6 +217,7 @@ class _Run:
             BestCheckpoint(self.model_path, self.history["best"], phase.name, model=model),
             self.tb,
             self.state.callback(self.history, self.timings, model=model),
+            *self.extra_callbacks,
         ]
         # Epoch e's batches depend only on the seed and e (see data.pipeline), so a
         # resumed run sees what an uninterrupted one would have seen.

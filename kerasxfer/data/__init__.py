@@ -23,6 +23,6 @@ builds the tf.data pipelines.
 
 from __future__ import annotations
 
-from kerasxfer.data.pipeline import DataSplits, Decoded, decode_source, load_data, splits_from
+from kerasxfer.data.pipeline import DataSplits, Decoded, SharedSources, decode_source, load_data, splits_from
 
-__all__ = ["DataSplits", "Decoded", "decode_source", "load_data", "splits_from"]
+__all__ = ["DataSplits", "Decoded", "SharedSources", "decode_source", "load_data", "splits_from"]

@@ -357,6 +357,30 @@ def splits_from(decoded: Decoded, seed: int, train_fraction: float = 1.0) -> Dat
     )
 
 
+class SharedSources:
+    """Sources decoded once per image size (split by one ``split_seed``) for the runs of a sweep or a study.
+
+    The runs must differ from each other only in image size, training
+    fraction and seed: the rest of their :class:`DataConfig` is the first one's.
+    """
+
+    def __init__(self, split_seed: int, deterministic: bool = True):
+        self.split_seed, self.deterministic, self.decoded = split_seed, deterministic, {}
+
+    def decoded_for(self, cfg: DataConfig) -> Decoded:
+        if cfg.image_size not in self.decoded:
+            base = dataclasses.replace(cfg, train_fraction=1.0, split_seed=self.split_seed)
+            self.decoded[cfg.image_size] = decode_source(base, self.split_seed, self.deterministic,
+                                                         share_features=True)
+        return self.decoded[cfg.image_size]
+
+    def splits(self, exp) -> DataSplits:
+        """The pipelines of the experiment ``exp`` (its seed, image size and training fraction)."""
+        if exp.data.split_seed is not None and exp.data.split_seed != self.split_seed:
+            raise ValueError(f"{exp.out_dir} is split with seed {exp.data.split_seed}, not {self.split_seed}")
+        return splits_from(self.decoded_for(exp.data), exp.seed, exp.data.train_fraction)
+
+
 def load_data(cfg: DataConfig, seed: int, deterministic: bool = True) -> DataSplits:
     """Open ``cfg.dataset``, decode its three splits once and build their pipelines (on ``cfg.train_fraction``).
 

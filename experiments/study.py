@@ -1,0 +1,68 @@
+"""The whole study on your images in one command: scratch, transfer, the random-backbone control, the report.
+
+    make study DATASET=~/photos/flowers          # runs/study/flowers/{scratch,transfer,control,report}
+    make study DATASET=tfds:tf_flowers SEEDS=3   # each arm with seeds 0, 1, 2
+    make study DATASET=digits SWEEP=data         # and the learning curves by data size (runs/study/digits/sweep)
+    python -m experiments.study --dataset=PATH --control=false --weights=runs/pretrain/backbone.weights.h5
+
+The transfer arm starts from the best weights available: ``--weights=imagenet``
+(default) with the default EfficientNet-Lite0 needs no download; RegNet's
+ImageNet weights are downloaded once (see the README for machines without
+internet), or pass a weights file.  ``make demo`` is this study on the
+digits, into ``runs/demo``.  Rerunning trains only what has not finished; a
+killed study continues where it stopped.  One study-level line per epoch
+says how far the study is and how long it has left; on a terminal Keras adds
+its progress bar within each epoch.
+"""
+
+import os
+import sys
+
+from absl import flags
+
+from experiments import common
+from kerasxfer.errors import UserError
+
+FLAGS = flags.FLAGS
+common.define_common_flags(None)
+common.define_scratch_flags()
+common.define_finetune_flags()
+common.define_sweep_flags(("none", "data", "depth"))
+common.use_study_defaults()
+flags.DEFINE_bool("control", True, "Also train the transfer arm from a random backbone (the control), which shows "
+                  "what the pretrained weights bring; --nocontrol skips it.")
+
+
+def study_from_flags():
+    from kerasxfer.study import StudyConfig, dataset_name
+
+    out = FLAGS.out_dir or os.path.join("runs", "study", dataset_name(FLAGS.dataset))
+    scratch, transfer, split_seed = common.arms_from_flags()
+    sweep = None if FLAGS.sweep == "none" else common.sweep_from_flags(os.path.join(out, "sweep"))
+    return StudyConfig(out_dir=out, scratch=scratch, transfer=transfer, control=FLAGS.control, seeds=FLAGS.seeds,
+                       split_seed=split_seed, sweep=sweep).validate()
+
+
+def main(argv):
+    cfg = study_from_flags()  # every flag checked before TensorFlow loads
+    from kerasxfer.study import run_study
+
+    verbose = FLAGS.verbose if FLAGS["verbose"].present else int(sys.stdout.isatty())
+    summary = run_study(cfg, overwrite=FLAGS.overwrite, verbose=verbose)
+    if not summary["summary"]:
+        raise UserError("the report has no sentence to print: see its files in " + cfg.out_dir)
+    report = os.path.join(cfg.out_dir, "report")
+    print("verdict: " + summary["summary"][0].replace("**", ""))
+    for line in summary["summary"][1:]:
+        print(" - " + line.replace("**", ""))
+    if "sweep" in summary:
+        print(f"sweep ({cfg.sweep.kind}):")
+        for line in summary["sweep"]["sentences"]:
+            print(" - " + line)
+        print(f"sweep report: {os.path.join(cfg.sweep.out_dir, cfg.sweep.kind, 'sweep.md')}")
+    print(f"report: {os.path.join(report, 'report.md')} (curves.png, confusion.png, summary.json beside it)")
+    print(f"TensorBoard: tensorboard --logdir {cfg.out_dir}  (or make tensorboard)")
+
+
+if __name__ == "__main__":
+    common.run_main(main)

@@ -1,0 +1,146 @@
+"""Study-level progress: one line per epoch saying how far the whole study is and how long it has left.
+
+    [study] run 2 of 3 (transfer), epoch 7/18, study 41 % done, about 6 min left
+
+The estimate comes from this machine's measured seconds per training image:
+each phase kind (network, image size, what trains, cached features or not)
+is timed as its epochs finish, and the epochs still to come are priced at
+the speed of their own kind, or, before that kind has run, at the mean speed
+of the kinds measured so far (cached-feature epochs at the cached speed).
+Each finished run also measures the time spent outside epochs (building,
+loading weights, evaluation), charged to every run still to come.  Within
+one phase the estimate never rises (a slower epoch cannot make the study
+look further from its end than the previous line said, minus the time
+since); at a new phase it is computed afresh.  No TensorFlow here except the
+Keras callback that :meth:`StudyProgress.callback` builds.
+"""
+
+from __future__ import annotations
+
+import logging
+import statistics
+import time
+
+log = logging.getLogger("kerasxfer")
+
+#: Seconds per run outside its epochs, assumed until a run has measured it.
+DEFAULT_OVERHEAD_S = 10.0
+
+
+def _minutes(seconds: float) -> str:
+    if seconds < 5:
+        return "almost done"
+    if seconds < 90:
+        return f"about {max(5, round(seconds / 5) * 5):.0f} s left"
+    return f"about {seconds / 60:.0f} min left"
+
+
+class StudyProgress:
+    """The progress of a list of runs, each a list of phases ``(kind, epochs, images per epoch, cached)``.
+
+    ``label`` names each run in the lines; ``now`` is the clock (tests pass their own).
+    """
+
+    def __init__(self, runs: list, now=time.monotonic):
+        self.runs, self.now = runs, now
+        self.done = [[0] * len(r["phases"]) for r in runs]  # epochs done per run and phase
+        self.per_image = {}  # phase kind -> measured seconds per training image, per epoch
+        self.overheads = []
+        self.lines = []
+        self._shown = None  # (run, phase, seconds left, when)
+        self._run_start = None
+        self._epoch_seconds = 0.0
+        self._spent = 0.0
+        self._pct = 0.0
+
+    # ---------------------------------------------------------- bookkeeping
+    def start_run(self, index: int, epochs_done: int = 0) -> None:
+        """Run ``index`` starts (after ``epochs_done`` epochs of an earlier, interrupted attempt)."""
+        left = epochs_done
+        for p, (_, epochs, _, _) in enumerate(self.runs[index]["phases"]):
+            self.done[index][p] = min(epochs, left)
+            left -= self.done[index][p]
+        self._run_start, self._epoch_seconds = self.now(), 0.0
+
+    def finish_run(self, index: int, trained: bool) -> None:
+        """Run ``index`` is finished; when it trained here, its time outside epochs is measured."""
+        self.done[index] = [epochs for _, epochs, _, _ in self.runs[index]["phases"]]
+        if trained and self._run_start is not None:
+            self.overheads.append(max(0.0, self.now() - self._run_start - self._epoch_seconds))
+
+    def epoch_end(self, index: int, phase: int, seconds: float) -> str:
+        """One epoch of phase ``phase`` of run ``index`` took ``seconds``: record it, return (and log) the line."""
+        kind, epochs, images, _ = self.runs[index]["phases"][phase]
+        self.per_image.setdefault(kind, []).append(seconds / max(1, images))
+        self.done[index][phase] += 1
+        self._epoch_seconds += seconds
+        self._spent += seconds
+        left = self._clamped(index, phase, self.seconds_left(index))
+        total_epochs = sum(e for _, e, _, _ in self.runs[index]["phases"])
+        spent = self.seconds_spent()
+        pct = 100.0 * spent / (spent + left) if spent + left > 0 else 100.0
+        self._pct = pct = max(pct, self._pct)  # an estimate, but the share done never goes back
+        line = (f"[study] run {index + 1} of {len(self.runs)} ({self.runs[index]['label']}), epoch "
+                f"{sum(self.done[index])}/{total_epochs}, study {pct:.0f} % done, {_minutes(left)}")
+        self.lines.append((line, left))
+        log.info(line)
+        return line
+
+    # ------------------------------------------------------------- estimate
+    def _speed(self, kind, cached: bool):
+        """Seconds per training image of a phase kind: its own measurement, else a similar one, else None."""
+        if kind in self.per_image:
+            return statistics.median(self.per_image[kind])
+        similar = [statistics.median(v) for k, v in self.per_image.items()
+                   if self._cached(k) == cached]
+        return statistics.fmean(similar) if similar else None
+
+    def _cached(self, kind) -> bool:
+        for r in self.runs:
+            for k, _, _, cached in r["phases"]:
+                if k == kind:
+                    return cached
+        return False
+
+    def seconds_left(self, current: int) -> float:
+        """Epochs still to train, priced at their kind's speed, plus the time outside epochs of the runs to come."""
+        left = 0.0
+        for i, r in enumerate(self.runs):
+            for p, (kind, epochs, images, cached) in enumerate(r["phases"]):
+                todo = epochs - self.done[i][p]
+                if todo <= 0:
+                    continue
+                speed = self._speed(kind, cached)
+                if speed is None:  # nothing of its sort measured yet: price it like any phase measured
+                    speed = statistics.fmean(statistics.median(v) for v in self.per_image.values())
+                left += todo * images * speed
+            if i > current and sum(self.done[i]) < sum(e for _, e, _, _ in r["phases"]):
+                left += statistics.fmean(self.overheads) if self.overheads else DEFAULT_OVERHEAD_S
+        return left
+
+    def seconds_spent(self) -> float:
+        """Time this process has spent on the study's runs so far (epochs, and finished runs' overheads)."""
+        return self._spent + sum(self.overheads)
+
+    def _clamped(self, index: int, phase: int, left: float) -> float:
+        now = self.now()
+        if self._shown is not None and self._shown[:2] == (index, phase):
+            left = min(left, max(0.0, self._shown[2] - (now - self._shown[3])))
+        self._shown = (index, phase, left, now)
+        return left
+
+    # -------------------------------------------------------------- keras
+    def callback(self, index: int, phase_of_epoch):
+        """A Keras callback for run ``index``; ``phase_of_epoch(epoch)`` -> the phase index of a 0-based epoch."""
+        import keras
+
+        progress = self
+
+        class _Progress(keras.callbacks.Callback):
+            def on_epoch_begin(self, epoch, logs=None):
+                self._t0 = progress.now()
+
+            def on_epoch_end(self, epoch, logs=None):
+                progress.epoch_end(index, phase_of_epoch(epoch), progress.now() - self._t0)
+
+        return _Progress()

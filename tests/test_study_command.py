@@ -1,0 +1,112 @@
+"""`make study` / `python -m experiments.study` on a small generated folder: runs, report, verdict, progress."""
+
+import json
+import os
+import re
+import signal
+import subprocess
+import sys
+import time
+
+import numpy as np
+import pytest
+
+ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+
+
+@pytest.fixture(scope="module")
+def photos(tmp_path_factory):
+    from PIL import Image
+
+    root = tmp_path_factory.mktemp("study") / "my photos"
+    rng = np.random.default_rng(1)
+    for c, color in enumerate([(220, 40, 40), (40, 220, 40), (40, 40, 220)]):
+        d = root / f"class{c}"
+        d.mkdir(parents=True)
+        for i in range(14):
+            Image.fromarray((rng.random((40, 40, 3)) * 70 + np.array(color)).clip(0, 255).astype(np.uint8)).save(
+                d / f"{i}.jpg")
+    return root
+
+
+def study_args(photos, *extra):
+    return [f"--dataset={photos}", "--image_size=32", "--scratch_image_size=32", "--batch_size=8",
+            "--backbone=regnetx002", "--weights=none", "--epochs=3", "--frozen_epochs=1", "--finetune_epochs=1",
+            "--widths=8,16", *extra]
+
+
+def run_study(args, cwd, timeout=600):
+    return subprocess.run([sys.executable, "-m", "experiments.study", *args], cwd=cwd, capture_output=True,
+                          text=True, timeout=timeout, env={**os.environ, "PYTHONPATH": ROOT})
+
+
+@pytest.fixture(scope="module")
+def study(photos, tmp_path_factory):
+    cwd = tmp_path_factory.mktemp("cwd")
+    r = run_study(study_args(photos), cwd)
+    assert r.returncode == 0, r.stderr[-3000:]
+    return cwd / "runs" / "study" / "my_photos", r  # the folder name, made safe
+
+
+def test_study_writes_each_arm_and_the_report_and_prints_its_verdict(study):
+    out, r = study
+    # a random transfer arm is its own control: two runs
+    assert sorted(os.listdir(out)) == ["report", "scratch", "transfer"]
+    for arm in ("scratch", "transfer"):
+        assert os.path.isfile(out / arm / "metrics.json") and os.path.isfile(out / arm / "model.keras")
+    summary = json.loads((out / "report" / "summary.json").read_text())
+    verdict = [line for line in r.stdout.splitlines() if line.startswith("verdict: ")]
+    assert verdict == ["verdict: " + summary["summary"][0].replace("**", "")]
+    assert verdict[0].startswith("verdict: Winner: ")
+    report = (out / "report" / "report.md").read_text()
+    assert "- " + summary["summary"][0] in report.split("## Executive summary")[1].splitlines()[2]
+    assert "report: " + os.path.join("runs", "study", "my_photos", "report", "report.md") in r.stdout
+
+
+def test_progress_lines_once_per_epoch_with_a_falling_estimate(study):
+    _, r = study
+    lines = re.findall(r"\[study\] run (\d) of 2 \((\w+)\), epoch (\d+)/(\d+), study (\d+) % done, (.*)", r.stderr)
+    assert [(run, ep) for run, _, ep, _, _, _ in lines] == [("1", "1"), ("1", "2"), ("1", "3"), ("2", "1"), ("2", "2")]
+    scratch = [left for run, _, _, _, _, left in lines if run == "1"]
+
+    def seconds(text):
+        if text == "almost done":
+            return 0
+        n = float(re.search(r"about (\d+)", text).group(1))
+        return n * 60 if "min" in text else n
+
+    assert all(seconds(b) <= seconds(a) for a, b in zip(scratch, scratch[1:])), scratch
+    shares = [int(s) for *_, s, _ in lines]
+    assert shares == sorted(shares)
+
+
+def test_second_study_trains_nothing_and_reprints_the_verdict(study, photos):
+    out, first = study
+    again = run_study(study_args(photos), out.parent.parent.parent)
+    assert again.returncode == 0, again.stderr[-3000:]
+    assert "epoch 1/" not in again.stderr and again.stderr.count("is already finished") == 2
+    verdict = lambda r: [l for l in r.stdout.splitlines() if l.startswith("verdict: ")]  # noqa: E731
+    assert verdict(again) == verdict(first)
+
+
+@pytest.mark.slow
+def test_study_killed_and_rerun_reports_the_same_numbers(photos, tmp_path):
+    args = study_args(photos, "--weights=imagenet", "--backbone=efficientnet_lite0", "--finetune_epochs=3")
+    ref = run_study(args + ["--out_dir=ref"], tmp_path)
+    assert ref.returncode == 0, ref.stderr[-3000:]
+    state = tmp_path / "killed" / "transfer" / "resume" / "state.json"
+    p = subprocess.Popen([sys.executable, "-m", "experiments.study", *args, "--out_dir=killed"], cwd=tmp_path,
+                         stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, env={**os.environ, "PYTHONPATH": ROOT})
+    deadline = time.time() + 600
+    while not (state.exists() and json.loads(state.read_text())["epoch"] >= 2) and p.poll() is None \
+            and time.time() < deadline:
+        time.sleep(0.05)
+    p.send_signal(signal.SIGKILL)
+    p.wait()
+    again = run_study(args + ["--out_dir=killed"], tmp_path)
+    assert again.returncode == 0, again.stderr[-3000:]
+    assert "continuing" in again.stderr
+    numbers = lambda d: [(r["name"], r["test_accuracy"], r["best_epoch"])  # noqa: E731
+                         for r in json.loads((tmp_path / d / "report" / "summary.json").read_text())["runs"]]
+    assert numbers("killed") == numbers("ref")
+    assert sorted(os.listdir(tmp_path / "killed")) == ["control", "report", "scratch", "transfer"]
