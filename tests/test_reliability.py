@@ -104,6 +104,7 @@ def test_sigkill_during_phase_2_then_rerun_equals_the_uninterrupted_run(uninterr
     assert not os.path.exists(os.path.join(out, "resume"))  # a finished run keeps no resume state
 
 
+@pytest.mark.slow  # 40 s; the SIGKILL test above covers resuming, test_scale the interruption's message in process
 def test_sigterm_at_the_end_of_phase_1_stops_cleanly_and_resumes(uninterrupted, tmp_path):
     out = str(tmp_path / "run")
     proc = _start(out)

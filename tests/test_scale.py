@@ -109,6 +109,7 @@ print("RESULT " + json.dumps(result))
 """
 
 
+@pytest.mark.slow  # 45 s; the multi-worker test below runs a real multi-replica strategy in make test
 def test_mirrored_over_two_cpu_devices_matches_one_device(tmp_path):
     """Tolerance 1 % relative: the global batch is split in two and the gradients summed, so only the
     order of float additions differs (BatchNorm is frozen in transfer models and dropout is off)."""
