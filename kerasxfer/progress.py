@@ -25,6 +25,8 @@ log = logging.getLogger("kerasxfer")
 
 #: Seconds per run outside its epochs, assumed until a run has measured it.
 DEFAULT_OVERHEAD_S = 10.0
+#: A head-only epoch on cached features against one through the network, until both have been measured.
+CACHED_SHARE = 0.02
 
 
 def _minutes(seconds: float) -> str:
@@ -111,8 +113,9 @@ class StudyProgress:
                 if todo <= 0:
                     continue
                 speed = self._speed(kind, cached)
-                if speed is None:  # nothing of its sort measured yet: price it like any phase measured
+                if speed is None:  # nothing of its sort measured yet: price it like the phases measured
                     speed = statistics.fmean(statistics.median(v) for v in self.per_image.values())
+                    speed *= CACHED_SHARE if cached else 1.0 / CACHED_SHARE
                 left += todo * images * speed
             if i > current and sum(self.done[i]) < sum(e for _, e, _, _ in r["phases"]):
                 left += statistics.fmean(self.overheads) if self.overheads else DEFAULT_OVERHEAD_S

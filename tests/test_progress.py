@@ -57,8 +57,8 @@ def test_unmeasured_runs_are_priced_like_measured_ones_plus_their_overhead():
     p.start_run(0)
     clock.t += 2.0
     p.epoch_end(0, 0, 2.0)  # 0.02 s per image
-    # scratch: 3 epochs x 2 s; transfer: 6 epochs priced at the same speed (nothing else measured) + 10 s overhead
-    assert abs(p.seconds_left(0) - (3 * 2.0 + 6 * 2.0 + 10.0)) < 1e-9
+    # scratch: 3 epochs x 2 s; transfer: 3 cached epochs at 2 % of that, 3 at the same speed, + 10 s overhead
+    assert abs(p.seconds_left(0) - (3 * 2.0 + 3 * 2.0 * 0.02 + 3 * 2.0 + 10.0)) < 1e-9
 
 
 def test_a_resumed_run_counts_the_epochs_it_already_has():
