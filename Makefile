@@ -15,7 +15,7 @@
 #   DATASET IMAGE_SIZE BATCH_SIZE SEED VAL_FRACTION TEST_FRACTION SPLIT_SEED RESIZE EPOCHS LR OUT
 #   BACKBONE WEIGHTS FROZEN_EPOCHS FINETUNE_EPOCHS FINETUNE_LR UNFREEZE
 #   TF=cpu|gpu  (which TensorFlow build `make install` puts in .venv)
-#   PORT        (make tensorboard, default 6006)   PYTEST_ARGS (make test)
+#   PORT        (make tensorboard, default 6006)   PYTEST_ARGS TEST_WORKERS (make test, default 2 processes)
 #   RUN IMAGES TOP_K OUTPUT EXPORT   (make predict)
 #   RUNS SEEDS REPORT                (make compare)
 #   SWEEP FRACTIONS DEPTHS DEPTH_FRACTION SEEDS BUDGET MIN_STEPS SCRATCH_IMAGE_SIZE   (make sweep)
@@ -74,9 +74,12 @@ $(STAMP): setup.cfg pyproject.toml
 	rm -f $(VENV)/.kerasxfer-installed-*
 	touch $@
 
-# pytest exits 5 when it collected no test: that must fail, not pass quietly.
+# pytest exits 5 when it collected no test: that must fail, not pass quietly.  The test files run
+# on TEST_WORKERS processes (pytest-xdist; a file's tests stay on one, so its fixtures are built once):
+# many tests wait on a subprocess or on graph tracing, and two workers halve the wall time on 2 cores.
+TEST_WORKERS ?= 2
 test: install
-	$(PY) -m pytest $(PYTEST_ARGS); rc=$$?; \
+	$(PY) -m pytest -n $(TEST_WORKERS) --dist loadfile $(PYTEST_ARGS); rc=$$?; \
 	  if [ $$rc -eq 5 ]; then echo "pytest collected no tests: failing." >&2; exit 1; fi; exit $$rc
 
 test-all: PYTEST_ARGS += -m ""
