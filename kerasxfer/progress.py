@@ -23,6 +23,22 @@ import time
 
 log = logging.getLogger("kerasxfer")
 
+
+def phases_of(exp, num_train: int) -> list:
+    """The progress model of an experiment: ``(kind, epochs, images per epoch, cached)`` per phase."""
+    m = exp.model
+    return [((m.display_name, m.weights is None, exp.data.image_size, p.trainable, exp.uses_cached_features(p)),
+             p.epochs, num_train, exp.uses_cached_features(p)) for p in exp.phases]
+
+
+def phase_of(exp):
+    """``epoch (0-based) -> index of its phase`` for ``exp``."""
+    bounds, total = [], 0
+    for p in exp.phases:
+        total += p.epochs
+        bounds.append(total)
+    return lambda epoch: next(i for i, b in enumerate(bounds) if epoch < b)
+
 #: Seconds per run outside its epochs, assumed until a run has measured it.
 DEFAULT_OVERHEAD_S = 10.0
 #: A head-only epoch on cached features against one through the network, until both have been measured.
@@ -43,8 +59,8 @@ class StudyProgress:
     ``label`` names each run in the lines; ``now`` is the clock (tests pass their own).
     """
 
-    def __init__(self, runs: list, now=time.monotonic):
-        self.runs, self.now = runs, now
+    def __init__(self, runs: list, now=time.monotonic, tag: str = "study"):
+        self.runs, self.now, self.tag = runs, now, tag
         self.done = [[0] * len(r["phases"]) for r in runs]  # epochs done per run and phase
         self.per_image = {}  # phase kind -> measured seconds per training image, per epoch
         self.overheads = []
@@ -56,6 +72,11 @@ class StudyProgress:
         self._pct = 0.0
 
     # ---------------------------------------------------------- bookkeeping
+    def set_run(self, index: int, phases: list) -> None:
+        """Run ``index`` trains ``phases`` after all (a sweep sets a time budget just before it starts)."""
+        self.runs[index]["phases"] = phases
+        self.done[index] = [0] * len(phases)
+
     def start_run(self, index: int, epochs_done: int = 0) -> None:
         """Run ``index`` starts (after ``epochs_done`` epochs of an earlier, interrupted attempt)."""
         left = epochs_done
@@ -82,8 +103,8 @@ class StudyProgress:
         spent = self.seconds_spent()
         pct = 100.0 * spent / (spent + left) if spent + left > 0 else 100.0
         self._pct = pct = max(pct, self._pct)  # an estimate, but the share done never goes back
-        line = (f"[study] run {index + 1} of {len(self.runs)} ({self.runs[index]['label']}), epoch "
-                f"{sum(self.done[index])}/{total_epochs}, study {pct:.0f} % done, {_minutes(left)}")
+        line = (f"[{self.tag}] run {index + 1} of {len(self.runs)} ({self.runs[index]['label']}), epoch "
+                f"{sum(self.done[index])}/{total_epochs}, {self.tag} {pct:.0f} % done, {_minutes(left)}")
         self.lines.append((line, left))
         log.info(line)
         return line

@@ -22,12 +22,10 @@ from __future__ import annotations
 
 import copy
 import dataclasses
-import gc
 import logging
 import os
 from typing import Optional
 
-from kerasxfer import rundir
 from kerasxfer.config import TFDS_PREFIX, Experiment
 from kerasxfer.errors import UserError
 
@@ -86,46 +84,17 @@ class StudyConfig:
         return out
 
 
-def _phases(exp: Experiment, num_train: int) -> list:
-    """The progress model of a run: ``(kind, epochs, images per epoch, cached)`` per phase."""
-    m = exp.model
-    return [((m.display_name, m.weights is None, exp.data.image_size, p.trainable, exp.uses_cached_features(p)),
-             p.epochs, num_train, exp.uses_cached_features(p)) for p in exp.phases]
-
-
-def _phase_of(exp: Experiment):
-    bounds, total = [], 0
-    for p in exp.phases:
-        total += p.epochs
-        bounds.append(total)
-    return lambda epoch: next(i for i, b in enumerate(bounds) if epoch < b)
-
-
 def run_study(cfg: StudyConfig, overwrite: bool = False, verbose: int = 0) -> dict:
     """Train every arm that has not finished, write the report (and the sweep); return the report's summary."""
-    import keras
-
     from kerasxfer.data import SharedSources
-    from kerasxfer.progress import StudyProgress
     from kerasxfer.report import write_report
-    from kerasxfer.resume import ResumeState
-    from kerasxfer.training import determinism, run_experiment
+    from kerasxfer.training import determinism, run_series
 
     cfg.validate()
     arms = cfg.arms()
     sources = SharedSources(cfg.split_seed, determinism(cfg.transfer))
     num_train = len(sources.decoded_for(cfg.transfer.data).src.train)
-    progress = StudyProgress([{"label": label, "phases": _phases(exp, num_train)} for label, exp in arms])
-    for i, (label, exp) in enumerate(arms):
-        finished = os.path.isfile(os.path.join(exp.out_dir, rundir.METRICS)) and not overwrite
-        log.info("[study] run %d of %d: %s (%s)%s", i + 1, len(arms), exp.out_dir, label,
-                 ": finished earlier" if finished else "")
-        progress.start_run(i, 0 if finished or overwrite else ResumeState(exp.out_dir).epoch)
-        keras.backend.clear_session()  # the same layer names and seeds as in a process of its own
-        gc.collect()
-        run_experiment(exp, data=sources.splits(exp), verbose=verbose, overwrite=overwrite,
-                       callbacks=[progress.callback(i, _phase_of(exp))])
-        progress.finish_run(i, trained=not finished)
+    run_series([(label, exp, num_train) for label, exp in arms], sources, "study", overwrite, verbose)
     summary = write_report([exp.out_dir for _, exp in arms], os.path.join(cfg.out_dir, "report"))
     if cfg.sweep is not None:
         from kerasxfer.sweep import run_sweep

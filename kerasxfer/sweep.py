@@ -21,17 +21,15 @@ from __future__ import annotations
 
 import copy
 import dataclasses
-import gc
 import logging
 import math
 import os
-import time
 from typing import Optional
 
 import numpy as np
 
 from kerasxfer import rundir
-from kerasxfer.config import Experiment, PhaseConfig
+from kerasxfer.config import Experiment
 from kerasxfer.errors import UserError
 
 log = logging.getLogger("kerasxfer")
@@ -184,32 +182,24 @@ def _time_budget(member: Member, members: list) -> None:
 
 def run_sweep(cfg: SweepConfig, overwrite: bool = False, verbose: int = 0) -> dict:
     """Train every member of the sweep that has not finished, then write its report; return sweep.json's content."""
-    import keras
-
     from kerasxfer.data import SharedSources
     from kerasxfer.sweep_report import write_sweep_report
-    from kerasxfer.training import determinism, run_experiment
+    from kerasxfer.training import determinism, run_series
 
     cfg.validate()
     sources = SharedSources(cfg.split_seed, determinism(cfg.transfer))
     counts = np.bincount(sources.decoded_for(cfg.transfer.data).src.train.y)
-    members = plan(cfg, counts[counts > 0])
-    seconds, trained = 0.0, 0
-    for i, m in enumerate(members, 1):
-        if m.arm == "scratch" and cfg.budget == "time":
-            _time_budget(m, members)
-        m.exp.validate()
-        done = os.path.isfile(os.path.join(m.exp.out_dir, rundir.METRICS)) and not overwrite
-        log.info("[sweep] run %d of %d: %s (%s, %g of the training split, seed %d)%s", i, len(members),
-                 m.exp.out_dir, m.arm if m.depth is None else f"depth {m.depth}", m.fraction, m.seed,
-                 "" if not done else ": finished earlier")
-        keras.backend.clear_session()  # the same layer names and seeds as in a process of its own
-        gc.collect()
-        t0 = time.perf_counter()
-        run_experiment(m.exp, data=sources.splits(m.exp), verbose=verbose, overwrite=overwrite)
-        if not done:
-            seconds, trained = seconds + time.perf_counter() - t0, trained + 1
-            if i < len(members):  # a rough estimate: runs differ in size
-                log.info("[sweep] %d of %d runs done, about %.0f min left", i, len(members),
-                         seconds / trained * (len(members) - i) / 60)
+    counts = counts[counts > 0]
+    members = plan(cfg, counts)
+
+    def label(m):
+        what = m.arm if m.depth is None else f"depth {m.depth}"
+        return f"{what}, {m.fraction:g} of the training split, seed {m.seed}"
+
+    def before(i):
+        if members[i].arm == "scratch" and cfg.budget == "time":
+            _time_budget(members[i], members)
+
+    run_series([(label(m), m.exp, subset_size(counts, m.fraction)) for m in members], sources, "sweep",
+               overwrite, verbose, before)
     return write_sweep_report(cfg, members)

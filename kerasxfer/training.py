@@ -73,6 +73,38 @@ def run_experiment(exp: Experiment, data=None, verbose: int = 0, overwrite: bool
             shutil.rmtree(out, ignore_errors=True)
 
 
+def run_series(runs, sources, tag: str, overwrite: bool = False, verbose: int = 0, before=None) -> None:
+    """Train ``runs`` — ``(label, experiment, training images)`` — one after the other in this process.
+
+    Every run reads ``sources`` (a :class:`kerasxfer.data.SharedSources`:
+    the data decoded once, features shared) and starts from a fresh Keras
+    session (the same layer names and seeds as in a process of its own);
+    finished runs are skipped, interrupted ones continue; one progress line
+    per epoch (:mod:`kerasxfer.progress`).  ``before(i)`` runs just before
+    run ``i`` starts and may change its experiment (a sweep's time budget).
+    """
+    import gc
+
+    from kerasxfer.progress import StudyProgress, phase_of, phases_of
+    from kerasxfer.resume import ResumeState
+
+    progress = StudyProgress([{"label": label, "phases": phases_of(exp, n)} for label, exp, n in runs], tag=tag)
+    for i, (label, exp, n) in enumerate(runs):
+        if before is not None:
+            before(i)
+            progress.set_run(i, phases_of(exp, n))
+        exp.validate()
+        finished = os.path.isfile(os.path.join(exp.out_dir, rundir.METRICS)) and not overwrite
+        log.info("[%s] run %d of %d: %s (%s)%s", tag, i + 1, len(runs), exp.out_dir, label,
+                 ": finished earlier" if finished else "")
+        progress.start_run(i, 0 if finished or overwrite else ResumeState(exp.out_dir).epoch)
+        keras.backend.clear_session()
+        gc.collect()
+        run_experiment(exp, data=sources.splits(exp), verbose=verbose, overwrite=overwrite,
+                       callbacks=[progress.callback(i, phase_of(exp))])
+        progress.finish_run(i, trained=not finished)
+
+
 def determinism(exp: Experiment) -> bool:
     """Whether the run asks TensorFlow for deterministic ops (default: on CPU yes, on GPU no)."""
     if exp.deterministic is not None:
