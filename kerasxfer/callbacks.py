@@ -4,9 +4,12 @@
 2. :class:`EpochRecorder`: one history record and one timing per epoch, the log line;
 3. :class:`StopOnNonFinite`: a NaN or infinite loss ends training and is recorded;
 4. :class:`StopAtTimeBudget` (only with a time budget): training ends once the run has trained that long;
-5. :class:`BestCheckpoint`: ``model.keras`` whenever val_accuracy improves;
-6. Keras' ``TensorBoard``;
-7. the resume state's callback (:meth:`kerasxfer.resume.ResumeState.callback`), last.
+5. :class:`EarlyStopPhase` (only with ``--early_stopping``): the phase ends once val_accuracy stops improving;
+6. :class:`EMAWeights` ``in`` (only with ``--ema``): the averaged weights are validated and checkpointed;
+7. :class:`BestCheckpoint`: ``model.keras`` whenever val_accuracy improves;
+8. Keras' ``TensorBoard`` and :class:`StepLearningRate` (the rate of every step);
+9. :class:`EMAWeights` ``out``: the raw weights go back (at a phase's end the average stays);
+10. the resume state's callback (:meth:`kerasxfer.resume.ResumeState.callback`), last.
 """
 
 from __future__ import annotations
@@ -115,6 +118,13 @@ class StopAtTimeBudget(keras.callbacks.Callback):
             log.info("time budget of %g s reached after epoch %d: training ends here", self.seconds, epoch + 1)
 
 
+def save_model(model: keras.Model, path: str) -> None:
+    """Save ``model`` atomically without its optimiser and compile settings (plain Keras loads it)."""
+    bare = keras.Model(model.inputs, model.outputs, name=model.name)
+    with rundir.atomic_path(path) as tmp:
+        bare.save(tmp)
+
+
 class BestCheckpoint(keras.callbacks.Callback):
     """Saves the model to ``path`` (atomically) whenever ``val_accuracy`` improves.
 
@@ -138,8 +148,7 @@ class BestCheckpoint(keras.callbacks.Callback):
             acc == self.best.get("val_accuracy") and loss < self.best.get("val_loss", float("inf"))
         )
         if better:
-            with rundir.atomic_path(self.path) as tmp:
-                (self.full_model or self.model).save(tmp)
+            save_model(self.full_model or self.model, self.path)
             self.best.update(epoch=epoch + 1, phase=self.phase, val_accuracy=acc, val_loss=loss)
 
 
@@ -188,3 +197,114 @@ class StopOnSignal(keras.callbacks.Callback):
         for sig, old in self._old.items():
             signal.signal(sig, old)
         return False
+
+
+class EarlyStopPhase(keras.callbacks.Callback):
+    """Ends the phase after ``patience`` epochs of it without a better val_accuracy.
+
+    The count is read from ``history`` (the phase's epochs so far), so a
+    resumed run decides exactly as an uninterrupted one; the phase's record
+    gets ``early_stopped`` and its real ``last_epoch``.
+    """
+
+    def __init__(self, history: dict, phase: str, patience: int):
+        super().__init__()
+        self.history, self.phase, self.patience = history, phase, patience
+
+    def on_epoch_end(self, epoch, logs=None):
+        accs = [e.get("val_accuracy", float("-inf")) for e in self.history["epochs"] if e["phase"] == self.phase]
+        best = max(range(len(accs)), key=lambda i: (accs[i], -i)) if accs else 0
+        record = next(p for p in self.history["phases"] if p["name"] == self.phase)
+        if len(accs) - 1 - best >= self.patience and epoch + 1 < record["last_epoch"]:
+            record.update(early_stopped=True, planned_last_epoch=record.get("planned_last_epoch", record["last_epoch"]),
+                          last_epoch=epoch + 1)
+            self.model.stop_training = True
+            log.info("early stopping: no better val_accuracy in the %d epochs since epoch %d: the %s phase ends "
+                     "after epoch %d", self.patience, epoch + 1 - self.patience, self.phase, epoch + 1)
+
+
+class EMAWeights:
+    """The optimiser's moving average of the weights (``use_ema``), swapped into the model where it counts.
+
+    ``swap_in`` (before the checkpoint) puts the average into the model for
+    validation and for the epoch-end callbacks; ``swap_out`` (before the
+    resume state is saved) puts the raw weights back, except after the
+    phase's last epoch, where the average stays (and the optimiser's copy
+    is set to it, so Keras' own end-of-fit finalisation keeps it).
+    """
+
+    def __init__(self, model: keras.Model, last_epoch: int, history: dict, phase: str):
+        self.model, self.last_epoch, self.history, self.phase = model, last_epoch, history, phase
+        self.swapped = False
+
+    def _pairs(self):
+        opt = self.model.optimizer
+        return [(v, a) for v, a in zip(opt._trainable_variables, opt._model_variables_moving_average) if a is not None]
+
+    def swap(self) -> None:
+        for v, a in self._pairs():
+            raw = keras.ops.convert_to_tensor(v)
+            v.assign(a)
+            a.assign(raw)
+        self.swapped = not self.swapped
+
+    def _ends_phase(self, epoch: int) -> bool:
+        record = next((p for p in self.history["phases"] if p["name"] == self.phase), {})
+        return epoch + 1 >= self.last_epoch or bool(record.get("early_stopped"))
+
+    def callbacks(self):
+        ema = self
+
+        class In(keras.callbacks.Callback):
+            def on_test_begin(self, logs=None):
+                if not ema.swapped:
+                    ema.swap()
+
+            def on_test_end(self, logs=None):
+                if ema.swapped:
+                    ema.swap()
+
+            def on_epoch_end(self, epoch, logs=None):
+                if not ema.swapped:
+                    ema.swap()
+
+        class Out(keras.callbacks.Callback):
+            def on_epoch_end(self, epoch, logs=None):
+                if not ema.swapped:
+                    return
+                if ema._ends_phase(epoch):
+                    for v, a in ema._pairs():
+                        a.assign(v)
+                    ema.swapped = False
+                else:
+                    ema.swap()
+
+        return In(), Out()
+
+
+class StepLearningRate(keras.callbacks.Callback):
+    """Writes the learning rate of every step of the epoch to TensorBoard (``learning_rate_step``).
+
+    ``rate(steps)`` gives the phase's rates at phase steps ``steps`` (the
+    schedule the optimiser uses); ``first_epoch`` is the phase's first epoch
+    (0-based), so the global step continues across phases.
+    """
+
+    def __init__(self, tb_dir: str, rate, steps_per_epoch: int, first_epoch: int):
+        super().__init__()
+        self.tb_dir, self.rate, self.steps, self.first = tb_dir, rate, steps_per_epoch, first_epoch
+        self.writer = None
+
+    def on_epoch_end(self, epoch, logs=None):
+        from kerasxfer import summaries
+
+        if self.writer is None:
+            self.writer = summaries.scalar_writer(self.tb_dir)
+        local = np.arange((epoch - self.first) * self.steps, (epoch - self.first + 1) * self.steps)
+        summaries.write_scalars(self.writer, "learning_rate_step", epoch * self.steps + local % self.steps,
+                                self.rate(local))
+
+    def on_train_end(self, logs=None):
+        if self.writer is not None:
+            self.writer.close()
+            self.writer = None

@@ -23,6 +23,7 @@ from typing import Optional
 
 from kerasxfer.errors import UserError
 from kerasxfer.families import family_of
+from kerasxfer.optim import OptimConfig  # the optim section (defined with its schedule formula)
 
 BUILTIN_DATASETS = ("digits", "synthetic")
 TFDS_PREFIX = "tfds:"
@@ -32,7 +33,6 @@ BAD_IMAGE_MODES = ("skip", "error")
 MODEL_KINDS = ("scratch", "transfer", "regnet")
 PRECISIONS = ("float32", "mixed_float16", "mixed_bfloat16")
 STRATEGIES = ("auto", "one_device", "mirrored", "multi_worker", "tpu")
-OPTIMIZERS = ("adam", "adamw", "sgd")
 CALIBRATE_BN = ("auto", "always", "never")
 
 
@@ -243,19 +243,6 @@ class PhaseConfig:
 
 
 @dataclass
-class OptimConfig:
-    """The optimiser of every phase (a fresh one per phase, at the phase's learning rate)."""
-
-    optimizer: str = "adam"
-    weight_decay: float = 0.0
-
-    def validate(self) -> None:
-        _choice("optimizer", self.optimizer, OPTIMIZERS)
-        if not 0.0 <= self.weight_decay < 1.0:
-            raise UserError(f"--weight_decay={self.weight_decay} must be in [0, 1), e.g. 1e-4.")
-
-
-@dataclass
 class Experiment:
     """Everything one run needs: data, model, phases, optimisation, output."""
 
@@ -327,6 +314,7 @@ class Experiment:
             raise UserError("the experiment has no training phase.")
         for p in self.phases:
             p.validate(self.model.num_stages)
+            self.optim.validate_phase(p.name, p.epochs)
         if self.total_epochs == 0:
             raise UserError("every phase has 0 epochs: give at least one epoch to train.")
         if self.max_train_seconds is not None and not self.max_train_seconds > 0:

@@ -18,20 +18,24 @@ object: nothing is checked until ``Experiment.validate()``.
 
 from __future__ import annotations
 
+import dataclasses
 from typing import Optional
 
 from kerasxfer.config import DataConfig, Experiment, ModelConfig, OptimConfig, PhaseConfig
 from kerasxfer.errors import UserError
 
-#: Settings every recipe takes, with the same meaning (see Experiment).
-COMMON = ("out_dir", "seed", "deterministic", "precision", "jit_compile", "strategy", "optimizer", "weight_decay")
+#: The training recipe's knobs (the fields of OptimConfig: optimiser, schedule, ...), taken by every recipe.
+OPTIM = tuple(f.name for f in dataclasses.fields(OptimConfig))
+#: Settings every recipe takes, with the same meaning (see Experiment and OptimConfig).
+COMMON = ("out_dir", "seed", "deterministic", "precision", "jit_compile", "strategy", *OPTIM)
 
 
 def _experiment(name: str, model: ModelConfig, phases: list, data: Optional[DataConfig], out_dir: Optional[str],
-                optimizer: str = "adam", weight_decay: float = 0.0, **common) -> Experiment:
+                **common) -> Experiment:
+    optim = OptimConfig(**{k: common.pop(k) for k in OPTIM if k in common})
     return Experiment(
         name=name, out_dir=out_dir or f"runs/{name}", data=data or DataConfig(), model=model, phases=phases,
-        optim=OptimConfig(optimizer=optimizer, weight_decay=weight_decay), **common,
+        optim=optim, **common,
     )
 
 

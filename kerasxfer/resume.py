@@ -64,7 +64,8 @@ class ResumeState:
             if optimizer_model is None:
                 return
             opt = optimizer_model.optimizer
-            opt.build(optimizer_model.trainable_variables)
+            if not opt.built:
+                opt.build(optimizer_model.trainable_variables)
             saved = sorted((k for k in z.files if k.startswith("o")), key=lambda k: int(k[1:]))
             if len(saved) != len(opt.variables):
                 raise UserError(

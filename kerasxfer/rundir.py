@@ -162,6 +162,17 @@ def config_differences(old: dict, new: dict) -> list:
     return diffs
 
 
+def _with_defaults(old: dict) -> dict:
+    """``old`` with the fields a newer kerasxfer added at their defaults (so older runs still continue)."""
+    from kerasxfer.config import Experiment
+    from kerasxfer.errors import UserError
+
+    try:
+        return Experiment.from_dict(old).to_dict()
+    except (UserError, TypeError, ValueError):
+        return old
+
+
 def inspect_run_dir(out: str, config: dict, overwrite: bool = False) -> str:
     """What to do with the folder ``out`` for a run of ``config``: ``"new"``, ``"resume"`` or ``"finished"``.
 
@@ -182,7 +193,7 @@ def inspect_run_dir(out: str, config: dict, overwrite: bool = False) -> str:
             f"{cfg_path} is unreadable, so {out} cannot be continued: pass --overwrite to replace the run, "
             "or choose another --out_dir."
         ) from None
-    diffs = config_differences(old, config)
+    diffs = config_differences(_with_defaults(old), config)
     if diffs:
         raise UserError(
             f"{out} holds a run made with other settings ({'; '.join(diffs)}): rerun with the same flags "

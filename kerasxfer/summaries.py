@@ -32,6 +32,19 @@ def write_phase_marker(tb_dir: str, step: int, text: str) -> None:
     w.close()
 
 
+def scalar_writer(tb_dir: str):
+    """A summary writer kept open across epochs (close it at the end)."""
+    return _writer(tb_dir)
+
+
+def write_scalars(writer, name: str, steps, values) -> None:
+    """Scalar ``name`` at each of ``steps`` (the learning rate of every step) through ``writer``."""
+    with writer.as_default():
+        for step, value in zip(steps, values):
+            tf.summary.scalar(name, float(value), step=int(step))
+    writer.flush()
+
+
 def flat_hparams(exp) -> dict:
     """The experiment as HParams values (bool/int/float/str only)."""
     m, d = exp.model, exp.data
@@ -45,6 +58,10 @@ def flat_hparams(exp) -> dict:
         "seed": exp.seed,
         "dropout": m.dropout,
     }
+    o = exp.optim
+    hp.update(optimizer=o.optimizer, weight_decay=o.weight_decay, schedule=o.schedule, warmup_epochs=o.warmup_epochs,
+              lr_stage_decay=o.lr_stage_decay, label_smoothing=o.label_smoothing, grad_clip=o.grad_clip, bn=o.bn,
+              ema=o.ema if o.ema is not None else -1.0, early_stopping=o.early_stopping)
     for p in exp.phases:
         hp[f"{p.name}_epochs"] = p.epochs
         hp[f"{p.name}_lr"] = p.lr

@@ -21,10 +21,12 @@ import shutil
 import tempfile
 
 import keras
+import numpy as np
 import tensorflow as tf
 
 from kerasxfer import rundir, summaries
-from kerasxfer.callbacks import BestCheckpoint, EpochRecorder, StopAtTimeBudget, StopOnNonFinite, StopOnSignal
+from kerasxfer.callbacks import (BestCheckpoint, EarlyStopPhase, EMAWeights, EpochRecorder, StepLearningRate,
+                                 StopAtTimeBudget, StopOnNonFinite, StopOnSignal)
 from kerasxfer.config import Experiment
 from kerasxfer.data import load_data
 from kerasxfer.distribute import defer_keras_build, describe, is_chief, make_strategy
@@ -33,6 +35,8 @@ from kerasxfer.evaluation import count_params, evaluate_best, load_model, write_
 from kerasxfer.families import family_of
 from kerasxfer.features import backbone_features
 from kerasxfer.models import apply_trainable, build_model, calibrate_batchnorm, use_native_grouped_conv
+from kerasxfer.optim import learning_rate, schedule_steps
+from kerasxfer.optimizers import make_loss, make_optimizer, stage_multipliers
 from kerasxfer.provenance import weights_source
 from kerasxfer.resume import ResumeState
 
@@ -112,19 +116,25 @@ def determinism(exp: Experiment) -> bool:
     return not tf.config.list_physical_devices("GPU")
 
 
-def compile_for_phase(model: keras.Model, exp: Experiment, lr: float) -> None:
-    """Compile ``model`` with a fresh optimiser at ``lr`` (after every change of ``trainable``)."""
+def compile_for_phase(model: keras.Model, exp: Experiment, phase, steps_per_epoch: int,
+                      full_model: keras.Model | None = None) -> dict:
+    """Compile ``model`` with a fresh optimiser for ``phase`` (after every change of ``trainable``).
+
+    The recipe of ``exp.optim``: optimiser, the phase's schedule over its
+    ``phase.epochs * steps_per_epoch`` steps, per-stage rates of a transfer
+    model's backbone (``full_model`` when ``model`` is its head), label
+    smoothing, clipping, EMA.  Returns the schedule in steps (history records it).
+    """
     o = exp.optim
-    optimizers = {
-        "adam": lambda: keras.optimizers.Adam(learning_rate=lr),
-        "adamw": lambda: keras.optimizers.AdamW(learning_rate=lr, weight_decay=o.weight_decay),
-        "sgd": lambda: keras.optimizers.SGD(learning_rate=lr, momentum=0.9, nesterov=True),
-    }
-    if exp.data.soft_labels:  # MixUp/CutMix: one-hot, mixed labels
-        loss, acc = keras.losses.CategoricalCrossentropy(), keras.metrics.CategoricalAccuracy(name="accuracy")
-    else:
-        loss, acc = keras.losses.SparseCategoricalCrossentropy(), keras.metrics.SparseCategoricalAccuracy(name="accuracy")
-    model.compile(optimizer=optimizers[o.optimizer](), loss=loss, metrics=[acc], jit_compile=exp.jit_compile)
+    steps = schedule_steps(o, phase.epochs, steps_per_epoch)
+    multipliers = None
+    if o.lr_stage_decay != 1.0 and exp.model.is_transfer and phase.trainable != "head":
+        multipliers = stage_multipliers(full_model or model, model.trainable_variables, o.lr_stage_decay,
+                                        exp.model.num_stages)
+    optimizer = make_optimizer(o, phase.lr, steps, model.trainable_variables, multipliers)
+    loss, acc = make_loss(o, exp.data.soft_labels)
+    model.compile(optimizer=optimizer, loss=loss, metrics=[acc], jit_compile=exp.jit_compile)
+    return steps
 
 
 class _Run:
@@ -208,9 +218,10 @@ class _Run:
                     self.stop_on_signal.check()
                     if self.history.get("stopped") or self.history.get("ended_early"):
                         break
-                    first, last = last, last + phase.epochs  # epochs first+1 .. last
+                    first, last = last, self._phase_end(phase, last + phase.epochs)  # epochs first+1 .. last
                     if phase.epochs and self.done < last:
                         self._phase(index, phase, first, last)
+                        last = self._phase_end(phase, last)  # early stopping may have ended it sooner
                         self.done = last
                 self.stop_on_signal.check()
         except KeyboardInterrupt:
@@ -222,35 +233,50 @@ class _Run:
                 exit_code=130,
             ) from None
 
+    def _phase_end(self, phase, planned: int) -> int:
+        """The phase's last epoch: ``planned``, or the epoch early stopping ended it at (from history)."""
+        record = next((p for p in self.history["phases"] if p["name"] == phase.name), {})
+        return record["last_epoch"] if record.get("early_stopped") else planned
+
     def _phase(self, index: int, phase, first: int, last: int) -> None:
         """Train epochs ``first+1 .. last`` of ``phase`` (from ``self.done`` when it resumes inside it)."""
         model, data, resume = self.model, self.data, self.resume
         cached = self.exp.uses_cached_features(phase)
         fit_model, train_from, val_data = model, data.train_from, data.val
         with self.strategy.scope():
-            apply_trainable(model, phase.trainable, self.num_stages, self.exp.model.is_transfer)
+            apply_trainable(model, phase.trainable, self.num_stages, self.exp.model.is_transfer, self.exp.optim.bn)
             if cached:
                 if resume is not None:  # the features must come from the restored backbone (BN statistics too)
                     resume.restore(model)
                 fit_model, train_from, val_data = self._features(index)
-            compile_for_phase(fit_model, self.exp, phase.lr)  # recompile after every trainable change
+            # recompile after every trainable change
+            self.steps = compile_for_phase(fit_model, self.exp, phase, data.steps_per_epoch, model)
         if resume is not None:
             # the state after epoch `done`: with its optimizer slots when `done` is in this phase
             resume.restore(model, fit_model if self.done > first else None)
             self.resume = None
         if self.done == first:
             self._announce(phase, first, last, cached)
-        callbacks = [
+        o, steps = self.exp.optim, self.steps
+        ema_in, ema_out = (EMAWeights(fit_model, last, self.history, phase.name).callbacks()
+                           if o.ema is not None else (None, None))
+        callbacks = [c for c in (
             self.stop_on_signal,
             EpochRecorder(self.history, self.timings, phase.name, data.num_train, self.exp.total_epochs, index),
             StopOnNonFinite(self.history, phase.name),
-            *([StopAtTimeBudget(self.history, self.timings, self.exp.max_train_seconds)]
-              if self.exp.max_train_seconds else []),
+            StopAtTimeBudget(self.history, self.timings, self.exp.max_train_seconds)
+            if self.exp.max_train_seconds else None,
+            EarlyStopPhase(self.history, phase.name, o.early_stopping) if o.early_stopping else None,
+            ema_in,
             BestCheckpoint(self.model_path, self.history["best"], phase.name, model=model),
             self.tb,
+            StepLearningRate(os.path.join(self.out, rundir.TB, "train"), lambda k: learning_rate(
+                np, k, phase.lr, steps["kind"], steps["total_steps"], steps["warmup_steps"]),
+                data.steps_per_epoch, first),
+            ema_out,
             self.state.callback(self.history, self.timings, model=model),
             *self.extra_callbacks,
-        ]
+        ) if c is not None]
         # Epoch e's batches depend only on the seed and e (see data.pipeline), so a
         # resumed run sees what an uninterrupted one would have seen.
         defer_keras_build(fit_model, self.strategy)
@@ -287,10 +313,15 @@ class _Run:
     def _announce(self, phase, first: int, last: int, cached: bool) -> None:
         """The phase's record in history, its log line and its TensorBoard marker."""
         trainable, total = count_params(self.model.trainable_weights), count_params(self.model.weights)
+        o = self.exp.optim
+        trains_backbone = self.exp.model.is_transfer and phase.trainable != "head"
         self.history["phases"].append({
             "name": phase.name, "first_epoch": first + 1, "last_epoch": last, "lr": phase.lr,
             "trainable": phase.trainable, "trainable_params": trainable, "total_params": total,
-            "cached_features": cached,
+            "cached_features": cached, "schedule": {**self.steps, "steps_per_epoch": self.data.steps_per_epoch},
+            "lr_stage_decay": o.lr_stage_decay if trains_backbone else 1.0,
+            # the backbone's BatchNorm (transfer models; the scratch CNN and pretraining always train theirs)
+            "bn": (o.bn if trains_backbone else "frozen") if self.exp.model.is_transfer else None,
         })
         log.info("phase %s: epochs %d-%d, lr %g, %s trainable of %s parameters",
                  phase.name, first + 1, last, phase.lr, f"{trainable:,}", f"{total:,}")

@@ -46,8 +46,8 @@ def test_finetune_recipe_is_frozen_then_unfrozen_with_the_given_settings(tmp_pat
 def test_from_dict_fills_missing_fields_with_defaults_and_refuses_unknown_ones():
     exp = Experiment.from_dict({"name": "x", "out_dir": "o", "data": {"image_size": 32}, "phases": []})
     assert exp.data == DataConfig(image_size=32) and exp.model == ModelConfig() and exp.optim == OptimConfig()
-    with pytest.raises(UserError, match="unknown OptimConfig field.*label_smoothing.*--overwrite"):
-        Experiment.from_dict({"name": "x", "out_dir": "o", "optim": {"label_smoothing": 0.1}})
+    with pytest.raises(UserError, match="unknown OptimConfig field.*momentum.*--overwrite"):
+        Experiment.from_dict({"name": "x", "out_dir": "o", "optim": {"momentum": 0.1}})
 
 
 def _exp(tmp_path, **changes):

@@ -78,6 +78,10 @@ def test_both_runs_have_every_epoch_of_every_phase(server):
     assert [round(p[2], 8) for p in lr] == [1e-3, 1e-3, 1e-4]
     phase = _get(server, "/data/plugin/scalars/scalars?run=finetune/tb/train&tag=epoch_phase")
     assert [p[2] for p in phase] == [0, 0, 1]  # the unfreeze point
+    steps = _get(server, "/data/plugin/scalars/scalars?run=finetune/tb/train&tag=learning_rate_step")
+    per_epoch = -(-1077 // 128)  # the rate of every optimiser step, on one step axis across the phases
+    assert [p[1] for p in steps] == list(range(3 * per_epoch))
+    assert [round(p[2], 8) for p in steps] == [1e-3] * (2 * per_epoch) + [1e-4] * per_epoch
 
 
 def test_hparams_table_lists_both_runs(server):

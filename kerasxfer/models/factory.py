@@ -32,18 +32,21 @@ def build_model(exp, num_classes: int) -> keras.Model:
     return BUILDERS[exp.model.kind](exp.model, (s, s, 3), num_classes, dict(augment=exp.data.augment, seed=exp.seed))
 
 
-def apply_trainable(model: keras.Model, rule: str, num_stages: int, transfer: bool = False) -> None:
+def apply_trainable(model: keras.Model, rule: str, num_stages: int, transfer: bool = False,
+                    bn: str = "frozen") -> None:
     """Set what trains in a phase: ``all``, ``head`` or ``stages:K`` (of a backbone of ``num_stages`` stages).
 
-    ``all`` on a ``transfer`` model is the whole backbone, stem included, BatchNorm still frozen (its
-    layers run in inference mode); on the others every layer.
+    ``all`` on a ``transfer`` model is the whole backbone, stem included; on the others every layer.
+    ``bn``: in a transfer model's ``all``/``stages:K`` phases every BatchNorm layer of the backbone is
+    frozen (inference mode, statistics kept) or trains (``train``: batch statistics, moving averages,
+    scale and offset), whichever stages are unfrozen.
     """
     kind, k = parse_trainable(rule, num_stages)
     if kind == "all" and transfer:
-        unfreeze(model, num_stages, stem=True)
+        unfreeze(model, num_stages, stem=True, train_bn=bn == "train")
     elif kind == "all":
         model.trainable = True
     elif kind == "head":
         freeze(model)
     else:
-        unfreeze(model, k)
+        unfreeze(model, k, train_bn=bn == "train")

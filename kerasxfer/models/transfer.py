@@ -1,11 +1,15 @@
 """Backbone + new head, and the freeze / unfreeze rules of the study.
 
-The backbone is a nested functional model called with ``training=False``:
-its BatchNormalization layers always run in inference mode, so unfreezing
-later never lets a low-learning-rate phase disturb their moving statistics,
-and every BatchNormalization layer stays frozen (gamma/beta too) in both
-phases.  After any change of ``trainable`` the model must be compiled again;
-:mod:`kerasxfer.training` does that for each phase.
+The backbone is a nested functional model.  Its BatchNormalization layers
+are kept non-trainable by the freeze rules, and a non-trainable Keras 3
+BatchNormalization runs in inference mode even while the model trains, so
+unfreezing never lets a low-learning-rate phase disturb their moving
+statistics (``--bn=frozen``, the default; ``--bn=train`` makes them trainable
+in the phases that train the backbone).  The ``training=False`` of the
+backbone's call does not hold inside ``fit``: Keras 3 hands the outer
+``training`` flag to nested models, so the backbone's own dropout (drop
+connect) is active while it trains.  After any change of ``trainable`` the
+model must be compiled again; :mod:`kerasxfer.training` does that for each phase.
 """
 
 from __future__ import annotations
@@ -80,9 +84,11 @@ def freeze(model: keras.Model) -> None:
     get_backbone(model).trainable = False
 
 
-def unfreeze(model: keras.Model, stages: int, stem: bool = False) -> None:
+def unfreeze(model: keras.Model, stages: int, stem: bool = False, train_bn: bool = False) -> None:
     """Unfreeze the last ``stages`` backbone stages (0 .. the family's stage count); BatchNorm stays frozen.
 
+    ``train_bn``: every BatchNorm layer of the backbone trains instead (fastai's
+    ``train_bn``), the frozen stages' too.
     ``stages=0`` leaves the backbone frozen; all stages unfreezes every
     stage but not the stem, unless ``stem`` (the whole backbone, the
     ``all`` rule of a transfer model).  The family's table names the stages
@@ -93,7 +99,7 @@ def unfreeze(model: keras.Model, stages: int, stem: bool = False) -> None:
     num_stages = len(family.stages)
     if not 0 <= stages <= num_stages:
         raise ValueError(f"stages must be in 0..{num_stages}, got {stages}")
-    if stages == 0:
+    if stages == 0 and not train_bn:
         backbone.trainable = False
         return
     first = num_stages - stages
@@ -101,10 +107,10 @@ def unfreeze(model: keras.Model, stages: int, stem: bool = False) -> None:
     backbone.trainable = True
     for layer in backbone.layers:
         s = stage_of(layer.name)
-        layer.trainable = (
-            ((s is not None and s >= first) or (stem and stages == num_stages))
-            and not isinstance(layer, layers.BatchNormalization)
-        )
+        if isinstance(layer, layers.BatchNormalization):
+            layer.trainable = train_bn
+        else:
+            layer.trainable = (s is not None and s >= first) or (stem and stages == num_stages)
 
 
 def calibrate_batchnorm(model: keras.Model, dataset, max_batches: int = 50) -> int:
