@@ -8,6 +8,7 @@
 #   make finetune WEIGHTS=none        # the same from a random backbone
 #   make study DATASET=~/photos       # the whole study on your images: scratch, transfer, control, report
 #   make sweep                        # learning curves by data size (SWEEP=data) or unfreeze depth (SWEEP=depth)
+#   make lr-find                      # the learning-rate range test of one phase (RECIPE, RUN, PHASE)
 #   make test                         # the test suite
 #   make bench / make bench-data      # throughput numbers (benchmarks, not tests)
 #
@@ -22,6 +23,9 @@
 #   CONTROL=false                    (make study: skip the random-backbone control)
 #   TRAIN_FRACTION                   (scratch, finetune: train on a stratified share of the training split)
 #   AUGMENT MIXUP CUTMIX ON_BAD_IMAGE CACHE_DIR TFDS_DATA_DIR   (scratch, finetune)
+#   OPTIMIZER WEIGHT_DECAY SCHEDULE WARMUP_EPOCHS LR_STAGE_DECAY LABEL_SMOOTHING GRAD_CLIP BN EMA EARLY_STOPPING
+#                                    (how every phase trains: scratch, finetune, pretrain, sweep, study, lr-find)
+#   RECIPE RUN PHASE MIN_LR MAX_LR STEPS   (make lr-find)
 #   BENCH_FLAGS                      (make bench, make bench-data: e.g. --sizes=64 --steps=20)
 
 PYTHON ?= python3
@@ -39,7 +43,13 @@ COMMON_FLAGS = $(call flag,DATASET,dataset) $(call flag,IMAGE_SIZE,image_size) \
   $(call flag,SPLIT_SEED,split_seed) $(call flag,RESIZE,resize) $(call flag,LR,lr) $(call flag,OUT,out_dir) \
   $(call flag,TRAIN_FRACTION,train_fraction) \
   $(call flag,AUGMENT,augment) $(call flag,MIXUP,mixup) $(call flag,CUTMIX,cutmix) \
-  $(call flag,ON_BAD_IMAGE,on_bad_image) $(call flag,CACHE_DIR,cache_dir) $(call flag,TFDS_DATA_DIR,tfds_data_dir)
+  $(call flag,ON_BAD_IMAGE,on_bad_image) $(call flag,CACHE_DIR,cache_dir) $(call flag,TFDS_DATA_DIR,tfds_data_dir) \
+  $(RECIPE_FLAGS)
+# How every phase trains (scratch, finetune, pretrain, sweep, study, lr-find).
+RECIPE_FLAGS = $(call flag,OPTIMIZER,optimizer) $(call flag,WEIGHT_DECAY,weight_decay) \
+  $(call flag,SCHEDULE,schedule) $(call flag,WARMUP_EPOCHS,warmup_epochs) \
+  $(call flag,LR_STAGE_DECAY,lr_stage_decay) $(call flag,LABEL_SMOOTHING,label_smoothing) \
+  $(call flag,GRAD_CLIP,grad_clip) $(call flag,BN,bn) $(call flag,EMA,ema) $(call flag,EARLY_STOPPING,early_stopping)
 SCRATCH_FLAGS = $(COMMON_FLAGS) $(call flag,EPOCHS,epochs)
 FINETUNE_FLAGS = $(COMMON_FLAGS) $(call flag,BACKBONE,backbone) \
   $(call flag,WEIGHTS,weights) $(call flag,FROZEN_EPOCHS,frozen_epochs) \
@@ -57,11 +67,14 @@ PREDICT_FLAGS = $(call flag,RUN,run) $(call flag,IMAGES,images) $(call flag,TOP_
   $(call flag,OUTPUT,output) $(call flag,EXPORT,export)
 
 PRETRAIN_FLAGS = $(call flag,BACKBONE,backbone) $(call flag,EPOCHS,epochs) $(call flag,OUT,out_dir) \
-  $(call flag,SEED,seed) $(call flag,IMAGE_SIZE,image_size) $(call flag,BATCH_SIZE,batch_size)
+  $(call flag,SEED,seed) $(call flag,IMAGE_SIZE,image_size) $(call flag,BATCH_SIZE,batch_size) $(RECIPE_FLAGS)
+LR_FIND_FLAGS = $(FINETUNE_FLAGS) $(call flag,EPOCHS,epochs) $(call flag,RECIPE,recipe) $(call flag,RUN,run) \
+  $(call flag,PHASE,phase) $(call flag,MIN_LR,min_lr) $(call flag,MAX_LR,max_lr) $(call flag,STEPS,steps)
 COMPARE_FLAGS = $(call flag,RUNS,runs) $(call flag,SEEDS,seeds) $(call flag,REPORT,out_dir)
 PRETRAINED := runs/pretrain/backbone.weights.h5
 
-.PHONY: install test test-all scratch finetune pretrain compare sweep study demo demo-regnet predict tensorboard bench bench-data clean
+.PHONY: install test test-all scratch finetune pretrain compare sweep study demo demo-regnet predict lr-find tensorboard \
+  bench bench-data clean
 
 install: $(STAMP)
 
@@ -128,6 +141,10 @@ demo-regnet: install
 
 predict: install
 	$(PY) -m experiments.predict $(PREDICT_FLAGS)
+
+# The learning-rate range test for one phase (RECIPE=scratch|finetune, or RUN=<run dir>; PHASE) into runs/lr_find/.
+lr-find: install
+	$(PY) -m experiments.lr_find $(LR_FIND_FLAGS)
 
 # Benchmarks print numbers (one JSON line per case, then a table); tests never time anything.
 bench: install

@@ -1,0 +1,160 @@
+"""The learning-rate range test (Smith 2015; fastai's ``lr_find``): which rate should a phase train at?
+
+:func:`lr_range_test` trains a compiled model for up to ``steps`` batches
+while the rate grows exponentially from ``min_lr`` to ``max_lr``, records the
+loss of every step, stops once the smoothed loss exceeds ``stop_factor``
+times its minimum (or is not finite), and puts every variable of the model
+and of its optimiser back bit for bit.  :func:`find_lr` does that for one
+phase of an :class:`~kerasxfer.config.Experiment` (its data, model, trainable
+rule, optimiser and per-stage rates) in a folder of its own, and draws the
+curve with the suggestion; it never writes into a run directory.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import logging
+import math
+import os
+
+import numpy as np
+
+from kerasxfer import rundir
+from kerasxfer.errors import UserError
+
+log = logging.getLogger("kerasxfer")
+
+SMOOTHING = 0.98  # exponential smoothing of the loss, with bias correction (as fastai)
+
+
+def suggest(lrs, smoothed) -> dict:
+    """The rates the curve suggests.
+
+    ``valley`` (the suggestion, fastai's default rule): the longest
+    stretch over which the smoothed loss keeps falling (a longest decreasing
+    subsequence), and the point half-way through its middle third — well
+    inside the descent, before the minimum where training turns unstable.
+    ``minimum_over_10``: a tenth of the rate at the lowest smoothed loss.
+    """
+    lrs, smoothed = np.asarray(lrs, float), np.asarray(smoothed, float)
+    n = len(smoothed)
+    run = [1] * n  # run[i]: the longest decreasing subsequence ending at step i
+    for i in range(1, n):
+        for j in range(i):
+            if smoothed[i] < smoothed[j] and run[i] < run[j] + 1:
+                run[i] = run[j] + 1
+    end = int(np.argmax(run))
+    start = end - run[end] + 1
+    third = (end - start) / 3
+    lowest = int(np.argmin(smoothed))
+    return {"valley": float(lrs[start + int(third) + int(third / 2)]), "valley_steps": [start, end],
+            "minimum_over_10": float(lrs[lowest] / 10), "lowest_loss_lr": float(lrs[lowest])}
+
+
+def lr_range_test(model, batches, min_lr: float = 1e-7, max_lr: float = 10.0, steps: int = 100,
+                  stop_factor: float = 4.0) -> dict:
+    """Rates and losses of up to ``steps`` training steps of ``model`` (compiled, rate a variable) on ``batches``.
+
+    The model's and the optimiser's variables are restored afterwards, whatever happens.
+    """
+    if not 0 < min_lr < max_lr:
+        raise UserError(f"--min_lr={min_lr:g} and --max_lr={max_lr:g} must satisfy 0 < min_lr < max_lr.")
+    if steps < 5:
+        raise UserError(f"--steps={steps} is too few for a range test: use 50 or more, e.g. 100.")
+    import keras
+
+    opt = model.optimizer
+    if not opt.built:
+        opt.build(model.trainable_variables)
+    saved = [(v, keras.ops.convert_to_numpy(v)) for v in [*model.variables, *opt.variables]]
+    lrs, losses, smoothed = [], [], []
+    avg, best = 0.0, math.inf
+    try:
+        for k, (x, y) in enumerate(batches.take(steps)):
+            lr = min_lr * (max_lr / min_lr) ** (k / (steps - 1))
+            opt.learning_rate.assign(lr)
+            loss = float(model.train_on_batch(x, y, return_dict=True)["loss"])
+            lrs.append(lr)
+            losses.append(loss)
+            if not math.isfinite(loss):
+                break
+            avg = SMOOTHING * avg + (1 - SMOOTHING) * loss
+            smoothed.append(avg / (1 - SMOOTHING ** (k + 1)))
+            best = min(best, smoothed[-1])
+            if k >= 5 and smoothed[-1] > stop_factor * best:
+                break
+    finally:
+        for v, value in saved:
+            v.assign(value)
+    if len(smoothed) < 5:
+        raise UserError(
+            f"the range test diverged after {len(smoothed)} steps: lower --min_lr (now {min_lr:g})."
+        )
+    n = len(smoothed)
+    return {"lrs": lrs[:n], "losses": losses[:n], "smoothed": smoothed, "steps": n,
+            "stopped_early": n < steps,
+            **suggest(lrs[:n], smoothed)}
+
+
+def _plot(result: dict, title: str, path: str) -> None:
+    from kerasxfer import plots
+
+    plt = plots.pyplot()
+    fig, ax = plt.subplots(figsize=(7, 4))
+    ax.plot(result["lrs"], result["losses"], color="0.7", lw=1, label="loss")
+    ax.plot(result["lrs"], result["smoothed"], color="C0", label="smoothed loss")
+    ax.axvline(result["valley"], color="C3", ls="--", label=f"suggested {result['valley']:.1e} (valley)")
+    ax.axvline(result["minimum_over_10"], color="C2", ls=":", label=f"minimum / 10: {result['minimum_over_10']:.1e}")
+    ax.set(xscale="log", xlabel="learning rate", ylabel="training loss", title=title)
+    top = max(result["smoothed"][0], min(result["smoothed"])) * 1.6
+    ax.set_ylim(min(result["smoothed"]) * 0.8, top)
+    ax.legend(fontsize=8)
+    fig.tight_layout()
+    plots.save(fig, path)
+
+
+def find_lr(exp, phase_name: str | None, out_dir: str, min_lr: float = 1e-7, max_lr: float = 10.0,
+            steps: int = 100, start_from: str | None = None) -> dict:
+    """Run the range test for the phase ``phase_name`` (default the first) of ``exp``; write ``out_dir``.
+
+    ``start_from``: a ``model.keras`` whose weights the model starts from
+    (a later phase continues a trained model); read, never written.
+    """
+    exp.validate()
+    names = [p.name for p in exp.phases]
+    phase = next((p for p in exp.phases if p.name == (phase_name or names[0])), None)
+    if phase is None:
+        raise UserError(f"--phase={phase_name!r} is not a phase of this run: use one of {', '.join(names)}.")
+    if start_from is not None and not os.path.isfile(start_from):
+        raise UserError(f"{start_from!r} does not exist: pass a finished run with --run, or leave it out.")
+    import keras
+
+    from kerasxfer.data import load_data
+    from kerasxfer.evaluation import load_model
+    from kerasxfer.models import apply_trainable, build_model, use_native_grouped_conv
+    from kerasxfer.training import compile_for_phase
+
+    keras.utils.set_random_seed(exp.seed)
+    data = load_data(exp.data, exp.seed)
+    model = build_model(exp, data.num_classes)
+    if start_from is not None:
+        model.set_weights(load_model(start_from).get_weights())
+        log.info("starting from the weights of %s", start_from)
+    use_native_grouped_conv(model)
+    apply_trainable(model, phase.trainable, exp.model.num_stages, exp.model.is_transfer, exp.optim.bn)
+    plain = dataclasses.replace(exp, optim=dataclasses.replace(exp.optim, schedule="constant", warmup_epochs=0.0,
+                                                                ema=None))
+    compile_for_phase(model, plain, dataclasses.replace(phase, lr=min_lr), data.steps_per_epoch)
+    epochs = math.ceil(steps / data.steps_per_epoch)
+    log.info("range test of the %s phase: %d steps, learning rate %.0e to %.0e", phase.name, steps, min_lr, max_lr)
+    result = lr_range_test(model, data.train_from(0, epochs), min_lr, max_lr, steps)
+    result.update(run=exp.name, phase=phase.name, trainable=phase.trainable, configured_lr=phase.lr,
+                  optimizer=exp.optim.optimizer, started_from=start_from, min_lr=min_lr, max_lr=max_lr)
+    os.makedirs(out_dir, exist_ok=True)
+    rundir.write_json(os.path.join(out_dir, "lr_find.json"), result)
+    _plot(result, f"{exp.model.display_name}, {phase.name} phase ({phase.trainable})",
+          os.path.join(out_dir, "lr_find.png"))
+    log.info("suggested learning rate %.1e (valley; a tenth of the minimum's rate: %.1e); the phase is "
+             "configured at %.1e; curve: %s", result["valley"], result["minimum_over_10"], phase.lr,
+             os.path.join(out_dir, "lr_find.png"))
+    return result
