@@ -5,6 +5,7 @@ needs the process that trained them) and writes::
 
     report.md      a table per run, a comparison table and an executive summary
     curves.png     accuracy and loss per epoch for every run, phase boundaries marked
+    lr.png         the learning rate of every step of every run (the schedules that trained)
     confusion.png  the confusion matrix of every run's best checkpoint on the test split
     summary.json   every number the report states
 
@@ -21,11 +22,12 @@ import os
 import re
 import statistics
 
-from kerasxfer import plots, rundir
+from kerasxfer import rundir
+from kerasxfer.report_plots import confusion_png, curves_png, lr_png, recipe_sentence, schedule_cell
+from kerasxfer.report_plots import pct as _pct
 from kerasxfer.errors import UserError
 from kerasxfer.families import family_of
 from kerasxfer.stats import NOISE_P, mcnemar
-
 
 
 # ------------------------------------------------------------------ runs
@@ -81,6 +83,7 @@ def _phase_summary(history, phase):
         "val_loss_max": max(vl),
         "seconds": phase.get("seconds"),
         "images_per_sec": statistics.median(speeds) if speeds else None,
+        "schedule": schedule_cell(phase),
     }
 
 
@@ -119,11 +122,8 @@ def summarize_run(run: dict) -> dict:
         "total_params": m.get("total_params", h["phases"][-1]["total_params"]),
         "train_seconds": h.get("train_seconds"),
         "phases": [_phase_summary(h, p) for p in h["phases"]],
+        "recipe": recipe_sentence(cfg, h),
     }
-
-
-def _pct(x):
-    return f"{100 * x:.2f} %"
 
 
 def _approach(name: str) -> str:
@@ -260,44 +260,6 @@ def executive_summary(summaries, runs, groups) -> tuple:
     return lines, pairs
 
 
-# ------------------------------------------------------------------ plots
-def _curves_png(summaries, runs, path):
-    plt = plots.pyplot()
-    fig, (ax_acc, ax_loss) = plt.subplots(1, 2, figsize=(13, 4.8))
-    colors = plt.rcParams["axes.prop_cycle"].by_key()["color"]
-    for i, (s, r) in enumerate(zip(summaries, runs)):
-        eps = r["history"]["epochs"]
-        x = [e["epoch"] for e in eps]
-        c = colors[i % len(colors)]
-        ax_acc.plot(x, [e["val_accuracy"] for e in eps], "-o", ms=3, color=c, label=f"{s['name']} val")
-        ax_acc.plot(x, [e["accuracy"] for e in eps], "--", color=c, alpha=0.6, label=f"{s['name']} train")
-        ax_loss.plot(x, [e["val_loss"] for e in eps], "-o", ms=3, color=c, label=f"{s['name']} val")
-        ax_loss.plot(x, [e["loss"] for e in eps], "--", color=c, alpha=0.6, label=f"{s['name']} train")
-        for p in s["phases"][1:]:
-            for ax in (ax_acc, ax_loss):
-                ax.axvline(p["epochs"][0] - 0.5, color=c, ls=":", lw=1)
-            ax_acc.annotate(f"unfreeze ({s['name']})", (p["epochs"][0] - 0.5, 0.02), color=c, fontsize=8, rotation=90)
-    ax_acc.set(xlabel="epoch", ylabel="accuracy", title="accuracy (solid: val, dashed: train)", ylim=(0, 1.02))
-    ax_loss.set(xlabel="epoch", ylabel="loss", title="loss (solid: val, dashed: train)")
-    ax_loss.set_yscale("log")
-    ax_acc.legend(fontsize=7, loc="lower right")
-    fig.tight_layout()
-    plots.save(fig, path)
-
-
-def _confusion_png(summaries, runs, path):
-    n = len(runs)
-    k = len(runs[0]["metrics"]["class_names"])
-    side = min(6.0, 1.5 + 0.35 * k)
-    fig, axes = plots.pyplot().subplots(1, n, figsize=(side * n, side + 0.6), squeeze=False)
-    for ax, s, r in zip(axes[0], summaries, runs):
-        m = r["metrics"]
-        title = f"{s['name']}: test {_pct(m['test']['accuracy'])}"
-        plots.draw_confusion(ax, m["test"]["confusion_matrix"], m["class_names"], title, 7)
-    fig.tight_layout()
-    plots.save(fig, path)
-
-
 # ------------------------------------------------------------------ report
 def _table(rows, header):
     out = ["| " + " | ".join(header) + " |", "|" + "---|" * len(header)]
@@ -324,14 +286,14 @@ def _run_section(s) -> list:
     md = ["", f"## {s['name']}", "",
           f"{s['model']} on {s['dataset']} ({s['num_train']} train / {s['num_val']} val / {s['num_test']} test "
           f"images), seed {s['seed']}. Weights: {s['weights']}. Preprocessing: {s['preprocessing']}. "
-          f"Run directory: `{s['dir']}`.", ""]
+          f"Training: {s['recipe']}. Run directory: `{s['dir']}`.", ""]
     md.append(_table(
-        [[p["name"], f"{p['epochs'][0]}–{p['epochs'][1]}", f"{p['learning_rate']:g}", p["trainable"],
+        [[p["name"], f"{p['epochs'][0]}–{p['epochs'][1]}", f"{p['learning_rate']:g}", p["schedule"], p["trainable"],
           f"{p['trainable_params']:,} / {p['total_params']:,}", _pct(p["best_val_accuracy"]), p["best_epoch"],
           f"{p['val_loss_min']:.3f}–{p['val_loss_max']:.3f}",
           f"{p['seconds']:.0f}" if p["seconds"] is not None else "–",
           f"{p['images_per_sec']:.0f}" if p["images_per_sec"] else "–"] for p in s["phases"]],
-        ["phase", "epochs", "lr", "trains", "trainable / total params", "best val_acc", "best epoch",
+        ["phase", "epochs", "peak lr", "schedule", "trains", "trainable / total params", "best val_acc", "best epoch",
          "val_loss range", "seconds", "train images/s"],
     ))
     md += ["", f"Final epoch {s['final_epoch']}: train accuracy {_pct(s['final_train_accuracy'])}, "
@@ -369,7 +331,7 @@ def _markdown(summaries, groups, lines) -> str:
              for n, g in groups.items()],
             ["approach", "seeds", "mean test accuracy", "std (points)", "per seed"],
         ))
-    md += ["", "![curves](curves.png)", "", "![confusion matrices](confusion.png)", ""]
+    md += ["", "![curves](curves.png)", "", "![learning rate](lr.png)", "", "![confusion matrices](confusion.png)", ""]
     return "\n".join(md)
 
 
@@ -386,8 +348,9 @@ def write_report(run_dirs, out_dir: str) -> dict:
     groups = _seed_groups(summaries)
     lines, pairs = executive_summary(summaries, runs, groups)
     os.makedirs(out_dir, exist_ok=True)
-    _curves_png(summaries, runs, os.path.join(out_dir, "curves.png"))
-    _confusion_png(summaries, runs, os.path.join(out_dir, "confusion.png"))
+    curves_png(summaries, runs, os.path.join(out_dir, "curves.png"))
+    lr_png(summaries, runs, os.path.join(out_dir, "lr.png"))
+    confusion_png(summaries, runs, os.path.join(out_dir, "confusion.png"))
     rundir.write_text(os.path.join(out_dir, "report.md"), _markdown(summaries, groups, lines))
     summary = {"runs": summaries, "comparisons": pairs, "approaches": groups, "summary": lines}
     rundir.write_json(os.path.join(out_dir, "summary.json"), summary)
