@@ -200,11 +200,13 @@ class StopOnSignal(keras.callbacks.Callback):
 
 
 class EarlyStopPhase(keras.callbacks.Callback):
-    """Ends the phase after ``patience`` epochs of it without a better val_accuracy.
+    """Ends the phase after ``patience`` epochs of it without a better epoch.
 
-    The count is read from ``history`` (the phase's epochs so far), so a
-    resumed run decides exactly as an uninterrupted one; the phase's record
-    gets ``early_stopped`` and its real ``last_epoch``.
+    Better is what :class:`BestCheckpoint` calls better: a higher
+    val_accuracy, or the same with a lower val_loss.  The count is read from
+    ``history`` (the phase's epochs so far), so a resumed run decides exactly
+    as an uninterrupted one; the phase's record gets ``early_stopped`` and
+    its real ``last_epoch``.
     """
 
     def __init__(self, history: dict, phase: str, patience: int):
@@ -212,15 +214,16 @@ class EarlyStopPhase(keras.callbacks.Callback):
         self.history, self.phase, self.patience = history, phase, patience
 
     def on_epoch_end(self, epoch, logs=None):
-        accs = [e.get("val_accuracy", float("-inf")) for e in self.history["epochs"] if e["phase"] == self.phase]
-        best = max(range(len(accs)), key=lambda i: (accs[i], -i)) if accs else 0
+        eps = [e for e in self.history["epochs"] if e["phase"] == self.phase]
+        keys = [(e.get("val_accuracy", float("-inf")), -e.get("val_loss", float("inf"))) for e in eps]
+        best = max(range(len(keys)), key=lambda i: (keys[i], -i)) if keys else 0  # the first epoch of the best
         record = next(p for p in self.history["phases"] if p["name"] == self.phase)
-        if len(accs) - 1 - best >= self.patience and epoch + 1 < record["last_epoch"]:
+        if len(keys) - 1 - best >= self.patience and epoch + 1 < record["last_epoch"]:
             record.update(early_stopped=True, planned_last_epoch=record.get("planned_last_epoch", record["last_epoch"]),
                           last_epoch=epoch + 1)
             self.model.stop_training = True
-            log.info("early stopping: no better val_accuracy in the %d epochs since epoch %d: the %s phase ends "
-                     "after epoch %d", self.patience, epoch + 1 - self.patience, self.phase, epoch + 1)
+            log.info("early stopping: no better epoch in the %d since epoch %d: the %s phase ends after epoch %d",
+                     self.patience, eps[best]["epoch"], self.phase, epoch + 1)
 
 
 class EMAWeights:
