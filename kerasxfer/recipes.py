@@ -34,7 +34,7 @@ def _experiment(name: str, model: ModelConfig, phases: list, data: Optional[Data
                 **common) -> Experiment:
     optim = OptimConfig(**{k: common.pop(k) for k in OPTIM if k in common})
     return Experiment(
-        name=name, out_dir=out_dir or f"runs/{name}", data=data or DataConfig(), model=model, phases=phases,
+        name=name, out_dir=f"runs/{name}" if out_dir is None else out_dir, data=data or DataConfig(), model=model, phases=phases,
         optim=optim, **common,
     )
 

@@ -3,18 +3,23 @@
 While a run trains, ``<run>/resume/`` holds the state after the last
 finished epoch: ``state-E.npz`` (every variable of the model — weights,
 BatchNorm statistics, dropout seed states — and of the optimizer — slots,
-step count — after epoch ``E``) and ``state.json`` (``E``, the history and
-timings so far, which name the best checkpoint).  Both are written through a
-temporary name and a rename, the npz first, so ``state.json`` always names a
-complete file.  Running the same experiment again continues from there,
-whatever stopped it (Ctrl-C, SIGTERM, SIGKILL, a crash); a finished run
-removes the folder.
+step count, EMA copy — after epoch ``E``) and ``state-E.json`` (``E``, the
+history and timings so far, which name the best checkpoint), with
+``state.json`` a copy of the latest.  All are written through a temporary
+name and a rename, the npz first, so a json always names a complete file.
+The previous epoch's pair stays as a fallback: a state damaged later (a
+truncated file, a full disk) costs one epoch, not the run.  Running the same
+experiment again continues from there, whatever stopped it (Ctrl-C, SIGTERM,
+SIGKILL, a crash); a finished run removes the folder.
 """
 
 from __future__ import annotations
 
+import logging
 import os
+import re
 import shutil
+import zipfile
 
 import keras
 import numpy as np
@@ -23,6 +28,7 @@ from kerasxfer import rundir
 from kerasxfer.errors import UserError
 
 STATE = "state.json"
+log = logging.getLogger("kerasxfer")
 
 
 class ResumeState:
@@ -32,17 +38,43 @@ class ResumeState:
     when it was made (``epoch == 0`` and both ``None`` when there is none).
     """
 
-    def __init__(self, out: str):
+    def __init__(self, out: str, probe: bool = True):
         self.out = out
         self.dir = os.path.join(out, rundir.RESUME)
         self.epoch, self.history, self.timings, self.arrays = 0, None, None, None
-        path = os.path.join(self.dir, STATE)
-        if os.path.isfile(path):
-            state = rundir.read_json(path)
-            arrays = os.path.join(self.dir, state["arrays"])
-            if os.path.isfile(arrays):
-                self.epoch, self.history, self.timings, self.arrays = (
-                    state["epoch"], state["history"], state["timings"], arrays)
+        if probe and os.path.isdir(self.dir):
+            self._find()
+
+    def _find(self) -> None:
+        """The newest complete state (``state.json``, then ``state-E.json`` newest first), every array read once."""
+        names = os.listdir(self.dir)
+        epochs = sorted((int(m.group(1)) for m in (re.fullmatch(r"state-(\d+)\.json", n) for n in names) if m),
+                        reverse=True)
+        candidates = ([STATE] if STATE in names else []) + [f"state-{e}.json" for e in epochs]
+        damaged = []
+        for name in candidates:
+            try:
+                state = rundir.read_json(os.path.join(self.dir, name))
+                arrays = os.path.join(self.dir, state["arrays"])
+                with np.load(arrays) as z:
+                    for k in z.files:
+                        z[k]  # noqa: B018  (reading checks every array's CRC)
+            except (OSError, ValueError, KeyError, TypeError, EOFError, zipfile.BadZipFile):
+                damaged.append(name)
+                continue
+            if damaged:
+                log.warning("the resume state %s in %s is damaged: continuing from epoch %d instead",
+                            ", ".join(damaged), self.dir, state["epoch"])
+            self.epoch, self.history, self.timings, self.arrays = (
+                state["epoch"], state["history"], state["timings"], arrays)
+            return
+        if damaged:
+            from kerasxfer.errors import UserError
+
+            raise UserError(
+                f"the resume state in {self.dir} is damaged ({', '.join(damaged)} cannot be read) and no earlier "
+                "epoch's state is intact: pass --overwrite to start the run again."
+            )
 
     @property
     def found(self) -> bool:
@@ -84,12 +116,12 @@ class ResumeState:
         arrays.update({f"o{i}": keras.ops.convert_to_numpy(v) for i, v in enumerate(optimizer.variables)})
         with rundir.atomic_path(os.path.join(self.dir, name)) as tmp, open(tmp, "wb") as f:
             np.savez(f, **arrays)
-        rundir.write_json(
-            os.path.join(self.dir, STATE),
-            {"epoch": epoch, "arrays": name, "history": history, "timings": timings},
-        )
+        state = {"epoch": epoch, "arrays": name, "history": history, "timings": timings}
+        rundir.write_json(os.path.join(self.dir, f"state-{epoch}.json"), state)
+        rundir.write_json(os.path.join(self.dir, STATE), state)
+        keep = {f"state-{e}.{ext}" for e in (epoch, epoch - 1) for ext in ("npz", "json")} | {STATE}
         for old in os.listdir(self.dir):
-            if old.startswith("state-") and old.endswith(".npz") and old != name:
+            if old.startswith("state") and old not in keep:
                 os.remove(os.path.join(self.dir, old))
 
     def callback(self, history: dict, timings: dict, model: keras.Model | None = None) -> keras.callbacks.Callback:

@@ -45,11 +45,15 @@ TB = "tb"
 RESUME = "resume"
 BACKBONE_WEIGHTS = "backbone.weights.h5"
 BACKBONE_INFO = "backbone.json"
+#: Written first ("training") and last ("finished"): what makes a folder a kerasxfer run, and a finished one.
+MARKER = "kerasxfer-run.json"
+#: Held (flock) by the process writing the run; the kernel releases it when that process dies.
+LOCK = ".kerasxfer.lock"
 
 #: What a finished run always has.
 RUN_FILES = (CONFIG, ENVIRONMENT, DATA, MODEL, HISTORY, METRICS)
 #: Everything a run writes: overwrite removes these and nothing else in the folder.
-RUN_OUTPUTS = RUN_FILES + (TIMINGS, CONFUSION, TOP_LOSSES, BACKBONE_WEIGHTS, BACKBONE_INFO, TB, RESUME)
+RUN_OUTPUTS = RUN_FILES + (TIMINGS, CONFUSION, TOP_LOSSES, BACKBONE_WEIGHTS, BACKBONE_INFO, TB, RESUME, MARKER)
 
 
 # ------------------------------------------------------------------ writing
@@ -173,6 +177,85 @@ def _with_defaults(old: dict) -> dict:
         return old
 
 
+# ------------------------------------------------------ marker and lock
+def read_marker(out: str):
+    """The run marker of ``out`` (``{"state": "training"|"finished", ...}``), None when there is none.
+
+    A damaged marker still proves the folder is a run: ``{"state": "damaged"}``.
+    """
+    path = os.path.join(out, MARKER)
+    if not os.path.isfile(path):
+        return None
+    try:
+        marker = read_json(path)
+        return marker if isinstance(marker, dict) and "state" in marker else {"state": "damaged"}
+    except (OSError, ValueError):
+        return {"state": "damaged"}
+
+
+def write_marker(out: str, state: str) -> None:
+    from kerasxfer import __version__
+
+    write_json(os.path.join(out, MARKER), {"kerasxfer": __version__, "state": state})
+
+
+def _older_run(out: str) -> bool:
+    """A run made before the marker existed: a config.json that kerasxfer wrote (an Experiment) and a history."""
+    try:
+        cfg = read_json(os.path.join(out, CONFIG))
+    except (OSError, ValueError):
+        return False
+    return (isinstance(cfg, dict) and {"phases", "model", "data", "out_dir"} <= set(cfg)
+            and os.path.isfile(os.path.join(out, HISTORY)))
+
+
+def is_run(out: str) -> bool:
+    """Whether ``out`` is a kerasxfer run: it has the marker, or it is a run made before the marker."""
+    return read_marker(out) is not None or _older_run(out)
+
+
+def is_finished(out: str) -> bool:
+    """Whether the run in ``out`` wrote its last output (older runs, without the marker: metrics.json)."""
+    marker = read_marker(out)
+    if marker is None:
+        return _older_run(out) and os.path.isfile(os.path.join(out, METRICS))
+    return marker["state"] == "finished"
+
+
+@contextlib.contextmanager
+def locked(out: str):
+    """Hold the exclusive lock of the run directory ``out`` (created if needed) for the block.
+
+    A second process gets one sentence; a lock left by a dead process is
+    taken over (flock locks die with their process).  A folder this call
+    created and that holds nothing but the lock afterwards is removed again.
+    """
+    import fcntl
+
+    from kerasxfer.errors import UserError
+
+    created = not os.path.isdir(out)
+    os.makedirs(out, exist_ok=True)
+    path = os.path.join(out, LOCK)
+    fd = os.open(path, os.O_RDWR | os.O_CREAT, 0o644)
+    try:
+        try:
+            fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        except BlockingIOError:
+            holder = os.pread(fd, 32, 0).decode("ascii", "replace").strip() or "unknown"
+            raise UserError(
+                f"{out} is being written by another kerasxfer process (pid {holder}): wait for it to finish, "
+                "or choose another --out_dir."
+            ) from None
+        os.ftruncate(fd, 0)
+        os.pwrite(fd, str(os.getpid()).encode(), 0)
+        yield
+    finally:
+        os.close(fd)
+        if created and os.listdir(out) == [LOCK]:
+            shutil.rmtree(out, ignore_errors=True)
+
+
 def inspect_run_dir(out: str, config: dict, overwrite: bool = False) -> str:
     """What to do with the folder ``out`` for a run of ``config``: ``"new"``, ``"resume"`` or ``"finished"``.
 
@@ -184,8 +267,11 @@ def inspect_run_dir(out: str, config: dict, overwrite: bool = False) -> str:
     from kerasxfer.errors import UserError
 
     cfg_path = os.path.join(out, CONFIG)
-    if overwrite or not os.path.isfile(cfg_path):
+    if not is_run(out):
+        _refuse_foreign(out, overwrite)
         return "new"
+    if overwrite or not os.path.isfile(cfg_path):
+        return "new"  # ours (marked) but died before its config was written, or to be replaced
     try:
         old = read_json(cfg_path)
     except (OSError, ValueError):
@@ -199,13 +285,40 @@ def inspect_run_dir(out: str, config: dict, overwrite: bool = False) -> str:
             f"{out} holds a run made with other settings ({'; '.join(diffs)}): rerun with the same flags "
             "to continue it, pass --overwrite to replace it, or choose another --out_dir."
         )
-    if os.path.isfile(os.path.join(out, METRICS)):
+    if is_finished(out):
         return "finished"
-    return "resume" if os.path.isfile(os.path.join(out, RESUME, "state.json")) else "new"
+    if os.path.isfile(os.path.join(out, METRICS)):
+        return "finishing"  # trained and evaluated; some output after metrics.json is missing
+    return "resume" if os.path.isdir(os.path.join(out, RESUME)) else "new"
+
+
+def _refuse_foreign(out: str, overwrite: bool) -> None:
+    """``out`` is not a run: refuse it when it holds anything, or (``overwrite``) anything a run would replace."""
+    from kerasxfer.errors import UserError
+
+    if not os.path.isdir(out):
+        return
+    held = sorted(e for e in os.listdir(out) if e != LOCK)
+    if not held:
+        return
+    if not overwrite:
+        shown = ", ".join(held[:3]) + (", ..." if len(held) > 3 else "")
+        raise UserError(
+            f"--out_dir={out!r} is not empty and is not a kerasxfer run (it holds {shown}): choose a new or empty "
+            "folder, or pass --overwrite to write the run beside those files."
+        )
+    clash = [n for n in RUN_OUTPUTS if os.path.lexists(os.path.join(out, n))]
+    if clash:
+        raise UserError(
+            f"--out_dir={out!r} holds {', '.join(clash)}, which kerasxfer did not write and a run would replace: "
+            "move them away or choose another folder."
+        )
 
 
 def remove_run_outputs(out: str) -> None:
-    """Remove what a run writes (``RUN_OUTPUTS``) from ``out``; any other file stays."""
+    """Remove what a run writes (``RUN_OUTPUTS``) from ``out``, only if ``out`` is a run; any other file stays."""
+    if not is_run(out):
+        return
     for name in RUN_OUTPUTS:
         path = os.path.join(out, name)
         if os.path.isdir(path) and not os.path.islink(path):

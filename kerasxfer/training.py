@@ -53,28 +53,53 @@ def run_experiment(exp: Experiment, data=None, verbose: int = 0, overwrite: bool
     ``callbacks`` run after the run's own at every epoch (a study's progress).
     """
     exp.validate()
-    status = rundir.inspect_run_dir(exp.out_dir, exp.to_dict(), overwrite)
-    out = exp.out_dir
-    if status == "finished":
-        metrics = rundir.read_json(os.path.join(out, rundir.METRICS))
-        log.info(
-            "%s is already finished (test accuracy %.4f, best epoch %d); pass --overwrite to train it again",
-            out, metrics["test"]["accuracy"], metrics["best_epoch"],
-        )
-        return metrics
     strategy = make_strategy(exp.strategy)  # before any other TensorFlow op (multi_worker needs that)
-    chief = is_chief(strategy)
-    if not chief:  # only the chief writes the run directory; other workers write a scratch copy
+    if not is_chief(strategy):  # only the chief writes the run directory; other workers write a scratch copy
         out = tempfile.mkdtemp(prefix="kerasxfer-worker-")
         log.info("not the chief worker: writing to %s (removed at the end)", out)
-    try:
-        run = _Run(exp, strategy, out, verbose, list(callbacks))
-        run.open(data, resume=status == "resume")
-        run.train()
-        return run.finish()
-    finally:
-        if not chief:
+        try:
+            return _train(exp, strategy, out, "new", data, verbose, callbacks)
+        finally:
             shutil.rmtree(out, ignore_errors=True)
+    if not overwrite and rundir.is_finished(exp.out_dir):  # read only: a finished run on read-only storage is fine
+        metrics = _finished_metrics(exp)
+        if metrics is not None:
+            return metrics
+    with rundir.locked(exp.out_dir):
+        status = rundir.inspect_run_dir(exp.out_dir, exp.to_dict(), overwrite)
+        if status == "finished":
+            metrics = _finished_metrics(exp)
+            if metrics is not None:
+                return metrics
+            status = "finishing"
+        return _train(exp, strategy, exp.out_dir, status, data, verbose, callbacks)
+
+
+def _finished_metrics(exp: Experiment):
+    """metrics.json of the finished run in ``exp.out_dir`` (made with ``exp``'s settings), None if damaged."""
+    if rundir.inspect_run_dir(exp.out_dir, exp.to_dict()) != "finished":
+        return None
+    try:
+        metrics = rundir.read_json(os.path.join(exp.out_dir, rundir.METRICS))
+        log.info("%s is already finished (test accuracy %.4f, best epoch %d); pass --overwrite to train it again",
+                 exp.out_dir, metrics["test"]["accuracy"], metrics["best_epoch"])
+        return metrics
+    except (OSError, ValueError, KeyError, TypeError):
+        log.warning("%s of the finished run %s is damaged: evaluating its best checkpoint again",
+                    rundir.METRICS, exp.out_dir)
+        return None
+
+
+def _train(exp: Experiment, strategy, out: str, status: str, data, verbose: int, callbacks) -> dict:
+    run = _Run(exp, strategy, out, verbose, list(callbacks))
+    if status == "finishing":
+        log.info("%s was trained but not every output after %s was written: writing them now", out,
+                 rundir.METRICS)
+        run.open_finished(data)
+        return run.finish()
+    run.open(data, resume=status == "resume")
+    run.train()
+    return run.finish()
 
 
 def run_series(runs, sources, tag: str, overwrite: bool = False, verbose: int = 0, before=None) -> None:
@@ -98,7 +123,7 @@ def run_series(runs, sources, tag: str, overwrite: bool = False, verbose: int = 
             before(i)
             progress.set_run(i, phases_of(exp, n))
         exp.validate()
-        finished = os.path.isfile(os.path.join(exp.out_dir, rundir.METRICS)) and not overwrite
+        finished = rundir.is_finished(exp.out_dir) and not overwrite
         log.info("[%s] run %d of %d: %s (%s)%s", tag, i + 1, len(runs), exp.out_dir, label,
                  ": finished earlier" if finished else "")
         progress.start_run(i, 0 if finished or overwrite else ResumeState(exp.out_dir).epoch)
@@ -178,9 +203,18 @@ class _Run:
             log.info("random backbone: BatchNorm statistics re-estimated on %d training batches", n)
         self._start_history()
 
+    def open_finished(self, data) -> None:
+        """What :meth:`finish` needs of a run whose training ended: its data, history and timings (no model)."""
+        self.deterministic = determinism(self.exp)
+        self.data = data if data is not None else load_data(self.exp.data, self.exp.seed, self.deterministic)
+        self.state = ResumeState(self.out, probe=False)
+        self.history = rundir.read_json(os.path.join(self.out, rundir.HISTORY))
+        self.timings = rundir.read_json(os.path.join(self.out, rundir.TIMINGS))
+
     def _write_run_files(self) -> None:
         d, out = self.data, self.out
         os.makedirs(out, exist_ok=True)
+        rundir.write_marker(out, "training")  # first: the folder is a run, so its files are ours to replace
         rundir.write_json(os.path.join(out, rundir.CONFIG), self.exp.to_dict())
         rundir.write_json(os.path.join(out, rundir.ENVIRONMENT), {**rundir.environment(), **describe(self.strategy)})
         rundir.write_json(os.path.join(out, rundir.DATA), {
@@ -351,6 +385,7 @@ class _Run:
         rundir.write_json(os.path.join(out, rundir.METRICS), metrics)
         write_evaluation(out, self.exp, self.data, probs, metrics, history, self.timings)
         self.state.clear()
+        rundir.write_marker(out, "finished")  # last: a kill before this line leaves a run the next call completes
         log.info("best checkpoint: epoch %d (%s), val_accuracy %.4f; test accuracy %.4f on %d held-out images; "
                  "run directory: %s", metrics["best_epoch"], metrics["best_phase"], metrics["val"]["accuracy"],
                  metrics["test"]["accuracy"], self.data.num_test, out)

@@ -41,17 +41,20 @@ def test_config_differences_name_each_field_and_ignore_where_files_are():
     assert "phases.count: 1 there, 2 now" in rundir.config_differences(a, c)
 
 
-def test_inspect_run_dir_new_resume_finished_and_refused(tmp_path):
+def test_inspect_run_dir_new_resume_finishing_finished_and_refused(tmp_path):
     out = str(tmp_path / "run")
     cfg = recipes.scratch(out_dir=out).to_dict()
     assert rundir.inspect_run_dir(out, cfg) == "new"
-    os.makedirs(os.path.join(out, rundir.RESUME))
+    os.makedirs(out)
+    rundir.write_marker(out, "training")
     rundir.write_json(os.path.join(out, rundir.CONFIG), cfg)
-    assert rundir.inspect_run_dir(out, cfg) == "new"  # config but no epoch finished
-    rundir.write_json(os.path.join(out, rundir.RESUME, "state.json"), {"epoch": 1})
+    assert rundir.inspect_run_dir(out, cfg) == "new"  # a run, but no epoch finished
+    os.makedirs(os.path.join(out, rundir.RESUME))
     assert rundir.inspect_run_dir(out, cfg) == "resume"
     rundir.write_json(os.path.join(out, rundir.METRICS), {})
-    assert rundir.inspect_run_dir(out, cfg) == "finished"
+    assert rundir.inspect_run_dir(out, cfg) == "finishing"  # evaluated, but a later output is missing
+    rundir.write_marker(out, "finished")
+    assert rundir.inspect_run_dir(out, cfg) == "finished" and rundir.is_finished(out)
     other = recipes.scratch(out_dir=out, epochs=3).to_dict()
     with pytest.raises(UserError, match=r"holds a run made with other settings \(phases.0.epochs: 10 there, 3 now\)"):
         rundir.inspect_run_dir(out, other)
@@ -59,6 +62,40 @@ def test_inspect_run_dir_new_resume_finished_and_refused(tmp_path):
     (tmp_path / "run" / rundir.CONFIG).write_text("{not json")
     with pytest.raises(UserError, match="is unreadable"):
         rundir.inspect_run_dir(out, cfg)
+
+
+def test_a_folder_that_is_not_a_run_is_refused_and_never_emptied(tmp_path):
+    out = tmp_path / "mine"
+    (out / "tb").mkdir(parents=True)
+    (out / "tb" / "notes.txt").write_text("n")
+    cfg = recipes.scratch(out_dir=str(out)).to_dict()
+    with pytest.raises(UserError, match="is not empty and is not a kerasxfer run .*holds tb.*pass --overwrite"):
+        rundir.inspect_run_dir(str(out), cfg)
+    with pytest.raises(UserError, match="holds tb, which kerasxfer did not write"):
+        rundir.inspect_run_dir(str(out), cfg, overwrite=True)
+    rundir.remove_run_outputs(str(out))
+    assert (out / "tb" / "notes.txt").read_text() == "n"
+    (out / "tb" / "notes.txt").rename(out / "notes.txt")
+    (out / "tb").rmdir()
+    assert rundir.inspect_run_dir(str(out), cfg, overwrite=True) == "new"  # beside the user's files
+    rundir.write_json(str(out / rundir.CONFIG), {"my": "settings"})  # a config.json that is not a run's
+    assert not rundir.is_run(str(out))
+    rundir.write_json(str(out / rundir.CONFIG), cfg)
+    rundir.write_json(str(out / rundir.HISTORY), {})
+    assert rundir.is_run(str(out)) and not rundir.is_finished(str(out))  # a run made before the marker
+
+
+def test_lock_refuses_a_second_writer_and_cleans_a_folder_it_made(tmp_path):
+    out = str(tmp_path / "new")
+    with rundir.locked(out):
+        with pytest.raises(UserError, match=f"is being written by another kerasxfer process \\(pid {os.getpid()}\\)"):
+            with rundir.locked(out):
+                pass
+    assert not os.path.exists(out)  # it held nothing but the lock
+    os.makedirs(out)
+    with rundir.locked(out):
+        (tmp_path / "new" / "x").write_text("x")
+    assert sorted(os.listdir(out)) == [rundir.LOCK, "x"]
 
 
 def test_remove_run_outputs_keeps_every_other_file(tmp_path):
@@ -93,7 +130,8 @@ def test_resume_state_round_trips_model_and_optimizer_variables(tmp_path):
     history, timings = {"epochs": [1, 2]}, {"train_seconds": 1.0}
     state.save(2, a, a.optimizer, history, timings)
     state.save(3, a, a.optimizer, history, timings)
-    assert sorted(os.listdir(tmp_path / "resume")) == ["state-3.npz", "state.json"]  # the older state is gone
+    assert sorted(os.listdir(tmp_path / "resume")) == ["state-2.json", "state-2.npz", "state-3.json", "state-3.npz",
+                                                      "state.json"]  # the newest state and the one before it
     found = ResumeState(str(tmp_path))
     assert found.found and found.epoch == 3 and found.history == history and found.timings == timings
     b = model()
@@ -105,3 +143,23 @@ def test_resume_state_round_trips_model_and_optimizer_variables(tmp_path):
         found.restore(wrong)
     found.clear()
     assert not os.path.exists(tmp_path / "resume") and not ResumeState(str(tmp_path)).found
+
+
+def test_a_damaged_resume_state_falls_back_one_epoch_then_says_what_to_do(tmp_path):
+    import keras
+
+    from kerasxfer.resume import ResumeState
+
+    m = keras.Sequential([keras.Input((3,)), keras.layers.Dense(2)])
+    m.compile(optimizer="adam", loss="mse")
+    m.fit(np.ones((4, 3)), np.zeros((4, 2)), verbose=0)
+    state = ResumeState(str(tmp_path))
+    for epoch in (1, 2):
+        state.save(epoch, m, m.optimizer, {"epochs": list(range(epoch))}, {})
+    npz = tmp_path / "resume" / "state-2.npz"
+    npz.write_bytes(npz.read_bytes()[: npz.stat().st_size // 2])  # truncated, as by a full disk
+    found = ResumeState(str(tmp_path))
+    assert found.found and found.epoch == 1 and found.history == {"epochs": [0]}
+    (tmp_path / "resume" / "state-1.json").write_text('{"epoch": 1, "arr')
+    with pytest.raises(UserError, match="resume state in .* is damaged .*pass --overwrite to start the run again"):
+        ResumeState(str(tmp_path))
