@@ -22,7 +22,7 @@
 #   SWEEP FRACTIONS DEPTHS DEPTH_FRACTION SEEDS BUDGET MIN_STEPS SCRATCH_IMAGE_SIZE   (make sweep)
 #   CONTROL=false                    (make study: skip the random-backbone control)
 #   TRAIN_FRACTION                   (scratch, finetune: train on a stratified share of the training split)
-#   AUGMENT MIXUP CUTMIX ON_BAD_IMAGE CACHE_DIR TFDS_DATA_DIR   (scratch, finetune)
+#   AUGMENT MIXUP CUTMIX ON_BAD_IMAGE CACHE_DIR TFDS_DATA_DIR MAX_IMAGE_PIXELS   (scratch, finetune)
 #   OPTIMIZER WEIGHT_DECAY SCHEDULE WARMUP_EPOCHS LR_STAGE_DECAY LABEL_SMOOTHING GRAD_CLIP BN EMA EARLY_STOPPING
 #                                    (how every phase trains: scratch, finetune, pretrain, sweep, study, lr-find)
 #   RECIPE RUN PHASE MIN_LR MAX_LR STEPS   (make lr-find)
@@ -44,7 +44,7 @@ COMMON_FLAGS = $(call flag,DATASET,dataset) $(call flag,IMAGE_SIZE,image_size) \
   $(call flag,TRAIN_FRACTION,train_fraction) \
   $(call flag,AUGMENT,augment) $(call flag,MIXUP,mixup) $(call flag,CUTMIX,cutmix) \
   $(call flag,ON_BAD_IMAGE,on_bad_image) $(call flag,CACHE_DIR,cache_dir) $(call flag,TFDS_DATA_DIR,tfds_data_dir) \
-  $(RECIPE_FLAGS)
+  $(call flag,MAX_IMAGE_PIXELS,max_image_pixels) $(RECIPE_FLAGS)
 # How every phase trains (scratch, finetune, pretrain, sweep, study, lr-find).
 RECIPE_FLAGS = $(call flag,OPTIMIZER,optimizer) $(call flag,WEIGHT_DECAY,weight_decay) \
   $(call flag,SCHEDULE,schedule) $(call flag,WARMUP_EPOCHS,warmup_epochs) \

@@ -16,6 +16,7 @@ import dataclasses
 import inspect
 import logging
 import os
+import signal
 import sys
 
 os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")  # keep TF's C++ start-up chatter out
@@ -23,7 +24,7 @@ os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")  # keep TF's C++ start-up cha
 from absl import app, flags  # noqa: E402
 
 from kerasxfer import config  # noqa: E402
-from kerasxfer.errors import UserError  # noqa: E402
+from kerasxfer.errors import UserError, os_error_sentence  # noqa: E402
 
 FLAGS = flags.FLAGS
 
@@ -88,6 +89,11 @@ def define_common_flags(default_out: str, dataset: str = "digits") -> None:
         "train_fraction", 1.0,
         "Train on this share of each class of the training split (a nested, stratified subset drawn with --seed, "
         "at least one image per class); validation and test stay whole. For learning curves (see make sweep).",
+    )
+    flags.DEFINE_integer(
+        "max_image_pixels", 40_000_000,
+        "Skip (like an undecodable file) any image whose header declares more pixels than this: a small PNG can "
+        "decode to gigabytes.",
     )
     flags.DEFINE_string("out_dir", default_out, "Run directory to write.")
     flags.DEFINE_integer("verbose", 0, "Keras fit verbosity (0: one log line per epoch, 1: progress bar).")
@@ -287,11 +293,23 @@ def run_main(main) -> None:
             print(f"kerasxfer: error: {e}: see --helpshort for the flags.", file=sys.stderr)
             sys.exit(2)
 
+    def stop(signum, frame):  # SIGTERM at any point (start-up included) ends like Ctrl-C: one line, exit 130
+        raise KeyboardInterrupt
+
+    signal.signal(signal.SIGTERM, stop)
     try:
         app.run(wrapped, flags_parser=parse_flags)
     except UserError as e:
-        print(f"kerasxfer: error: {e}", file=sys.stderr)
-        sys.exit(e.exit_code)
+        _fail(str(e), e.exit_code)
     except KeyboardInterrupt:
-        print("kerasxfer: interrupted; files already written are kept.", file=sys.stderr)
-        sys.exit(130)
+        _fail("interrupted; files already written are kept: run the same command again to continue.", 130)
+    except OSError as e:
+        _fail(os_error_sentence(e), 2)
+    except UnicodeDecodeError as e:
+        _fail(f"a file that should be text is binary ({e.reason} at byte {e.start}): check the files passed "
+              "(e.g. --flagfile) and run again.", 2)
+
+
+def _fail(sentence: str, code: int) -> None:
+    print(f"kerasxfer: error: {sentence}", file=sys.stderr)
+    sys.exit(code)

@@ -91,6 +91,9 @@ def main(argv):
         _write_output(FLAGS.output, preds, min(FLAGS.top_k, len(clf.class_names)))
     good = sum(p.error is None for p in preds)
     print(f"classified {good} of {len(preds)} inputs", file=sys.stderr)
+    if not preds:
+        raise UserError(f"no image could be classified: {', '.join(FLAGS.images)} holds no files: pass image files "
+                        "or folders that contain images.")
     if good == 0:
         first = next(p for p in preds if p.error)
         more = f" (and {len(preds) - 1} more, listed above)" if len(preds) > 1 else ""

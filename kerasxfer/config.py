@@ -88,6 +88,8 @@ class DataConfig:
     resize: str = "squash"
     # Train on a stratified, nested subset of the training split (learning curves); val and test stay whole.
     train_fraction: float = 1.0
+    # Images whose header declares more pixels are skipped like undecodable ones (decompression bombs).
+    max_image_pixels: int = 40_000_000
 
     @property
     def soft_labels(self) -> bool:
@@ -116,6 +118,9 @@ class DataConfig:
                 f"--train_fraction={self.train_fraction} must be above 0 and at most 1 (1: the whole training split), "
                 "e.g. 0.25."
             )
+        if not isinstance(self.max_image_pixels, int) or self.max_image_pixels < 64:
+            raise UserError(f"--max_image_pixels={self.max_image_pixels} must be a whole number of pixels of at least "
+                            "64, e.g. 40000000 (40 megapixels).")
         self._validate_dataset()
         _choice("on_bad_image", self.on_bad_image, BAD_IMAGE_MODES)
         _choice("augment", self.augment, AUGMENT_MODES)
@@ -206,6 +211,12 @@ class ModelConfig:
                 raise UserError(f"--widths={self.widths} must be 1 or more integers from 1 to 4096, e.g. 32,64,128.")
             if not isinstance(self.convs_per_block, int) or not 1 <= self.convs_per_block <= 16:
                 raise UserError(f"--convs_per_block={self.convs_per_block} must be an integer from 1 to 16.")
+            if 2 ** len(self.widths) > image_size:
+                raise UserError(
+                    f"--widths={','.join(map(str, self.widths))} has {len(self.widths)} blocks, each halving the "
+                    f"image, too many for --image_size={image_size}: use at most {image_size.bit_length() - 1} "
+                    "blocks or larger images."
+                )
             return
         family = family_of(self.backbone)
         if image_size < family.min_size:
@@ -340,6 +351,8 @@ def _section(cls, d: dict):
 def _check_out_dir(out_dir: str) -> None:
     if not out_dir:
         raise UserError("--out_dir is empty: name the folder the run should write, e.g. --out_dir=runs/mine.")
+    if os.path.exists(out_dir) and not os.path.isdir(out_dir):
+        raise UserError(f"--out_dir={out_dir!r} is a file, not a folder: choose a folder for the run.")
     parent = os.path.dirname(os.path.abspath(out_dir)) or "."
     probe = out_dir if os.path.isdir(out_dir) else parent
     while not os.path.exists(probe):
@@ -348,7 +361,9 @@ def _check_out_dir(out_dir: str) -> None:
         raise UserError(
             f"--out_dir={out_dir!r} cannot be created because {probe} is a file, not a folder: choose another folder."
         )
-    if not os.access(probe, os.W_OK):
+    from kerasxfer import rundir
+
+    if not os.access(probe, os.W_OK) and not rundir.is_finished(out_dir):  # a finished run is only read
         raise UserError(f"--out_dir={out_dir!r} cannot be written ({probe} is not writable): choose another folder.")
 
 

@@ -12,3 +12,20 @@ class UserError(Exception):
     def __init__(self, message: str, exit_code: int = 2):
         super().__init__(message)
         self.exit_code = exit_code
+
+
+_NO_SPACE = {28, 27, 122}  # ENOSPC, EFBIG, EDQUOT
+_NOT_WRITABLE = {13, 1, 30}  # EACCES, EPERM, EROFS
+
+
+def os_error_sentence(e: OSError) -> str:
+    """One sentence for an operating-system error that reached the top (a full disk, a read-only folder, ...)."""
+    where = f" {e.filename}" if getattr(e, "filename", None) else ""
+    reason = e.strerror or str(e) or type(e).__name__
+    if e.errno in _NO_SPACE:
+        return (f"no space left on the device (or above the file size limit) writing{where or ' a file'} "
+                f"({reason}): free some space and run the same command again; everything up to the last "
+                "finished epoch is kept.")
+    if e.errno in _NOT_WRITABLE:
+        return f"cannot write{where or ' a file'} ({reason}): choose a folder you can write, or fix its permissions."
+    return f"{reason}:{where or ' (no file named)'}; check that path and run the same command again."

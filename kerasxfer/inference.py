@@ -15,6 +15,7 @@ from __future__ import annotations
 
 import dataclasses
 import json
+import logging
 import os
 import zipfile
 from typing import Optional
@@ -24,10 +25,12 @@ import tensorflow as tf
 
 from kerasxfer import rundir
 from kerasxfer.data.pipeline import to_rgb_resized
-from kerasxfer.data.decode import decode_image_bytes, decode_image_file
+from kerasxfer.data.decode import decode_image_bytes, decode_image_file, screen_file
 from kerasxfer.data.sources import is_image_path, walk_files
 from kerasxfer.errors import UserError
 from kerasxfer.models import use_native_grouped_conv
+
+log = logging.getLogger("kerasxfer")
 
 
 @dataclasses.dataclass
@@ -98,6 +101,8 @@ class Classifier:
                 f"{run_dir!r} is not a finished kerasxfer run ({type(e).__name__} reading data.json): "
                 "pass a run directory such as runs/finetune."
             ) from None
+        if not rundir.is_finished(run_dir):
+            log.warning("%s has not finished training: its model.keras is the best checkpoint so far", run_dir)
         model = load_model_safely(os.path.join(run_dir, "model.keras"))
         return cls(model, data["class_names"], data.get("image_size"), batch_size, data.get("resize", "squash"))
 
@@ -159,10 +164,13 @@ class Classifier:
 
 def _file_loader(path):
     def load():
-        if not os.path.exists(path):
+        if not os.path.lexists(path):
             raise FileNotFoundError("file not found")
         if not is_image_path(path):
             raise ValueError(f"not an image file ({os.path.splitext(path)[1] or 'no extension'})")
+        why = screen_file(path)  # never open a FIFO, a device or a decompression bomb
+        if why:
+            raise ValueError(why)
         return decode_image_file(tf.constant(path))
 
     return load

@@ -9,6 +9,7 @@ all decode with it.
 from __future__ import annotations
 
 import logging
+import os
 import time
 from typing import TYPE_CHECKING
 
@@ -25,6 +26,47 @@ log = logging.getLogger("kerasxfer")
 
 
 _JPEG_MAGIC = b"\xff\xd8\xff"
+
+#: Files are read only when they are regular files (symlinks followed) of at most this size ...
+MAX_FILE_BYTES = 256 * 2**20
+#: ... and images decoded only up to this many pixels (a decompression bomb: a small PNG of 12000x12000
+#: decodes to 432 MB); --max_image_pixels changes it.  PIL's guard warns at 89 megapixels.
+DEFAULT_MAX_PIXELS = 40_000_000
+
+
+def screen_file(path: str, max_pixels: int = DEFAULT_MAX_PIXELS):
+    """Why ``path`` must not be read (one phrase), or None when it may be.
+
+    Follows symlinks: a link to a FIFO, a device (``/dev/zero``), a folder or
+    nowhere is refused without opening it, as is a file above
+    ``MAX_FILE_BYTES`` or an image whose header declares more than
+    ``max_pixels`` pixels (read with PIL, without decoding the pixels).
+    """
+    import stat
+
+    try:
+        st = os.stat(path)
+    except FileNotFoundError:
+        return "not found (a dangling link?)"
+    except OSError as e:
+        return f"cannot be read ({e.strerror or e})"
+    if not stat.S_ISREG(st.st_mode):
+        return "not a regular file (a device, pipe or folder)"
+    if st.st_size > MAX_FILE_BYTES:
+        return f"{st.st_size / 2**20:.0f} MB, above the {MAX_FILE_BYTES // 2**20} MB limit for an image file"
+    if not os.access(path, os.R_OK):
+        return "cannot be read (permission denied)"
+    try:
+        from PIL import Image
+
+        with Image.open(path) as im:
+            w, h = im.size
+    except Exception:  # noqa: BLE001 - not an image PIL knows: the decoder decides
+        return None
+    if w * h > max_pixels:
+        return (f"{w}x{h} = {w * h / 1e6:.0f} megapixels, above --max_image_pixels={max_pixels} "
+                f"({max_pixels / 1e6:g} megapixels)")
+    return None
 
 
 def decode_image_bytes(data, min_side: int | None = None):
@@ -91,9 +133,12 @@ def find_undecodable(examples, decode=decode_image_file) -> list:
     return [int(i) for i in np.flatnonzero(~ok)]
 
 
-def check_images(part: "Split", class_names, on_bad_image: str, where: str, decode):
-    """Drop (``skip``) or refuse (``error``) the examples of ``part`` that cannot be decoded.
+def check_images(part: "Split", class_names, on_bad_image: str, where: str, decode,
+                 max_pixels: int = DEFAULT_MAX_PIXELS):
+    """Drop (``skip``) or refuse (``error``) the examples of ``part`` that must not be read or cannot be decoded.
 
+    File examples go through :func:`screen_file` first (regular files of a
+    sane size and pixel count only), the rest through the decoder.
     Examples are shown to the user by their key (a relative path, or a tfds
     record id).  Returns the kept :class:`Split`, per-class counts
     ``{class: {"read": n, "skipped": k}}`` and the skipped keys.
@@ -101,20 +146,28 @@ def check_images(part: "Split", class_names, on_bad_image: str, where: str, deco
     if on_bad_image not in BAD_IMAGE_MODES:
         raise UserError(f"--on_bad_image={on_bad_image!r} is unknown: use skip or error.")
     t0 = time.perf_counter()
-    bad = find_undecodable(part.x, decode)
-    log.info("checked %d images in %s in %.1fs: %d cannot be decoded", len(part), where, time.perf_counter() - t0,
+    reasons = {}
+    for i, e in enumerate(part.x):
+        if isinstance(e, str):
+            why = screen_file(e, max_pixels)
+            if why:
+                reasons[i] = why
+    rest = np.array([i for i in range(len(part)) if i not in reasons], dtype=np.int64)
+    for j in find_undecodable(part.x[rest] if len(rest) else part.x[:0], decode):
+        reasons[int(rest[j])] = "cannot be decoded (corrupt, truncated or not an image)"
+    bad = sorted(reasons)
+    log.info("checked %d images in %s in %.1fs: %d cannot be used", len(part), where, time.perf_counter() - t0,
              len(bad))
     bad_names = [part.keys[i] for i in bad]
+    described = [f"{part.keys[i]} ({reasons[i]})" for i in bad]
     if bad and on_bad_image == "error":
-        shown = ", ".join(bad_names[:10]) + (f" and {len(bad) - 10} more" if len(bad) > 10 else "")
+        shown = ", ".join(described[:10]) + (f" and {len(bad) - 10} more" if len(bad) > 10 else "")
         raise UserError(
-            f"{len(bad)} file(s) in {where} cannot be decoded as images (corrupt, truncated or not an image): "
-            f"{shown}; fix or remove them, or pass --on_bad_image=skip to train without them."
+            f"{len(bad)} file(s) in {where} cannot be used as images: {shown}; fix or remove them, or pass "
+            "--on_bad_image=skip to train without them."
         )
     if bad:
-        log.warning(
-            "skipped %d file(s) that cannot be decoded as images (first: %s)", len(bad), ", ".join(bad_names[:5])
-        )
+        log.warning("skipped %d file(s) that cannot be used as images (first: %s)", len(bad), "; ".join(described[:5]))
     keep = np.ones(len(part), dtype=bool)
     keep[bad] = False
     y = part.y

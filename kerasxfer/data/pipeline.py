@@ -151,13 +151,18 @@ def decode_all(x, decode, image_size: int, resize: str = "squash", cache_path: s
     ).batch(256)
     if not cache_path:
         return _fill(np.empty(shape, np.uint8), ds)
-    os.makedirs(os.path.dirname(cache_path) or ".", exist_ok=True)
-    with rundir.atomic_path(cache_path) as tmp:
-        out = np.lib.format.open_memmap(tmp, mode="w+", dtype=np.uint8, shape=shape)
-        _fill(out, ds)
-        out.flush()
-        del out
-    return np.load(cache_path, mmap_mode="r")
+    try:
+        os.makedirs(os.path.dirname(cache_path) or ".", exist_ok=True)
+        with rundir.atomic_path(cache_path) as tmp:
+            out = np.lib.format.open_memmap(tmp, mode="w+", dtype=np.uint8, shape=shape)
+            _fill(out, ds)
+            out.flush()
+            del out
+        return np.load(cache_path, mmap_mode="r")
+    except OSError as e:  # a read-only or full --cache_dir: the run goes on, in memory
+        log.warning("the decoded-image cache cannot be written to %s (%s): decoding into memory instead",
+                    os.path.dirname(cache_path), e.strerror or e)
+        return _fill(np.empty(shape, np.uint8), ds)
 
 
 def _fill(out: np.ndarray, ds) -> np.ndarray:
@@ -272,7 +277,7 @@ def open_source(cfg: DataConfig, seed: int) -> sources.SourceSplit:
             cfg.on_bad_image, cfg.image_size, download=cfg.tfds_download,
         )
     return sources.folder_source(cfg.dataset, cfg.val_fraction, cfg.test_fraction, split_seed, cfg.on_bad_image,
-                                 cfg.image_size)
+                                 cfg.image_size, cfg.max_image_pixels)
 
 
 def fingerprint(part: sources.Split) -> str:

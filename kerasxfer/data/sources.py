@@ -20,7 +20,7 @@ from typing import Callable
 
 import numpy as np
 
-from kerasxfer.data.decode import check_images, decode_image_file
+from kerasxfer.data.decode import DEFAULT_MAX_PIXELS, check_images, decode_image_file
 from kerasxfer.errors import UserError
 
 log = logging.getLogger("kerasxfer")
@@ -116,10 +116,17 @@ def is_hidden(name: str) -> bool:
     return name.startswith(".") or name.startswith("__")
 
 
+def _is_dir(entry) -> bool:
+    """``entry.is_dir()``, False (with a warning) for an entry that cannot be followed (a symlink loop)."""
+    try:
+        return entry.is_dir()
+    except OSError as e:
+        log.warning("ignored %s: %s", entry.path, e.strerror or e)
+        return False
+
+
 def _class_dirs(root: str) -> list:
-    return sorted(
-        e.name for e in os.scandir(root) if e.is_dir() and not is_hidden(e.name)
-    )
+    return sorted(e.name for e in os.scandir(root) if not is_hidden(e.name) and _is_dir(e))
 
 
 def walk_files(folder: str) -> list:
@@ -274,7 +281,7 @@ def _split_dirs(root: str) -> dict:
     return {split: next((d for d in names if d in subdirs), None) for split, names in SPLIT_DIRS.items()}
 
 
-def _split_folders(root, dirs, val_fraction, test_fraction, seed, on_bad_image, decode):
+def _split_folders(root, dirs, val_fraction, test_fraction, seed, on_bad_image, decode, max_pixels):
     """``root/train/<class>/`` and ``root/val/`` and/or ``root/test/``; a missing val/ or test/ is carved from train/."""
     train_root = os.path.join(root, dirs["train"])
     class_names, empty = _image_classes(train_root)
@@ -288,7 +295,7 @@ def _split_folders(root, dirs, val_fraction, test_fraction, seed, on_bad_image, 
         if extra:
             raise UserError(f"{folder!r} has classes missing from train/ ({', '.join(extra)}): give every class train images.")
         part, ign = _collect(folder, class_names, root, f"{d}/")
-        part, c, b = check_images(part, class_names, on_bad_image, root, decode)
+        part, c, b = check_images(part, class_names, on_bad_image, root, decode, max_pixels)
         if split != "train" and len(part) == 0:
             raise UserError(f"{folder!r} holds no readable images: add images or remove the folder.")
         parts[split], ignored, bad = part, ignored + ign, bad + b
@@ -297,18 +304,18 @@ def _split_folders(root, dirs, val_fraction, test_fraction, seed, on_bad_image, 
     return parts, class_names, empty, ignored, bad, counts
 
 
-def _flat_folder(root, val_fraction, test_fraction, seed, on_bad_image, decode):
+def _flat_folder(root, val_fraction, test_fraction, seed, on_bad_image, decode, max_pixels):
     """``root/<class>/``: split per class by a seeded hash of each path (:func:`stratified_assign`)."""
     class_names, empty = _image_classes(root)
     _check_classes(class_names, root, empty)
     part, ignored = _collect(root, class_names, root, "the folder")
-    part, counts, bad = check_images(part, class_names, on_bad_image, root, decode)
+    part, counts, bad = check_images(part, class_names, on_bad_image, root, decode, max_pixels)
     train, val, test = split_three(part, val_fraction, test_fraction, seed, class_names)
     return {"train": train, "val": val, "test": test}, class_names, empty, ignored, bad, counts
 
 
 def folder_source(root: str, val_fraction: float, test_fraction: float, seed: int, on_bad_image: str = "skip",
-                  image_size: int | None = None) -> SourceSplit:
+                  image_size: int | None = None, max_pixels: int = DEFAULT_MAX_PIXELS) -> SourceSplit:
     """A folder of class sub-folders: flat, or with ``train/`` and ``val/`` (or ``validation/``) and/or ``test/``.
 
     Flat: each class is split into train, val and test by a seeded hash of
@@ -319,8 +326,9 @@ def folder_source(root: str, val_fraction: float, test_fraction: float, seed: in
     that are not images (by extension, in any case) and sub-folders without
     images are ignored and counted.  Images that cannot be decoded are
     skipped and counted (``on_bad_image="skip"``) or stop the run before
-    training with their list (``"error"``).  ``image_size`` lets large JPEGs
-    decode at reduced size.
+    training with their list (``"error"``), like files that are not regular
+    files, are too large or declare more than ``max_pixels`` pixels.
+    ``image_size`` lets large JPEGs decode at reduced size.
     """
     if not os.path.isdir(root):
         raise UserError(f"dataset folder {root!r} does not exist: pass an existing folder.")
@@ -328,10 +336,10 @@ def folder_source(root: str, val_fraction: float, test_fraction: float, seed: in
     dirs = _split_dirs(root)
     if dirs["train"] and (dirs["val"] or dirs["test"]):
         layout = " and ".join(f"{d}/" for d in dirs.values() if d)
-        found = _split_folders(root, dirs, val_fraction, test_fraction, seed, on_bad_image, decode)
+        found = _split_folders(root, dirs, val_fraction, test_fraction, seed, on_bad_image, decode, max_pixels)
     else:
         layout = f"flat, split {1 - val_fraction - test_fraction:.0%}/{val_fraction:.0%}/{test_fraction:.0%} by seed {seed}"
-        found = _flat_folder(root, val_fraction, test_fraction, seed, on_bad_image, decode)
+        found = _flat_folder(root, val_fraction, test_fraction, seed, on_bad_image, decode, max_pixels)
     parts, class_names, empty, ignored, bad, counts = found
     for i, c in enumerate(class_names):
         if not (parts["train"].y == i).any():
