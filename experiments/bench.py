@@ -28,7 +28,7 @@ import os
 
 from absl import flags
 
-from experiments import common
+from . import common
 
 FLAGS = flags.FLAGS
 flags.DEFINE_list("sections", ["machine", "data", "models", "modes"],
@@ -222,5 +222,14 @@ def _model_row(case, size, rate, flops_per_image, peak_gflops):
             "gflops_achieved": round(achieved, 1), "fraction_of_matmul_peak": round(achieved / peak_gflops, 3)}
 
 
-if __name__ == "__main__":
+# --helpshort lists the shared flags too (they are defined in experiments.common).
+flags.adopt_module_key_flags(common)
+
+
+def run():
+    """The command: `python -m experiments.bench` or `kerasxfer bench`."""
     common.run_main(main)
+
+
+if __name__ == "__main__":
+    run()

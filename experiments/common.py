@@ -96,7 +96,8 @@ def define_common_flags(default_out: str, dataset: str = "digits") -> None:
         "decode to gigabytes.",
     )
     flags.DEFINE_string("out_dir", default_out, "Run directory to write.")
-    flags.DEFINE_integer("verbose", 0, "Keras fit verbosity (0: one log line per epoch, 1: progress bar).")
+    flags.DEFINE_integer("verbose", 0, "Keras fit verbosity: 0, one log line per epoch; 1, Keras' progress bar as "
+                         "well (absl's --verbosity sets how much kerasxfer logs: -1 warnings only, 0 the default).")
     flags.DEFINE_float("lr", 1e-3, "Learning rate (scratch; finetune phase 1).")
     flags.DEFINE_float("dropout", 0.3, "Dropout before the classifier.")
     flags.DEFINE_bool(
@@ -267,13 +268,30 @@ def train_main(recipe, after=None):
 
 
 def _setup_logging() -> None:
+    """kerasxfer's log lines on stderr, at INFO unless absl's --verbosity says otherwise (-1 warnings, 1 debug)."""
     logger = logging.getLogger("kerasxfer")
     if not logger.handlers:
         h = logging.StreamHandler(sys.stderr)
         h.setFormatter(logging.Formatter("[kerasxfer %(asctime)s] %(message)s", "%H:%M:%S"))
         logger.addHandler(h)
-    logger.setLevel(logging.INFO)
+    level = logging.INFO
+    if "verbosity" in FLAGS and FLAGS["verbosity"].present:
+        v = FLAGS.verbosity
+        level = logging.DEBUG if v >= 1 else logging.INFO if v == 0 else logging.WARNING if v == -1 else logging.ERROR
+    logger.setLevel(level)
     logger.propagate = False
+
+
+#: Flags that name files or folders: ``~`` is expanded in them (a shell leaves ``--dataset=~/photos`` as it is).
+PATH_FLAGS = ("dataset", "cache_dir", "tfds_data_dir", "out_dir", "weights", "run", "model", "images", "output",
+              "runs")
+
+
+def _expand_paths() -> None:
+    for name in PATH_FLAGS:
+        if name in FLAGS and FLAGS[name].value:
+            v = FLAGS[name].value
+            FLAGS[name].value = [os.path.expanduser(x) for x in v] if isinstance(v, list) else os.path.expanduser(v)
 
 
 def run_main(main) -> None:
@@ -288,7 +306,9 @@ def run_main(main) -> None:
     def parse_flags(argv):
         # absl's own parser prints several lines and exits 1; one line and exit 2 like every other error.
         try:
-            return FLAGS(argv)
+            rest = FLAGS(argv)
+            _expand_paths()
+            return rest
         except flags.Error as e:
             print(f"kerasxfer: error: {e}: see --helpshort for the flags.", file=sys.stderr)
             sys.exit(2)

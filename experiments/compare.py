@@ -20,7 +20,7 @@ import sys
 
 from absl import flags
 
-from experiments import common
+from . import common
 from kerasxfer.errors import UserError
 
 FLAGS = flags.FLAGS
@@ -62,5 +62,14 @@ def main(argv):
         print(" - " + line.replace("**", ""))
 
 
-if __name__ == "__main__":
+# --helpshort lists the shared flags too (they are defined in experiments.common).
+flags.adopt_module_key_flags(common)
+
+
+def run():
+    """The command: `python -m experiments.compare` or `kerasxfer compare`."""
     common.run_main(main)
+
+
+if __name__ == "__main__":
+    run()

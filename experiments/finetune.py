@@ -15,11 +15,22 @@ the unfrozen phase does the learning; with ImageNet weights phase 1 already
 transfers.
 """
 
-from experiments import common
+from absl import flags
+
+from . import common
 from kerasxfer import recipes
 
 common.define_common_flags("runs/finetune")
 common.define_finetune_flags()
 
-if __name__ == "__main__":
+# --helpshort lists the shared flags too (they are defined in experiments.common).
+flags.adopt_module_key_flags(common)
+
+
+def run():
+    """The command: `python -m experiments.finetune` or `kerasxfer finetune`."""
     common.run_main(common.train_main(recipes.finetune))
+
+
+if __name__ == "__main__":
+    run()

@@ -21,7 +21,7 @@ import os
 
 from absl import flags
 
-from experiments import common
+from . import common
 from kerasxfer import recipes, rundir
 from kerasxfer.errors import UserError
 
@@ -61,5 +61,14 @@ def main(argv):
           f"curve: {os.path.join(out, 'lr_find.png')}")
 
 
-if __name__ == "__main__":
+# --helpshort lists the shared flags too (they are defined in experiments.common).
+flags.adopt_module_key_flags(common)
+
+
+def run():
+    """The command: `python -m experiments.lr_find` or `kerasxfer lr-find`."""
     common.run_main(main)
+
+
+if __name__ == "__main__":
+    run()

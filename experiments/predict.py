@@ -17,7 +17,7 @@ import sys
 
 from absl import flags
 
-from experiments import common
+from . import common
 from kerasxfer.errors import UserError
 
 FLAGS = flags.FLAGS
@@ -103,5 +103,14 @@ def main(argv):
     return 0
 
 
-if __name__ == "__main__":
+# --helpshort lists the shared flags too (they are defined in experiments.common).
+flags.adopt_module_key_flags(common)
+
+
+def run():
+    """The command: `python -m experiments.predict` or `kerasxfer predict`."""
     common.run_main(main)
+
+
+if __name__ == "__main__":
+    run()

@@ -20,7 +20,7 @@ images, 8 epochs) take proportionally longer.
 
 from absl import flags
 
-from experiments import common
+from . import common
 from kerasxfer import families, recipes
 
 FLAGS = flags.FLAGS
@@ -40,5 +40,14 @@ def export(exp):
     print(f"backbone weights: {path}\nnext: python -m experiments.finetune --backbone={exp.model.backbone} --weights={path}")
 
 
-if __name__ == "__main__":
+# --helpshort lists the shared flags too (they are defined in experiments.common).
+flags.adopt_module_key_flags(common)
+
+
+def run():
+    """The command: `python -m experiments.pretrain` or `kerasxfer pretrain`."""
     common.run_main(common.train_main(recipes.pretrain, after=export))
+
+
+if __name__ == "__main__":
+    run()

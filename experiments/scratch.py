@@ -8,11 +8,22 @@ epochs; measured in ``make demo``, 2026-11-29): about 1.5 minutes, best
 val_accuracy 0.975, test accuracy 0.966 on the 322 held-out images.
 """
 
-from experiments import common
+from absl import flags
+
+from . import common
 from kerasxfer import recipes
 
 common.define_common_flags("runs/scratch")
 common.define_scratch_flags()
 
-if __name__ == "__main__":
+# --helpshort lists the shared flags too (they are defined in experiments.common).
+flags.adopt_module_key_flags(common)
+
+
+def run():
+    """The command: `python -m experiments.scratch` or `kerasxfer scratch`."""
     common.run_main(common.train_main(recipes.scratch))
+
+
+if __name__ == "__main__":
+    run()

@@ -20,7 +20,7 @@ import sys
 
 from absl import flags
 
-from experiments import common
+from . import common
 from kerasxfer.errors import UserError
 
 FLAGS = flags.FLAGS
@@ -60,9 +60,18 @@ def main(argv):
         for line in summary["sweep"]["sentences"]:
             print(" - " + line)
         print(f"sweep report: {os.path.join(cfg.sweep.out_dir, cfg.sweep.kind, 'sweep.md')}")
-    print(f"report: {os.path.join(report, 'report.md')} (curves.png, confusion.png, summary.json beside it)")
+    print(f"report: {os.path.join(report, 'report.md')} (curves.png, lr.png, confusion.png, summary.json beside it)")
     print(f"TensorBoard: tensorboard --logdir {cfg.out_dir}  (or make tensorboard)")
 
 
-if __name__ == "__main__":
+# --helpshort lists the shared flags too (they are defined in experiments.common).
+flags.adopt_module_key_flags(common)
+
+
+def run():
+    """The command: `python -m experiments.study` or `kerasxfer study`."""
     common.run_main(main)
+
+
+if __name__ == "__main__":
+    run()

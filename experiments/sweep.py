@@ -19,7 +19,7 @@ import os
 
 from absl import flags
 
-from experiments import common
+from . import common
 from kerasxfer.sweep import SWEEPS
 
 FLAGS = flags.FLAGS
@@ -43,5 +43,14 @@ def main(argv):
     print(f"TensorBoard: make tensorboard (or tensorboard --logdir {root})")
 
 
-if __name__ == "__main__":
+# --helpshort lists the shared flags too (they are defined in experiments.common).
+flags.adopt_module_key_flags(common)
+
+
+def run():
+    """The command: `python -m experiments.sweep` or `kerasxfer sweep`."""
     common.run_main(main)
+
+
+if __name__ == "__main__":
+    run()

@@ -7,8 +7,8 @@ needs arrives in an :class:`~kerasxfer.config.Experiment`.  Environment
 variables are read only where a convention demands it: ``TF_CONFIG``
 (``--strategy=multi_worker``) and ``TPU_NAME`` (``--strategy=tpu``) in
 :mod:`kerasxfer.distribute`, ``KERAS_HOME`` (the weights cache, through
-Keras) in :mod:`kerasxfer.models.weights`; and this file sets a default for
-``TF_ENABLE_ONEDNN_OPTS`` (below).
+Keras) in :mod:`kerasxfer.models.weights`; and this file sets defaults for
+``TF_ENABLE_ONEDNN_OPTS`` and ``KERAS_BACKEND`` (below).
 """
 
 import os as _os
@@ -20,5 +20,21 @@ import os as _os
 # When it is off anyway, kerasxfer.models.fastconv runs one convolution per
 # group instead and says so.
 _os.environ.setdefault("TF_ENABLE_ONEDNN_OPTS", "1")
+
+# kerasxfer runs on Keras' TensorFlow backend (tf.data, tf.distribute, TensorBoard): choose it before Keras is
+# first imported (KERAS_BACKEND is Keras' own convention; it overrides ~/.keras/keras.json).
+if _os.environ.setdefault("KERAS_BACKEND", "tensorflow") != "tensorflow":
+    raise ImportError(
+        f"kerasxfer runs on Keras' TensorFlow backend, but KERAS_BACKEND={_os.environ['KERAS_BACKEND']!r}: unset it "
+        "or set KERAS_BACKEND=tensorflow."
+    )
+
+import importlib.util as _util  # noqa: E402
+
+if _util.find_spec("tensorflow") is None:
+    raise ImportError(
+        "kerasxfer needs TensorFlow, which is not installed: install kerasxfer with an extra, "
+        "pip install 'kerasxfer[cpu]' (the CPU wheel) or 'kerasxfer[gpu]' (CUDA), or run make install."
+    )
 
 __version__ = "0.1.0"

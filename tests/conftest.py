@@ -5,6 +5,12 @@ os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
 # Before any test module imports TensorFlow: kerasxfer sets its oneDNN default
 # here exactly as it does for a user who imports it first.
 import kerasxfer  # noqa: E402,F401
+import sys  # noqa: E402
+
+# tf-keras, the test oracle, lives outside site-packages (make install: .venv/oracle; see setup.cfg).
+_ORACLE = os.path.join(sys.prefix, "oracle")
+if os.path.isdir(_ORACLE) and _ORACLE not in sys.path:
+    sys.path.append(_ORACLE)
 
 import numpy as np  # noqa: E402
 import pytest  # noqa: E402

@@ -112,3 +112,35 @@ def _snapshot(root):
     }
 
 
+
+
+def test_kerasxfer_command_lists_and_runs_subcommands(tmp_path):
+    help_ = run("cli", "--help")
+    assert help_.returncode == 0
+    for name in ("study", "scratch", "finetune", "pretrain", "compare", "sweep", "lr-find", "predict", "bench"):
+        assert f"\n  {name} " in help_.stdout
+    unknown = run("cli", "nope")
+    assert unknown.returncode == 2 and _lines(unknown.stderr) == [
+        "kerasxfer: error: unknown command 'nope': use one of study, scratch, finetune, pretrain, compare, sweep, "
+        "lr-find, predict, bench (kerasxfer --help says what each does)."]
+    short = run("cli", "scratch", "--helpshort")
+    flags_shown = {line.split()[0].rstrip(":").replace("[no]", "") for line in short.stdout.splitlines()
+                   if line.startswith("  --")}
+    assert {"--epochs", "--widths", "--dataset", "--val_fraction", "--out_dir", "--overwrite", "--schedule",
+            "--max_image_pixels"} <= flags_shown  # the shared flags too, not only the command's own
+    ok = run("cli", "scratch", "--epochs=1", "--image_size=16", "--widths=8", f"--out_dir={tmp_path / 'o'}")
+    assert ok.returncode == 0 and (tmp_path / "o" / "metrics.json").is_file(), ok.stderr[-2000:]
+
+
+def test_paths_expand_the_home_folder(tmp_path):
+    p = subprocess.run([sys.executable, "-m", "experiments.scratch", "--dataset=~/no-such-photos",
+                        f"--out_dir={tmp_path / 'o'}"], capture_output=True, text=True, cwd=ROOT, timeout=300,
+                       env=dict(os.environ, HOME=str(tmp_path)))
+    assert p.returncode == 2
+    assert _lines(p.stderr)[0].startswith(f"kerasxfer: error: --dataset='{tmp_path}/no-such-photos' is neither")
+
+
+def test_verbosity_minus_one_keeps_only_warnings(tmp_path):
+    quiet = run("scratch", "--epochs=1", "--image_size=16", "--widths=8", f"--out_dir={tmp_path / 'o'}",
+                "--verbosity=-1")
+    assert quiet.returncode == 0 and "[kerasxfer" not in quiet.stderr, quiet.stderr[-2000:]
