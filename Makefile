@@ -36,41 +36,30 @@ BIN := $(VENV)/bin
 PY := $(BIN)/python
 STAMP := $(VENV)/.kerasxfer-installed-$(TF)
 
+# Every flag of a command has a make variable of the same name in capitals, passed only when set
+# (OVERWRITE=1 -> --overwrite=1); tests/test_makefile.py checks each one against `make -n`.
 flag = $(if $(strip $($(1))),--$(2)=$($(1)))
-COMMON_FLAGS = $(call flag,DATASET,dataset) $(call flag,IMAGE_SIZE,image_size) \
-  $(call flag,BATCH_SIZE,batch_size) $(call flag,SEED,seed) \
-  $(call flag,VAL_FRACTION,val_fraction) $(call flag,TEST_FRACTION,test_fraction) \
-  $(call flag,SPLIT_SEED,split_seed) $(call flag,RESIZE,resize) $(call flag,LR,lr) $(call flag,OUT,out_dir) \
-  $(call flag,TRAIN_FRACTION,train_fraction) \
-  $(call flag,AUGMENT,augment) $(call flag,MIXUP,mixup) $(call flag,CUTMIX,cutmix) \
-  $(call flag,ON_BAD_IMAGE,on_bad_image) $(call flag,CACHE_DIR,cache_dir) $(call flag,TFDS_DATA_DIR,tfds_data_dir) \
-  $(call flag,MAX_IMAGE_PIXELS,max_image_pixels) $(RECIPE_FLAGS)
+flags = $(foreach f,$(1),$(call flag,$(shell echo $(f) | tr a-z A-Z),$(f)))
+COMMON_ARGS = $(call flags,dataset image_size batch_size seed val_fraction test_fraction split_seed resize lr \
+  out_dir train_fraction augment mixup cutmix on_bad_image cache_dir tfds_data_dir tfds_download max_image_pixels \
+  dropout deterministic precision strategy jit_compile overwrite verbose) $(call flag,OUT,out_dir) $(RECIPE_ARGS)
 # How every phase trains (scratch, finetune, pretrain, sweep, study, lr-find).
-RECIPE_FLAGS = $(call flag,OPTIMIZER,optimizer) $(call flag,WEIGHT_DECAY,weight_decay) \
-  $(call flag,SCHEDULE,schedule) $(call flag,WARMUP_EPOCHS,warmup_epochs) \
-  $(call flag,LR_STAGE_DECAY,lr_stage_decay) $(call flag,LABEL_SMOOTHING,label_smoothing) \
-  $(call flag,GRAD_CLIP,grad_clip) $(call flag,BN,bn) $(call flag,EMA,ema) $(call flag,EARLY_STOPPING,early_stopping)
-SCRATCH_FLAGS = $(COMMON_FLAGS) $(call flag,EPOCHS,epochs)
-FINETUNE_FLAGS = $(COMMON_FLAGS) $(call flag,BACKBONE,backbone) \
-  $(call flag,WEIGHTS,weights) $(call flag,FROZEN_EPOCHS,frozen_epochs) \
-  $(call flag,FINETUNE_EPOCHS,finetune_epochs) $(call flag,FINETUNE_LR,finetune_lr) \
-  $(call flag,UNFREEZE,unfreeze_stages)
-
-SWEEP_FLAGS = $(FINETUNE_FLAGS) $(call flag,EPOCHS,epochs) $(call flag,SWEEP,sweep) \
-  $(call flag,FRACTIONS,fractions) $(call flag,DEPTHS,depths) $(call flag,DEPTH_FRACTION,depth_fraction) \
-  $(call flag,SEEDS,seeds) $(call flag,BUDGET,budget) $(call flag,MIN_STEPS,min_steps) \
-  $(call flag,SCRATCH_IMAGE_SIZE,scratch_image_size)
-
-STUDY_FLAGS = $(SWEEP_FLAGS) $(call flag,CONTROL,control)
-
-PREDICT_FLAGS = $(call flag,RUN,run) $(call flag,IMAGES,images) $(call flag,TOP_K,top_k) \
-  $(call flag,OUTPUT,output) $(call flag,EXPORT,export)
-
-PRETRAIN_FLAGS = $(call flag,BACKBONE,backbone) $(call flag,EPOCHS,epochs) $(call flag,OUT,out_dir) \
-  $(call flag,SEED,seed) $(call flag,IMAGE_SIZE,image_size) $(call flag,BATCH_SIZE,batch_size) $(RECIPE_FLAGS)
-LR_FIND_FLAGS = $(FINETUNE_FLAGS) $(call flag,EPOCHS,epochs) $(call flag,RECIPE,recipe) $(call flag,RUN,run) \
-  $(call flag,PHASE,phase) $(call flag,MIN_LR,min_lr) $(call flag,MAX_LR,max_lr) $(call flag,STEPS,steps)
-COMPARE_FLAGS = $(call flag,RUNS,runs) $(call flag,SEEDS,seeds) $(call flag,REPORT,out_dir)
+RECIPE_ARGS = $(call flags,optimizer weight_decay schedule warmup_epochs lr_stage_decay label_smoothing grad_clip \
+  bn ema early_stopping)
+SCRATCH_ONLY = $(call flags,epochs widths convs_per_block)
+FINETUNE_ONLY = $(call flags,backbone weights frozen_epochs finetune_epochs finetune_lr unfreeze_stages \
+  cache_features) $(call flag,UNFREEZE,unfreeze_stages)
+SCRATCH_ARGS = $(COMMON_ARGS) $(SCRATCH_ONLY)
+FINETUNE_ARGS = $(COMMON_ARGS) $(FINETUNE_ONLY)
+SWEEP_ARGS = $(COMMON_ARGS) $(SCRATCH_ONLY) $(FINETUNE_ONLY) \
+  $(call flags,sweep fractions depths depth_fraction seeds budget min_steps scratch_image_size)
+STUDY_ARGS = $(SWEEP_ARGS) $(call flags,control)
+LR_FIND_ARGS = $(COMMON_ARGS) $(SCRATCH_ONLY) $(FINETUNE_ONLY) $(call flags,recipe run phase min_lr max_lr steps)
+PRETRAIN_ARGS = $(COMMON_ARGS) $(call flags,backbone epochs synthetic_train synthetic_val synthetic_test)
+PREDICT_ARGS = $(call flags,run model class_names images top_k batch_size output export)
+COMPARE_ARGS = $(call flags,runs seeds seeds_dir scratch_flags finetune_flags out_dir) $(call flag,REPORT,out_dir)
+BENCH_ARGS = $(call flags,sections sizes steps batch_size backbone image_size num_images jpeg_size data_dir output) \
+  $(BENCH_FLAGS)
 PRETRAINED := runs/pretrain/backbone.weights.h5
 
 .PHONY: install test test-all scratch finetune pretrain compare sweep study demo demo-regnet predict lr-find tensorboard \
@@ -80,10 +69,14 @@ install: $(STAMP)
 
 $(STAMP): setup.cfg pyproject.toml
 	test -x $(PY) || $(PYTHON) -m venv $(VENV)
+	# Switching TF=cpu <-> TF=gpu: remove the other TensorFlow first, so the venv never holds two.
+	if ls $(VENV)/.kerasxfer-installed-* >/dev/null 2>&1 && ! test -e $(STAMP); then \
+	  $(PY) -m pip uninstall --quiet --yes tensorflow tensorflow-cpu || true; fi
 	$(PY) -m pip install --quiet --upgrade pip
 	$(PY) -m pip install --quiet -e ".[$(TF),dev]"
-	# Test oracle only; --no-deps so it cannot pull the full tensorflow wheel.
-	$(PY) -m pip install --quiet --no-deps "tf-keras==2.21.*"
+	# Test oracle only, outside site-packages (see setup.cfg): pip check stays clean, no second TensorFlow.
+	$(PY) -m pip uninstall --quiet --yes tf-keras 2>/dev/null || true
+	$(PY) -m pip install --quiet --no-deps --upgrade --target $(VENV)/oracle "tf-keras==2.21.*"
 	rm -f $(VENV)/.kerasxfer-installed-*
 	touch $@
 
@@ -99,27 +92,27 @@ test-all: PYTEST_ARGS += -m ""
 test-all: test
 
 scratch: install
-	$(PY) -m experiments.scratch $(SCRATCH_FLAGS)
+	$(PY) -m experiments.scratch $(SCRATCH_ARGS)
 
 finetune: install
-	$(PY) -m experiments.finetune $(FINETUNE_FLAGS)
+	$(PY) -m experiments.finetune $(FINETUNE_ARGS)
 
 pretrain: install
-	$(PY) -m experiments.pretrain $(PRETRAIN_FLAGS)
+	$(PY) -m experiments.pretrain $(PRETRAIN_ARGS)
 
 compare: install
-	$(PY) -m experiments.compare $(COMPARE_FLAGS)
+	$(PY) -m experiments.compare $(COMPARE_ARGS)
 
 # Learning curves (SWEEP=data: scratch, frozen and fine-tuned on nested shares of the training split) or the
 # unfreeze-depth sweep (SWEEP=depth) into runs/sweep/<sweep>/; rerunning trains only what has not finished.
 sweep: install
-	$(PY) -m experiments.sweep $(SWEEP_FLAGS)
+	$(PY) -m experiments.sweep $(SWEEP_ARGS)
 
 # The whole study on DATASET (default digits) into runs/study/<dataset name>/: the scratch CNN,
 # EfficientNet-Lite0 from its published ImageNet weights (installed with the package: no download)
 # frozen then fine-tuned, the same from a random backbone (the control), the report; SEEDS, SWEEP, CONTROL.
 study: install
-	$(PY) -m experiments.study $(STUDY_FLAGS)
+	$(PY) -m experiments.study $(STUDY_ARGS)
 
 # The main job, offline: the study on the built-in digits, into runs/demo/.
 DEMO := runs/demo
@@ -140,18 +133,18 @@ demo-regnet: install
 	@echo "[demo] report: $(DEMO)/report-regnet/report.md"
 
 predict: install
-	$(PY) -m experiments.predict $(PREDICT_FLAGS)
+	$(PY) -m experiments.predict $(PREDICT_ARGS)
 
 # The learning-rate range test for one phase (RECIPE=scratch|finetune, or RUN=<run dir>; PHASE) into runs/lr_find/.
 lr-find: install
-	$(PY) -m experiments.lr_find $(LR_FIND_FLAGS)
+	$(PY) -m experiments.lr_find $(LR_FIND_ARGS)
 
 # Benchmarks print numbers (one JSON line per case, then a table); tests never time anything.
 bench: install
-	$(PY) -m experiments.bench $(BENCH_FLAGS)
+	$(PY) -m experiments.bench $(BENCH_ARGS)
 
 bench-data: install
-	$(PY) -m experiments.bench --sections=data $(BENCH_FLAGS)
+	$(PY) -m experiments.bench --sections=data $(BENCH_ARGS)
 
 tensorboard: install
 	$(BIN)/tensorboard --logdir runs --host 127.0.0.1 --port $(PORT)

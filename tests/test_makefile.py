@@ -1,0 +1,95 @@
+"""Every flag reachable from make, and a README that names only what exists (issue 18).
+
+The flags of each command are read from the command itself (the absl flags
+its modules define); each must reach the command through the make variable
+of the same name in capitals, checked with ``make -n``.  The README's tables
+of make targets and variables are checked against the Makefile both ways.
+"""
+
+import json
+import os
+import re
+import subprocess
+import sys
+
+import pytest
+
+ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+TARGETS = {"scratch": "scratch", "finetune": "finetune", "pretrain": "pretrain", "compare": "compare",
+           "sweep": "sweep", "study": "study", "lr-find": "lr_find", "predict": "predict", "bench": "bench"}
+LIST_FLAGS = ("import importlib, json, sys; importlib.import_module('experiments.' + sys.argv[1]); "
+              "from absl import flags; print(json.dumps(sorted({f.name for m, fl in "
+              "flags.FLAGS.flags_by_module_dict().items() if m.startswith('experiments') for f in fl})))")
+
+
+def command_flags(module):
+    p = subprocess.run([sys.executable, "-c", LIST_FLAGS, module], cwd=ROOT, capture_output=True, text=True,
+                       env=dict(os.environ, PYTHONPATH=ROOT), timeout=120)
+    assert p.returncode == 0, p.stderr[-2000:]
+    return json.loads(p.stdout)
+
+
+def make_n(makefile, target, *assignments):
+    p = subprocess.run(["make", "-n", "-s", "-f", makefile, target, "VENV=/nonexistent", *assignments], cwd=ROOT,
+                       capture_output=True, text=True, timeout=60)
+    assert p.returncode == 0, p.stderr
+    return p.stdout.strip().splitlines()[-1]
+
+
+def missing_variables(makefile, target, module):
+    names = command_flags(module)
+    assert len(names) >= 3
+    return [n for n in names if f"--{n}=7" not in make_n(makefile, target, f"{n.upper()}=7").split()]
+
+
+@pytest.mark.parametrize("target", sorted(TARGETS))
+def test_every_flag_of_a_command_has_its_make_variable(target):
+    assert missing_variables("Makefile", target, TARGETS[target]) == []
+    assert "--" not in make_n("Makefile", target).split("experiments.")[-1]  # nothing passed when nothing is set
+
+
+def test_the_check_fails_when_a_variable_is_dropped(tmp_path):
+    with open(os.path.join(ROOT, "Makefile")) as f:
+        text = f.read()
+    broken = tmp_path / "Makefile"
+    broken.write_text(text.replace("val_fraction test_fraction", "test_fraction", 1))
+    assert missing_variables(str(broken), "scratch", "scratch") == ["val_fraction"]
+
+
+def test_overwrite_and_demo_directories():
+    assert "--overwrite=1" in make_n("Makefile", "finetune", "OVERWRITE=1").split()
+    demo = subprocess.run(["make", "-n", "-s", "demo", "VENV=/nonexistent"], cwd=ROOT, capture_output=True,
+                          text=True).stdout
+    assert "--out_dir=runs/demo" in demo  # the demo's own folder: make scratch/finetune defaults stay free
+
+
+def _readme_section(title_start, title_end):
+    with open(os.path.join(ROOT, "README.md"), encoding="utf-8") as f:
+        text = f.read()
+    return text[text.index(title_start):text.index(title_end)]
+
+
+def _makefile():
+    with open(os.path.join(ROOT, "Makefile"), encoding="utf-8") as f:
+        return f.read()
+
+
+def test_readme_targets_table_matches_the_makefile():
+    table = _readme_section("## Makefile targets", "Every flag of a command has a make variable")
+    in_readme = set(re.findall(r"^\| `make ([a-z-]+)`", table, re.M))
+    phony = re.search(r"^\.PHONY:(.*?)(?<!\\)$", _makefile(), re.M | re.S).group(1)
+    in_makefile = set(phony.replace("\\", " ").split())
+    assert in_readme == in_makefile, (in_readme ^ in_makefile)
+
+
+def test_readme_variables_table_matches_the_makefile():
+    table = _readme_section("Every flag of a command has a make variable", "## Flags")
+    rows = [line for line in table.splitlines() if line.startswith("| `")]
+    in_readme = {v for row in rows for v in re.findall(r"`([A-Z][A-Z0-9_]+)`", row.split("|")[1])}
+    mk = _makefile()
+    passed = set(re.findall(r"\$\(call flag,([A-Z0-9_]+),", mk))
+    for group in re.findall(r"\$\(call flags,([a-z0-9_ \\\n]+)\)", mk):
+        passed |= {name.upper() for name in group.replace("\\", " ").split()}
+    settings = set(re.findall(r"^([A-Z_]+) \?=", mk, re.M)) | {"BENCH_FLAGS"}
+    assert passed - in_readme == set(), "variables missing from the README's table"
+    assert in_readme - passed - settings == set(), "the README names variables the Makefile does not have"
