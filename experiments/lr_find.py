@@ -2,12 +2,13 @@
 
     make lr-find                                   # the scratch CNN on the digits
     make lr-find RECIPE=finetune PHASE=frozen      # the transfer head
-    make lr-find RUN=runs/finetune PHASE=unfrozen  # phase 2 of a finished run, from its best checkpoint
+    make lr-find RUN=runs/finetune PHASE=unfrozen  # phase 2 of a run's config, after its phase 1
     python -m experiments.lr_find --recipe=scratch --min_lr=1e-7 --max_lr=10 --steps=100
 
 The rate grows exponentially from --min_lr to --max_lr over --steps training
 steps (stopping once the smoothed loss exceeds 4x its minimum); the model
-then goes back to its starting weights.  Writes lr_find.json and
+then goes back to its starting weights.  A later phase starts where it would
+in the run: the phases before it are trained first, in a temporary folder.  Writes lr_find.json and
 lr_find.png (loss against rate, the suggestion marked) into --out_dir
 (default runs/lr_find/<recipe>-<phase>); a run directory passed with --run is
 only read.  Every training flag of scratch and finetune applies (--optimizer,
@@ -30,8 +31,8 @@ common.define_common_flags(None)
 common.define_scratch_flags()
 common.define_finetune_flags()
 flags.DEFINE_enum("recipe", "scratch", ["scratch", "finetune"], "Whose phase to test (ignored with --run).")
-flags.DEFINE_string("run", None, "A run directory: test a phase of its config.json (and, for a later phase, start "
-                    "from its best checkpoint). It is only read.")
+flags.DEFINE_string("run", None, "A run directory: test a phase of its config.json (it is only read; the phases "
+                    "before that phase are trained again in a temporary folder).")
 flags.DEFINE_string("phase", None, "The phase to test (scratch; frozen or unfrozen); default the first.")
 flags.DEFINE_float("min_lr", 1e-7, "Lowest learning rate of the scan.")
 flags.DEFINE_float("max_lr", 10.0, "Highest learning rate of the scan.")
@@ -41,22 +42,17 @@ flags.DEFINE_integer("steps", 100, "Training steps of the scan (fewer when the l
 def main(argv):
     from kerasxfer.config import Experiment
 
-    start_from = None
     if FLAGS.run:
         cfg = os.path.join(FLAGS.run, rundir.CONFIG)
         if not os.path.isfile(cfg):
             raise UserError(f"--run={FLAGS.run!r} holds no {rundir.CONFIG}: pass the folder of a kerasxfer run.")
         exp = Experiment.from_dict(rundir.read_json(cfg))
-        first = exp.phases[0].name
-        model = os.path.join(FLAGS.run, rundir.MODEL)
-        if (FLAGS.phase or first) != first and os.path.isfile(model):
-            start_from = model
     else:
         exp = common.experiment_from_flags(getattr(recipes, FLAGS.recipe))
     out = FLAGS.out_dir or os.path.join("runs", "lr_find", f"{exp.name}-{FLAGS.phase or exp.phases[0].name}")
     from kerasxfer.lr_find import find_lr
 
-    result = find_lr(exp, FLAGS.phase, out, FLAGS.min_lr, FLAGS.max_lr, FLAGS.steps, start_from)
+    result = find_lr(exp, FLAGS.phase, out, FLAGS.min_lr, FLAGS.max_lr, FLAGS.steps)
     print(f"suggested learning rate: {result['valley']:.1e} (configured: {result['configured_lr']:.1e}); "
           f"curve: {os.path.join(out, 'lr_find.png')}")
 

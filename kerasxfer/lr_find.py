@@ -12,6 +12,7 @@ curve with the suggestion; it never writes into a run directory.
 
 from __future__ import annotations
 
+import contextlib
 import dataclasses
 import logging
 import math
@@ -81,7 +82,7 @@ def lr_range_test(model, batches, min_lr: float = 1e-7, max_lr: float = 10.0, st
             avg = SMOOTHING * avg + (1 - SMOOTHING) * loss
             smoothed.append(avg / (1 - SMOOTHING ** (k + 1)))
             best = min(best, smoothed[-1])
-            if k >= 5 and smoothed[-1] > stop_factor * best:
+            if k >= max(5, steps // 10) and smoothed[-1] > stop_factor * best:
                 break
     finally:
         for v, value in saved:
@@ -113,12 +114,28 @@ def _plot(result: dict, title: str, path: str) -> None:
     plots.save(fig, path)
 
 
+def _train_earlier_phases(exp, index: int, data, stack) -> str:
+    """Train ``exp``'s phases before ``index`` in a temporary folder (removed by ``stack``); their best model."""
+    import tempfile
+
+    from kerasxfer.training import run_experiment
+
+    tmp = stack.enter_context(tempfile.TemporaryDirectory(prefix="kerasxfer-lr-find-"))
+    earlier = dataclasses.replace(exp, phases=exp.phases[:index], out_dir=os.path.join(tmp, "earlier"))
+    log.info("training the phase(s) before %s first (%s), in a temporary folder", exp.phases[index].name,
+             ", ".join(p.name for p in earlier.phases))
+    run_experiment(earlier, data=data)
+    return os.path.join(earlier.out_dir, rundir.MODEL)
+
+
 def find_lr(exp, phase_name: str | None, out_dir: str, min_lr: float = 1e-7, max_lr: float = 10.0,
             steps: int = 100, start_from: str | None = None) -> dict:
     """Run the range test for the phase ``phase_name`` (default the first) of ``exp``; write ``out_dir``.
 
-    ``start_from``: a ``model.keras`` whose weights the model starts from
-    (a later phase continues a trained model); read, never written.
+    A later phase starts where it would in the run: the earlier phases are
+    trained first, in a temporary folder, and the test starts from their
+    best checkpoint.  ``start_from``: a ``model.keras`` to start from
+    instead (read, never written).
     """
     exp.validate()
     names = [p.name for p in exp.phases]
@@ -126,7 +143,12 @@ def find_lr(exp, phase_name: str | None, out_dir: str, min_lr: float = 1e-7, max
     if phase is None:
         raise UserError(f"--phase={phase_name!r} is not a phase of this run: use one of {', '.join(names)}.")
     if start_from is not None and not os.path.isfile(start_from):
-        raise UserError(f"{start_from!r} does not exist: pass a finished run with --run, or leave it out.")
+        raise UserError(f"{start_from!r} does not exist: pass the path of a saved .keras model, or leave it out.")
+    with contextlib.ExitStack() as stack:
+        return _find(exp, phase, names, out_dir, min_lr, max_lr, steps, start_from, stack)
+
+
+def _find(exp, phase, names, out_dir, min_lr, max_lr, steps, start_from, stack) -> dict:
     import keras
 
     from kerasxfer.data import load_data
@@ -136,10 +158,16 @@ def find_lr(exp, phase_name: str | None, out_dir: str, min_lr: float = 1e-7, max
 
     keras.utils.set_random_seed(exp.seed)
     data = load_data(exp.data, exp.seed)
+    index = names.index(phase.name)
+    started_from = start_from
+    if start_from is None and sum(p.epochs for p in exp.phases[:index]):
+        start_from = _train_earlier_phases(exp, index, data, stack)
+        started_from = "the best checkpoint of " + ", ".join(p.name for p in exp.phases[:index])
+    keras.utils.set_random_seed(exp.seed)
     model = build_model(exp, data.num_classes)
     if start_from is not None:
         model.set_weights(load_model(start_from).get_weights())
-        log.info("starting from the weights of %s", start_from)
+        log.info("starting from %s", started_from)
     use_native_grouped_conv(model)
     apply_trainable(model, phase.trainable, exp.model.num_stages, exp.model.is_transfer, exp.optim.bn)
     plain = dataclasses.replace(exp, optim=dataclasses.replace(exp.optim, schedule="constant", warmup_epochs=0.0,
@@ -149,7 +177,7 @@ def find_lr(exp, phase_name: str | None, out_dir: str, min_lr: float = 1e-7, max
     log.info("range test of the %s phase: %d steps, learning rate %.0e to %.0e", phase.name, steps, min_lr, max_lr)
     result = lr_range_test(model, data.train_from(0, epochs), min_lr, max_lr, steps)
     result.update(run=exp.name, phase=phase.name, trainable=phase.trainable, configured_lr=phase.lr,
-                  optimizer=exp.optim.optimizer, started_from=start_from, min_lr=min_lr, max_lr=max_lr)
+                  optimizer=exp.optim.optimizer, started_from=started_from, min_lr=min_lr, max_lr=max_lr)
     os.makedirs(out_dir, exist_ok=True)
     rundir.write_json(os.path.join(out_dir, "lr_find.json"), result)
     _plot(result, f"{exp.model.display_name}, {phase.name} phase ({phase.trainable})",
