@@ -51,10 +51,13 @@ def lr_png(summaries, runs, path):
     plt = plots.pyplot()
     fig, ax = plt.subplots(figsize=(9, 3.6))
     colors = plt.rcParams["axes.prop_cycle"].by_key()["color"]
+    styles = ["-", "--", ":", "-."]
     for i, (s, r) in enumerate(zip(summaries, runs)):
         for j, p in enumerate(r["history"]["phases"]):
             x, y = phase_rates(p)
-            ax.plot(x, y, color=colors[i % len(colors)], label=s["name"] if j == 0 else None)
+            # equal schedules overlap: widths and dashes keep every run visible
+            ax.plot(x, y, color=colors[i % len(colors)], ls=styles[i % len(styles)], lw=max(1.0, 3.5 - i),
+                    label=s["name"] if j == 0 else None)
     ax.set(xlabel="epoch", ylabel="learning rate (head)", title="learning rate of every step", yscale="log")
     ax.legend(fontsize=7)
     fig.tight_layout()
