@@ -2,7 +2,8 @@
 
 The library runs that study end to end on Keras 3 / TensorFlow and writes run
 directories that answer it with measured numbers.  Entry points live in
-``experiments/``; nothing in this package reads flags: everything a run
+``experiments/`` (installed as ``kerasxfer.experiments``, with the
+``kerasxfer`` command); the library modules read no flags: everything a run
 needs arrives in an :class:`~kerasxfer.config.Experiment`.  Environment
 variables are read only where a convention demands it: ``TF_CONFIG``
 (``--strategy=multi_worker``) and ``TPU_NAME`` (``--strategy=tpu``) in
