@@ -45,14 +45,10 @@ def stage_multipliers(model: keras.Model, variables, decay: float, num_stages: i
     ``model`` is a transfer model (its nested backbone names the stages
     through its family); variables outside the backbone (the head) get 1.
     """
-    from kerasxfer.families import family_of
-    from kerasxfer.models.transfer import get_backbone
+    from kerasxfer.models.transfer import backbone_stages
 
-    backbone = get_backbone(model)
-    stage_of = family_of(backbone.name).load().stage_of
     depth = {}
-    for layer in backbone.layers:
-        s = stage_of(layer.name)
+    for layer, s in backbone_stages(model):
         for w in layer.weights:
             depth[id(w)] = num_stages + 1 if s is None else num_stages - s
     return [float(decay ** depth[id(v)]) if id(v) in depth else 1.0 for v in variables]

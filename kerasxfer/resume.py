@@ -76,6 +76,18 @@ class ResumeState:
                 "epoch's state is intact: pass --overwrite to start the run again."
             )
 
+    @staticmethod
+    def saved_epoch(out: str) -> int:
+        """The epoch the latest state in ``out`` records (0: none), from its small json alone.
+
+        For progress lines and messages; :class:`ResumeState` itself checks
+        every array before a run continues from it.
+        """
+        try:
+            return int(rundir.read_json(os.path.join(out, rundir.RESUME, STATE))["epoch"])
+        except (OSError, ValueError, KeyError, TypeError):
+            return 0
+
     @property
     def found(self) -> bool:
         return self.arrays is not None

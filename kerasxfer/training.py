@@ -115,7 +115,6 @@ def run_series(runs, sources, tag: str, overwrite: bool = False, verbose: int = 
     import gc
 
     from kerasxfer.progress import StudyProgress, phase_of, phases_of
-    from kerasxfer.resume import ResumeState
 
     progress = StudyProgress([{"label": label, "phases": phases_of(exp, n)} for label, exp, n in runs], tag=tag)
     for i, (label, exp, n) in enumerate(runs):
@@ -126,7 +125,7 @@ def run_series(runs, sources, tag: str, overwrite: bool = False, verbose: int = 
         finished = rundir.is_finished(exp.out_dir) and not overwrite
         log.info("[%s] run %d of %d: %s (%s)%s", tag, i + 1, len(runs), exp.out_dir, label,
                  ": finished earlier" if finished else "")
-        progress.start_run(i, 0 if finished or overwrite else ResumeState(exp.out_dir).epoch)
+        progress.start_run(i, 0 if finished or overwrite else ResumeState.saved_epoch(exp.out_dir))
         keras.backend.clear_session()
         gc.collect()
         run_experiment(exp, data=sources.splits(exp), verbose=verbose, overwrite=overwrite,
@@ -259,8 +258,8 @@ class _Run:
                         self.done = last
                 self.stop_on_signal.check()
         except KeyboardInterrupt:
-            st = ResumeState(self.out)
-            where = f"after epoch {st.epoch}" if st.found else "from the start (no epoch had finished)"
+            epoch = ResumeState.saved_epoch(self.out)
+            where = f"after epoch {epoch}" if epoch else "from the start (no epoch had finished)"
             raise UserError(
                 f"training was interrupted; everything up to the last finished epoch is kept in {self.out}: "
                 f"run the same command again to continue {where}.",

@@ -84,6 +84,13 @@ def freeze(model: keras.Model) -> None:
     get_backbone(model).trainable = False
 
 
+def backbone_stages(model: keras.Model):
+    """``(layer, stage)`` for every layer of the transfer model's backbone: stage 0..K-1, None for the stem."""
+    backbone = get_backbone(model)
+    stage_of = family_of(backbone.name).load().stage_of
+    return [(layer, stage_of(layer.name)) for layer in backbone.layers]
+
+
 def unfreeze(model: keras.Model, stages: int, stem: bool = False, train_bn: bool = False) -> None:
     """Unfreeze the last ``stages`` backbone stages (0 .. the family's stage count); BatchNorm stays frozen.
 
@@ -103,10 +110,8 @@ def unfreeze(model: keras.Model, stages: int, stem: bool = False, train_bn: bool
         backbone.trainable = False
         return
     first = num_stages - stages
-    stage_of = family.load().stage_of
     backbone.trainable = True
-    for layer in backbone.layers:
-        s = stage_of(layer.name)
+    for layer, s in backbone_stages(model):
         if isinstance(layer, layers.BatchNormalization):
             layer.trainable = train_bn
         else:
