@@ -20,7 +20,8 @@
 #   RUN IMAGES TOP_K OUTPUT EXPORT   (make predict)
 #   RUNS SEEDS REPORT                (make compare)
 #   SWEEP FRACTIONS DEPTHS DEPTH_FRACTION SEEDS BUDGET MIN_STEPS SCRATCH_IMAGE_SIZE   (make sweep)
-#   CONTROL=false                    (make study: skip the random-backbone control)
+#   CONTROL=false FOLDS=K|auto       (make study: skip the control; K-fold cross-validation)
+#   MIN_STEPS CLASS_WEIGHT           (study, scratch, finetune: enough optimizer steps; balanced class weights)
 #   TRAIN_FRACTION                   (scratch, finetune: train on a stratified share of the training split)
 #   AUGMENT MIXUP CUTMIX ON_BAD_IMAGE CACHE_DIR TFDS_DATA_DIR MAX_IMAGE_PIXELS   (scratch, finetune)
 #   OPTIMIZER WEIGHT_DECAY SCHEDULE WARMUP_EPOCHS LR_STAGE_DECAY LABEL_SMOOTHING GRAD_CLIP BN EMA EARLY_STOPPING
@@ -45,15 +46,16 @@ COMMON_ARGS = $(call flags,dataset image_size batch_size seed val_fraction test_
   dropout deterministic precision strategy jit_compile overwrite verbose) $(call flag,OUT,out_dir) $(RECIPE_ARGS)
 # How every phase trains (scratch, finetune, pretrain, sweep, study, lr-find).
 RECIPE_ARGS = $(call flags,optimizer weight_decay schedule warmup_epochs lr_stage_decay label_smoothing grad_clip \
-  bn ema early_stopping)
+  bn ema early_stopping class_weight)
 SCRATCH_ONLY = $(call flags,epochs widths convs_per_block)
+MIN_STEPS_ARGS = $(call flags,min_steps)
 FINETUNE_ONLY = $(call flags,backbone weights frozen_epochs finetune_epochs finetune_lr unfreeze_stages \
   cache_features) $(call flag,UNFREEZE,unfreeze_stages)
-SCRATCH_ARGS = $(COMMON_ARGS) $(SCRATCH_ONLY)
-FINETUNE_ARGS = $(COMMON_ARGS) $(FINETUNE_ONLY)
+SCRATCH_ARGS = $(COMMON_ARGS) $(SCRATCH_ONLY) $(MIN_STEPS_ARGS)
+FINETUNE_ARGS = $(COMMON_ARGS) $(FINETUNE_ONLY) $(MIN_STEPS_ARGS)
 SWEEP_ARGS = $(COMMON_ARGS) $(SCRATCH_ONLY) $(FINETUNE_ONLY) \
   $(call flags,sweep fractions depths depth_fraction seeds budget min_steps scratch_image_size)
-STUDY_ARGS = $(SWEEP_ARGS) $(call flags,control)
+STUDY_ARGS = $(SWEEP_ARGS) $(call flags,control folds)
 LR_FIND_ARGS = $(COMMON_ARGS) $(SCRATCH_ONLY) $(FINETUNE_ONLY) $(call flags,recipe run phase min_lr max_lr steps)
 PRETRAIN_ARGS = $(COMMON_ARGS) $(call flags,backbone epochs synthetic_train synthetic_val synthetic_test)
 PREDICT_ARGS = $(call flags,run model class_names images top_k batch_size output export)

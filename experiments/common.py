@@ -150,6 +150,14 @@ def define_recipe_flags() -> None:
                        "0.999); validate and save it instead of the raw weights. Unset: off.")
     flags.DEFINE_integer("early_stopping", 0, "End a phase after this many epochs without a better val_accuracy "
                          "(the best checkpoint is kept); 0 = off. Give --epochs generously with it.")
+    _choice_flag("class_weight", optim.CLASS_WEIGHTS, "none: every training image counts the same; balanced: each "
+                 "image's loss is weighted by n / (K * n_class), so rare classes count as much as common ones.")
+
+
+def define_min_steps_flag(default: int, what: str) -> None:
+    """``--min_steps``: raise the epochs of small training splits so every phase takes that many optimizer steps."""
+    flags.DEFINE_integer("min_steps", default, f"Raise {what} epochs on small training splits so every phase takes "
+                         "at least this many optimizer steps (0: the epochs as given).")
 
 
 def define_scratch_flags() -> None:
@@ -196,8 +204,7 @@ def define_sweep_flags(kinds) -> None:
     flags.DEFINE_integer("seeds", 1, "Repeat every run with seeds --seed .. --seed+N-1 (same split: --split_seed).")
     _choice_flag("budget", BUDGETS, "epochs: every arm trains its epochs; time: each scratch run of the data sweep "
                  "trains for the time the fine-tune of its size and seed took (its --epochs times 4 at most).")
-    flags.DEFINE_integer("min_steps", 100, "Raise a sweep phase's epochs on small subsets so it takes at least this "
-                         "many optimizer steps (0: the epochs as given).")
+    define_min_steps_flag(100, "a sweep phase's")
     flags.DEFINE_integer("scratch_image_size", 64, "Image size of the scratch CNN (0: --image_size).")
 
 
@@ -237,6 +244,10 @@ def sweep_from_flags(out_dir: str, kind=None):
     ).validate()
 
 
+#: DataConfig fields a study sets per run (its --folds flag says how many folds, not which one).
+PER_RUN_DATA = ("folds", "fold")
+
+
 def experiment_from_flags(recipe):
     """``recipe(...)`` given every defined flag named like one of its parameters (or a shared setting,
     ``kerasxfer.recipes.COMMON``), and ``data`` built from the flags named like DataConfig fields."""
@@ -246,8 +257,21 @@ def experiment_from_flags(recipe):
               if p.kind is not inspect.Parameter.VAR_KEYWORD and n != "data"]
     kwargs = {n: FLAGS[n].value for n in (*params, *COMMON) if n in FLAGS}
     data = config.DataConfig(**{f.name: FLAGS[f.name].value for f in dataclasses.fields(config.DataConfig)
-                                if f.name in FLAGS})
+                                if f.name in FLAGS and f.name not in PER_RUN_DATA})
     return recipe(data=data, **kwargs)
+
+
+#: Flags that set a phase's epochs: given explicitly, they are kept as they are (no --min_steps raise).
+EPOCH_FLAGS = ("epochs", "frozen_epochs", "finetune_epochs")
+
+
+def min_steps_from_flags() -> int:
+    """``--min_steps`` of a scratch/finetune command, 0 when the user gave the epochs explicitly."""
+    if "min_steps" not in FLAGS or any(n in FLAGS and FLAGS[n].present for n in EPOCH_FLAGS):
+        return 0
+    if not 0 <= FLAGS.min_steps <= 100_000:
+        raise UserError(f"--min_steps={FLAGS.min_steps} must be an integer from 0 (off) to 100000.")
+    return FLAGS.min_steps
 
 
 def train_main(recipe, after=None):
@@ -258,9 +282,10 @@ def train_main(recipe, after=None):
 
     def main(argv):
         exp = experiment_from_flags(recipe).validate()  # before TensorFlow loads: a bad flag is answered at once
+        min_steps = min_steps_from_flags()
         from kerasxfer.training import run_experiment
 
-        run_experiment(exp, verbose=FLAGS.verbose, overwrite=FLAGS.overwrite)
+        run_experiment(exp, verbose=FLAGS.verbose, overwrite=FLAGS.overwrite, min_steps=min_steps)
         if after is not None:
             after(exp)
 

@@ -18,10 +18,12 @@ transfers.
 from absl import flags
 
 from . import common
+from kerasxfer import config
 from kerasxfer import recipes
 
 common.define_common_flags("runs/finetune")
 common.define_finetune_flags()
+common.define_min_steps_flag(config.DEFAULT_MIN_STEPS, "each phase's")
 
 # --helpshort lists the shared flags too (they are defined in experiments.common).
 flags.adopt_module_key_flags(common)

@@ -11,10 +11,12 @@ val_accuracy 0.975, test accuracy 0.966 on the 322 held-out images.
 from absl import flags
 
 from . import common
+from kerasxfer import config
 from kerasxfer import recipes
 
 common.define_common_flags("runs/scratch")
 common.define_scratch_flags()
+common.define_min_steps_flag(config.DEFAULT_MIN_STEPS, "the scratch CNN's")
 
 # --helpshort lists the shared flags too (they are defined in experiments.common).
 flags.adopt_module_key_flags(common)

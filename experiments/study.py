@@ -21,6 +21,7 @@ import sys
 from absl import flags
 
 from . import common
+from kerasxfer import config
 from kerasxfer.errors import UserError
 
 FLAGS = flags.FLAGS
@@ -31,6 +32,21 @@ common.define_sweep_flags(("none", "data", "depth"))
 common.use_study_defaults()
 flags.DEFINE_bool("control", True, "Also train the transfer arm from a random backbone (the control), which shows "
                   "what the pretrained weights bring; --nocontrol skips it.")
+flags.DEFINE_string("folds", "auto", "K-fold cross-validation: every arm trains once per fold and every labelled image "
+                    "is tested exactly once; 1: one train/val/test split; auto: 5 folds when the data have fewer than "
+                    "1,000 images and no test split of their own, else one split.")
+FLAGS.set_default("min_steps", config.DEFAULT_MIN_STEPS)  # every phase of a study: enough optimizer steps
+
+
+def folds_from_flag():
+    """``--folds``: None (auto) or an integer (checked by StudyConfig)."""
+    if FLAGS.folds.strip().lower() == "auto":
+        return None
+    try:
+        return int(FLAGS.folds)
+    except ValueError:
+        raise UserError(f"--folds={FLAGS.folds} must be auto or an integer from 1 (one split) to "
+                        f"{config.MAX_FOLDS}.") from None
 
 
 def study_from_flags():
@@ -40,7 +56,8 @@ def study_from_flags():
     scratch, transfer, split_seed = common.arms_from_flags()
     sweep = None if FLAGS.sweep == "none" else common.sweep_from_flags(os.path.join(out, "sweep"))
     return StudyConfig(out_dir=out, scratch=scratch, transfer=transfer, control=FLAGS.control, seeds=FLAGS.seeds,
-                       split_seed=split_seed, sweep=sweep).validate()
+                       split_seed=split_seed, sweep=sweep, folds=folds_from_flag(),
+                       min_steps=FLAGS.min_steps).validate()
 
 
 def main(argv):
@@ -52,7 +69,7 @@ def main(argv):
     if not summary["summary"]:
         raise UserError("the report has no sentence to print: see its files in " + cfg.out_dir)
     report = os.path.join(cfg.out_dir, "report")
-    print("verdict: " + summary["summary"][0].replace("**", ""))
+    print("verdict: " + summary["summary"][0].replace("**", ""))  # the decision, with its interval and test
     for line in summary["summary"][1:]:
         print(" - " + line.replace("**", ""))
     if "sweep" in summary:

@@ -17,6 +17,7 @@ the problem and the fix.  This module imports no TensorFlow.
 from __future__ import annotations
 
 import dataclasses
+import math
 import os
 from dataclasses import dataclass, field
 from typing import Optional
@@ -34,6 +35,10 @@ MODEL_KINDS = ("scratch", "transfer", "regnet")
 PRECISIONS = ("float32", "mixed_float16", "mixed_bfloat16")
 STRATEGIES = ("auto", "one_device", "mirrored", "multi_worker", "tpu")
 CALIBRATE_BN = ("auto", "always", "never")
+MAX_FOLDS = 20
+#: Every phase of a study (and of scratch/finetune unless the epochs are given) trains at least this many
+#: optimizer steps: small sets have few steps per epoch (measurements in the README, "Enough optimizer steps").
+DEFAULT_MIN_STEPS = 300
 
 
 def _choice(flag: str, value, choices) -> None:
@@ -90,6 +95,10 @@ class DataConfig:
     train_fraction: float = 1.0
     # Images whose header declares more pixels are skipped like undecodable ones (decompression bombs).
     max_image_pixels: int = 40_000_000
+    # Cross-validation: with folds = K >= 2 every labelled image (train, val and test pooled) lies in one of K
+    # stratified folds; this run tests on fold `fold` (1..K) and validates on val_fraction of the others.
+    folds: int = 0
+    fold: int = 0
 
     @property
     def soft_labels(self) -> bool:
@@ -121,6 +130,14 @@ class DataConfig:
         if not isinstance(self.max_image_pixels, int) or self.max_image_pixels < 64:
             raise UserError(f"--max_image_pixels={self.max_image_pixels} must be a whole number of pixels of at least "
                             "64, e.g. 40000000 (40 megapixels).")
+        if not isinstance(self.folds, int) or self.folds == 1 or not 0 <= self.folds <= MAX_FOLDS:
+            raise UserError(f"--folds={self.folds} must be an integer from 2 to {MAX_FOLDS} (cross-validation), "
+                            "or 1 for one train/val/test split.")
+        if self.folds and not (isinstance(self.fold, int) and 1 <= self.fold <= self.folds):
+            raise UserError(f"fold {self.fold} is not one of the {self.folds} folds (1 to {self.folds}).")
+        if self.folds and self.dataset == "synthetic":
+            raise UserError("the synthetic dataset draws each split differently, so it cannot be cross-validated: "
+                            "pass --folds=1.")
         self._validate_dataset()
         _choice("on_bad_image", self.on_bad_image, BAD_IMAGE_MODES)
         _choice("augment", self.augment, AUGMENT_MODES)
@@ -282,6 +299,8 @@ class Experiment:
     # End training after the first epoch that brings the run's training time to this many seconds (the
     # phases' epochs are then a cap): the sweep's fair time budget.  None: train every epoch.
     max_train_seconds: Optional[float] = None
+    # The phases' epochs were raised (with_min_steps) so each takes at least this many optimizer steps; 0: as given.
+    min_steps: int = 0
 
     def features_valid(self) -> bool:
         """Whether head-only phases may train on cached backbone features (same result, far faster)."""
@@ -293,6 +312,14 @@ class Experiment:
     @property
     def total_epochs(self) -> int:
         return sum(p.epochs for p in self.phases)
+
+    def with_min_steps(self, num_train: int, min_steps: int) -> "Experiment":
+        """This experiment with every phase's epochs raised so it takes at least ``min_steps`` optimizer steps
+        on ``num_train`` training images (a phase of 0 epochs stays 0); ``min_steps`` is recorded."""
+        per_epoch = max(1, math.ceil(num_train / self.data.batch_size))
+        phases = [dataclasses.replace(p, epochs=max(p.epochs, math.ceil(min_steps / per_epoch)) if p.epochs else 0)
+                  for p in self.phases]
+        return dataclasses.replace(self, phases=phases, min_steps=min_steps)
 
     # ------------------------------------------------------------------ io
     def to_dict(self) -> dict:
@@ -330,6 +357,8 @@ class Experiment:
             raise UserError("every phase has 0 epochs: give at least one epoch to train.")
         if self.max_train_seconds is not None and not self.max_train_seconds > 0:
             raise UserError(f"the time budget {self.max_train_seconds} s must be a positive number of seconds.")
+        if not isinstance(self.min_steps, int) or not 0 <= self.min_steps <= 100_000:
+            raise UserError(f"--min_steps={self.min_steps} must be an integer from 0 (off) to 100000.")
         if not isinstance(self.seed, int) or not 0 <= self.seed < 2**31:
             raise UserError(f"--seed={self.seed} is out of range: use an integer from 0 to 2147483647.")
         _check_out_dir(self.out_dir)

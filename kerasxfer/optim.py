@@ -19,6 +19,7 @@ from kerasxfer.errors import UserError
 OPTIMIZERS = ("adam", "adamw", "sgd")
 SCHEDULES = ("constant", "cosine", "onecycle")
 BN_MODES = ("frozen", "train")
+CLASS_WEIGHTS = ("none", "balanced")
 
 #: One-cycle (fastai's ``fit_one_cycle``): start at peak / ONECYCLE_DIV, end at peak / ONECYCLE_FINAL_DIV,
 #: warm up for ONECYCLE_WARMUP of the phase unless --warmup_epochs says otherwise.
@@ -49,6 +50,9 @@ class OptimConfig:
     momentum (the optimiser's own ``use_ema``), validate and save it instead
     of the raw weights; None: off.  ``early_stopping`` P: a phase ends after P
     epochs without a better val_accuracy (0: off); the best checkpoint is kept.
+    ``class_weight``: ``balanced`` weights each training image's loss by
+    ``n / (K * n_c)`` of its class (scikit-learn's rule), so rare classes count
+    as much as common ones; ``none``: every image counts the same.
     """
 
     optimizer: str = "adam"
@@ -61,9 +65,11 @@ class OptimConfig:
     bn: str = "frozen"
     ema: Optional[float] = None
     early_stopping: int = 0
+    class_weight: str = "none"
 
     def validate(self) -> None:
         _choice("optimizer", self.optimizer, OPTIMIZERS)
+        _choice("class_weight", self.class_weight, CLASS_WEIGHTS)
         _choice("schedule", self.schedule, SCHEDULES)
         _choice("bn", self.bn, BN_MODES)
         if not 0.0 <= self.weight_decay < 1.0:
@@ -115,6 +121,8 @@ class OptimConfig:
             parts.append(f"EMA of the weights (momentum {self.ema:g}) validated and saved")
         if self.early_stopping:
             parts.append(f"early stopping after {self.early_stopping} epochs without a better val_accuracy")
+        if self.class_weight == "balanced":
+            parts.append("loss weighted by class (balanced)")
         return ", ".join(parts)
 
 
@@ -155,3 +163,14 @@ def learning_rate(xp, step, peak: float, kind: str, total_steps: int, warmup_ste
     if warmup_steps <= 0:
         return after
     return xp.where(s < w, peak * (s + 1.0) / w, after)
+
+
+def class_weights(mode: str, labels, num_classes: int) -> Optional[dict]:
+    """Keras' ``class_weight`` for ``mode``: ``balanced`` -> ``{c: n / (K * n_c)}`` over the training labels."""
+    if mode != "balanced":
+        return None
+    counts = [0] * num_classes
+    for y in labels:
+        counts[int(y)] += 1
+    present = [c for c in counts if c]
+    return {c: (len(labels) / (len(present) * n) if n else 0.0) for c, n in enumerate(counts)}

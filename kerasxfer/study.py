@@ -13,6 +13,15 @@
 each ``seeds`` times (``<arm>-seed<k>``, the same split), then writes the
 report of :mod:`kerasxfer.report` into ``<out_dir>/report`` and, with
 ``sweep``, the sweep of :mod:`kerasxfer.sweep` into ``<out_dir>/sweep``.
+
+Small sets: every phase of every arm trains at least ``min_steps`` optimizer
+steps (its epochs are raised on small training splits), and with ``folds``
+= K >= 2 every arm trains once per fold of a stratified K-fold split of all
+labelled images (``<out_dir>/fold<k>/<arm>``), so every image is tested
+exactly once and the verdict reads the out-of-fold predictions of the whole
+pool.  ``folds=None`` chooses: K = :data:`AUTO_FOLDS` when the pool has
+fewer than :data:`AUTO_FOLDS_BELOW` images and the data bring no test split
+of their own, one split otherwise.
 Finished runs are not trained again; an interrupted one continues.  While it
 trains, :class:`kerasxfer.progress.StudyProgress` logs one study-level line
 per epoch with the time left.
@@ -26,10 +35,15 @@ import logging
 import os
 from typing import Optional
 
-from kerasxfer.config import TFDS_PREFIX, Experiment
+from kerasxfer.config import DEFAULT_MIN_STEPS, MAX_FOLDS, TFDS_PREFIX, Experiment
 from kerasxfer.errors import UserError
 
 log = logging.getLogger("kerasxfer")
+
+#: ``folds=None``: cross-validate with this many folds when the pool is smaller than AUTO_FOLDS_BELOW images
+#: (measured cost in the README: a 5-fold study costs about 5 single-split studies).
+AUTO_FOLDS = 5
+AUTO_FOLDS_BELOW = 1000
 
 
 def dataset_name(dataset: str) -> str:
@@ -53,12 +67,21 @@ class StudyConfig:
     seeds: int = 1
     split_seed: int = 0
     sweep: Optional[object] = None  # a kerasxfer.sweep.SweepConfig, run after the report
+    folds: Optional[int] = None  # K-fold cross-validation; 1: one split; None: chosen from the pool (see above)
+    min_steps: int = DEFAULT_MIN_STEPS  # every phase trains at least this many optimizer steps (0: epochs as given)
 
     def validate(self) -> "StudyConfig":
         if not self.transfer.model.is_transfer:
             raise UserError("a study's transfer arm must be the finetune recipe.")
         if not isinstance(self.seeds, int) or not 1 <= self.seeds <= 100:
             raise UserError(f"--seeds={self.seeds} must be an integer from 1 to 100: how many seeds train each arm.")
+        if self.folds is not None and (not isinstance(self.folds, int) or not 1 <= self.folds <= MAX_FOLDS):
+            raise UserError(f"--folds={self.folds} must be an integer from 1 (one split) to {MAX_FOLDS}, or auto.")
+        if self.folds and self.folds > 1 and self.transfer.data.dataset == "synthetic":
+            raise UserError("the synthetic dataset draws each split differently, so it cannot be cross-validated: "
+                            "pass --folds=1.")
+        if not isinstance(self.min_steps, int) or not 0 <= self.min_steps <= 100_000:
+            raise UserError(f"--min_steps={self.min_steps} must be an integer from 0 (off) to 100000.")
         for _, exp in self.arms():
             exp.validate()
         if self.sweep is not None:
@@ -66,22 +89,42 @@ class StudyConfig:
         return self
 
     def arms(self) -> list:
-        """``(label, experiment)`` of every run, in training order."""
+        """``(label, experiment)`` of every run, in training order (fold by fold when cross-validated)."""
         base = [("scratch", self.scratch), ("transfer", self.transfer)]
         if self.control and self.transfer.model.weights is not None:  # a random transfer arm is its own control
             control = copy.deepcopy(self.transfer)
             control.model.weights = None
             base.append(("control", control))
-        out = []
-        for k in range(self.seeds):
-            for label, exp in base:
-                e = copy.deepcopy(exp)
-                e.seed = self.scratch.seed + k
-                e.data.split_seed = self.split_seed
-                name = label if self.seeds == 1 else f"{label}-seed{k}"
-                e.out_dir = os.path.join(self.out_dir, name)
-                out.append((label, e))
+        out, folds = [], self.folds or 1
+        for fold in range(1, folds + 1):
+            for k in range(self.seeds):
+                for label, exp in base:
+                    e = copy.deepcopy(exp)
+                    e.seed = self.scratch.seed + k
+                    e.data.split_seed = self.split_seed
+                    name = label if self.seeds == 1 else f"{label}-seed{k}"
+                    if folds > 1:
+                        e.data.folds, e.data.fold = folds, fold
+                        e.out_dir = os.path.join(self.out_dir, f"fold{fold}", name)
+                        label_k = f"{label}, fold {fold} of {folds}"
+                    else:
+                        e.out_dir, label_k = os.path.join(self.out_dir, name), label
+                    out.append((label_k, e))
         return out
+
+    def resolve_folds(self, pool: int, own_test: bool) -> str:
+        """Choose ``folds`` when it is None (auto) from the pool's size; return the sentence that says why."""
+        if self.folds is None:
+            self.folds = AUTO_FOLDS if pool < AUTO_FOLDS_BELOW and not own_test else 1
+            why = (f"auto: {AUTO_FOLDS} folds below {AUTO_FOLDS_BELOW:,} labelled images" if not own_test
+                   else "auto: the data bring their own test split")
+            why += "; --folds=K to choose"
+        else:
+            why = f"--folds={self.folds}"
+        if self.folds > 1:
+            return (f"cross-validation: {self.folds} folds over all {pool:,} labelled images ({why}): every image is "
+                    f"tested exactly once, and each arm trains {self.folds} times")
+        return f"one train/val/test split ({why})"
 
 
 def run_study(cfg: StudyConfig, overwrite: bool = False, verbose: int = 0) -> dict:
@@ -91,11 +134,23 @@ def run_study(cfg: StudyConfig, overwrite: bool = False, verbose: int = 0) -> di
     from kerasxfer.training import determinism, run_series
 
     cfg.validate()
-    arms = cfg.arms()
     sources = SharedSources(cfg.split_seed, determinism(cfg.transfer))
-    num_train = len(sources.decoded_for(cfg.transfer.data).src.train)
-    run_series([(label, exp, num_train) for label, exp in arms], sources, "study", overwrite, verbose)
-    summary = write_report([exp.out_dir for _, exp in arms], os.path.join(cfg.out_dir, "report"))
+    whole = sources.decoded_for(cfg.transfer.data).src
+    pool = len(whole.train) + len(whole.val) + len(whole.test)
+    log.info("[study] %s", cfg.resolve_folds(pool, own_test=not whole.test.carved))
+    series = []
+    for label, exp in cfg.arms():
+        n = len(sources.decoded_for(exp.data).src.train)
+        if cfg.min_steps:
+            planned = [p.epochs for p in exp.phases]
+            exp = exp.with_min_steps(n, cfg.min_steps)
+            raised = [f"{p.name} {a} -> {p.epochs}" for a, p in zip(planned, exp.phases) if p.epochs != a]
+            if raised:
+                log.info("[study] %s: epochs raised so every phase takes at least %d optimizer steps on %d training "
+                         "images (%s)", label, cfg.min_steps, n, ", ".join(raised))
+        series.append((label, exp, n))
+    run_series(series, sources, "study", overwrite, verbose)
+    summary = write_report([exp.out_dir for _, exp, _ in series], os.path.join(cfg.out_dir, "report"))
     if cfg.sweep is not None:
         from kerasxfer.sweep import run_sweep
 

@@ -124,21 +124,12 @@ def subset_size(counts, fraction: float) -> int:
     return sum(max(1, int(math.floor(fraction * n + 0.5))) for n in counts)
 
 
-def _epochs(epochs: int, num_train: int, batch_size: int, min_steps: int) -> int:
-    """``epochs``, raised so the phase takes at least ``min_steps`` steps (0 stays 0)."""
-    if epochs == 0:
-        return 0
-    return max(epochs, math.ceil(min_steps / math.ceil(num_train / batch_size)))
-
-
 def _member(base: Experiment, arm: str, out: str, fraction: float, seed: int, counts, cfg: SweepConfig,
             trainable: Optional[str] = None, unfrozen_epochs: Optional[int] = None) -> Experiment:
     exp = copy.deepcopy(base)
     exp.out_dir, exp.seed = out, seed
     exp.data.train_fraction, exp.data.split_seed = fraction, cfg.split_seed
-    n = subset_size(counts, fraction)
-    exp.phases = [dataclasses.replace(p, epochs=_epochs(p.epochs, n, exp.data.batch_size, cfg.min_steps))
-                  for p in exp.phases]
+    exp = exp.with_min_steps(subset_size(counts, fraction), cfg.min_steps)
     if unfrozen_epochs is not None:
         exp.phases[1].epochs = unfrozen_epochs
     if trainable is not None:

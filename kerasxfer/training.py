@@ -35,7 +35,7 @@ from kerasxfer.evaluation import count_params, evaluate_best, load_model, write_
 from kerasxfer.families import family_of
 from kerasxfer.features import backbone_features
 from kerasxfer.models import apply_trainable, build_model, calibrate_batchnorm, use_native_grouped_conv
-from kerasxfer.optim import learning_rate, schedule_steps
+from kerasxfer.optim import class_weights, learning_rate, schedule_steps
 from kerasxfer.optimizers import make_loss, make_optimizer, stage_multipliers
 from kerasxfer.provenance import weights_source
 from kerasxfer.resume import ResumeState
@@ -43,7 +43,8 @@ from kerasxfer.resume import ResumeState
 log = logging.getLogger("kerasxfer")
 
 
-def run_experiment(exp: Experiment, data=None, verbose: int = 0, overwrite: bool = False, callbacks=()) -> dict:
+def run_experiment(exp: Experiment, data=None, verbose: int = 0, overwrite: bool = False, callbacks=(),
+                   min_steps: int = 0) -> dict:
     """Train every phase of ``exp`` and write its run directory; return metrics.json's content.
 
     ``data`` may be passed in to reuse pipelines already built (tests,
@@ -51,9 +52,19 @@ def run_experiment(exp: Experiment, data=None, verbose: int = 0, overwrite: bool
     interrupted run in ``exp.out_dir`` is continued from its last finished
     epoch; a finished one is returned as it is, unless ``overwrite``.
     ``callbacks`` run after the run's own at every epoch (a study's progress).
+    ``min_steps``: raise the phases' epochs so each takes at least that many
+    optimizer steps on the training split (:meth:`Experiment.with_min_steps`).
     """
     exp.validate()
     strategy = make_strategy(exp.strategy)  # before any other TensorFlow op (multi_worker needs that)
+    if min_steps:
+        data = data if data is not None else load_data(exp.data, exp.seed, determinism(exp))
+        planned = [p.epochs for p in exp.phases]
+        exp = exp.with_min_steps(data.num_train, min_steps)
+        if planned != [p.epochs for p in exp.phases]:
+            log.info("epochs raised from %s to %s so every phase takes at least %d optimizer steps on %d training "
+                     "images (--min_steps; giving the epochs explicitly keeps them)", planned,
+                     [p.epochs for p in exp.phases], min_steps, data.num_train)
     if not is_chief(strategy):  # only the chief writes the run directory; other workers write a scratch copy
         out = tempfile.mkdtemp(prefix="kerasxfer-worker-")
         log.info("not the chief worker: writing to %s (removed at the end)", out)
@@ -317,6 +328,7 @@ class _Run:
             fit_model.fit(
                 train_from(self.done, last), steps_per_epoch=data.steps_per_epoch, validation_data=val_data,
                 initial_epoch=self.done, epochs=last, callbacks=callbacks, verbose=self.verbose, shuffle=False,
+                class_weight=class_weights(o.class_weight, data.train_labels, data.num_classes),
             )
 
     def _feature_key(self, index: int):

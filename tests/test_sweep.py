@@ -260,21 +260,14 @@ def test_depth_sweep_trainable_parameters_grow_with_depth(tiny, tmp_path):
 
 @pytest.mark.slow
 def test_sweep_killed_with_sigkill_and_rerun_finishes_with_the_same_csv(tiny, tmp_path):
-    import signal
-    import time
+    from tests.processes import kill_when
 
     args = lambda out: sweep_args(tiny, out, "--fractions=0.5,1", "--finetune_epochs=4")  # noqa: E731
     ref = run_sweep_cli(args(tmp_path / "ref"))
     assert ref.returncode == 0, ref.stderr[-3000:]
     out = tmp_path / "killed"
     state = out / "data" / "f1" / "finetune-seed0" / "resume" / "state.json"
-    p = subprocess.Popen([sys.executable, "-m", "experiments.sweep", *args(out)], cwd=ROOT,
-                         stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
-    deadline = time.time() + 600
-    while not state.exists() and p.poll() is None and time.time() < deadline:
-        time.sleep(0.02)
-    p.send_signal(signal.SIGKILL)
-    p.wait()
+    kill_when([sys.executable, "-m", "experiments.sweep", *args(out)], ROOT, state.exists)
     assert state.exists(), "the sweep ended before the kill"
     again = run_sweep_cli(args(out))
     assert again.returncode == 0, again.stderr[-3000:]

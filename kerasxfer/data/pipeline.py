@@ -305,8 +305,29 @@ class Decoded:
     features: Optional[dict] = None
 
 
+def fold_of(decoded: Decoded, cfg: DataConfig, seed: int, pool_images=None) -> Decoded:
+    """Fold ``cfg.fold`` of ``cfg.folds`` of a source decoded whole (its three splits pooled), with no new decoding.
+
+    ``pool_images``: the pooled array when already concatenated (a study reuses it for every fold).
+    """
+    split_seed = seed if cfg.split_seed is None else cfg.split_seed
+    src, index = sources.fold_split(decoded.src, cfg.folds, cfg.fold, cfg.val_fraction, split_seed)
+    if pool_images is None:
+        pool_images = np.concatenate([decoded.images[s] for s in SPLITS])
+    log.info("fold %d of %d: %d train / %d val / %d test images of the %d-image pool", cfg.fold, cfg.folds,
+             len(src.train), len(src.val), len(src.test), len(pool_images))
+    return Decoded(cfg, src, {s: pool_images[index[s]] for s in SPLITS},
+                   {} if decoded.features is not None else None)
+
+
 def decode_source(cfg: DataConfig, seed: int, deterministic: bool = True, share_features: bool = False) -> Decoded:
-    """Open ``cfg.dataset`` (split by ``cfg.split_seed``, default ``seed``) and decode its three splits once."""
+    """Open ``cfg.dataset`` (split by ``cfg.split_seed``, default ``seed``) and decode its three splits once.
+
+    With ``cfg.folds`` the source is decoded whole and re-split into fold ``cfg.fold`` (:func:`fold_of`).
+    """
+    if cfg.folds > 1:
+        whole = decode_source(dataclasses.replace(cfg, folds=0, fold=0), seed, deterministic, share_features)
+        return fold_of(whole, cfg, seed)
     src = open_source(cfg, seed)
     s = cfg.image_size
     log.info("data: %s: %d train / %d val / %d test images, %d classes, %dx%d (%s)", src.description,
@@ -370,14 +391,24 @@ class SharedSources:
     """
 
     def __init__(self, split_seed: int, deterministic: bool = True):
-        self.split_seed, self.deterministic, self.decoded = split_seed, deterministic, {}
+        self.split_seed, self.deterministic, self.decoded, self.pools = split_seed, deterministic, {}, {}
 
     def decoded_for(self, cfg: DataConfig) -> Decoded:
+        """The decoded source at ``cfg.image_size`` (decoded once), or its fold ``cfg.fold`` of ``cfg.folds``."""
         if cfg.image_size not in self.decoded:
-            base = dataclasses.replace(cfg, train_fraction=1.0, split_seed=self.split_seed)
+            base = dataclasses.replace(cfg, train_fraction=1.0, split_seed=self.split_seed, folds=0, fold=0)
             self.decoded[cfg.image_size] = decode_source(base, self.split_seed, self.deterministic,
                                                          share_features=True)
-        return self.decoded[cfg.image_size]
+        whole = self.decoded[cfg.image_size]
+        if cfg.folds <= 1:
+            return whole
+        key = (cfg.image_size, cfg.folds, cfg.fold)
+        if key not in self.decoded:
+            if cfg.image_size not in self.pools:
+                self.pools[cfg.image_size] = np.concatenate([whole.images[s] for s in SPLITS])
+            fold_cfg = dataclasses.replace(cfg, train_fraction=1.0, split_seed=self.split_seed)
+            self.decoded[key] = fold_of(whole, fold_cfg, self.split_seed, self.pools[cfg.image_size])
+        return self.decoded[key]
 
     def splits(self, exp) -> DataSplits:
         """The pipelines of the experiment ``exp`` (its seed, image size and training fraction)."""

@@ -38,12 +38,14 @@ class Split:
     keys: list
     origin: str
     decode: Callable = None  # when this split's examples decode differently from the source's
+    carved: bool = False  # carved by kerasxfer from a larger split (not a split the data came with)
 
     def __len__(self):
         return len(self.y)
 
-    def take(self, mask, origin: str) -> "Split":
-        return Split(self.x[mask], self.y[mask], [k for k, m in zip(self.keys, mask) if m], origin, self.decode)
+    def take(self, mask, origin: str, carved: bool = False) -> "Split":
+        return Split(self.x[mask], self.y[mask], [k for k, m in zip(self.keys, mask) if m], origin, self.decode,
+                     carved)
 
 
 @dataclasses.dataclass
@@ -238,7 +240,64 @@ def split_three(part: Split, val_fraction: float, test_fraction: float, seed: in
     side = stratified_assign(part.y, part.keys, val_fraction, test_fraction, seed, class_names)
     how = f"{{:.0%}} of {part.origin or 'the images'}, seeded hash of each example (seed {seed})"
     return (part.take(side == 0, f"the rest of {part.origin or 'the images'}"),
-            part.take(side == 1, how.format(val_fraction)), part.take(side == 2, how.format(test_fraction)))
+            part.take(side == 1, how.format(val_fraction), carved=True),
+            part.take(side == 2, how.format(test_fraction), carved=True))
+
+
+def fold_assign(labels, keys, folds: int, seed: int) -> np.ndarray:
+    """Each example's fold, 1 .. ``folds``: stratified K-fold by a seeded hash of each key.
+
+    Within a class, examples are ranked by the hash and dealt out in turn
+    (rank r -> fold r mod K + 1), so every fold holds each class in about its
+    share, every example lies in exactly one fold, and the assignment depends
+    on the keys and the seed only, never on the listing order.
+    """
+    labels = np.asarray(labels)
+    out = np.zeros(len(labels), dtype=np.int32)
+    for c in np.unique(labels):
+        idx = np.flatnonzero(labels == c)
+        h = np.array([_hash_unit(seed, "fold:" + keys[i]) for i in idx])
+        out[idx[np.argsort(h, kind="stable")]] = np.arange(len(idx)) % folds + 1
+    return out
+
+
+def pool_of(src: "SourceSplit") -> Split:
+    """Every labelled example of ``src`` (train, then val, then test) as one split: the pool folds divide."""
+    parts = [src.train, src.val, src.test]
+    if any(p.decode is not None for p in parts):
+        raise UserError("this dataset draws each split differently (synthetic), so it cannot be cross-validated: "
+                        "pass --folds=1.")
+    return Split(np.concatenate([p.x for p in parts]), np.concatenate([p.y for p in parts]).astype(np.int32),
+                 [k for p in parts for k in p.keys], "the labelled pool")
+
+
+def fold_split(src: "SourceSplit", folds: int, fold: int, val_fraction: float, seed: int):
+    """``src`` re-split for fold ``fold`` of ``folds``: (the new SourceSplit, pool indices of each split).
+
+    Test is fold ``fold`` of :func:`fold_assign` over the pool (every image of
+    train, val and test); validation is ``val_fraction`` of the other folds
+    (seeded hash per class), training the rest.  Over the K folds every image
+    is tested exactly once.
+    """
+    pool = pool_of(src)
+    f = fold_assign(pool.y, pool.keys, folds, seed)
+    rest = np.flatnonzero(f != fold)
+    missing = [src.class_names[c] for c in np.unique(pool.y) if np.sum(pool.y[rest] == c) < 2]
+    if missing or len(np.unique(pool.y[f == fold])) == 0:
+        raise UserError(f"class(es) {', '.join(map(repr, missing))} have too few images for {folds} folds: add images "
+                        "or pass a smaller --folds.")
+    side = stratified_assign(pool.y[rest], [pool.keys[i] for i in rest], val_fraction, 0.0, seed, src.class_names)
+    index = {"train": rest[side == 0], "val": rest[side == 1], "test": np.flatnonzero(f == fold)}
+    how = f"stratified {folds}-fold split of all {len(pool)} labelled images, seeded hash of each example (seed {seed})"
+    origins = {"train": f"the rest of the other folds ({how})", "val": f"{val_fraction:.0%} of the other folds",
+               "test": f"fold {fold} of {folds} ({how})"}
+    parts = {}
+    for name, idx in index.items():
+        mask = np.zeros(len(pool), bool)
+        mask[idx] = True
+        parts[name] = pool.take(mask, origins[name], carved=True)
+    info = dict(src.info, folds=folds, fold=fold, pool_size=len(pool))
+    return dataclasses.replace(src, train=parts["train"], val=parts["val"], test=parts["test"], info=info), index
 
 
 def nested_subset(part: Split, fraction: float, seed: int) -> np.ndarray:

@@ -1,0 +1,95 @@
+"""Small sets: stratified K-fold splits of the labelled pool, enough optimizer steps, balanced class weights."""
+
+import numpy as np
+import pytest
+from sklearn.utils.class_weight import compute_class_weight
+
+from kerasxfer import recipes
+from kerasxfer.config import DataConfig
+from kerasxfer.data import sources
+from kerasxfer.errors import UserError
+from kerasxfer.optim import class_weights
+from kerasxfer.study import StudyConfig
+
+
+def _src(n_per_class=(30, 12, 7)):
+    y = np.concatenate([np.full(n, c) for c, n in enumerate(n_per_class)]).astype(np.int32)
+    keys = [f"c{c}/{i}.png" for c, n in enumerate(n_per_class) for i in range(n)]
+    whole = sources.Split(np.array(keys, dtype=object), y, keys, "test pool")
+    train, val, test = sources.split_three(whole, 0.2, 0.2, 0, ["a", "b", "c"])
+    return sources.SourceSplit(train, val, test, ["a", "b", "c"], decode=lambda x: x, description="pool")
+
+
+@pytest.mark.parametrize("folds", [2, 5])
+def test_folds_partition_the_pool_and_keep_splits_disjoint_and_stratified(folds):
+    src = _src()
+    pool = sources.pool_of(src)
+    tested = []
+    for k in range(1, folds + 1):
+        fold, index = sources.fold_split(src, folds, k, 0.2, seed=3)
+        parts = [set(fold.train.keys), set(fold.val.keys), set(fold.test.keys)]
+        assert not (parts[0] & parts[1] or parts[0] & parts[2] or parts[1] & parts[2])
+        assert set().union(*parts) == set(pool.keys)  # nothing lost
+        assert [pool.keys[i] for i in index["test"]] == fold.test.keys  # indices point at the same examples
+        for c, n in enumerate((30, 12, 7)):  # each class in about its share of every test fold
+            assert abs(int(np.sum(fold.test.y == c)) - n / folds) < 1
+        assert (fold.info["folds"], fold.info["fold"]) == (folds, k)
+        tested += fold.test.keys
+    assert sorted(tested) == sorted(pool.keys)  # every image tested exactly once
+
+
+def test_fold_assignment_depends_on_keys_and_seed_only():
+    src = _src()
+    pool = sources.pool_of(src)
+    a = sources.fold_assign(pool.y, pool.keys, 5, 0)
+    order = np.random.default_rng(0).permutation(len(pool.y))
+    b = sources.fold_assign(pool.y[order], [pool.keys[i] for i in order], 5, 0)
+    assert dict(zip(pool.keys, a)) == {pool.keys[i]: f for i, f in zip(order, b)}
+    assert not np.array_equal(a, sources.fold_assign(pool.y, pool.keys, 5, 1))
+
+
+def test_too_small_a_class_for_the_folds_is_one_sentence():
+    # class c has 3 images: fold 1 of 2 tests 2 of them, which leaves 1 to train and validate on
+    with pytest.raises(UserError, match="class\\(es\\) 'c' have too few images for 2 folds"):
+        sources.fold_split(_src((30, 12, 3)), 2, 1, 0.2, 0)
+
+
+@pytest.mark.parametrize("folds, fold, message", [(1, 0, "from 2 to 20"), (21, 1, "from 2 to 20"),
+                                                  (5, 6, "not one of the 5 folds")])
+def test_fold_fields_are_checked(folds, fold, message):
+    with pytest.raises(UserError, match=message):
+        DataConfig(folds=folds, fold=fold).validate()
+
+
+def test_min_steps_raises_short_phases_and_records_itself():
+    exp = recipes.finetune(frozen_epochs=10, finetune_epochs=8)
+    exp.data.batch_size = 32
+    raised = exp.with_min_steps(144, 300)  # 5 steps per epoch: 10 epochs are 50 steps
+    assert [p.epochs for p in raised.phases] == [60, 60] and raised.min_steps == 300
+    assert [p.epochs for p in exp.phases] == [10, 8]  # the original is untouched
+    big = exp.with_min_steps(1077, 300)  # 34 steps per epoch: 10 x 34 = 340 is enough, 8 x 34 = 272 is not
+    assert [p.epochs for p in big.phases] == [10, 9]
+    exp.phases[1].epochs = 0
+    assert exp.with_min_steps(144, 300).phases[1].epochs == 0  # a phase of 0 epochs stays off
+
+
+def test_study_chooses_folds_from_the_pool_size():
+    base = dict(out_dir="runs/x", scratch=recipes.scratch(), transfer=recipes.finetune())
+    small = StudyConfig(**base)
+    assert "5 folds over all 230 labelled images (auto" in small.resolve_folds(230, own_test=False)
+    assert small.folds == 5 and len(small.arms()) == 15
+    assert {e.out_dir for _, e in small.arms()} >= {"runs/x/fold1/scratch", "runs/x/fold5/control"}
+    large = StudyConfig(**base)
+    assert "one train/val/test split (auto" in large.resolve_folds(1797, own_test=False) and large.folds == 1
+    own = StudyConfig(**base)
+    assert "their own test split" in own.resolve_folds(200, own_test=True) and own.folds == 1
+    asked = StudyConfig(**base, folds=3)
+    assert "--folds=3" in asked.resolve_folds(5000, own_test=True) and asked.folds == 3
+
+
+def test_balanced_class_weights_match_scikit_learn():
+    y = np.array([0] * 61 + [1] * 39 + [2] * 5)
+    ours = class_weights("balanced", y, 3)
+    ref = compute_class_weight("balanced", classes=np.arange(3), y=y)
+    assert [ours[c] for c in range(3)] == pytest.approx(ref)
+    assert class_weights("none", y, 3) is None
