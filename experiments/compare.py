@@ -4,11 +4,15 @@
     python -m experiments.compare --runs=runs/scratch,runs/finetune --out_dir=runs/report
     make compare SEEDS=3      # train each approach with seeds 0..2 first, then report mean ± std
 
-Writes ``<out_dir>/report.md`` (a table per run, the comparison, and an
-executive summary in plain sentences: who won, by how much, whether that is
-larger than the noise by McNemar's paired test on the same held-out test
-images, overfitting, val-loss swings, cost), ``curves.png``, ``confusion.png``
-and ``summary.json`` (every number in the report).  Takes a few seconds;
+Writes ``<out_dir>/report.md`` (a table per run, the comparison with the
+majority-class baseline, and an executive summary in plain sentences: the
+verdict first — "Scratch wins" / "Transfer wins" only when the paired test
+on the same held-out test images and the margin's 95 % interval say the
+difference is larger than the noise, otherwise "No clear winner" with the
+cheaper arm — then the control, the runs that did not learn, overfitting,
+val-loss swings, cost), ``curves.png``, ``confusion.png`` and
+``summary.json`` (every number in the report).  Fold runs of a
+cross-validated study (``runs/study/NAME/fold*/ARM``) are pooled per arm.  Takes a few seconds;
 with ``--seeds=N`` it first trains N scratch and N finetune runs (about 5
 minutes each pair with the defaults on 2 CPU cores).
 """

@@ -11,9 +11,15 @@ needs the process that trained them) and writes::
 
 Runs are compared only when they were tested on the same images
 (:func:`check_comparable`).  Validation chose each run's best epoch; the
-winner, the margins, McNemar's test and the seed table use the held-out test
-split.  Runs from several seeds of the same approach (``<name>-seed<k>``) are
-aggregated to mean ± std.
+verdict (:mod:`kerasxfer.verdict`: a decision with its interval and paired
+test, the majority-class baseline, did-not-learn flags, the control's own
+sentence) and the seed table use the held-out test split.  Every test figure
+is recomputed from the per-image predictions a run stored, so an edited
+number in ``metrics.json`` cannot disagree with its own paired test.  Runs of
+a cross-validated study (``data.json`` names their fold) are pooled per arm:
+the verdict then reads the out-of-fold predictions of every image.  Runs from
+several seeds of the same approach (``<name>-seed<k>``) are aggregated to
+mean ± std.
 """
 
 from __future__ import annotations
@@ -25,9 +31,10 @@ import statistics
 from kerasxfer import rundir
 from kerasxfer.report_plots import confusion_png, curves_png, lr_png, recipe_sentence, schedule_cell
 from kerasxfer.report_plots import pct as _pct
+from kerasxfer import folds, stats, verdict
+from kerasxfer.config import DEFAULT_MIN_STEPS
 from kerasxfer.errors import UserError
 from kerasxfer.families import family_of
-from kerasxfer.stats import NOISE_P, mcnemar
 
 
 # ------------------------------------------------------------------ runs
@@ -50,7 +57,27 @@ def load_run(run_dir: str) -> dict:
     if os.path.isfile(timings_path):
         _merge_timings(run["history"], rundir.read_json(timings_path))
     run["dir"] = run_dir
+    _recompute_test(run)
     return run
+
+
+def _recompute_test(run: dict) -> None:
+    """The test figures from the stored per-image labels and predictions (never the stored accuracy)."""
+    t, k = run["metrics"]["test"], len(run["data"]["class_names"])
+    y, p = t.get("labels"), t.get("predictions")
+    if not isinstance(y, list) or not isinstance(p, list) or len(y) != len(p) or len(y) != run["data"]["num_test"] \
+            or not all(isinstance(v, int) and 0 <= v < k for v in (*y, *p)):
+        raise UserError(
+            f"{run['dir']!r} has no valid per-image test predictions in {rundir.METRICS} (one label and one "
+            "prediction per test image): evaluate it again by training with --overwrite."
+        )
+    t["accuracy"] = stats.figure_of(y, p, "accuracy")
+    t["balanced_accuracy"] = stats.figure_of(y, p, "balanced accuracy")
+    t["macro_f1"] = stats.macro_f1(y, p)
+    cm = [[0] * k for _ in range(k)]
+    for a, b in zip(y, p):
+        cm[a][b] += 1
+    t["confusion_matrix"] = cm
 
 
 def _merge_timings(history: dict, timings: dict) -> None:
@@ -93,9 +120,15 @@ def summarize_run(run: dict) -> dict:
     last = h["epochs"][-1]
     model = cfg["model"]
     return {
-        "name": os.path.basename(os.path.normpath(run["dir"])),
+        "name": run.get("name") or os.path.basename(os.path.normpath(run["dir"])),
         "dir": run["dir"],
         "kind": model["kind"],
+        "backbone": model.get("backbone") if model["kind"] != "scratch" else None,
+        "weights_file": model.get("weights") if model["kind"] != "scratch" else None,
+        "optimizer_steps": _optimizer_steps(h),
+        "min_steps": cfg.get("min_steps", 0),
+        "train_counts": list((run["data"].get("train_per_class") or {}).values()),
+        "folds": run.get("folds"),
         "model": "scratch CNN" if model["kind"] == "scratch" else model["backbone"],
         "weights": h.get("weights_source", "unknown"),
         "preprocessing": (family_of(model["backbone"]).preprocessing if model["kind"] != "scratch"
@@ -107,6 +140,10 @@ def summarize_run(run: dict) -> dict:
         "num_val": run["data"]["num_val"],
         "num_test": run["data"]["num_test"],
         "test_accuracy": m["test"]["accuracy"],
+        "test_interval": list(stats.wilson(round(m["test"]["accuracy"] * run["data"]["num_test"]),
+                                           run["data"]["num_test"])),
+        "test_balanced_accuracy": m["test"]["balanced_accuracy"],
+        "test_macro_f1": m["test"]["macro_f1"],
         "test_loss": m["test"]["loss"],
         "best_val_accuracy": h["best"]["val_accuracy"],
         "best_val_loss": h["best"]["val_loss"],
@@ -126,6 +163,17 @@ def summarize_run(run: dict) -> dict:
     }
 
 
+def _optimizer_steps(history: dict):
+    """Optimizer steps the run took over all its phases (None for runs that did not record steps per epoch)."""
+    total = 0
+    for p in history["phases"]:
+        per_epoch = (p.get("schedule") or {}).get("steps_per_epoch")
+        if per_epoch is None:
+            return None
+        total += per_epoch * (p["last_epoch"] - p["first_epoch"] + 1)
+    return total
+
+
 def _approach(name: str) -> str:
     return re.sub(r"-seed\d+$", "", name)
 
@@ -137,7 +185,7 @@ def _run_sentence(s) -> str:
         return (
             f"The {s['model']} run **{s['name']}** reached val_acc {_pct(p['best_val_accuracy'])} "
             f"(epoch {p['best_epoch']}, train_loss {p['best_train_loss']:.3f} / val_loss {p['best_val_loss']:.3f}); "
-            f"that checkpoint scores {_pct(s['test_accuracy'])} on the {s['num_test']} held-out test images."
+            f"that checkpoint scores {_interval(s)} on the {s['num_test']} held-out test images."
         )
     parts = []
     for i, p in enumerate(s["phases"]):
@@ -147,7 +195,7 @@ def _run_sentence(s) -> str:
             swing = f", val_loss swinging {p['val_loss_min']:.3f}–{p['val_loss_max']:.3f}"
         parts.append(f"{what} {_pct(p['best_val_accuracy'])} (epoch {p['best_epoch']}{swing})")
     return (f"{s['model']} run **{s['name']}** ({s['weights']}): best val_acc " + "; ".join(parts)
-            + f"; its best checkpoint scores {_pct(s['test_accuracy'])} on the {s['num_test']} held-out test images.")
+            + f"; its best checkpoint scores {_interval(s)} on the {s['num_test']} held-out test images.")
 
 
 def _notes(s) -> list:
@@ -192,57 +240,36 @@ def check_comparable(runs) -> None:
                 )
 
 
-def compare_pair(a, b, ra, rb) -> dict:
-    """Margin (test accuracy, points) and McNemar's test between the best checkpoints of two runs.
+def _verdict_arm(s: dict, run: dict) -> dict:
+    """What :func:`kerasxfer.verdict.decide` reads of one run."""
+    return {"name": s["name"], "model": s["model"], "kind": s["kind"], "backbone": s["backbone"],
+            "weights": s["weights_file"], "weights_source": s["weights"],
+            "predictions": run["metrics"]["test"]["predictions"], "train_seconds": s["train_seconds"],
+            "total_params": s["total_params"], "optimizer_steps": s["optimizer_steps"],
+            "min_steps_default": max(s["min_steps"] or 0, DEFAULT_MIN_STEPS),
+            "final_train_loss": s["final_train_loss"], "final_train_accuracy": s["final_train_accuracy"],
+            "train_counts": s["train_counts"]}
 
-    McNemar pairs the two runs' predictions image by image, so it needs the
-    same test images in the same order: the fingerprints and labels must match.
-    """
-    out = {"a": a["name"], "b": b["name"], "difference_points": 100 * (a["test_accuracy"] - b["test_accuracy"])}
-    ta, tb = ra["metrics"]["test"], rb["metrics"]["test"]
-    same = ra["data"]["splits"]["test"]["fingerprint"] == rb["data"]["splits"]["test"]["fingerprint"]
-    if same and ta["labels"] == tb["labels"]:
-        out["mcnemar"] = mcnemar(ta["labels"], ta["predictions"], tb["predictions"])
-    return out
+
+def _interval(s) -> str:
+    lo, hi = s["test_interval"]
+    return f"{_pct(s['test_accuracy'])} (95 % interval {100 * lo:.1f}–{100 * hi:.1f} %)"
 
 
 def executive_summary(summaries, runs, groups) -> tuple:
-    """Plain sentences: the winner and by how much (first: the verdict), each run, seeds, notes, cost."""
-    lines = []
+    """Plain sentences, the verdict first (:mod:`kerasxfer.verdict`), then each run, seeds, notes, cost."""
     # one run per approach (seeds of one approach are not rivals), chosen on validation, never on test
     best_of = {}
-    for s in summaries:
+    for s in sorted(summaries, key=lambda s: s["name"]):
         a = _approach(s["name"])
         if a not in best_of or s["best_val_accuracy"] > best_of[a]["best_val_accuracy"]:
             best_of[a] = s
-    ranked = sorted(best_of.values(), key=lambda s: -s["test_accuracy"])
-    pairs = []
-    if len(ranked) >= 2:
-        best, second = ranked[0], ranked[1]
-        by = {s["name"]: r for s, r in zip(summaries, runs)}
-        pair = compare_pair(best, second, by[best["name"]], by[second["name"]])
-        pairs.append(pair)
-        sentence = (
-            f"**Winner: {best['name']}** ({best['model']}, {_pct(best['test_accuracy'])} on the test split) beats "
-            f"{second['name']} ({_pct(second['test_accuracy'])}) by {pair['difference_points']:.2f} points"
-        )
-        mc = pair.get("mcnemar")
-        if mc:
-            verdict = "larger than the noise" if mc["p_value"] < NOISE_P else "within the noise"
-            sentence += (
-                f"; on the same {best['num_test']} held-out test images the best checkpoints disagree on "
-                f"{mc['b'] + mc['c']} (McNemar p = {mc['p_value']:.3g}), so the difference is {verdict}."
-            )
-        else:
-            sentence += "."
-        lines.append(sentence)
-        for other in ranked[2:]:
-            p = compare_pair(best, other, by[best["name"]], by[other["name"]])
-            pairs.append(p)
-            lines.append(
-                f"{best['name']} also beats {other['name']} by {p['difference_points']:.2f} points"
-                + (f" (McNemar p = {p['mcnemar']['p_value']:.3g})." if "mcnemar" in p else ".")
-            )
+    by = {s["name"]: r for s, r in zip(summaries, runs)}
+    chosen = list(best_of.values())
+    first = by[chosen[0]["name"]]
+    v = verdict.decide([_verdict_arm(s, by[s["name"]]) for s in chosen], first["metrics"]["test"]["labels"],
+                       first["data"]["class_names"], folds=first.get("num_folds") or 0)
+    lines = list(v["sentences"])
     lines += [_run_sentence(s) for s in summaries]
     for name, g in groups.items():
         if len(g["seeds"]) > 1:
@@ -257,7 +284,7 @@ def executive_summary(summaries, runs, groups) -> tuple:
         lines.append(
             "Cost: " + ", ".join(f"{s['name']} trained for {s['train_seconds']:.0f} s ({s['total_params']:,} parameters)" for s in fast) + "."
         )
-    return lines, pairs
+    return lines, v
 
 
 # ------------------------------------------------------------------ report
@@ -309,19 +336,40 @@ def _data_sentence(s) -> str:
             "accuracy called *test* is measured on the test split, which no run trained on or was selected on.")
 
 
-def _markdown(summaries, groups, lines) -> str:
+def _side_by_side(summaries, v) -> list:
+    """The comparison table: one row per run, and the majority-class baseline's row."""
+    imbalanced = v["figure"] == "balanced accuracy"
+    header = ["run", "role", "model", "weights", "test accuracy (95 % interval)"]
+    header += ["balanced accuracy", "macro-F1"] if imbalanced else []
+    header += ["best val_acc", "best epoch", "final train / val loss", "train-val acc gap (points)", "parameters",
+               "train s"]
+    rows = []
+    for s in summaries:
+        role = v["roles"].get(s["name"], "seed")  # seeds not chosen for the verdict have no role
+        if s["name"] in v["learned"] and not v["learned"][s["name"]]["learned"]:
+            role += ", **did not learn**"
+        row = [s["name"], role, s["model"], s["weights"], _interval(s)]
+        row += [_pct(s["test_balanced_accuracy"]), f"{s['test_macro_f1']:.3f}"] if imbalanced else []
+        row += [_pct(s["best_val_accuracy"]), f"{s['best_epoch']} ({s['best_phase']})",
+                f"{s['final_train_loss']:.3f} / {s['final_val_loss']:.3f}", f"{100 * s['accuracy_gap']:+.2f}",
+                f"{s['total_params']:,}", f"{s['train_seconds']:.0f}" if s["train_seconds"] else "–"]
+        rows.append(row)
+    b = v["baseline"]
+    lo, hi = stats.wilson(round(b["accuracy"] * v["num_images"]), v["num_images"])
+    row = [f"majority class ({b['class_name']})", "baseline", "–", "–",
+           f"{_pct(b['accuracy'])} (95 % interval {100 * lo:.1f}–{100 * hi:.1f} %)"]
+    row += [_pct(b["balanced accuracy"]), "–"] if imbalanced else []
+    rows.append(row + ["–"] * 6)
+    return [_table(rows, header)]
+
+
+def _markdown(summaries, groups, lines, v) -> str:
     md = ["# Scratch or transfer? — kerasxfer report", ""]
     md += ["## Executive summary", ""] + [f"- {l}" for l in lines] + [""]
-    md += ["## Side by side", ""]
-    md.append(_table(
-        [[s["name"], s["model"], s["weights"], _pct(s["test_accuracy"]), _pct(s["best_val_accuracy"]),
-          f"{s['best_epoch']} ({s['best_phase']})",
-          f"{s['final_train_loss']:.3f} / {s['final_val_loss']:.3f}", f"{100 * s['accuracy_gap']:+.2f}",
-          f"{s['total_params']:,}", f"{s['train_seconds']:.0f}"] for s in summaries],
-        ["run", "model", "weights", "test accuracy", "best val_acc", "best epoch", "final train / val loss",
-         "train-val acc gap (points)", "parameters", "train s"],
-    ))
+    md += ["## Side by side", ""] + _side_by_side(summaries, v)
     md += ["", _data_sentence(summaries[0])]
+    if summaries[0].get("folds"):
+        md += folds.markdown(summaries, _table)
     for s in summaries:
         md += _run_section(s)
     if any(len(g["seeds"]) > 1 for g in groups.values()):
@@ -335,23 +383,43 @@ def _markdown(summaries, groups, lines) -> str:
     return "\n".join(md)
 
 
+def _refuse_same_run(run_dirs) -> None:
+    """A run given twice (also through a symlink or another spelling of its path) would be compared with itself."""
+    seen = {}
+    for d in run_dirs:
+        real = os.path.realpath(d)
+        if real in seen:
+            raise UserError(f"{seen[real]} and {d} are the same run directory: a run compared with itself says "
+                            "nothing; pass each run once.")
+        seen[real] = d
+
+
 def write_report(run_dirs, out_dir: str) -> dict:
-    """Compare the runs in ``run_dirs``; write ``out_dir``; return summary.json's content."""
+    """Compare the runs in ``run_dirs``; write ``out_dir``; return summary.json's content.
+
+    Runs of a cross-validated study (every fold of every arm) are pooled per
+    arm first (:func:`kerasxfer.folds.pool_runs`).
+    """
     if len(run_dirs) < 2:
         raise UserError("compare needs at least two run directories, e.g. --runs=runs/scratch,runs/finetune.")
+    _refuse_same_run(run_dirs)
     runs = [load_run(d) for d in run_dirs]
+    if any(r["data"].get("folds") for r in runs):
+        runs = folds.pool_runs(runs, check_comparable, _recompute_test)
     check_comparable(runs)
     summaries = [summarize_run(r) for r in runs]
     names = [s["name"] for s in summaries]
     if len(set(names)) != len(names):
         raise UserError(f"two runs share the folder name {names}: give each run directory its own name.")
     groups = _seed_groups(summaries)
-    lines, pairs = executive_summary(summaries, runs, groups)
+    lines, v = executive_summary(summaries, runs, groups)
     os.makedirs(out_dir, exist_ok=True)
     curves_png(summaries, runs, os.path.join(out_dir, "curves.png"))
     lr_png(summaries, runs, os.path.join(out_dir, "lr.png"))
     confusion_png(summaries, runs, os.path.join(out_dir, "confusion.png"))
-    rundir.write_text(os.path.join(out_dir, "report.md"), _markdown(summaries, groups, lines))
-    summary = {"runs": summaries, "comparisons": pairs, "approaches": groups, "summary": lines}
+    rundir.write_text(os.path.join(out_dir, "report.md"), _markdown(summaries, groups, lines, v))
+    summary = {"runs": summaries, "verdict": {k: val for k, val in v.items() if k != "sentences"},
+               "comparisons": v["pairs"] + v["controls"], "baseline": v["baseline"], "figure": v["figure"],
+               "approaches": groups, "summary": lines}
     rundir.write_json(os.path.join(out_dir, "summary.json"), summary)
     return summary

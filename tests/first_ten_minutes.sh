@@ -12,7 +12,7 @@ kerasxfer --help
 
 echo "== 2. the demo"
 make demo
-grep -q "Winner\|within the noise" runs/demo/report/report.md
+grep -q "wins\*\*\|No clear winner" runs/demo/report/report.md
 
 echo "== 3. the report and TensorBoard"
 head -5 runs/demo/report/report.md

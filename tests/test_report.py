@@ -11,7 +11,8 @@ import pytest
 
 from kerasxfer import recipes, rundir
 from kerasxfer.errors import UserError
-from kerasxfer.report import mcnemar, write_report
+from kerasxfer.report import write_report
+from kerasxfer.stats import mcnemar
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 
@@ -82,17 +83,22 @@ def test_report_states_the_runs_numbers_and_the_winner(study, tmp_path):
     assert [p["best_val_accuracy"] for p in f["phases"]] == [0.6, 0.75]
     assert [p["trainable_params"] for p in f["phases"]] == [100, 200]
     assert s["model"] == "scratch CNN" and f["model"] == "regnetx002" and f["train_seconds"] == 20.0
-    (pair,) = summary["comparisons"]
-    assert pair["mcnemar"]["b"] == 17 and pair["mcnemar"]["c"] == 0  # scratch right where finetune is wrong
+    (pair,) = summary["comparisons"]  # contenders in name order: finetune minus scratch
+    assert (pair["a"], pair["b"]) == ("finetune", "scratch")
+    assert pair["mcnemar"]["b"] == 0 and pair["mcnemar"]["c"] == 17  # scratch right where finetune is wrong
     lines = summary["summary"]
-    winner = next(l for l in lines if l.startswith("**Winner"))
-    assert "scratch" in winner and "95.00 % on the test split" in winner and "by 28.33 points" in winner
-    assert "on the same 60 held-out test images" in winner and "larger than the noise" in winner
+    winner = lines[0]
+    assert winner.startswith("**Scratch wins**") and "95.00 % accuracy" in winner and "+28.33 points" in winner
+    assert "on the same 60 test images" in winner and "larger than the noise" in winner
+    lo, hi = summary["verdict"]["main_pair"]["interval"]
+    assert 0 < lo < 0.2833 < hi and f"95 % interval {100 * lo:+.2f} to {100 * hi:+.2f}" in winner
+    assert summary["baseline"]["accuracy"] == pytest.approx(1 / 3) and summary["figure"] == "accuracy"
     assert any("Unfreezing moved **finetune** from 60.00 % to 75.00 % (+15.00 points)" in l for l in lines)
     assert any("ended 10.0 points below its best epoch (2)" in l for l in lines)
     md = (out / "report.md").read_text()
-    assert winner in md and "| scratch | scratch CNN |" in md and "## finetune" in md
-    assert "| test accuracy | best val_acc |" in md and "| 95.00 % | 90.00 % |" in md
+    assert winner in md and "| scratch | contender | scratch CNN |" in md and "## finetune" in md
+    assert "| test accuracy (95 % interval) | best val_acc |" in md and "| 95.00 % (95 % interval 86.3–98.3 %) | 90.00 % |" in md
+    assert "| majority class (a) | baseline |" in md
     assert "Data: digits; train 30 (the rest), val 60 (20% of it), test 60 (20% of it)." in md
 
 
@@ -102,7 +108,9 @@ def test_equal_predictions_are_within_the_noise(tmp_path):
     b = fake_run(tmp_path, "b", recipes.scratch(epochs=1), [0.79], same)
     summary = write_report([str(a), str(b)], str(tmp_path / "r"))
     assert summary["comparisons"][0]["mcnemar"]["p_value"] == 1.0
-    assert any("within the noise" in l for l in summary["summary"])
+    first = summary["summary"][0]
+    assert first.startswith("**No clear winner**") and "within the noise" in first and "wins" not in first
+    assert "score the same here" in first and summary["verdict"]["winner"] is None
 
 
 def test_seeds_of_one_approach_are_grouped_to_mean_and_std(tmp_path):
@@ -115,8 +123,10 @@ def test_seeds_of_one_approach_are_grouped_to_mean_and_std(tmp_path):
     assert g["seeds"] == [0, 1] and g["mean"] == pytest.approx(0.8) and g["std"] == pytest.approx(0.2 / math.sqrt(2))
     assert "## Seeds" in (tmp_path / "r" / "report.md").read_text()
     # seeds of one approach are not rivals: the approach is represented by its best seed on *validation*
-    winner = next(l for l in summary["summary"] if l.startswith("**Winner"))
-    assert "scratch-seed1" in winner and "70.00 %" in winner and "finetune" in winner
+    first = summary["summary"][0]  # 70 % vs 50 % on 10 images: within the noise, and neither beats 40 % for sure
+    assert first.startswith("**No clear winner**") and "**scratch-seed1**" in first and "70.00 %" in first
+    assert "no contender beats the majority-class baseline" in first
+    assert "finetune" in first and "scratch-seed0" not in first
 
 
 @pytest.mark.parametrize("change, what", [
@@ -149,8 +159,15 @@ def test_refusals_are_one_sentence_and_write_nothing(study, tmp_path):
     (tmp_path / "empty").mkdir()
     with pytest.raises(UserError, match="not a finished kerasxfer run"):
         write_report([str(scratch), str(tmp_path / "empty")], str(out))
-    with pytest.raises(UserError, match="share the folder name"):
+    with pytest.raises(UserError, match="are the same run directory"):
         write_report([str(scratch), str(scratch)], str(out))
+    (tmp_path / "link").symlink_to(scratch)  # the same run through a symlink: compared with itself
+    with pytest.raises(UserError, match="are the same run directory"):
+        write_report([str(scratch), str(tmp_path / "link")], str(out))
+    (tmp_path / "elsewhere").mkdir()
+    copy = fake_run(tmp_path / "elsewhere", "scratch", recipes.scratch(epochs=1), [0.5], [True] * 60)
+    with pytest.raises(UserError, match="share the folder name"):
+        write_report([str(scratch), str(copy)], str(out))
     assert not out.exists()
 
 
@@ -180,7 +197,7 @@ def test_compare_cli_needs_no_tensorflow(study, tmp_path):
         cwd=ROOT, capture_output=True, text=True, timeout=120,
     )
     assert p.returncode == 0, p.stderr
-    assert "report: " in p.stdout and "Winner: scratch" in p.stdout
+    assert "report: " in p.stdout and "Scratch wins" in p.stdout
 
 
 def test_compare_cli_refuses_runs_on_different_data_in_one_line(study, tmp_path):

@@ -11,6 +11,8 @@ import time
 import numpy as np
 import pytest
 
+from tests.processes import kill_when
+
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 
 
@@ -32,7 +34,7 @@ def photos(tmp_path_factory):
 def study_args(photos, *extra):
     return [f"--dataset={photos}", "--image_size=32", "--scratch_image_size=32", "--batch_size=8",
             "--backbone=regnetx002", "--weights=none", "--epochs=3", "--frozen_epochs=1", "--finetune_epochs=1",
-            "--widths=8,16", *extra]
+            "--widths=8,16", "--min_steps=0", *extra]
 
 
 def run_study(args, cwd, timeout=600):
@@ -43,7 +45,7 @@ def run_study(args, cwd, timeout=600):
 @pytest.fixture(scope="module")
 def study(photos, tmp_path_factory):
     cwd = tmp_path_factory.mktemp("cwd")
-    r = run_study(study_args(photos), cwd)
+    r = run_study(study_args(photos, "--folds=1"), cwd)
     assert r.returncode == 0, r.stderr[-3000:]
     return cwd / "runs" / "study" / "my_photos", r  # the folder name, made safe
 
@@ -57,7 +59,8 @@ def test_study_writes_each_arm_and_the_report_and_prints_its_verdict(study):
     summary = json.loads((out / "report" / "summary.json").read_text())
     verdict = [line for line in r.stdout.splitlines() if line.startswith("verdict: ")]
     assert verdict == ["verdict: " + summary["summary"][0].replace("**", "")]
-    assert verdict[0].startswith("verdict: Winner: ")
+    assert re.match(r"verdict: (No clear winner|Scratch wins|Transfer wins|No verdict): ", verdict[0]), verdict[0]
+    assert "one train/val/test split (--folds=1)" in r.stderr
     report = (out / "report" / "report.md").read_text()
     assert "- " + summary["summary"][0] in report.split("## Executive summary")[1].splitlines()[2]
     assert "report: " + os.path.join("runs", "study", "my_photos", "report", "report.md") in r.stdout
@@ -82,7 +85,7 @@ def test_progress_lines_once_per_epoch_with_a_falling_estimate(study):
 
 def test_second_study_trains_nothing_and_reprints_the_verdict(study, photos):
     out, first = study
-    again = run_study(study_args(photos), out.parent.parent.parent)
+    again = run_study(study_args(photos, "--folds=1"), out.parent.parent.parent)
     assert again.returncode == 0, again.stderr[-3000:]
     assert "epoch 1/" not in again.stderr and again.stderr.count("is already finished") == 2
     verdict = lambda r: [l for l in r.stdout.splitlines() if l.startswith("verdict: ")]  # noqa: E731
@@ -91,7 +94,7 @@ def test_second_study_trains_nothing_and_reprints_the_verdict(study, photos):
 
 @pytest.mark.slow
 def test_study_killed_and_rerun_reports_the_same_numbers(photos, tmp_path):
-    args = study_args(photos, "--weights=imagenet", "--backbone=efficientnet_lite0", "--finetune_epochs=3")
+    args = study_args(photos, "--weights=imagenet", "--backbone=efficientnet_lite0", "--finetune_epochs=3", "--folds=1")
     ref = run_study(args + ["--out_dir=ref"], tmp_path)
     assert ref.returncode == 0, ref.stderr[-3000:]
     state = tmp_path / "killed" / "transfer" / "resume" / "state.json"
@@ -110,3 +113,48 @@ def test_study_killed_and_rerun_reports_the_same_numbers(photos, tmp_path):
                          for r in json.loads((tmp_path / d / "report" / "summary.json").read_text())["runs"]]
     assert numbers("killed") == numbers("ref")
     assert sorted(os.listdir(tmp_path / "killed")) == ["control", "report", "scratch", "transfer"]
+
+
+@pytest.fixture(scope="module")
+def pool200(tmp_path_factory):
+    """200 small photos of two classes (bright vs dark, noisy): a pool small enough for --folds=auto to choose 5."""
+    from PIL import Image
+
+    root = tmp_path_factory.mktemp("pool") / "pool"
+    rng = np.random.default_rng(2)
+    for c, level in enumerate((90, 160)):
+        (root / f"c{c}").mkdir(parents=True)
+        for i in range(100):
+            img = (rng.normal(level, 40, (20, 20, 3))).clip(0, 255).astype(np.uint8)
+            Image.fromarray(img).save(root / f"c{c}" / f"{i:03d}.png")
+    return root
+
+
+def test_five_fold_study_tests_every_image_once_and_resumes_in_the_fold_it_was_killed_in(pool200, tmp_path):
+    """make study FOLDS=auto on 200 images: 5 folds; a kill inside fold 3 continues there; every image tested once."""
+    args = [f"--dataset={pool200}", "--image_size=32", "--scratch_image_size=16", "--batch_size=16",
+            "--backbone=regnetx002", "--weights=none", "--epochs=2", "--frozen_epochs=1", "--finetune_epochs=1",
+            "--widths=8", "--min_steps=0", "--out_dir=cv"]
+    env = {**os.environ, "PYTHONPATH": ROOT}
+    state = tmp_path / "cv" / "fold3" / "scratch" / "resume" / "state.json"
+    kill_when([sys.executable, "-m", "experiments.study", *args], tmp_path, state.exists, env)
+    assert state.exists(), "the study never reached fold 3"
+    finished = {f: os.path.getmtime(tmp_path / "cv" / f / "scratch" / "metrics.json") for f in ("fold1", "fold2")}
+    r = run_study(args, tmp_path)
+    assert r.returncode == 0, r.stderr[-3000:]
+    assert "cross-validation: 5 folds over all 200 labelled images (auto" in r.stderr
+    assert "continuing " + os.path.join("cv", "fold3", "scratch") + " after epoch 1" in r.stderr
+    assert r.stderr.count("is already finished") == 4  # folds 1 and 2, both arms: not trained again
+    assert {f: os.path.getmtime(tmp_path / "cv" / f / "scratch" / "metrics.json") for f in finished} == finished
+    summary = json.loads((tmp_path / "cv" / "report" / "summary.json").read_text())
+    assert summary["verdict"]["num_images"] == 200 and summary["verdict"]["folds"] == 5
+    assert all(c["mcnemar"]["n"] == 200 for c in summary["comparisons"])
+    for arm in ("scratch", "transfer"):  # one out-of-fold prediction per image: the five test folds partition the pool
+        keys = []
+        for k in range(1, 6):
+            data = json.loads((tmp_path / "cv" / f"fold{k}" / arm / "data.json").read_text())
+            assert (data["folds"], data["fold"]) == (5, k)
+            metrics = json.loads((tmp_path / "cv" / f"fold{k}" / arm / "metrics.json").read_text())
+            keys.append(len(metrics["test"]["labels"]))
+        assert sum(keys) == 200 and all(k == 40 for k in keys)
+    assert "out-of-fold" in summary["summary"][0]

@@ -1,0 +1,103 @@
+"""Cross-validated studies in the report: the fold runs of each arm pooled into out-of-fold predictions.
+
+A study with ``--folds=K`` trains every arm once per fold
+(``<study>/fold<k>/<arm>``; :func:`kerasxfer.data.sources.fold_split` makes
+the splits): fold k tests on the k-th of K stratified folds of every labelled
+image.  :func:`pool_runs` checks that every arm has every fold and that the
+arms of one fold were tested on the same images, then joins each arm's K
+test splits in fold order into one run whose test split is the whole pool,
+so the verdict, the intervals and McNemar read every image once.  No
+TensorFlow.
+"""
+
+from __future__ import annotations
+
+import copy
+import hashlib
+import os
+import statistics
+
+from kerasxfer.errors import UserError
+
+
+def _groups(runs) -> tuple:
+    """``{arm name: {fold: run}}`` and K, refusing a mix of fold and plain runs, other Ks or a fold given twice."""
+    groups, ks = {}, set()
+    for r in runs:
+        k, n = r["data"].get("fold"), r["data"].get("folds")
+        if not n:
+            raise UserError(f"{r['dir']} is not a fold of a cross-validated study, unlike the other runs: compare fold "
+                            "runs with fold runs (a study's fold<k>/ folders) or single-split runs with each other.")
+        ks.add(n)
+        name = os.path.basename(os.path.normpath(r["dir"]))
+        if k in groups.setdefault(name, {}):
+            raise UserError(f"two runs of {name!r} are fold {k}: pass each fold's run once.")
+        groups[name][k] = r
+    if len(ks) > 1:
+        raise UserError(f"the runs were cross-validated with different numbers of folds ({sorted(ks)}): compare "
+                        "runs of one study.")
+    folds = ks.pop()
+    for name, g in groups.items():
+        missing = sorted(set(range(1, folds + 1)) - set(g))
+        if missing:
+            raise UserError(f"the cross-validated arm {name!r} lacks fold(s) {', '.join(map(str, missing))} of "
+                            f"{folds}: finish the study (run the same command again) or pass every fold's run.")
+    return groups, folds
+
+
+def _pool(name: str, fold_runs: list, folds: int) -> dict:
+    first = fold_runs[0]
+    tests = [r["metrics"]["test"] for r in fold_runs]
+    labels = [v for t in tests for v in t["labels"]]
+    n = len(labels)
+    fp = hashlib.sha256("".join(r["data"]["splits"]["test"]["fingerprint"] for r in fold_runs).encode()).hexdigest()
+    data = copy.deepcopy(first["data"])
+    data["num_test"] = n
+    data["splits"]["test"] = {
+        "count": n, "fingerprint": fp,
+        "from": f"out-of-fold: every one of the {n} labelled images tested once, by the fold that held it out "
+                f"({folds} folds)"}
+    seconds = [r["history"].get("train_seconds") for r in fold_runs]
+    history = dict(first["history"], train_seconds=sum(seconds) if None not in seconds else None)
+    metrics = dict(first["metrics"], test={
+        "num_images": n, "labels": labels, "predictions": [v for t in tests for v in t["predictions"]],
+        "loss": sum(t["loss"] * len(t["labels"]) for t in tests) / max(n, 1)})
+    per_fold = [{"fold": k, "dir": r["dir"], "num_test": len(t["labels"]), "test_accuracy": t["accuracy"],
+                 "best_epoch": r["history"]["best"]["epoch"], "best_val_accuracy": r["history"]["best"]["val_accuracy"],
+                 "train_seconds": r["history"].get("train_seconds")}
+                for k, (r, t) in enumerate(zip(fold_runs, tests), 1)]
+    return {"name": name, "dir": first["dir"], "config": first["config"], "history": history, "metrics": metrics,
+            "data": data, "folds": per_fold, "num_folds": folds}
+
+
+def pool_runs(runs, check_comparable, recompute) -> list:
+    """One pooled run per arm from the fold runs ``runs`` (see the module docstring).
+
+    ``check_comparable(runs)`` refuses runs tested on different images;
+    ``recompute(run)`` sets the pooled run's test figures from its predictions.
+    """
+    groups, folds = _groups(runs)
+    for k in range(1, folds + 1):
+        check_comparable([g[k] for g in groups.values()])
+    pooled = []
+    for name, g in groups.items():
+        run = _pool(name, [g[k] for k in range(1, folds + 1)], folds)
+        recompute(run)
+        pooled.append(run)
+    return pooled
+
+
+def markdown(summaries, table) -> list:
+    """The report's "Folds" section: each arm's test accuracy per fold, their mean ± std and the pooled figure."""
+    k = len(summaries[0]["folds"])
+    rows = []
+    for s in summaries:
+        accs = [f["test_accuracy"] for f in s["folds"]]
+        rows.append([s["name"], *(f"{100 * a:.2f} %" for a in accs),
+                     f"{100 * statistics.fmean(accs):.2f} ± {100 * statistics.pstdev(accs):.2f}",
+                     f"{100 * s['test_accuracy']:.2f} %"])
+    header = ["arm", *(f"fold {i}" for i in range(1, k + 1)), "mean ± std (points)", "pooled (all images)"]
+    return ["", "## Folds", "",
+            f"Each arm trained {k} times; fold k tested on the k-th of {k} stratified folds of every labelled image, "
+            "so every image was tested exactly once. The verdict uses the pooled out-of-fold predictions; the "
+            "sections below show each arm's fold-1 run.", "", table(rows, header)]

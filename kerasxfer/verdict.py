@@ -1,0 +1,256 @@
+"""The verdict: a decision between scratch and transfer that says how sure it is (no TensorFlow).
+
+The question a study answers is "scratch or transfer?", so the *contenders*
+are the scratch arm and the transfer arm(s); a transfer run from a random
+backbone next to a pretrained run of the same backbone is its *control*,
+which only answers "did the pretrained weights help?" and is never ranked.
+
+:func:`decide` reads each arm's per-image test predictions (the same images
+in the same order for every arm) and returns the verdict's sentences and
+numbers:
+
+* the figure: accuracy, or balanced accuracy when the classes are imbalanced
+  (largest/smallest > :data:`~kerasxfer.stats.IMBALANCE_RATIO`);
+* the majority-class baseline, and every arm that does not beat it by more
+  than the noise flagged as *did not learn*, with the likely cause;
+* "X wins" only when the paired test (Holm-corrected over the contender
+  pairs when there are more than two contenders) says the difference is
+  larger than the noise *and* the paired bootstrap interval of the margin
+  excludes 0; otherwise "No clear winner", the cheaper arm, and how many
+  test images a difference of the observed size would need;
+* the control's own sentence.
+
+The order in which arms are given never changes the verdict: contenders are
+sorted by name, and ties are "No clear winner".
+"""
+
+from __future__ import annotations
+
+import itertools
+import math
+
+import numpy as np
+
+from kerasxfer import stats
+from kerasxfer.stats import NOISE_P
+
+
+def pct(x) -> str:
+    return f"{100 * x:.2f} %"
+
+
+def _points(d) -> str:
+    return f"{100 * d:+.2f}"
+
+
+def roles(arms) -> dict:
+    """name -> ``"contender"`` or ``"control"`` (a random-backbone transfer run beside a pretrained one)."""
+    pretrained = {a["backbone"] for a in arms if a["kind"] == "transfer" and a.get("weights")}
+    return {a["name"]: "control" if a["kind"] == "transfer" and not a.get("weights") and a["backbone"] in pretrained
+            else "contender" for a in arms}
+
+
+def _compare(a, b, labels, figure, seed) -> dict:
+    """Margin, paired test and interval of ``a`` minus ``b`` on ``figure``."""
+    fa = stats.figure_of(labels, a["predictions"], figure)
+    fb = stats.figure_of(labels, b["predictions"], figure)
+    test = stats.paired_test(labels, a["predictions"], b["predictions"], figure, seed)
+    lo, hi = stats.paired_interval(labels, a["predictions"], b["predictions"], figure, seed)
+    return {"a": a["name"], "b": b["name"], "figure": figure, "a_value": fa, "b_value": fb, "difference": fa - fb,
+            "difference_points": 100 * (fa - fb), "interval": [lo, hi], "test": test, "p_value": test["p_value"],
+            "mcnemar": stats.mcnemar(labels, a["predictions"], b["predictions"])}
+
+
+def _entropy(counts) -> float:
+    c = np.asarray([v for v in counts if v > 0], float)
+    p = c / c.sum()
+    return float(-(p * np.log(p)).sum())
+
+
+def _learned(arm, labels, figure, base, seed) -> dict:
+    """Whether ``arm`` beats the majority-class predictor by more than the noise, and if not, the likely cause."""
+    majority = np.full(len(labels), base["class"])
+    value = stats.figure_of(labels, arm["predictions"], figure)
+    test = stats.paired_test(labels, arm["predictions"], majority, figure, seed)
+    learned = value > base[figure] and test["p_value"] < NOISE_P
+    out = {"learned": bool(learned), "value": value, "baseline": base[figure], "p_value": test["p_value"]}
+    if not learned:
+        out["cause"] = _cause(arm)
+    return out
+
+
+def _cause(arm) -> str:
+    steps, min_steps = arm.get("optimizer_steps"), arm.get("min_steps_default", 300)
+    entropy = _entropy(arm.get("train_counts") or [1])
+    loss = arm.get("final_train_loss")
+    if steps is not None and steps < min_steps:
+        return (f"it trained for only {steps} optimizer steps: give it more (--min_steps={min_steps} or more epochs; "
+                "small sets have few steps per epoch)")
+    if loss is not None and entropy > 0 and loss >= 0.9 * entropy:
+        return (f"its training loss stayed at {loss:.3f}, near the label entropy {entropy:.3f} (what predicting the "
+                "class shares scores): the learning rate is likely too low or too high (make lr-find finds one)")
+    acc = arm.get("final_train_accuracy")
+    fit = f"it fit its training images ({pct(acc)}) " if acc is not None else "it trained "
+    return (fit + "without learning anything that carries to the test images: the labels may not depend on what "
+            "the images show, or there are too few images (add images, or --folds to use every image)")
+
+
+def _cheaper(arms) -> dict:
+    return min(arms, key=lambda a: (a.get("train_seconds") or math.inf, a.get("total_params") or 0, a["name"]))
+
+
+def _cost(a) -> str:
+    secs = f"{a['train_seconds']:.0f} s of training, " if a.get("train_seconds") else ""
+    return f"{secs}{a['total_params']:,} parameters"
+
+
+def _label(winner, contenders) -> str:
+    kinds = {a["kind"] for a in contenders}
+    if len(kinds) > 1 and winner["kind"] in ("scratch", "transfer"):
+        return winner["kind"].capitalize()
+    return winner["name"]
+
+
+def _mentioned(arm, flags) -> str:
+    return f"**{arm['name']}** ({arm['model']}" + (", **did not learn**" if not flags[arm["name"]]["learned"] else "") + ")"
+
+
+def _p_text(pair, corrected: int) -> str:
+    t = pair["test"]
+    name = "McNemar" if pair["figure"] == "accuracy" else "paired permutation test"
+    text = f"{name} p = {pair['p_value']:.3g}"
+    if corrected > 1:
+        text += f", Holm-corrected for {corrected} comparisons (uncorrected {t['p_value']:.3g})"
+    return text
+
+
+def _winner_of(contenders, pairs, flags):
+    """The contender that beats every other beyond the noise (adjusted p and interval), and learned; else None."""
+    for w in contenders:
+        beats = []
+        for p in pairs:
+            if w["name"] not in (p["a"], p["b"]):
+                continue
+            sign = 1 if p["a"] == w["name"] else -1
+            lo, hi = (sign * v for v in p["interval"])
+            beats.append(p["adjusted_p"] < NOISE_P and sign * p["difference"] > 0 and min(lo, hi) > 0)
+        if beats and all(beats) and flags[w["name"]]["learned"]:
+            return w
+    return None
+
+
+def _oriented(pair, first: str) -> dict:
+    """``pair`` as ``first`` minus the other."""
+    if pair["a"] == first:
+        return pair
+    lo, hi = pair["interval"]
+    return dict(pair, a=pair["b"], b=pair["a"], a_value=pair["b_value"], b_value=pair["a_value"],
+                difference=-pair["difference"], difference_points=-pair["difference_points"], interval=[-hi, -lo])
+
+
+def _headline(contenders, pairs, flags, figure, n, folds) -> tuple:
+    by_name = {a["name"]: a for a in contenders}
+    ranked = sorted(contenders, key=lambda a: (-flags[a["name"]]["value"], a["name"]))
+    winner = _winner_of(contenders, pairs, flags)
+    k = len(pairs)
+    if winner is not None:
+        others = [a for a in ranked if a is not winner]
+        p = _oriented(next(q for q in pairs if {q["a"], q["b"]} == {winner["name"], others[0]["name"]}),
+                      winner["name"])
+        lo, hi = p["interval"]
+        every = " and every other contender" if len(others) > 1 else ""
+        return (f"**{_label(winner, contenders)} wins**: {_mentioned(winner, flags)} scores {pct(p['a_value'])} "
+                f"{figure} on the test images against {pct(p['b_value'])} for {_mentioned(others[0], flags)}{every}: "
+                f"{_points(p['difference'])} points (95 % interval {_points(lo)} to {_points(hi)}) on the same {n} "
+                f"test images{folds}, larger than the noise ({_p_text(p, k)})."), winner, p
+    a, b = ranked[0], ranked[1]
+    p = _oriented(next(q for q in pairs if {q["a"], q["b"]} == {a["name"], b["name"]}), a["name"])
+    lo, hi = p["interval"]
+    cheap = _cheaper(contenders)
+    text = "**No clear winner**: "
+    if not any(flags[name]["learned"] for name in by_name):
+        text += "no contender beats the majority-class baseline by more than the noise (see why below); "
+    text += (f"{_mentioned(a, flags)} scores {pct(p['a_value'])} {figure} and "
+            f"{_mentioned(b, flags)} {pct(p['b_value'])}, a difference of {_points(p['difference'])} points "
+            f"(95 % interval {_points(lo)} to {_points(hi)}) on the same {n} test images{folds}, within the noise "
+            f"({_p_text(p, k)}). The cheaper arm, **{cheap['name']}** ({_cost(cheap)}), is the sensible choice")
+    text += "." if flags[cheap["name"]]["learned"] else ", once it learns (see below)."
+    mc = p["mcnemar"]
+    needed = stats.images_needed(mc["b"], mc["c"], n)
+    if needed is None:
+        text += " The two score the same here, so more test images of the same kind would not separate them."
+    elif needed > n:
+        text += (f" Seeing a difference of this size would take about {needed:,} test images (McNemar, 80 % power)"
+                 + ("." if folds else f"; --folds tests every labelled image once instead of {n}."))
+    return text, None, p
+
+
+def _control_sentence(control, transfer, labels, figure, seed) -> tuple:
+    p = _compare(transfer, control, labels, figure, seed)
+    lo, hi = p["interval"]
+    what = ("ImageNet weights" if transfer.get("weights") == "imagenet"
+            else f"The pretrained weights ({transfer.get('weights_source') or transfer.get('weights')})")
+    real = p["p_value"] < NOISE_P and (lo > 0 or hi < 0)
+    how = ("helped" if p["difference"] > 0 else "hurt") if real else "did not help beyond the noise"
+    return (f"{what} {how}: **{transfer['name']}** scores {_points(p['difference'])} points {figure} against its "
+            f"random-backbone control **{control['name']}** ({pct(p['a_value'])} vs {pct(p['b_value'])}, 95 % "
+            f"interval {_points(lo)} to {_points(hi)}, {_p_text(p, 1)}); the control is not a contender."), p
+
+
+def decide(arms, labels, class_names, seed: int = 0, folds: int = 0) -> dict:
+    """The verdict over ``arms`` tested on ``labels`` (see the module docstring); every sentence and number.
+
+    Each arm: ``name``, ``model``, ``kind``, ``backbone``, ``weights``,
+    ``predictions`` (aligned with ``labels``), ``train_seconds``,
+    ``total_params`` and, for the did-not-learn cause, ``optimizer_steps``,
+    ``final_train_loss``, ``final_train_accuracy``, ``train_counts``.
+    ``folds``: the predictions are out-of-fold over that many folds (0: one test split).
+    """
+    labels = np.asarray(labels)
+    n = len(labels)
+    arms = sorted(arms, key=lambda a: a["name"])
+    role = roles(arms)
+    ratio = stats.imbalance(labels)
+    figure = "balanced accuracy" if ratio > stats.IMBALANCE_RATIO else "accuracy"
+    base = stats.majority(labels)
+    flags = {a["name"]: _learned(a, labels, figure, base, seed) for a in arms}
+    contenders = [a for a in arms if role[a["name"]] == "contender"]
+    pairs = [_compare(a, b, labels, figure, seed) for a, b in itertools.combinations(contenders, 2)]
+    for pair, adj in zip(pairs, stats.holm([p["p_value"] for p in pairs])):
+        pair["adjusted_p"] = adj
+    where = f" (out-of-fold: every image tested once over {folds} folds)" if folds else ""
+    sentences, winner, main = [], None, None
+    if len(contenders) >= 2:
+        head, winner, main = _headline(contenders, pairs, flags, figure, n, where)
+        sentences.append(head)
+    else:
+        sentences.append(
+            "**No verdict**: scratch or transfer needs a scratch run and a transfer run (or two runs of any kind); "
+            f"these runs hold {len(contenders)} contender(s) ({', '.join(a['name'] for a in contenders) or 'none'}).")
+    controls = []
+    for c in (a for a in arms if role[a["name"]] == "control"):
+        transfer = next(a for a in contenders if a["kind"] == "transfer" and a["backbone"] == c["backbone"]
+                        and a.get("weights"))
+        text, p = _control_sentence(c, transfer, labels, figure, seed)
+        sentences.append(text)
+        controls.append(p)
+    cls = class_names[base["class"]] if base["class"] < len(class_names) else base["class"]
+    base_text = (f"Majority-class baseline: always predicting {cls!r} scores {pct(base['accuracy'])} accuracy on "
+                 f"the {n} test images.")
+    if figure == "balanced accuracy":
+        base_text += (f" The classes are imbalanced (largest/smallest = {ratio:.2f}), so the verdict compares balanced "
+                      f"accuracy (the mean recall over classes; chance = {pct(base['balanced accuracy'])}) and the "
+                      "table adds macro-F1.")
+    else:
+        base_text += " The verdict compares accuracy (the classes are balanced within 1.5x)."
+    sentences.append(base_text)
+    for a in arms:
+        f = flags[a["name"]]
+        if not f["learned"]:
+            sentences.append(
+                f"**{a['name']} did not learn**: its {figure} {pct(f['value'])} does not beat the majority-class "
+                f"baseline {pct(f['baseline'])} by more than the noise (p = {f['p_value']:.3g}); likely cause: "
+                f"{f['cause']}.")
+    return {"figure": figure, "imbalance": ratio, "baseline": dict(base, class_name=cls), "roles": role,
+            "winner": winner["name"] if winner else None, "learned": flags, "pairs": pairs, "controls": controls,
+            "main_pair": main, "num_images": n, "folds": folds, "sentences": sentences}
