@@ -93,3 +93,25 @@ def test_balanced_class_weights_match_scikit_learn():
     ref = compute_class_weight("balanced", classes=np.arange(3), y=y)
     assert [ours[c] for c in range(3)] == pytest.approx(ref)
     assert class_weights("none", y, 3) is None
+
+
+def test_balanced_class_weight_reaches_the_training_loss(tmp_path):
+    """The same run with and without --class_weight=balanced on a 30/6 folder: the weighted loss differs."""
+    import json
+
+    from kerasxfer.training import run_experiment
+    from tests.conftest import _write_image
+
+    for c, (n, color) in enumerate(((30, (200, 30, 30)), (6, (30, 30, 200)))):
+        (tmp_path / "data" / f"c{c}").mkdir(parents=True)
+        for i in range(n):
+            _write_image(str(tmp_path / "data" / f"c{c}" / f"{i}.png"), 16, color)
+    losses = {}
+    for mode in ("none", "balanced"):
+        exp = recipes.scratch(epochs=1, widths=(4,), data=DataConfig(dataset=str(tmp_path / "data"), image_size=16,
+                                                                   batch_size=8),
+                              out_dir=str(tmp_path / mode), class_weight=mode)
+        run_experiment(exp)
+        losses[mode] = json.loads((tmp_path / mode / "history.json").read_text())["epochs"][0]["loss"]
+        assert json.loads((tmp_path / mode / "config.json").read_text())["optim"]["class_weight"] == mode
+    assert losses["none"] != pytest.approx(losses["balanced"], rel=1e-3)
