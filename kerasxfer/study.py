@@ -115,9 +115,12 @@ class StudyConfig:
     def resolve_folds(self, pool: int, own_test: bool) -> str:
         """Choose ``folds`` when it is None (auto) from the pool's size; return the sentence that says why."""
         if self.folds is None:
-            self.folds = AUTO_FOLDS if pool < AUTO_FOLDS_BELOW and not own_test else 1
-            why = (f"auto: {AUTO_FOLDS} folds below {AUTO_FOLDS_BELOW:,} labelled images" if not own_test
-                   else "auto: the data bring their own test split")
+            if own_test:
+                self.folds, why = 1, "auto: the data bring their own test split"
+            elif pool < AUTO_FOLDS_BELOW:
+                self.folds, why = AUTO_FOLDS, f"auto: {AUTO_FOLDS} folds below {AUTO_FOLDS_BELOW:,} labelled images"
+            else:
+                self.folds, why = 1, f"auto: one split from {AUTO_FOLDS_BELOW:,} labelled images up"
             why += "; --folds=K to choose"
         else:
             why = f"--folds={self.folds}"

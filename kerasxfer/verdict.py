@@ -95,13 +95,18 @@ def _cause(arm) -> str:
             "the images show, or there are too few images (add images, or --folds to use every image)")
 
 
-def _cheaper(arms) -> dict:
-    return min(arms, key=lambda a: (a.get("train_seconds") or math.inf, a.get("total_params") or 0, a["name"]))
-
-
-def _cost(a) -> str:
-    secs = f"{a['train_seconds']:.0f} s of training, " if a.get("train_seconds") else ""
-    return f"{secs}{a['total_params']:,} parameters"
+def _cheaper_sentence(a, b) -> str:
+    """Which of two arms within the noise is the sensible choice: the cheaper to train, and the smaller model."""
+    train = min((a, b), key=lambda x: (x.get("train_seconds") or math.inf, x.get("total_params") or 0, x["name"]))
+    other = b if train is a else a
+    text = f"The cheaper arm to train, **{train['name']}**"
+    if train.get("train_seconds") and other.get("train_seconds"):
+        text += f" ({train['train_seconds']:.0f} s of training vs {other['train_seconds']:.0f} s)"
+    text += ", is the sensible choice"
+    if (other.get("total_params") or 0) < (train.get("total_params") or 0):
+        text += (f"; **{other['name']}** is the smaller model ({other['total_params']:,} parameters vs "
+                 f"{train['total_params']:,}) if the cost of predicting matters more")
+    return text, train
 
 
 def _label(winner, contenders) -> str:
@@ -166,15 +171,15 @@ def _headline(contenders, pairs, flags, figure, n, folds) -> tuple:
     a, b = ranked[0], ranked[1]
     p = _oriented(next(q for q in pairs if {q["a"], q["b"]} == {a["name"], b["name"]}), a["name"])
     lo, hi = p["interval"]
-    cheap = _cheaper(contenders)
     text = "**No clear winner**: "
     if not any(flags[name]["learned"] for name in by_name):
         text += "no contender beats the majority-class baseline by more than the noise (see why below); "
     text += (f"{_mentioned(a, flags)} scores {pct(p['a_value'])} {figure} and "
             f"{_mentioned(b, flags)} {pct(p['b_value'])}, a difference of {_points(p['difference'])} points "
             f"(95 % interval {_points(lo)} to {_points(hi)}) on the same {n} test images{folds}, within the noise "
-            f"({_p_text(p, k)}). The cheaper arm, **{cheap['name']}** ({_cost(cheap)}), is the sensible choice")
-    text += "." if flags[cheap["name"]]["learned"] else ", once it learns (see below)."
+            f"({_p_text(p, k)}). ")
+    cheaper, cheap = _cheaper_sentence(a, b)
+    text += cheaper + ("." if flags[cheap["name"]]["learned"] else ", once it learns (see below).")
     mc = p["mcnemar"]
     needed = stats.images_needed(mc["b"], mc["c"], n)
     if needed is None:
@@ -192,9 +197,9 @@ def _control_sentence(control, transfer, labels, figure, seed) -> tuple:
             else f"The pretrained weights ({transfer.get('weights_source') or transfer.get('weights')})")
     real = p["p_value"] < NOISE_P and (lo > 0 or hi < 0)
     how = ("helped" if p["difference"] > 0 else "hurt") if real else "did not help beyond the noise"
-    return (f"{what} {how}: **{transfer['name']}** scores {_points(p['difference'])} points {figure} against its "
-            f"random-backbone control **{control['name']}** ({pct(p['a_value'])} vs {pct(p['b_value'])}, 95 % "
-            f"interval {_points(lo)} to {_points(hi)}, {_p_text(p, 1)}); the control is not a contender."), p
+    return (f"{what} {how}: **{transfer['name']}** scores {pct(p['a_value'])} {figure} against {pct(p['b_value'])} "
+            f"for its random-backbone control **{control['name']}**, {_points(p['difference'])} points (95 % interval "
+            f"{_points(lo)} to {_points(hi)}, {_p_text(p, 1)}); the control is not a contender."), p
 
 
 def decide(arms, labels, class_names, seed: int = 0, folds: int = 0) -> dict:

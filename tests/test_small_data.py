@@ -80,7 +80,8 @@ def test_study_chooses_folds_from_the_pool_size():
     assert small.folds == 5 and len(small.arms()) == 15
     assert {e.out_dir for _, e in small.arms()} >= {"runs/x/fold1/scratch", "runs/x/fold5/control"}
     large = StudyConfig(**base)
-    assert "one train/val/test split (auto" in large.resolve_folds(1797, own_test=False) and large.folds == 1
+    assert "one train/val/test split (auto: one split from 1,000" in large.resolve_folds(1797, own_test=False)
+    assert large.folds == 1
     own = StudyConfig(**base)
     assert "their own test split" in own.resolve_folds(200, own_test=True) and own.folds == 1
     asked = StudyConfig(**base, folds=3)
@@ -115,3 +116,32 @@ def test_balanced_class_weight_reaches_the_training_loss(tmp_path):
         losses[mode] = json.loads((tmp_path / mode / "history.json").read_text())["epochs"][0]["loss"]
         assert json.loads((tmp_path / mode / "config.json").read_text())["optim"]["class_weight"] == mode
     assert losses["none"] != pytest.approx(losses["balanced"], rel=1e-3)
+
+
+def test_two_fold_study_in_process_tests_every_image_once(tmp_path):
+    """run_study with folds=2 on 24 images, two image sizes: each arm's two test folds are the whole pool."""
+    import json
+
+    from kerasxfer.study import run_study
+    from tests.conftest import _write_image
+
+    for c, color in enumerate(((200, 40, 40), (40, 40, 200))):
+        (tmp_path / "data" / f"c{c}").mkdir(parents=True)
+        for i in range(12):
+            _write_image(str(tmp_path / "data" / f"c{c}" / f"{i}.png"), 20, tuple(v + 3 * i for v in color))
+    data = lambda size: DataConfig(dataset=str(tmp_path / "data"), image_size=size, batch_size=8)  # noqa: E731
+    cfg = StudyConfig(out_dir=str(tmp_path / "study"), scratch=recipes.scratch(epochs=1, widths=(4,), data=data(16)),
+                      transfer=recipes.finetune(weights=None, frozen_epochs=1, finetune_epochs=1, data=data(32)),
+                      folds=2, min_steps=0)
+    summary = run_study(cfg)
+    assert summary["verdict"]["num_images"] == 24 and summary["verdict"]["folds"] == 2
+    for arm in ("scratch", "transfer"):
+        tests = []
+        for k in (1, 2):
+            d = json.loads((tmp_path / "study" / f"fold{k}" / arm / "data.json").read_text())
+            assert (d["folds"], d["fold"], d["pool_size"]) == (2, k, 24)
+            tests.append(d["splits"]["test"]["count"])
+            assert d["num_train"] + d["num_val"] + d["num_test"] == 24
+        assert tests == [12, 12]
+    run = next(r for r in summary["runs"] if r["name"] == "scratch")
+    assert [f["fold"] for f in run["folds"]] == [1, 2] and run["num_test"] == 24

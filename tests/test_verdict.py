@@ -16,6 +16,7 @@ from tests.test_report import fake_run
 
 
 def arm(name, preds, kind="scratch", weights=None, backbone=None, seconds=10.0, params=1000, **extra):
+    """An arm as the report hands it to the verdict."""
     return dict(name=name, model="scratch CNN" if kind == "scratch" else backbone, kind=kind, backbone=backbone,
                 weights=weights, predictions=list(preds), train_seconds=seconds, total_params=params, **extra)
 
@@ -44,7 +45,7 @@ def test_a_difference_by_chance_is_no_clear_winner():
     lo, hi = v["main_pair"]["interval"]
     assert lo < 0 < hi
     # the cheaper arm is named with its cost; the images a 1-point difference would need (McNemar, 80 % power)
-    assert "The cheaper arm, **scratch** (10 s of training, 1,000 parameters)" in first
+    assert "The cheaper arm to train, **scratch** (10 s of training vs 10 s), is the sensible choice." in first
     need = stats.images_needed(4, 6, 200)
     assert need > 200 and f"about {need:,} test images" in first and "--folds" in first
 
@@ -230,3 +231,14 @@ def test_fold_runs_are_pooled_into_out_of_fold_predictions(tmp_path):
     plain = fake_run(tmp_path, "plain", recipes.scratch(epochs=1), [0.5], [True] * 20)
     with pytest.raises(UserError, match="is not a fold of a cross-validated study"):
         write_report([dirs[0], str(plain)], str(tmp_path / "r3"))
+
+
+def test_the_cheaper_arm_is_named_with_its_training_time_and_the_smaller_model_beside_it():
+    scratch = with_errors(Y, range(0, 20))
+    transfer = with_errors(Y, range(1, 22))
+    v = verdict.decide([arm("scratch", scratch, seconds=77.0, params=289_642),
+                        arm("transfer", transfer, "transfer", "imagenet", "lite", seconds=61.0, params=3_425_834)],
+                       Y, ["a", "b"])
+    first = v["sentences"][0]
+    assert "The cheaper arm to train, **transfer** (61 s of training vs 77 s), is the sensible choice; **scratch** is " \
+           "the smaller model (289,642 parameters vs 3,425,834)" in first
