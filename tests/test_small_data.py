@@ -145,3 +145,34 @@ def test_two_fold_study_in_process_tests_every_image_once(tmp_path):
         assert tests == [12, 12]
     run = next(r for r in summary["runs"] if r["name"] == "scratch")
     assert [f["fold"] for f in run["folds"]] == [1, 2] and run["num_test"] == 24
+
+
+def test_a_study_on_labels_independent_of_the_pixels_flags_the_arms_that_did_not_learn(tmp_path):
+    """A 2-class folder of noise images, labels drawn at random (60/40): no arm beats the majority baseline,
+    the report says so, and report.md and summary.json carry the baseline."""
+    import json
+
+    from PIL import Image
+
+    from kerasxfer.study import run_study
+
+    rng = np.random.default_rng(5)
+    for c, n in enumerate((60, 40)):
+        (tmp_path / "noise" / f"c{c}").mkdir(parents=True)
+        for i in range(n):
+            Image.fromarray(rng.integers(0, 256, (16, 16, 3), dtype=np.uint8)).save(
+                tmp_path / "noise" / f"c{c}" / f"{i}.png")
+    data = lambda size: DataConfig(dataset=str(tmp_path / "noise"), image_size=size, batch_size=16)  # noqa: E731
+    cfg = StudyConfig(out_dir=str(tmp_path / "study"), scratch=recipes.scratch(epochs=3, widths=(8,), data=data(16)),
+                      transfer=recipes.finetune(weights=None, frozen_epochs=2, finetune_epochs=1, data=data(32)),
+                      folds=1, min_steps=0)
+    summary = run_study(cfg)
+    learned = summary["verdict"]["learned"]
+    assert set(learned) == {"scratch", "transfer"} and not any(v["learned"] for v in learned.values())
+    assert summary["summary"][0].startswith("**No clear winner**: no contender beats the majority-class baseline")
+    assert any(s.startswith("**scratch did not learn**") for s in summary["summary"])
+    md = (tmp_path / "study" / "report" / "report.md").read_text()
+    assert "| majority class (c0) | baseline |" in md and "contender, **did not learn**" in md
+    saved = json.loads((tmp_path / "study" / "report" / "summary.json").read_text())
+    assert saved["baseline"]["class_name"] == "c0" and saved["baseline"]["accuracy"] == pytest.approx(
+        summary["verdict"]["baseline"]["accuracy"])
