@@ -23,7 +23,7 @@ import os
 from absl import flags
 
 from . import common
-from kerasxfer import recipes, rundir
+from kerasxfer import fsio, recipes, rundir
 from kerasxfer.errors import UserError
 
 FLAGS = flags.FLAGS
@@ -46,7 +46,7 @@ def main(argv):
         cfg = os.path.join(FLAGS.run, rundir.CONFIG)
         if not os.path.isfile(cfg):
             raise UserError(f"--run={FLAGS.run!r} holds no {rundir.CONFIG}: pass the folder of a kerasxfer run.")
-        exp = Experiment.from_dict(rundir.read_json(cfg))
+        exp = Experiment.from_dict(fsio.read_json(cfg))
     else:
         exp = common.experiment_from_flags(getattr(recipes, FLAGS.recipe))
     out = FLAGS.out_dir or os.path.join("runs", "lr_find", f"{exp.name}-{FLAGS.phase or exp.phases[0].name}")

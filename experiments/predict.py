@@ -32,17 +32,17 @@ flags.DEFINE_enum("export", None, ["saved_model", "tflite"], "Write a serving ar
 
 
 def _write_output(path, preds, top_k):
-    from kerasxfer import rundir
+    from kerasxfer import fsio
 
     if path.lower().endswith(".json"):
         rows = [
             {"source": p.source, "top": [{"class": c, "probability": pr} for c, pr in p.top], "error": p.error}
             for p in preds
         ]
-        rundir.write_json(path, rows)
+        fsio.write_json(path, rows)
         return
     header = ["source"] + [f"{k}{i + 1}" for i in range(top_k) for k in ("class", "prob")] + ["error"]
-    with rundir.atomic_path(path) as tmp, open(tmp, "w", newline="", encoding="utf-8") as f:
+    with fsio.atomic_path(path) as tmp, open(tmp, "w", newline="", encoding="utf-8") as f:
         w = csv.writer(f)
         w.writerow(header)
         for p in preds:

@@ -1,5 +1,7 @@
 """The callbacks of a training phase, in the order the trainer passes them to ``fit``.
 
+The trainer builds the list with :func:`phase_callbacks` (at the end of this module).
+
 1. :class:`StopOnSignal`: Ctrl-C / SIGTERM stop at the next batch;
 2. :class:`EpochRecorder`: one history record and one timing per epoch, the log line;
 3. :class:`StopOnNonFinite`: a NaN or infinite loss ends training and is recorded;
@@ -21,7 +23,7 @@ import time
 import keras
 import numpy as np
 
-from kerasxfer import rundir
+from kerasxfer import fsio
 
 log = logging.getLogger("kerasxfer")
 
@@ -121,7 +123,7 @@ class StopAtTimeBudget(keras.callbacks.Callback):
 def save_model(model: keras.Model, path: str) -> None:
     """Save ``model`` atomically without its optimiser and compile settings (plain Keras loads it)."""
     bare = keras.Model(model.inputs, model.outputs, name=model.name)
-    with rundir.atomic_path(path) as tmp:
+    with fsio.atomic_path(path) as tmp:
         bare.save(tmp)
 
 
@@ -311,3 +313,34 @@ class StepLearningRate(keras.callbacks.Callback):
         if self.writer is not None:
             self.writer.close()
             self.writer = None
+
+
+def phase_callbacks(*, exp, phase, index: int, first: int, last: int, steps: dict, history: dict, timings: dict,
+                    num_train: int, steps_per_epoch: int, fit_model, model, checkpoint_path: str, tensorboard,
+                    lr_log_dir: str, stop_on_signal, state_callback, extra=()) -> list:
+    """The callbacks of one phase, in the order this module's docstring lists (optional ones only when asked for).
+
+    ``fit_model`` is what ``fit`` trains (the head alone on cached features); ``model`` the whole network
+    (checkpointed to ``checkpoint_path`` and saved in the resume state); ``tensorboard`` Keras' callback and
+    ``lr_log_dir`` where the rate of every step is logged; ``state_callback`` the resume state's; ``extra`` last.
+    """
+    from kerasxfer.optim import learning_rate
+
+    o = exp.optim
+    ema_in, ema_out = (EMAWeights(fit_model, last, history, phase.name).callbacks() if o.ema is not None
+                       else (None, None))
+    rate = lambda k: learning_rate(np, k, phase.lr, steps["kind"], steps["total_steps"], steps["warmup_steps"])  # noqa: E731
+    return [c for c in (
+        stop_on_signal,
+        EpochRecorder(history, timings, phase.name, num_train, exp.total_epochs, index),
+        StopOnNonFinite(history, phase.name),
+        StopAtTimeBudget(history, timings, exp.max_train_seconds) if exp.max_train_seconds else None,
+        EarlyStopPhase(history, phase.name, o.early_stopping) if o.early_stopping else None,
+        ema_in,
+        BestCheckpoint(checkpoint_path, history["best"], phase.name, model=model),
+        tensorboard,
+        StepLearningRate(lr_log_dir, rate, steps_per_epoch, first),
+        ema_out,
+        state_callback,
+        *extra,
+    ) if c is not None]

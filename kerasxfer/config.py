@@ -325,6 +325,11 @@ class Experiment:
     def to_dict(self) -> dict:
         return dataclasses.asdict(self)
 
+    @staticmethod
+    def complete(d: dict) -> dict:
+        """A ``config.json`` with the fields a newer kerasxfer added at their defaults (older runs continue)."""
+        return Experiment.from_dict(d).to_dict()
+
     @classmethod
     def from_dict(cls, d: dict) -> "Experiment":
         """The experiment a ``to_dict()`` (a run's ``config.json``) describes; missing fields take their defaults."""

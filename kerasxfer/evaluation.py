@@ -7,7 +7,7 @@ import os
 import keras
 import numpy as np
 
-from kerasxfer import rundir, summaries
+from kerasxfer import fsio, rundir, summaries
 from kerasxfer.data import DataSplits
 
 
@@ -85,8 +85,8 @@ def write_evaluation(out: str, exp, data: DataSplits, probs, metrics: dict, hist
     cm_png = summaries.confusion_png(test["confusion_matrix"], data.class_names, title)
     imgs, true, pred, p_true = top_losses(data, probs)
     tl_png = summaries.top_losses_png(imgs, true, pred, p_true, data.class_names, f"{exp.name}: top losses (test)")
-    rundir.write_bytes(os.path.join(out, rundir.CONFUSION), cm_png)
-    rundir.write_bytes(os.path.join(out, rundir.TOP_LOSSES), tl_png)
+    fsio.write_bytes(os.path.join(out, rundir.CONFUSION), cm_png)
+    fsio.write_bytes(os.path.join(out, rundir.TOP_LOSSES), tl_png)
     summaries.write_images(tb_dir, best["epoch"] - 1, {"confusion_matrix": cm_png, "top_losses": tl_png})
     last = history["epochs"][-1]
     final = {

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import os
+
 import dataclasses
 import logging
 import time
@@ -81,3 +83,19 @@ def backbone_features(model: keras.Model, data: DataSplits, batch_size: int, key
         log.info("frozen backbone: features of %d train + %d val images computed once in %.1fs; the head trains "
                  "on them", len(feats), len(val_feats), seconds)
     return Features(head, train_from, val, seconds)
+
+
+def feature_key(exp, index: int, bn_calibrated: bool):
+    """What the frozen backbone's features depend on, when not on this run: shared within a sweep; else None.
+
+    Published or file weights, untouched by any earlier phase (``exp.phases[:index]``) and not re-estimated
+    on this run's images, give every run the same features.
+    """
+    m, d = exp.model, exp.data
+    if m.weights is None or bn_calibrated or any(p.trainable != "head" for p in exp.phases[:index]):
+        return None
+    weights = m.weights
+    if os.path.isfile(weights):
+        st = os.stat(weights)
+        weights = f"{os.path.abspath(weights)}|{st.st_size}|{st.st_mtime_ns}"
+    return (m.backbone, weights, exp.precision, d.image_size, d.resize)

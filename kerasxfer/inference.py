@@ -23,7 +23,7 @@ from typing import Optional
 import numpy as np
 import tensorflow as tf
 
-from kerasxfer import rundir
+from kerasxfer import fsio, rundir
 from kerasxfer.data.pipeline import to_rgb_resized
 from kerasxfer.data.decode import decode_image_bytes, decode_image_file, screen_file
 from kerasxfer.data.sources import is_image_path, walk_files
@@ -241,6 +241,6 @@ def export(clf: Classifier, out_dir: str, fmt: str) -> str:
         raise UserError(f"--export={fmt!r} is unknown: use saved_model or tflite.")
     converter = tf.lite.TFLiteConverter.from_saved_model(sm_path, signature_keys=["serve_uint8"])
     tfl_path = os.path.join(out_dir, "model.tflite")
-    rundir.write_bytes(tfl_path, converter.convert())
-    rundir.write_text(os.path.join(out_dir, "labels.txt"), "\n".join(clf.class_names) + "\n")
+    fsio.write_bytes(tfl_path, converter.convert())
+    fsio.write_text(os.path.join(out_dir, "labels.txt"), "\n".join(clf.class_names) + "\n")
     return tfl_path

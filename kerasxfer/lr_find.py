@@ -20,7 +20,7 @@ import os
 
 import numpy as np
 
-from kerasxfer import rundir
+from kerasxfer import fsio, rundir
 from kerasxfer.errors import UserError
 
 log = logging.getLogger("kerasxfer")
@@ -179,7 +179,7 @@ def _find(exp, phase, names, out_dir, min_lr, max_lr, steps, start_from, stack) 
     result.update(run=exp.name, phase=phase.name, trainable=phase.trainable, configured_lr=phase.lr,
                   optimizer=exp.optim.optimizer, started_from=started_from, min_lr=min_lr, max_lr=max_lr)
     os.makedirs(out_dir, exist_ok=True)
-    rundir.write_json(os.path.join(out_dir, "lr_find.json"), result)
+    fsio.write_json(os.path.join(out_dir, "lr_find.json"), result)
     _plot(result, f"{exp.model.display_name}, {phase.name} phase ({phase.trainable})",
           os.path.join(out_dir, "lr_find.png"))
     log.info("suggested learning rate %.1e (valley; a tenth of the minimum's rate: %.1e); the phase is "

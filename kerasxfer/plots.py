@@ -40,7 +40,7 @@ def draw_confusion(ax, cm, class_names, title: str, fontsize: int = 8) -> None:
 
 def save(fig, path: str, dpi: int = 110) -> None:
     """Write the figure to ``path`` as PNG, atomically; the figure is closed."""
-    from kerasxfer.rundir import atomic_path
+    from kerasxfer.fsio import atomic_path
 
     with atomic_path(path) as tmp:
         fig.savefig(tmp, format="png", dpi=dpi)

@@ -5,7 +5,7 @@ from __future__ import annotations
 import logging
 import os
 
-from kerasxfer import rundir
+from kerasxfer import fsio, rundir
 from kerasxfer.families import family_of
 
 log = logging.getLogger("kerasxfer")
@@ -24,7 +24,7 @@ def weights_source(exp) -> str:
         return "ImageNet (" + family_of(m.backbone).imagenet.format(variant=m.backbone) + ")"
     info = os.path.join(os.path.dirname(os.path.abspath(m.weights)), rundir.BACKBONE_INFO)
     if os.path.basename(m.weights) == rundir.BACKBONE_WEIGHTS and os.path.isfile(info):
-        i = rundir.read_json(info)
+        i = fsio.read_json(info)
         return (
             f"self-pretrained on {i['pretrained_on']}: {i['num_train']} images, best val_acc "
             f"{i['best_val_accuracy']:.2%} (file {m.weights})"
@@ -45,11 +45,11 @@ def export_backbone(run_dir: str) -> str:
 
     backbone = get_backbone(load_model(os.path.join(run_dir, rundir.MODEL)))
     path = os.path.join(run_dir, rundir.BACKBONE_WEIGHTS)
-    with rundir.atomic_path(path) as tmp:
+    with fsio.atomic_path(path) as tmp:
         backbone.save_weights(tmp)
-    data = rundir.read_json(os.path.join(run_dir, rundir.DATA))
-    metrics = rundir.read_json(os.path.join(run_dir, rundir.METRICS))
-    rundir.write_json(
+    data = fsio.read_json(os.path.join(run_dir, rundir.DATA))
+    metrics = fsio.read_json(os.path.join(run_dir, rundir.METRICS))
+    fsio.write_json(
         os.path.join(run_dir, rundir.BACKBONE_INFO),
         {
             "variant": backbone.name,

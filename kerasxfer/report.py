@@ -28,7 +28,7 @@ import os
 import re
 import statistics
 
-from kerasxfer import rundir
+from kerasxfer import fsio, rundir
 from kerasxfer.report_plots import confusion_png, curves_png, lr_png, recipe_sentence, schedule_cell
 from kerasxfer.report_plots import pct as _pct
 from kerasxfer import folds, stats, verdict
@@ -47,7 +47,7 @@ def load_run(run_dir: str) -> dict:
             f"{run_dir!r} is not a finished kerasxfer run (missing {', '.join(missing)}): "
             "train it first or pass another run directory."
         )
-    run = {k: rundir.read_json(os.path.join(run_dir, f"{k}.json")) for k in ("config", "history", "metrics", "data")}
+    run = {k: fsio.read_json(os.path.join(run_dir, f"{k}.json")) for k in ("config", "history", "metrics", "data")}
     if "test" not in run["metrics"] or "splits" not in run["data"]:
         raise UserError(
             f"{run_dir!r} was trained before kerasxfer held out a test split, so its numbers are not comparable: "
@@ -55,7 +55,7 @@ def load_run(run_dir: str) -> dict:
         )
     timings_path = os.path.join(run_dir, rundir.TIMINGS)
     if os.path.isfile(timings_path):
-        _merge_timings(run["history"], rundir.read_json(timings_path))
+        _merge_timings(run["history"], fsio.read_json(timings_path))
     run["dir"] = run_dir
     _recompute_test(run)
     return run
@@ -417,9 +417,9 @@ def write_report(run_dirs, out_dir: str) -> dict:
     curves_png(summaries, runs, os.path.join(out_dir, "curves.png"))
     lr_png(summaries, runs, os.path.join(out_dir, "lr.png"))
     confusion_png(summaries, runs, os.path.join(out_dir, "confusion.png"))
-    rundir.write_text(os.path.join(out_dir, "report.md"), _markdown(summaries, groups, lines, v))
+    fsio.write_text(os.path.join(out_dir, "report.md"), _markdown(summaries, groups, lines, v))
     summary = {"runs": summaries, "verdict": {k: val for k, val in v.items() if k != "sentences"},
                "comparisons": v["pairs"] + v["controls"], "baseline": v["baseline"], "figure": v["figure"],
                "approaches": groups, "summary": lines}
-    rundir.write_json(os.path.join(out_dir, "summary.json"), summary)
+    fsio.write_json(os.path.join(out_dir, "summary.json"), summary)
     return summary

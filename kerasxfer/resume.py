@@ -24,7 +24,7 @@ import zipfile
 import keras
 import numpy as np
 
-from kerasxfer import rundir
+from kerasxfer import fsio, rundir
 from kerasxfer.errors import UserError
 
 STATE = "state.json"
@@ -54,7 +54,7 @@ class ResumeState:
         damaged = []
         for name in candidates:
             try:
-                state = rundir.read_json(os.path.join(self.dir, name))
+                state = fsio.read_json(os.path.join(self.dir, name))
                 arrays = os.path.join(self.dir, state["arrays"])
                 with np.load(arrays) as z:
                     for k in z.files:
@@ -84,7 +84,7 @@ class ResumeState:
         every array before a run continues from it.
         """
         try:
-            return int(rundir.read_json(os.path.join(out, rundir.RESUME, STATE))["epoch"])
+            return int(fsio.read_json(os.path.join(out, rundir.RESUME, STATE))["epoch"])
         except (OSError, ValueError, KeyError, TypeError):
             return 0
 
@@ -126,11 +126,11 @@ class ResumeState:
         name = f"state-{epoch}.npz"
         arrays = {f"m{i}": keras.ops.convert_to_numpy(v) for i, v in enumerate(model.variables)}
         arrays.update({f"o{i}": keras.ops.convert_to_numpy(v) for i, v in enumerate(optimizer.variables)})
-        with rundir.atomic_path(os.path.join(self.dir, name)) as tmp, open(tmp, "wb") as f:
+        with fsio.atomic_path(os.path.join(self.dir, name)) as tmp, open(tmp, "wb") as f:
             np.savez(f, **arrays)
         state = {"epoch": epoch, "arrays": name, "history": history, "timings": timings}
-        rundir.write_json(os.path.join(self.dir, f"state-{epoch}.json"), state)
-        rundir.write_json(os.path.join(self.dir, STATE), state)
+        fsio.write_json(os.path.join(self.dir, f"state-{epoch}.json"), state)
+        fsio.write_json(os.path.join(self.dir, STATE), state)
         keep = {f"state-{e}.{ext}" for e in (epoch, epoch - 1) for ext in ("npz", "json")} | {STATE}
         for old in os.listdir(self.dir):
             if old.startswith("state") and old not in keep:
@@ -159,8 +159,8 @@ class SaveEachEpoch(keras.callbacks.Callback):
 
     def on_epoch_end(self, epoch, logs=None):
         out = self.state.out
-        rundir.write_json(os.path.join(out, rundir.HISTORY), self.history)
-        rundir.write_json(os.path.join(out, rundir.TIMINGS), self.timings)
+        fsio.write_json(os.path.join(out, rundir.HISTORY), self.history)
+        fsio.write_json(os.path.join(out, rundir.TIMINGS), self.timings)
         if self.history.get("stopped"):
             return  # a diverged epoch is not a state to continue from
         self.state.save(epoch + 1, self.full_model or self.model, self.model.optimizer, self.history, self.timings)

@@ -15,9 +15,9 @@ A run writes one folder that is complete on its own::
     resume/           while training: the state after the last finished epoch
     backbone.weights.h5, backbone.json   after pretraining (export)
 
-Every file is written through :func:`atomic_path`: a temporary name in the
-same folder, renamed over the target only once complete, so a crash never
-leaves a half-written file.  This module imports no TensorFlow (the report
+Every file is written through :func:`kerasxfer.fsio.atomic_path`: a
+temporary name in the same folder, renamed over the target only once
+complete, so a crash never leaves a half-written file.  This module imports no TensorFlow (the report
 reads run directories with it); :func:`environment` imports it only when
 called.
 """
@@ -25,12 +25,13 @@ called.
 from __future__ import annotations
 
 import contextlib
-import json
 import os
 import platform
 import shutil
 import subprocess
 import sys
+
+from kerasxfer.fsio import read_json, write_json
 
 CONFIG = "config.json"
 ENVIRONMENT = "environment.json"
@@ -54,53 +55,6 @@ LOCK = ".kerasxfer.lock"
 RUN_FILES = (CONFIG, ENVIRONMENT, DATA, MODEL, HISTORY, METRICS)
 #: Everything a run writes: overwrite removes these and nothing else in the folder.
 RUN_OUTPUTS = RUN_FILES + (TIMINGS, CONFUSION, TOP_LOSSES, BACKBONE_WEIGHTS, BACKBONE_INFO, TB, RESUME, MARKER)
-
-
-# ------------------------------------------------------------------ writing
-@contextlib.contextmanager
-def atomic_path(path: str):
-    """Yield a temporary path beside ``path``; rename it to ``path`` when the block succeeds.
-
-    The temporary name keeps the extension (``.tmp-model.keras``), since
-    some writers choose the format by it.  When the block raises, the
-    temporary file is removed and ``path`` is left as it was.
-    """
-    tmp = os.path.join(os.path.dirname(path) or ".", ".tmp-" + os.path.basename(path))
-    try:
-        yield tmp
-        os.replace(tmp, path)
-    except BaseException:
-        with contextlib.suppress(OSError):
-            os.remove(tmp)
-        raise
-
-
-def write_bytes(path: str, data: bytes) -> None:
-    with atomic_path(path) as tmp, open(tmp, "wb") as f:
-        f.write(data)
-
-
-def write_text(path: str, text: str) -> None:
-    with atomic_path(path) as tmp, open(tmp, "w", encoding="utf-8") as f:
-        f.write(text)
-
-
-def write_json(path: str, obj) -> None:
-    """Write ``obj`` as indented JSON, atomically (numpy scalars and arrays become numbers and lists)."""
-    write_text(path, json.dumps(obj, indent=2, default=_json_default) + "\n")
-
-
-def read_json(path: str):
-    with open(path, encoding="utf-8") as f:
-        return json.load(f)
-
-
-def _json_default(o):
-    if hasattr(o, "tolist"):  # numpy scalars and arrays
-        return o.tolist()
-    if isinstance(o, tuple):
-        return list(o)
-    raise TypeError(f"not JSON serialisable: {type(o).__name__}")
 
 
 # -------------------------------------------------------------- environment
@@ -166,13 +120,12 @@ def config_differences(old: dict, new: dict) -> list:
     return diffs
 
 
-def _with_defaults(old: dict) -> dict:
-    """``old`` with the fields a newer kerasxfer added at their defaults (so older runs still continue)."""
-    from kerasxfer.config import Experiment
+def _with_defaults(old: dict, complete) -> dict:
+    """``old`` with the fields a newer kerasxfer added at their defaults (``complete``), so older runs continue."""
     from kerasxfer.errors import UserError
 
     try:
-        return Experiment.from_dict(old).to_dict()
+        return complete(old) if complete is not None else old
     except (UserError, TypeError, ValueError):
         return old
 
@@ -256,8 +209,12 @@ def locked(out: str):
             shutil.rmtree(out, ignore_errors=True)
 
 
-def inspect_run_dir(out: str, config: dict, overwrite: bool = False) -> str:
+def inspect_run_dir(out: str, config: dict, overwrite: bool = False, complete=None) -> str:
     """What to do with the folder ``out`` for a run of ``config``: ``"new"``, ``"resume"`` or ``"finished"``.
+
+    ``complete(old_config)`` fills in the fields an older kerasxfer did not
+    write (:meth:`kerasxfer.config.Experiment.complete`), so such a run is
+    compared field by field with ``config`` and can still continue.
 
     Raises :class:`~kerasxfer.errors.UserError` (changing nothing) when the
     folder holds a run made with other settings and ``overwrite`` is off.
@@ -279,7 +236,7 @@ def inspect_run_dir(out: str, config: dict, overwrite: bool = False) -> str:
             f"{cfg_path} is unreadable, so {out} cannot be continued: pass --overwrite to replace the run, "
             "or choose another --out_dir."
         ) from None
-    diffs = config_differences(_with_defaults(old), config)
+    diffs = config_differences(_with_defaults(old, complete), config)
     if diffs:
         raise UserError(
             f"{out} holds a run made with other settings ({'; '.join(diffs)}): rerun with the same flags "

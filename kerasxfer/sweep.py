@@ -28,7 +28,7 @@ from typing import Optional
 
 import numpy as np
 
-from kerasxfer import rundir
+from kerasxfer import fsio, rundir
 from kerasxfer.config import Experiment
 from kerasxfer.errors import UserError
 
@@ -166,7 +166,7 @@ def _time_budget(member: Member, members: list) -> None:
     """``--budget=time``: the scratch member trains as long as the fine-tune member of its size and seed did."""
     rival = next(m for m in members if m.arm == "finetune" and m.fraction == member.fraction
                  and m.seed == member.seed)
-    timings = rundir.read_json(os.path.join(rival.exp.out_dir, rundir.TIMINGS))
+    timings = fsio.read_json(os.path.join(rival.exp.out_dir, rundir.TIMINGS))
     member.exp.max_train_seconds = round(float(timings["train_seconds"]), 1)
     member.exp.phases[0].epochs *= TIME_BUDGET_EPOCH_CAP
 

@@ -23,7 +23,7 @@ import io
 import os
 import statistics
 
-from kerasxfer import plots, rundir
+from kerasxfer import fsio, plots
 from kerasxfer.report import load_run
 from kerasxfer.stats import NOISE_P, mcnemar
 
@@ -270,8 +270,8 @@ def write_sweep_report(cfg, members) -> dict:
         rows.append(row)
         runs[row["run"]] = run
         cost[row["run"]] = float(run["history"].get("train_seconds") or 0.0)
-    rundir.write_text(os.path.join(root, "sweep.csv"), csv_text(rows, COLUMNS))
-    rundir.write_text(os.path.join(root, "sweep_cost.csv"),
+    fsio.write_text(os.path.join(root, "sweep.csv"), csv_text(rows, COLUMNS))
+    fsio.write_text(os.path.join(root, "sweep_cost.csv"),
                       csv_text([{"run": k, "train_seconds": f"{v:.1f}"} for k, v in cost.items()],
                                ("run", "train_seconds")))
     t = cfg.transfer.model
@@ -293,8 +293,8 @@ def write_sweep_report(cfg, members) -> dict:
         draw_depth(points, os.path.join(root, picture), f"{short}: {t.backbone}, how deep to unfreeze")
     summary = {"sweep": cfg.kind, "dataset": dataset, "transfer": transfer_name, "seeds": cfg.seeds,
                "budget": cfg.budget, "min_steps": cfg.min_steps, "points": points, "sentences": lines}
-    rundir.write_json(os.path.join(root, "sweep.json"), summary)
-    rundir.write_text(os.path.join(root, "sweep.md"), _markdown(cfg, dataset, lines, rows, cost, picture))
+    fsio.write_json(os.path.join(root, "sweep.json"), summary)
+    fsio.write_text(os.path.join(root, "sweep.md"), _markdown(cfg, dataset, lines, rows, cost, picture))
     return summary
 
 

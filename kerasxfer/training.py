@@ -21,21 +21,19 @@ import shutil
 import tempfile
 
 import keras
-import numpy as np
 import tensorflow as tf
 
-from kerasxfer import rundir, summaries
-from kerasxfer.callbacks import (BestCheckpoint, EarlyStopPhase, EMAWeights, EpochRecorder, StepLearningRate,
-                                 StopAtTimeBudget, StopOnNonFinite, StopOnSignal)
+from kerasxfer import fsio, rundir, summaries
+from kerasxfer.callbacks import StopOnSignal, phase_callbacks
 from kerasxfer.config import Experiment
 from kerasxfer.data import load_data
 from kerasxfer.distribute import defer_keras_build, describe, is_chief, make_strategy
 from kerasxfer.errors import UserError
 from kerasxfer.evaluation import count_params, evaluate_best, load_model, write_evaluation
 from kerasxfer.families import family_of
-from kerasxfer.features import backbone_features
+from kerasxfer.features import backbone_features, feature_key
 from kerasxfer.models import apply_trainable, build_model, calibrate_batchnorm, use_native_grouped_conv
-from kerasxfer.optim import class_weights, learning_rate, schedule_steps
+from kerasxfer.optim import class_weights, schedule_steps
 from kerasxfer.optimizers import make_loss, make_optimizer, stage_multipliers
 from kerasxfer.provenance import weights_source
 from kerasxfer.resume import ResumeState
@@ -77,7 +75,7 @@ def run_experiment(exp: Experiment, data=None, verbose: int = 0, overwrite: bool
         if metrics is not None:
             return metrics
     with rundir.locked(exp.out_dir):
-        status = rundir.inspect_run_dir(exp.out_dir, exp.to_dict(), overwrite)
+        status = rundir.inspect_run_dir(exp.out_dir, exp.to_dict(), overwrite, Experiment.complete)
         if status == "finished":
             metrics = _finished_metrics(exp)
             if metrics is not None:
@@ -88,10 +86,10 @@ def run_experiment(exp: Experiment, data=None, verbose: int = 0, overwrite: bool
 
 def _finished_metrics(exp: Experiment):
     """metrics.json of the finished run in ``exp.out_dir`` (made with ``exp``'s settings), None if damaged."""
-    if rundir.inspect_run_dir(exp.out_dir, exp.to_dict()) != "finished":
+    if rundir.inspect_run_dir(exp.out_dir, exp.to_dict(), complete=Experiment.complete) != "finished":
         return None
     try:
-        metrics = rundir.read_json(os.path.join(exp.out_dir, rundir.METRICS))
+        metrics = fsio.read_json(os.path.join(exp.out_dir, rundir.METRICS))
         log.info("%s is already finished (test accuracy %.4f, best epoch %d); pass --overwrite to train it again",
                  exp.out_dir, metrics["test"]["accuracy"], metrics["best_epoch"])
         return metrics
@@ -202,7 +200,7 @@ class _Run:
         self.resume = self.state if resume and self.state.found else None
         if self.resume is None and os.path.isdir(self.out):
             rundir.remove_run_outputs(self.out)  # overwrite, or a run that died before its first epoch ended
-        self._write_run_files()
+        write_run_files(self.out, self.exp, self.data, describe(self.strategy))
         n_native = use_native_grouped_conv(self.model)
         if n_native:
             log.info("%d grouped convolutions run on TensorFlow's own kernels", n_native)
@@ -218,21 +216,8 @@ class _Run:
         self.deterministic = determinism(self.exp)
         self.data = data if data is not None else load_data(self.exp.data, self.exp.seed, self.deterministic)
         self.state = ResumeState(self.out, probe=False)
-        self.history = rundir.read_json(os.path.join(self.out, rundir.HISTORY))
-        self.timings = rundir.read_json(os.path.join(self.out, rundir.TIMINGS))
-
-    def _write_run_files(self) -> None:
-        d, out = self.data, self.out
-        os.makedirs(out, exist_ok=True)
-        rundir.write_marker(out, "training")  # first: the folder is a run, so its files are ours to replace
-        rundir.write_json(os.path.join(out, rundir.CONFIG), self.exp.to_dict())
-        rundir.write_json(os.path.join(out, rundir.ENVIRONMENT), {**rundir.environment(), **describe(self.strategy)})
-        rundir.write_json(os.path.join(out, rundir.DATA), {
-            "source": d.description, "class_names": d.class_names, "num_train": d.num_train,
-            "num_val": d.num_val, "num_test": d.num_test, "image_size": d.image_size, "resize": self.exp.data.resize,
-            "split_seed": self.exp.data.split_seed if self.exp.data.split_seed is not None else self.exp.seed,
-            "splits": d.splits, **d.info,
-        })
+        self.history = fsio.read_json(os.path.join(self.out, rundir.HISTORY))
+        self.timings = fsio.read_json(os.path.join(self.out, rundir.TIMINGS))
 
     def _start_history(self) -> None:
         if self.resume is not None:
@@ -240,15 +225,8 @@ class _Run:
             self.history.pop("stopped", None)
             log.info("continuing %s after epoch %d of %d", self.out, self.done, self.exp.total_epochs)
             return
-        m = self.exp.model
-        self.history = {
-            "run": self.exp.name, "model": self.model.name,
-            "weights": m.weights if m.is_transfer else None,
-            "weights_source": weights_source(self.exp), "bn_calibrated": self.bn_calibrated,
-            "deterministic": self.deterministic, "phases": [], "epochs": [], "best": {},
-        }
-        self.timings = {"epochs": [], "phases": {}, "train_seconds": 0.0}
-        self.done = 0
+        self.history = new_history(self.exp, self.model.name, self.bn_calibrated, self.deterministic)
+        self.timings, self.done = {"epochs": [], "phases": {}, "train_seconds": 0.0}, 0
 
     # ------------------------------------------------------------- train
     def train(self) -> None:
@@ -262,10 +240,10 @@ class _Run:
                     self.stop_on_signal.check()
                     if self.history.get("stopped") or self.history.get("ended_early"):
                         break
-                    first, last = last, self._phase_end(phase, last + phase.epochs)  # epochs first+1 .. last
+                    first, last = last, phase_end(self.history, phase, last + phase.epochs)  # epochs first+1 .. last
                     if phase.epochs and self.done < last:
                         self._phase(index, phase, first, last)
-                        last = self._phase_end(phase, last)  # early stopping may have ended it sooner
+                        last = phase_end(self.history, phase, last)  # early stopping may have ended it sooner
                         self.done = last
                 self.stop_on_signal.check()
         except KeyboardInterrupt:
@@ -276,11 +254,6 @@ class _Run:
                 f"run the same command again to continue {where}.",
                 exit_code=130,
             ) from None
-
-    def _phase_end(self, phase, planned: int) -> int:
-        """The phase's last epoch: ``planned``, or the epoch early stopping ended it at (from history)."""
-        record = next((p for p in self.history["phases"] if p["name"] == phase.name), {})
-        return record["last_epoch"] if record.get("early_stopped") else planned
 
     def _phase(self, index: int, phase, first: int, last: int) -> None:
         """Train epochs ``first+1 .. last`` of ``phase`` (from ``self.done`` when it resumes inside it)."""
@@ -300,27 +273,14 @@ class _Run:
             resume.restore(model, fit_model if self.done > first else None)
             self.resume = None
         if self.done == first:
-            self._announce(phase, first, last, cached)
-        o, steps = self.exp.optim, self.steps
-        ema_in, ema_out = (EMAWeights(fit_model, last, self.history, phase.name).callbacks()
-                           if o.ema is not None else (None, None))
-        callbacks = [c for c in (
-            self.stop_on_signal,
-            EpochRecorder(self.history, self.timings, phase.name, data.num_train, self.exp.total_epochs, index),
-            StopOnNonFinite(self.history, phase.name),
-            StopAtTimeBudget(self.history, self.timings, self.exp.max_train_seconds)
-            if self.exp.max_train_seconds else None,
-            EarlyStopPhase(self.history, phase.name, o.early_stopping) if o.early_stopping else None,
-            ema_in,
-            BestCheckpoint(self.model_path, self.history["best"], phase.name, model=model),
-            self.tb,
-            StepLearningRate(os.path.join(self.out, rundir.TB, "train"), lambda k: learning_rate(
-                np, k, phase.lr, steps["kind"], steps["total_steps"], steps["warmup_steps"]),
-                data.steps_per_epoch, first),
-            ema_out,
-            self.state.callback(self.history, self.timings, model=model),
-            *self.extra_callbacks,
-        ) if c is not None]
+            announce_phase(self.exp, self.model, self.data, self.history, self.out, phase, first, last, cached,
+                           self.steps)
+        callbacks = phase_callbacks(
+            exp=self.exp, phase=phase, index=index, first=first, last=last, steps=self.steps, history=self.history,
+            timings=self.timings, num_train=data.num_train, steps_per_epoch=data.steps_per_epoch, fit_model=fit_model,
+            model=model, checkpoint_path=self.model_path, tensorboard=self.tb,
+            lr_log_dir=os.path.join(self.out, rundir.TB, "train"), stop_on_signal=self.stop_on_signal,
+            state_callback=self.state.callback(self.history, self.timings, model=model), extra=self.extra_callbacks)
         # Epoch e's batches depend only on the seed and e (see data.pipeline), so a
         # resumed run sees what an uninterrupted one would have seen.
         defer_keras_build(fit_model, self.strategy)
@@ -328,72 +288,30 @@ class _Run:
             fit_model.fit(
                 train_from(self.done, last), steps_per_epoch=data.steps_per_epoch, validation_data=val_data,
                 initial_epoch=self.done, epochs=last, callbacks=callbacks, verbose=self.verbose, shuffle=False,
-                class_weight=class_weights(o.class_weight, data.train_labels, data.num_classes),
+                class_weight=class_weights(self.exp.optim.class_weight, data.train_labels, data.num_classes),
             )
-
-    def _feature_key(self, index: int):
-        """What the frozen backbone's features depend on, when not on this run: shared within a sweep; else None.
-
-        Published or file weights, untouched by any earlier phase and not
-        re-estimated on this run's images, give every run the same features.
-        """
-        m, d = self.exp.model, self.exp.data
-        if m.weights is None or self.bn_calibrated or any(p.trainable != "head" for p in self.exp.phases[:index]):
-            return None
-        weights = m.weights
-        if os.path.isfile(weights):
-            st = os.stat(weights)
-            weights = f"{os.path.abspath(weights)}|{st.st_size}|{st.st_mtime_ns}"
-        return (m.backbone, weights, self.exp.precision, d.image_size, d.resize)
 
     def _features(self, index: int):
         if self.features is None:
             self.features = backbone_features(self.model, self.data, self.exp.data.batch_size,
-                                              self._feature_key(index))
+                                              feature_key(self.exp, index, self.bn_calibrated))
             t = self.timings
             t["feature_seconds"] = round(self.features.seconds, 3)
             t["train_seconds"] = round(t["train_seconds"] + self.features.seconds, 3)
         return self.features.head, self.features.train_from, self.features.val
-
-    def _announce(self, phase, first: int, last: int, cached: bool) -> None:
-        """The phase's record in history, its log line and its TensorBoard marker."""
-        trainable, total = count_params(self.model.trainable_weights), count_params(self.model.weights)
-        o = self.exp.optim
-        trains_backbone = self.exp.model.is_transfer and phase.trainable != "head"
-        self.history["phases"].append({
-            "name": phase.name, "first_epoch": first + 1, "last_epoch": last, "lr": phase.lr,
-            "trainable": phase.trainable, "trainable_params": trainable, "total_params": total,
-            "cached_features": cached, "schedule": {**self.steps, "steps_per_epoch": self.data.steps_per_epoch},
-            "lr_stage_decay": o.lr_stage_decay if trains_backbone else 1.0,
-            # the backbone's BatchNorm (transfer models; the scratch CNN and pretraining always train theirs)
-            "bn": (o.bn if trains_backbone else "frozen") if self.exp.model.is_transfer else None,
-        })
-        log.info("phase %s: epochs %d-%d, lr %g, %s trainable of %s parameters",
-                 phase.name, first + 1, last, phase.lr, f"{trainable:,}", f"{total:,}")
-        summaries.write_phase_marker(
-            os.path.join(self.out, rundir.TB), first,
-            f"epoch {first + 1}: phase **{phase.name}** begins (lr {phase.lr:g}, trainable: "
-            f"{phase.trainable}, {trainable:,} of {total:,} parameters)",
-        )
 
     # ------------------------------------------------------------ finish
     def finish(self) -> dict:
         """Evaluate the best checkpoint and write metrics.json, the pictures and HParams; drop the resume state."""
         history, out = self.history, self.out
         if history.get("stopped"):
-            stop, best = history["stopped"], history["best"]
-            kept = (f"the best checkpoint so far (epoch {best['epoch']}, val_accuracy {best['val_accuracy']:.4f}) "
-                    f"is kept in {self.model_path}") if best else "no epoch before it was usable, so no model was kept"
-            raise UserError(
-                f"the loss became NaN or infinite in epoch {stop['epoch']} ({stop['phase']} phase), so training "
-                f"stopped; {kept}: lower the learning rate (--lr) and run again with --overwrite."
-            )
+            raise diverged_error(history, self.model_path)
         best_model = load_model(self.model_path)
         use_native_grouped_conv(best_model)
         metrics, probs = evaluate_best(best_model, self.data)
         metrics.update(best_epoch=history["best"]["epoch"], best_phase=history["best"]["phase"],
                        total_params=count_params(best_model.weights))
-        rundir.write_json(os.path.join(out, rundir.METRICS), metrics)
+        fsio.write_json(os.path.join(out, rundir.METRICS), metrics)
         write_evaluation(out, self.exp, self.data, probs, metrics, history, self.timings)
         self.state.clear()
         rundir.write_marker(out, "finished")  # last: a kill before this line leaves a run the next call completes
@@ -401,3 +319,63 @@ class _Run:
                  "run directory: %s", metrics["best_epoch"], metrics["best_phase"], metrics["val"]["accuracy"],
                  metrics["test"]["accuracy"], self.data.num_test, out)
         return metrics
+
+
+def announce_phase(exp: Experiment, model, data, history: dict, out: str, phase, first: int, last: int, cached: bool,
+                   steps: dict) -> None:
+    """A phase begins: its record in history, its log line and its TensorBoard marker."""
+    trainable, total = count_params(model.trainable_weights), count_params(model.weights)
+    o = exp.optim
+    trains_backbone = exp.model.is_transfer and phase.trainable != "head"
+    history["phases"].append({
+        "name": phase.name, "first_epoch": first + 1, "last_epoch": last, "lr": phase.lr,
+        "trainable": phase.trainable, "trainable_params": trainable, "total_params": total,
+        "cached_features": cached, "schedule": {**steps, "steps_per_epoch": data.steps_per_epoch},
+        "lr_stage_decay": o.lr_stage_decay if trains_backbone else 1.0,
+        # the backbone's BatchNorm (transfer models; the scratch CNN and pretraining always train theirs)
+        "bn": (o.bn if trains_backbone else "frozen") if exp.model.is_transfer else None,
+    })
+    log.info("phase %s: epochs %d-%d, lr %g, %s trainable of %s parameters",
+             phase.name, first + 1, last, phase.lr, f"{trainable:,}", f"{total:,}")
+    summaries.write_phase_marker(
+        os.path.join(out, rundir.TB), first,
+        f"epoch {first + 1}: phase **{phase.name}** begins (lr {phase.lr:g}, trainable: "
+        f"{phase.trainable}, {trainable:,} of {total:,} parameters)",
+    )
+
+
+def write_run_files(out: str, exp: Experiment, data, strategy: dict) -> None:
+    """The marker first (the folder is a run, so its files are ours to replace), then config, environment, data."""
+    os.makedirs(out, exist_ok=True)
+    rundir.write_marker(out, "training")
+    fsio.write_json(os.path.join(out, rundir.CONFIG), exp.to_dict())
+    fsio.write_json(os.path.join(out, rundir.ENVIRONMENT), {**rundir.environment(), **strategy})
+    fsio.write_json(os.path.join(out, rundir.DATA), {
+        "source": data.description, "class_names": data.class_names, "num_train": data.num_train,
+        "num_val": data.num_val, "num_test": data.num_test, "image_size": data.image_size, "resize": exp.data.resize,
+        "split_seed": exp.data.split_seed if exp.data.split_seed is not None else exp.seed,
+        "splits": data.splits, **data.info,
+    })
+
+
+def new_history(exp: Experiment, model_name: str, bn_calibrated: bool, deterministic: bool) -> dict:
+    """history.json of a run before its first epoch: only what the seed determines (equal runs, equal bytes)."""
+    m = exp.model
+    return {"run": exp.name, "model": model_name, "weights": m.weights if m.is_transfer else None,
+            "weights_source": weights_source(exp), "bn_calibrated": bn_calibrated, "deterministic": deterministic,
+            "phases": [], "epochs": [], "best": {}}
+
+
+def diverged_error(history: dict, model_path: str) -> UserError:
+    """The sentence for a run whose loss became NaN or infinite, saying what was kept and what to change."""
+    stop, best = history["stopped"], history["best"]
+    kept = (f"the best checkpoint so far (epoch {best['epoch']}, val_accuracy {best['val_accuracy']:.4f}) "
+            f"is kept in {model_path}") if best else "no epoch before it was usable, so no model was kept"
+    return UserError(f"the loss became NaN or infinite in epoch {stop['epoch']} ({stop['phase']} phase), so training "
+                     f"stopped; {kept}: lower the learning rate (--lr) and run again with --overwrite.")
+
+
+def phase_end(history: dict, phase, planned: int) -> int:
+    """The phase's last epoch: ``planned``, or the epoch early stopping ended it at (as history records)."""
+    record = next((p for p in history["phases"] if p["name"] == phase.name), {})
+    return record["last_epoch"] if record.get("early_stopped") else planned

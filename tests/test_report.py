@@ -9,7 +9,7 @@ import sys
 import numpy as np
 import pytest
 
-from kerasxfer import recipes, rundir
+from kerasxfer import fsio, recipes, rundir
 from kerasxfer.errors import UserError
 from kerasxfer.report import write_report
 from kerasxfer.stats import mcnemar
@@ -55,7 +55,7 @@ def fake_run(root, name, exp, val_accs, correct, seed=0, seconds=10.0, test_keys
                          "phases": {p.name: seconds / len(exp.phases) for p in exp.phases}, "train_seconds": seconds},
     }
     for f, obj in files.items():
-        rundir.write_json(str(out / f), obj)
+        fsio.write_json(str(out / f), obj)
     return out
 
 

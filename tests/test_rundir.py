@@ -6,7 +6,7 @@ import os
 import numpy as np
 import pytest
 
-from kerasxfer import recipes, rundir
+from kerasxfer import fsio, recipes, rundir
 from kerasxfer.errors import UserError
 
 
@@ -14,18 +14,18 @@ def test_atomic_path_replaces_only_on_success_and_leaves_no_temporary(tmp_path):
     target = tmp_path / "f.json"
     target.write_text("old")
     with pytest.raises(RuntimeError):
-        with rundir.atomic_path(str(target)) as tmp:
+        with fsio.atomic_path(str(target)) as tmp:
             with open(tmp, "w") as f:
                 f.write("half")
             raise RuntimeError("crash while writing")
     assert target.read_text() == "old" and os.listdir(tmp_path) == ["f.json"]
-    rundir.write_json(str(target), {"a": np.float32(0.5), "b": np.arange(3), "c": (1, 2), "d": np.int64(7)})
+    fsio.write_json(str(target), {"a": np.float32(0.5), "b": np.arange(3), "c": (1, 2), "d": np.int64(7)})
     assert json.loads(target.read_text()) == {"a": 0.5, "b": [0, 1, 2], "c": [1, 2], "d": 7}
     assert target.read_text().endswith("}\n") and os.listdir(tmp_path) == ["f.json"]
 
 
 def test_temporary_name_keeps_the_extension(tmp_path):
-    with rundir.atomic_path(str(tmp_path / "model.keras")) as tmp:
+    with fsio.atomic_path(str(tmp_path / "model.keras")) as tmp:
         assert tmp.endswith("model.keras") and os.path.dirname(tmp) == str(tmp_path)
         open(tmp, "w").close()
     assert os.listdir(tmp_path) == ["model.keras"]
@@ -47,11 +47,11 @@ def test_inspect_run_dir_new_resume_finishing_finished_and_refused(tmp_path):
     assert rundir.inspect_run_dir(out, cfg) == "new"
     os.makedirs(out)
     rundir.write_marker(out, "training")
-    rundir.write_json(os.path.join(out, rundir.CONFIG), cfg)
+    fsio.write_json(os.path.join(out, rundir.CONFIG), cfg)
     assert rundir.inspect_run_dir(out, cfg) == "new"  # a run, but no epoch finished
     os.makedirs(os.path.join(out, rundir.RESUME))
     assert rundir.inspect_run_dir(out, cfg) == "resume"
-    rundir.write_json(os.path.join(out, rundir.METRICS), {})
+    fsio.write_json(os.path.join(out, rundir.METRICS), {})
     assert rundir.inspect_run_dir(out, cfg) == "finishing"  # evaluated, but a later output is missing
     rundir.write_marker(out, "finished")
     assert rundir.inspect_run_dir(out, cfg) == "finished" and rundir.is_finished(out)
@@ -78,10 +78,10 @@ def test_a_folder_that_is_not_a_run_is_refused_and_never_emptied(tmp_path):
     (out / "tb" / "notes.txt").rename(out / "notes.txt")
     (out / "tb").rmdir()
     assert rundir.inspect_run_dir(str(out), cfg, overwrite=True) == "new"  # beside the user's files
-    rundir.write_json(str(out / rundir.CONFIG), {"my": "settings"})  # a config.json that is not a run's
+    fsio.write_json(str(out / rundir.CONFIG), {"my": "settings"})  # a config.json that is not a run's
     assert not rundir.is_run(str(out))
-    rundir.write_json(str(out / rundir.CONFIG), cfg)
-    rundir.write_json(str(out / rundir.HISTORY), {})
+    fsio.write_json(str(out / rundir.CONFIG), cfg)
+    fsio.write_json(str(out / rundir.HISTORY), {})
     assert rundir.is_run(str(out)) and not rundir.is_finished(str(out))  # a run made before the marker
 
 

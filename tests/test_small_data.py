@@ -7,6 +7,7 @@ from sklearn.utils.class_weight import compute_class_weight
 from kerasxfer import recipes
 from kerasxfer.config import DataConfig
 from kerasxfer.data import sources
+from kerasxfer.data.split import SourceSplit, Split
 from kerasxfer.errors import UserError
 from kerasxfer.optim import class_weights
 from kerasxfer.study import StudyConfig
@@ -15,9 +16,9 @@ from kerasxfer.study import StudyConfig
 def _src(n_per_class=(30, 12, 7)):
     y = np.concatenate([np.full(n, c) for c, n in enumerate(n_per_class)]).astype(np.int32)
     keys = [f"c{c}/{i}.png" for c, n in enumerate(n_per_class) for i in range(n)]
-    whole = sources.Split(np.array(keys, dtype=object), y, keys, "test pool")
+    whole = Split(np.array(keys, dtype=object), y, keys, "test pool")
     train, val, test = sources.split_three(whole, 0.2, 0.2, 0, ["a", "b", "c"])
-    return sources.SourceSplit(train, val, test, ["a", "b", "c"], decode=lambda x: x, description="pool")
+    return SourceSplit(train, val, test, ["a", "b", "c"], decode=lambda x: x, description="pool")
 
 
 @pytest.mark.parametrize("folds", [2, 5])

@@ -11,7 +11,8 @@ import pytest
 
 from kerasxfer import recipes
 from kerasxfer.config import DataConfig
-from kerasxfer.data.sources import Split, nested_subset
+from kerasxfer.data.sources import nested_subset
+from kerasxfer.data.split import Split
 from kerasxfer.errors import UserError
 from kerasxfer.sweep import SweepConfig, plan, subset_size
 from kerasxfer.sweep_report import data_points, data_sentences, read_csv

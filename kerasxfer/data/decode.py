@@ -20,7 +20,7 @@ from kerasxfer.config import BAD_IMAGE_MODES
 from kerasxfer.errors import UserError
 
 if TYPE_CHECKING:  # the Split of kerasxfer.data.sources, which imports this module
-    from kerasxfer.data.sources import Split
+    from kerasxfer.data.split import Split
 
 log = logging.getLogger("kerasxfer")
 

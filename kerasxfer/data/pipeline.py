@@ -27,9 +27,10 @@ from typing import Callable, Optional
 import numpy as np
 import tensorflow as tf
 
-from kerasxfer import rundir
+from kerasxfer import fsio
 from kerasxfer.config import TFDS_PREFIX, DataConfig
 from kerasxfer.data import sources, tfds
+from kerasxfer.data.split import SourceSplit, Split
 from kerasxfer.data.mixing import mix_batch
 
 log = logging.getLogger("kerasxfer")
@@ -153,7 +154,7 @@ def decode_all(x, decode, image_size: int, resize: str = "squash", cache_path: s
         return _fill(np.empty(shape, np.uint8), ds)
     try:
         os.makedirs(os.path.dirname(cache_path) or ".", exist_ok=True)
-        with rundir.atomic_path(cache_path) as tmp:
+        with fsio.atomic_path(cache_path) as tmp:
             out = np.lib.format.open_memmap(tmp, mode="w+", dtype=np.uint8, shape=shape)
             _fill(out, ds)
             out.flush()
@@ -263,7 +264,7 @@ def epochs_from(images, labels, batch_size: int, seed: int, num_classes=None, mi
 
 
 # ------------------------------------------------------------------ splits
-def open_source(cfg: DataConfig, seed: int) -> sources.SourceSplit:
+def open_source(cfg: DataConfig, seed: int) -> SourceSplit:
     """The train/val/test examples of ``cfg.dataset`` (split by ``cfg.split_seed``, default ``seed``)."""
     split_seed = seed if cfg.split_seed is None else cfg.split_seed
     if cfg.dataset == "digits":
@@ -280,7 +281,7 @@ def open_source(cfg: DataConfig, seed: int) -> sources.SourceSplit:
                                  cfg.image_size, cfg.max_image_pixels)
 
 
-def fingerprint(part: sources.Split) -> str:
+def fingerprint(part: Split) -> str:
     """sha256 of a split's example keys and labels, in order: equal only for the same images in the same order."""
     h = hashlib.sha256()
     for k, y in zip(part.keys, np.asarray(part.y).tolist()):
@@ -300,7 +301,7 @@ class Decoded:
     """
 
     cfg: DataConfig
-    src: sources.SourceSplit
+    src: SourceSplit
     images: dict  # split name -> uint8 array (N, S, S, 3)
     features: Optional[dict] = None
 

@@ -16,7 +16,8 @@ import time
 import numpy as np
 
 from kerasxfer.data.decode import check_images, decode_image_bytes
-from kerasxfer.data.sources import SourceSplit, Split, carve_missing, merge_counts
+from kerasxfer.data.sources import carve_missing, merge_counts
+from kerasxfer.data.split import SourceSplit, Split
 from kerasxfer.errors import UserError
 
 log = logging.getLogger("kerasxfer")

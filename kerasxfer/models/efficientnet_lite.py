@@ -30,7 +30,7 @@ import keras
 import numpy as np
 from keras import layers
 
-from kerasxfer import rundir
+from kerasxfer import fsio
 from kerasxfer.errors import UserError
 from kerasxfer.families import EFFICIENTNET_LITE
 from kerasxfer.models import weights as weights_lib
@@ -150,7 +150,7 @@ def imagenet_weights_file(variant: str, include_top: bool = False) -> str:
     model = EfficientNetLite(variant, include_top=True, weights=None)
     _assign(model, state)
     os.makedirs(os.path.dirname(target), exist_ok=True)
-    with rundir.atomic_path(target) as tmp:
+    with fsio.atomic_path(target) as tmp:
         model.save_weights(tmp)
     return target
 

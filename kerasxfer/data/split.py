@@ -1,0 +1,55 @@
+"""The examples of a source: :class:`Split` (one split's examples, labels and keys) and :class:`SourceSplit`
+(a source's train, validation and test splits).  The data modules share these types; this one imports none of them.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+from typing import Callable
+
+import numpy as np
+
+
+@dataclasses.dataclass
+class Split:
+    """The examples of one split: ``x`` (small images, paths or encoded bytes), int32 labels ``y``,
+    a stable ``keys[i]`` per example (relative path, record id) and where the split came from, in words."""
+
+    x: np.ndarray
+    y: np.ndarray
+    keys: list
+    origin: str
+    decode: Callable = None  # when this split's examples decode differently from the source's
+    carved: bool = False  # carved by kerasxfer from a larger split (not a split the data came with)
+
+    def __len__(self):
+        return len(self.y)
+
+    def take(self, mask, origin: str, carved: bool = False) -> "Split":
+        return Split(self.x[mask], self.y[mask], [k for k, m in zip(self.keys, mask) if m], origin, self.decode,
+                     carved)
+
+
+@dataclasses.dataclass
+class SourceSplit:
+    """A source's train, validation and test splits (disjoint), its class names and its decoder."""
+
+    train: Split
+    val: Split
+    test: Split
+    class_names: list
+    decode: Callable  # (example tensor) -> uint8 image tensor (H, W, C), C in {1, 3}
+    description: str
+    info: dict = dataclasses.field(default_factory=dict)
+
+    @property
+    def splits(self) -> dict:
+        return {"train": self.train, "val": self.val, "test": self.test}
+
+    @classmethod
+    def from_parts(cls, parts: dict, class_names, decode, description: str, bad: list, counts: dict,
+                   **info) -> "SourceSplit":
+        """The source of ``parts`` (``{"train", "val", "test"}``) with the bad-file counts every source records."""
+        info.update(skipped_undecodable=len(bad), skipped_paths=bad[:20], files_per_class=counts)
+        return cls(parts["train"], parts["val"], parts["test"], class_names=class_names, decode=decode,
+                   description=description, info=info)

@@ -1,0 +1,59 @@
+"""Files written whole or not at all, and JSON: the lowest layer of every file kerasxfer writes (no TensorFlow).
+
+Every file goes through :func:`atomic_path`: a temporary name in the same
+folder, renamed over the target only once complete, so a crash never leaves a
+half-written file.  :mod:`kerasxfer.rundir` (what a run folder holds) and the
+data and model layers (decoded-image caches, converted weights) write with it.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import json
+import os
+
+
+@contextlib.contextmanager
+def atomic_path(path: str):
+    """Yield a temporary path beside ``path``; rename it to ``path`` when the block succeeds.
+
+    The temporary name keeps the extension (``.tmp-model.keras``), since
+    some writers choose the format by it.  When the block raises, the
+    temporary file is removed and ``path`` is left as it was.
+    """
+    tmp = os.path.join(os.path.dirname(path) or ".", ".tmp-" + os.path.basename(path))
+    try:
+        yield tmp
+        os.replace(tmp, path)
+    except BaseException:
+        with contextlib.suppress(OSError):
+            os.remove(tmp)
+        raise
+
+
+def write_bytes(path: str, data: bytes) -> None:
+    with atomic_path(path) as tmp, open(tmp, "wb") as f:
+        f.write(data)
+
+
+def write_text(path: str, text: str) -> None:
+    with atomic_path(path) as tmp, open(tmp, "w", encoding="utf-8") as f:
+        f.write(text)
+
+
+def write_json(path: str, obj) -> None:
+    """Write ``obj`` as indented JSON, atomically (numpy scalars and arrays become numbers and lists)."""
+    write_text(path, json.dumps(obj, indent=2, default=_json_default) + "\n")
+
+
+def read_json(path: str):
+    with open(path, encoding="utf-8") as f:
+        return json.load(f)
+
+
+def _json_default(o):
+    if hasattr(o, "tolist"):  # numpy scalars and arrays
+        return o.tolist()
+    if isinstance(o, tuple):
+        return list(o)
+    raise TypeError(f"not JSON serialisable: {type(o).__name__}")
