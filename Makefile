@@ -10,6 +10,7 @@
 #   make sweep                        # learning curves by data size (SWEEP=data) or unfreeze depth (SWEEP=depth)
 #   make lr-find                      # the learning-rate range test of one phase (RECIPE, RUN, PHASE)
 #   make test                         # the test suite
+#   make lint                         # ruff over kerasxfer/, experiments/, tests/
 #   make bench / make bench-data      # throughput numbers (benchmarks, not tests)
 #
 # Variables (each passed to the matching flag only when set):
@@ -64,7 +65,7 @@ BENCH_ARGS = $(call flags,sections sizes steps batch_size backbone image_size nu
   $(BENCH_FLAGS)
 PRETRAINED := runs/pretrain/backbone.weights.h5
 
-.PHONY: install test test-all scratch finetune pretrain compare sweep study demo demo-regnet predict lr-find tensorboard \
+.PHONY: install lint test test-all scratch finetune pretrain compare sweep study demo demo-regnet predict lr-find tensorboard \
   bench bench-data clean
 
 install: $(STAMP)
@@ -92,6 +93,10 @@ test: install
 
 test-all: PYTEST_ARGS += -m ""
 test-all: test
+
+# ruff with the rules in pyproject.toml (pyflakes, pycodestyle, import order, bugbear); .ci/run runs it first.
+lint: install
+	$(BIN)/ruff check kerasxfer experiments tests
 
 scratch: install
 	$(PY) -m experiments.scratch $(SCRATCH_ARGS)

@@ -74,9 +74,9 @@ def main(argv):
 
     from kerasxfer import bench
     from kerasxfer.data.sources import list_images
+    from kerasxfer.families import family_of
     from kerasxfer.models import build_scratch_cnn, build_transfer_model, freeze, unfreeze
     from kerasxfer.models.fastconv import use_native_grouped_conv
-    from kerasxfer.families import family_of
     from kerasxfer.rundir import environment
 
     env = environment()
@@ -120,7 +120,8 @@ def main(argv):
         unfrozen = bench.train_step_rate(m, bs, steps, lr=1e-5)
         common_ = {"image_size": s, "batch_size": bs, "jpegs": len(paths), "jpeg_hw": list(jpeg_size),
                    "jpeg_mb": round(mb, 1)}
-        emit({"case": "pipeline epoch 1 (read+decode 1/8+resize+cache)", "images_per_s": round(reduced["first_epoch"], 1), **common_})
+        emit({"case": "pipeline epoch 1 (read+decode 1/8+resize+cache)", "images_per_s": round(reduced["first_epoch"], 1),
+              **common_})
         emit({"case": "pipeline epoch 1, full-size JPEG decode", "images_per_s": round(full["first_epoch"], 1), **common_})
         emit({"case": "pipeline epochs 2-11 (from cache)", "images_per_s": round(reduced["cached_epochs"], 1), **common_})
         emit({"case": f"train step {FLAGS.backbone} frozen", "images_per_s": round(frozen, 1), **common_})

@@ -24,8 +24,9 @@ import sys
 
 from absl import flags
 
-from . import common
 from kerasxfer.errors import UserError
+
+from . import common
 
 FLAGS = flags.FLAGS
 flags.DEFINE_list("runs", ["runs/scratch", "runs/finetune"], "Run directories to compare.")

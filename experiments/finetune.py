@@ -17,9 +17,9 @@ transfers.
 
 from absl import flags
 
+from kerasxfer import config, recipes
+
 from . import common
-from kerasxfer import config
-from kerasxfer import recipes
 
 common.define_common_flags("runs/finetune")
 common.define_finetune_flags()

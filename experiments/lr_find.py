@@ -22,9 +22,10 @@ import os
 
 from absl import flags
 
-from . import common
 from kerasxfer import fsio, recipes, rundir
 from kerasxfer.errors import UserError
+
+from . import common
 
 FLAGS = flags.FLAGS
 common.define_common_flags(None)

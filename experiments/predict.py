@@ -17,8 +17,9 @@ import sys
 
 from absl import flags
 
-from . import common
 from kerasxfer.errors import UserError
+
+from . import common
 
 FLAGS = flags.FLAGS
 flags.DEFINE_string("run", None, "Run directory (e.g. runs/finetune); its model.keras and class names are used.")

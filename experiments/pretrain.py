@@ -20,8 +20,9 @@ images, 8 epochs) take proportionally longer.
 
 from absl import flags
 
-from . import common
 from kerasxfer import families, recipes
+
+from . import common
 
 FLAGS = flags.FLAGS
 common.define_common_flags("runs/pretrain", dataset="synthetic")

@@ -10,9 +10,9 @@ val_accuracy 0.975, test accuracy 0.966 on the 322 held-out images.
 
 from absl import flags
 
+from kerasxfer import config, recipes
+
 from . import common
-from kerasxfer import config
-from kerasxfer import recipes
 
 common.define_common_flags("runs/scratch")
 common.define_scratch_flags()

@@ -20,9 +20,10 @@ import sys
 
 from absl import flags
 
-from . import common
 from kerasxfer import config
 from kerasxfer.errors import UserError
+
+from . import common
 
 FLAGS = flags.FLAGS
 common.define_common_flags(None)

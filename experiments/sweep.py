@@ -19,8 +19,9 @@ import os
 
 from absl import flags
 
-from . import common
 from kerasxfer.sweep import SWEEPS
+
+from . import common
 
 FLAGS = flags.FLAGS
 common.define_common_flags("runs/sweep")

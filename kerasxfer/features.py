@@ -2,10 +2,9 @@
 
 from __future__ import annotations
 
-import os
-
 import dataclasses
 import logging
+import os
 import time
 
 import keras

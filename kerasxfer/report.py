@@ -28,13 +28,12 @@ import os
 import re
 import statistics
 
-from kerasxfer import fsio, rundir
-from kerasxfer.report_plots import confusion_png, curves_png, lr_png, recipe_sentence, schedule_cell
-from kerasxfer.report_plots import pct as _pct
-from kerasxfer import folds, stats, verdict
+from kerasxfer import folds, fsio, rundir, stats, verdict
 from kerasxfer.config import DEFAULT_MIN_STEPS
 from kerasxfer.errors import UserError
 from kerasxfer.families import family_of
+from kerasxfer.report_plots import confusion_png, curves_png, lr_png, recipe_sentence, schedule_cell
+from kerasxfer.report_plots import pct as _pct
 
 
 # ------------------------------------------------------------------ runs
@@ -282,7 +281,8 @@ def executive_summary(summaries, runs, groups) -> tuple:
     fast = sorted(summaries, key=lambda s: s["train_seconds"] or 0)
     if len(fast) >= 2 and fast[0]["train_seconds"]:
         lines.append(
-            "Cost: " + ", ".join(f"{s['name']} trained for {s['train_seconds']:.0f} s ({s['total_params']:,} parameters)" for s in fast) + "."
+            "Cost: " + ", ".join(f"{s['name']} trained for {s['train_seconds']:.0f} s ({s['total_params']:,} parameters)"
+                                 for s in fast) + "."
         )
     return lines, v
 

@@ -9,7 +9,7 @@ A run writes one folder that is complete on its own::
     history.json      one record per epoch, with its phase and lr: only what
                       the seed determines, so equal runs write equal bytes
     timings.json      seconds and images/s of every epoch and phase
-    metrics.json      evaluation of model.keras on the validation split
+    metrics.json      evaluation of model.keras on the validation and test splits (per-image predictions too)
     confusion.png     its confusion matrix;  top_losses.png  its worst mistakes
     tb/               TensorBoard logs
     resume/           while training: the state after the last finished epoch

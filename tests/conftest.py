@@ -4,8 +4,9 @@ os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
 
 # Before any test module imports TensorFlow: kerasxfer sets its oneDNN default
 # here exactly as it does for a user who imports it first.
-import kerasxfer  # noqa: E402,F401
 import sys  # noqa: E402
+
+import kerasxfer  # noqa: E402,F401
 
 # tf-keras, the test oracle, lives outside site-packages (make install: .venv/oracle; see setup.cfg).
 _ORACLE = os.path.join(sys.prefix, "oracle")

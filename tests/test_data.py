@@ -114,7 +114,8 @@ def test_undecodable_files_are_skipped_and_counted(make_image_folder):
 @pytest.mark.parametrize(
     "classes, setup, message",
     [
-        ({"cats": 4}, lambda r: (r / "empty").mkdir(), r"single class \(cats\) \(1 sub-folder\(s\) without images ignored: empty\)"),
+        ({"cats": 4}, lambda r: (r / "empty").mkdir(),
+         r"single class \(cats\) \(1 sub-folder\(s\) without images ignored: empty\)"),
         ({"cats": 4}, None, "single class"),
         ({"cats": 4, "dogs": 1}, None, "only 1 image"),
         ({"cats": 4, "dogs": 2}, None, r"class 'dogs' has only 2 image\(s\): a train/validation/test split needs at least 3"),

@@ -43,7 +43,7 @@ def run(args, cwd=None, fsize=None, timeout=180):
 def snapshot(root):
     """Every regular file under ``root`` (links not followed) -> its bytes."""
     out = {}
-    for dirpath, dirnames, filenames in os.walk(root):
+    for dirpath, _, filenames in os.walk(root):
         for f in filenames:
             p = os.path.join(dirpath, f)
             # kerasxfer's own lock file records the pid of the last writer (it holds no user data)
@@ -280,7 +280,8 @@ def _check(name, setup, code, says, base, finished):
     lock = None
     if setup is c_locked:  # another process holds the run's lock
         lock = subprocess.Popen([sys.executable, "-c", "import fcntl, os, sys, time; fd = os.open(sys.argv[1], "
-                                 "os.O_RDWR | os.O_CREAT); fcntl.flock(fd, fcntl.LOCK_EX); os.ftruncate(fd, 0); os.write(fd, b'4242'); "
+                                 "os.O_RDWR | os.O_CREAT); fcntl.flock(fd, fcntl.LOCK_EX); os.ftruncate(fd, 0); "
+                                 "os.write(fd, b'4242'); "
                                  "print('held', flush=True); time.sleep(600)", str(t / "run" / ".kerasxfer.lock")],
                                 stdout=subprocess.PIPE, text=True)
         assert lock.stdout.readline().strip() == "held"
@@ -311,7 +312,8 @@ def _check(name, setup, code, says, base, finished):
 def test_hostile_inputs_and_faults(tmp_path, finished):
     cases = CASES + [("another process holds the run's lock", c_locked, 2, "is being written by another kerasxfer "
                                                                                "process (pid 4242)")]
-    assert len(cases) >= 25
+    names = [c[0] for c in cases]
+    assert len(set(names)) == len(names), "two cases share a name: a failure would not say which"
     with concurrent.futures.ThreadPoolExecutor(2) as pool:
         results = list(pool.map(lambda c: _check(*c, tmp_path, finished), cases))
     failed = [f"{name}: {'; '.join(problems)}\n{tail}" for name, problems, _, tail in results if problems]
@@ -402,7 +404,7 @@ def test_kill_loop_ends_in_the_same_complete_run(tmp_path):
     rng = np.random.default_rng(17)
     out = tmp_path / "killed"
     kills = sorted(rng.uniform(0.3, 1.0, 9) * duration)
-    for i, at in enumerate([*kills, None]):
+    for at in [*kills, None]:
         proc = _spawn(out)
         if at is None:  # the last kill: the instant the evaluation's metrics.json appears
             deadline = time.time() + 600

@@ -213,3 +213,20 @@ def test_decode_predictions_uses_imagenet_class_names(monkeypatch):
     preds[0, [7, 3]] = [0.9, 0.1]
     top = regnet.decode_predictions(preds, top=2)[0]
     assert [t[1] for t in top] == ["class_7", "class_3"]
+
+
+def test_the_real_published_hashes_refuse_a_file_that_is_not_the_published_one(keras_cache, weights_server, monkeypatch):
+    """No hash patched: the table's own sha256 for regnetx002 refuses a lookalike file served under its name."""
+    import re
+
+    assert len(regnet.WEIGHTS_HASHES) == 24  # X and Y, 002 .. 320
+    for variant, pair in regnet.WEIGHTS_HASHES.items():
+        assert len(pair) == 2 and all(re.fullmatch(r"[0-9a-f]{64}", h) for h in pair), variant
+    assert len({h for pair in regnet.WEIGHTS_HASHES.values() for h in pair}) == 48  # every file its own hash
+    served, url = weights_server
+    _official_file(_tf_keras_model("regnetx002", include_top=False), "regnetx002", False, str(served))
+    monkeypatch.setattr(regnet, "BASE_WEIGHTS_PATH", url)  # only where to download from changes
+    with pytest.raises(UserError, match="did not match its published sha256"):
+        regnet.imagenet_weights_file("regnetx002", include_top=False)
+    assert _Counting.requests == ["/regnetx002_notop.h5"]
+    assert not (keras_cache / "models" / "regnetx002_notop.h5").exists()

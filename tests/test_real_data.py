@@ -13,8 +13,8 @@ from PIL import Image
 
 from kerasxfer.config import DataConfig, Experiment, ModelConfig, PhaseConfig
 from kerasxfer.data import load_data
-from kerasxfer.data.pipeline import cache_key, mix_batch, to_rgb_resized
 from kerasxfer.data.decode import decode_image_bytes
+from kerasxfer.data.pipeline import cache_key, mix_batch, to_rgb_resized
 from kerasxfer.data.sources import folder_source
 from kerasxfer.data.tfds import tfds_source
 from kerasxfer.errors import UserError
@@ -200,7 +200,13 @@ def test_augmented_mixed_run_trains_and_repeats_byte_for_byte(tmp_path):
     m = run(tmp_path / "a")
     run(tmp_path / "b")
     assert (tmp_path / "a" / "history.json").read_bytes() == (tmp_path / "b" / "history.json").read_bytes()
-    assert m["test"]["accuracy"] > 0.13  # above chance (0.1; 3 standard deviations on ~360 images) after 2 epochs
+    # above the majority class by more than the noise, not just above a loose threshold (measured: 17.4 % of
+    # 322 test images after 2 epochs at 16 px with MixUp and CutMix, McNemar against the majority p < 1e-3)
+    from kerasxfer import stats
+
+    t = m["test"]
+    majority = [stats.majority(t["labels"])["class"]] * len(t["labels"])
+    assert stats.paired_test(t["labels"], t["predictions"], majority)["p_value"] < 0.01 and t["accuracy"] > 0.13
 
 
 def test_file_cache_is_written_once_reused_and_rebuilt_when_damaged(tmp_path):
@@ -291,7 +297,7 @@ def test_tfds_not_prepared_offline_says_how_to_get_it(tmp_path):
         load_data(DataConfig(dataset="tfds:tf_flowers", tfds_data_dir=str(tmp_path), tfds_download=False), seed=0)
     with pytest.raises(UserError, match="cannot be opened"):
         load_data(DataConfig(dataset="tfds:no_such_dataset_kx", tfds_data_dir=str(tmp_path)), seed=0)
-    assert os.listdir(tmp_path) == [] or all(not f.endswith(".tfrecord") for f in os.listdir(tmp_path))
+    assert [f for _, _, files in os.walk(tmp_path) for f in files] == []  # refused before writing anything
 
 
 @pytest.mark.slow

@@ -7,7 +7,6 @@ import tf_keras
 from kerasxfer.errors import UserError
 from kerasxfer.models import regnet
 
-
 # The default run checks every X and Y variant up to 0.8 GFLOPs and x080 (its stage 0 has groups=0);
 # the larger ones (the same code path, 6-15 s each) run in `make test-all`.
 FAST = {"regnetx002", "regnetx004", "regnetx006", "regnetx008", "regnetx080",

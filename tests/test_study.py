@@ -10,13 +10,12 @@ import pytest
 import tensorflow as tf
 
 from kerasxfer.config import DataConfig, Experiment, ModelConfig, PhaseConfig
-from kerasxfer.data import load_data
-from kerasxfer.data import synthetic
+from kerasxfer.data import load_data, synthetic
 from kerasxfer.errors import UserError
-from kerasxfer.models import build_transfer_model, get_backbone
-from kerasxfer.report import write_report
 from kerasxfer.evaluation import load_model
+from kerasxfer.models import build_transfer_model, get_backbone
 from kerasxfer.provenance import export_backbone, weights_source
+from kerasxfer.report import write_report
 from kerasxfer.training import run_experiment
 
 
@@ -201,7 +200,7 @@ def test_compare_with_seeds_trains_each_approach_and_reports_mean_std(tmp_path):
     assert p.returncode == 0, p.stderr[-2000:]
     summary = json.loads((out / "summary.json").read_text())
     assert sorted(summary["approaches"]) == ["finetune", "scratch"]
-    for name, g in summary["approaches"].items():
+    for g in summary["approaches"].values():
         assert g["seeds"] == [0, 1]
         assert g["mean"] == pytest.approx(sum(g["values"]) / 2)
         assert g["std"] == pytest.approx(abs(g["values"][0] - g["values"][1]) / math.sqrt(2))

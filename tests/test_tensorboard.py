@@ -1,7 +1,6 @@
 """TensorBoard shows the whole study: the real server, queried through its HTTP API."""
 
 import json
-import os
 import socket
 import subprocess
 import sys

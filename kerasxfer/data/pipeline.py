@@ -30,8 +30,8 @@ import tensorflow as tf
 from kerasxfer import fsio
 from kerasxfer.config import TFDS_PREFIX, DataConfig
 from kerasxfer.data import sources, tfds
-from kerasxfer.data.split import SourceSplit, Split
 from kerasxfer.data.mixing import mix_batch
+from kerasxfer.data.split import SourceSplit, Split
 
 log = logging.getLogger("kerasxfer")
 AUTOTUNE = tf.data.AUTOTUNE

@@ -28,7 +28,6 @@ import logging
 import keras
 import tensorflow as tf
 
-
 log = logging.getLogger("kerasxfer")
 
 
