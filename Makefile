@@ -65,7 +65,7 @@ BENCH_ARGS = $(call flags,sections sizes steps batch_size backbone image_size nu
   $(BENCH_FLAGS)
 PRETRAINED := runs/pretrain/backbone.weights.h5
 
-.PHONY: install lint test test-all scratch finetune pretrain compare sweep study demo demo-regnet predict lr-find tensorboard \
+.PHONY: install lint test test-all test-ci-slow scratch finetune pretrain compare sweep study demo demo-regnet predict lr-find tensorboard \
   bench bench-data clean
 
 install: $(STAMP)
@@ -93,6 +93,11 @@ test: install
 
 test-all: PYTEST_ARGS += -m ""
 test-all: test
+
+# The slow tests CI runs after make test (.ci/run): the acceptance runs that a fast test cannot show.
+CI_SLOW_TESTS = tests/test_study_command.py::test_five_fold_study_tests_every_image_once_and_resumes_in_the_fold_it_was_killed_in
+test-ci-slow: install
+	$(PY) -m pytest -m slow $(CI_SLOW_TESTS)
 
 # ruff with the rules in pyproject.toml (pyflakes, pycodestyle, import order, bugbear); .ci/run runs it first.
 lint: install

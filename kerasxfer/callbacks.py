@@ -23,7 +23,7 @@ import time
 import keras
 import numpy as np
 
-from kerasxfer import fsio
+from kerasxfer import fsio, keras_compat
 
 log = logging.getLogger("kerasxfer")
 
@@ -243,8 +243,7 @@ class EMAWeights:
         self.swapped = False
 
     def _pairs(self):
-        opt = self.model.optimizer
-        return [(v, a) for v, a in zip(opt._trainable_variables, opt._model_variables_moving_average) if a is not None]
+        return keras_compat.ema_pairs(self.model.optimizer)
 
     def swap(self) -> None:
         for v, a in self._pairs():

@@ -27,6 +27,7 @@ import os
 
 import tensorflow as tf
 
+from kerasxfer import keras_compat
 from kerasxfer.errors import UserError
 
 log = logging.getLogger("kerasxfer")
@@ -98,25 +99,20 @@ def defer_keras_build(model, strategy: tf.distribute.Strategy) -> None:
     an axis, as Keras does on a single host.
     """
     if isinstance(strategy, tf.distribute.MultiWorkerMirroredStrategy):
-        model._distribute_strategy = None
+        keras_compat.clear_distribute_strategy(model)
         _patch_keras_reduce()
 
 
 def _patch_keras_reduce() -> None:
-    from keras.src import tree
-    from keras.src.backend.tensorflow import trainer as tf_trainer
+    def make(original, map_structure):
+        def reduce_per_replica(values, strategy, reduction):
+            if reduction in ("auto", "mean") and isinstance(strategy, tf.distribute.MultiWorkerMirroredStrategy):
+                return map_structure(lambda v: strategy.reduce("MEAN", v, axis=None), values)
+            return original(values, strategy, reduction)
 
-    original = tf_trainer.reduce_per_replica
-    if getattr(original, "kerasxfer_patched", False):
-        return
+        return reduce_per_replica
 
-    def reduce_per_replica(values, strategy, reduction):
-        if reduction in ("auto", "mean") and isinstance(strategy, tf.distribute.MultiWorkerMirroredStrategy):
-            return tree.map_structure(lambda v: strategy.reduce("MEAN", v, axis=None), values)
-        return original(values, strategy, reduction)
-
-    reduce_per_replica.kerasxfer_patched = True
-    tf_trainer.reduce_per_replica = reduce_per_replica
+    keras_compat.patch_reduce_per_replica(make)
 
 
 def is_chief(strategy: tf.distribute.Strategy) -> bool:

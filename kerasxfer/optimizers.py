@@ -20,6 +20,7 @@ from __future__ import annotations
 import keras
 from keras import ops
 
+from kerasxfer import keras_compat
 from kerasxfer.optim import OptimConfig, learning_rate
 
 
@@ -64,10 +65,10 @@ def _with_multipliers(base):
 
     class Scaled(base):
         def set_multipliers(self, variables, multipliers):
-            self._kx_scales = {self._var_key(v): float(m) for v, m in zip(variables, multipliers)}
+            self._kx_scales = {keras_compat.variable_key(self, v): float(m) for v, m in zip(variables, multipliers)}
 
         def _kx_scale(self, variable):
-            return self._kx_scales.get(self._var_key(variable), 1.0)
+            return self._kx_scales.get(keras_compat.variable_key(self, variable), 1.0)
 
         def update_step(self, gradient, variable, learning_rate):
             return super().update_step(gradient, variable, learning_rate * self._kx_scale(variable))

@@ -28,6 +28,8 @@ import logging
 import keras
 import tensorflow as tf
 
+from kerasxfer import keras_compat
+
 log = logging.getLogger("kerasxfer")
 
 
@@ -51,7 +53,7 @@ def native_grouped_gradients_work() -> bool:
 
 
 def _grouped_conv_layers(model):
-    for layer in model._flatten_layers(include_self=False, recursive=True):
+    for layer in keras_compat.flatten_layers(model):
         if (
             isinstance(layer, keras.layers.Conv2D)
             and layer.groups > 1

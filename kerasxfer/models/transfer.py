@@ -17,6 +17,7 @@ from __future__ import annotations
 import keras
 from keras import layers
 
+from kerasxfer import keras_compat
 from kerasxfer.families import family_of
 from kerasxfer.models.augment import apply_augmentation
 
@@ -130,7 +131,7 @@ def calibrate_batchnorm(model: keras.Model, dataset, max_batches: int = 50) -> i
     properly normalised random features.  Returns the number of batches used.
     """
     backbone = get_backbone(model)
-    bns = [l for l in backbone._flatten_layers(include_self=False) if isinstance(l, layers.BatchNormalization)]
+    bns = [l for l in keras_compat.flatten_layers(backbone) if isinstance(l, layers.BatchNormalization)]
     saved = [(l.trainable, l.momentum) for l in bns]
     n = 0
     try:

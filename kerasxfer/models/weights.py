@@ -21,6 +21,7 @@ import h5py
 import keras
 import numpy as np
 
+from kerasxfer import keras_compat
 from kerasxfer.errors import UserError
 
 
@@ -34,9 +35,7 @@ def sha256_of(path: str) -> str:
 
 def cache_dir() -> str:
     """The folder ``keras.utils.get_file(cache_subdir="models")`` uses (honours ``KERAS_HOME``)."""
-    from keras.src.backend import config
-
-    return os.path.join(os.path.expanduser(config.keras_home()), "models")
+    return os.path.join(os.path.expanduser(keras_compat.keras_home()), "models")
 
 
 def fetch(file_name: str, origin: str, file_hash: str) -> str:
@@ -113,7 +112,7 @@ def load_h5_by_name(model: keras.Model, path: str, rename=None, skip=()) -> int:
         raise UserError(f"weights file {path!r} is not a readable HDF5 file ({e}): pass a valid .h5 file.") from None
     if rename:
         stored = {rename(k): v for k, v in stored.items()}
-    targets = {l.name: l for l in model._flatten_layers(include_self=False) if l.weights}
+    targets = {l.name: l for l in keras_compat.flatten_layers(model) if l.weights}
     where = f"weights file {os.path.basename(path)!r} does not fit {model.name}"
     missing = sorted(set(targets) - set(stored))
     if missing:
