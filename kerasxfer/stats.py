@@ -139,8 +139,9 @@ def paired_test(labels, pred_a, pred_b, figure: str = "accuracy", seed: int = 0)
         return dict(out, p_value=1.0, method="none (no disagreement)")
     rng = np.random.default_rng(seed)
     nz = d[d != 0]
-    signs = rng.integers(0, 2, size=(RESAMPLES, len(nz)), dtype=np.int8) * 2 - 1
-    null = np.abs(signs @ nz)
+    step = max(1, 2_000_000 // len(nz))  # sign flips per block: at most 2 million at a time
+    null = np.concatenate([np.abs((rng.integers(0, 2, size=(min(step, RESAMPLES - lo), len(nz)), dtype=np.int8) * 2 - 1)
+                                  @ nz) for lo in range(0, RESAMPLES, step)])
     p = (1 + int(np.sum(null >= abs(observed) - 1e-12))) / (1 + RESAMPLES)
     return dict(out, p_value=min(1.0, p))
 
@@ -160,7 +161,10 @@ def paired_interval(labels, pred_a, pred_b, figure: str = "accuracy", seed: int 
     means = np.empty((len(classes), RESAMPLES))
     for i, c in enumerate(classes):
         dc = d[y == c]
-        means[i] = dc[rng.integers(0, len(dc), size=(RESAMPLES, len(dc)))].mean(axis=1)
+        step = max(1, 2_000_000 // len(dc))  # resamples per block: at most 2 million draws (16 MB) at a time
+        for lo in range(0, RESAMPLES, step):
+            k = min(step, RESAMPLES - lo)
+            means[i, lo:lo + k] = dc[rng.integers(0, len(dc), size=(k, len(dc)))].mean(axis=1)
     if figure == "accuracy":
         diffs = (counts[:, None] * means).sum(axis=0) / counts.sum()
     else:
