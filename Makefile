@@ -59,13 +59,14 @@ SWEEP_ARGS = $(COMMON_ARGS) $(SCRATCH_ONLY) $(FINETUNE_ONLY) \
 STUDY_ARGS = $(SWEEP_ARGS) $(call flags,control folds)
 LR_FIND_ARGS = $(COMMON_ARGS) $(SCRATCH_ONLY) $(FINETUNE_ONLY) $(call flags,recipe run phase min_lr max_lr steps)
 PRETRAIN_ARGS = $(COMMON_ARGS) $(call flags,backbone epochs synthetic_train synthetic_val synthetic_test)
+REPEAT_ARGS = $(call flags,run out_dir overwrite verbose) $(call flag,OUT,out_dir)
 PREDICT_ARGS = $(call flags,run model class_names images top_k batch_size output export)
 COMPARE_ARGS = $(call flags,runs seeds seeds_dir scratch_flags finetune_flags out_dir) $(call flag,REPORT,out_dir)
 BENCH_ARGS = $(call flags,sections sizes steps batch_size backbone image_size num_images jpeg_size data_dir output) \
   $(BENCH_FLAGS)
 PRETRAINED := runs/pretrain/backbone.weights.h5
 
-.PHONY: install lint test test-all test-ci-slow scratch finetune pretrain compare sweep study demo demo-regnet predict lr-find tensorboard \
+.PHONY: install lint test test-all test-ci-slow repeat scratch finetune pretrain compare sweep study demo demo-regnet predict lr-find tensorboard \
   bench bench-data clean
 
 install: $(STAMP)
@@ -143,6 +144,10 @@ demo-regnet: install
 	$(PY) -m experiments.compare --runs=$(DEMO)/scratch,$(DEMO)/regnet-pretrained,$(DEMO)/regnet-random \
 	  --out_dir=$(DEMO)/report-regnet
 	@echo "[demo] report: $(DEMO)/report-regnet/report.md"
+
+# Train a run again from its config.json (RUN=<run dir>, OUT default RUN-repeat).
+repeat: install
+	$(PY) -m experiments.repeat $(REPEAT_ARGS)
 
 predict: install
 	$(PY) -m experiments.predict $(PREDICT_ARGS)

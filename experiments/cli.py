@@ -18,7 +18,7 @@ import sys
 #: Subcommand -> module of this package, in the order ``--help`` lists them.
 COMMANDS = {
     "study": "study", "scratch": "scratch", "finetune": "finetune", "pretrain": "pretrain", "compare": "compare",
-    "sweep": "sweep", "lr-find": "lr_find", "predict": "predict", "bench": "bench",
+    "sweep": "sweep", "lr-find": "lr_find", "repeat": "repeat", "predict": "predict", "bench": "bench",
 }
 
 

@@ -117,12 +117,12 @@ def _snapshot(root):
 def test_kerasxfer_command_lists_and_runs_subcommands(tmp_path):
     help_ = run("cli", "--help")
     assert help_.returncode == 0
-    for name in ("study", "scratch", "finetune", "pretrain", "compare", "sweep", "lr-find", "predict", "bench"):
+    for name in ("study", "scratch", "finetune", "pretrain", "compare", "sweep", "lr-find", "repeat", "predict", "bench"):
         assert f"\n  {name} " in help_.stdout
     unknown = run("cli", "nope")
     assert unknown.returncode == 2 and _lines(unknown.stderr) == [
         "kerasxfer: error: unknown command 'nope': use one of study, scratch, finetune, pretrain, compare, sweep, "
-        "lr-find, predict, bench (kerasxfer --help says what each does)."]
+        "lr-find, repeat, predict, bench (kerasxfer --help says what each does)."]
     short = run("cli", "scratch", "--helpshort")
     flags_shown = {line.split()[0].rstrip(":").replace("[no]", "") for line in short.stdout.splitlines()
                    if line.startswith("  --")}

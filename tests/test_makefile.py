@@ -16,7 +16,8 @@ import pytest
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 TARGETS = {"scratch": "scratch", "finetune": "finetune", "pretrain": "pretrain", "compare": "compare",
-           "sweep": "sweep", "study": "study", "lr-find": "lr_find", "predict": "predict", "bench": "bench"}
+           "sweep": "sweep", "study": "study", "lr-find": "lr_find", "repeat": "repeat", "predict": "predict",
+           "bench": "bench"}
 LIST_FLAGS = ("import importlib, json, sys; importlib.import_module('experiments.' + sys.argv[1]); "
               "from absl import flags; print(json.dumps(sorted({f.name for m, fl in "
               "flags.FLAGS.flags_by_module_dict().items() if m.startswith('experiments') for f in fl})))")
