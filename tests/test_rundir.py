@@ -41,6 +41,22 @@ def test_config_differences_name_each_field_and_ignore_where_files_are():
     assert "phases.count: 1 there, 2 now" in rundir.config_differences(a, c)
 
 
+def test_a_run_from_an_older_kerasxfer_continues_with_the_new_fields_at_their_defaults(tmp_path):
+    """A config.json written before min_steps, class_weight and folds existed is still this run's config."""
+    from kerasxfer.config import Experiment
+
+    out = str(tmp_path / "run")
+    cfg = recipes.scratch(out_dir=out).to_dict()
+    old = json.loads(json.dumps(cfg))
+    del old["min_steps"], old["optim"]["class_weight"], old["data"]["folds"], old["data"]["fold"]
+    os.makedirs(os.path.join(out, rundir.RESUME))
+    rundir.write_marker(out, "training")
+    fsio.write_json(os.path.join(out, rundir.CONFIG), old)
+    assert rundir.inspect_run_dir(out, cfg, complete=Experiment.complete) == "resume"
+    with pytest.raises(UserError, match="min_steps: '<unset>' there, 0 now"):  # without the defaults: refused
+        rundir.inspect_run_dir(out, cfg)
+
+
 def test_inspect_run_dir_new_resume_finishing_finished_and_refused(tmp_path):
     out = str(tmp_path / "run")
     cfg = recipes.scratch(out_dir=out).to_dict()
