@@ -226,13 +226,15 @@ def check_comparable(runs) -> None:
         ("datasets", lambda r: r["data"]["source"]),
         ("split seeds", lambda r: r["data"].get("split_seed")),
         ("test images", lambda r: r["data"]["splits"]["test"]["fingerprint"]),
+        # paired tests need the same labels in the same order, also when a metrics.json was edited by hand
+        ("test labels", lambda r: r["metrics"]["test"]["labels"]),
     )
     ref = runs[0]
     for r in runs[1:]:
         for what, get in checks:
             a, b = get(ref), get(r)
             if a != b:
-                shown = "" if what == "test images" else f" ({a!r} vs {b!r})"
+                shown = "" if what in ("test images", "test labels") else f" ({a!r} vs {b!r})"
                 raise UserError(
                     f"{ref['dir']} and {r['dir']} cannot be compared: their {what} differ{shown}; compare runs "
                     "trained on the same data with the same --split_seed, so that they are tested on the same images."

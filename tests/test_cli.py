@@ -144,3 +144,17 @@ def test_verbosity_minus_one_keeps_only_warnings(tmp_path):
     quiet = run("scratch", "--epochs=1", "--image_size=16", "--widths=8", f"--out_dir={tmp_path / 'o'}",
                 "--verbosity=-1")
     assert quiet.returncode == 0 and "[kerasxfer" not in quiet.stderr, quiet.stderr[-2000:]
+
+
+def test_another_keras_backend_is_refused_in_one_sentence():
+    """kerasxfer needs Keras' TensorFlow backend: KERAS_BACKEND=jax is refused on import and by the command."""
+    env = {**os.environ, "KERAS_BACKEND": "jax", "PYTHONPATH": ROOT}
+    p = subprocess.run([sys.executable, "-m", "experiments.cli", "scratch", "--epochs=1"], cwd=ROOT, env=env,
+                       capture_output=True, text=True, timeout=120)
+    lines = [line for line in p.stderr.splitlines() if line.startswith("kerasxfer: error:")]
+    assert p.returncode == 2 and "Traceback" not in p.stderr
+    assert lines == ["kerasxfer: error: kerasxfer runs on Keras' TensorFlow backend, but KERAS_BACKEND='jax': unset it "
+                     "or set KERAS_BACKEND=tensorflow."]
+    p = subprocess.run([sys.executable, "-c", "import kerasxfer"], cwd=ROOT, env=env, capture_output=True, text=True,
+                       timeout=120)
+    assert p.returncode == 1 and "ImportError: kerasxfer runs on Keras' TensorFlow backend" in p.stderr

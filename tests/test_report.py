@@ -142,6 +142,16 @@ def test_runs_on_different_data_are_refused_naming_the_difference(study, tmp_pat
     assert not (tmp_path / "r").exists()
 
 
+def test_runs_whose_stored_test_labels_differ_are_refused(study, tmp_path):
+    """The paired tests read each run's per-image labels: the same images in the same order, or no comparison."""
+    scratch, finetune = study
+    metrics = json.loads((finetune / rundir.METRICS).read_text())
+    metrics["test"]["labels"] = metrics["test"]["labels"][1:] + metrics["test"]["labels"][:1]  # same images, shifted
+    (finetune / rundir.METRICS).write_text(json.dumps(metrics))
+    with pytest.raises(UserError, match="cannot be compared: their test labels differ; compare runs"):
+        write_report([str(scratch), str(finetune)], str(tmp_path / "r"))
+
+
 def test_runs_from_before_the_test_split_are_refused(study, tmp_path):
     scratch, finetune = study
     metrics = json.loads((finetune / rundir.METRICS).read_text())
