@@ -23,6 +23,7 @@ from dataclasses import dataclass, field
 from typing import Optional
 
 from kerasxfer.errors import UserError
+from kerasxfer.errors import check_choice as _choice
 from kerasxfer.families import family_of
 from kerasxfer.optim import OptimConfig  # the optim section (defined with its schedule formula)
 
@@ -39,11 +40,6 @@ MAX_FOLDS = 20
 #: Every phase of a study (and of scratch/finetune unless the epochs are given) trains at least this many
 #: optimizer steps: small sets have few steps per epoch (measurements in the README, "Enough optimizer steps").
 DEFAULT_MIN_STEPS = 300
-
-
-def _choice(flag: str, value, choices) -> None:
-    if value not in choices:
-        raise UserError(f"--{flag}={value!r} is unknown: use {', '.join(choices)}.")
 
 
 @dataclass
@@ -366,7 +362,9 @@ class Experiment:
             raise UserError(f"--min_steps={self.min_steps} must be an integer from 0 (off) to 100000.")
         if not isinstance(self.seed, int) or not 0 <= self.seed < 2**31:
             raise UserError(f"--seed={self.seed} is out of range: use an integer from 0 to 2147483647.")
-        _check_out_dir(self.out_dir)
+        from kerasxfer.rundir import check_out_dir  # run-folder rules (rundir imports no config)
+
+        check_out_dir(self.out_dir)
         return self
 
 
@@ -380,25 +378,6 @@ def _section(cls, d: dict):
             "another version of kerasxfer; pass --overwrite to start the run again with this one."
         )
     return cls(**d)
-
-
-def _check_out_dir(out_dir: str) -> None:
-    if not out_dir:
-        raise UserError("--out_dir is empty: name the folder the run should write, e.g. --out_dir=runs/mine.")
-    if os.path.exists(out_dir) and not os.path.isdir(out_dir):
-        raise UserError(f"--out_dir={out_dir!r} is a file, not a folder: choose a folder for the run.")
-    parent = os.path.dirname(os.path.abspath(out_dir)) or "."
-    probe = out_dir if os.path.isdir(out_dir) else parent
-    while not os.path.exists(probe):
-        probe = os.path.dirname(probe)
-    if not os.path.isdir(probe):
-        raise UserError(
-            f"--out_dir={out_dir!r} cannot be created because {probe} is a file, not a folder: choose another folder."
-        )
-    from kerasxfer import rundir
-
-    if not os.access(probe, os.W_OK) and not rundir.is_finished(out_dir):  # a finished run is only read
-        raise UserError(f"--out_dir={out_dir!r} cannot be written ({probe} is not writable): choose another folder.")
 
 
 def parse_trainable(rule: str, num_stages: int):

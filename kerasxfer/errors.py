@@ -14,6 +14,12 @@ class UserError(Exception):
         self.exit_code = exit_code
 
 
+def check_choice(flag: str, value, choices) -> None:
+    """Refuse a ``--flag`` value that is not one of ``choices``, listing them."""
+    if value not in choices:
+        raise UserError(f"--{flag}={value!r} is unknown: use {', '.join(choices)}.")
+
+
 _NO_SPACE = {28, 27, 122}  # ENOSPC, EFBIG, EDQUOT
 _NOT_WRITABLE = {13, 1, 30}  # EACCES, EPERM, EROFS
 

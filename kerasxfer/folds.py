@@ -3,11 +3,11 @@
 A study with ``--folds=K`` trains every arm once per fold
 (``<study>/fold<k>/<arm>``; :func:`kerasxfer.data.sources.fold_split` makes
 the splits): fold k tests on the k-th of K stratified folds of every labelled
-image.  :func:`pool_runs` checks that every arm has every fold and that the
-arms of one fold were tested on the same images, then joins each arm's K
-test splits in fold order into one run whose test split is the whole pool,
-so the verdict, the intervals and McNemar read every image once.  No
-TensorFlow.
+image.  :func:`fold_groups` checks that every arm has every fold;
+:func:`pool` joins an arm's K test splits in fold order into one run whose
+test split is the whole pool, so the verdict, the intervals and McNemar read
+every image once (:func:`kerasxfer.runs.load_runs` checks that the arms of
+one fold were tested on the same images).  No TensorFlow.
 """
 
 from __future__ import annotations
@@ -20,7 +20,7 @@ import statistics
 from kerasxfer.errors import UserError
 
 
-def _groups(runs) -> tuple:
+def fold_groups(runs) -> tuple:
     """``{arm name: {fold: run}}`` and K, refusing a mix of fold and plain runs, other Ks or a fold given twice."""
     groups, ks = {}, set()
     for r in runs:
@@ -45,7 +45,8 @@ def _groups(runs) -> tuple:
     return groups, folds
 
 
-def _pool(name: str, fold_runs: list, folds: int) -> dict:
+def pool(name: str, fold_runs: list, folds: int) -> dict:
+    """One run of arm ``name`` whose test split is the K test folds of ``fold_runs`` in fold order."""
     first = fold_runs[0]
     tests = [r["metrics"]["test"] for r in fold_runs]
     labels = [v for t in tests for v in t["labels"]]
@@ -68,23 +69,6 @@ def _pool(name: str, fold_runs: list, folds: int) -> dict:
                 for k, (r, t) in enumerate(zip(fold_runs, tests), 1)]
     return {"name": name, "dir": first["dir"], "config": first["config"], "history": history, "metrics": metrics,
             "data": data, "folds": per_fold, "num_folds": folds}
-
-
-def pool_runs(runs, check_comparable, recompute) -> list:
-    """One pooled run per arm from the fold runs ``runs`` (see the module docstring).
-
-    ``check_comparable(runs)`` refuses runs tested on different images;
-    ``recompute(run)`` sets the pooled run's test figures from its predictions.
-    """
-    groups, folds = _groups(runs)
-    for k in range(1, folds + 1):
-        check_comparable([g[k] for g in groups.values()])
-    pooled = []
-    for name, g in groups.items():
-        run = _pool(name, [g[k] for k in range(1, folds + 1)], folds)
-        recompute(run)
-        pooled.append(run)
-    return pooled
 
 
 def markdown(summaries, table) -> list:

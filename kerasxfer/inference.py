@@ -24,8 +24,8 @@ import numpy as np
 import tensorflow as tf
 
 from kerasxfer import fsio, rundir
+from kerasxfer.data.arrays import to_rgb_resized
 from kerasxfer.data.decode import decode_image_bytes, decode_image_file, screen_file
-from kerasxfer.data.pipeline import to_rgb_resized
 from kerasxfer.data.sources import is_image_path, walk_files
 from kerasxfer.errors import UserError
 from kerasxfer.models import use_native_grouped_conv

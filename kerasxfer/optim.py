@@ -15,6 +15,7 @@ from dataclasses import dataclass
 from typing import Optional
 
 from kerasxfer.errors import UserError
+from kerasxfer.errors import check_choice as _choice
 
 OPTIMIZERS = ("adam", "adamw", "sgd")
 SCHEDULES = ("constant", "cosine", "onecycle")
@@ -24,11 +25,6 @@ CLASS_WEIGHTS = ("none", "balanced")
 #: One-cycle (fastai's ``fit_one_cycle``): start at peak / ONECYCLE_DIV, end at peak / ONECYCLE_FINAL_DIV,
 #: warm up for ONECYCLE_WARMUP of the phase unless --warmup_epochs says otherwise.
 ONECYCLE_DIV, ONECYCLE_FINAL_DIV, ONECYCLE_WARMUP = 25.0, 1e5, 0.25
-
-
-def _choice(flag: str, value, choices) -> None:
-    if value not in choices:
-        raise UserError(f"--{flag}={value!r} is unknown: use {', '.join(choices)}.")
 
 
 @dataclass

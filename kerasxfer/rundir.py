@@ -282,3 +282,23 @@ def remove_run_outputs(out: str) -> None:
             shutil.rmtree(path)
         elif os.path.lexists(path):
             os.remove(path)
+
+
+def check_out_dir(out_dir: str) -> None:
+    """Refuse (one sentence) an --out_dir that is empty, a file, under a file, or not writable (unless finished)."""
+    from kerasxfer.errors import UserError
+
+    if not out_dir:
+        raise UserError("--out_dir is empty: name the folder the run should write, e.g. --out_dir=runs/mine.")
+    if os.path.exists(out_dir) and not os.path.isdir(out_dir):
+        raise UserError(f"--out_dir={out_dir!r} is a file, not a folder: choose a folder for the run.")
+    parent = os.path.dirname(os.path.abspath(out_dir)) or "."
+    probe = out_dir if os.path.isdir(out_dir) else parent
+    while not os.path.exists(probe):
+        probe = os.path.dirname(probe)
+    if not os.path.isdir(probe):
+        raise UserError(
+            f"--out_dir={out_dir!r} cannot be created because {probe} is a file, not a folder: choose another folder."
+        )
+    if not os.access(probe, os.W_OK) and not is_finished(out_dir):  # a finished run is only read
+        raise UserError(f"--out_dir={out_dir!r} cannot be written ({probe} is not writable): choose another folder.")

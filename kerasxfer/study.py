@@ -77,9 +77,6 @@ class StudyConfig:
             raise UserError(f"--seeds={self.seeds} must be an integer from 1 to 100: how many seeds train each arm.")
         if self.folds is not None and (not isinstance(self.folds, int) or not 1 <= self.folds <= MAX_FOLDS):
             raise UserError(f"--folds={self.folds} must be an integer from 1 (one split) to {MAX_FOLDS}, or auto.")
-        if self.folds and self.folds > 1 and self.transfer.data.dataset == "synthetic":
-            raise UserError("the synthetic dataset draws each split differently, so it cannot be cross-validated: "
-                            "pass --folds=1.")
         if not isinstance(self.min_steps, int) or not 0 <= self.min_steps <= 100_000:
             raise UserError(f"--min_steps={self.min_steps} must be an integer from 0 (off) to 100000.")
         for _, exp in self.arms():
@@ -143,7 +140,7 @@ def run_study(cfg: StudyConfig, overwrite: bool = False, verbose: int = 0) -> di
     log.info("[study] %s", cfg.resolve_folds(pool, own_test=not whole.test.carved))
     series = []
     for label, exp in cfg.arms():
-        n = len(sources.decoded_for(exp.data).src.train)
+        n = sources.num_train(exp.data)
         if cfg.min_steps:
             planned = [p.epochs for p in exp.phases]
             exp = exp.with_min_steps(n, cfg.min_steps)

@@ -24,7 +24,7 @@ import os
 import statistics
 
 from kerasxfer import fsio, plots
-from kerasxfer.report import load_run
+from kerasxfer.runs import load_run
 from kerasxfer.stats import NOISE_P, mcnemar
 
 COLUMNS = ("sweep", "arm", "depth", "fraction", "seed", "train_images", "images_per_class", "epochs",

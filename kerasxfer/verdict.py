@@ -56,9 +56,10 @@ def _compare(a, b, labels, figure, seed) -> dict:
     fb = stats.figure_of(labels, b["predictions"], figure)
     test = stats.paired_test(labels, a["predictions"], b["predictions"], figure, seed)
     lo, hi = stats.paired_interval(labels, a["predictions"], b["predictions"], figure, seed)
+    mcnemar = test if figure == "accuracy" else stats.mcnemar(labels, a["predictions"], b["predictions"])
     return {"a": a["name"], "b": b["name"], "figure": figure, "a_value": fa, "b_value": fb, "difference": fa - fb,
             "difference_points": 100 * (fa - fb), "interval": [lo, hi], "test": test, "p_value": test["p_value"],
-            "mcnemar": stats.mcnemar(labels, a["predictions"], b["predictions"])}
+            "mcnemar": mcnemar}
 
 
 def _entropy(counts) -> float:

@@ -8,7 +8,7 @@ import tensorflow as tf
 
 from kerasxfer.config import DataConfig
 from kerasxfer.data import load_data
-from kerasxfer.data.pipeline import to_rgb_resized
+from kerasxfer.data.arrays import to_rgb_resized
 from kerasxfer.data.sources import folder_source, stratified_assign
 from kerasxfer.errors import UserError
 

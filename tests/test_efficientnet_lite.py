@@ -25,7 +25,7 @@ def _photo(name, size=224):
     import skimage
     from PIL import Image
 
-    from kerasxfer.data.pipeline import to_rgb_resized
+    from kerasxfer.data.arrays import to_rgb_resized
 
     img = np.asarray(Image.open(os.path.join(os.path.dirname(skimage.__file__), "data", name)).convert("RGB"))
     return to_rgb_resized(tf.constant(img), size).numpy().astype("float32")

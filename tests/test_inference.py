@@ -65,8 +65,8 @@ def test_api_matches_model_predict_on_preprocessed_arrays(run_dir, images):
     assert "decoded" in by_name["broken.jpg"].error and "not an image" in by_name["readme.txt"].error
     good = [p for p in preds if p.error is None]
     # the same images, decoded and resized as in training, straight through model.predict
+    from kerasxfer.data.arrays import to_rgb_resized
     from kerasxfer.data.decode import decode_image_file
-    from kerasxfer.data.pipeline import to_rgb_resized
 
     x = np.stack([to_rgb_resized(decode_image_file(p.source), 32).numpy() for p in good]).astype("float32")
     direct = clf.model.predict(x, verbose=0)
@@ -150,8 +150,8 @@ def test_export_gives_the_same_top1(run_dir, images, tmp_path):
     out8 = served.signatures["serve_uint8"](tf.constant(x))
     np.testing.assert_allclose(out8["probabilities"].numpy(), clf.model.predict(x.astype("float32"), verbose=0),
                                rtol=1e-4, atol=1e-5)
+    from kerasxfer.data.arrays import to_rgb_resized
     from kerasxfer.data.decode import decode_image_file
-    from kerasxfer.data.pipeline import to_rgb_resized
 
     x = np.stack([to_rgb_resized(decode_image_file(str(f)), 32).numpy() for f in files])
     runner = tf.lite.Interpreter(model_path=path).get_signature_runner("serve_uint8")
@@ -164,7 +164,7 @@ def test_prediction_resizes_as_the_run_was_trained(tmp_path):
     """A run trained with --resize=pad predicts on letterboxed images: data.json carries the choice."""
     import keras
 
-    from kerasxfer.data.pipeline import to_rgb_resized
+    from kerasxfer.data.arrays import to_rgb_resized
 
     model = keras.Sequential([keras.Input((8, 8, 3)), keras.layers.Flatten(), keras.layers.Dense(2, activation="softmax")])
     model.save(tmp_path / "model.keras")

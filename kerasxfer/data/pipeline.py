@@ -27,9 +27,9 @@ from typing import Callable, Optional
 import numpy as np
 import tensorflow as tf
 
-from kerasxfer import fsio
 from kerasxfer.config import TFDS_PREFIX, DataConfig
 from kerasxfer.data import sources, tfds
+from kerasxfer.data.arrays import cache_key, decode_all
 from kerasxfer.data.mixing import mix_batch
 from kerasxfer.data.split import SourceSplit, Split
 
@@ -71,105 +71,6 @@ class DataSplits:
     num_train = property(lambda self: len(self.train_labels))
     num_val = property(lambda self: len(self.val_labels))
     num_test = property(lambda self: len(self.test_labels))
-
-
-# ------------------------------------------------------------------ resize
-def to_rgb_resized(img, image_size: int, resize: str = "squash"):
-    """uint8 image (H, W, 1|3) -> uint8 RGB (S, S, 3), bilinear, antialiased when shrinking.
-
-    ``squash`` stretches the whole image to the square; ``crop`` takes the
-    centre square (the short side) first; ``pad`` scales the long side to
-    ``S`` and pads the short one with black, keeping the aspect ratio.
-    """
-    if resize == "crop":
-        shape = tf.shape(img)
-        side = tf.minimum(shape[0], shape[1])
-        img = tf.image.crop_to_bounding_box(img, (shape[0] - side) // 2, (shape[1] - side) // 2, side, side)
-    if resize == "pad":
-        img = tf.image.resize_with_pad(img, image_size, image_size, method="bilinear", antialias=True)
-    else:
-        img = tf.image.resize(img, (image_size, image_size), method="bilinear", antialias=True)
-    img = tf.cast(tf.clip_by_value(tf.round(img), 0.0, 255.0), tf.uint8)
-    if img.shape[-1] == 1:
-        img = tf.image.grayscale_to_rgb(img)
-    img.set_shape((image_size, image_size, 3))
-    return img
-
-
-# ------------------------------------------------------------- decode once
-def cache_key(x, y, image_size: int, tag: str) -> str:
-    """A name for the decoded cache of examples ``x``: it changes when any input changes.
-
-    Files contribute their path, size and modification time; in-memory
-    examples (bytes, arrays) their content.
-    """
-    h = hashlib.sha256(f"{tag}:{image_size}:{len(y)}".encode())
-    h.update(np.asarray(y).tobytes())
-    for e in x:
-        if isinstance(e, str) and os.path.exists(e):
-            st = os.stat(e)
-            h.update(f"{os.path.abspath(e)}|{st.st_size}|{st.st_mtime_ns}\n".encode("utf-8"))
-        elif isinstance(e, (bytes, str)):
-            h.update(e if isinstance(e, bytes) else e.encode("utf-8"))
-        else:
-            h.update(np.asarray(e).tobytes())
-    return f"{tag}-{image_size}px-{h.hexdigest()[:16]}"
-
-
-def _cached_array(path: str, shape: tuple):
-    """The decoded array in ``path`` if it is complete and of ``shape``, else None (a damaged file is removed)."""
-    if not os.path.isfile(path):
-        return None
-    try:
-        arr = np.load(path, mmap_mode="r")
-        if arr.shape == shape and arr.dtype == np.uint8:
-            return arr
-    except (OSError, ValueError):
-        pass
-    log.warning("the decoded-image cache %s is damaged or stale: decoding again", path)
-    os.remove(path)
-    return None
-
-
-def decode_all(x, decode, image_size: int, resize: str = "squash", cache_path: str | None = None,
-               deterministic: bool = True) -> np.ndarray:
-    """Every example of ``x`` decoded and resized once, in parallel: a uint8 array ``(N, S, S, 3)``.
-
-    With ``cache_path`` the array is a memory-mapped ``.npy`` file there,
-    written under a temporary name and renamed when complete (so a killed
-    writer leaves nothing that a later run would trust), and reused when it
-    exists.  Images land at their own index whatever order parallel decoding
-    finishes in, so ``deterministic=False`` only makes decoding faster.
-    """
-    shape = (len(x), image_size, image_size, 3)
-    if cache_path:
-        cached = _cached_array(cache_path, shape)
-        if cached is not None:
-            return cached
-    ds = tf.data.Dataset.from_tensor_slices((np.arange(len(x)), x)).map(
-        lambda i, e: (i, to_rgb_resized(decode(e), image_size, resize)),
-        num_parallel_calls=AUTOTUNE, deterministic=deterministic,
-    ).batch(256)
-    if not cache_path:
-        return _fill(np.empty(shape, np.uint8), ds)
-    try:
-        os.makedirs(os.path.dirname(cache_path) or ".", exist_ok=True)
-        with fsio.atomic_path(cache_path) as tmp:
-            out = np.lib.format.open_memmap(tmp, mode="w+", dtype=np.uint8, shape=shape)
-            _fill(out, ds)
-            out.flush()
-            del out
-        return np.load(cache_path, mmap_mode="r")
-    except OSError as e:  # a read-only or full --cache_dir: the run goes on, in memory
-        log.warning("the decoded-image cache cannot be written to %s (%s): decoding into memory instead",
-                    os.path.dirname(cache_path), e.strerror or e)
-        return _fill(np.empty(shape, np.uint8), ds)
-
-
-def _fill(out: np.ndarray, ds) -> np.ndarray:
-    for idx, images in ds.as_numpy_iterator():
-        out[idx] = images
-    return out
 
 
 # ---------------------------------------------------------------- batches
@@ -392,24 +293,39 @@ class SharedSources:
     """
 
     def __init__(self, split_seed: int, deterministic: bool = True):
-        self.split_seed, self.deterministic, self.decoded, self.pools = split_seed, deterministic, {}, {}
+        self.split_seed, self.deterministic = split_seed, deterministic
+        self.decoded, self.pools, self.folds = {}, {}, {}  # per image size: whole source, pooled images, last fold
 
-    def decoded_for(self, cfg: DataConfig) -> Decoded:
-        """The decoded source at ``cfg.image_size`` (decoded once), or its fold ``cfg.fold`` of ``cfg.folds``."""
+    def _whole(self, cfg: DataConfig) -> Decoded:
         if cfg.image_size not in self.decoded:
             base = dataclasses.replace(cfg, train_fraction=1.0, split_seed=self.split_seed, folds=0, fold=0)
             self.decoded[cfg.image_size] = decode_source(base, self.split_seed, self.deterministic,
                                                          share_features=True)
-        whole = self.decoded[cfg.image_size]
+        return self.decoded[cfg.image_size]
+
+    def decoded_for(self, cfg: DataConfig) -> Decoded:
+        """The decoded source at ``cfg.image_size`` (decoded once), or its fold ``cfg.fold`` of ``cfg.folds``.
+
+        Only the latest fold is kept per image size (a study trains fold by fold), so K folds cost the
+        memory of one, not K copies of the pool.
+        """
+        whole = self._whole(cfg)
         if cfg.folds <= 1:
             return whole
-        key = (cfg.image_size, cfg.folds, cfg.fold)
-        if key not in self.decoded:
+        key = (cfg.folds, cfg.fold)
+        if self.folds.get(cfg.image_size, (None,))[0] != key:
             if cfg.image_size not in self.pools:
                 self.pools[cfg.image_size] = np.concatenate([whole.images[s] for s in SPLITS])
             fold_cfg = dataclasses.replace(cfg, train_fraction=1.0, split_seed=self.split_seed)
-            self.decoded[key] = fold_of(whole, fold_cfg, self.split_seed, self.pools[cfg.image_size])
-        return self.decoded[key]
+            self.folds[cfg.image_size] = (key, fold_of(whole, fold_cfg, self.split_seed, self.pools[cfg.image_size]))
+        return self.folds[cfg.image_size][1]
+
+    def num_train(self, cfg: DataConfig) -> int:
+        """How many images ``cfg``'s training split holds (its fold's, with folds), without slicing any images."""
+        src = self._whole(cfg).src
+        if cfg.folds > 1:
+            src = sources.fold_split(src, cfg.folds, cfg.fold, cfg.val_fraction, self.split_seed)[0]
+        return len(src.train)
 
     def splits(self, exp) -> DataSplits:
         """The pipelines of the experiment ``exp`` (its seed, image size and training fraction)."""

@@ -1,0 +1,120 @@
+"""Images decoded and resized once into a uint8 array ``(N, S, S, 3)``: in memory, or in a ``.npy`` cache file.
+
+:func:`to_rgb_resized` is the one resize of kerasxfer (training, prediction
+and the benchmarks use it); :func:`decode_all` decodes every example of a
+split in parallel into the array :mod:`kerasxfer.data.pipeline` gathers
+batches from.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import logging
+import os
+
+import numpy as np
+import tensorflow as tf
+
+from kerasxfer import fsio
+
+log = logging.getLogger("kerasxfer")
+AUTOTUNE = tf.data.AUTOTUNE
+
+
+# ------------------------------------------------------------------ resize
+def to_rgb_resized(img, image_size: int, resize: str = "squash"):
+    """uint8 image (H, W, 1|3) -> uint8 RGB (S, S, 3), bilinear, antialiased when shrinking.
+
+    ``squash`` stretches the whole image to the square; ``crop`` takes the
+    centre square (the short side) first; ``pad`` scales the long side to
+    ``S`` and pads the short one with black, keeping the aspect ratio.
+    """
+    if resize == "crop":
+        shape = tf.shape(img)
+        side = tf.minimum(shape[0], shape[1])
+        img = tf.image.crop_to_bounding_box(img, (shape[0] - side) // 2, (shape[1] - side) // 2, side, side)
+    if resize == "pad":
+        img = tf.image.resize_with_pad(img, image_size, image_size, method="bilinear", antialias=True)
+    else:
+        img = tf.image.resize(img, (image_size, image_size), method="bilinear", antialias=True)
+    img = tf.cast(tf.clip_by_value(tf.round(img), 0.0, 255.0), tf.uint8)
+    if img.shape[-1] == 1:
+        img = tf.image.grayscale_to_rgb(img)
+    img.set_shape((image_size, image_size, 3))
+    return img
+
+
+# ------------------------------------------------------------- decode once
+def cache_key(x, y, image_size: int, tag: str) -> str:
+    """A name for the decoded cache of examples ``x``: it changes when any input changes.
+
+    Files contribute their path, size and modification time; in-memory
+    examples (bytes, arrays) their content.
+    """
+    h = hashlib.sha256(f"{tag}:{image_size}:{len(y)}".encode())
+    h.update(np.asarray(y).tobytes())
+    for e in x:
+        if isinstance(e, str) and os.path.exists(e):
+            st = os.stat(e)
+            h.update(f"{os.path.abspath(e)}|{st.st_size}|{st.st_mtime_ns}\n".encode("utf-8"))
+        elif isinstance(e, (bytes, str)):
+            h.update(e if isinstance(e, bytes) else e.encode("utf-8"))
+        else:
+            h.update(np.asarray(e).tobytes())
+    return f"{tag}-{image_size}px-{h.hexdigest()[:16]}"
+
+
+def _cached_array(path: str, shape: tuple):
+    """The decoded array in ``path`` if it is complete and of ``shape``, else None (a damaged file is removed)."""
+    if not os.path.isfile(path):
+        return None
+    try:
+        arr = np.load(path, mmap_mode="r")
+        if arr.shape == shape and arr.dtype == np.uint8:
+            return arr
+    except (OSError, ValueError):
+        pass
+    log.warning("the decoded-image cache %s is damaged or stale: decoding again", path)
+    os.remove(path)
+    return None
+
+
+def decode_all(x, decode, image_size: int, resize: str = "squash", cache_path: str | None = None,
+               deterministic: bool = True) -> np.ndarray:
+    """Every example of ``x`` decoded and resized once, in parallel: a uint8 array ``(N, S, S, 3)``.
+
+    With ``cache_path`` the array is a memory-mapped ``.npy`` file there,
+    written under a temporary name and renamed when complete (so a killed
+    writer leaves nothing that a later run would trust), and reused when it
+    exists.  Images land at their own index whatever order parallel decoding
+    finishes in, so ``deterministic=False`` only makes decoding faster.
+    """
+    shape = (len(x), image_size, image_size, 3)
+    if cache_path:
+        cached = _cached_array(cache_path, shape)
+        if cached is not None:
+            return cached
+    ds = tf.data.Dataset.from_tensor_slices((np.arange(len(x)), x)).map(
+        lambda i, e: (i, to_rgb_resized(decode(e), image_size, resize)),
+        num_parallel_calls=AUTOTUNE, deterministic=deterministic,
+    ).batch(256)
+    if not cache_path:
+        return _fill(np.empty(shape, np.uint8), ds)
+    try:
+        os.makedirs(os.path.dirname(cache_path) or ".", exist_ok=True)
+        with fsio.atomic_path(cache_path) as tmp:
+            out = np.lib.format.open_memmap(tmp, mode="w+", dtype=np.uint8, shape=shape)
+            _fill(out, ds)
+            out.flush()
+            del out
+        return np.load(cache_path, mmap_mode="r")
+    except OSError as e:  # a read-only or full --cache_dir: the run goes on, in memory
+        log.warning("the decoded-image cache cannot be written to %s (%s): decoding into memory instead",
+                    os.path.dirname(cache_path), e.strerror or e)
+        return _fill(np.empty(shape, np.uint8), ds)
+
+
+def _fill(out: np.ndarray, ds) -> np.ndarray:
+    for idx, images in ds.as_numpy_iterator():
+        out[idx] = images
+    return out
