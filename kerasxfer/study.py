@@ -41,7 +41,7 @@ from kerasxfer.errors import UserError
 log = logging.getLogger("kerasxfer")
 
 #: ``folds=None``: cross-validate with this many folds when the pool is smaller than AUTO_FOLDS_BELOW images
-#: (measured cost in the README: a 5-fold study costs about 5 single-split studies).
+#: (a 5-fold study trains every arm five times: about five single-split studies; the ETA counts every fold).
 AUTO_FOLDS = 5
 AUTO_FOLDS_BELOW = 1000
 
@@ -131,7 +131,7 @@ def run_study(cfg: StudyConfig, overwrite: bool = False, verbose: int = 0) -> di
     """Train every arm that has not finished, write the report (and the sweep); return the report's summary."""
     from kerasxfer.data import SharedSources
     from kerasxfer.report import write_report
-    from kerasxfer.training import determinism, run_series
+    from kerasxfer.training import determinism, raise_to_min_steps, run_series
 
     cfg.validate()
     sources = SharedSources(cfg.split_seed, determinism(cfg.transfer))
@@ -142,12 +142,7 @@ def run_study(cfg: StudyConfig, overwrite: bool = False, verbose: int = 0) -> di
     for label, exp in cfg.arms():
         n = sources.num_train(exp.data)
         if cfg.min_steps:
-            planned = [p.epochs for p in exp.phases]
-            exp = exp.with_min_steps(n, cfg.min_steps)
-            raised = [f"{p.name} {a} -> {p.epochs}" for a, p in zip(planned, exp.phases) if p.epochs != a]
-            if raised:
-                log.info("[study] %s: epochs raised so every phase takes at least %d optimizer steps on %d training "
-                         "images (%s)", label, cfg.min_steps, n, ", ".join(raised))
+            exp = raise_to_min_steps(exp, n, cfg.min_steps, f"[study] {label}: ")
         series.append((label, exp, n))
     run_series(series, sources, "study", overwrite, verbose)
     summary = write_report([exp.out_dir for _, exp, _ in series], os.path.join(cfg.out_dir, "report"))

@@ -57,12 +57,7 @@ def run_experiment(exp: Experiment, data=None, verbose: int = 0, overwrite: bool
     strategy = make_strategy(exp.strategy)  # before any other TensorFlow op (multi_worker needs that)
     if min_steps:
         data = data if data is not None else load_data(exp.data, exp.seed, determinism(exp))
-        planned = [p.epochs for p in exp.phases]
-        exp = exp.with_min_steps(data.num_train, min_steps)
-        if planned != [p.epochs for p in exp.phases]:
-            log.info("epochs raised from %s to %s so every phase takes at least %d optimizer steps on %d training "
-                     "images (--min_steps; giving the epochs explicitly keeps them)", planned,
-                     [p.epochs for p in exp.phases], min_steps, data.num_train)
+        exp = raise_to_min_steps(exp, data.num_train, min_steps, "--min_steps (give the epochs to keep them): ")
     if not is_chief(strategy):  # only the chief writes the run directory; other workers write a scratch copy
         out = tempfile.mkdtemp(prefix="kerasxfer-worker-")
         log.info("not the chief worker: writing to %s (removed at the end)", out)
@@ -379,3 +374,13 @@ def phase_end(history: dict, phase, planned: int) -> int:
     """The phase's last epoch: ``planned``, or the epoch early stopping ended it at (as history records)."""
     record = next((p for p in history["phases"] if p["name"] == phase.name), {})
     return record["last_epoch"] if record.get("early_stopped") else planned
+
+
+def raise_to_min_steps(exp: Experiment, num_train: int, min_steps: int, label: str) -> Experiment:
+    """:meth:`Experiment.with_min_steps`, saying in the log which phases it raised (``label`` first)."""
+    raised = exp.with_min_steps(num_train, min_steps)
+    changed = [f"{a.name} {a.epochs} -> {b.epochs}" for a, b in zip(exp.phases, raised.phases) if a.epochs != b.epochs]
+    if changed:
+        log.info("%sepochs raised so every phase takes at least %d optimizer steps on %d training images (%s)",
+                 label, min_steps, num_train, ", ".join(changed))
+    return raised
