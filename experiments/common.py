@@ -130,13 +130,13 @@ def define_common_flags(default_out: str, dataset: str = "digits") -> None:
 
 
 def define_recipe_flags() -> None:
-    """How every phase trains (the fields of kerasxfer.optim.OptimConfig): every training command takes them."""
-    from kerasxfer import optim
+    """How every phase trains (the fields of kerasxfer.optim_config.OptimConfig): every training command takes them."""
+    from kerasxfer import optim_config
 
-    _choice_flag("optimizer", optim.OPTIMIZERS, "Optimiser of every phase: adam, adamw (decoupled weight decay) or "
+    _choice_flag("optimizer", optim_config.OPTIMIZERS, "Optimiser of every phase: adam, adamw (decoupled weight decay) or "
                  "sgd (momentum 0.9, Nesterov).")
     flags.DEFINE_float("weight_decay", 0.0, "Decoupled weight decay (adamw, sgd), e.g. 1e-4; 0 = off.")
-    _choice_flag("schedule", optim.SCHEDULES, "Learning rate within each phase: constant, cosine (down to 0 at the "
+    _choice_flag("schedule", optim_config.SCHEDULES, "Learning rate within each phase: constant, cosine (down to 0 at the "
                  "phase's end) or onecycle (fastai: up from lr/25, then down to lr/1e5).")
     flags.DEFINE_float("warmup_epochs", 0.0, "Linear warm-up at the start of every phase, in epochs (onecycle: its "
                        "rising part, default a quarter of the phase).")
@@ -144,13 +144,13 @@ def define_recipe_flags() -> None:
                        "the top trains at lr * D**i (head at lr, stem lowest); 1 = one rate, e.g. 0.5.")
     flags.DEFINE_float("label_smoothing", 0.0, "Label smoothing of the cross-entropy, e.g. 0.1; 0 = off.")
     flags.DEFINE_float("grad_clip", 0.0, "Clip gradients to this global norm, e.g. 1.0; 0 = off.")
-    _choice_flag("bn", optim.BN_MODES, "Backbone BatchNorm in phases that train the backbone: frozen (inference "
+    _choice_flag("bn", optim_config.BN_MODES, "Backbone BatchNorm in phases that train the backbone: frozen (inference "
                  "mode, ImageNet statistics kept; the Keras guide) or train (batch statistics, as fastai does).")
     flags.DEFINE_float("ema", None, "Keep an exponential moving average of the weights with this momentum (e.g. "
                        "0.999); validate and save it instead of the raw weights. Unset: off.")
     flags.DEFINE_integer("early_stopping", 0, "End a phase after this many epochs without a better val_accuracy "
                          "(the best checkpoint is kept); 0 = off. Give --epochs generously with it.")
-    _choice_flag("class_weight", optim.CLASS_WEIGHTS, "none: every training image counts the same; balanced: each "
+    _choice_flag("class_weight", optim_config.CLASS_WEIGHTS, "none: every training image counts the same; balanced: each "
                  "image's loss is weighted by n / (K * n_class), so rare classes count as much as common ones.")
 
 

@@ -56,7 +56,7 @@ def _train_seeds(n: int) -> list:
 
 
 def main(argv):
-    from kerasxfer.report import write_report
+    from kerasxfer.reporting.compare_report import write_report
 
     if FLAGS.seeds < 0:
         raise UserError(f"--seeds={FLAGS.seeds} must be 0 or more.")

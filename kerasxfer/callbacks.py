@@ -300,12 +300,12 @@ class StepLearningRate(keras.callbacks.Callback):
         self.writer = None
 
     def on_epoch_end(self, epoch, logs=None):
-        from kerasxfer import summaries
+        from kerasxfer import tensorboard
 
         if self.writer is None:
-            self.writer = summaries.scalar_writer(self.tb_dir)
+            self.writer = tensorboard.scalar_writer(self.tb_dir)
         local = np.arange((epoch - self.first) * self.steps, (epoch - self.first + 1) * self.steps)
-        summaries.write_scalars(self.writer, "learning_rate_step", epoch * self.steps + local % self.steps,
+        tensorboard.write_scalars(self.writer, "learning_rate_step", epoch * self.steps + local % self.steps,
                                 self.rate(local))
 
     def on_train_end(self, logs=None):
@@ -323,7 +323,7 @@ def phase_callbacks(*, exp, phase, index: int, first: int, last: int, steps: dic
     (checkpointed to ``checkpoint_path`` and saved in the resume state); ``tensorboard`` Keras' callback and
     ``lr_log_dir`` where the rate of every step is logged; ``state_callback`` the resume state's; ``extra`` last.
     """
-    from kerasxfer.optim import learning_rate
+    from kerasxfer.optim_config import learning_rate
 
     o = exp.optim
     ema_in, ema_out = (EMAWeights(fit_model, last, history, phase.name).callbacks() if o.ema is not None

@@ -25,7 +25,7 @@ from typing import Optional
 from kerasxfer.errors import UserError
 from kerasxfer.errors import check_choice as _choice
 from kerasxfer.families import family_of
-from kerasxfer.optim import OptimConfig  # the optim section (defined with its schedule formula)
+from kerasxfer.optim_config import OptimConfig  # the optim section (defined with its schedule formula)
 
 BUILTIN_DATASETS = ("digits", "synthetic")
 TFDS_PREFIX = "tfds:"

@@ -7,7 +7,7 @@ import os
 import keras
 import numpy as np
 
-from kerasxfer import fsio, rundir, summaries
+from kerasxfer import figures, fsio, rundir, tensorboard
 from kerasxfer.data import DataSplits
 
 
@@ -82,12 +82,12 @@ def write_evaluation(out: str, exp, data: DataSplits, probs, metrics: dict, hist
     best, test = history["best"], metrics["test"]
     title = (f"{exp.name}: best checkpoint (epoch {best['epoch']}, {best['phase']}) on the test split, "
              f"accuracy {test['accuracy']:.4f}")
-    cm_png = summaries.confusion_png(test["confusion_matrix"], data.class_names, title)
+    cm_png = figures.confusion_png(test["confusion_matrix"], data.class_names, title)
     imgs, true, pred, p_true = top_losses(data, probs)
-    tl_png = summaries.top_losses_png(imgs, true, pred, p_true, data.class_names, f"{exp.name}: top losses (test)")
+    tl_png = figures.top_losses_png(imgs, true, pred, p_true, data.class_names, f"{exp.name}: top losses (test)")
     fsio.write_bytes(os.path.join(out, rundir.CONFUSION), cm_png)
     fsio.write_bytes(os.path.join(out, rundir.TOP_LOSSES), tl_png)
-    summaries.write_images(tb_dir, best["epoch"] - 1, {"confusion_matrix": cm_png, "top_losses": tl_png})
+    tensorboard.write_images(tb_dir, best["epoch"] - 1, {"confusion_matrix": cm_png, "top_losses": tl_png})
     last = history["epochs"][-1]
     final = {
         "hparams/best_val_accuracy": best["val_accuracy"],
@@ -97,4 +97,4 @@ def write_evaluation(out: str, exp, data: DataSplits, probs, metrics: dict, hist
         "hparams/final_train_loss": last.get("loss", float("nan")),
         "hparams/train_seconds": timings["train_seconds"],
     }
-    summaries.write_hparams(tb_dir, exp, final, step=last["epoch"] - 1)
+    tensorboard.write_hparams(tb_dir, exp, final, step=last["epoch"] - 1)

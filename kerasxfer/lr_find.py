@@ -20,7 +20,7 @@ import os
 
 import numpy as np
 
-from kerasxfer import fsio, rundir
+from kerasxfer import figures, fsio, rundir
 from kerasxfer.errors import UserError
 
 log = logging.getLogger("kerasxfer")
@@ -97,23 +97,6 @@ def lr_range_test(model, batches, min_lr: float = 1e-7, max_lr: float = 10.0, st
             **suggest(lrs[:n], smoothed)}
 
 
-def _plot(result: dict, title: str, path: str) -> None:
-    from kerasxfer import plots
-
-    plt = plots.pyplot()
-    fig, ax = plt.subplots(figsize=(7, 4))
-    ax.plot(result["lrs"], result["losses"], color="0.7", lw=1, label="loss")
-    ax.plot(result["lrs"], result["smoothed"], color="C0", label="smoothed loss")
-    ax.axvline(result["valley"], color="C3", ls="--", label=f"suggested {result['valley']:.1e} (valley)")
-    ax.axvline(result["minimum_over_10"], color="C2", ls=":", label=f"minimum / 10: {result['minimum_over_10']:.1e}")
-    ax.set(xscale="log", xlabel="learning rate", ylabel="training loss", title=title)
-    top = max(result["smoothed"][0], min(result["smoothed"])) * 1.6
-    ax.set_ylim(min(result["smoothed"]) * 0.8, top)
-    ax.legend(fontsize=8)
-    fig.tight_layout()
-    plots.save(fig, path)
-
-
 def _train_earlier_phases(exp, index: int, data, stack) -> str:
     """Train ``exp``'s phases before ``index`` in a temporary folder (removed by ``stack``); their best model."""
     import tempfile
@@ -180,7 +163,7 @@ def _find(exp, phase, names, out_dir, min_lr, max_lr, steps, start_from, stack) 
                   optimizer=exp.optim.optimizer, started_from=started_from, min_lr=min_lr, max_lr=max_lr)
     os.makedirs(out_dir, exist_ok=True)
     fsio.write_json(os.path.join(out_dir, "lr_find.json"), result)
-    _plot(result, f"{exp.model.display_name}, {phase.name} phase ({phase.trainable})",
+    figures.lr_find_curve(result, f"{exp.model.display_name}, {phase.name} phase ({phase.trainable})",
           os.path.join(out_dir, "lr_find.png"))
     log.info("suggested learning rate %.1e (valley; a tenth of the minimum's rate: %.1e); the phase is "
              "configured at %.1e; curve: %s", result["valley"], result["minimum_over_10"], phase.lr,

@@ -1,6 +1,6 @@
-"""The Keras objects of a phase's recipe (:class:`kerasxfer.optim.OptimConfig`): optimiser, schedule, loss.
+"""The Keras objects of a phase's recipe (:class:`kerasxfer.optim_config.OptimConfig`): optimiser, schedule, loss.
 
-* :class:`PhaseSchedule`: the learning rate of :func:`kerasxfer.optim.learning_rate`
+* :class:`PhaseSchedule`: the learning rate of :func:`kerasxfer.optim_config.learning_rate`
   as a function of the optimiser's own step counter, so a resumed phase
   (its ``iterations`` restored) continues the curve exactly;
 * :func:`stage_multipliers`: each trainable variable's share of the rate
@@ -21,12 +21,12 @@ import keras
 from keras import ops
 
 from kerasxfer import keras_compat
-from kerasxfer.optim import OptimConfig, learning_rate
+from kerasxfer.optim_config import OptimConfig, learning_rate
 
 
 @keras.saving.register_keras_serializable(package="kerasxfer")
 class PhaseSchedule(keras.optimizers.schedules.LearningRateSchedule):
-    """The learning rate at the optimiser's step: ``kerasxfer.optim.learning_rate`` over ``keras.ops``."""
+    """The learning rate at the optimiser's step: ``kerasxfer.optim_config.learning_rate`` over ``keras.ops``."""
 
     def __init__(self, peak: float, kind: str, total_steps: int, warmup_steps: int):
         self.peak, self.kind = float(peak), kind
@@ -89,7 +89,7 @@ def _with_multipliers(base):
 def make_optimizer(cfg: OptimConfig, lr: float, steps: dict | None = None, variables=None, multipliers=None):
     """A fresh optimiser at peak rate ``lr`` for one phase.
 
-    ``steps`` is :func:`kerasxfer.optim.schedule_steps`'s description (None:
+    ``steps`` is :func:`kerasxfer.optim_config.schedule_steps`'s description (None:
     constant ``lr``); ``multipliers`` (with the ``variables`` they belong
     to, in order) scale the rate per variable.
     """

@@ -11,7 +11,7 @@
   when the transfer arm itself starts from random weights);
 
 each ``seeds`` times (``<arm>-seed<k>``, the same split), then writes the
-report of :mod:`kerasxfer.report` into ``<out_dir>/report`` and, with
+report of :mod:`kerasxfer.reporting.compare_report` into ``<out_dir>/report`` and, with
 ``sweep``, the sweep of :mod:`kerasxfer.sweep` into ``<out_dir>/sweep``.
 
 Small sets: every phase of every arm trains at least ``min_steps`` optimizer
@@ -130,8 +130,9 @@ class StudyConfig:
 def run_study(cfg: StudyConfig, overwrite: bool = False, verbose: int = 0) -> dict:
     """Train every arm that has not finished, write the report (and the sweep); return the report's summary."""
     from kerasxfer.data import SharedSources
-    from kerasxfer.report import write_report
-    from kerasxfer.training import determinism, raise_to_min_steps, run_series
+    from kerasxfer.reporting.compare_report import write_report
+    from kerasxfer.series import run_series
+    from kerasxfer.training import determinism, raise_to_min_steps
 
     cfg.validate()
     sources = SharedSources(cfg.split_seed, determinism(cfg.transfer))

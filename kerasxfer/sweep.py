@@ -13,7 +13,7 @@ deterministic, comparable with ``compare``), trained in this process one
 after the other; a finished member is not trained again, so rerunning a
 sweep trains only what has not finished.  The source is decoded once per
 image size, and the frozen backbone's features once per backbone
-(:mod:`kerasxfer.features`).  At the end :mod:`kerasxfer.sweep_report`
+(:mod:`kerasxfer.features`).  At the end :mod:`kerasxfer.reporting.sweep_report`
 writes ``sweep.csv``, the curves and the sentences.
 """
 
@@ -174,8 +174,9 @@ def _time_budget(member: Member, members: list) -> None:
 def run_sweep(cfg: SweepConfig, overwrite: bool = False, verbose: int = 0) -> dict:
     """Train every member of the sweep that has not finished, then write its report; return sweep.json's content."""
     from kerasxfer.data import SharedSources
-    from kerasxfer.sweep_report import write_sweep_report
-    from kerasxfer.training import determinism, run_series
+    from kerasxfer.reporting.sweep_report import write_sweep_report
+    from kerasxfer.series import run_series
+    from kerasxfer.training import determinism
 
     cfg.validate()
     sources = SharedSources(cfg.split_seed, determinism(cfg.transfer))

@@ -23,7 +23,7 @@ import tempfile
 import keras
 import tensorflow as tf
 
-from kerasxfer import fsio, rundir, summaries
+from kerasxfer import fsio, rundir, tensorboard
 from kerasxfer.callbacks import StopOnSignal, phase_callbacks
 from kerasxfer.config import Experiment
 from kerasxfer.data import load_data
@@ -33,7 +33,7 @@ from kerasxfer.evaluation import count_params, evaluate_best, load_model, write_
 from kerasxfer.families import family_of
 from kerasxfer.features import backbone_features, feature_key
 from kerasxfer.models import apply_trainable, build_model, calibrate_batchnorm, use_native_grouped_conv
-from kerasxfer.optim import class_weights, schedule_steps
+from kerasxfer.optim_config import class_weights, schedule_steps
 from kerasxfer.optimizers import make_loss, make_optimizer, stage_multipliers
 from kerasxfer.provenance import weights_source
 from kerasxfer.resume import ResumeState
@@ -104,37 +104,6 @@ def _train(exp: Experiment, strategy, out: str, status: str, data, verbose: int,
     run.open(data, resume=status == "resume")
     run.train()
     return run.finish()
-
-
-def run_series(runs, sources, tag: str, overwrite: bool = False, verbose: int = 0, before=None) -> None:
-    """Train ``runs`` — ``(label, experiment, training images)`` — one after the other in this process.
-
-    Every run reads ``sources`` (a :class:`kerasxfer.data.SharedSources`:
-    the data decoded once, features shared) and starts from a fresh Keras
-    session (the same layer names and seeds as in a process of its own);
-    finished runs are skipped, interrupted ones continue; one progress line
-    per epoch (:mod:`kerasxfer.progress`).  ``before(i)`` runs just before
-    run ``i`` starts and may change its experiment (a sweep's time budget).
-    """
-    import gc
-
-    from kerasxfer.progress import StudyProgress, phase_of, phases_of
-
-    progress = StudyProgress([{"label": label, "phases": phases_of(exp, n)} for label, exp, n in runs], tag=tag)
-    for i, (label, exp, n) in enumerate(runs):
-        if before is not None:
-            before(i)
-            progress.set_run(i, phases_of(exp, n))
-        exp.validate()
-        finished = rundir.is_finished(exp.out_dir) and not overwrite
-        log.info("[%s] run %d of %d: %s (%s)%s", tag, i + 1, len(runs), exp.out_dir, label,
-                 ": finished earlier" if finished else "")
-        progress.start_run(i, 0 if finished or overwrite else ResumeState.saved_epoch(exp.out_dir))
-        keras.backend.clear_session()
-        gc.collect()
-        run_experiment(exp, data=sources.splits(exp), verbose=verbose, overwrite=overwrite,
-                       callbacks=[progress.callback(i, phase_of(exp))])
-        progress.finish_run(i, trained=not finished)
 
 
 def determinism(exp: Experiment) -> bool:
@@ -332,7 +301,7 @@ def announce_phase(exp: Experiment, model, data, history: dict, out: str, phase,
     })
     log.info("phase %s: epochs %d-%d, lr %g, %s trainable of %s parameters",
              phase.name, first + 1, last, phase.lr, f"{trainable:,}", f"{total:,}")
-    summaries.write_phase_marker(
+    tensorboard.write_phase_marker(
         os.path.join(out, rundir.TB), first,
         f"epoch {first + 1}: phase **{phase.name}** begins (lr {phase.lr:g}, trainable: "
         f"{phase.trainable}, {trainable:,} of {total:,} parameters)",

@@ -16,7 +16,8 @@ ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 
 def test_library_layers_below_training_import_no_tensorflow():
     code = (
-        "import sys, kerasxfer.rundir, kerasxfer.report, kerasxfer.config, kerasxfer.recipes, kerasxfer.families\n"
+        "import sys, kerasxfer.rundir, kerasxfer.config, kerasxfer.recipes, kerasxfer.families, kerasxfer.figures\n"
+        "import kerasxfer.reporting.compare_report, kerasxfer.reporting.sweep_report, kerasxfer.reporting.verdict\n"
         "bad = sorted(m for m in sys.modules if m.split('.')[0] in ('tensorflow', 'keras'))\n"
         "assert not bad, bad\n"
     )

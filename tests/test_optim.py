@@ -15,7 +15,7 @@ from kerasxfer.config import DataConfig, Experiment, ModelConfig, PhaseConfig
 from kerasxfer.errors import UserError
 from kerasxfer.models import apply_trainable, build_model
 from kerasxfer.models.transfer import get_backbone
-from kerasxfer.optim import OptimConfig, learning_rate, schedule_steps
+from kerasxfer.optim_config import OptimConfig, learning_rate, schedule_steps
 from kerasxfer.optimizers import PhaseSchedule, make_optimizer, stage_multipliers
 from kerasxfer.training import compile_for_phase, run_experiment
 
@@ -197,7 +197,7 @@ def test_recipe_is_recorded_reported_and_the_saved_model_loads_with_plain_keras(
     p = subprocess.run([sys.executable, "-c", code, str(tmp_path / "run" / "model.keras")], capture_output=True,
                        text=True, timeout=300)
     assert p.returncode == 0, p.stderr[-2000:]
-    from kerasxfer.report import write_report
+    from kerasxfer.reporting.compare_report import write_report
 
     run_experiment(_scratch(tmp_path / "other"))
     write_report([str(tmp_path / "run"), str(tmp_path / "other")], str(tmp_path / "rep"))

@@ -203,7 +203,7 @@ def test_augmented_mixed_run_trains_and_repeats_byte_for_byte(tmp_path):
     assert (tmp_path / "a" / "history.json").read_bytes() == (tmp_path / "b" / "history.json").read_bytes()
     # above the majority class by more than the noise, not just above a loose threshold (measured: 17.4 % of
     # 322 test images after 2 epochs at 16 px with MixUp and CutMix, McNemar against the majority p < 1e-3)
-    from kerasxfer import stats
+    from kerasxfer.reporting import stats
 
     t = m["test"]
     majority = [stats.majority(t["labels"])["class"]] * len(t["labels"])

@@ -11,8 +11,8 @@ import pytest
 
 from kerasxfer import fsio, recipes, rundir
 from kerasxfer.errors import UserError
-from kerasxfer.report import write_report
-from kerasxfer.stats import mcnemar
+from kerasxfer.reporting.compare_report import write_report
+from kerasxfer.reporting.stats import mcnemar
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 

@@ -9,7 +9,7 @@ from kerasxfer.config import DataConfig
 from kerasxfer.data import sources
 from kerasxfer.data.split import SourceSplit, Split
 from kerasxfer.errors import UserError
-from kerasxfer.optim import class_weights
+from kerasxfer.optim_config import class_weights
 from kerasxfer.study import StudyConfig
 
 

@@ -15,12 +15,14 @@ from kerasxfer.errors import UserError
 from kerasxfer.evaluation import load_model
 from kerasxfer.models import build_transfer_model, get_backbone
 from kerasxfer.provenance import export_backbone, weights_source
-from kerasxfer.report import write_report
+from kerasxfer.reporting.compare_report import write_report
 from kerasxfer.training import run_experiment
 
 
 def _images(seed, n=48, size=24, split=0):
-    return list(synthetic.synthetic_dataset(n, seed, split, size).as_numpy_iterator())
+    """(image, label) pairs as the synthetic source makes them (one image per index, in a tf.data map)."""
+    ds = tf.data.Dataset.range(n).map(lambda i: synthetic.make_image(i, seed, split, size))
+    return list(ds.as_numpy_iterator())
 
 
 def test_synthetic_is_deterministic_per_seed_and_balanced():

@@ -1,5 +1,6 @@
 """Sweeps: nested subsets, the plan, the sentences (in process, no training), and tiny real sweeps."""
 
+import csv
 import dataclasses
 import os
 import re
@@ -14,10 +15,15 @@ from kerasxfer.config import DataConfig
 from kerasxfer.data.sources import nested_subset
 from kerasxfer.data.split import Split
 from kerasxfer.errors import UserError
+from kerasxfer.reporting.sweep_report import data_points, data_sentences
 from kerasxfer.sweep import SweepConfig, plan, subset_size
-from kerasxfer.sweep_report import data_points, data_sentences, read_csv
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+
+
+def read_csv(path) -> list:
+    with open(path, newline="", encoding="utf-8") as f:
+        return list(csv.DictReader(f))
 
 
 def _split(counts, prefix="img"):

@@ -9,9 +9,10 @@ import numpy as np
 import pytest
 from sklearn.metrics import balanced_accuracy_score, f1_score
 
-from kerasxfer import recipes, rundir, stats, verdict
+from kerasxfer import recipes, rundir
 from kerasxfer.errors import UserError
-from kerasxfer.report import write_report
+from kerasxfer.reporting import stats, verdict
+from kerasxfer.reporting.compare_report import write_report
 from tests.test_report import fake_run
 
 

@@ -99,12 +99,3 @@ def make_image(index, seed: int, split: int, image_size: int):
     noise = tf.random.stateless_normal([image_size, image_size, 3], seed=key + tf.constant([1, 3], tf.int64)) * noise_level
     img = tf.clip_by_value(img + noise, 0.0, 1.0)
     return tf.cast(tf.round(img * 255.0), tf.uint8), label
-
-
-def synthetic_dataset(num_examples: int, seed: int, split: int, image_size: int) -> tf.data.Dataset:
-    """``num_examples`` (image, label) pairs; split 0 is train, 1 is validation."""
-    return tf.data.Dataset.range(num_examples).map(
-        lambda i: make_image(i, seed, split, image_size),
-        num_parallel_calls=tf.data.AUTOTUNE,
-        deterministic=True,
-    )

@@ -10,7 +10,7 @@ in the same order for every arm) and returns the verdict's sentences and
 numbers:
 
 * the figure: accuracy, or balanced accuracy when the classes are imbalanced
-  (largest/smallest > :data:`~kerasxfer.stats.IMBALANCE_RATIO`);
+  (largest/smallest > :data:`~kerasxfer.reporting.stats.IMBALANCE_RATIO`);
 * the majority-class baseline, and every arm that does not beat it by more
   than the noise flagged as *did not learn*, with the likely cause;
 * "X wins" only when the paired test (Holm-corrected over the contender
@@ -31,8 +31,8 @@ import math
 
 import numpy as np
 
-from kerasxfer import stats
-from kerasxfer.stats import NOISE_P
+from kerasxfer.reporting import stats
+from kerasxfer.reporting.stats import NOISE_P
 
 
 def pct(x) -> str:

@@ -6,7 +6,7 @@ the splits): fold k tests on the k-th of K stratified folds of every labelled
 image.  :func:`fold_groups` checks that every arm has every fold;
 :func:`pool` joins an arm's K test splits in fold order into one run whose
 test split is the whole pool, so the verdict, the intervals and McNemar read
-every image once (:func:`kerasxfer.runs.load_runs` checks that the arms of
+every image once (:func:`kerasxfer.reporting.runs.load_runs` checks that the arms of
 one fold were tested on the same images).  No TensorFlow.
 """
 

@@ -11,7 +11,7 @@ needs the process that trained them) and writes::
 
 Runs are compared only when they were tested on the same images
 (:func:`check_comparable`).  Validation chose each run's best epoch; the
-verdict (:mod:`kerasxfer.verdict`: a decision with its interval and paired
+verdict (:mod:`kerasxfer.reporting.verdict`: a decision with its interval and paired
 test, the majority-class baseline, did-not-learn flags, the control's own
 sentence) and the seed table use the held-out test split.  Every test figure
 is recomputed from the per-image predictions a run stored, so an edited
@@ -28,13 +28,14 @@ import os
 import re
 import statistics
 
-from kerasxfer import folds, fsio, stats, verdict
+from kerasxfer import figures, fsio
 from kerasxfer.config import DEFAULT_MIN_STEPS
 from kerasxfer.errors import UserError
 from kerasxfer.families import family_of
-from kerasxfer.report_plots import confusion_png, curves_png, lr_png, recipe_sentence, schedule_cell
-from kerasxfer.report_plots import pct as _pct
-from kerasxfer.runs import load_runs
+from kerasxfer.reporting import folds, stats, verdict
+from kerasxfer.reporting.runs import load_runs
+from kerasxfer.reporting.text import pct as _pct
+from kerasxfer.reporting.text import recipe_sentence, schedule_cell, table
 
 
 def _phase_summary(history, phase):
@@ -82,25 +83,14 @@ def summarize_run(run: dict) -> dict:
                           else "Rescaling(1/255) inside the model"),
         "seed": cfg.get("seed"),
         "dataset": run["data"]["source"],
-        "splits": run["data"]["splits"],
-        "num_train": run["data"]["num_train"],
-        "num_val": run["data"]["num_val"],
-        "num_test": run["data"]["num_test"],
-        "test_accuracy": m["test"]["accuracy"],
+        **{k: run["data"][k] for k in ("splits", "num_train", "num_val", "num_test")},
+        **{f"test_{k}": m["test"][k] for k in ("accuracy", "balanced_accuracy", "macro_f1", "loss")},
         "test_interval": list(stats.wilson(round(m["test"]["accuracy"] * run["data"]["num_test"]),
                                            run["data"]["num_test"])),
-        "test_balanced_accuracy": m["test"]["balanced_accuracy"],
-        "test_macro_f1": m["test"]["macro_f1"],
-        "test_loss": m["test"]["loss"],
-        "best_val_accuracy": h["best"]["val_accuracy"],
-        "best_val_loss": h["best"]["val_loss"],
-        "best_epoch": h["best"]["epoch"],
-        "best_phase": h["best"]["phase"],
+        **{f"best_{k}": h["best"][k] for k in ("val_accuracy", "val_loss", "epoch", "phase")},
         "final_epoch": last["epoch"],
-        "final_train_accuracy": last["accuracy"],
-        "final_val_accuracy": last["val_accuracy"],
-        "final_train_loss": last["loss"],
-        "final_val_loss": last["val_loss"],
+        **{f"final_{split}_{k}": last[prefix + k] for split, prefix in (("train", ""), ("val", "val_"))
+           for k in ("accuracy", "loss")},
         "accuracy_gap": last["accuracy"] - last["val_accuracy"],
         "loss_gap": last["val_loss"] - last["loss"],
         "total_params": m.get("total_params", h["phases"][-1]["total_params"]),
@@ -168,7 +158,7 @@ def _notes(s) -> list:
 
 
 def _verdict_arm(s: dict, run: dict) -> dict:
-    """What :func:`kerasxfer.verdict.decide` reads of one run."""
+    """What :func:`kerasxfer.reporting.verdict.decide` reads of one run."""
     return {"name": s["name"], "model": s["model"], "kind": s["kind"], "backbone": s["backbone"],
             "weights": s["weights_file"], "weights_source": s["weights"],
             "predictions": run["metrics"]["test"]["predictions"], "train_seconds": s["train_seconds"],
@@ -184,7 +174,7 @@ def _interval(s) -> str:
 
 
 def executive_summary(summaries, runs, groups) -> tuple:
-    """Plain sentences, the verdict first (:mod:`kerasxfer.verdict`), then each run, seeds, notes, cost."""
+    """Plain sentences, the verdict first (:mod:`kerasxfer.reporting.verdict`), then each run, seeds, notes, cost."""
     # one run per approach (seeds of one approach are not rivals), chosen on validation, never on test
     best_of = {}
     for s in sorted(summaries, key=lambda s: s["name"]):
@@ -216,10 +206,7 @@ def executive_summary(summaries, runs, groups) -> tuple:
 
 
 # ------------------------------------------------------------------ report
-def _table(rows, header):
-    out = ["| " + " | ".join(header) + " |", "|" + "---|" * len(header)]
-    out += ["| " + " | ".join(str(c) for c in r) + " |" for r in rows]
-    return "\n".join(out)
+
 
 
 def _seed_groups(summaries) -> dict:
@@ -242,7 +229,7 @@ def _run_section(s) -> list:
           f"{s['model']} on {s['dataset']} ({s['num_train']} train / {s['num_val']} val / {s['num_test']} test "
           f"images), seed {s['seed']}. Weights: {s['weights']}. Preprocessing: {s['preprocessing']}. "
           f"Training: {s['recipe']}. Run directory: `{s['dir']}`.", ""]
-    md.append(_table(
+    md.append(table(
         [[p["name"], f"{p['epochs'][0]}–{p['epochs'][1]}", f"{p['learning_rate']:g}", p["schedule"], p["trainable"],
           f"{p['trainable_params']:,} / {p['total_params']:,}", _pct(p["best_val_accuracy"]), p["best_epoch"],
           f"{p['val_loss_min']:.3f}–{p['val_loss_max']:.3f}",
@@ -288,7 +275,7 @@ def _side_by_side(summaries, v) -> list:
            f"{_pct(b['accuracy'])} (95 % interval {100 * lo:.1f}–{100 * hi:.1f} %)"]
     row += [_pct(b["balanced accuracy"]), "–"] if imbalanced else []
     rows.append(row + ["–"] * 6)
-    return [_table(rows, header)]
+    return [table(rows, header)]
 
 
 def _markdown(summaries, groups, lines, v) -> str:
@@ -297,12 +284,12 @@ def _markdown(summaries, groups, lines, v) -> str:
     md += ["## Side by side", ""] + _side_by_side(summaries, v)
     md += ["", _data_sentence(summaries[0])]
     if summaries[0].get("folds"):
-        md += folds.markdown(summaries, _table)
+        md += folds.markdown(summaries, table)
     for s in summaries:
         md += _run_section(s)
     if any(len(g["seeds"]) > 1 for g in groups.values()):
         md += ["", "## Seeds", ""]
-        md.append(_table(
+        md.append(table(
             [[n, len(g["seeds"]), _pct(g["mean"]), f"{100 * g['std']:.2f}", ", ".join(_pct(v) for v in g["values"])]
              for n, g in groups.items()],
             ["approach", "seeds", "mean test accuracy", "std (points)", "per seed"],
@@ -315,7 +302,7 @@ def write_report(run_dirs, out_dir: str) -> dict:
     """Compare the runs in ``run_dirs``; write ``out_dir``; return summary.json's content.
 
     Runs of a cross-validated study (every fold of every arm) are pooled per
-    arm first (:func:`kerasxfer.folds.pool_runs`).
+    arm first (:func:`kerasxfer.reporting.folds.pool_runs`).
     """
     if len(run_dirs) < 2:
         raise UserError("compare needs at least two run directories, e.g. --runs=runs/scratch,runs/finetune.")
@@ -327,9 +314,9 @@ def write_report(run_dirs, out_dir: str) -> dict:
     groups = _seed_groups(summaries)
     lines, v = executive_summary(summaries, runs, groups)
     os.makedirs(out_dir, exist_ok=True)
-    curves_png(summaries, runs, os.path.join(out_dir, "curves.png"))
-    lr_png(summaries, runs, os.path.join(out_dir, "lr.png"))
-    confusion_png(summaries, runs, os.path.join(out_dir, "confusion.png"))
+    figures.report_curves(summaries, runs, os.path.join(out_dir, "curves.png"))
+    figures.report_learning_rates(summaries, runs, os.path.join(out_dir, "lr.png"))
+    figures.report_confusions(summaries, runs, os.path.join(out_dir, "confusion.png"))
     fsio.write_text(os.path.join(out_dir, "report.md"), _markdown(summaries, groups, lines, v))
     summary = {"runs": summaries, "verdict": {k: val for k, val in v.items() if k != "sentences"},
                "comparisons": v["pairs"] + v["controls"], "baseline": v["baseline"], "figure": v["figure"],

@@ -14,10 +14,7 @@ to the logs) into ``tb/train`` and ``tb/validation``.  This module writes into
 
 from __future__ import annotations
 
-import numpy as np
 import tensorflow as tf
-
-from kerasxfer import plots
 
 
 def _writer(tb_dir):
@@ -80,33 +77,6 @@ def write_hparams(tb_dir: str, exp, final: dict, step: int) -> None:
             tf.summary.scalar(k, float(v), step=step)
     w.flush()
     w.close()
-
-
-def confusion_png(cm, class_names, title: str) -> bytes:
-    """The confusion matrix as a PNG (rows: true class, columns: predicted)."""
-    side = min(12, 2.5 + 0.45 * len(class_names))
-    fig, ax = plots.pyplot().subplots(figsize=(side, side))
-    plots.draw_confusion(ax, cm, class_names, title)
-    return plots.png_bytes(fig)
-
-
-def top_losses_png(images, true, pred, prob_true, class_names, title: str) -> bytes:
-    """A grid of validation images with their true / predicted class and p(true)."""
-    plt = plots.pyplot()
-    k = len(images)
-    cols = min(4, max(1, k))
-    rows = max(1, int(np.ceil(k / cols)))
-    fig, axes = plt.subplots(rows, cols, figsize=(2.6 * cols, 2.9 * rows), squeeze=False)
-    for ax in axes.ravel():
-        ax.axis("off")
-    for i in range(k):
-        ax = axes.ravel()[i]
-        ax.imshow(np.clip(images[i], 0, 255).astype(np.uint8))
-        ax.set_title(f"true {class_names[true[i]]}\npred {class_names[pred[i]]}\np(true) {prob_true[i]:.2f}", fontsize=8)
-    if k == 0:
-        axes[0, 0].text(0.5, 0.5, "no misclassified image", ha="center", va="center")
-    fig.suptitle(title)
-    return plots.png_bytes(fig)
 
 
 def write_images(tb_dir: str, step: int, named_pngs: dict) -> None:

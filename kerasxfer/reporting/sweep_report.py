@@ -18,18 +18,16 @@ repeats those images: with several seeds the p-value is optimistic).
 
 from __future__ import annotations
 
-import csv
-import io
 import os
 import statistics
 
-from kerasxfer import fsio, plots
-from kerasxfer.runs import load_run
-from kerasxfer.stats import NOISE_P, mcnemar
+from kerasxfer import figures, fsio
+from kerasxfer.reporting.runs import load_run
+from kerasxfer.reporting.stats import NOISE_P, mcnemar
+from kerasxfer.reporting.text import ARM_TITLES, csv_text, pct
 
 COLUMNS = ("sweep", "arm", "depth", "fraction", "seed", "train_images", "images_per_class", "epochs",
            "images_seen", "trainable_params", "best_epoch", "best_val_accuracy", "test_accuracy", "run")
-ARM_TITLES = {"scratch": "scratch CNN", "frozen": "frozen backbone", "finetune": "fine-tuned backbone"}
 
 
 def member_row(kind: str, member, run: dict, root: str) -> dict:
@@ -48,18 +46,6 @@ def member_row(kind: str, member, run: dict, root: str) -> dict:
     }
 
 
-def csv_text(rows, columns) -> str:
-    buf = io.StringIO()
-    w = csv.DictWriter(buf, fieldnames=list(columns), lineterminator="\n")
-    w.writeheader()
-    w.writerows(rows)
-    return buf.getvalue()
-
-
-def read_csv(path: str) -> list:
-    with open(path, newline="", encoding="utf-8") as f:
-        return list(csv.DictReader(f))
-
 
 def pooled_mcnemar(runs_a, runs_b) -> dict:
     """McNemar over the seeds' pairs (same test images in each pair), the pairs' predictions concatenated."""
@@ -70,10 +56,6 @@ def pooled_mcnemar(runs_a, runs_b) -> dict:
         a += ta["predictions"]
         b += tb["predictions"]
     return mcnemar(y, a, b)
-
-
-def _pct(x: float) -> str:
-    return f"{100 * x:.2f} %"
 
 
 def _mean(rows, key="test_accuracy") -> float:
@@ -107,7 +89,7 @@ def _versus(p, transfer_name: str = "") -> str:
     name = f" ({transfer_name})" if transfer_name else ""
     if pv >= NOISE_P:
         return (f"at {n:g} images per class fine-tuning{name} and scratch are within noise of each other "
-                f"({_pct(ft)} vs {_pct(sc)}, McNemar p = {pv:.3g})")
+                f"({pct(ft)} vs {pct(sc)}, McNemar p = {pv:.3g})")
     win, lose = ("fine-tuning" + name, "scratch") if d > 0 else ("scratch", "fine-tuning" + name)
     return f"{win} beats {lose} by {abs(d):.1f} points at {n:g} images per class (McNemar p = {pv:.3g})"
 
@@ -138,9 +120,9 @@ def data_sentences(points, transfer_name: str, seeds: int) -> list:
     if "frozen" in big and "finetune" in big:
         small = points[0]["arms"]
         lines.append(
-            f"The frozen backbone alone scores {_pct(small['frozen']['mean'])} at {points[0]['images_per_class']:g} "
-            f"and {_pct(big['frozen']['mean'])} at {points[-1]['images_per_class']:g} images per class; unfreezing "
-            f"moves the latter to {_pct(big['finetune']['mean'])} "
+            f"The frozen backbone alone scores {pct(small['frozen']['mean'])} at {points[0]['images_per_class']:g} "
+            f"and {pct(big['frozen']['mean'])} at {points[-1]['images_per_class']:g} images per class; unfreezing "
+            f"moves the latter to {pct(big['finetune']['mean'])} "
             f"({100 * (big['finetune']['mean'] - big['frozen']['mean']):+.1f} points)."
         )
     if seeds > 1:
@@ -163,36 +145,6 @@ def budget_sentence(rows, cost, budget: str) -> str:
            if budget == "time" else "every arm trained for its epochs (--budget=epochs; --budget=time gives scratch "
            "the fine-tune's time)")
     return f"Budgets at the largest size: {'; '.join(parts)}; {how}."
-
-
-def draw_data(points, path: str, title: str) -> None:
-    plt = plots.pyplot()
-    fig, ax = plt.subplots(figsize=(9, 4.8))
-    x = [p["images_per_class"] for p in points]
-    low = min(s["min"] for p in points for s in p["arms"].values())
-    bottom = max(0.0, 10 * (int(100 * low) // 10) - 10)  # room below the lowest point for the p-values
-    for arm, style in (("scratch", "-o"), ("frozen", "--s"), ("finetune", "-^")):
-        pts = [(xi, p["arms"][arm]) for xi, p in zip(x, points) if arm in p["arms"]]
-        if not pts:
-            continue
-        xs = [a for a, _ in pts]
-        line, = ax.plot(xs, [100 * s["mean"] for _, s in pts], style, label=ARM_TITLES[arm])
-        if any(s["n"] > 1 for _, s in pts):
-            ax.fill_between(xs, [100 * s["min"] for _, s in pts], [100 * s["max"] for _, s in pts],
-                            color=line.get_color(), alpha=0.15)
-    for xi, p in zip(x, points):
-        if "mcnemar" in p:
-            pv = p["mcnemar"]["p_value"]
-            ax.annotate(f"p={pv:.2g}" + ("" if pv < NOISE_P else "\n(noise)"), (xi, bottom + 1), ha="center",
-                        fontsize=7)
-    ax.set_xscale("log")
-    ax.margins(x=0.08)
-    ax.set(xlabel="training images per class (log scale)", ylabel="test accuracy (%)", ylim=(bottom, 101), title=title)
-    ax.grid(True, which="both", alpha=0.3)
-    ax.plot([], [], " ", label="p: McNemar, fine-tuned\nvs scratch (test split)")
-    ax.legend(loc="upper left", bbox_to_anchor=(1.01, 1.0), fontsize=8)
-    fig.tight_layout()
-    plots.save(fig, path)
 
 
 # ----------------------------------------------------------------- depth
@@ -224,39 +176,17 @@ def depth_sentences(points, runs, num_stages: int) -> list:
     def what(p):
         return "the whole network" if p["depth"] == "all" else f"{p['depth']} of {num_stages} stages"
 
-    lines = [f"The best depth is {what(best)} unfrozen (test {_pct(best['mean'])}, "
+    lines = [f"The best depth is {what(best)} unfrozen (test {pct(best['mean'])}, "
              f"{best['trainable_params']:,} trainable parameters, {best['seconds']:.0f} s)."]
     if cheap is best:
         lines.append("Every cheaper depth is worse by more than the noise (McNemar p < 0.05 against the best).")
     else:
         lines.append(
-            f"The cheapest depth within noise of it is {what(cheap)} (test {_pct(cheap['mean'])}, McNemar p = "
+            f"The cheapest depth within noise of it is {what(cheap)} (test {pct(cheap['mean'])}, McNemar p = "
             f"{cheap['mcnemar_vs_best']['p_value']:.3g} against the best, {cheap['trainable_params']:,} trainable "
             f"parameters, {cheap['seconds']:.0f} s)."
         )
     return lines
-
-
-def draw_depth(points, path: str, title: str) -> None:
-    plt = plots.pyplot()
-    fig, (ax, ax_p) = plt.subplots(1, 2, figsize=(12, 4.5))
-    x = list(range(len(points)))
-    labels = [p["depth"] for p in points]
-    ax.plot(x, [100 * p["mean"] for p in points], "-o")
-    if any(len(p["runs"]) > 1 for p in points):
-        ax.fill_between(x, [100 * p["min"] for p in points], [100 * p["max"] for p in points], alpha=0.2)
-    ax.set_xticks(x, labels)
-    ax.set(xlabel="stages unfrozen in phase 2", ylabel="test accuracy (%)", title=title)
-    ax.grid(True, alpha=0.3)
-    ax_p.bar(x, [p["trainable_params"] for p in points], color="tab:gray")
-    ax_p.set_yscale("log")
-    ax_p.set_xticks(x, labels)
-    ax_p.set(xlabel="stages unfrozen in phase 2", ylabel="trainable parameters (log)",
-             title="cost: trainable parameters (bars), training seconds (labels)")
-    for xi, p in zip(x, points):
-        ax_p.annotate(f"{p['seconds']:.0f} s", (xi, p["trainable_params"]), ha="center", va="bottom", fontsize=8)
-    fig.tight_layout()
-    plots.save(fig, path)
 
 
 # ---------------------------------------------------------------- report
@@ -283,14 +213,14 @@ def write_sweep_report(cfg, members) -> dict:
         points = data_points(rows, runs)
         lines = data_sentences(points, transfer_name, cfg.seeds) + [budget_sentence(rows, cost, cfg.budget)]
         picture = "curves_data.png"
-        draw_data(points, os.path.join(root, picture), f"{short}: scratch or transfer, by training-set size")
+        figures.sweep_data_curves(points, os.path.join(root, picture), f"{short}: scratch or transfer, by training-set size")
     else:
         points = depth_points(rows, cost)
         lines = depth_sentences(points, runs, cfg.num_stages)
         for p in points:
             p["runs"] = [r["run"] for r in p["runs"]]
         picture = "curves_depth.png"
-        draw_depth(points, os.path.join(root, picture), f"{short}: {t.backbone}, how deep to unfreeze")
+        figures.sweep_depth_curves(points, os.path.join(root, picture), f"{short}: {t.backbone}, how deep to unfreeze")
     summary = {"sweep": cfg.kind, "dataset": dataset, "transfer": transfer_name, "seeds": cfg.seeds,
                "budget": cfg.budget, "min_steps": cfg.min_steps, "points": points, "sentences": lines}
     fsio.write_json(os.path.join(root, "sweep.json"), summary)

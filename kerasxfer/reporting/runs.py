@@ -1,10 +1,10 @@
 """Finished run directories as the reports read them: loaded, checked comparable, fold runs pooled (no TensorFlow).
 
-:func:`load_runs` is what :mod:`kerasxfer.report` compares: each run's
+:func:`load_runs` is what :mod:`kerasxfer.reporting.compare_report` compares: each run's
 config, history (with timings), metrics and data, every test figure
 recomputed from the stored per-image predictions (:func:`recompute_test`),
 runs given twice refused, the runs of a cross-validated study pooled per arm
-(:mod:`kerasxfer.folds`), and runs tested on other images refused
+(:mod:`kerasxfer.reporting.folds`), and runs tested on other images refused
 (:func:`check_comparable`).
 """
 
@@ -12,8 +12,9 @@ from __future__ import annotations
 
 import os
 
-from kerasxfer import folds, fsio, rundir, stats
+from kerasxfer import fsio, rundir
 from kerasxfer.errors import UserError
+from kerasxfer.reporting import folds, stats
 
 
 def load_runs(run_dirs) -> list:

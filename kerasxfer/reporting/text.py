@@ -1,0 +1,56 @@
+"""The words and tables both reports share: percentages, markdown tables, CSV, a run's recipe in a sentence.
+
+No TensorFlow; the reports' pictures are drawn by :mod:`kerasxfer.figures`.
+"""
+
+from __future__ import annotations
+
+import csv
+import io
+
+from kerasxfer.optim_config import OptimConfig
+
+#: The arms of a sweep, as its sentences and pictures name them.
+ARM_TITLES = {"scratch": "scratch CNN", "frozen": "frozen backbone", "finetune": "fine-tuned backbone"}
+
+
+def pct(x):
+    """``0.9689`` -> ``"96.89 %"``."""
+    return f"{100 * x:.2f} %"
+
+
+def recipe_sentence(config: dict, history: dict) -> str:
+    """How the run trained (optimiser, schedule, BatchNorm, EMA, ...), and where early stopping ended a phase."""
+    known = OptimConfig.__dataclass_fields__
+    transfer = config.get("model", {}).get("kind") == "transfer"
+    text = OptimConfig(**{k: v for k, v in config.get("optim", {}).items() if k in known}).describe(transfer)
+    stops = [f"{p['name']} stopped early after epoch {p['last_epoch']} of {p['planned_last_epoch']}"
+             for p in history["phases"] if p.get("early_stopped")]
+    return text + ("; " + ", ".join(stops) if stops else "")
+
+
+def schedule_cell(phase: dict) -> str:
+    """The schedule column of a phase row: ``cosine, 34 warm-up steps``; older runs: ``constant``."""
+    sch = phase.get("schedule")
+    if not sch:
+        return "constant"
+    text = sch["kind"] + (f", {sch['warmup_steps']} warm-up steps" if sch["warmup_steps"] else "")
+    if phase.get("lr_stage_decay", 1.0) != 1.0:
+        text += f", stage decay {phase['lr_stage_decay']:g}"
+    return text + (", backbone BatchNorm trains" if phase.get("bn") == "train" else "")
+
+
+def table(rows, header) -> str:
+    """A markdown table: ``header`` then one line per row (cells through ``str``)."""
+    out = ["| " + " | ".join(header) + " |", "|" + "---|" * len(header)]
+    out += ["| " + " | ".join(str(c) for c in r) + " |" for r in rows]
+    return "\n".join(out)
+
+
+def csv_text(rows, columns) -> str:
+    """``rows`` (dicts) as CSV text with ``columns`` in that order, ``\\n`` line ends (equal rows, equal bytes)."""
+    buf = io.StringIO()
+    w = csv.DictWriter(buf, fieldnames=list(columns), lineterminator="\n")
+    w.writeheader()
+    w.writerows(rows)
+    return buf.getvalue()

@@ -1,0 +1,48 @@
+"""Many runs in one process, one after the other, with one progress line and ETA: a study's arms, folds and
+seeds, a sweep's members.
+
+The data are decoded once (:class:`kerasxfer.data.SharedSources`); every run starts from a fresh Keras
+session, so it gets the layer names and seeds it would get in a process of its own, and leaves the same
+run directory (:func:`kerasxfer.training.run_experiment`).
+"""
+
+from __future__ import annotations
+
+import gc
+import logging
+
+import keras
+
+from kerasxfer import rundir
+from kerasxfer.progress import StudyProgress, phase_of, phases_of
+from kerasxfer.resume import ResumeState
+from kerasxfer.training import run_experiment
+
+log = logging.getLogger("kerasxfer")
+
+
+def run_series(runs, sources, tag: str, overwrite: bool = False, verbose: int = 0, before=None) -> None:
+    """Train ``runs`` — ``(label, experiment, training images)`` — one after the other in this process.
+
+    Every run reads ``sources`` (a :class:`kerasxfer.data.SharedSources`:
+    the data decoded once, features shared) and starts from a fresh Keras
+    session (the same layer names and seeds as in a process of its own);
+    finished runs are skipped, interrupted ones continue; one progress line
+    per epoch (:mod:`kerasxfer.progress`).  ``before(i)`` runs just before
+    run ``i`` starts and may change its experiment (a sweep's time budget).
+    """
+    progress = StudyProgress([{"label": label, "phases": phases_of(exp, n)} for label, exp, n in runs], tag=tag)
+    for i, (label, exp, n) in enumerate(runs):
+        if before is not None:
+            before(i)
+            progress.set_run(i, phases_of(exp, n))
+        exp.validate()
+        finished = rundir.is_finished(exp.out_dir) and not overwrite
+        log.info("[%s] run %d of %d: %s (%s)%s", tag, i + 1, len(runs), exp.out_dir, label,
+                 ": finished earlier" if finished else "")
+        progress.start_run(i, 0 if finished or overwrite else ResumeState.saved_epoch(exp.out_dir))
+        keras.backend.clear_session()
+        gc.collect()
+        run_experiment(exp, data=sources.splits(exp), verbose=verbose, overwrite=overwrite,
+                       callbacks=[progress.callback(i, phase_of(exp))])
+        progress.finish_run(i, trained=not finished)
