@@ -77,6 +77,7 @@ def main(argv):
     from kerasxfer.families import family_of
     from kerasxfer.models import build_scratch_cnn, build_transfer_model, freeze, unfreeze
     from kerasxfer.models.fastconv import use_native_grouped_conv
+    from kerasxfer.models.head import head_on, pooled_features
     from kerasxfer.rundir import environment
 
     env = environment()
@@ -158,8 +159,8 @@ def main(argv):
             # trains on the features; without: the frozen train step every epoch.
             freeze(m)
             frozen = bench.train_step_rate(m, bs, steps)
-            feats = keras.Input(m.get_layer("head_gap").output.shape[1:])
-            head = keras.Model(feats, m.get_layer("head_dense")(m.get_layer("head_dropout")(feats)))
+            feats = keras.Input(pooled_features(m).shape[1:])
+            head = keras.Model(feats, head_on(m, feats))
             head_rate = bench.train_step_rate(head, bs, steps)
             epochs = 10
             cached_s = 1.0 / infer + epochs / head_rate

@@ -7,10 +7,10 @@ The trainer builds the list with :func:`phase_callbacks` (at the end of this mod
 3. :class:`StopOnNonFinite`: a NaN or infinite loss ends training and is recorded;
 4. :class:`StopAtTimeBudget` (only with a time budget): training ends once the run has trained that long;
 5. :class:`EarlyStopPhase` (only with ``--early_stopping``): the phase ends once val_accuracy stops improving;
-6. :class:`EMAWeights` ``in`` (only with ``--ema``): the averaged weights are validated and checkpointed;
+6. :class:`EMAWeights` (only with ``--ema``; Keras' ``SwapEMAWeights``): the averaged weights are validated and checkpointed;
 7. :class:`BestCheckpoint`: ``model.keras`` whenever val_accuracy improves;
 8. Keras' ``TensorBoard`` and :class:`StepLearningRate` (the rate of every step);
-9. :class:`EMAWeights` ``out``: the raw weights go back (at a phase's end the average stays);
+9. :meth:`EMAWeights.out`: the raw weights go back (at a phase's end the average stays);
 10. the resume state's callback (:meth:`kerasxfer.resume.ResumeState.callback`), last.
 """
 
@@ -228,62 +228,45 @@ class EarlyStopPhase(keras.callbacks.Callback):
                      self.patience, eps[best]["epoch"], self.phase, epoch + 1)
 
 
-class EMAWeights:
+class EMAWeights(keras.callbacks.SwapEMAWeights):
     """The optimiser's moving average of the weights (``use_ema``), swapped into the model where it counts.
 
-    ``swap_in`` (before the checkpoint) puts the average into the model for
-    validation and for the epoch-end callbacks; ``swap_out`` (before the
-    resume state is saved) puts the raw weights back, except after the
-    phase's last epoch, where the average stays (and the optimiser's copy
-    is set to it, so Keras' own end-of-fit finalisation keeps it).
+    Keras' own :class:`~keras.callbacks.SwapEMAWeights` (``swap_on_epoch``) does the swapping, with its
+    distribution-strategy handling: the average is in the model for validation and, from the epoch's end,
+    for the checkpoint and TensorBoard.  :meth:`out` (a second callback, before the resume state is saved)
+    puts the raw weights back, except after the phase's last epoch — planned or ended by early stopping,
+    which Keras does not know about — where the average stays (and the optimiser's copy is set to it).
     """
 
-    def __init__(self, model: keras.Model, last_epoch: int, history: dict, phase: str):
-        self.model, self.last_epoch, self.history, self.phase = model, last_epoch, history, phase
-        self.swapped = False
+    def __init__(self, last_epoch: int, history: dict, phase: str):
+        super().__init__(swap_on_epoch=True)
+        self.last_epoch, self.history, self.phase = last_epoch, history, phase
 
-    def _pairs(self):
-        return keras_compat.ema_pairs(self.model.optimizer)
-
-    def swap(self) -> None:
-        for v, a in self._pairs():
-            raw = keras.ops.convert_to_tensor(v)
-            v.assign(a)
-            a.assign(raw)
-        self.swapped = not self.swapped
+    @property
+    def swapped(self) -> bool:
+        """Whether the average is in the model now."""
+        return keras_compat.ema_in_model(self)
 
     def _ends_phase(self, epoch: int) -> bool:
         record = next((p for p in self.history["phases"] if p["name"] == self.phase), {})
         return epoch + 1 >= self.last_epoch or bool(record.get("early_stopped"))
 
-    def callbacks(self):
+    def out(self) -> keras.callbacks.Callback:
+        """The callback that takes the average out of the model again at the epoch's end (or keeps it at the last)."""
         ema = self
-
-        class In(keras.callbacks.Callback):
-            def on_test_begin(self, logs=None):
-                if not ema.swapped:
-                    ema.swap()
-
-            def on_test_end(self, logs=None):
-                if ema.swapped:
-                    ema.swap()
-
-            def on_epoch_end(self, epoch, logs=None):
-                if not ema.swapped:
-                    ema.swap()
 
         class Out(keras.callbacks.Callback):
             def on_epoch_end(self, epoch, logs=None):
                 if not ema.swapped:
                     return
                 if ema._ends_phase(epoch):
-                    for v, a in ema._pairs():
-                        a.assign(v)
-                    ema.swapped = False
+                    keras_compat.ema_finalize(ema)  # the optimiser's average := the model's weights (the average)
+                    keras_compat.set_ema_in_model(ema, False)
                 else:
-                    ema.swap()
+                    keras_compat.ema_swap(ema)
+                    keras_compat.set_ema_in_model(ema, False)
 
-        return In(), Out()
+        return Out()
 
 
 class StepLearningRate(keras.callbacks.Callback):
@@ -326,8 +309,8 @@ def phase_callbacks(*, exp, phase, index: int, first: int, last: int, steps: dic
     from kerasxfer.optim_config import learning_rate
 
     o = exp.optim
-    ema_in, ema_out = (EMAWeights(fit_model, last, history, phase.name).callbacks() if o.ema is not None
-                       else (None, None))
+    ema_in = EMAWeights(last, history, phase.name) if o.ema is not None else None
+    ema_out = ema_in.out() if ema_in is not None else None
     rate = lambda k: learning_rate(np, k, phase.lr, steps["kind"], steps["total_steps"], steps["warmup_steps"])  # noqa: E731
     return [c for c in (
         stop_on_signal,

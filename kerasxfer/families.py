@@ -15,16 +15,37 @@ provides, for each of its ``variants``:
 * ``stage_of(layer_name) -> int | None``: the index in ``stages`` of the
   stage a backbone layer belongs to (``None`` for the stem);
 * ``imagenet_weights_file(variant, include_top) -> str``: the local path of
-  the ImageNet weights, fetched once (one-sentence error when it cannot be).
+  the ImageNet weights, fetched once (one-sentence error when it cannot be);
+* ``residual_bns(backbone) -> list``: the last BatchNormalization of every
+  residual branch (the one right before the branch is added to its skip), so
+  training from random weights can start each residual block as the
+  identity (:func:`kerasxfer.models.transfer.zero_init_residuals`).
+
+:class:`FamilyModule` writes that interface down; :meth:`BackboneFamily.load`
+checks a module against it.
 """
 
 from __future__ import annotations
 
 import dataclasses
 import importlib
+from typing import Protocol, runtime_checkable
 
 from kerasxfer.errors import UserError
 from kerasxfer.models import efficientnet_lite_specs, regnet_specs
+
+
+@runtime_checkable
+class FamilyModule(Protocol):
+    """What a family's module provides (see the module docstring)."""
+
+    def build_backbone(self, variant: str, input_shape, weights=None): ...
+
+    def stage_of(self, layer_name: str): ...
+
+    def imagenet_weights_file(self, variant: str, include_top: bool) -> str: ...
+
+    def residual_bns(self, backbone) -> list: ...
 
 
 @dataclasses.dataclass(frozen=True)
@@ -40,9 +61,14 @@ class BackboneFamily:
     imagenet: str  # where --weights=imagenet comes from, in words (reports say it)
     preprocessing: str  # what the model does to raw [0, 255] pixels, in words
 
-    def load(self):
-        """The family's builder module (imports Keras)."""
-        return importlib.import_module(self.module)
+    def load(self) -> FamilyModule:
+        """The family's builder module (imports Keras), checked against :class:`FamilyModule`."""
+        module = importlib.import_module(self.module)
+        if not isinstance(module, FamilyModule):
+            missing = [n for n in ("build_backbone", "stage_of", "imagenet_weights_file", "residual_bns")
+                       if not callable(getattr(module, n, None))]
+            raise TypeError(f"{self.module} does not provide {', '.join(missing)} (see kerasxfer.families)")
+        return module
 
 
 REGNET = BackboneFamily(

@@ -13,6 +13,7 @@ import tensorflow as tf
 
 from kerasxfer.data import DataSplits
 from kerasxfer.data.pipeline import epochs_from, ordered_batches
+from kerasxfer.models.head import head_on, pooled_features
 
 log = logging.getLogger("kerasxfer")
 
@@ -36,7 +37,7 @@ def _extract(model: keras.Model, data: DataSplits, key) -> tuple:
     (what it would have cost alone).  Otherwise only this run's images are read.
     """
     t0 = time.perf_counter()
-    extractor = keras.Model(model.inputs, model.get_layer("head_gap").output)
+    extractor = keras.Model(model.inputs, pooled_features(model))
     shared = data.decoded.features if data.decoded is not None and key is not None else None
     if shared is None:
         train = np.asarray(extractor.predict(data.train_ordered, verbose=0), np.float32)
@@ -71,7 +72,7 @@ def backbone_features(model: keras.Model, data: DataSplits, batch_size: int, key
     """
     feats, val_feats, seconds, reused = _extract(model, data, key)
     inp = keras.Input(shape=feats.shape[1:], name="features")
-    out = model.get_layer("head_dense")(model.get_layer("head_dropout")(inp))
+    out = head_on(model, inp)
     head = keras.Model(inp, out, name=f"{model.name}_head")
     train_from = epochs_from(feats, data.train_labels, batch_size, data.seed)
     val = ordered_batches(val_feats, data.val_labels, batch_size)

@@ -19,9 +19,10 @@ USED = (
      "patched: Keras reduces multi-worker logs with axis=0, which they lack (distribute)"),
     ("keras.Model", "_distribute_strategy", "unset so a multi-worker model builds its metrics in the traced step"),
     ("keras.Model", "_flatten_layers", "every nested layer, to put grouped convolutions on TF's own kernel"),
-    ("keras.optimizers.Optimizer", "_trainable_variables", "the variables the EMA averages, in order"),
-    ("keras.optimizers.Optimizer", "_model_variables_moving_average", "the optimiser's EMA copies of them"),
     ("keras.optimizers.Optimizer", "_var_key", "a variable's key, for per-stage learning-rate multipliers"),
+    ("keras.callbacks.SwapEMAWeights", "_ema_weights_in_model", "whether the average is in the model (EMAWeights)"),
+    ("keras.callbacks.SwapEMAWeights", "_swap_variables", "average <-> weights with the strategy's updates (EMAWeights)"),
+    ("keras.callbacks.SwapEMAWeights", "_finalize_ema_values", "average := weights at a phase's end (EMAWeights)"),
 )
 #: Private optimizer methods kerasxfer's per-stage optimiser overrides or calls, with their parameters.
 OVERRIDDEN = {
@@ -48,10 +49,23 @@ def clear_distribute_strategy(model) -> None:
     model._distribute_strategy = None
 
 
-def ema_pairs(optimizer) -> list:
-    """``(variable, its moving average)`` for every variable the optimiser averages (``use_ema``)."""
-    return [(v, a) for v, a in zip(optimizer._trainable_variables, optimizer._model_variables_moving_average)
-            if a is not None]
+def ema_in_model(callback) -> bool:
+    """Whether a ``SwapEMAWeights`` callback has put the average into the model."""
+    return callback._ema_weights_in_model
+
+
+def set_ema_in_model(callback, value: bool) -> None:
+    callback._ema_weights_in_model = value
+
+
+def ema_swap(callback) -> None:
+    """Swap the model's weights and the optimiser's average (Keras' own swap, strategy-aware)."""
+    callback._swap_variables()
+
+
+def ema_finalize(callback) -> None:
+    """Set the optimiser's average to the model's weights (Keras' end-of-training step, strategy-aware)."""
+    callback._finalize_ema_values()
 
 
 def variable_key(optimizer, variable):
@@ -83,8 +97,9 @@ def check() -> list:
         if where.startswith("keras.src"):
             holder = importlib.import_module(where)
         else:
-            holder = keras.Model if where == "keras.Model" else keras.optimizers.Optimizer
-        if name in ("_distribute_strategy", "_trainable_variables", "_model_variables_moving_average"):
+            holder = {"keras.Model": keras.Model, "keras.callbacks.SwapEMAWeights": keras.callbacks.SwapEMAWeights}.get(
+                where, keras.optimizers.Optimizer)
+        if name in ("_distribute_strategy", "_ema_weights_in_model"):
             continue  # instance attributes: checked on real objects by the test
         if not hasattr(holder, name):
             problems.append(f"{where}.{name} is gone ({why})")

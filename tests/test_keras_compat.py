@@ -24,12 +24,23 @@ def test_accessors_work_on_real_objects():
     assert model._distribute_strategy is None
     opt = keras.optimizers.Adam(use_ema=True, ema_momentum=0.5)
     opt.build(model.trainable_variables)
-    pairs = keras_compat.ema_pairs(opt)
-    assert [v.path for v, _ in pairs] == [v.path for v in model.trainable_variables]
-    assert all(a.shape == v.shape for v, a in pairs)  # one average per weight
     keys = {keras_compat.variable_key(opt, v) for v in model.trainable_variables}
     assert len(keys) == len(model.trainable_variables)
     assert isinstance(keras_compat.keras_home(), str)
+    swap = keras.callbacks.SwapEMAWeights(swap_on_epoch=True)
+    model.compile(optimizer=opt, loss="mse")
+    swap.set_model(model)
+    v = model.trainable_variables[0]
+    raw = keras.ops.convert_to_numpy(v)
+    keras_compat.ema_finalize(swap)  # the optimiser's average := the weights
+    v.assign(keras.ops.zeros_like(v))
+    assert keras_compat.ema_in_model(swap) is False
+    keras_compat.ema_swap(swap)  # the average in the model, the zeros in the optimiser
+    assert (keras.ops.convert_to_numpy(v) == raw).all()
+    keras_compat.ema_swap(swap)
+    assert not keras.ops.convert_to_numpy(v).any()
+    keras_compat.set_ema_in_model(swap, True)
+    assert keras_compat.ema_in_model(swap) is True
 
 
 @pytest.mark.parametrize("where, name, why", keras_compat.USED)

@@ -89,3 +89,30 @@ def test_calibrate_batchnorm_sets_statistics_and_nothing_else():
     after = [w.numpy() for w in get_backbone(model).weights if "moving" not in w.path]
     for a, b in zip(weights_before, after):
         np.testing.assert_array_equal(a, b)
+
+
+@pytest.mark.parametrize("backbone", ["regnetx002", "regnety002", "efficientnet_lite0"])
+def test_pretraining_classifier_starts_every_residual_block_as_the_identity(backbone):
+    """Every family's zero-init hook: in each residual block the branch added to the skip ends in a BatchNorm whose
+    scale is zero (the *last* one: zeroing an earlier BN also silences the branch but leaves its last layers without
+    gradient), so the block passes its input through.  A family that names the wrong layers (or none: the old
+    RegNet-only name suffix left EfficientNet-Lite untouched) fails here."""
+    from kerasxfer.families import FamilyModule, family_of
+    from kerasxfer.models import build_backbone_classifier
+
+    assert isinstance(family_of(backbone).load(), FamilyModule)
+    base = get_backbone(build_backbone_classifier(backbone, (32, 32, 3), 3))
+    adds = [layer for layer in base.layers if isinstance(layer, keras.layers.Add)]
+    assert len(adds) >= 3
+    probe = keras.Model(base.inputs, [t for add in adds for t in add.input])
+    outs = probe(np.random.default_rng(0).uniform(0, 255, (2, 32, 32, 3)).astype("float32"), training=False)
+    producer = {id(layer.output): layer for layer in base.layers}
+    for add in adds:
+        ends = [producer[id(t)] for t in add.input]
+        ends = [producer[id(e.input)] if isinstance(e, keras.layers.Dropout) else e for e in ends]
+        zeroed = [e for e in ends if isinstance(e, keras.layers.BatchNormalization) and not np.any(e.gamma.numpy())]
+        assert len(zeroed) == 1, (add.name, [e.name for e in ends])
+    for k, add in enumerate(adds):
+        branch, skip = outs[2 * k], outs[2 * k + 1]
+        assert float(np.abs(branch).max()) == 0.0, add.name
+        assert float(np.abs(skip).max()) > 0.0, add.name

@@ -133,6 +133,12 @@ def build_backbone(variant: str, input_shape, weights=None) -> keras.Model:
     return EfficientNetLite(variant, include_top=False, weights=weights, input_shape=tuple(input_shape))
 
 
+def residual_bns(backbone: keras.Model) -> list:
+    """The ``<block>_project_bn`` of every block with a skip connection (stride 1, equal widths)."""
+    return [backbone.get_layer(layer.name[: -len("_add")] + "_project_bn")
+            for layer in backbone.layers if layer.name.endswith("_add")]
+
+
 def stage_of(layer_name: str):
     """Stage index (0..7: block1..block7, top) of a backbone layer, or None for the stem (family interface)."""
     m = _STAGE.search(layer_name + "_")

@@ -226,6 +226,11 @@ def stage_of(layer_name: str):
     return int(m.group(1)) if m else None
 
 
+def residual_bns(backbone: keras.Model) -> list:
+    """The BatchNormalization that ends every block's residual branch (``<block>_conv_1x1_2_bn``)."""
+    return [layer for layer in backbone.layers if layer.name.endswith("_conv_1x1_2_bn")]
+
+
 def build_backbone(variant: str, input_shape, weights=None) -> keras.Model:
     """``variant`` without its top, preprocessing inside, from ``weights`` (family interface)."""
     return RegNet(variant, include_top=False, weights=weights, input_shape=tuple(input_shape))

@@ -6,6 +6,7 @@ import keras
 from keras import layers
 
 from kerasxfer.models.augment import apply_augmentation
+from kerasxfer.models.head import add_head
 
 
 def build_scratch_cnn(
@@ -41,7 +42,5 @@ def build_scratch_cnn(
             x = layers.BatchNormalization(momentum=bn_momentum, name=prefix + "_bn")(x)
             x = layers.ReLU(name=prefix + "_relu")(x)
         x = layers.MaxPooling2D(2, name=f"block{b + 1}_pool")(x)
-    x = layers.GlobalAveragePooling2D(name="head_gap")(x)
-    x = layers.Dropout(dropout, name="head_dropout")(x)
-    outputs = layers.Dense(num_classes, activation="softmax", dtype="float32", name="head_dense")(x)
+    outputs = add_head(x, num_classes, dropout)
     return keras.Model(inputs, outputs, name=name)

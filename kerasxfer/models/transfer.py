@@ -20,6 +20,7 @@ from keras import layers
 from kerasxfer import keras_compat
 from kerasxfer.families import family_of
 from kerasxfer.models.augment import apply_augmentation
+from kerasxfer.models.head import add_head
 
 
 def build_transfer_model(
@@ -40,9 +41,7 @@ def build_transfer_model(
     base = family_of(backbone).load().build_backbone(backbone, input_shape, weights)
     inputs = keras.Input(shape=tuple(input_shape), name="image")
     x = base(apply_augmentation(inputs, augment, seed), training=False)
-    x = layers.GlobalAveragePooling2D(name="head_gap")(x)
-    x = layers.Dropout(dropout, name="head_dropout")(x)
-    outputs = layers.Dense(num_classes, activation="softmax", dtype="float32", name="head_dense")(x)
+    outputs = add_head(x, num_classes, dropout)
     model = keras.Model(inputs, outputs, name=f"{backbone}_transfer")
     freeze(model)
     return model
@@ -58,18 +57,28 @@ def build_backbone_classifier(backbone: str, input_shape, num_classes: int, drop
     load into :func:`build_transfer_model` (``weights=<file>``).
     """
     base = family_of(backbone).load().build_backbone(backbone, input_shape, None)
-    # Zero-initialise the last BatchNorm scale of every residual block, so each
-    # block starts as the identity (Goyal et al., 2017): training from random
-    # weights then starts stable and learns several times faster.
-    for layer in base.layers:
-        if layer.name.endswith("_conv_1x1_2_bn"):
-            layer.gamma.assign(keras.ops.zeros_like(layer.gamma))
+    zero_init_residuals(base)
     inputs = keras.Input(shape=tuple(input_shape), name="image")
     x = base(apply_augmentation(inputs, augment, seed))
-    x = layers.GlobalAveragePooling2D(name="head_gap")(x)
-    x = layers.Dropout(dropout, name="head_dropout")(x)
-    outputs = layers.Dense(num_classes, activation="softmax", dtype="float32", name="head_dense")(x)
+    outputs = add_head(x, num_classes, dropout)
     return keras.Model(inputs, outputs, name=f"{backbone}_classifier")
+
+
+def zero_init_residuals(backbone: keras.Model) -> int:
+    """Zero the scale of the last BatchNorm of every residual branch; the number of layers zeroed.
+
+    Each residual block then starts as the identity (Goyal et al., 2017), so
+    training from random weights starts stable and learns several times
+    faster.  The family's ``residual_bns`` names the layers; a family whose
+    backbone has residual blocks but names none is an error, not a silent no-op.
+    """
+    bns = family_of(backbone.name).load().residual_bns(backbone)
+    adds = [layer for layer in backbone.layers if isinstance(layer, layers.Add)]
+    if adds and not bns:
+        raise ValueError(f"{backbone.name} has {len(adds)} residual adds but its family names no residual BatchNorm")
+    for layer in bns:
+        layer.gamma.assign(keras.ops.zeros_like(layer.gamma))
+    return len(bns)
 
 
 def get_backbone(model: keras.Model) -> keras.Model:
