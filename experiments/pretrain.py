@@ -20,18 +20,13 @@ images, 8 epochs) take proportionally longer.
 
 from absl import flags
 
-from kerasxfer import families, recipes
+from kerasxfer import config, recipes
 
 from . import common
 
-FLAGS = flags.FLAGS
 common.define_common_flags("runs/pretrain", dataset="synthetic")
-flags.DEFINE_string("backbone", "regnetx002", f"Backbone to pretrain: {', '.join(families.all_backbones())}.")
-flags.DEFINE_integer("epochs", 8, "Training epochs.")
-flags.DEFINE_integer("synthetic_train", 12000, "Training images of the synthetic dataset.")
-flags.DEFINE_integer("synthetic_val", 1200, "Validation images of the synthetic dataset.")
-flags.DEFINE_integer("synthetic_test", 1200, "Test images of the synthetic dataset.")
-FLAGS.set_default("dropout", 0.0)  # plenty of data: no dropout before the pretraining head
+common.define_recipe_flags(recipes.pretrain)
+common.define_field_flags(config.DataConfig, ("synthetic_train", "synthetic_val", "synthetic_test"))
 
 
 def export(exp):

@@ -10,22 +10,13 @@ val_accuracy 0.975, test accuracy 0.966 on the 322 held-out images.
 
 from absl import flags
 
-from kerasxfer import config, recipes
+from kerasxfer import recipes
 
 from . import common
 
-common.define_common_flags("runs/scratch")
-common.define_scratch_flags()
-common.define_min_steps_flag(config.DEFAULT_MIN_STEPS, "the scratch CNN's")
-
-# --helpshort lists the shared flags too (they are defined in experiments.common).
-flags.adopt_module_key_flags(common)
-
-
-def run():
-    """The command: `python -m experiments.scratch` or `kerasxfer scratch`."""
-    common.run_main(common.train_main(recipes.scratch))
-
+#: The command: `python -m experiments.scratch` or `kerasxfer scratch`.
+run = common.training_command(recipes.scratch, "runs/scratch", "the scratch CNN's")
+flags.adopt_module_key_flags(common)  # --helpshort lists the shared flags too
 
 if __name__ == "__main__":
     run()

@@ -37,6 +37,8 @@ PRECISIONS = ("float32", "mixed_float16", "mixed_bfloat16")
 STRATEGIES = ("auto", "one_device", "mirrored", "multi_worker", "tpu")
 CALIBRATE_BN = ("auto", "always", "never")
 MAX_FOLDS = 20
+#: Images whose header declares more pixels are skipped like undecodable ones (a small PNG can decode to GB).
+MAX_IMAGE_PIXELS = 40_000_000
 #: Every phase of a study (and of scratch/finetune unless the epochs are given) trains at least this many
 #: optimizer steps: small sets have few steps per epoch (measurements in the README, "Enough optimizer steps").
 DEFAULT_MIN_STEPS = 300
@@ -90,7 +92,7 @@ class DataConfig:
     # Train on a stratified, nested subset of the training split (learning curves); val and test stay whole.
     train_fraction: float = 1.0
     # Images whose header declares more pixels are skipped like undecodable ones (decompression bombs).
-    max_image_pixels: int = 40_000_000
+    max_image_pixels: int = MAX_IMAGE_PIXELS
     # Cross-validation: with folds = K >= 2 every labelled image (train, val and test pooled) lies in one of K
     # stratified folds; this run tests on fold `fold` (1..K) and validates on val_fraction of the others.
     folds: int = 0

@@ -84,5 +84,10 @@ def pretrain(backbone: str = "regnetx002", epochs: int = 8, lr: float = 1e-3, dr
     return _experiment("pretrain", model, [PhaseConfig("pretrain", epochs, lr, "all")], data, out_dir, **common)
 
 
+#: The study's arms (``make study``, ``make sweep``, ``make demo``): EfficientNet-Lite0 from its published ImageNet
+#: weights at 96x96, 10 frozen epochs, then 8 with its last 4 stages unfrozen at 2e-4.
+STUDY_DEFAULTS = {"backbone": "efficientnet_lite0", "image_size": 96, "frozen_epochs": 10, "finetune_epochs": 8,
+                  "unfreeze_stages": 4, "finetune_lr": 2e-4}
+
 #: Recipe name -> recipe, for entry points and studies.
 RECIPES = {"scratch": scratch, "finetune": finetune, "pretrain": pretrain}

@@ -158,3 +158,69 @@ def test_another_keras_backend_is_refused_in_one_sentence():
     p = subprocess.run([sys.executable, "-c", "import kerasxfer"], cwd=ROOT, env=env, capture_output=True, text=True,
                        timeout=120)
     assert p.returncode == 1 and "ImportError: kerasxfer runs on Keras' TensorFlow backend" in p.stderr
+
+
+def test_every_recipe_parameter_has_its_flag_and_every_help_text_its_option():
+    """The flag -> recipe mapping is explicit and complete: a recipe parameter added without a flag, a flag that
+    names no parameter, or help text for an option that no longer exists fails here (not silently at run time)."""
+    import dataclasses
+    import inspect
+
+    from experiments.common import RECIPE_FLAGS
+    from kerasxfer import config, optim_config, options, recipes
+
+    assert set(RECIPE_FLAGS) == set(recipes.RECIPES)
+    for name, recipe in recipes.RECIPES.items():
+        params = {n for n, p in inspect.signature(recipe).parameters.items() if p.kind is not p.VAR_KEYWORD}
+        assert params - {"data", "out_dir"} == set(RECIPE_FLAGS[name]), name
+        specs = options.recipe_options(recipe, RECIPE_FLAGS[name])
+        defaults = {n: p.default for n, p in inspect.signature(recipe).parameters.items()}
+        assert all(s.default == defaults[s.name] or s.kind == "list" for s in specs)  # the recipe's own defaults
+    fields = {f.name for cls in (config.DataConfig, config.Experiment, optim_config.OptimConfig)
+              for f in dataclasses.fields(cls)}
+    params = {n for r in recipes.RECIPES.values() for n in inspect.signature(r).parameters}
+    assert set(options.HELP) <= fields | params, set(options.HELP) - fields - params
+    assert set(options.CHOICES) <= fields
+
+
+def test_a_renamed_recipe_parameter_fails_loudly():
+    from kerasxfer import options
+
+    def scratch(num_epochs: int = 3, **common):  # "epochs" renamed
+        return None
+
+    with pytest.raises(KeyError, match="epochs"):
+        options.recipe_options(scratch, ("epochs",))
+
+
+@pytest.mark.parametrize("module", ["scratch", "finetune", "pretrain", "study", "sweep", "lr_find"])
+def test_flag_defaults_are_the_config_and_recipe_defaults(module):
+    """No default is restated: every derived flag's default is its field's or recipe parameter's (the study and
+    sweep start from kerasxfer.recipes.STUDY_DEFAULTS)."""
+    code = f"""
+import dataclasses, inspect
+import experiments.{module}
+from absl import flags
+from kerasxfer import config, optim_config, recipes
+F = flags.FLAGS
+study = "{module}" in ("study", "sweep")
+expected = {{}}
+for cls in (config.DataConfig, config.Experiment, optim_config.OptimConfig):
+    for f in dataclasses.fields(cls):
+        if f.default is not dataclasses.MISSING:
+            expected[f.name] = f.default
+for r in ("scratch", "finetune", "pretrain"):
+    if r in "{module}" or ("{module}" != "pretrain" and r != "pretrain"):
+        for n, p in inspect.signature(recipes.RECIPES[r]).parameters.items():
+            if p.default is not inspect.Parameter.empty and not isinstance(p.default, tuple):
+                expected.setdefault(n, p.default)
+if "{module}" == "pretrain":
+    expected.update(dataset="synthetic", dropout=0.0, epochs=8)
+if study:
+    expected.update(recipes.STUDY_DEFAULTS)
+bad = {{n: (F[n].default, v) for n, v in expected.items() if n in F and n not in ("out_dir", "folds", "fold", "min_steps")
+        and F[n].default != v}}
+assert not bad, bad
+"""
+    p = subprocess.run([sys.executable, "-c", code], cwd=ROOT, capture_output=True, text=True, timeout=120)
+    assert p.returncode == 0, p.stderr[-2000:]

@@ -39,7 +39,7 @@ def make_n(makefile, target, *assignments):
 
 def missing_variables(makefile, target, module):
     names = command_flags(module)
-    assert len(names) >= 3
+    assert len(names) >= 2  # the listing found the command's flags (compare has two)
     return [n for n in names if f"--{n}=7" not in make_n(makefile, target, f"{n.upper()}=7").split()]
 
 

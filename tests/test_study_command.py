@@ -159,3 +159,24 @@ def test_five_fold_study_tests_every_image_once_and_resumes_in_the_fold_it_was_k
             keys.append(len(metrics["test"]["labels"]))
         assert sum(keys) == 200 and all(k == 40 for k in keys)
     assert "out-of-fold" in summary["summary"][0]
+
+
+@pytest.mark.slow
+def test_study_with_seeds_trains_each_arm_per_seed_on_one_split_and_reports_mean_std(photos, tmp_path):
+    """The one multi-seed mechanism: ``--seeds=2`` trains every arm with seeds 0 and 1 in one process, on the same
+    split (the paired tests need the same test images), and the report gives each approach's mean ± std."""
+    import math
+
+    r = run_study(study_args(photos, "--folds=1", "--seeds=2", "--control=false"), tmp_path)
+    assert r.returncode == 0, r.stderr[-3000:]
+    out = tmp_path / "runs" / "study" / "my_photos"
+    assert sorted(os.listdir(out)) == ["report", "scratch-seed0", "scratch-seed1", "transfer-seed0", "transfer-seed1"]
+    tests = {json.dumps(json.loads((out / d / "data.json").read_text())["splits"]) for d in os.listdir(out)
+             if d != "report"}
+    assert len(tests) == 1  # one split for every seed
+    summary = json.loads((out / "report" / "summary.json").read_text())
+    assert sorted(summary["approaches"]) == ["scratch", "transfer"]
+    for g in summary["approaches"].values():
+        assert g["seeds"] == [0, 1]
+        assert g["std"] == pytest.approx(abs(g["values"][0] - g["values"][1]) / math.sqrt(2))
+    assert "± " in (out / "report" / "report.md").read_text()

