@@ -32,12 +32,11 @@ def phases_of(exp, num_train: int) -> list:
 
 
 def phase_of(exp):
-    """``epoch (0-based) -> index of its phase`` for ``exp``."""
-    bounds, total = [], 0
-    for p in exp.phases:
-        total += p.epochs
-        bounds.append(total)
-    return lambda epoch: next(i for i, b in enumerate(bounds) if epoch < b)
+    """``epoch (0-based) -> index of its phase`` for ``exp`` (the planned spans of :mod:`kerasxfer.phases`)."""
+    from kerasxfer.phases import phase_spans
+
+    spans = phase_spans(exp.phases, {"phases": []})
+    return lambda epoch: next(s.index for s in spans if epoch < s.last)
 
 #: Seconds per run outside its epochs, assumed until a run has measured it.
 DEFAULT_OVERHEAD_S = 10.0

@@ -15,6 +15,7 @@ computed once (:mod:`kerasxfer.features`).
 
 from __future__ import annotations
 
+import dataclasses
 import logging
 import os
 import shutil
@@ -35,6 +36,7 @@ from kerasxfer.features import backbone_features, feature_key
 from kerasxfer.models import apply_trainable, build_model, calibrate_batchnorm, use_native_grouped_conv
 from kerasxfer.optim_config import class_weights, schedule_steps
 from kerasxfer.optimizers import make_loss, make_optimizer, stage_multipliers
+from kerasxfer.phases import PhaseSpan, next_phase, phase_spans
 from kerasxfer.provenance import weights_source
 from kerasxfer.resume import ResumeState
 
@@ -95,13 +97,11 @@ def _finished_metrics(exp: Experiment):
 
 
 def _train(exp: Experiment, strategy, out: str, status: str, data, verbose: int, callbacks) -> dict:
-    run = _Run(exp, strategy, out, verbose, list(callbacks))
     if status == "finishing":
         log.info("%s was trained but not every output after %s was written: writing them now", out,
                  rundir.METRICS)
-        run.open_finished(data)
-        return run.finish()
-    run.open(data, resume=status == "resume")
+        return _Run.finished(exp, strategy, out, data).finish()
+    run = _Run.opened(exp, strategy, out, data, resume=status == "resume", verbose=verbose, callbacks=callbacks)
     run.train()
     return run.finish()
 
@@ -134,82 +134,84 @@ def compile_for_phase(model: keras.Model, exp: Experiment, phase, steps_per_epoc
     return steps
 
 
+@dataclasses.dataclass
 class _Run:
-    """One training run in ``out``: opened, trained phase by phase, finished."""
+    """One training run in ``out``: every piece of its state, built by :meth:`opened` or :meth:`finished`."""
 
-    def __init__(self, exp: Experiment, strategy, out: str, verbose: int, extra_callbacks=()):
-        self.exp, self.strategy, self.out, self.verbose = exp, strategy, out, verbose
-        self.extra_callbacks = list(extra_callbacks)
-        self.model_path = os.path.join(out, rundir.MODEL)
-        self.num_stages = exp.model.num_stages
-        self.features = None  # backbone features of every image, computed at the first head-only phase
+    exp: Experiment
+    strategy: object
+    out: str
+    data: object  # kerasxfer.data.DataSplits
+    deterministic: bool
+    state: ResumeState  # saves every epoch; clears at the end
+    history: dict
+    timings: dict
+    done: int = 0  # epochs finished
+    model: keras.Model | None = None  # None when only the outputs after training are left to write
+    resume: ResumeState | None = None  # restored into the model at the first phase that trains, then None
+    bn_calibrated: bool = False
+    verbose: int = 0
+    callbacks: tuple = ()  # after the run's own, every epoch (a study's progress)
+    features: object = None  # backbone features of every image, computed at the first head-only phase
 
-    # -------------------------------------------------------------- open
-    def open(self, data, resume: bool) -> None:
+    # ------------------------------------------------------------- build
+    @classmethod
+    def opened(cls, exp: Experiment, strategy, out: str, data, resume: bool, verbose: int = 0, callbacks=()):
         """Data, weights and model first (a bad folder or an impossible download writes nothing), then the run files."""
-        exp, m = self.exp, self.exp.model
+        m = exp.model
         if m.is_transfer and m.weights == "imagenet":
-            path = family_of(m.backbone).load().imagenet_weights_file(m.backbone, include_top=False)
-            log.info("ImageNet weights: %s", path)
+            log.info("ImageNet weights: %s", family_of(m.backbone).load().imagenet_weights_file(m.backbone, False))
         # Every run sets its own dtype policy (a float32 run after a mixed one must not inherit it).
         keras.mixed_precision.set_global_policy(exp.precision)
         keras.utils.set_random_seed(exp.seed)  # before pipelines (their shuffles use it) and model weights
-        self.deterministic = determinism(exp)
-        if self.deterministic:
+        deterministic = determinism(exp)
+        if deterministic:
             tf.config.experimental.enable_op_determinism()
-        self.data = data if data is not None else load_data(exp.data, exp.seed, self.deterministic)
-        with self.strategy.scope():
-            self.model = build_model(exp, self.data.num_classes)
-        self.state = ResumeState(self.out)  # found (to continue from) or not; saves every epoch either way
-        self.resume = self.state if resume and self.state.found else None
-        if self.resume is None and os.path.isdir(self.out):
-            rundir.remove_run_outputs(self.out)  # overwrite, or a run that died before its first epoch ended
-        write_run_files(self.out, self.exp, self.data, describe(self.strategy))
-        n_native = use_native_grouped_conv(self.model)
+        data = data if data is not None else load_data(exp.data, exp.seed, deterministic)
+        with strategy.scope():
+            model = build_model(exp, data.num_classes)
+        state = ResumeState(out)  # found (to continue from) or not; saves every epoch either way
+        found = state if resume and state.found else None
+        if found is None and os.path.isdir(out):
+            rundir.remove_run_outputs(out)  # overwrite, or a run that died before its first epoch ended
+        write_run_files(out, exp, data, describe(strategy))
+        n_native = use_native_grouped_conv(model)
         if n_native:
             log.info("%d grouped convolutions run on TensorFlow's own kernels", n_native)
-        self.bn_calibrated = m.is_transfer and (
-            m.calibrate_bn == "always" or (m.calibrate_bn == "auto" and m.weights is None))
-        if self.bn_calibrated and self.resume is None:
-            n = calibrate_batchnorm(self.model, self.data.train)
-            log.info("random backbone: BatchNorm statistics re-estimated on %d training batches", n)
-        self._start_history()
+        bn_calibrated = m.is_transfer and (m.calibrate_bn == "always" or (m.calibrate_bn == "auto" and m.weights is None))
+        if bn_calibrated and found is None:
+            log.info("random backbone: BatchNorm statistics re-estimated on %d training batches",
+                     calibrate_batchnorm(model, data.train))
+        if found is not None:
+            history, timings, done = found.history, found.timings, found.epoch
+            history.pop("stopped", None)
+            log.info("continuing %s after epoch %d of %d", out, done, exp.total_epochs)
+        else:
+            history = new_history(exp, model.name, bn_calibrated, deterministic)
+            timings, done = {"epochs": [], "phases": {}, "train_seconds": 0.0}, 0
+        return cls(exp, strategy, out, data, deterministic, state, history, timings, done, model, found, bn_calibrated,
+                   verbose, tuple(callbacks))
 
-    def open_finished(self, data) -> None:
+    @classmethod
+    def finished(cls, exp: Experiment, strategy, out: str, data):
         """What :meth:`finish` needs of a run whose training ended: its data, history and timings (no model)."""
-        self.deterministic = determinism(self.exp)
-        self.data = data if data is not None else load_data(self.exp.data, self.exp.seed, self.deterministic)
-        self.state = ResumeState(self.out, probe=False)
-        self.history = fsio.read_json(os.path.join(self.out, rundir.HISTORY))
-        self.timings = fsio.read_json(os.path.join(self.out, rundir.TIMINGS))
-
-    def _start_history(self) -> None:
-        if self.resume is not None:
-            self.history, self.timings, self.done = self.resume.history, self.resume.timings, self.resume.epoch
-            self.history.pop("stopped", None)
-            log.info("continuing %s after epoch %d of %d", self.out, self.done, self.exp.total_epochs)
-            return
-        self.history = new_history(self.exp, self.model.name, self.bn_calibrated, self.deterministic)
-        self.timings, self.done = {"epochs": [], "phases": {}, "train_seconds": 0.0}, 0
+        deterministic = determinism(exp)
+        data = data if data is not None else load_data(exp.data, exp.seed, deterministic)
+        return cls(exp, strategy, out, data, deterministic, ResumeState(out, probe=False),
+                   fsio.read_json(os.path.join(out, rundir.HISTORY)), fsio.read_json(os.path.join(out, rundir.TIMINGS)))
 
     # ------------------------------------------------------------- train
     def train(self) -> None:
-        """Every phase in turn; Ctrl-C/SIGTERM end in one sentence that says how to continue."""
-        self.tb = keras.callbacks.TensorBoard(log_dir=os.path.join(self.out, rundir.TB), write_graph=False,
-                                              update_freq="epoch")
+        """Every phase the plan has left (:mod:`kerasxfer.phases`); Ctrl-C/SIGTERM end in one sentence."""
+        tb = keras.callbacks.TensorBoard(log_dir=os.path.join(self.out, rundir.TB), write_graph=False,
+                                         update_freq="epoch")
         try:
-            with StopOnSignal() as self.stop_on_signal:
-                last = 0
-                for index, phase in enumerate(self.exp.phases):
-                    self.stop_on_signal.check()
-                    if self.history.get("stopped") or self.history.get("ended_early"):
-                        break
-                    first, last = last, phase_end(self.history, phase, last + phase.epochs)  # epochs first+1 .. last
-                    if phase.epochs and self.done < last:
-                        self._phase(index, phase, first, last)
-                        last = phase_end(self.history, phase, last)  # early stopping may have ended it sooner
-                        self.done = last
-                self.stop_on_signal.check()
+            with StopOnSignal() as stop_on_signal:
+                while (span := next_phase(self.exp.phases, self.history, self.done)) is not None:
+                    stop_on_signal.check()
+                    self._phase(span, tb, stop_on_signal)
+                    self.done = phase_spans(self.exp.phases, self.history)[span.index].last  # early stopping: sooner
+                stop_on_signal.check()
         except KeyboardInterrupt:
             epoch = ResumeState.saved_epoch(self.out)
             where = f"after epoch {epoch}" if epoch else "from the start (no epoch had finished)"
@@ -219,32 +221,30 @@ class _Run:
                 exit_code=130,
             ) from None
 
-    def _phase(self, index: int, phase, first: int, last: int) -> None:
-        """Train epochs ``first+1 .. last`` of ``phase`` (from ``self.done`` when it resumes inside it)."""
-        model, data, resume = self.model, self.data, self.resume
-        cached = self.exp.uses_cached_features(phase)
+    def _phase(self, span: PhaseSpan, tb, stop_on_signal) -> None:
+        """Train epochs ``span.first+1 .. span.last`` (from ``self.done`` when it resumes inside the phase)."""
+        exp, model, data, (index, phase, first, last) = self.exp, self.model, self.data, span
+        cached = exp.uses_cached_features(phase)
         fit_model, train_from, val_data = model, data.train_from, data.val
         with self.strategy.scope():
-            apply_trainable(model, phase.trainable, self.num_stages, self.exp.model.is_transfer, self.exp.optim.bn)
+            apply_trainable(model, phase.trainable, exp.model.num_stages, exp.model.is_transfer, exp.optim.bn)
             if cached:
-                if resume is not None:  # the features must come from the restored backbone (BN statistics too)
-                    resume.restore(model)
+                if self.resume is not None:  # the features must come from the restored backbone (BN statistics too)
+                    self.resume.restore(model)
                 fit_model, train_from, val_data = self._features(index)
-            # recompile after every trainable change
-            self.steps = compile_for_phase(fit_model, self.exp, phase, data.steps_per_epoch, model)
-        if resume is not None:
+            steps = compile_for_phase(fit_model, exp, phase, data.steps_per_epoch, model)  # after every trainable change
+        if self.resume is not None:
             # the state after epoch `done`: with its optimizer slots when `done` is in this phase
-            resume.restore(model, fit_model if self.done > first else None)
+            self.resume.restore(model, fit_model if self.done > first else None)
             self.resume = None
         if self.done == first:
-            announce_phase(self.exp, self.model, self.data, self.history, self.out, phase, first, last, cached,
-                           self.steps)
+            announce_phase(exp, model, data, self.history, self.out, phase, first, last, cached, steps)
         callbacks = phase_callbacks(
-            exp=self.exp, phase=phase, index=index, first=first, last=last, steps=self.steps, history=self.history,
+            exp=exp, phase=phase, index=index, first=first, last=last, steps=steps, history=self.history,
             timings=self.timings, num_train=data.num_train, steps_per_epoch=data.steps_per_epoch, fit_model=fit_model,
-            model=model, checkpoint_path=self.model_path, tensorboard=self.tb,
-            lr_log_dir=os.path.join(self.out, rundir.TB, "train"), stop_on_signal=self.stop_on_signal,
-            state_callback=self.state.callback(self.history, self.timings, model=model), extra=self.extra_callbacks)
+            model=model, checkpoint_path=os.path.join(self.out, rundir.MODEL), tensorboard=tb,
+            lr_log_dir=os.path.join(self.out, rundir.TB, "train"), stop_on_signal=stop_on_signal,
+            state_callback=self.state.callback(self.history, self.timings, model=model), extra=self.callbacks)
         # Epoch e's batches depend only on the seed and e (see data.pipeline), so a
         # resumed run sees what an uninterrupted one would have seen.
         defer_keras_build(fit_model, self.strategy)
@@ -252,7 +252,7 @@ class _Run:
             fit_model.fit(
                 train_from(self.done, last), steps_per_epoch=data.steps_per_epoch, validation_data=val_data,
                 initial_epoch=self.done, epochs=last, callbacks=callbacks, verbose=self.verbose, shuffle=False,
-                class_weight=class_weights(self.exp.optim.class_weight, data.train_labels, data.num_classes),
+                class_weight=class_weights(exp.optim.class_weight, data.train_labels, data.num_classes),
             )
 
     def _features(self, index: int):
@@ -269,8 +269,8 @@ class _Run:
         """Evaluate the best checkpoint and write metrics.json, the pictures and HParams; drop the resume state."""
         history, out = self.history, self.out
         if history.get("stopped"):
-            raise diverged_error(history, self.model_path)
-        best_model = load_model(self.model_path)
+            raise diverged_error(history, os.path.join(out, rundir.MODEL))
+        best_model = load_model(os.path.join(out, rundir.MODEL))
         use_native_grouped_conv(best_model)
         metrics, probs = evaluate_best(best_model, self.data)
         metrics.update(best_epoch=history["best"]["epoch"], best_phase=history["best"]["phase"],
@@ -337,12 +337,6 @@ def diverged_error(history: dict, model_path: str) -> UserError:
             f"is kept in {model_path}") if best else "no epoch before it was usable, so no model was kept"
     return UserError(f"the loss became NaN or infinite in epoch {stop['epoch']} ({stop['phase']} phase), so training "
                      f"stopped; {kept}: lower the learning rate (--lr) and run again with --overwrite.")
-
-
-def phase_end(history: dict, phase, planned: int) -> int:
-    """The phase's last epoch: ``planned``, or the epoch early stopping ended it at (as history records)."""
-    record = next((p for p in history["phases"] if p["name"] == phase.name), {})
-    return record["last_epoch"] if record.get("early_stopped") else planned
 
 
 def raise_to_min_steps(exp: Experiment, num_train: int, min_steps: int, label: str) -> Experiment:

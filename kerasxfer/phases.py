@@ -1,0 +1,48 @@
+"""The phase plan of a run: which epochs each phase trains, and what is left to train (pure: no TensorFlow).
+
+A run's phases share one epoch axis: phase 1 trains epochs 1..E1, phase 2
+E1+1..E1+E2, and so on.  Early stopping may end a phase sooner; its record
+in ``history.json`` (``early_stopped``, the real ``last_epoch``) then moves
+every later phase forward.  :func:`phase_spans` reads that from the history,
+so the trainer, a resumed run and the progress line compute the same ranges
+from the same facts, and :func:`next_phase` says what the trainer does next.
+"""
+
+from __future__ import annotations
+
+from typing import NamedTuple
+
+
+class PhaseSpan(NamedTuple):
+    """Phase ``index`` of the run trains epochs ``first + 1 .. last`` (1-based; ``first == last``: none)."""
+
+    index: int
+    phase: object  # a kerasxfer.config.PhaseConfig
+    first: int
+    last: int
+
+
+def phase_end(history: dict, phase, planned: int) -> int:
+    """The phase's last epoch: ``planned``, or the epoch early stopping ended it at (as history records)."""
+    record = next((p for p in history["phases"] if p["name"] == phase.name), {})
+    return record["last_epoch"] if record.get("early_stopped") else planned
+
+
+def phase_spans(phases, history: dict) -> list:
+    """The :class:`PhaseSpan` of every phase, early-stopped phases ending where they ended."""
+    spans, last = [], 0
+    for index, phase in enumerate(phases):
+        first, last = last, phase_end(history, phase, last + phase.epochs)
+        spans.append(PhaseSpan(index, phase, first, last))
+    return spans
+
+
+def next_phase(phases, history: dict, done: int):
+    """The span to train after ``done`` finished epochs (it may resume inside it), or None: nothing is left.
+
+    Nothing is left once every phase's epochs are done, or once the run stopped (a NaN loss: ``stopped``) or
+    ended early (its time budget: ``ended_early``).
+    """
+    if history.get("stopped") or history.get("ended_early"):
+        return None
+    return next((s for s in phase_spans(phases, history) if s.phase.epochs and done < s.last), None)
