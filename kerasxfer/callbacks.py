@@ -298,13 +298,13 @@ class StepLearningRate(keras.callbacks.Callback):
 
 
 def phase_callbacks(*, exp, phase, index: int, first: int, last: int, steps: dict, history: dict, timings: dict,
-                    num_train: int, steps_per_epoch: int, fit_model, model, checkpoint_path: str, tensorboard,
+                    num_train: int, steps_per_epoch: int, model, checkpoint_path: str, tensorboard,
                     lr_log_dir: str, stop_on_signal, state_callback, extra=()) -> list:
     """The callbacks of one phase, in the order this module's docstring lists (optional ones only when asked for).
 
-    ``fit_model`` is what ``fit`` trains (the head alone on cached features); ``model`` the whole network
-    (checkpointed to ``checkpoint_path`` and saved in the resume state); ``tensorboard`` Keras' callback and
-    ``lr_log_dir`` where the rate of every step is logged; ``state_callback`` the resume state's; ``extra`` last.
+    ``model`` is the whole network (checkpointed to ``checkpoint_path`` and saved in the resume state, whatever
+    ``fit`` trains); ``tensorboard`` Keras' callback and ``lr_log_dir`` where the rate of every step is logged;
+    ``state_callback`` the resume state's; ``extra`` last.
     """
     from kerasxfer.optim_config import learning_rate
 

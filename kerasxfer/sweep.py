@@ -124,7 +124,7 @@ def subset_size(counts, fraction: float) -> int:
     return sum(max(1, int(math.floor(fraction * n + 0.5))) for n in counts)
 
 
-def _member(base: Experiment, arm: str, out: str, fraction: float, seed: int, counts, cfg: SweepConfig,
+def _member(base: Experiment, out: str, fraction: float, seed: int, counts, cfg: SweepConfig,
             trainable: Optional[str] = None, unfrozen_epochs: Optional[int] = None) -> Experiment:
     exp = copy.deepcopy(base)
     exp.out_dir, exp.seed = out, seed
@@ -145,11 +145,11 @@ def plan(cfg: SweepConfig, counts) -> list:
             for f in cfg.fractions:
                 d = os.path.join(root, f"f{f:g}")
                 members += [
-                    Member("frozen", f, seed, _member(cfg.transfer, "frozen", os.path.join(d, f"frozen-seed{seed}"),
+                    Member("frozen", f, seed, _member(cfg.transfer, os.path.join(d, f"frozen-seed{seed}"),
                                                       f, seed, counts, cfg, unfrozen_epochs=0)),
-                    Member("finetune", f, seed, _member(cfg.transfer, "finetune",
-                                                        os.path.join(d, f"finetune-seed{seed}"), f, seed, counts, cfg)),
-                    Member("scratch", f, seed, _member(cfg.scratch, "scratch", os.path.join(d, f"scratch-seed{seed}"),
+                    Member("finetune", f, seed, _member(cfg.transfer, os.path.join(d, f"finetune-seed{seed}"),
+                                                        f, seed, counts, cfg)),
+                    Member("scratch", f, seed, _member(cfg.scratch, os.path.join(d, f"scratch-seed{seed}"),
                                                        f, seed, counts, cfg)),
                 ]
         else:
@@ -157,7 +157,7 @@ def plan(cfg: SweepConfig, counts) -> list:
             for depth in cfg.depth_list():
                 rule = "all" if depth == "all" else "head" if depth == "0" else f"stages:{depth}"
                 out = os.path.join(root, f"d{depth}-seed{seed}")
-                members.append(Member("finetune", f, seed, _member(cfg.transfer, "finetune", out, f, seed, counts, cfg,
+                members.append(Member("finetune", f, seed, _member(cfg.transfer, out, f, seed, counts, cfg,
                                                                    trainable=rule), depth=depth))
     return members
 

@@ -241,7 +241,7 @@ class _Run:
             announce_phase(exp, model, data, self.history, self.out, phase, first, last, cached, steps)
         callbacks = phase_callbacks(
             exp=exp, phase=phase, index=index, first=first, last=last, steps=steps, history=self.history,
-            timings=self.timings, num_train=data.num_train, steps_per_epoch=data.steps_per_epoch, fit_model=fit_model,
+            timings=self.timings, num_train=data.num_train, steps_per_epoch=data.steps_per_epoch,
             model=model, checkpoint_path=os.path.join(self.out, rundir.MODEL), tensorboard=tb,
             lr_log_dir=os.path.join(self.out, rundir.TB, "train"), stop_on_signal=stop_on_signal,
             state_callback=self.state.callback(self.history, self.timings, model=model), extra=self.callbacks)
