@@ -43,14 +43,28 @@ def keras_home(tmp_path_factory):
     config._KERAS_DIR = old
 
 
+VARIANTS = ("efficientnet_lite0", "efficientnet_lite1", "efficientnet_lite2")
+_MODELS = {}
+
+
+def _imagenet(variant):
+    if variant not in _MODELS:
+        _MODELS[variant] = eff.EfficientNetLite(variant, weights="imagenet")
+    return _MODELS[variant]
+
+
 @pytest.fixture(scope="module")
 def imagenet_model(keras_home):
-    return eff.EfficientNetLite("efficientnet_lite0", weights="imagenet")
+    return _imagenet("efficientnet_lite0")
 
 
-def test_published_weights_classify_real_photos(imagenet_model, keras_home):
-    assert os.path.isfile(keras_home / "models" / "efficientnet_lite0_imagenet.weights.h5")  # converted once
-    probs = imagenet_model.predict(np.stack([_photo("chelsea.png"), _photo("coffee.png")]), verbose=0)
+@pytest.mark.parametrize("variant", VARIANTS)
+def test_published_weights_classify_real_photos(variant, keras_home):
+    """Each variant's published weights, installed with kerasxfer (offline), at the variant's native size."""
+    model = _imagenet(variant)
+    assert os.path.isfile(keras_home / "models" / f"{variant}_imagenet.weights.h5")  # converted once
+    size = eff.VARIANTS[variant][2]
+    probs = model.predict(np.stack([_photo("chelsea.png", size), _photo("coffee.png", size)]), verbose=0)
     cat, coffee = probs
     assert int(cat.argmax()) in (281, 282, 285) and cat.max() >= 0.5, (cat.argmax(), cat.max())  # tabby/tiger/Egyptian cat
     assert int(coffee.argmax()) in (967, 968, 504) and coffee.max() >= 0.5, (coffee.argmax(), coffee.max())
@@ -91,17 +105,18 @@ def _oracle(variant: str) -> dict:
         return json.load(f)
 
 
-def test_matches_the_independent_pytorch_reference_logits(imagenet_model):
-    """The converted Lite0 against logits PyTorch's reference implementation computed outside this project.
+@pytest.mark.parametrize("variant", VARIANTS)
+def test_matches_the_independent_pytorch_reference_logits(variant, keras_home):
+    """The converted variant against logits PyTorch's reference implementation computed outside this project.
 
-    Exact 224 px crops of four scikit-image photos (no resampling, so only the network can differ); a wrong
+    Exact crops at the native size (224, 240, 260 px) of four scikit-image photos (no resampling, so only the network can differ); a wrong
     kernel layout, BatchNorm epsilon or padding shows as differences of 1e-2 or more (tests/oracles/README.md).
     """
     import skimage
     from PIL import Image
 
-    ref = _oracle("efficientnet_lite0")
-    assert ref["weights_sha256"] == hashlib.sha256(open(eff.pth_path("efficientnet_lite0"), "rb").read()).hexdigest()
+    ref = _oracle(variant)
+    assert ref["weights_sha256"] == hashlib.sha256(open(eff.pth_path(variant), "rb").read()).hexdigest()
     size, crops, expected = ref["image_size"], [], []
     for im in ref["images"]:
         img = np.asarray(Image.open(os.path.join(os.path.dirname(skimage.__file__), "data", im["file"])).convert("RGB"))
@@ -111,7 +126,7 @@ def test_matches_the_independent_pytorch_reference_logits(imagenet_model):
         crops.append(crop.astype("float32"))
         logits = np.asarray(im["logits"], dtype=np.float64)
         expected.append(np.exp(logits - logits.max()) / np.exp(logits - logits.max()).sum())
-    probs = imagenet_model.predict(np.stack(crops), verbose=0)
+    probs = _imagenet(variant).predict(np.stack(crops), verbose=0)
     np.testing.assert_allclose(probs, np.stack(expected), atol=2e-5)
     for p, im in zip(probs, ref["images"]):
         assert [int(i) for i in np.argsort(-p)[:5]] == [c for c, _ in im["top5"]], im["file"]

