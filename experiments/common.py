@@ -32,6 +32,23 @@ FLAGS = flags.FLAGS
 _UNSET = object()
 
 
+class _SizeParser(flags.ArgumentParser):
+    """An image size: a whole number of pixels, or auto (chosen from the data and the backbone)."""
+
+    def parse(self, argument):
+        from kerasxfer.config import AUTO_SIZE
+
+        if str(argument).strip().lower() == AUTO_SIZE:
+            return AUTO_SIZE
+        try:
+            return int(argument)
+        except (TypeError, ValueError):
+            raise ValueError(f"{argument!r} is neither a whole number of pixels nor auto") from None
+
+    def flag_type(self):
+        return "an integer or auto"
+
+
 def define_option(spec, default=_UNSET) -> None:
     """Define the flag of one :class:`kerasxfer.options.OptionSpec` (``default`` overrides the field's)."""
     value = spec.default if default is _UNSET else default
@@ -44,6 +61,8 @@ def define_option(spec, default=_UNSET) -> None:
               "str": flags.DEFINE_string, "list": flags.DEFINE_list}
     if spec.kind == "enum":
         flags.DEFINE_enum(spec.name, value, list(spec.choices), spec.help)
+    elif spec.kind == "size":
+        flags.DEFINE(_SizeParser(), spec.name, value, spec.help)
     else:
         define[spec.kind](spec.name, value, spec.help)
 
@@ -202,8 +221,12 @@ def min_steps_from_flags() -> int:
 
 def training_command(recipe, default_out: str, min_steps_what: str, after=None):
     """Define a one-recipe training command's flags (scratch, finetune); return its ``run()``."""
+    from kerasxfer import recipes
+
     define_common_flags(default_out)
     define_recipe_flags(recipe)
+    for name, value in recipes.COMMAND_DEFAULTS.get(recipe.__name__, {}).items():
+        FLAGS.set_default(name, value)
     define_min_steps_flag(config.DEFAULT_MIN_STEPS, min_steps_what)
     return lambda: run_main(train_main(recipe, after))
 

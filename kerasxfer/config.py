@@ -39,9 +39,10 @@ CALIBRATE_BN = ("auto", "always", "never")
 MAX_FOLDS = 20
 #: Images whose header declares more pixels are skipped like undecodable ones (a small PNG can decode to GB).
 MAX_IMAGE_PIXELS = 40_000_000
-#: Every phase of a study (and of scratch/finetune unless the epochs are given) trains at least this many
-#: optimizer steps: small sets have few steps per epoch (measurements in the README, "Enough optimizer steps").
+#: Every phase of a study (and of scratch/finetune unless epochs are given) trains at least this many steps.
 DEFAULT_MIN_STEPS = 300
+#: --image_size=auto: chosen from the data and the backbone (kerasxfer.data.sizes) before anything is decoded.
+AUTO_SIZE = "auto"
 
 
 @dataclass
@@ -71,7 +72,8 @@ class DataConfig:
     """
 
     dataset: str = "digits"
-    image_size: int = 64
+    image_size: int = 64  # or AUTO_SIZE until kerasxfer.data.sizes resolves it; image_size_choice says why
+    image_size_choice: str = ""
     batch_size: int = 32
     val_fraction: float = 0.2
     test_fraction: float = 0.2
@@ -105,11 +107,9 @@ class DataConfig:
 
     def validate(self) -> None:
         """Check the data fields (the dataset must exist; a tfds dataset is opened only later)."""
-        if not isinstance(self.image_size, int) or not 8 <= self.image_size <= 1024:
-            raise UserError(
-                f"--image_size={self.image_size} is out of range: use an integer from 8 to 1024 "
-                "(backbones need at least 32)."
-            )
+        if self.image_size != AUTO_SIZE and (not isinstance(self.image_size, int) or not 8 <= self.image_size <= 1024):
+            raise UserError(f"--image_size={self.image_size} is out of range: use an integer from 8 to 1024 "
+                            "(backbones need at least 32), or auto.")
         if not isinstance(self.batch_size, int) or not 1 <= self.batch_size <= 65536:
             raise UserError(f"--batch_size={self.batch_size} is out of range: use a positive integer.")
         for name, v in (("val_fraction", self.val_fraction), ("test_fraction", self.test_fraction)):
@@ -342,7 +342,7 @@ class Experiment:
     def validate(self) -> "Experiment":
         """Check every section, then what spans them; raise :class:`UserError` naming the first bad field."""
         self.data.validate()
-        self.model.validate(self.data.image_size)
+        self.model.validate(224 if self.data.image_size == AUTO_SIZE else self.data.image_size)  # auto: >= 96
         self.optim.validate()
         _choice("strategy", self.strategy, STRATEGIES)
         _choice("precision", self.precision, PRECISIONS)

@@ -60,6 +60,7 @@ class BackboneFamily:
     min_size: int  # smallest --image_size the network accepts
     imagenet: str  # where --weights=imagenet comes from, in words (reports say it)
     preprocessing: str  # what the model does to raw [0, 255] pixels, in words
+    native: dict = dataclasses.field(default_factory=dict)  # variant -> the image size its ImageNet weights saw
 
     def load(self) -> FamilyModule:
         """The family's builder module (imports Keras), checked against :class:`FamilyModule`."""
@@ -80,6 +81,7 @@ REGNET = BackboneFamily(
     min_size=32,
     imagenet="keras-applications {variant}_notop.h5",
     preprocessing="Rescaling(1/255) to [0, 1], as tf-keras' RegNet code does",
+    native={f"regnet{key}": 224 for key in regnet_specs.CONFIGS},
 )
 
 EFFICIENTNET_LITE = BackboneFamily(
@@ -91,6 +93,7 @@ EFFICIENTNET_LITE = BackboneFamily(
     min_size=32,
     imagenet="EfficientNet-Lite published weights for {variant}",
     preprocessing="ImageNet mean/std normalisation of [0, 1] pixels, inside the model",
+    native={v: spec[2] for v, spec in efficientnet_lite_specs.VARIANTS.items()},
 )
 
 FAMILIES = {f.name: f for f in (REGNET, EFFICIENTNET_LITE)}

@@ -31,7 +31,9 @@ HELP = {
     # DataConfig
     "dataset": "'digits' or 'synthetic' (built in), tfds:NAME (a TensorFlow Datasets dataset, e.g. tfds:tf_flowers) "
                "or the path of a folder of class sub-folders.",
-    "image_size": "Images are resized to image_size x image_size RGB (see --resize).",
+    "image_size": "Images are resized to image_size x image_size RGB (see --resize); auto: a pretrained backbone's "
+                  "native size (224 for EfficientNet-Lite0) when the images are photo-sized (median short side >= "
+                  "160 px), smaller for small images (never below 96), 64 for the scratch CNN.",
     "batch_size": "Batch size.",
     "val_fraction": "Share of each class held out for validation (curves, best-epoch choice), where the data has no "
                     "validation split of its own (flat folders, digits, tfds without 'validation').",
@@ -112,12 +114,13 @@ HELP = {
 #: The Experiment fields that are command-line options (the others are set by recipes, studies and sweeps).
 EXPERIMENT_OPTIONS = ("seed", "deterministic", "precision", "jit_compile", "strategy")
 #: DataConfig fields that are not options of every training command: the synthetic set's sizes (pretrain's),
-#: and the fold a run tests on (a study sets it per run; its --folds says how many).
-DATA_NOT_COMMON = ("synthetic_train", "synthetic_val", "synthetic_test", "folds", "fold")
+#: the fold a run tests on (a study sets it per run; its --folds says how many), and why an auto size was chosen.
+DATA_NOT_COMMON = ("synthetic_train", "synthetic_val", "synthetic_test", "folds", "fold", "image_size_choice")
 
 
 class OptionSpec(NamedTuple):
-    """One command-line option: its name, kind (bool, int, float, str, list, enum), default, choices and help."""
+    """One command-line option: its name, kind (bool, int, float, str, list, enum; size: an integer or auto),
+    default, choices and help."""
 
     name: str
     kind: str
@@ -139,7 +142,7 @@ def _kind(annotation, default) -> str:
 def _spec(name: str, annotation, default) -> OptionSpec:
     from kerasxfer.families import all_backbones
 
-    kind = "enum" if name in CHOICES else _kind(annotation, default)
+    kind = "enum" if name in CHOICES else "size" if name == "image_size" else _kind(annotation, default)
     text = HELP[name].replace("{backbones}", ", ".join(all_backbones()))
     if isinstance(default, tuple):
         default = [str(v) for v in default]

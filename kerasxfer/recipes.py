@@ -21,7 +21,7 @@ from __future__ import annotations
 import dataclasses
 from typing import Optional
 
-from kerasxfer.config import DataConfig, Experiment, ModelConfig, OptimConfig, PhaseConfig
+from kerasxfer.config import AUTO_SIZE, DataConfig, Experiment, ModelConfig, OptimConfig, PhaseConfig
 from kerasxfer.errors import UserError
 
 #: The training recipe's knobs (the fields of OptimConfig: optimiser, schedule, ...), taken by every recipe.
@@ -85,9 +85,12 @@ def pretrain(backbone: str = "regnetx002", epochs: int = 8, lr: float = 1e-3, dr
 
 
 #: The study's arms (``make study``, ``make sweep``, ``make demo``): EfficientNet-Lite0 from its published ImageNet
-#: weights at 96x96, 10 frozen epochs, then 8 with its last 4 stages unfrozen at 2e-4.
-STUDY_DEFAULTS = {"backbone": "efficientnet_lite0", "image_size": 96, "frozen_epochs": 10, "finetune_epochs": 8,
-                  "unfreeze_stages": 4, "finetune_lr": 2e-4}
+#: weights at the size the data call for (kerasxfer.data.sizes: 224 for photos, 96 for the digits), 10 frozen
+#: epochs, then 8 with its last 4 stages unfrozen at 2e-4.
+STUDY_DEFAULTS = {"backbone": "efficientnet_lite0", "image_size": AUTO_SIZE, "frozen_epochs": 10,
+                  "finetune_epochs": 8, "unfreeze_stages": 4, "finetune_lr": 2e-4}
+#: What a one-recipe command (``make finetune``) sets apart from the DataConfig defaults.
+COMMAND_DEFAULTS = {"finetune": {"image_size": AUTO_SIZE}}
 
 #: Recipe name -> recipe, for entry points and studies.
 RECIPES = {"scratch": scratch, "finetune": finetune, "pretrain": pretrain}

@@ -130,11 +130,13 @@ class StudyConfig:
 def run_study(cfg: StudyConfig, overwrite: bool = False, verbose: int = 0) -> dict:
     """Train every arm that has not finished, write the report (and the sweep); return the report's summary."""
     from kerasxfer.data import SharedSources
+    from kerasxfer.data.sizes import resolve_arms
     from kerasxfer.reporting.compare_report import write_report
     from kerasxfer.series import run_series
     from kerasxfer.training import determinism, raise_to_min_steps
 
     cfg.validate()
+    cfg.scratch, cfg.transfer = resolve_arms(cfg.scratch, cfg.transfer)  # --image_size=auto
     sources = SharedSources(cfg.split_seed, determinism(cfg.transfer))
     whole = sources.decoded_for(cfg.transfer.data).src
     pool = len(whole.train) + len(whole.val) + len(whole.test)

@@ -174,11 +174,13 @@ def _time_budget(member: Member, members: list) -> None:
 def run_sweep(cfg: SweepConfig, overwrite: bool = False, verbose: int = 0) -> dict:
     """Train every member of the sweep that has not finished, then write its report; return sweep.json's content."""
     from kerasxfer.data import SharedSources
+    from kerasxfer.data.sizes import resolve_arms
     from kerasxfer.reporting.sweep_report import write_sweep_report
     from kerasxfer.series import run_series
     from kerasxfer.training import determinism
 
     cfg.validate()
+    cfg.scratch, cfg.transfer = resolve_arms(cfg.scratch, cfg.transfer)  # --image_size=auto
     sources = SharedSources(cfg.split_seed, determinism(cfg.transfer))
     counts = np.bincount(sources.decoded_for(cfg.transfer.data).src.train.y)
     counts = counts[counts > 0]

@@ -28,6 +28,7 @@ from kerasxfer import fsio, rundir, tensorboard
 from kerasxfer.callbacks import StopOnSignal, phase_callbacks
 from kerasxfer.config import Experiment
 from kerasxfer.data import load_data
+from kerasxfer.data.sizes import resolve as resolve_image_size
 from kerasxfer.distribute import defer_keras_build, describe, is_chief, make_strategy
 from kerasxfer.errors import UserError
 from kerasxfer.evaluation import count_params, evaluate_best, load_model, write_evaluation
@@ -57,6 +58,7 @@ def run_experiment(exp: Experiment, data=None, verbose: int = 0, overwrite: bool
     """
     exp.validate()
     strategy = make_strategy(exp.strategy)  # before any other TensorFlow op (multi_worker needs that)
+    exp = resolve_image_size(exp)  # --image_size=auto: from the data's image sizes and the backbone
     if min_steps:
         data = data if data is not None else load_data(exp.data, exp.seed, determinism(exp))
         exp = raise_to_min_steps(exp, data.num_train, min_steps, "--min_steps (give the epochs to keep them): ")

@@ -218,6 +218,7 @@ if "{module}" == "pretrain":
     expected.update(dataset="synthetic", dropout=0.0, epochs=8)
 if study:
     expected.update(recipes.STUDY_DEFAULTS)
+expected.update(recipes.COMMAND_DEFAULTS.get("{module}", {{}}))
 bad = {{n: (F[n].default, v) for n, v in expected.items() if n in F and n not in ("out_dir", "folds", "fold", "min_steps")
         and F[n].default != v}}
 assert not bad, bad

@@ -109,8 +109,9 @@ def _oracle(variant: str) -> dict:
 def test_matches_the_independent_pytorch_reference_logits(variant, keras_home):
     """The converted variant against logits PyTorch's reference implementation computed outside this project.
 
-    Exact crops at the native size (224, 240, 260 px) of four scikit-image photos (no resampling, so only the network can differ); a wrong
-    kernel layout, BatchNorm epsilon or padding shows as differences of 1e-2 or more (tests/oracles/README.md).
+    Exact crops at the native size (224, 240, 260 px) of four scikit-image photos (no resampling, so only the
+    network can differ); a wrong kernel layout, BatchNorm epsilon or padding shows as differences of 1e-2 or more
+    (tests/oracles/README.md).
     """
     import skimage
     from PIL import Image

@@ -82,6 +82,8 @@ def summarize_run(run: dict) -> dict:
         "preprocessing": (family_of(model["backbone"]).preprocessing if model["kind"] != "scratch"
                           else "Rescaling(1/255) inside the model"),
         "seed": cfg.get("seed"),
+        "image_size": cfg["data"].get("image_size"),
+        "image_size_choice": cfg["data"].get("image_size_choice") or "given",
         "dataset": run["data"]["source"],
         **{k: run["data"][k] for k in ("splits", "num_train", "num_val", "num_test")},
         **{f"test_{k}": m["test"][k] for k in ("accuracy", "balanced_accuracy", "macro_f1", "loss")},
@@ -227,7 +229,8 @@ def _run_section(s) -> list:
     """The report's section about one run: where it came from, and a row per phase."""
     md = ["", f"## {s['name']}", "",
           f"{s['model']} on {s['dataset']} ({s['num_train']} train / {s['num_val']} val / {s['num_test']} test "
-          f"images), seed {s['seed']}. Weights: {s['weights']}. Preprocessing: {s['preprocessing']}. "
+          f"images), seed {s['seed']}. Image size: {s['image_size']} px ({s['image_size_choice']}). "
+          f"Weights: {s['weights']}. Preprocessing: {s['preprocessing']}. "
           f"Training: {s['recipe']}. Run directory: `{s['dir']}`.", ""]
     md.append(table(
         [[p["name"], f"{p['epochs'][0]}–{p['epochs'][1]}", f"{p['learning_rate']:g}", p["schedule"], p["trainable"],
