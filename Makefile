@@ -56,7 +56,7 @@ SCRATCH_ARGS = $(COMMON_ARGS) $(SCRATCH_ONLY) $(MIN_STEPS_ARGS)
 FINETUNE_ARGS = $(COMMON_ARGS) $(FINETUNE_ONLY) $(MIN_STEPS_ARGS)
 SWEEP_ARGS = $(COMMON_ARGS) $(SCRATCH_ONLY) $(FINETUNE_ONLY) \
   $(call flags,sweep fractions depths depth_fraction seeds budget min_steps scratch_image_size)
-STUDY_ARGS = $(SWEEP_ARGS) $(call flags,control folds)
+STUDY_ARGS = $(SWEEP_ARGS) $(call flags,control folds backbones)
 LR_FIND_ARGS = $(COMMON_ARGS) $(SCRATCH_ONLY) $(FINETUNE_ONLY) $(call flags,recipe run phase min_lr max_lr steps)
 PRETRAIN_ARGS = $(COMMON_ARGS) $(call flags,backbone epochs synthetic_train synthetic_val synthetic_test)
 REPEAT_ARGS = $(call flags,run out_dir overwrite verbose) $(call flag,OUT,out_dir)

@@ -15,6 +15,7 @@ says how far the study is and how long it has left; on a terminal Keras adds
 its progress bar within each epoch.
 """
 
+import copy
 import os
 import sys
 
@@ -36,6 +37,9 @@ flags.DEFINE_bool("control", True, "Also train the transfer arm from a random ba
 flags.DEFINE_string("folds", "auto", "K-fold cross-validation: every arm trains once per fold and every labelled image "
                     "is tested exactly once; 1: one train/val/test split; auto: 5 folds when the data have fewer than "
                     "1,000 images and no test split of their own, else one split.")
+flags.DEFINE_list("backbones", [], "Several transfer arms: each backbone of this list is fine-tuned with the same "
+                  "recipe and compared with scratch (and with each other) in the report; the first also gets the "
+                  "control. Default: --backbone alone.")
 FLAGS.set_default("min_steps", config.DEFAULT_MIN_STEPS)  # every phase of a study: enough optimizer steps
 
 
@@ -55,10 +59,17 @@ def study_from_flags():
 
     out = FLAGS.out_dir or os.path.join("runs", "study", dataset_name(FLAGS.dataset))
     scratch, transfer, split_seed = common.arms_from_flags()
+    more = []
+    for backbone in FLAGS.backbones[1:]:
+        other = copy.deepcopy(transfer)
+        other.model.backbone = backbone.strip().lower()
+        more.append(other)
+    if FLAGS.backbones:
+        transfer.model.backbone = FLAGS.backbones[0].strip().lower()
     sweep = None if FLAGS.sweep == "none" else common.sweep_from_flags(os.path.join(out, "sweep"))
     return StudyConfig(out_dir=out, scratch=scratch, transfer=transfer, control=FLAGS.control, seeds=FLAGS.seeds,
                        split_seed=split_seed, sweep=sweep, folds=folds_from_flag(),
-                       min_steps=FLAGS.min_steps).validate()
+                       min_steps=FLAGS.min_steps, more_transfers=tuple(more)).validate()
 
 
 def main(argv):

@@ -32,7 +32,7 @@ import importlib
 from typing import Protocol, runtime_checkable
 
 from kerasxfer.errors import UserError
-from kerasxfer.models import efficientnet_lite_specs, regnet_specs
+from kerasxfer.models import efficientnet_lite_specs, keras_apps_specs, regnet_specs
 
 
 @runtime_checkable
@@ -63,8 +63,14 @@ class BackboneFamily:
     native: dict = dataclasses.field(default_factory=dict)  # variant -> the image size its ImageNet weights saw
 
     def load(self) -> FamilyModule:
-        """The family's builder module (imports Keras), checked against :class:`FamilyModule`."""
-        module = importlib.import_module(self.module)
+        """The family's builder (imports Keras), checked against :class:`FamilyModule`.
+
+        ``module`` is a module's name, or ``module:NAME`` for an object in it (a keras.applications family).
+        """
+        name, _, attr = self.module.partition(":")
+        module = importlib.import_module(name)
+        if attr:
+            module = module.FAMILY_OBJECTS[attr]
         if not isinstance(module, FamilyModule):
             missing = [n for n in ("build_backbone", "stage_of", "imagenet_weights_file", "residual_bns")
                        if not callable(getattr(module, n, None))]
@@ -96,7 +102,19 @@ EFFICIENTNET_LITE = BackboneFamily(
     native={v: spec[2] for v, spec in efficientnet_lite_specs.VARIANTS.items()},
 )
 
-FAMILIES = {f.name: f for f in (REGNET, EFFICIENTNET_LITE)}
+def _keras_app_family(name: str) -> BackboneFamily:
+    title, stages, _, _, mode = keras_apps_specs.FAMILIES[name]
+    variants = keras_apps_specs.variants_of(name)
+    return BackboneFamily(
+        name=name, title=title, module=f"kerasxfer.models.keras_apps:{name}", variants=variants, stages=stages,
+        min_size=32, imagenet="the keras.applications notop file of {variant} (downloaded once by kerasxfer)",
+        preprocessing=keras_apps_specs.PREPROCESSING_WORDS[mode],
+        native={v: keras_apps_specs.VARIANTS[v][2] for v in variants},
+    )
+
+
+KERAS_APPS = tuple(_keras_app_family(name) for name in keras_apps_specs.FAMILIES)
+FAMILIES = {f.name: f for f in (REGNET, EFFICIENTNET_LITE, *KERAS_APPS)}
 
 
 def all_backbones() -> tuple:

@@ -6,7 +6,10 @@
 * ``transfer``: the backbone from the best weights available (``imagenet``
   by default: EfficientNet-Lite0's published weights need no download), frozen
   then partly unfrozen;
-* ``control``: the same backbone and schedule from random weights, which says
+* ``more_transfers``: further backbones (``--backbones``), each its own transfer
+  arm and contender (``transfer-<backbone>``); the verdict corrects for the
+  extra comparisons and says which backbone served best;
+* ``control``: the (first) backbone and schedule from random weights, which says
   how much of the transfer run's result the pretrained weights bring (not
   when the transfer arm itself starts from random weights);
 
@@ -67,12 +70,16 @@ class StudyConfig:
     seeds: int = 1
     split_seed: int = 0
     sweep: Optional[object] = None  # a kerasxfer.sweep.SweepConfig, run after the report
+    more_transfers: tuple = ()  # further transfer arms (other backbones), each a contender beside ``transfer``
     folds: Optional[int] = None  # K-fold cross-validation; 1: one split; None: chosen from the pool (see above)
     min_steps: int = DEFAULT_MIN_STEPS  # every phase trains at least this many optimizer steps (0: epochs as given)
 
     def validate(self) -> "StudyConfig":
-        if not self.transfer.model.is_transfer:
+        if not all(t.model.is_transfer for t in (self.transfer, *self.more_transfers)):
             raise UserError("a study's transfer arm must be the finetune recipe.")
+        backbones = [t.model.backbone for t in (self.transfer, *self.more_transfers)]
+        if len(set(backbones)) < len(backbones):
+            raise UserError(f"--backbones={','.join(backbones)} names a backbone twice: name each once.")
         if not isinstance(self.seeds, int) or not 1 <= self.seeds <= 100:
             raise UserError(f"--seeds={self.seeds} must be an integer from 1 to 100: how many seeds train each arm.")
         if self.folds is not None and (not isinstance(self.folds, int) or not 1 <= self.folds <= MAX_FOLDS):
@@ -87,11 +94,14 @@ class StudyConfig:
 
     def arms(self) -> list:
         """``(label, experiment)`` of every run, in training order (fold by fold when cross-validated)."""
-        base = [("scratch", self.scratch), ("transfer", self.transfer)]
+        transfers = (self.transfer, *self.more_transfers)
+        several = len(transfers) > 1  # then each arm's folder names its backbone: transfer-resnet50
+        base = [("scratch", self.scratch)]
+        base += [(f"transfer-{t.model.backbone}" if several else "transfer", t) for t in transfers]
         if self.control and self.transfer.model.weights is not None:  # a random transfer arm is its own control
-            control = copy.deepcopy(self.transfer)
+            control = copy.deepcopy(self.transfer)  # of the first backbone only: one answer to "did ImageNet help?"
             control.model.weights = None
-            base.append(("control", control))
+            base.append((f"control-{control.model.backbone}" if several else "control", control))
         out, folds = [], self.folds or 1
         for fold in range(1, folds + 1):
             for k in range(self.seeds):
@@ -136,7 +146,8 @@ def run_study(cfg: StudyConfig, overwrite: bool = False, verbose: int = 0) -> di
     from kerasxfer.training import determinism, raise_to_min_steps
 
     cfg.validate()
-    cfg.scratch, cfg.transfer = resolve_arms(cfg.scratch, cfg.transfer)  # --image_size=auto
+    cfg.scratch, cfg.transfer, *more = resolve_arms(cfg.scratch, cfg.transfer, *cfg.more_transfers)  # image_size=auto
+    cfg.more_transfers = tuple(more)
     sources = SharedSources(cfg.split_seed, determinism(cfg.transfer))
     whole = sources.decoded_for(cfg.transfer.data).src
     pool = len(whole.train) + len(whole.val) + len(whole.test)

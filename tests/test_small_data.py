@@ -1,5 +1,7 @@
 """Small sets: stratified K-fold splits of the labelled pool, enough optimizer steps, balanced class weights."""
 
+import os
+
 import numpy as np
 import pytest
 from sklearn.utils.class_weight import compute_class_weight
@@ -177,3 +179,22 @@ def test_a_study_on_labels_independent_of_the_pixels_flags_the_arms_that_did_not
     saved = json.loads((tmp_path / "study" / "report" / "summary.json").read_text())
     assert saved["baseline"]["class_name"] == "c0" and saved["baseline"]["accuracy"] == pytest.approx(
         summary["verdict"]["baseline"]["accuracy"])
+
+
+def test_a_study_with_several_backbones_trains_one_transfer_arm_each_and_one_control():
+    import copy
+
+    transfer = recipes.finetune(backbone="efficientnet_lite0")
+    other = copy.deepcopy(transfer)
+    other.model.backbone = "resnet50"
+    cfg = StudyConfig(out_dir="runs/s", scratch=recipes.scratch(), transfer=transfer, more_transfers=(other,),
+                      folds=1).validate()
+    labels = {label: exp.model.backbone if exp.model.uses_backbone else None for label, exp in cfg.arms()}
+    assert labels == {"scratch": None, "transfer-efficientnet_lite0": "efficientnet_lite0",
+                      "transfer-resnet50": "resnet50", "control-efficientnet_lite0": "efficientnet_lite0"}
+    assert [os.path.basename(e.out_dir) for _, e in cfg.arms()] == list(labels)
+    control = dict(cfg.arms())["control-efficientnet_lite0"]
+    assert control.model.weights is None and transfer.model.weights == "imagenet"
+    with pytest.raises(UserError, match="names a backbone twice"):
+        StudyConfig(out_dir="runs/s", scratch=recipes.scratch(), transfer=transfer,
+                    more_transfers=(copy.deepcopy(transfer),)).validate()

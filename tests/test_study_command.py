@@ -180,3 +180,15 @@ def test_study_with_seeds_trains_each_arm_per_seed_on_one_split_and_reports_mean
         assert g["seeds"] == [0, 1]
         assert g["std"] == pytest.approx(abs(g["values"][0] - g["values"][1]) / math.sqrt(2))
     assert "± " in (out / "report" / "report.md").read_text()
+
+
+@pytest.mark.slow
+def test_study_with_several_backbones_compares_each_with_scratch_and_names_the_best(photos, tmp_path):
+    r = run_study(study_args(photos, "--folds=1", "--backbones=regnetx002,mobilenetv3small"), tmp_path)
+    assert r.returncode == 0, r.stderr[-3000:]
+    out = tmp_path / "runs" / "study" / "my_photos"
+    assert sorted(os.listdir(out)) == ["report", "scratch", "transfer-mobilenetv3small", "transfer-regnetx002"]
+    summary = json.loads((out / "report" / "summary.json").read_text())
+    assert summary["verdict"]["best_backbone"].startswith("Of the 2 transfer arms, ")
+    assert len(summary["verdict"]["pairs"]) == 3  # every contender against every other, Holm-corrected
+    assert " - Of the 2 transfer arms, " in r.stdout

@@ -243,3 +243,22 @@ def test_the_cheaper_arm_is_named_with_its_training_time_and_the_smaller_model_b
     first = v["sentences"][0]
     assert "The cheaper arm to train, **transfer** (61 s of training vs 77 s), is the sensible choice; **scratch** is " \
            "the smaller model (289,642 parameters vs 3,425,834)" in first
+
+
+def test_several_transfer_arms_say_which_backbone_served_best_with_corrected_p_values():
+    scratch = with_errors(Y, range(0, 60))   # 70 %
+    lite = with_errors(Y, range(0, 10))      # 95 %
+    resnet = with_errors(Y, range(0, 40))    # 80 %
+    close = with_errors(Y, range(0, 12))     # 94 %: within the noise of lite
+    arms = [arm("scratch", scratch), arm("transfer-efficientnet_lite0", lite, "transfer", "imagenet", "efficientnet_lite0"),
+            arm("transfer-resnet50", resnet, "transfer", "imagenet", "resnet50")]
+    v = verdict.decide(arms, Y, ["a", "b"])
+    assert v["sentences"][0].startswith("**Transfer wins**: **transfer-efficientnet_lite0**")
+    assert "Holm-corrected for 3 comparisons" in v["sentences"][0]
+    best = v["best_backbone"]
+    assert best.startswith("Of the 2 transfer arms, efficientnet_lite0 served best") and "a lead beyond the noise" in best
+    assert "Holm-corrected for 3 comparisons" in best
+    arms[2] = arm("transfer-resnet50", close, "transfer", "imagenet", "resnet50")
+    near = verdict.decide(arms, Y, ["a", "b"])["best_backbone"]
+    assert "within the noise, so either backbone would do" in near
+    assert verdict.decide(arms[:2], Y, ["a", "b"])["best_backbone"] is None  # one transfer arm: no such sentence

@@ -191,6 +191,23 @@ def _headline(contenders, pairs, flags, figure, n, folds) -> tuple:
     return text, None, p
 
 
+def _best_backbone(contenders, pairs, flags, figure):
+    """With several transfer arms: which backbone served best, and whether its lead over the next is beyond noise."""
+    transfers = sorted((a for a in contenders if a["kind"] == "transfer"),
+                       key=lambda a: (-flags[a["name"]]["value"], a["name"]))
+    if len(transfers) < 2:
+        return None
+    best, second = transfers[0], transfers[1]
+    p = _oriented(next(q for q in pairs if {q["a"], q["b"]} == {best["name"], second["name"]}), best["name"])
+    lo, hi = p["interval"]
+    beyond = p["adjusted_p"] < NOISE_P and lo > 0
+    return (f"Of the {len(transfers)} transfer arms, {best['backbone']} served best: {_mentioned(best, flags)} scores "
+            f"{pct(p['a_value'])} {figure} against {pct(p['b_value'])} for {_mentioned(second, flags)}, "
+            f"{_points(p['difference'])} points (95 % interval {_points(lo)} to {_points(hi)}; "
+            f"{_p_text(p, len(pairs))}): " + ("a lead beyond the noise." if beyond else
+                                              "within the noise, so either backbone would do."))
+
+
 def _control_sentence(control, transfer, labels, figure, seed) -> tuple:
     p = _compare(transfer, control, labels, figure, seed)
     lo, hi = p["interval"]
@@ -233,6 +250,9 @@ def decide(arms, labels, class_names, seed: int = 0, folds: int = 0) -> dict:
         sentences.append(
             "**No verdict**: scratch or transfer needs a scratch run and a transfer run (or two runs of any kind); "
             f"these runs hold {len(contenders)} contender(s) ({', '.join(a['name'] for a in contenders) or 'none'}).")
+    best_backbone = _best_backbone(contenders, pairs, flags, figure)
+    if best_backbone:
+        sentences.append(best_backbone)
     controls = []
     for c in (a for a in arms if role[a["name"]] == "control"):
         transfer = next(a for a in contenders if a["kind"] == "transfer" and a["backbone"] == c["backbone"]
@@ -258,5 +278,6 @@ def decide(arms, labels, class_names, seed: int = 0, folds: int = 0) -> dict:
                 f"baseline {pct(f['baseline'])} by more than the noise (p = {f['p_value']:.3g}); likely cause: "
                 f"{f['cause']}.")
     return {"figure": figure, "imbalance": ratio, "baseline": dict(base, class_name=cls), "roles": role,
+            "best_backbone": best_backbone,
             "winner": winner["name"] if winner else None, "learned": flags, "pairs": pairs, "controls": controls,
             "main_pair": main, "num_images": n, "folds": folds, "sentences": sentences}
