@@ -32,7 +32,7 @@ from kerasxfer.models import keras_apps_specs as specs
 from kerasxfer.models import weights as weights_lib
 
 #: Keras constructors that take include_preprocessing (their own rescaling inside).
-_OWN_PREPROCESSING = ("MobileNetV3Small", "MobileNetV3Large", "EfficientNetV2B0", "EfficientNetV2B1",
+OWN_PREPROCESSING = ("MobileNetV3Small", "MobileNetV3Large", "EfficientNetV2B0", "EfficientNetV2B1",
                       "EfficientNetV2B2", "EfficientNetV2B3", "ConvNeXtTiny")
 
 
@@ -81,15 +81,17 @@ class KerasAppFamily:
         if family != self.name:
             raise ValueError(f"{variant} is not a {self.name} backbone")
         inputs = keras.Input(shape=tuple(input_shape), name=f"{variant}_input")
-        kwargs = {"include_preprocessing": True} if ctor in _OWN_PREPROCESSING else {}
+        kwargs = {"include_preprocessing": True} if ctor in OWN_PREPROCESSING else {}
         built = getattr(keras.applications, ctor)(include_top=False, weights=None,
                                                    input_tensor=_preprocess(inputs, self.mode, variant), **kwargs)
         # Keras' own name (EfficientNetV2 looks its blocks up by it), then the variant's, which kerasxfer reads
         model = keras.Model(inputs, built.output, name=variant)
-        if weights == "imagenet":
-            model.load_weights(self.imagenet_weights_file(variant))
+        if weights == "imagenet" or (weights is not None and weights_lib.is_legacy_h5(weights)):
+            # Keras' own file (fetched, or passed by hand as --weights=PATH): tf-keras' layout, with its quirks
+            weights_lib.load_keras_weights(model, self.imagenet_weights_file(variant) if weights == "imagenet"
+                                           else weights)
             self._imagenet_fixups(model)
-        elif weights is not None:
+        elif weights is not None:  # a Keras 3 .weights.h5 saved from this backbone (e.g. make pretrain's export)
             weights_lib.load_keras_weights(model, weights)
         return model
 
