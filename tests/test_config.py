@@ -117,21 +117,24 @@ def test_every_phase_with_zero_epochs_is_refused(tmp_path):
 
 
 def test_family_table_is_consistent_with_its_builder_module():
-    from kerasxfer.models import efficientnet_lite, regnet
+    from kerasxfer.models import efficientnet_lite, keras_apps_specs, regnet
 
     assert families.REGNET.variants == regnet.VARIANTS
     assert families.EFFICIENTNET_LITE.variants == tuple(efficientnet_lite.VARIANTS)
-    assert families.all_backbones() == regnet.VARIANTS + families.EFFICIENTNET_LITE.variants
+    assert families.all_backbones() == (regnet.VARIANTS + families.EFFICIENTNET_LITE.variants
+                                        + tuple(keras_apps_specs.VARIANTS))
+    assert len(set(families.all_backbones())) == len(families.all_backbones())  # no name in two families
     for name, family in families.FAMILIES.items():
         assert family.name == name and len(set(family.variants)) == len(family.variants)
-        module = family.load()
-        for attr in ("build_backbone", "stage_of", "imagenet_weights_file"):
-            assert callable(getattr(module, attr)), (name, attr)
+        assert set(family.native) == set(family.variants), name  # every variant has its native size
+        assert isinstance(family.load(), families.FamilyModule), name
     assert families.family_of("regnety016") is families.REGNET
     assert families.family_of("efficientnet_lite0") is families.EFFICIENTNET_LITE
+    assert families.family_of("resnet50").title == "ResNet"
     assert recipes.finetune(backbone="efficientnet_lite0").model.num_stages == 8
+    assert recipes.finetune(backbone="mobilenetv3small").model.num_stages == 4
     with pytest.raises(UserError, match="not a known backbone"):
-        families.family_of("resnet50")
+        families.family_of("resnet51")
 
 
 def test_variant_wrappers_have_real_docstrings():

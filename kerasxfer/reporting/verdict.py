@@ -251,8 +251,7 @@ def decide(arms, labels, class_names, seed: int = 0, folds: int = 0) -> dict:
             "**No verdict**: scratch or transfer needs a scratch run and a transfer run (or two runs of any kind); "
             f"these runs hold {len(contenders)} contender(s) ({', '.join(a['name'] for a in contenders) or 'none'}).")
     best_backbone = _best_backbone(contenders, pairs, flags, figure)
-    if best_backbone:
-        sentences.append(best_backbone)
+    sentences += [best_backbone] if best_backbone else []
     controls = []
     for c in (a for a in arms if role[a["name"]] == "control"):
         transfer = next(a for a in contenders if a["kind"] == "transfer" and a["backbone"] == c["backbone"]
