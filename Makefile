@@ -61,7 +61,7 @@ LR_FIND_ARGS = $(COMMON_ARGS) $(SCRATCH_ONLY) $(FINETUNE_ONLY) $(call flags,reci
 PRETRAIN_ARGS = $(COMMON_ARGS) $(call flags,backbone epochs synthetic_train synthetic_val synthetic_test)
 REPEAT_ARGS = $(call flags,run out_dir overwrite verbose) $(call flag,OUT,out_dir)
 PREDICT_ARGS = $(call flags,run model class_names images top_k batch_size output export)
-COMPARE_ARGS = $(call flags,runs out_dir) $(call flag,REPORT,out_dir)
+COMPARE_ARGS = $(call flags,runs out_dir overwrite) $(call flag,REPORT,out_dir)
 BENCH_ARGS = $(call flags,sections sizes steps batch_size backbone image_size num_images jpeg_size data_dir output) \
   $(BENCH_FLAGS)
 PRETRAINED := runs/pretrain/backbone.weights.h5

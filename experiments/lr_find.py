@@ -53,7 +53,7 @@ def main(argv):
     out = FLAGS.out_dir or os.path.join("runs", "lr_find", f"{exp.name}-{FLAGS.phase or exp.phases[0].name}")
     from kerasxfer.lr_find import find_lr
 
-    result = find_lr(exp, FLAGS.phase, out, FLAGS.min_lr, FLAGS.max_lr, FLAGS.steps)
+    result = find_lr(exp, FLAGS.phase, out, FLAGS.min_lr, FLAGS.max_lr, FLAGS.steps, overwrite=FLAGS.overwrite)
     print(f"suggested learning rate: {result['valley']:.1e} (configured: {result['configured_lr']:.1e}); "
           f"curve: {os.path.join(out, 'lr_find.png')}")
 

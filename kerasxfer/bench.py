@@ -97,18 +97,22 @@ def write_jpeg_folder(root: str, n: int = 96, size=(1200, 1600), classes: int = 
     """``n`` photo-like JPEGs of ``size`` (H, W) in ``classes`` class folders (reused if present)."""
     from PIL import Image
 
-    done = os.path.join(root, ".complete")
+    done = os.path.join(root, ".kerasxfer-bench-jpegs")  # ours: a user's own marker file never counts
     want = f"{n} {size[0]}x{size[1]} {classes} {seed}"
     if os.path.exists(done):
         with open(done) as f:
             if f.read() == want:
                 return root
         import re
-        import shutil
 
-        for d in os.listdir(root):  # written by this function for other settings: only its own folders go
-            if re.fullmatch(r"class\d+", d):
-                shutil.rmtree(os.path.join(root, d))
+        for d in os.listdir(root):  # written by this function for other settings: only the files it writes go
+            folder = os.path.join(root, d)
+            if re.fullmatch(r"class\d+", d) and os.path.isdir(folder):
+                for f in os.listdir(folder):
+                    if re.fullmatch(r"photo \d{4}\.jpg", f):
+                        os.remove(os.path.join(folder, f))
+                if not os.listdir(folder):
+                    os.rmdir(folder)
         os.remove(done)
     elif os.path.isdir(root) and os.listdir(root):
         from kerasxfer.errors import UserError

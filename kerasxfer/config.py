@@ -36,7 +36,7 @@ MODEL_KINDS = ("scratch", "transfer", "regnet")
 PRECISIONS = ("float32", "mixed_float16", "mixed_bfloat16")
 STRATEGIES = ("auto", "one_device", "mirrored", "multi_worker", "tpu")
 CALIBRATE_BN = ("auto", "always", "never")
-MAX_FOLDS = 20
+MAX_FOLDS, MAX_EPOCHS = 20, 2000
 #: Images whose header declares more pixels are skipped like undecodable ones (a small PNG can decode to GB).
 MAX_IMAGE_PIXELS = 40_000_000
 #: Every phase of a study (and of scratch/finetune unless epochs are given) trains at least this many steps.
@@ -247,12 +247,9 @@ class ModelConfig:
 
 @dataclass
 class PhaseConfig:
-    """One training phase: ``epochs`` at learning rate ``lr``.
-
-    ``trainable`` is ``"all"`` (every layer; of a transfer model: the whole backbone, stem included,
-    BatchNorm frozen), ``"head"`` (backbone frozen) or
-    ``"stages:K"`` (the last K backbone stages unfrozen, BatchNorm frozen).
-    """
+    """One training phase: ``epochs`` (at most MAX_EPOCHS) at learning rate ``lr``; ``trainable`` is ``"all"`` (every
+    layer; of a transfer model: the whole backbone, stem included, BatchNorm frozen), ``"head"`` (backbone frozen) or
+    ``"stages:K"`` (the last K backbone stages unfrozen, BatchNorm frozen)."""
 
     name: str
     epochs: int
@@ -261,8 +258,9 @@ class PhaseConfig:
 
     def validate(self, num_stages: int) -> None:
         """Check the phase for a backbone of ``num_stages`` stages."""
-        if not isinstance(self.epochs, int) or self.epochs < 0:
-            raise UserError(f"the {self.name} phase has {self.epochs} epochs: use 0 or a positive integer.")
+        if not isinstance(self.epochs, int) or not 0 <= self.epochs <= MAX_EPOCHS:
+            raise UserError(f"the {self.name} phase has {self.epochs} epochs: use an integer from 0 to {MAX_EPOCHS:,} "
+                            "(a phase's epochs are set up before it starts; for longer training use more data).")
         if not (self.lr > 0.0 and self.lr < 10.0):
             raise UserError(f"the {self.name} phase learning rate {self.lr} must be a positive number below 10.")
         parse_trainable(self.trainable, num_stages)
@@ -315,8 +313,8 @@ class Experiment:
         """This experiment with every phase's epochs raised so it takes at least ``min_steps`` optimizer steps
         on ``num_train`` training images (a phase of 0 epochs stays 0); ``min_steps`` is recorded."""
         per_epoch = max(1, math.ceil(num_train / self.data.batch_size))
-        phases = [dataclasses.replace(p, epochs=max(p.epochs, math.ceil(min_steps / per_epoch)) if p.epochs else 0)
-                  for p in self.phases]
+        raised = min(MAX_EPOCHS, math.ceil(min_steps / per_epoch))  # never past the epochs a phase may have
+        phases = [dataclasses.replace(p, epochs=max(p.epochs, raised) if p.epochs else 0) for p in self.phases]
         return dataclasses.replace(self, phases=phases, min_steps=min_steps)
 
     # ------------------------------------------------------------------ io

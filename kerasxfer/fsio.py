@@ -12,16 +12,22 @@ import contextlib
 import json
 import os
 
+_TMP_COUNT = 0
+
 
 @contextlib.contextmanager
 def atomic_path(path: str):
     """Yield a temporary path beside ``path``; rename it to ``path`` when the block succeeds.
 
-    The temporary name keeps the extension (``.tmp-model.keras``), since
-    some writers choose the format by it.  When the block raises, the
+    The temporary name keeps the extension (``.tmp-<pid>-<n>-model.keras``),
+    since some writers choose the format by it, and is unique to this call,
+    so two processes writing the same file at once each finish (the last
+    rename wins, and either file is whole).  When the block raises, the
     temporary file is removed and ``path`` is left as it was.
     """
-    tmp = os.path.join(os.path.dirname(path) or ".", ".tmp-" + os.path.basename(path))
+    global _TMP_COUNT
+    _TMP_COUNT += 1
+    tmp = os.path.join(os.path.dirname(path) or ".", f".tmp-{os.getpid()}-{_TMP_COUNT}-{os.path.basename(path)}")
     try:
         yield tmp
         os.replace(tmp, path)

@@ -112,7 +112,7 @@ def _train_earlier_phases(exp, index: int, data, stack) -> str:
 
 
 def find_lr(exp, phase_name: str | None, out_dir: str, min_lr: float = 1e-7, max_lr: float = 10.0,
-            steps: int = 100, start_from: str | None = None) -> dict:
+            steps: int = 100, start_from: str | None = None, overwrite: bool = False) -> dict:
     """Run the range test for the phase ``phase_name`` (default the first) of ``exp``; write ``out_dir``.
 
     A later phase starts where it would in the run: the earlier phases are
@@ -127,6 +127,7 @@ def find_lr(exp, phase_name: str | None, out_dir: str, min_lr: float = 1e-7, max
         raise UserError(f"--phase={phase_name!r} is not a phase of this run: use one of {', '.join(names)}.")
     if start_from is not None and not os.path.isfile(start_from):
         raise UserError(f"{start_from!r} does not exist: pass the path of a saved .keras model, or leave it out.")
+    rundir.claim_output_folder(out_dir, ("lr_find.json", "lr_find.png"), "lr-find", overwrite)  # before any work
     with contextlib.ExitStack() as stack:
         return _find(exp, phase, names, out_dir, min_lr, max_lr, steps, start_from, stack)
 
@@ -161,7 +162,6 @@ def _find(exp, phase, names, out_dir, min_lr, max_lr, steps, start_from, stack) 
     result = lr_range_test(model, data.train_from(0, epochs), min_lr, max_lr, steps)
     result.update(run=exp.name, phase=phase.name, trainable=phase.trainable, configured_lr=phase.lr,
                   optimizer=exp.optim.optimizer, started_from=started_from, min_lr=min_lr, max_lr=max_lr)
-    os.makedirs(out_dir, exist_ok=True)
     fsio.write_json(os.path.join(out_dir, "lr_find.json"), result)
     figures.lr_find_curve(result, f"{exp.model.display_name}, {phase.name} phase ({phase.trainable})",
           os.path.join(out_dir, "lr_find.png"))

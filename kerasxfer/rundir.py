@@ -31,7 +31,7 @@ import shutil
 import subprocess
 import sys
 
-from kerasxfer.fsio import read_json, write_json
+from kerasxfer.fsio import read_json, write_json, write_text
 
 CONFIG = "config.json"
 ENVIRONMENT = "environment.json"
@@ -181,7 +181,8 @@ def locked(out: str):
 
     A second process gets one sentence; a lock left by a dead process is
     taken over (flock locks die with their process).  A folder this call
-    created and that holds nothing but the lock afterwards is removed again.
+    created and that holds nothing but the lock afterwards is removed again;
+    from a folder that is still no run afterwards (a refused one), the lock file is.
     """
     import fcntl
 
@@ -191,9 +192,11 @@ def locked(out: str):
     os.makedirs(out, exist_ok=True)
     path = os.path.join(out, LOCK)
     fd = os.open(path, os.O_RDWR | os.O_CREAT, 0o644)
+    held = False
     try:
         try:
             fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+            held = True
         except BlockingIOError:
             holder = os.pread(fd, 32, 0).decode("ascii", "replace").strip() or "unknown"
             raise UserError(
@@ -204,6 +207,9 @@ def locked(out: str):
         os.pwrite(fd, str(os.getpid()).encode(), 0)
         yield
     finally:
+        if held and not created and not is_run(out):  # a refused user folder keeps nothing of ours
+            with contextlib.suppress(OSError):
+                os.remove(path)
         os.close(fd)
         if created and os.listdir(out) == [LOCK]:
             shutil.rmtree(out, ignore_errors=True)
@@ -282,6 +288,26 @@ def remove_run_outputs(out: str) -> None:
             shutil.rmtree(path)
         elif os.path.lexists(path):
             os.remove(path)
+
+
+def claim_output_folder(out_dir: str, outputs, kind: str, overwrite: bool = False) -> None:
+    """Make ``out_dir`` the folder of a ``kind`` (report, lr-find) that writes ``outputs``; change nothing when it
+    must be refused (one sentence): a run directory (a report never writes into a run, an input one least of all),
+    or a folder holding files of those names that kerasxfer did not write (unless ``overwrite``).  The folder's
+    marker (``.kerasxfer-<kind>``) records that later files of those names are ours to replace."""
+    from kerasxfer.errors import UserError
+
+    check_out_dir(out_dir)
+    marker = os.path.join(out_dir, f".kerasxfer-{kind}")
+    if is_run(out_dir):
+        raise UserError(f"--out_dir={out_dir!r} is a training run's folder, which a {kind} must not write into: "
+                        f"choose a folder of its own, e.g. {os.path.join(out_dir, kind)}.")
+    clash = [n for n in outputs if os.path.lexists(os.path.join(out_dir, n))]
+    if clash and not os.path.isfile(marker) and not overwrite:
+        raise UserError(f"--out_dir={out_dir!r} holds {', '.join(clash)}, which kerasxfer did not write: choose "
+                        f"another folder, or pass --overwrite to replace them.")
+    os.makedirs(out_dir, exist_ok=True)
+    write_text(marker, f"kerasxfer {kind}: files of these names here are written by kerasxfer\n")
 
 
 def check_out_dir(out_dir: str) -> None:

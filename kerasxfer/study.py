@@ -159,7 +159,7 @@ def run_study(cfg: StudyConfig, overwrite: bool = False, verbose: int = 0) -> di
             exp = raise_to_min_steps(exp, n, cfg.min_steps, f"[study] {label}: ")
         series.append((label, exp, n))
     run_series(series, sources, "study", overwrite, verbose)
-    summary = write_report([exp.out_dir for _, exp, _ in series], os.path.join(cfg.out_dir, "report"))
+    summary = write_report([exp.out_dir for _, exp, _ in series], os.path.join(cfg.out_dir, "report"), overwrite)
     if cfg.sweep is not None:
         from kerasxfer.sweep import run_sweep
 

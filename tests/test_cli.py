@@ -85,6 +85,9 @@ CASES = [
     ("predict", ["--run={root}/does_not_exist", "--images={root}/notes.txt"], "does_not_exist"),
     ("predict", ["--run={root}/done", "--images={root}/missing.png"], "missing.png"),
     ("compare", ["--runs={root}/done"], "at least two"),
+    ("scratch", ["--epochs=20000"], "use an integer from 0 to 2,000"),
+    ("finetune", ["--finetune_epochs=100000000", "--weights=none"], "use an integer from 0 to 2,000"),
+    ("scratch", ["--image_size=big"], "'big' is neither a whole number of pixels nor auto"),
 ]
 
 

@@ -1,5 +1,6 @@
 """EfficientNet-Lite: the published ImageNet weights (no torch), real photos, tampered files, stages."""
 
+import collections
 import hashlib
 import json
 import os
@@ -78,6 +79,28 @@ def test_a_damaged_converted_file_is_converted_again(imagenet_model, keras_home)
     assert path.stat().st_size == len(good)
     np.testing.assert_array_equal(backbone.get_layer("efficientnet_lite0_stem_conv").kernel.numpy(),
                                   imagenet_model.get_layer("efficientnet_lite0_stem_conv").kernel.numpy())
+
+
+def test_a_random_weights_file_in_place_of_the_conversion_is_never_reported_as_imagenet(imagenet_model, keras_home):
+    """A whole, loadable file of random weights under the converted file's name: without its receipt (the published
+    file's sha256 and its own) it is converted again, so the run gets the ImageNet weights it says it has."""
+    path = keras_home / "models" / "efficientnet_lite0_imagenet.weights.h5"
+    eff.EfficientNetLite("efficientnet_lite0", weights=None).save_weights(str(path))
+    backbone = eff.build_backbone("efficientnet_lite0", (32, 32, 3), "imagenet")
+    np.testing.assert_array_equal(backbone.get_layer("efficientnet_lite0_stem_conv").kernel.numpy(),
+                                  imagenet_model.get_layer("efficientnet_lite0_stem_conv").kernel.numpy())
+
+
+def test_two_processes_converting_at_once_both_succeed(tmp_path):
+    code = ("import sys; from keras.src.backend import config; config._KERAS_DIR = sys.argv[1]\n"
+            "from kerasxfer.models import efficientnet_lite as eff\n"
+            "print(eff.imagenet_weights_file('efficientnet_lite0'))\n")
+    env = {**os.environ, "TF_CPP_MIN_LOG_LEVEL": "3"}
+    procs = [subprocess.Popen([sys.executable, "-c", code, str(tmp_path)], cwd=ROOT, env=env, stdout=subprocess.PIPE,
+                              stderr=subprocess.PIPE, text=True) for _ in range(2)]
+    outs = [p.communicate(timeout=300) for p in procs]
+    assert [p.returncode for p in procs] == [0, 0], [o[1][-800:] for o in outs]
+    assert not [f for f in os.listdir(tmp_path / "models") if f.startswith(".tmp-")]
 
 
 def test_every_published_tensor_lands_in_the_model_and_the_backbone_reuses_them(imagenet_model):
@@ -204,3 +227,76 @@ def test_unfreeze_counts_efficientnet_stages_from_the_top(transfer, stages):
     assert not any("stem" in n or n.endswith("_bn") for n in trainable)
     freeze(transfer)
     assert {w.path for w in transfer.trainable_weights} == {"head_dense/kernel", "head_dense/bias"}
+
+
+def _tensor_file(path, size, stride, offset=0, numel=6):
+    """A legacy torch.save file of one float tensor over a storage of ``numel`` floats (0, 1, 2, ...), written with
+    stand-ins for torch's classes so no torch is needed."""
+    import types
+
+    torch = types.ModuleType("torch")
+    utils = types.ModuleType("torch._utils")
+
+    class FloatStorage:
+        pass
+
+    def _rebuild_tensor_v2(*args):
+        raise AssertionError("never called while writing")
+
+    FloatStorage.__module__, FloatStorage.__qualname__ = "torch", "FloatStorage"
+    _rebuild_tensor_v2.__module__, _rebuild_tensor_v2.__qualname__ = "torch._utils", "_rebuild_tensor_v2"
+    torch.FloatStorage, utils._rebuild_tensor_v2 = FloatStorage, _rebuild_tensor_v2
+
+    class Storage:
+        pass
+
+    class Tensor:
+        def __reduce__(self):
+            return (_rebuild_tensor_v2, (storage, offset, tuple(size), tuple(stride), False, collections.OrderedDict()))
+
+    storage = Storage()
+
+    class Pickler(pickle.Pickler):
+        def persistent_id(self, obj):
+            return ("storage", FloatStorage, "0", "cpu", numel) if obj is storage else None
+
+    saved = {k: sys.modules.get(k) for k in ("torch", "torch._utils")}
+    sys.modules.update({"torch": torch, "torch._utils": utils})
+    try:
+        with open(path, "wb") as f:
+            for part in (MAGIC, PROTOCOL, {"protocol_version": PROTOCOL, "little_endian": True}):
+                pickle.dump(part, f, protocol=2)
+            Pickler(f, protocol=2).dump(collections.OrderedDict(w=Tensor()))
+            pickle.dump(["0"], f, protocol=2)
+            f.write(struct.pack("<q", numel) + np.arange(numel, dtype="<f4").tobytes())
+    finally:
+        for k, v in saved.items():
+            if v is None:
+                sys.modules.pop(k, None)
+            else:
+                sys.modules[k] = v
+
+
+def test_tensor_views_are_checked_against_their_storage(tmp_path):
+    """Sizes, strides and offsets come from the file: a negative stride (reads before the buffer: a segfault or heap
+    bytes), a view past the end, or a broadcast that would allocate without bound are refused in one sentence."""
+    _tensor_file(tmp_path / "ok.pth", (2, 3), (3, 1))
+    np.testing.assert_array_equal(read_state_dict(str(tmp_path / "ok.pth"))["w"], np.arange(6).reshape(2, 3))
+    _tensor_file(tmp_path / "t.pth", (3, 2), (1, 3))  # a transposed view is fine
+    np.testing.assert_array_equal(read_state_dict(str(tmp_path / "t.pth"))["w"], np.arange(6).reshape(2, 3).T)
+    for i, (size, stride, offset) in enumerate([((3,), (-1,), 5), ((4,), (2,), 0), ((2, 3), (3, 1), 1),
+                                               ((10**6, 10**6), (0, 0), 0), ((2,), (1, 1), 0)]):
+        path = tmp_path / f"bad{i}.pth"
+        _tensor_file(path, size, stride, offset)
+        with pytest.raises(UserError, match="does not fit its storage") as e:
+            read_state_dict(str(path))
+        assert "\n" not in str(e.value)
+
+
+def test_a_zip_format_torch_file_is_named_as_such(tmp_path):
+    import zipfile
+
+    with zipfile.ZipFile(tmp_path / "new.pth", "w") as z:
+        z.writestr("archive/data.pkl", b"")
+    with pytest.raises(UserError, match="zip-format torch file"):
+        read_state_dict(str(tmp_path / "new.pth"))

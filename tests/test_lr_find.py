@@ -49,3 +49,14 @@ def test_lr_find_on_the_digits_suggests_near_the_scratch_default(tmp_path):
     assert os.path.getsize(tmp_path / "lr" / "lr_find.png") > 5000 and not os.path.exists(tmp_path / "never")
     saved = json.load(open(tmp_path / "lr" / "lr_find.json"))
     assert saved["valley"] == r["valley"] and len(saved["lrs"]) == saved["steps"]
+
+
+def test_lr_find_refuses_a_folder_with_lr_find_files_it_did_not_write(tmp_path):
+    from kerasxfer import recipes
+    from kerasxfer.errors import UserError
+    from kerasxfer.lr_find import find_lr
+
+    (tmp_path / "lr_find.json").write_text('{"mine": true}')
+    with pytest.raises(UserError, match="holds lr_find.json, which kerasxfer did not write"):
+        find_lr(recipes.scratch(epochs=1), None, str(tmp_path))
+    assert (tmp_path / "lr_find.json").read_text() == '{"mine": true}'

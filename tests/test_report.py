@@ -74,7 +74,8 @@ def test_report_states_the_runs_numbers_and_the_winner(study, tmp_path):
     summary = write_report([str(scratch), str(finetune)], str(out))
     for f in ("report.md", "curves.png", "confusion.png", "summary.json"):
         assert (out / f).is_file() and (out / f).stat().st_size > 100, f
-    assert sorted(os.listdir(out)) == ["confusion.png", "curves.png", "lr.png", "report.md", "summary.json"]  # no temporaries
+    assert sorted(os.listdir(out)) == [".kerasxfer-report", "confusion.png", "curves.png", "lr.png", "report.md",
+                                       "summary.json"]  # no temporaries; the marker says the files are ours
     assert json.loads((out / "summary.json").read_text()) == json.loads(json.dumps(summary))
     s, f = summary["runs"]
     assert (s["best_val_accuracy"], s["best_epoch"], s["final_val_accuracy"]) == (0.9, 2, 0.8)
@@ -219,3 +220,53 @@ def test_compare_cli_refuses_runs_on_different_data_in_one_line(study, tmp_path)
     lines = [l for l in p.stderr.splitlines() if l.startswith("kerasxfer: error:")]
     assert len(lines) == 1 and "cannot be compared: their datasets differ" in lines[0] and "Traceback" not in p.stderr
     assert not (tmp_path / "r").exists()
+
+
+def test_the_report_never_replaces_files_it_did_not_write_nor_writes_into_a_run(study, tmp_path):
+    """A folder holding the user's own report.md/summary.json is refused unchanged (``--overwrite`` replaces them);
+    a folder the report wrote is rewritten freely; an input run's folder is never written into."""
+    import hashlib
+
+    scratch, finetune = study
+    mine = tmp_path / "mine"
+    mine.mkdir()
+    (mine / "report.md").write_text("my notes")
+    (mine / "curves.png").write_bytes(b"my picture")
+    before = {p.name: hashlib.sha256(p.read_bytes()).hexdigest() for p in mine.iterdir()}
+    with pytest.raises(UserError, match="holds report.md, curves.png, which kerasxfer did not write") as e:
+        write_report([str(scratch), str(finetune)], str(mine))
+    assert "--overwrite" in str(e.value)
+    assert {p.name: hashlib.sha256(p.read_bytes()).hexdigest() for p in mine.iterdir()} == before
+    write_report([str(scratch), str(finetune)], str(mine), overwrite=True)
+    assert (mine / "report.md").read_text() != "my notes"
+    write_report([str(scratch), str(finetune)], str(mine))  # ours now: rewritten without --overwrite
+    run_files = sorted(os.listdir(scratch))
+    with pytest.raises(UserError, match="is a training run's folder"):
+        write_report([str(scratch), str(finetune)], str(scratch))
+    assert sorted(os.listdir(scratch)) == run_files
+
+
+def test_a_refused_run_leaves_no_lock_in_the_users_folder(tmp_path):
+    folder = tmp_path / "photos-notes"
+    folder.mkdir()
+    (folder / "notes.txt").write_text("mine")
+    with pytest.raises(UserError, match="is not empty and is not a kerasxfer run"):
+        with rundir.locked(str(folder)):
+            rundir.inspect_run_dir(str(folder), {"name": "x"})
+    assert os.listdir(folder) == ["notes.txt"]
+
+
+def test_runs_whose_test_files_were_rewritten_in_between_are_refused(study, tmp_path):
+    """Same paths and labels, other bytes: the content fingerprint differs, so no paired test; a run written before
+    the fingerprint existed (no "content") is still compared."""
+    scratch, finetune = study
+    for run, content in ((scratch, "a" * 64), (finetune, "b" * 64)):
+        data = json.loads((run / rundir.DATA).read_text())
+        data["splits"]["test"]["content"] = content
+        (run / rundir.DATA).write_text(json.dumps(data))
+    with pytest.raises(UserError, match="cannot be compared: their test image contents differ"):
+        write_report([str(scratch), str(finetune)], str(tmp_path / "r"))
+    data = json.loads((finetune / rundir.DATA).read_text())
+    del data["splits"]["test"]["content"]
+    (finetune / rundir.DATA).write_text(json.dumps(data))
+    write_report([str(scratch), str(finetune)], str(tmp_path / "r"))

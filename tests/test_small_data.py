@@ -198,3 +198,31 @@ def test_a_study_with_several_backbones_trains_one_transfer_arm_each_and_one_con
     with pytest.raises(UserError, match="names a backbone twice"):
         StudyConfig(out_dir="runs/s", scratch=recipes.scratch(), transfer=transfer,
                     more_transfers=(copy.deepcopy(transfer),)).validate()
+
+
+def test_a_split_missing_a_class_is_said_and_recorded(caplog):
+    from kerasxfer.data.pipeline import Decoded, splits_from
+
+    def part(labels):
+        y = np.asarray(labels, np.int32)
+        return Split(np.zeros((len(y), 8, 8, 3), np.uint8), y, [str(i) for i in range(len(y))], "here")
+
+    train, val, test = part([0, 1, 2] * 4), part([0, 1, 0, 1]), part([0, 1, 2])
+    src = SourceSplit(train, val, test, ["a", "b", "c"], decode=None, description="three classes")
+    images = {k: p.x for k, p in (("train", train), ("val", val), ("test", test))}
+    with caplog.at_level("WARNING", logger="kerasxfer"):
+        d = splits_from(Decoded(DataConfig(image_size=8, batch_size=4), src, images), seed=0)
+    assert d.info["classes_missing"] == {"val": ["c"]}
+    assert "the val split holds no image of 1 class(es) (c)" in caplog.text
+
+
+def test_the_test_fingerprint_follows_the_files_bytes(tmp_path):
+    from kerasxfer.data.pipeline import content_fingerprint
+
+    for i in range(3):
+        (tmp_path / f"{i}.png").write_bytes(bytes([i]) * 10)
+    part = Split(np.array([str(tmp_path / f"{i}.png") for i in range(3)]), np.zeros(3, np.int32), ["0", "1", "2"], "")
+    before = content_fingerprint(part)
+    assert content_fingerprint(part) == before
+    (tmp_path / "1.png").write_bytes(b"rewritten in place")  # same path, other image
+    assert content_fingerprint(part) != before

@@ -56,17 +56,48 @@ def screen_file(path: str, max_pixels: int = DEFAULT_MAX_PIXELS):
         return f"{st.st_size / 2**20:.0f} MB, above the {MAX_FILE_BYTES // 2**20} MB limit for an image file"
     if not os.access(path, os.R_OK):
         return "cannot be read (permission denied)"
-    try:
-        from PIL import Image
-
-        with Image.open(path) as im:
-            w, h = im.size
-    except Exception:  # noqa: BLE001 - not an image PIL knows: the decoder decides
+    size, animated = _declared(path)
+    if animated:
+        return "an animated WebP (TensorFlow's WebP decoder cannot read those safely): save its first frame as PNG"
+    if size is None:  # not an image PIL knows: the decoder decides
         return None
+    w, h = size
     if w * h > max_pixels:
         return (f"{w}x{h} = {w * h / 1e6:.0f} megapixels, above --max_image_pixels={max_pixels} "
                 f"({max_pixels / 1e6:g} megapixels)")
     return None
+
+
+def _declared(path: str):
+    """``((width, height) or None, animated WebP?)`` from the file's header, nothing decoded.
+
+    PIL reads the header with its own decompression-bomb guard off (a 400-megapixel PNG must be *measured*, not
+    mistaken for an unknown format); when PIL refuses the file (a PNG with a bad chunk checksum, ...) the PNG and
+    GIF headers are read directly, so no declared size escapes the pixel limit.
+    """
+    import struct
+    import warnings
+
+    from PIL import Image
+
+    saved = Image.MAX_IMAGE_PIXELS
+    try:
+        Image.MAX_IMAGE_PIXELS = None
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore")
+            with Image.open(path) as im:
+                return im.size, im.format == "WEBP" and bool(getattr(im, "is_animated", False))
+    except Exception:  # noqa: BLE001 - read the header below
+        pass
+    finally:
+        Image.MAX_IMAGE_PIXELS = saved
+    with open(path, "rb") as f:
+        head = f.read(32)
+    if head[:8] == b"\x89PNG\r\n\x1a\n" and head[12:16] == b"IHDR":
+        return struct.unpack(">II", head[16:24]), False
+    if head[:6] in (b"GIF87a", b"GIF89a"):
+        return struct.unpack("<HH", head[6:10]), False
+    return None, False
 
 
 def decode_image_bytes(data, min_side: int | None = None):
@@ -80,7 +111,7 @@ def decode_image_bytes(data, min_side: int | None = None):
     anyway.  Raises ``InvalidArgumentError`` for bytes that are not a whole
     image (empty, truncated, another format).
     """
-    head = tf.strings.substr(tf.strings.join([data, tf.constant(b"\0" * 12)]), 0, 12)
+    head = tf.strings.substr(tf.strings.join([data, tf.constant(b"\0" * 24)]), 0, 24)
     is_jpeg = tf.equal(tf.strings.substr(head, 0, 3), _JPEG_MAGIC)
     is_webp = tf.logical_and(
         tf.equal(tf.strings.substr(head, 0, 4), b"RIFF"), tf.equal(tf.strings.substr(head, 8, 4), b"WEBP")
@@ -98,7 +129,14 @@ def decode_image_bytes(data, min_side: int | None = None):
         return tf.case(branches, default=full, exclusive=False)
 
     def webp():
-        return tf.io.decode_webp(data)[0, :, :, :3]  # (frames, H, W, 3|4): first frame, no alpha
+        # TensorFlow's WebP decoder corrupts memory on animated files (VP8X chunk, animation flag 0x02): refuse
+        # them before it runs, as an undecodable image (screen_file names them for files on disk)
+        flags = tf.io.decode_raw(tf.strings.substr(head, 20, 1), tf.uint8)[0]
+        animated = tf.logical_and(tf.equal(tf.strings.substr(head, 12, 4), b"VP8X"),
+                                  tf.not_equal(tf.bitwise.bitwise_and(flags, 2), 0))
+        check = tf.debugging.Assert(tf.logical_not(animated), ["an animated WebP cannot be decoded safely"])
+        with tf.control_dependencies([check]):
+            return tf.io.decode_webp(data)[0, :, :, :3]  # (frames, H, W, 3|4): first frame, no alpha
 
     def other():
         return tf.io.decode_image(data, channels=3, expand_animations=False, dtype=tf.uint8)

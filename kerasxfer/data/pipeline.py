@@ -190,6 +190,21 @@ def fingerprint(part: Split) -> str:
     return h.hexdigest()
 
 
+def content_fingerprint(part: Split) -> str:
+    """sha256 of a split's images themselves, in order (files by their bytes, records and arrays by theirs): two
+    runs whose files were rewritten in place between them get different fingerprints."""
+    h = hashlib.sha256()
+    for x in part.x:
+        if isinstance(x, str):
+            with open(x, "rb") as f:
+                for chunk in iter(lambda: f.read(1 << 20), b""):
+                    h.update(chunk)
+        else:
+            h.update(x if isinstance(x, bytes) else np.ascontiguousarray(x).tobytes())
+        h.update(b"\0")
+    return h.hexdigest()
+
+
 @dataclasses.dataclass
 class Decoded:
     """A source opened and its three splits decoded once; :func:`splits_from` builds a run's pipelines on it.
@@ -205,6 +220,12 @@ class Decoded:
     src: SourceSplit
     images: dict  # split name -> uint8 array (N, S, S, 3)
     features: Optional[dict] = None
+    test_content: Optional[str] = None  # content_fingerprint of the test split, computed once for all its runs
+
+    def test_fingerprint(self) -> str:
+        if self.test_content is None:
+            self.test_content = content_fingerprint(self.src.test)
+        return self.test_content
 
 
 def fold_of(decoded: Decoded, cfg: DataConfig, seed: int, pool_images=None) -> Decoded:
@@ -269,6 +290,11 @@ def splits_from(decoded: Decoded, seed: int, train_fraction: float = 1.0) -> Dat
     info = dict(src.info, train_fraction=train_fraction)
     for name, part in parts.items():
         info[f"{name}_per_class"] = {c: int((part.y == i).sum()) for i, c in enumerate(src.class_names)}
+    missing = {name: [c for c, n in info[f"{name}_per_class"].items() if n == 0] for name in ("val", "test")}
+    info["classes_missing"] = {name: cs for name, cs in missing.items() if cs}
+    for name, cs in info["classes_missing"].items():
+        log.warning("the %s split holds no image of %d class(es) (%s): its numbers say nothing about them; add "
+                    "images of every class to it", name, len(cs), ", ".join(cs[:5]) + (", ..." if len(cs) > 5 else ""))
     return DataSplits(
         train=train_from(0, 1),
         val=ordered_batches(decoded.images["val"], src.val.y, bs, num_classes),
@@ -279,7 +305,8 @@ def splits_from(decoded: Decoded, seed: int, train_fraction: float = 1.0) -> Dat
         train_from=train_from, steps_per_epoch=math.ceil(len(train) / bs),
         train_ordered=ordered_batches(train_images, train.y, bs), train_labels=np.asarray(train.y),
         seed=seed,
-        splits={name: {"count": len(part), "from": part.origin, "fingerprint": fingerprint(part)}
+        splits={name: {"count": len(part), "from": part.origin, "fingerprint": fingerprint(part),
+                       **({"content": decoded.test_fingerprint()} if name == "test" else {})}
                 for name, part in parts.items()},
         decoded=decoded, train_index=train_index,
     )

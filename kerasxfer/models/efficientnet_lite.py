@@ -148,16 +148,27 @@ def stage_of(layer_name: str):
 
 
 def imagenet_weights_file(variant: str, include_top: bool = False) -> str:
-    """The Keras weights file (with top) converted from the installed package's ``.pth``, made once (family interface)."""
+    """The Keras weights file (with top) converted from the installed package's ``.pth``, made once (family interface).
+
+    The conversion is trusted only with its receipt (``<file>.sha256``: the published file's sha256 and the
+    converted file's own): a file put in its place (random weights, a truncated copy) is converted again, so a
+    run never reports "ImageNet" for weights that are not.  Two processes converting at once both succeed.
+    """
     target = os.path.join(weights_lib.cache_dir(), f"{variant}_imagenet.weights.h5")
-    if os.path.isfile(target):
-        return target
+    receipt = target + ".sha256"
+    published = WEIGHTS[variant][2]
+    if os.path.isfile(target) and os.path.isfile(receipt):
+        with open(receipt, encoding="utf-8") as f:
+            if f.read().split() == [published, weights_lib.sha256_of(target)]:
+                return target
     state = _read_published(variant)
     model = EfficientNetLite(variant, include_top=True, weights=None)
     _assign(model, state)
     os.makedirs(os.path.dirname(target), exist_ok=True)
     with fsio.atomic_path(target) as tmp:
         model.save_weights(tmp)
+        converted = weights_lib.sha256_of(tmp)
+    fsio.write_text(receipt, f"{published} {converted}\n")
     return target
 
 
@@ -195,11 +206,7 @@ def load_imagenet(model: keras.Model, variant: str, include_top: bool) -> None:
     """
     full = model if include_top else EfficientNetLite(variant, include_top=True, weights=None, name=model.name)
     path = imagenet_weights_file(variant)
-    try:
-        full.load_weights(path)
-    except Exception:  # noqa: BLE001 - a damaged cache file (a full disk, a killed copy): convert again
-        os.remove(path)
-        full.load_weights(imagenet_weights_file(variant))
+    full.load_weights(path)  # verified against its receipt: a damaged file was converted again
     if full is model:
         return
     for layer in model.layers:

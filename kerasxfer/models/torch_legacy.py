@@ -21,6 +21,7 @@ tampered file cannot execute code.
 from __future__ import annotations
 
 import collections
+import math
 import os
 import pickle
 import struct
@@ -93,6 +94,10 @@ def read_state_dict(path: str) -> "collections.OrderedDict[str, np.ndarray]":
     name = os.path.basename(path)
     try:
         with open(path, "rb") as f:
+            if f.read(4) == b"PK\x03\x04":
+                raise UserError(f"{name} is a zip-format torch file (torch 1.6 or later), which kerasxfer does not read: "
+                                "pass the legacy .pth file of the weights package.")
+            f.seek(0)
             if _load(f, "magic") != MAGIC or _load(f, "protocol") != PROTOCOL:
                 raise UserError(f"{name} is not a legacy torch.save file: pass the .pth file of the weights package.")
             info = _load(f, "system info")
@@ -109,7 +114,7 @@ def read_state_dict(path: str) -> "collections.OrderedDict[str, np.ndarray]":
             f"{name} refers to {e}, which a weights file never needs, so it was not loaded (it may have been "
             "tampered with): reinstall the weights package."
         ) from None
-    except (EOFError, struct.error, ValueError, TypeError) as e:
+    except (EOFError, struct.error, ValueError, TypeError, RecursionError, MemoryError, OverflowError) as e:
         raise UserError(f"{name} is truncated or damaged ({type(e).__name__}): reinstall the weights package.") from None
     if not isinstance(obj, collections.OrderedDict) or not all(isinstance(t, _Tensor) for t in obj.values()):
         raise UserError(f"{name} does not hold a state_dict of tensors: pass the .pth file of the weights package.")
@@ -130,8 +135,14 @@ def _array(t: _Tensor, data: dict, name: str) -> np.ndarray:
         raise UserError(f"{name} is truncated (storage {s.key} is short): reinstall the weights package.")
     flat = np.frombuffer(raw, dtype=np.dtype(s.dtype).newbyteorder("<"))
     item = flat.itemsize
+    damaged = UserError(f"{name} is damaged (a tensor's size, stride or offset does not fit its storage): "
+                        "reinstall the weights package.")
+    ints = (t.offset, *t.size, *t.stride)
+    if (len(t.size) != len(t.stride) or not all(isinstance(v, int) and v >= 0 for v in ints)
+            or math.prod(t.size) > len(flat)):  # negative strides read before the buffer; a state_dict never broadcasts
+        raise damaged
     need = t.offset + sum((n - 1) * st for n, st in zip(t.size, t.stride)) + 1 if all(t.size) else t.offset
     if need > len(flat):
-        raise UserError(f"{name} is damaged (a tensor reaches past its storage): reinstall the weights package.")
+        raise damaged
     view = np.lib.stride_tricks.as_strided(flat[t.offset:], shape=t.size, strides=[st * item for st in t.stride])
     return np.array(view)  # a copy: independent of the file's bytes

@@ -63,8 +63,12 @@ def load_keras_weights(model: keras.Model, path: str) -> None:
     """``model.load_weights(path)`` for a Keras ``.weights.h5`` file, with one-sentence errors."""
     if not os.path.isfile(path):
         raise UserError(f"weights file {path!r} does not exist: pass an existing file.")
+    import warnings
+
     try:
-        model.load_weights(path)
+        with warnings.catch_warnings():  # Keras warns once per mismatched layer; the sentence below says it all
+            warnings.simplefilter("ignore")
+            model.load_weights(path)
     except Exception as e:  # noqa: BLE001 - mismatch is reported in one sentence
         raise UserError(
             f"weights file {path!r} does not fit {model.name} ({type(e).__name__}: "
@@ -73,7 +77,7 @@ def load_keras_weights(model: keras.Model, path: str) -> None:
 
 
 def _h5_layers(f):
-    """``{layer name: [arrays in weight order]}`` of a tf-keras ``.h5`` weights file."""
+    """``{layer name: [h5py datasets in weight order]}`` of a tf-keras ``.h5`` weights file (nothing read yet)."""
     root = f["model_weights"] if "model_weights" in f else f
     names = [n.decode("utf8") if isinstance(n, bytes) else n for n in root.attrs.get("layer_names", [])]
     out = {}
@@ -81,7 +85,7 @@ def _h5_layers(f):
         g = root[name]
         wnames = [n.decode("utf8") if isinstance(n, bytes) else n for n in g.attrs.get("weight_names", [])]
         if wnames:
-            out[name] = [np.asarray(g[w]) for w in wnames]
+            out[name] = [g[w] for w in wnames]
     return out
 
 
@@ -93,6 +97,34 @@ def is_legacy_h5(path: str) -> bool:
             return "layer_names" in root.attrs
     except OSError:
         return False
+
+
+def _load_checked(model, path: str, stored: dict, rename, skip) -> None:
+    """Check every name and shape against ``model`` first (from the file's metadata), then read and assign."""
+    if rename:
+        stored = {rename(k): v for k, v in stored.items()}
+    targets = {l.name: l for l in keras_compat.flatten_layers(model) if l.weights}
+    where = f"weights file {os.path.basename(path)!r} does not fit {model.name}"
+    missing = sorted(set(targets) - set(stored))
+    if missing:
+        raise UserError(
+            f"{where}: it has no weights for {len(missing)} layer(s) such as {missing[0]!r}; "
+            "pass the file of the same variant (and a top/notop file that matches include_top)."
+        )
+    extra = sorted(set(stored) - set(targets) - set(skip))
+    if extra:
+        raise UserError(f"{where}: it holds layer(s) the model lacks, such as {extra[0]!r}; pass the file of the same "
+                        "variant.")
+    for name, layer in targets.items():
+        shapes = [tuple(w.shape) for w in layer.weights]
+        if [tuple(d.shape) for d in stored[name]] != shapes:  # declared shapes: no data read, however large
+            raise UserError(
+                f"{where}: layer {name!r} has weights of shapes {[tuple(d.shape) for d in stored[name]]} in the file "
+                f"but {shapes} in the model; pass the file of the same variant (and classes)."
+            )
+    for name, layer in targets.items():
+        for var, data in zip(layer.weights, stored[name]):
+            var.assign(np.asarray(data))
 
 
 def load_h5_by_name(model: keras.Model, path: str, rename=None, skip=()) -> int:
@@ -107,34 +139,11 @@ def load_h5_by_name(model: keras.Model, path: str, rename=None, skip=()) -> int:
     """
     try:
         with h5py.File(path, "r") as f:
-            stored = _h5_layers(f)
+            _load_checked(model, path, _h5_layers(f), rename, skip)
     except OSError as e:
         raise UserError(f"weights file {path!r} is not a readable HDF5 file ({e}): pass a valid .h5 file.") from None
-    if rename:
-        stored = {rename(k): v for k, v in stored.items()}
+    except (KeyError, ValueError, TypeError) as e:  # a layer group or weight the file names but lacks
+        raise UserError(f"weights file {path!r} is damaged ({type(e).__name__}: {str(e)[:120]}): pass the published "
+                        "file again.") from None
     targets = {l.name: l for l in keras_compat.flatten_layers(model) if l.weights}
-    where = f"weights file {os.path.basename(path)!r} does not fit {model.name}"
-    missing = sorted(set(targets) - set(stored))
-    if missing:
-        raise UserError(
-            f"{where}: it has no weights for {len(missing)} layer(s) such as {missing[0]!r}; "
-            "pass the file of the same variant (and a top/notop file that matches include_top)."
-        )
-    extra = sorted(set(stored) - set(targets) - set(skip))
-    if extra:
-        raise UserError(
-            f"{where}: it holds layer(s) the model lacks, such as {extra[0]!r}; "
-            "pass the file of the same variant."
-        )
-    for name, layer in targets.items():
-        arrays = stored[name]
-        shapes = [tuple(w.shape) for w in layer.weights]
-        if [a.shape for a in arrays] != shapes:
-            raise UserError(
-                f"{where}: layer {name!r} has weights of shapes {[a.shape for a in arrays]} in the file "
-                f"but {shapes} in the model; pass the file of the same variant (and classes)."
-            )
-    for name, layer in targets.items():
-        for var, arr in zip(layer.weights, stored[name]):
-            var.assign(arr)
     return len(targets)

@@ -28,7 +28,7 @@ import os
 import re
 import statistics
 
-from kerasxfer import figures, fsio
+from kerasxfer import figures, fsio, rundir
 from kerasxfer.config import DEFAULT_MIN_STEPS
 from kerasxfer.errors import UserError
 from kerasxfer.families import family_of
@@ -85,6 +85,7 @@ def summarize_run(run: dict) -> dict:
         "image_size": cfg["data"].get("image_size"),
         "image_size_choice": cfg["data"].get("image_size_choice") or "given",
         "dataset": run["data"]["source"],
+        "classes_missing": run["data"].get("classes_missing") or {},
         **{k: run["data"][k] for k in ("splits", "num_train", "num_val", "num_test")},
         **{f"test_{k}": m["test"][k] for k in ("accuracy", "balanced_accuracy", "macro_f1", "loss")},
         "test_interval": list(stats.wilson(round(m["test"]["accuracy"] * run["data"]["num_test"]),
@@ -250,8 +251,11 @@ def _run_section(s) -> list:
 def _data_sentence(s) -> str:
     """How many images each split holds and where it came from (the same for every compared run)."""
     parts = [f"{name} {info['count']} ({info['from']})" for name, info in s["splits"].items()]
+    missing = "".join(f" **The {name} split holds no image of {', '.join(cs)}**: its numbers say nothing about "
+                      f"{'that class' if len(cs) == 1 else 'those classes'}." for name, cs in s["classes_missing"].items())
     return (f"Data: {s['dataset']}; " + ", ".join(parts) + ". Validation chose each run's best epoch; every "
-            "accuracy called *test* is measured on the test split, which no run trained on or was selected on.")
+            "accuracy called *test* is measured on the test split, which no run trained on or was selected on."
+            + missing)
 
 
 def _side_by_side(summaries, v) -> list:
@@ -301,11 +305,17 @@ def _markdown(summaries, groups, lines, v) -> str:
     return "\n".join(md)
 
 
-def write_report(run_dirs, out_dir: str) -> dict:
+#: The files a report writes (nothing else in its folder is touched).
+REPORT_FILES = ("report.md", "summary.json", "curves.png", "lr.png", "confusion.png")
+
+
+def write_report(run_dirs, out_dir: str, overwrite: bool = False) -> dict:
     """Compare the runs in ``run_dirs``; write ``out_dir``; return summary.json's content.
 
     Runs of a cross-validated study (every fold of every arm) are pooled per
-    arm first (:func:`kerasxfer.reporting.folds.pool_runs`).
+    arm first (:func:`kerasxfer.reporting.folds.pool_runs`).  ``out_dir`` may not
+    be a run, nor hold files of the report's names that kerasxfer did not
+    write (unless ``overwrite``): :func:`kerasxfer.rundir.claim_output_folder`.
     """
     if len(run_dirs) < 2:
         raise UserError("compare needs at least two run directories, e.g. --runs=runs/scratch,runs/finetune.")
@@ -316,7 +326,7 @@ def write_report(run_dirs, out_dir: str) -> dict:
         raise UserError(f"two runs share the folder name {names}: give each run directory its own name.")
     groups = _seed_groups(summaries)
     lines, v = executive_summary(summaries, runs, groups)
-    os.makedirs(out_dir, exist_ok=True)
+    rundir.claim_output_folder(out_dir, REPORT_FILES, "report", overwrite)
     figures.report_curves(summaries, runs, os.path.join(out_dir, "curves.png"))
     figures.report_learning_rates(summaries, runs, os.path.join(out_dir, "lr.png"))
     figures.report_confusions(summaries, runs, os.path.join(out_dir, "confusion.png"))
