@@ -52,6 +52,26 @@ def _write_output(path, preds, top_k):
             w.writerow([p.source] + cells + [p.error or ""])
 
 
+def rejoin_commas(parts: list) -> list:
+    """--images split at every comma: put back together the pieces of a file name that holds commas."""
+    out, i = [], 0
+    while i < len(parts):
+        for j in range(len(parts), i, -1):  # the longest run of pieces that names an existing path
+            candidate = ",".join(parts[i:j])
+            if j == i + 1 or os.path.exists(candidate):
+                out.append(candidate)
+                i = j
+                break
+    return out
+
+
+def _print(p) -> None:
+    if p.error:
+        print(f"{p.source}\tERROR: {p.error}", flush=True)
+    else:
+        print(p.source + "\t" + "\t".join(f"{c} {pr:.4f}" for c, pr in p.top), flush=True)
+
+
 def main(argv):
     from kerasxfer.inference import Classifier, export
 
@@ -61,6 +81,9 @@ def main(argv):
         raise UserError(f"--top_k={FLAGS.top_k} must be 1 or more.")
     if FLAGS.batch_size < 1:
         raise UserError(f"--batch_size={FLAGS.batch_size} must be 1 or more.")
+    if FLAGS.output and os.path.isdir(FLAGS.output):
+        raise UserError(f"--output={FLAGS.output!r} is a folder: name a .csv or .json file, e.g. "
+                        f"{os.path.join(FLAGS.output, 'predictions.csv')}.")
     if FLAGS.output and not FLAGS.output.lower().endswith((".csv", ".json")):
         raise UserError(f"--output={FLAGS.output!r} must end in .csv or .json.")
     if FLAGS.run:
@@ -78,16 +101,17 @@ def main(argv):
 
     if not FLAGS.images:
         raise UserError("--images is empty: pass image files or folders, e.g. --images=photo.jpg,folder/.")
-    missing = [p for p in FLAGS.images if not os.path.exists(p)]
-    preds = clf.predict([p for p in FLAGS.images if p not in missing], top_k=FLAGS.top_k)
+    images = rejoin_commas(FLAGS.images)
+    missing = [p for p in images if not os.path.exists(p)]
     from kerasxfer.inference import Prediction
 
-    preds += [Prediction(p, [], error="file not found") for p in missing]
-    for p in preds:
-        if p.error:
-            print(f"{p.source}\tERROR: {p.error}")
-        else:
-            print(p.source + "\t" + "\t".join(f"{c} {pr:.4f}" for c, pr in p.top))
+    preds = []  # one small record per image; the images themselves are held one batch at a time
+    for p in clf.predict_iter([p for p in images if p not in missing], top_k=FLAGS.top_k):
+        preds.append(p)
+        _print(p)
+    for p in (Prediction(p, [], error="file not found") for p in missing):
+        preds.append(p)
+        _print(p)
     if FLAGS.output:
         _write_output(FLAGS.output, preds, min(FLAGS.top_k, len(clf.class_names)))
     good = sum(p.error is None for p in preds)

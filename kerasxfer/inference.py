@@ -141,25 +141,28 @@ class Classifier:
 
     def predict(self, inputs, top_k: int = 1) -> list:
         """:class:`Prediction` per image of ``inputs`` (paths, folders, arrays, PIL images)."""
+        return list(self.predict_iter(inputs, top_k))
+
+    def predict_iter(self, inputs, top_k: int = 1):
+        """:class:`Prediction` per image of ``inputs``, in order, one batch at a time: memory holds one batch of
+        images, however many the inputs are (a folder of 100,000 files is fine)."""
         top_k = max(1, min(int(top_k), len(self.class_names)))
         items = self._expand(inputs)
-        results = [None] * len(items)
-        ok_idx, ok_imgs = [], []
-        for i, (src, load) in enumerate(items):
-            try:
-                ok_imgs.append(self.preprocess(load()))
-                ok_idx.append(i)
-            except Exception as e:  # noqa: BLE001 - reported per image
-                results[i] = Prediction(src, [], error=_reason(e))
-        for start in range(0, len(ok_imgs), self.batch_size):
-            batch = np.stack(ok_imgs[start:start + self.batch_size])
-            probs = self.model.predict_on_batch(batch)
-            probs = np.asarray(probs)
-            for j, p in enumerate(probs):
-                i = ok_idx[start + j]
-                best = np.argsort(-p, kind="stable")[:top_k]
-                results[i] = Prediction(items[i][0], [(self.class_names[c], float(p[c])) for c in best])
-        return results
+        for start in range(0, len(items), self.batch_size):
+            chunk = items[start:start + self.batch_size]
+            results, ok_idx, ok_imgs = [None] * len(chunk), [], []
+            for i, (src, load) in enumerate(chunk):
+                try:
+                    ok_imgs.append(self.preprocess(load()))
+                    ok_idx.append(i)
+                except Exception as e:  # noqa: BLE001 - reported per image
+                    results[i] = Prediction(src, [], error=_reason(e))
+            if ok_imgs:
+                probs = np.asarray(self.model.predict_on_batch(np.stack(ok_imgs)))
+                for i, p in zip(ok_idx, probs):
+                    best = np.argsort(-p, kind="stable")[:top_k]
+                    results[i] = Prediction(chunk[i][0], [(self.class_names[c], float(p[c])) for c in best])
+            yield from results
 
 
 def _file_loader(path):

@@ -88,6 +88,8 @@ CASES = [
     ("scratch", ["--epochs=20000"], "use an integer from 0 to 2,000"),
     ("finetune", ["--finetune_epochs=100000000", "--weights=none"], "use an integer from 0 to 2,000"),
     ("scratch", ["--image_size=big"], "'big' is neither a whole number of pixels nor auto"),
+    ("pretrain", ["--synthetic_train=100000000", "--image_size=64"], "the synthetic dataset does not fit"),
+    ("predict", ["--run={root}/done", "--images={root}/notes.txt", "--output={root}"], "is a folder: name a .csv"),
 ]
 
 

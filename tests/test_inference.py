@@ -174,3 +174,34 @@ def test_prediction_resizes_as_the_run_was_trained(tmp_path):
     got = clf.preprocess(wide)
     np.testing.assert_array_equal(got, to_rgb_resized(tf.constant(wide), 8, "pad").numpy().astype(np.float32))
     assert got[0].max() == 0 and got[4].min() > 150  # black bars above and below, the picture in the middle
+
+
+def test_prediction_streams_one_batch_at_a_time_and_keeps_the_order():
+    """Memory holds one batch of images however many the inputs are: the first results come out before the
+    third batch has been read, in input order, with a broken input reported in its place."""
+    import keras
+
+    from kerasxfer.inference import Classifier
+
+    inputs = keras.Input((8, 8, 3))
+    model = keras.Model(inputs, keras.layers.Dense(2, activation="softmax")(keras.layers.Flatten()(inputs)))
+    clf = Classifier(model, ["a", "b"], batch_size=2)
+    read = []
+    real = clf.preprocess
+    clf.preprocess = lambda image: read.append(1) or real(image)
+    arrays = [np.full((8, 8, 3), i, np.uint8) for i in range(5)] + [np.zeros(5)]
+    stream = clf.predict_iter(arrays)
+    first = next(stream)
+    assert first.source == "array[0]" and first.error is None and len(read) == 2  # one batch read, not six images
+    rest = list(stream)
+    assert [p.source for p in rest] == ["array[1]", "array[2]", "array[3]", "array[4]", "array[5]"]
+    assert rest[-1].error and "is not an image" in rest[-1].error
+
+
+def test_file_names_with_commas_are_put_back_together(tmp_path):
+    from experiments.predict import rejoin_commas
+
+    (tmp_path / "a,b.jpg").write_bytes(b"x")
+    (tmp_path / "c.jpg").write_bytes(b"x")
+    parts = f"{tmp_path}/a,b.jpg,{tmp_path}/c.jpg,{tmp_path}/missing.jpg".split(",")
+    assert rejoin_commas(parts) == [f"{tmp_path}/a,b.jpg", f"{tmp_path}/c.jpg", f"{tmp_path}/missing.jpg"]

@@ -16,6 +16,7 @@ import numpy as np
 import tensorflow as tf
 
 from kerasxfer import fsio
+from kerasxfer.errors import UserError
 
 log = logging.getLogger("kerasxfer")
 AUTOTUNE = tf.data.AUTOTUNE
@@ -79,6 +80,27 @@ def _cached_array(path: str, shape: tuple):
     return None
 
 
+def available_memory() -> int | None:
+    """Bytes of memory this machine can still give (Linux' MemAvailable), None where that is unknown."""
+    try:
+        with open("/proc/meminfo", encoding="ascii") as f:
+            for line in f:
+                if line.startswith("MemAvailable:"):
+                    return int(line.split()[1]) * 1024
+    except (OSError, ValueError, IndexError):
+        pass
+    return None
+
+
+def check_memory(num_images: int, image_size: int, what: str) -> None:
+    """One sentence, before anything is allocated, when ``num_images`` decoded images will not fit in memory."""
+    need, have = num_images * image_size * image_size * 3, available_memory()
+    if have is not None and need > 0.8 * have:
+        raise UserError(f"{what}: {num_images:,} images of {image_size}x{image_size} need {need / 2**30:.1f} GiB of "
+                        f"memory once decoded, more than the {have / 2**30:.1f} GiB this machine has free: pass "
+                        "--cache_dir=FOLDER (decoded images on disk), a smaller --image_size, or fewer images.")
+
+
 def decode_all(x, decode, image_size: int, resize: str = "squash", cache_path: str | None = None,
                deterministic: bool = True) -> np.ndarray:
     """Every example of ``x`` decoded and resized once, in parallel: a uint8 array ``(N, S, S, 3)``.
@@ -99,6 +121,7 @@ def decode_all(x, decode, image_size: int, resize: str = "squash", cache_path: s
         num_parallel_calls=AUTOTUNE, deterministic=deterministic,
     ).batch(256)
     if not cache_path:
+        check_memory(len(x), image_size, "the images cannot be decoded into memory")
         return _fill(np.empty(shape, np.uint8), ds)
     try:
         os.makedirs(os.path.dirname(cache_path) or ".", exist_ok=True)

@@ -53,6 +53,9 @@ def synthetic_source(num_train: int, num_val: int, num_test: int, image_size: in
     pipeline, and the three splits are different draws (split 0, 1 and 2).
     """
     from kerasxfer.data import synthetic
+    from kerasxfer.data.arrays import check_memory
+
+    check_memory(num_train + num_val + num_test, image_size, "the synthetic dataset does not fit")
 
     def part(split, n, name):
         x = np.arange(n, dtype=np.int64)

@@ -53,7 +53,7 @@ def fetch(file_name: str, origin: str, file_hash: str) -> str:
         raise UserError(
             f"the download of {file_name} did not match its published sha256 ({e}): {by_hand}."
         ) from None
-    except (Exception, KeyboardInterrupt) as e:  # noqa: BLE001 - any network failure
+    except Exception as e:  # noqa: BLE001 - any network failure (Ctrl-C is an interruption, not a failure)
         reason = str(e).splitlines()[0][:200] if str(e) else type(e).__name__
         raise UserError(f"cannot download {file_name} ({reason}): {by_hand}.") from None
     return path
