@@ -166,6 +166,9 @@ def arms_from_flags() -> tuple:
         raise UserError("--train_fraction is what a sweep varies: pass the sizes as --fractions=0.1,0.5,1 instead.")
     scratch = experiment_from_flags(recipes.scratch)
     if FLAGS.scratch_image_size:
+        if not 8 <= FLAGS.scratch_image_size <= 1024:
+            raise UserError(f"--scratch_image_size={FLAGS.scratch_image_size} is out of range: use an integer from 8 "
+                            "to 1024, or 0 for --image_size.")
         scratch.data.image_size = FLAGS.scratch_image_size
     split_seed = FLAGS.split_seed if FLAGS.split_seed is not None else FLAGS.seed
     return scratch, experiment_from_flags(recipes.finetune), split_seed

@@ -89,6 +89,7 @@ CASES = [
     ("finetune", ["--finetune_epochs=100000000", "--weights=none"], "use an integer from 0 to 2,000"),
     ("scratch", ["--image_size=big"], "'big' is neither a whole number of pixels nor auto"),
     ("pretrain", ["--synthetic_train=100000000", "--image_size=64"], "the synthetic dataset does not fit"),
+    ("study", ["--scratch_image_size=4"], "--scratch_image_size=4 is out of range"),
     ("predict", ["--run={root}/done", "--images={root}/notes.txt", "--output={root}"], "is a folder: name a .csv"),
 ]
 

@@ -117,3 +117,24 @@ def test_legacy_h5_files_are_checked_before_any_data_is_read(tmp_path):
     assert os.path.getsize(tmp_path / "huge.h5") < 100_000
     with pytest.raises(UserError, match=r"has weights of shapes \[\(1048576, 1048576, 1024\), \(3,\)\] in the file"):
         load_h5_by_name(model, str(tmp_path / "huge.h5"))
+
+
+def test_a_file_name_that_is_not_utf8_is_skipped_or_named_not_a_traceback(tmp_path):
+    import pytest
+
+    from kerasxfer.config import DataConfig
+    from kerasxfer.data import load_data
+    from kerasxfer.errors import UserError
+
+    root = tmp_path / "photos"
+    for c in ("cats", "dogs"):
+        (root / c).mkdir(parents=True)
+        for i in range(6):
+            Image.fromarray(np.full((10, 10, 3), 40 * i, np.uint8)).save(root / c / f"{i}.png")
+    bad = os.path.join(os.fsencode(root / "cats"), b"caf\xe9.png")  # Latin-1 bytes: not UTF-8
+    Image.fromarray(np.zeros((10, 10, 3), np.uint8)).save(open(bad, "wb"), format="PNG")
+    data = load_data(DataConfig(dataset=str(root), image_size=8, batch_size=4), seed=0)
+    assert data.info["skipped_undecodable"] == 1
+    with pytest.raises(UserError, match="not valid UTF-8") as e:
+        load_data(DataConfig(dataset=str(root), image_size=8, batch_size=4, on_bad_image="error"), seed=0)
+    assert "\n" not in str(e.value)

@@ -270,3 +270,21 @@ def test_runs_whose_test_files_were_rewritten_in_between_are_refused(study, tmp_
     del data["splits"]["test"]["content"]
     (finetune / rundir.DATA).write_text(json.dumps(data))
     write_report([str(scratch), str(finetune)], str(tmp_path / "r"))
+
+
+@pytest.mark.parametrize("damage", ["truncated metrics", "truncated history", "no predictions", "history a list"])
+def test_a_damaged_run_file_is_one_sentence_naming_the_run(study, tmp_path, damage):
+    scratch, finetune = study
+    if damage == "truncated metrics":
+        (finetune / rundir.METRICS).write_text((finetune / rundir.METRICS).read_text()[:40])
+    elif damage == "truncated history":
+        (finetune / rundir.HISTORY).write_text((finetune / rundir.HISTORY).read_text()[:40])
+    elif damage == "no predictions":
+        metrics = json.loads((finetune / rundir.METRICS).read_text())
+        del metrics["test"]["predictions"]
+        (finetune / rundir.METRICS).write_text(json.dumps(metrics))
+    else:
+        (finetune / rundir.HISTORY).write_text("[1, 2, 3]")
+    with pytest.raises(UserError) as e:
+        write_report([str(scratch), str(finetune)], str(tmp_path / "r"))
+    assert str(finetune) in str(e.value) and "\n" not in str(e.value)

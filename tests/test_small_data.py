@@ -226,3 +226,13 @@ def test_the_test_fingerprint_follows_the_files_bytes(tmp_path):
     assert content_fingerprint(part) == before
     (tmp_path / "1.png").write_bytes(b"rewritten in place")  # same path, other image
     assert content_fingerprint(part) != before
+
+
+@pytest.mark.parametrize("content", ["{}", "[1, 2]", "not json", '{"pretrained_on": "x", "num_train": "many"}'])
+def test_a_damaged_backbone_json_names_the_weights_file_instead_of_crashing(tmp_path, content):
+    from kerasxfer.provenance import weights_source
+
+    (tmp_path / "backbone.weights.h5").write_bytes(b"")
+    (tmp_path / "backbone.json").write_text(content)
+    exp = recipes.finetune(weights=str(tmp_path / "backbone.weights.h5"))
+    assert weights_source(exp) == f"file {tmp_path / 'backbone.weights.h5'}"

@@ -45,6 +45,10 @@ def screen_file(path: str, max_pixels: int = DEFAULT_MAX_PIXELS):
     import stat
 
     try:
+        path.encode("utf-8")
+    except UnicodeEncodeError:  # TensorFlow takes file names as UTF-8 strings
+        return "its name is not valid UTF-8 (rename the file)"
+    try:
         st = os.stat(path)
     except FileNotFoundError:
         return "not found (a dangling link?)"

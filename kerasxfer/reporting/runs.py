@@ -41,15 +41,26 @@ def load_run(run_dir: str) -> dict:
             f"{run_dir!r} is not a finished kerasxfer run (missing {', '.join(missing)}): "
             "train it first or pass another run directory."
         )
-    run = {k: fsio.read_json(os.path.join(run_dir, f"{k}.json")) for k in ("config", "history", "metrics", "data")}
+    run = {}
+    for k in ("config", "history", "metrics", "data", "timings"):
+        path = os.path.join(run_dir, f"{k}.json")
+        if k == "timings" and not os.path.isfile(path):
+            continue
+        try:
+            run[k] = fsio.read_json(path)
+        except (OSError, ValueError) as e:
+            raise UserError(f"{path} cannot be read ({type(e).__name__}): the run {run_dir!r} is damaged; train it "
+                            "again (same command with --overwrite) or leave it out of --runs.") from None
+        if not isinstance(run[k], dict) or (k == "history" and not isinstance(run[k].get("epochs"), list)):
+            raise UserError(f"{path} does not hold what a kerasxfer run writes: the run {run_dir!r} is damaged; "
+                            "train it again (same command with --overwrite) or leave it out of --runs.")
     if "test" not in run["metrics"] or "splits" not in run["data"]:
         raise UserError(
             f"{run_dir!r} was trained before kerasxfer held out a test split, so its numbers are not comparable: "
             "train it again (same command with --overwrite)."
         )
-    timings_path = os.path.join(run_dir, rundir.TIMINGS)
-    if os.path.isfile(timings_path):
-        _merge_timings(run["history"], fsio.read_json(timings_path))
+    if "timings" in run:
+        _merge_timings(run["history"], run.pop("timings"))
     run["dir"] = run_dir
     recompute_test(run)
     return run
