@@ -138,3 +138,24 @@ def test_a_file_name_that_is_not_utf8_is_skipped_or_named_not_a_traceback(tmp_pa
     with pytest.raises(UserError, match="not valid UTF-8") as e:
         load_data(DataConfig(dataset=str(root), image_size=8, batch_size=4, on_bad_image="error"), seed=0)
     assert "\n" not in str(e.value)
+
+
+def test_an_image_truncated_after_the_check_is_one_sentence(tmp_path):
+    import pytest
+    import tensorflow as tf
+
+    from kerasxfer.data.arrays import decode_all
+    from kerasxfer.data.decode import decode_image_file
+    from kerasxfer.errors import UserError
+
+    paths = []
+    for i in range(3):
+        p = tmp_path / f"{i}.png"
+        Image.fromarray(np.full((12, 12, 3), 50 * i, np.uint8)).save(p)
+        paths.append(str(p))
+    data = open(paths[1], "rb").read()
+    open(paths[1], "wb").write(data[: len(data) // 2])  # truncated after the screening step
+    with pytest.raises(UserError, match="could not be decoded a moment later") as e:
+        decode_all(np.array(paths), lambda p: decode_image_file(p), 8)
+    assert "\n" not in str(e.value)
+    assert tf.executing_eagerly()

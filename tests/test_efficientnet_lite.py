@@ -91,6 +91,7 @@ def test_a_random_weights_file_in_place_of_the_conversion_is_never_reported_as_i
                                   imagenet_model.get_layer("efficientnet_lite0_stem_conv").kernel.numpy())
 
 
+@pytest.mark.slow
 def test_two_processes_converting_at_once_both_succeed(tmp_path):
     code = ("import sys; from keras.src.backend import config; config._KERAS_DIR = sys.argv[1]\n"
             "from kerasxfer.models import efficientnet_lite as eff\n"

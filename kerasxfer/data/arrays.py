@@ -138,6 +138,11 @@ def decode_all(x, decode, image_size: int, resize: str = "squash", cache_path: s
 
 
 def _fill(out: np.ndarray, ds) -> np.ndarray:
-    for idx, images in ds.as_numpy_iterator():
-        out[idx] = images
+    try:
+        for idx, images in ds.as_numpy_iterator():
+            out[idx] = images
+    except tf.errors.OpError as e:  # checked a moment ago: the file changed (truncated, replaced) since then
+        reason = str(e.message).strip().splitlines()[0][:160] if getattr(e, "message", "") else type(e).__name__
+        raise UserError(f"an image that passed the check could not be decoded a moment later ({reason}): a file "
+                        "changed while kerasxfer read the folder; run the same command again.") from None
     return out
