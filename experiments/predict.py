@@ -17,7 +17,7 @@ import sys
 
 from absl import flags
 
-from kerasxfer.errors import UserError
+from kerasxfer.errors import UserError, printable
 
 from . import common
 
@@ -37,7 +37,7 @@ def _write_output(path, preds, top_k):
 
     if path.lower().endswith(".json"):
         rows = [
-            {"source": p.source, "top": [{"class": c, "probability": pr} for c, pr in p.top], "error": p.error}
+            {"source": printable(p.source), "top": [{"class": c, "probability": pr} for c, pr in p.top], "error": p.error}
             for p in preds
         ]
         fsio.write_json(path, rows)
@@ -49,7 +49,7 @@ def _write_output(path, preds, top_k):
         for p in preds:
             cells = [x for c, pr in p.top for x in (c, f"{pr:.6f}")]
             cells += [""] * (2 * top_k - len(cells))
-            w.writerow([p.source] + cells + [p.error or ""])
+            w.writerow([printable(p.source)] + cells + [p.error or ""])
 
 
 def rejoin_commas(parts: list) -> list:
@@ -67,9 +67,9 @@ def rejoin_commas(parts: list) -> list:
 
 def _print(p) -> None:
     if p.error:
-        print(f"{p.source}\tERROR: {p.error}", flush=True)
+        print(f"{printable(p.source)}\tERROR: {p.error}", flush=True)
     else:
-        print(p.source + "\t" + "\t".join(f"{c} {pr:.4f}" for c, pr in p.top), flush=True)
+        print(printable(p.source) + "\t" + "\t".join(f"{c} {pr:.4f}" for c, pr in p.top), flush=True)
 
 
 def main(argv):
@@ -123,7 +123,7 @@ def main(argv):
         first = next(p for p in preds if p.error)
         more = f" (and {len(preds) - 1} more, listed above)" if len(preds) > 1 else ""
         raise UserError(
-            f"no image could be classified: {first.source}: {first.error}{more}: check the paths and the files."
+            f"no image could be classified: {printable(first.source)}: {first.error}{more}: check the paths and the files."
         )
     return 0
 

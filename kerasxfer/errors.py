@@ -35,3 +35,8 @@ def os_error_sentence(e: OSError) -> str:
     if e.errno in _NOT_WRITABLE:
         return f"cannot write{where or ' a file'} ({reason}): choose a folder you can write, or fix its permissions."
     return f"{reason}:{where or ' (no file named)'}; check that path and run the same command again."
+
+
+def printable(name: str) -> str:
+    """A file name as logs, errors and JSON can carry it: bytes that are not UTF-8 shown as U+FFFD."""
+    return name.encode("utf-8", "surrogateescape").decode("utf-8", "replace")

@@ -17,7 +17,7 @@ import numpy as np
 import tensorflow as tf
 
 from kerasxfer.config import BAD_IMAGE_MODES, MAX_IMAGE_PIXELS
-from kerasxfer.errors import UserError
+from kerasxfer.errors import UserError, printable
 
 if TYPE_CHECKING:  # the Split of kerasxfer.data.sources, which imports this module
     from kerasxfer.data.split import Split
@@ -200,8 +200,8 @@ def check_images(part: "Split", class_names, on_bad_image: str, where: str, deco
     bad = sorted(reasons)
     log.info("checked %d images in %s in %.1fs: %d cannot be used", len(part), where, time.perf_counter() - t0,
              len(bad))
-    bad_names = [part.keys[i] for i in bad]
-    described = [f"{part.keys[i]} ({reasons[i]})" for i in bad]
+    bad_names = [printable(part.keys[i]) for i in bad]
+    described = [f"{printable(part.keys[i])} ({reasons[i]})" for i in bad]
     if bad and on_bad_image == "error":
         shown = ", ".join(described[:10]) + (f" and {len(bad) - 10} more" if len(bad) > 10 else "")
         raise UserError(
