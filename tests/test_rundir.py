@@ -111,7 +111,10 @@ def test_lock_refuses_a_second_writer_and_cleans_a_folder_it_made(tmp_path):
     os.makedirs(out)
     with rundir.locked(out):
         (tmp_path / "new" / "x").write_text("x")
-    assert sorted(os.listdir(out)) == [rundir.LOCK, "x"]
+    assert sorted(os.listdir(out)) == ["x"]  # still no run (a refused folder, say): nothing of ours is left
+    with rundir.locked(out):
+        rundir.write_marker(out, "training")
+    assert sorted(os.listdir(out)) == sorted([rundir.LOCK, rundir.MARKER, "x"])  # a run keeps its lock file
 
 
 def test_remove_run_outputs_keeps_every_other_file(tmp_path):
