@@ -63,8 +63,11 @@ def _check():
         jpeg = [int(s) for s in FLAGS.jpeg_size]
     except ValueError:
         raise UserError("--sizes and --jpeg_size take comma-separated integers, e.g. --sizes=64,224.") from None
-    if len(jpeg) != 2 or min(jpeg) < 8 or min(sizes) < 32:
-        raise UserError("--jpeg_size needs height,width (each 8 or more) and --sizes integers of 32 or more.")
+    if len(jpeg) != 2 or min(jpeg) < 8 or min(sizes) < 32 or max(jpeg) > 10_000 or max(sizes) > 1024:
+        raise UserError("--jpeg_size needs height,width (each from 8 to 10000) and --sizes integers from 32 to 1024.")
+    if FLAGS.image_size > 1024 or FLAGS.batch_size > 4096 or FLAGS.num_images > 100_000:
+        raise UserError("--image_size above 1024, --batch_size above 4096 or --num_images above 100000 would not fit "
+                        "a benchmark: choose smaller values.")
     return sizes, tuple(jpeg)
 
 

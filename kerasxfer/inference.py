@@ -76,6 +76,10 @@ class Classifier:
         self.resize = resize  # how images reach the model's size, as in training (data.json)
         self.class_names = list(class_names)
         shape = model.input_shape
+        if not (isinstance(shape, tuple) and len(shape) == 4 and shape[-1] == 3
+                and (image_size or (isinstance(shape[1], int) and shape[1] == shape[2]))):
+            raise UserError(f"the model takes inputs of shape {shape}, not square RGB images (height, width, 3) of a "
+                            "fixed size: pass a model kerasxfer trained (its run's model.keras).")
         self.image_size = int(image_size or shape[1])
         self.batch_size = batch_size
         out = model.output_shape[-1]

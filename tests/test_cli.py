@@ -90,6 +90,8 @@ CASES = [
     ("scratch", ["--image_size=big"], "'big' is neither a whole number of pixels nor auto"),
     ("pretrain", ["--synthetic_train=100000000", "--image_size=64"], "the synthetic dataset does not fit"),
     ("study", ["--scratch_image_size=4"], "--scratch_image_size=4 is out of range"),
+    ("bench", ["--jpeg_size=100000,100000"], "each from 8 to 10000"),
+    ("bench", ["--sizes=100000"], "--sizes integers from 32 to 1024"),
     ("predict", ["--run={root}/done", "--images={root}/notes.txt", "--output={root}"], "is a folder: name a .csv"),
 ]
 
@@ -98,7 +100,7 @@ CASES = [
 def test_bad_input_one_line_exit_2_no_traceback(folders, tmp_path, module, args, message):
     out = tmp_path / "run"
     args = [a.format(root=folders) for a in args]
-    if module != "predict" and not any(a.startswith("--out_dir=") for a in args):
+    if module not in ("predict", "bench") and not any(a.startswith("--out_dir=") for a in args):
         args.append(f"--out_dir={out}")
     before = _snapshot(folders)
     p = run(module, *args)

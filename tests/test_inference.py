@@ -205,3 +205,18 @@ def test_file_names_with_commas_are_put_back_together(tmp_path):
     (tmp_path / "c.jpg").write_bytes(b"x")
     parts = f"{tmp_path}/a,b.jpg,{tmp_path}/c.jpg,{tmp_path}/missing.jpg".split(",")
     assert rejoin_commas(parts) == [f"{tmp_path}/a,b.jpg", f"{tmp_path}/c.jpg", f"{tmp_path}/missing.jpg"]
+
+
+@pytest.mark.parametrize("shape", [(10,), (None, None, 3), (32, 24, 3), (8, 8, 1)])
+def test_a_model_that_does_not_take_square_rgb_images_is_one_sentence(shape):
+    import keras
+
+    from kerasxfer.errors import UserError
+    from kerasxfer.inference import Classifier
+
+    inputs = keras.Input(shape)
+    x = keras.layers.GlobalAveragePooling2D()(inputs) if len(shape) == 3 else inputs
+    model = keras.Model(inputs, keras.layers.Dense(2, activation="softmax")(x))
+    with pytest.raises(UserError, match="not square RGB images") as e:
+        Classifier(model, ["a", "b"])
+    assert "\n" not in str(e.value)
