@@ -150,11 +150,11 @@ def define_sweep_flags(kinds) -> None:
     flags.DEFINE_integer("scratch_image_size", 64, "Image size of the scratch CNN (0: --image_size).")
 
 
-def use_study_defaults() -> None:
-    """The study's arms as defaults (sweep, study): :data:`kerasxfer.recipes.STUDY_DEFAULTS`."""
+def use_command_defaults(command: str) -> None:
+    """The defaults ``command`` sets apart from the config's and recipes' (:data:`kerasxfer.recipes.COMMAND_DEFAULTS`)."""
     from kerasxfer import recipes
 
-    for name, value in recipes.STUDY_DEFAULTS.items():
+    for name, value in recipes.COMMAND_DEFAULTS.get(command, {}).items():
         FLAGS.set_default(name, value)
 
 
@@ -224,12 +224,9 @@ def min_steps_from_flags() -> int:
 
 def training_command(recipe, default_out: str, min_steps_what: str, after=None):
     """Define a one-recipe training command's flags (scratch, finetune); return its ``run()``."""
-    from kerasxfer import recipes
-
     define_common_flags(default_out)
     define_recipe_flags(recipe)
-    for name, value in recipes.COMMAND_DEFAULTS.get(recipe.__name__, {}).items():
-        FLAGS.set_default(name, value)
+    use_command_defaults(recipe.__name__)
     define_min_steps_flag(config.DEFAULT_MIN_STEPS, min_steps_what)
     return lambda: run_main(train_main(recipe, after))
 

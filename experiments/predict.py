@@ -52,16 +52,15 @@ def _write_output(path, preds, top_k):
             w.writerow([printable(p.source)] + cells + [p.error or ""])
 
 
-def rejoin_commas(parts: list) -> list:
-    """--images split at every comma: put back together the pieces of a file name that holds commas."""
+def rejoin_commas(parts: list, most: int = 8) -> list:
+    """--images split at every comma: put back together the pieces of a file name that holds commas (up to
+    ``most`` commas in one name; a piece that exists on its own is taken as it is, so this stays linear)."""
     out, i = [], 0
     while i < len(parts):
-        for j in range(len(parts), i, -1):  # the longest run of pieces that names an existing path
-            candidate = ",".join(parts[i:j])
-            if j == i + 1 or os.path.exists(candidate):
-                out.append(candidate)
-                i = j
-                break
+        j = next((j for j in range(i + 2, min(len(parts), i + most + 1) + 1)
+                  if not os.path.exists(parts[i]) and os.path.exists(",".join(parts[i:j]))), i + 1)
+        out.append(",".join(parts[i:j]))
+        i = j
     return out
 
 

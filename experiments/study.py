@@ -31,7 +31,7 @@ common.define_common_flags(None)
 common.define_scratch_flags()
 common.define_finetune_flags()
 common.define_sweep_flags(("none", "data", "depth"))
-common.use_study_defaults()
+common.use_command_defaults("study")
 flags.DEFINE_bool("control", True, "Also train the transfer arm from a random backbone (the control), which shows "
                   "what the pretrained weights bring; --nocontrol skips it.")
 flags.DEFINE_string("folds", "auto", "K-fold cross-validation: every arm trains once per fold and every labelled image "

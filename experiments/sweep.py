@@ -28,7 +28,7 @@ common.define_common_flags("runs/sweep")
 common.define_scratch_flags()
 common.define_finetune_flags()
 common.define_sweep_flags(SWEEPS)
-common.use_study_defaults()
+common.use_command_defaults("sweep")
 
 
 def main(argv):

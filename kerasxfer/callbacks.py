@@ -261,10 +261,9 @@ class EMAWeights(keras.callbacks.SwapEMAWeights):
                     return
                 if ema._ends_phase(epoch):
                     keras_compat.ema_finalize(ema)  # the optimiser's average := the model's weights (the average)
-                    keras_compat.set_ema_in_model(ema, False)
                 else:
                     keras_compat.ema_swap(ema)
-                    keras_compat.set_ema_in_model(ema, False)
+                keras_compat.set_ema_in_model(ema, False)
 
         return Out()
 

@@ -9,10 +9,11 @@ data and model layers (decoded-image caches, converted weights) write with it.
 from __future__ import annotations
 
 import contextlib
+import itertools
 import json
 import os
 
-_TMP_COUNT = 0
+_TMP_NUMBERS = itertools.count(1)
 
 
 @contextlib.contextmanager
@@ -25,9 +26,7 @@ def atomic_path(path: str):
     rename wins, and either file is whole).  When the block raises, the
     temporary file is removed and ``path`` is left as it was.
     """
-    global _TMP_COUNT
-    _TMP_COUNT += 1
-    tmp = os.path.join(os.path.dirname(path) or ".", f".tmp-{os.getpid()}-{_TMP_COUNT}-{os.path.basename(path)}")
+    tmp = os.path.join(os.path.dirname(path) or ".", f".tmp-{os.getpid()}-{next(_TMP_NUMBERS)}-{os.path.basename(path)}")
     try:
         yield tmp
         os.replace(tmp, path)

@@ -89,8 +89,8 @@ def pretrain(backbone: str = "regnetx002", epochs: int = 8, lr: float = 1e-3, dr
 #: epochs, then 8 with its last 4 stages unfrozen at 2e-4.
 STUDY_DEFAULTS = {"backbone": "efficientnet_lite0", "image_size": AUTO_SIZE, "frozen_epochs": 10,
                   "finetune_epochs": 8, "unfreeze_stages": 4, "finetune_lr": 2e-4}
-#: What a one-recipe command (``make finetune``) sets apart from the DataConfig defaults.
-COMMAND_DEFAULTS = {"finetune": {"image_size": AUTO_SIZE}}
+#: What each command sets apart from the config and recipe defaults (the one home of such defaults).
+COMMAND_DEFAULTS = {"finetune": {"image_size": AUTO_SIZE}, "study": STUDY_DEFAULTS, "sweep": STUDY_DEFAULTS}
 
 #: Recipe name -> recipe, for entry points and studies.
 RECIPES = {"scratch": scratch, "finetune": finetune, "pretrain": pretrain}

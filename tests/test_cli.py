@@ -204,14 +204,13 @@ def test_a_renamed_recipe_parameter_fails_loudly():
 @pytest.mark.parametrize("module", ["scratch", "finetune", "pretrain", "study", "sweep", "lr_find"])
 def test_flag_defaults_are_the_config_and_recipe_defaults(module):
     """No default is restated: every derived flag's default is its field's or recipe parameter's (the study and
-    sweep start from kerasxfer.recipes.STUDY_DEFAULTS)."""
+    sweep start from kerasxfer.recipes.COMMAND_DEFAULTS)."""
     code = f"""
 import dataclasses, inspect
 import experiments.{module}
 from absl import flags
 from kerasxfer import config, optim_config, recipes
 F = flags.FLAGS
-study = "{module}" in ("study", "sweep")
 expected = {{}}
 for cls in (config.DataConfig, config.Experiment, optim_config.OptimConfig):
     for f in dataclasses.fields(cls):
@@ -224,8 +223,6 @@ for r in ("scratch", "finetune", "pretrain"):
                 expected.setdefault(n, p.default)
 if "{module}" == "pretrain":
     expected.update(dataset="synthetic", dropout=0.0, epochs=8)
-if study:
-    expected.update(recipes.STUDY_DEFAULTS)
 expected.update(recipes.COMMAND_DEFAULTS.get("{module}", {{}}))
 bad = {{n: (F[n].default, v) for n, v in expected.items() if n in F and n not in ("out_dir", "folds", "fold", "min_steps")
         and F[n].default != v}}

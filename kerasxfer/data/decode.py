@@ -8,6 +8,7 @@ all decode with it.
 
 from __future__ import annotations
 
+import io
 import logging
 import os
 import time
@@ -60,7 +61,7 @@ def screen_file(path: str, max_pixels: int = DEFAULT_MAX_PIXELS):
         return f"{st.st_size / 2**20:.0f} MB, above the {MAX_FILE_BYTES // 2**20} MB limit for an image file"
     if not os.access(path, os.R_OK):
         return "cannot be read (permission denied)"
-    size, animated = _declared(path)
+    size, animated = declared(path)
     if animated:
         return "an animated WebP (TensorFlow's WebP decoder cannot read those safely): save its first frame as PNG"
     if size is None:  # not an image PIL knows: the decoder decides
@@ -72,8 +73,9 @@ def screen_file(path: str, max_pixels: int = DEFAULT_MAX_PIXELS):
     return None
 
 
-def _declared(path: str):
-    """``((width, height) or None, animated WebP?)`` from the file's header, nothing decoded.
+def declared(source):
+    """``((width, height) or None, animated WebP?)`` from the header of a file (its path) or of encoded bytes,
+    nothing decoded.
 
     PIL reads the header with its own decompression-bomb guard off (a 400-megapixel PNG must be *measured*, not
     mistaken for an unknown format); when PIL refuses the file (a PNG with a bad chunk checksum, ...) the PNG and
@@ -89,14 +91,17 @@ def _declared(path: str):
         Image.MAX_IMAGE_PIXELS = None
         with warnings.catch_warnings():
             warnings.simplefilter("ignore")
-            with Image.open(path) as im:
+            with Image.open(io.BytesIO(source) if isinstance(source, bytes) else source) as im:
                 return im.size, im.format == "WEBP" and bool(getattr(im, "is_animated", False))
     except Exception:  # noqa: BLE001 - read the header below
         pass
     finally:
         Image.MAX_IMAGE_PIXELS = saved
-    with open(path, "rb") as f:
-        head = f.read(32)
+    if isinstance(source, bytes):
+        head = source[:32]
+    else:
+        with open(source, "rb") as f:
+            head = f.read(32)
     if head[:8] == b"\x89PNG\r\n\x1a\n" and head[12:16] == b"IHDR":
         return struct.unpack(">II", head[16:24]), False
     if head[:6] in (b"GIF87a", b"GIF89a"):

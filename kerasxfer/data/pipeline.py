@@ -221,6 +221,20 @@ class Decoded:
     images: dict  # split name -> uint8 array (N, S, S, 3)
     features: Optional[dict] = None
     test_content: Optional[str] = None  # content_fingerprint of the test split, computed once for all its runs
+    missing: Optional[dict] = None  # classes_missing(), computed (and said) once for all its runs
+
+    def classes_missing(self) -> dict:
+        """``{split: [class, ...]}`` of the classes val or test hold no image of, said once per source."""
+        if self.missing is None:
+            self.missing = {}
+            for name, part in (("val", self.src.val), ("test", self.src.test)):
+                cs = [c for i, c in enumerate(self.src.class_names) if not (part.y == i).any()]
+                if cs:
+                    self.missing[name] = cs
+                    log.warning("the %s split holds no image of %d class(es) (%s): its numbers say nothing about "
+                                "them; add images of every class to it", name, len(cs),
+                                ", ".join(cs[:5]) + (", ..." if len(cs) > 5 else ""))
+        return self.missing
 
     def test_fingerprint(self) -> str:
         if self.test_content is None:
@@ -290,11 +304,7 @@ def splits_from(decoded: Decoded, seed: int, train_fraction: float = 1.0) -> Dat
     info = dict(src.info, train_fraction=train_fraction)
     for name, part in parts.items():
         info[f"{name}_per_class"] = {c: int((part.y == i).sum()) for i, c in enumerate(src.class_names)}
-    missing = {name: [c for c, n in info[f"{name}_per_class"].items() if n == 0] for name in ("val", "test")}
-    info["classes_missing"] = {name: cs for name, cs in missing.items() if cs}
-    for name, cs in info["classes_missing"].items():
-        log.warning("the %s split holds no image of %d class(es) (%s): its numbers say nothing about them; add "
-                    "images of every class to it", name, len(cs), ", ".join(cs[:5]) + (", ..." if len(cs) > 5 else ""))
+    info["classes_missing"] = decoded.classes_missing()
     return DataSplits(
         train=train_from(0, 1),
         val=ordered_batches(decoded.images["val"], src.val.y, bs, num_classes),

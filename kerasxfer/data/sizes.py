@@ -22,7 +22,6 @@ The choice and why are logged, stored in ``config.json``
 from __future__ import annotations
 
 import dataclasses
-import io
 import logging
 import math
 import statistics
@@ -36,17 +35,6 @@ SAMPLE = 256
 PHOTO_SHORT_SIDE = 160
 SMALL_SIZE = 96
 SCRATCH_SIZE = 64
-
-
-def _header_short_side(source) -> int | None:
-    """The short side an image file or encoded bytes declare in their header (None: not an image PIL reads)."""
-    from PIL import Image
-
-    try:
-        with Image.open(io.BytesIO(source) if isinstance(source, bytes) else source) as im:
-            return min(im.size)
-    except Exception:  # noqa: BLE001 - screening decides later what an unreadable file is
-        return None
 
 
 def _evenly(items: list, n: int) -> list:
@@ -80,7 +68,10 @@ def short_sides(cfg) -> list | None:
         sample = _tfds_sample(cfg)
     else:
         sample = _evenly([f for f in walk_files(cfg.dataset) if is_image_path(f)], SAMPLE)
-    sides = [s for s in (_header_short_side(x) for x in sample) if s]
+    from kerasxfer.data.decode import declared
+
+    sizes = [declared(x)[0] for x in sample]
+    sides = [min(size) for size in sizes if size]
     return sides or None
 
 

@@ -147,6 +147,9 @@ def stage_of(layer_name: str):
     return 7 if m.group(2) else int(m.group(1)) - 1
 
 
+_VERIFIED = set()  # (path, mtime, size) of converted files whose receipt matched in this process
+
+
 def imagenet_weights_file(variant: str, include_top: bool = False) -> str:
     """The Keras weights file (with top) converted from the installed package's ``.pth``, made once (family interface).
 
@@ -158,8 +161,12 @@ def imagenet_weights_file(variant: str, include_top: bool = False) -> str:
     receipt = target + ".sha256"
     published = WEIGHTS[variant][2]
     if os.path.isfile(target) and os.path.isfile(receipt):
+        stamp = (target, os.stat(target).st_mtime_ns, os.path.getsize(target))
+        if stamp in _VERIFIED:  # hashed once per process (a run asks for it twice; a study, once per arm)
+            return target
         with open(receipt, encoding="utf-8") as f:
             if f.read().split() == [published, weights_lib.sha256_of(target)]:
+                _VERIFIED.add(stamp)
                 return target
     state = _read_published(variant)
     model = EfficientNetLite(variant, include_top=True, weights=None)

@@ -86,13 +86,11 @@ class KerasAppFamily:
                                                    input_tensor=_preprocess(inputs, self.mode, variant), **kwargs)
         # Keras' own name (EfficientNetV2 looks its blocks up by it), then the variant's, which kerasxfer reads
         model = keras.Model(inputs, built.output, name=variant)
-        if weights == "imagenet" or (weights is not None and weights_lib.is_legacy_h5(weights)):
-            # Keras' own file (fetched, or passed by hand as --weights=PATH): tf-keras' layout, with its quirks
-            weights_lib.load_keras_weights(model, self.imagenet_weights_file(variant) if weights == "imagenet"
-                                           else weights)
-            self._imagenet_fixups(model)
-        elif weights is not None:  # a Keras 3 .weights.h5 saved from this backbone (e.g. make pretrain's export)
-            weights_lib.load_keras_weights(model, weights)
+        path = self.imagenet_weights_file(variant) if weights == "imagenet" else weights
+        if path is not None:
+            weights_lib.load_keras_weights(model, path)
+            if weights_lib.is_legacy_h5(path):  # Keras' own file (fetched, or by hand): tf-keras' layout, its quirks
+                self._imagenet_fixups(model)  # (a kerasxfer export, a Keras 3 .weights.h5, loads as it is)
         return model
 
     def _imagenet_fixups(self, model: keras.Model) -> None:

@@ -99,8 +99,9 @@ def is_legacy_h5(path: str) -> bool:
         return False
 
 
-def _load_checked(model, path: str, stored: dict, rename, skip) -> None:
-    """Check every name and shape against ``model`` first (from the file's metadata), then read and assign."""
+def _load_checked(model, path: str, stored: dict, rename, skip) -> int:
+    """Check every name and shape against ``model`` first (from the file's metadata), then read and assign; the
+    number of layers loaded."""
     if rename:
         stored = {rename(k): v for k, v in stored.items()}
     targets = {l.name: l for l in keras_compat.flatten_layers(model) if l.weights}
@@ -125,6 +126,7 @@ def _load_checked(model, path: str, stored: dict, rename, skip) -> None:
     for name, layer in targets.items():
         for var, data in zip(layer.weights, stored[name]):
             var.assign(np.asarray(data))
+    return len(targets)
 
 
 def load_h5_by_name(model: keras.Model, path: str, rename=None, skip=()) -> int:
@@ -139,11 +141,9 @@ def load_h5_by_name(model: keras.Model, path: str, rename=None, skip=()) -> int:
     """
     try:
         with h5py.File(path, "r") as f:
-            _load_checked(model, path, _h5_layers(f), rename, skip)
+            return _load_checked(model, path, _h5_layers(f), rename, skip)
     except OSError as e:
         raise UserError(f"weights file {path!r} is not a readable HDF5 file ({e}): pass a valid .h5 file.") from None
     except (KeyError, ValueError, TypeError) as e:  # a layer group or weight the file names but lacks
         raise UserError(f"weights file {path!r} is damaged ({type(e).__name__}: {str(e)[:120]}): pass the published "
                         "file again.") from None
-    targets = {l.name: l for l in keras_compat.flatten_layers(model) if l.weights}
-    return len(targets)

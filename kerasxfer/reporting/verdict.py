@@ -33,10 +33,7 @@ import numpy as np
 
 from kerasxfer.reporting import stats
 from kerasxfer.reporting.stats import NOISE_P
-
-
-def pct(x) -> str:
-    return f"{100 * x:.2f} %"
+from kerasxfer.reporting.text import pct
 
 
 def _points(d) -> str:
