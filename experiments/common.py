@@ -283,7 +283,10 @@ def run_main(main) -> None:
         if len(argv) > 1:
             raise UserError(f"unexpected argument(s) {' '.join(argv[1:])!r}: flags take the form --name=value.")
         _setup_logging()
-        return main(argv)
+        code = main(argv)
+        for sig in (signal.SIGINT, signal.SIGTERM):  # the work is done: a signal while Python shuts down is exit 130
+            signal.signal(sig, _exit_130)
+        return code
 
     def parse_flags(argv):
         # absl's own parser prints several lines and exits 1; one line and exit 2 like every other error.
@@ -310,6 +313,12 @@ def run_main(main) -> None:
     except UnicodeDecodeError as e:
         _fail(f"a file that should be text is binary ({e.reason} at byte {e.start}): check the files passed "
               "(e.g. --flagfile) and run again.", 2)
+
+
+def _exit_130(signum, frame) -> None:
+    sys.stdout.flush()
+    sys.stderr.flush()
+    os._exit(130)
 
 
 def _fail(sentence: str, code: int) -> None:

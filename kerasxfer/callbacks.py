@@ -195,9 +195,11 @@ class StopOnSignal(keras.callbacks.Callback):
     def on_epoch_begin(self, epoch, logs=None):
         self.check()
 
-    def __exit__(self, *exc):
+    def __exit__(self, exc_type, exc, tb):
         for sig, old in self._old.items():
             signal.signal(sig, old)
+        if exc_type is None and self.signum is not None:  # arrived after the last check: still a stop
+            raise KeyboardInterrupt
         return False
 
 

@@ -108,6 +108,19 @@ def _train(exp: Experiment, strategy, out: str, status: str, data, verbose: int,
     return run.finish()
 
 
+def _trained_record(out: str) -> tuple[dict, dict]:
+    """history.json and timings.json of a trained run (what finishing it reads), or one sentence when damaged."""
+    try:
+        history, timings = (fsio.read_json(os.path.join(out, name)) for name in (rundir.HISTORY, rundir.TIMINGS))
+        if isinstance(history["best"]["epoch"], int) and isinstance(timings["epochs"], list):
+            return history, timings
+        raise TypeError("unexpected contents")
+    except (OSError, ValueError, KeyError, TypeError) as e:
+        raise UserError(f"{out} was trained but its {rundir.HISTORY} or {rundir.TIMINGS} is damaged "
+                        f"({type(e).__name__}), so its outputs cannot be written: pass --overwrite to train it "
+                        "again from the start.") from None
+
+
 def determinism(exp: Experiment) -> bool:
     """Whether the run asks TensorFlow for deterministic ops (default: on CPU yes, on GPU no)."""
     if exp.deterministic is not None:
@@ -199,8 +212,7 @@ class _Run:
         """What :meth:`finish` needs of a run whose training ended: its data, history and timings (no model)."""
         deterministic = determinism(exp)
         data = data if data is not None else load_data(exp.data, exp.seed, deterministic)
-        return cls(exp, strategy, out, data, deterministic, ResumeState(out, probe=False),
-                   fsio.read_json(os.path.join(out, rundir.HISTORY)), fsio.read_json(os.path.join(out, rundir.TIMINGS)))
+        return cls(exp, strategy, out, data, deterministic, ResumeState(out, probe=False), *_trained_record(out))
 
     # ------------------------------------------------------------- train
     def train(self) -> None:

@@ -121,6 +121,13 @@ def c_locked(t, f):
     return ["experiments.scratch", *TINY, f"--out_dir={out}"], None
 
 
+def c_trained_history_truncated(t, f):
+    out = _copy(f, t)
+    _marker(out, "training")  # trained and evaluated, killed before the marker said finished
+    (out / "history.json").write_text((out / "history.json").read_text()[:50])
+    return ["experiments.scratch", *TINY, f"--out_dir={out}"], None
+
+
 def c_resume_state_truncated(t, f):
     out = _copy(f, t)
     (out / "metrics.json").unlink()
@@ -244,6 +251,7 @@ CASES = [
     ("--out_dir under a file", c_out_dir_under_file, 2, "is a file"),
     ("--out_dir= (empty)", c_out_dir_empty, 2, "--out_dir is empty"),
     ("truncated resume state", c_resume_state_truncated, 2, "is damaged"),
+    ("a trained run with a truncated history.json", c_trained_history_truncated, 2, "pass --overwrite to train"),
     ("binary config.json", c_config_binary, 2, "is unreadable"),
     ("a run made with other settings", c_other_settings, 2, "holds a run made with other settings"),
     ("binary --flagfile", c_flagfile_binary, 2, "--flagfile"),

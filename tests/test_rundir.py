@@ -182,3 +182,32 @@ def test_a_damaged_resume_state_falls_back_one_epoch_then_says_what_to_do(tmp_pa
     (tmp_path / "resume" / "state-1.json").write_text('{"epoch": 1, "arr')
     with pytest.raises(UserError, match="resume state in .* is damaged .*pass --overwrite to start the run again"):
         ResumeState(str(tmp_path))
+
+
+def test_a_file_where_a_folder_is_needed_is_named_not_the_temporary_file(tmp_path):
+    from kerasxfer.errors import os_error_sentence
+
+    (tmp_path / "models").write_text("a user's file")
+    with pytest.raises(OSError) as e:
+        with fsio.atomic_path(str(tmp_path / "models" / "w.h5")) as tmp:
+            open(tmp, "wb").close()
+    sentence = os_error_sentence(e.value)
+    assert sentence.startswith(f"{tmp_path / 'models'} is a file where a folder is needed (writing "
+                               f"{tmp_path / 'models' / 'w.h5'})") and ".tmp-" not in sentence
+    assert (tmp_path / "models").read_text() == "a user's file"
+
+
+def test_an_unwritable_cache_is_said_once_names_the_file_in_the_way_and_decodes_in_memory(tmp_path, caplog):
+    import tensorflow as tf
+
+    from kerasxfer.data.arrays import decode_all
+
+    (tmp_path / "blocker").write_text("")
+    x = np.zeros((3, 8, 8, 3), np.uint8)
+    caplog.set_level("WARNING", "kerasxfer")
+    for split in ("train", "val"):
+        out = decode_all(x, lambda e: tf.identity(e), 8, cache_path=str(tmp_path / "blocker" / "c" / f"{split}.npy"))
+        assert out.shape == (3, 8, 8, 3) and not isinstance(out, np.memmap)
+    said = [r.getMessage() for r in caplog.records if "cache cannot be written" in r.getMessage()]
+    assert said == [f"the decoded-image cache cannot be written to {tmp_path / 'blocker' / 'c'} "
+                    f"({tmp_path / 'blocker'} is a file, not a folder): decoding into memory instead"]

@@ -16,9 +16,10 @@ import numpy as np
 import tensorflow as tf
 
 from kerasxfer import fsio
-from kerasxfer.errors import UserError
+from kerasxfer.errors import UserError, file_in_the_way
 
 log = logging.getLogger("kerasxfer")
+_UNWRITABLE_CACHES: set = set()  # cache folders already said to be unwritable in this process
 AUTOTUNE = tf.data.AUTOTUNE
 
 
@@ -132,8 +133,13 @@ def decode_all(x, decode, image_size: int, resize: str = "squash", cache_path: s
             del out
         return np.load(cache_path, mmap_mode="r")
     except OSError as e:  # a read-only or full --cache_dir: the run goes on, in memory
-        log.warning("the decoded-image cache cannot be written to %s (%s): decoding into memory instead",
-                    os.path.dirname(cache_path), e.strerror or e)
+        folder = os.path.dirname(cache_path)
+        if folder not in _UNWRITABLE_CACHES:  # said once, not once per split
+            _UNWRITABLE_CACHES.add(folder)
+            blocker = file_in_the_way(folder)
+            why = f"{blocker} is a file, not a folder" if blocker else (e.strerror or str(e))
+            log.warning("the decoded-image cache cannot be written to %s (%s): decoding into memory instead",
+                        folder, why)
         return _fill(np.empty(shape, np.uint8), ds)
 
 

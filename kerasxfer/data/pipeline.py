@@ -276,7 +276,7 @@ def decode_source(cfg: DataConfig, seed: int, deterministic: bool = True, share_
             key = cache_key(part.x, part.y, s, f"{name}-{cfg.resize}")
             cache = os.path.join(cfg.cache_dir, key + ".npy")
         images[name] = decode_all(part.x, part.decode or src.decode, s, cfg.resize, cache, deterministic)
-    if cfg.cache_dir:
+    if cfg.cache_dir and all(isinstance(a, np.memmap) for a in images.values()):
         log.info("decoded images are cached in %s", cfg.cache_dir)
     return Decoded(cfg, src, images, {} if share_features else None)
 

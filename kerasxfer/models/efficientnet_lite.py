@@ -22,6 +22,7 @@ weights file in the Keras cache.
 from __future__ import annotations
 
 import importlib.util
+import logging
 import math
 import os
 import re
@@ -35,6 +36,8 @@ from kerasxfer.errors import UserError
 from kerasxfer.families import EFFICIENTNET_LITE
 from kerasxfer.models import weights as weights_lib
 from kerasxfer.models.efficientnet_lite_specs import BLOCKS, MEAN, STD, VARIANTS, WEIGHTS
+
+log = logging.getLogger("kerasxfer")
 
 if tuple(VARIANTS) != EFFICIENTNET_LITE.variants:  # the TensorFlow-free table in kerasxfer.families
     raise ImportError("kerasxfer.families and kerasxfer.models.efficientnet_lite disagree on the variants")
@@ -168,6 +171,8 @@ def imagenet_weights_file(variant: str, include_top: bool = False) -> str:
             if f.read().split() == [published, weights_lib.sha256_of(target)]:
                 _VERIFIED.add(stamp)
                 return target
+        log.info("%s does not match its receipt (damaged or replaced): converting the published weights again",
+                 target)
     state = _read_published(variant)
     model = EfficientNetLite(variant, include_top=True, weights=None)
     _assign(model, state)
