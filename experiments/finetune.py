@@ -22,7 +22,7 @@ from kerasxfer import recipes
 from . import common
 
 #: The command: `python -m experiments.finetune` or `kerasxfer finetune`.
-run = common.training_command(recipes.finetune, "runs/finetune", "each phase's")
+run = common.training_command(recipes.finetune)
 flags.adopt_module_key_flags(common)  # --helpshort lists the shared flags too
 
 if __name__ == "__main__":

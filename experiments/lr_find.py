@@ -29,8 +29,8 @@ from . import common
 
 FLAGS = flags.FLAGS
 common.define_common_flags(None)
-common.define_scratch_flags()
-common.define_finetune_flags()
+common.define_recipe_flags(recipes.scratch)
+common.define_recipe_flags(recipes.finetune)
 flags.DEFINE_enum("recipe", "scratch", ["scratch", "finetune"], "Whose phase to test (ignored with --run).")
 flags.DEFINE_string("run", None, "A run directory: test a phase of its config.json (it is only read; the phases "
                     "before that phase are trained again in a temporary folder).")

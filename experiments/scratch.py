@@ -15,7 +15,7 @@ from kerasxfer import recipes
 from . import common
 
 #: The command: `python -m experiments.scratch` or `kerasxfer scratch`.
-run = common.training_command(recipes.scratch, "runs/scratch", "the scratch CNN's")
+run = common.training_command(recipes.scratch)
 flags.adopt_module_key_flags(common)  # --helpshort lists the shared flags too
 
 if __name__ == "__main__":

@@ -19,20 +19,16 @@ import os
 
 from absl import flags
 
-from kerasxfer.sweep import SWEEPS
+from kerasxfer import commands
 
 from . import common
 
 FLAGS = flags.FLAGS
-common.define_common_flags("runs/sweep")
-common.define_scratch_flags()
-common.define_finetune_flags()
-common.define_sweep_flags(SWEEPS)
-common.use_command_defaults("sweep")
+common.define_command_flags("sweep")
 
 
 def main(argv):
-    cfg = common.sweep_from_flags(FLAGS.out_dir)  # every flag checked before TensorFlow loads
+    cfg = commands.sweep_from(common.flag_values("sweep").values, FLAGS.out_dir)  # checked before TensorFlow loads
     from kerasxfer.sweep import run_sweep
 
     summary = run_sweep(cfg, overwrite=FLAGS.overwrite, verbose=FLAGS.verbose)

@@ -38,4 +38,19 @@ if _util.find_spec("tensorflow") is None:
         "pip install 'kerasxfer[cpu]' (the CPU wheel) or 'kerasxfer[gpu]' (CUDA), or run make install."
     )
 
-__version__ = "0.1.0"
+from kerasxfer.version import __version__  # noqa: E402,F401
+
+#: The Python API (kerasxfer.api), loaded on first use so that ``import kerasxfer`` stays light.
+_API = ("study", "finetune", "scratch", "compare", "load", "options_of", "show_progress")
+
+
+def __getattr__(name):
+    if name in _API:
+        from kerasxfer import api
+
+        return getattr(api, name)
+    raise AttributeError(f"module 'kerasxfer' has no attribute {name!r}")
+
+
+def __dir__():
+    return sorted([*globals(), *_API])

@@ -64,7 +64,7 @@ def environment() -> dict:
     import numpy as np
     import tensorflow as tf
 
-    from kerasxfer import __version__
+    from kerasxfer.version import __version__
 
     try:
         commit = subprocess.run(
@@ -147,7 +147,7 @@ def read_marker(out: str):
 
 
 def write_marker(out: str, state: str) -> None:
-    from kerasxfer import __version__
+    from kerasxfer.version import __version__
 
     write_json(os.path.join(out, MARKER), {"kerasxfer": __version__, "state": state})
 

@@ -174,8 +174,8 @@ def test_every_recipe_parameter_has_its_flag_and_every_help_text_its_option():
     import dataclasses
     import inspect
 
-    from experiments.common import RECIPE_FLAGS
     from kerasxfer import config, optim_config, options, recipes
+    from kerasxfer.commands import RECIPE_OPTIONS as RECIPE_FLAGS
 
     assert set(RECIPE_FLAGS) == set(recipes.RECIPES)
     for name, recipe in recipes.RECIPES.items():

@@ -1,0 +1,246 @@
+"""The training commands as the library defines them: their options (names, defaults, help) and what they build.
+
+The one home of every default of ``scratch``, ``finetune``, ``sweep`` and
+``study``.  :func:`options_of` lists a command's options (from the config
+fields and recipe parameters, :data:`kerasxfer.recipes.COMMAND_DEFAULTS`
+applied, and the sweep/study options below); :func:`resolve` checks a
+caller's options against them and fills in the rest.  The command line
+(``experiments/``) defines its flags from :func:`options_of` and hands their
+values here; :mod:`kerasxfer.api` does the same with keywords, so the same
+words give the same study from a notebook and from a shell.  No TensorFlow.
+"""
+
+from __future__ import annotations
+
+import copy
+import difflib
+import os
+from typing import NamedTuple
+
+from kerasxfer import config, options, recipes
+from kerasxfer.errors import UserError
+from kerasxfer.options import OptionSpec
+
+COMMANDS = ("scratch", "finetune", "sweep", "study")
+
+#: The explicit option -> recipe mapping: the recipe parameters each recipe takes from options of the same name
+#: (``data``, ``out_dir`` and the shared settings of ``kerasxfer.recipes.COMMON`` come from the common options).
+#: ``tests/test_cli.py`` checks that it covers every parameter of every recipe.
+RECIPE_OPTIONS = {
+    "scratch": ("epochs", "lr", "widths", "convs_per_block", "dropout"),
+    "finetune": ("backbone", "weights", "frozen_epochs", "finetune_epochs", "lr", "finetune_lr", "cache_features",
+                 "unfreeze_stages", "dropout"),
+    "pretrain": ("backbone", "epochs", "lr", "dropout"),
+}
+#: Options that name files or folders: ``~`` is expanded in them.
+PATH_OPTIONS = ("dataset", "cache_dir", "tfds_data_dir", "out_dir", "weights", "run", "model", "images", "output",
+                "runs")
+#: Options that set a phase's epochs: given explicitly, they are kept as they are (no min_steps raise).
+EPOCH_OPTIONS = ("epochs", "frozen_epochs", "finetune_epochs")
+#: DataConfig fields a study sets per run (its folds option says how many folds, not which one).
+PER_RUN_DATA = ("folds", "fold")
+DEFAULT_OUT = {"scratch": "runs/scratch", "finetune": "runs/finetune", "sweep": "runs/sweep", "study": None}
+SWEEP_KINDS = {"sweep": ("data", "depth"), "study": ("none", "data", "depth")}
+
+
+def _opt(name, kind, default, text, choices=()):
+    return OptionSpec(name, kind, default, tuple(choices), text)
+
+
+def run_options(command: str) -> list:
+    """Where a run goes and how it talks: out_dir, verbose, overwrite."""
+    return [
+        _opt("out_dir", "str", DEFAULT_OUT[command], "Run directory to write." if command != "study" else
+             "Folder of the study (default runs/study/<dataset name>)."),
+        _opt("verbose", "int", 0, "Keras fit verbosity: 0, one log line per epoch; 1, Keras' progress bar as "
+             "well (absl's --verbosity sets how much kerasxfer logs: -1 warnings only, 0 the default)."),
+        _opt("overwrite", "bool", False, "Train again into an --out_dir that holds a finished run or one made with "
+             "other flags (its run files are replaced). Without it an interrupted run continues and a finished one "
+             "is left as it is."),
+    ]
+
+
+def min_steps_option(default: int, what: str) -> OptionSpec:
+    return _opt("min_steps", "int", default, f"Raise {what} epochs on small training splits so every phase takes "
+                "at least this many optimizer steps (0: the epochs as given).")
+
+
+def sweep_options(kinds) -> list:
+    """The options of a sweep (sweep, study): ``sweep`` takes one of ``kinds``, the first the default."""
+    from kerasxfer.sweep import BUDGETS, DEFAULT_FRACTIONS
+
+    return [
+        _opt("sweep", "enum", kinds[0], "data: scratch, frozen and fine-tuned at each of --fractions of the training "
+             "split; depth: the fine-tune with each of --depths stages unfrozen.", kinds),
+        _opt("fractions", "list", [f"{f:g}" for f in DEFAULT_FRACTIONS], "Shares of the training split (nested, "
+             "stratified, at least one image per class) of the data sweep."),
+        _opt("depths", "list", [], "Stages unfrozen in phase 2 for the depth sweep: integers 0..K and/or 'all' "
+             "(default: every depth 0..K and all)."),
+        _opt("depth_fraction", "float", 1.0, "Share of the training split the depth sweep trains on."),
+        _opt("seeds", "int", 1, "Repeat every run with seeds --seed .. --seed+N-1 (same split: --split_seed)."),
+        _opt("budget", "enum", BUDGETS[0], "epochs: every arm trains its epochs; time: each scratch run of the data "
+             "sweep trains for the time the fine-tune of its size and seed took (its --epochs times 4 at most).",
+             BUDGETS),
+        _opt("scratch_image_size", "int", 64, "Image size of the scratch CNN (0: --image_size)."),
+    ]
+
+
+def study_options() -> list:
+    return [
+        _opt("control", "bool", True, "Also train the transfer arm from a random backbone (the control), which "
+             "shows what the pretrained weights bring; --nocontrol skips it."),
+        _opt("folds", "str", "auto", "K-fold cross-validation: every arm trains once per fold and every labelled "
+             "image is tested exactly once; 1: one train/val/test split; auto: 5 folds when the data have fewer "
+             "than 1,000 images and no test split of their own, else one split."),
+        _opt("backbones", "list", [], "Several transfer arms: each backbone of this list is fine-tuned with the "
+             "same recipe and compared with scratch (and with each other) in the report; the first also gets the "
+             "control. Default: --backbone alone."),
+    ]
+
+
+def options_of(command: str) -> dict:
+    """Every option of ``command`` (scratch, finetune, sweep, study) by name, with the command's defaults."""
+    if command not in COMMANDS:
+        raise UserError(f"{command!r} is not a training command: use one of {', '.join(COMMANDS)}.")
+    specs = options.common_options()
+    for recipe in (("scratch", "finetune") if command in ("sweep", "study") else (command,)):
+        specs += options.recipe_options(recipes.RECIPES[recipe], RECIPE_OPTIONS[recipe])
+    if command in ("sweep", "study"):
+        specs += sweep_options(SWEEP_KINDS[command])
+    specs.append(min_steps_option(100 if command == "sweep" else config.DEFAULT_MIN_STEPS,
+                                  "a sweep phase's" if command == "sweep" else "each phase's"))
+    if command == "study":
+        specs += study_options()
+    specs += run_options(command)
+    out = {}
+    for spec in specs:
+        if spec.name in out and out[spec.name].default != spec.default:  # lr, dropout: shared by two recipes
+            raise TypeError(f"option {spec.name} has two defaults ({out[spec.name].default!r}, {spec.default!r})")
+        out[spec.name] = spec
+    for name, value in recipes.COMMAND_DEFAULTS.get(command, {}).items():
+        out[name] = out[name]._replace(default=value)
+    return out
+
+
+class Options(NamedTuple):
+    """A command's option values (every option) and the names the caller gave (the rest are defaults)."""
+
+    values: dict
+    given: frozenset
+
+
+def resolve(command: str, given: dict) -> Options:
+    """``given`` checked against ``command``'s options, the defaults filled in and ``~`` expanded in paths."""
+    specs = options_of(command)
+    unknown = sorted(set(given) - set(specs))
+    if unknown:
+        near = difflib.get_close_matches(unknown[0], list(specs), n=1)
+        hint = f" (did you mean {near[0]}?)" if near else ""
+        raise UserError(f"{command} has no option {', '.join(unknown)}{hint}: options are the command-line flags' "
+                        f"names without --, listed by kerasxfer.options_of({command!r}).")
+    values = {name: spec.default for name, spec in specs.items()}
+    for name, value in given.items():
+        spec = specs[name]
+        if spec.kind == "list" and isinstance(value, str):
+            value = [v for v in value.split(",") if v]
+        elif spec.kind == "list" and isinstance(value, (tuple, list)):
+            value = [str(v) for v in value]
+        if spec.kind == "enum" and value not in spec.choices:
+            raise UserError(f"{name}={value!r} is unknown: use {', '.join(spec.choices)}.")
+        values[name] = value
+    for name in PATH_OPTIONS:
+        if isinstance(values.get(name), str):
+            values[name] = os.path.expanduser(values[name])
+    return Options(values, frozenset(given))
+
+
+def experiment_from(recipe, values: dict):
+    """``recipe(...)`` given its options (:data:`RECIPE_OPTIONS`), the shared settings and ``data`` from the
+    options named like DataConfig fields; a mapped option that is missing is an error."""
+    import dataclasses
+
+    names = (*RECIPE_OPTIONS[recipe.__name__], *recipes.COMMON)
+    missing = [n for n in names if n not in values]
+    if missing:
+        raise TypeError(f"recipes.{recipe.__name__} needs the options {', '.join(missing)}, which are not given")
+    data = config.DataConfig(**{f.name: values[f.name] for f in dataclasses.fields(config.DataConfig)
+                                if f.name in values and f.name not in PER_RUN_DATA})
+    return recipe(data=data, **{n: values[n] for n in names})
+
+
+def min_steps_of(opts: Options) -> int:
+    """The min_steps of a scratch/finetune run: 0 when the caller gave the epochs explicitly."""
+    if any(n in opts.given for n in EPOCH_OPTIONS):
+        return 0
+    return check_min_steps(opts.values["min_steps"])
+
+
+def check_min_steps(value) -> int:
+    if not isinstance(value, int) or not 0 <= value <= 100_000:
+        raise UserError(f"--min_steps={value} must be an integer from 0 (off) to 100000.")
+    return value
+
+
+def arms_from(values: dict) -> tuple:
+    """(scratch, transfer) experiments of a sweep or a study, and the split seed they share."""
+    if values["train_fraction"] != 1.0:
+        raise UserError("--train_fraction is what a sweep varies: pass the sizes as --fractions=0.1,0.5,1 instead.")
+    scratch = experiment_from(recipes.scratch, values)
+    size = values["scratch_image_size"]
+    if size:
+        if not isinstance(size, int) or not 8 <= size <= 1024:
+            raise UserError(f"--scratch_image_size={size} is out of range: use an integer from 8 to 1024, or 0 for "
+                            "--image_size.")
+        scratch.data.image_size = size
+    split_seed = values["split_seed"] if values["split_seed"] is not None else values["seed"]
+    return scratch, experiment_from(recipes.finetune, values), split_seed
+
+
+def sweep_from(values: dict, out_dir: str, kind=None):
+    """The :class:`~kerasxfer.sweep.SweepConfig` the options describe, validated."""
+    from kerasxfer.sweep import SweepConfig
+
+    try:
+        fractions = tuple(float(f) for f in values["fractions"])
+    except ValueError:
+        raise UserError(f"--fractions={','.join(map(str, values['fractions']))} must be numbers, e.g. "
+                        "0.05,0.1,0.25,0.5,1.") from None
+    scratch, transfer, split_seed = arms_from(values)
+    return SweepConfig(
+        kind=kind or values["sweep"], out_dir=out_dir, scratch=scratch, transfer=transfer,
+        fractions=tuple(sorted(fractions)), depths=values["depths"] or None, depth_fraction=values["depth_fraction"],
+        seeds=values["seeds"], budget=values["budget"], min_steps=values["min_steps"], split_seed=split_seed,
+    ).validate()
+
+
+def folds_of(value):
+    """The folds option: None (auto) or an integer (checked by StudyConfig)."""
+    if isinstance(value, int):
+        return value
+    if str(value).strip().lower() == "auto":
+        return None
+    try:
+        return int(value)
+    except ValueError:
+        raise UserError(f"--folds={value} must be auto or an integer from 1 (one split) to "
+                        f"{config.MAX_FOLDS}.") from None
+
+
+def study_from(values: dict):
+    """The :class:`~kerasxfer.study.StudyConfig` the options describe, validated (no TensorFlow yet)."""
+    from kerasxfer.study import StudyConfig, dataset_name
+
+    out = values["out_dir"] or os.path.join("runs", "study", dataset_name(values["dataset"]))
+    scratch, transfer, split_seed = arms_from(values)
+    backbones = [b.strip().lower() for b in values["backbones"]]
+    more = []
+    for backbone in backbones[1:]:
+        other = copy.deepcopy(transfer)
+        other.model.backbone = backbone
+        more.append(other)
+    if backbones:
+        transfer.model.backbone = backbones[0]
+    sweep = None if values["sweep"] == "none" else sweep_from(values, os.path.join(out, "sweep"))
+    return StudyConfig(out_dir=out, scratch=scratch, transfer=transfer, control=values["control"],
+                       seeds=values["seeds"], split_seed=split_seed, sweep=sweep, folds=folds_of(values["folds"]),
+                       min_steps=values["min_steps"], more_transfers=tuple(more)).validate()

@@ -1,0 +1,84 @@
+"""The Python API (kerasxfer.study/finetune/scratch/compare/load): the command line's defaults and names."""
+
+import json
+import logging
+import os
+import subprocess
+import sys
+
+import pytest
+
+import kerasxfer
+from kerasxfer import commands
+from kerasxfer.errors import UserError
+
+ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+
+
+@pytest.mark.parametrize("command", commands.COMMANDS)
+def test_the_command_line_defaults_are_the_librarys_for_every_option(command):
+    """Every option of the library is a flag of the command, with the same default, and no flag is extra."""
+    code = f"""
+import json, experiments.{command}
+from absl import flags
+from experiments import common
+F = flags.FLAGS
+own = {{f.name for m in ("experiments.{command}", "experiments.common") for f in F.get_key_flags_for_module(m)}}
+print(json.dumps({{n: F[n].default for n in own}}))
+"""
+    p = subprocess.run([sys.executable, "-c", code], cwd=ROOT, capture_output=True, text=True, timeout=120)
+    assert p.returncode == 0, p.stderr[-2000:]
+    cli = json.loads(p.stdout.strip().splitlines()[-1])
+    library = kerasxfer.options_of(command)
+    assert set(cli) == set(library), set(cli) ^ set(library)
+    assert {n: cli[n] for n in cli if cli[n] != library[n]} == {}
+
+
+def test_the_python_defaults_give_the_command_lines_study():
+    """recipes.finetune() alone is RegNet with a download; the API's finetune and study are the commands'."""
+    study = commands.study_from(commands.resolve("study", {"dataset": "digits"}).values)
+    assert study.transfer.model.backbone == "efficientnet_lite0" and study.transfer.phases[1].lr == 2e-4
+    assert study.transfer.phases[1].trainable == "stages:4" and study.scratch.data.image_size == 64
+    from kerasxfer import recipes
+
+    finetune = commands.experiment_from(recipes.finetune, commands.resolve("finetune", {}).values)
+    assert finetune.data.image_size == "auto" and finetune.model.weights == "imagenet"
+
+
+def test_an_unknown_option_is_one_sentence_with_the_nearest_name():
+    with pytest.raises(UserError, match=r"study has no option fozen_epochs \(did you mean frozen_epochs\?\)"):
+        kerasxfer.study("digits", fozen_epochs=3)
+    with pytest.raises(UserError, match="optimizer='lbfgs' is unknown: use adam, adamw, sgd"):
+        commands.resolve("scratch", {"optimizer": "lbfgs"})
+
+
+def test_paths_expand_the_home_folder_and_lists_take_strings_or_sequences():
+    opts = commands.resolve("study", {"dataset": "~/photos", "out_dir": "~/runs/x", "fractions": "0.5,1",
+                                      "backbones": ("efficientnet_lite0", "regnetx002")})
+    home = os.path.expanduser("~")
+    assert opts.values["dataset"] == os.path.join(home, "photos") and opts.values["out_dir"].startswith(home)
+    assert opts.values["fractions"] == ["0.5", "1"] and opts.values["backbones"] == ["efficientnet_lite0", "regnetx002"]
+    assert opts.given == {"dataset", "out_dir", "fractions", "backbones"}
+
+
+def test_progress_lines_get_a_handler_only_when_the_caller_configured_none(monkeypatch):
+    log, root = logging.getLogger("kerasxfer"), logging.getLogger()
+    monkeypatch.setattr(log, "handlers", [])
+    monkeypatch.setattr(root, "handlers", [])
+    monkeypatch.setattr(log, "level", logging.NOTSET)
+    kerasxfer.show_progress()
+    assert len(log.handlers) == 1 and log.level == logging.INFO
+    kerasxfer.show_progress()
+    assert len(log.handlers) == 1  # not twice
+    mine = logging.StreamHandler()
+    monkeypatch.setattr(log, "handlers", [])
+    monkeypatch.setattr(root, "handlers", [mine])
+    kerasxfer.show_progress()
+    assert log.handlers == [] and root.handlers == [mine]
+
+
+def test_a_scratch_run_from_python_trains_reports_and_loads(tmp_path):
+    r = kerasxfer.scratch("digits", out_dir=str(tmp_path / "s"), epochs=1, image_size=16, widths="8", batch_size=64)
+    assert 0.0 <= r.test_accuracy <= 1.0 and r.run_dir == str(tmp_path / "s")
+    clf = kerasxfer.load(r.run_dir)
+    assert clf.image_size == 16 and len(clf.class_names) == 10
