@@ -77,7 +77,7 @@ $(STAMP): setup.cfg pyproject.toml
 	if ls $(VENV)/.kerasxfer-installed-* >/dev/null 2>&1 && ! test -e $(STAMP); then \
 	  $(PY) -m pip uninstall --quiet --yes tensorflow tensorflow-cpu || true; fi
 	$(PY) -m pip install --quiet --upgrade pip
-	$(PY) -m pip install --quiet -e ".[$(TF),dev]"
+	$(PY) -m pip install --quiet -e ".[$(TF),dev,onnx]"
 	# Test oracle only, outside site-packages (see setup.cfg): pip check stays clean, no second TensorFlow.
 	$(PY) -m pip uninstall --quiet --yes tf-keras 2>/dev/null || true
 	$(PY) -m pip install --quiet --no-deps --upgrade --target $(VENV)/oracle "tf-keras==2.21.*"
@@ -131,7 +131,7 @@ demo-regnet: install
 	$(PY) -m experiments.finetune --weights=none --out_dir=$(DEMO)/regnet-random
 	$(PY) -m experiments.compare --runs=$(DEMO)/scratch,$(DEMO)/regnet-pretrained,$(DEMO)/regnet-random \
 	  --out_dir=$(DEMO)/report-regnet
-	@echo "[demo] report: $(DEMO)/report-regnet/report.md"
+	@echo "[demo] report: $(DEMO)/report-regnet/report.html"
 
 # Train a run again from its config.json (RUN=<run dir>, OUT default RUN-repeat).
 repeat: install

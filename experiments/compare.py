@@ -34,7 +34,7 @@ def main(argv):
     from kerasxfer.reporting.compare_report import write_report
 
     summary = write_report(FLAGS.runs, FLAGS.out_dir, overwrite=FLAGS.overwrite)
-    print(f"report: {os.path.join(FLAGS.out_dir, 'report.md')}")
+    print(f"report: {os.path.join(FLAGS.out_dir, 'report.html')} (open it in a browser; report.md beside it)")
     for line in summary["summary"]:
         print(" - " + line.replace("**", ""))
 

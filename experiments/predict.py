@@ -2,7 +2,7 @@
 
     make predict RUN=runs/finetune IMAGES=photo.jpg,more_photos/
     python -m experiments.predict --run=runs/finetune --images=a.jpg,folder/ --top_k=3 --output=preds.csv
-    python -m experiments.predict --run=runs/finetune --export=saved_model   # or tflite
+    python -m experiments.predict --run=runs/finetune --export=saved_model   # or tflite, onnx
 
 One line per image on stdout: the path, then the top-k classes with their
 probabilities; files that cannot be read are listed with the reason and the
@@ -29,7 +29,9 @@ flags.DEFINE_list("images", [], "Image files and/or folders (walked recursively)
 flags.DEFINE_integer("top_k", 3, "How many classes to report per image.")
 flags.DEFINE_string("output", None, "Also write the predictions to this .csv or .json file.")
 flags.DEFINE_integer("batch_size", 32, "Images per forward pass.")
-flags.DEFINE_enum("export", None, ["saved_model", "tflite"], "Write a serving artefact into <run>/export/ instead of predicting.")
+flags.DEFINE_enum("export", None, ["saved_model", "tflite", "onnx"], "Write a serving artefact into <run>/export/ "
+                  "instead of predicting (onnx: model.onnx, float32 images in [0, 255] -> probabilities; needs "
+                  "pip install 'kerasxfer[onnx]').")
 
 
 def _write_output(path, preds, top_k):

@@ -217,10 +217,12 @@ def export(clf: Classifier, out_dir: str, fmt: str) -> str:
     taking uint8 images (N, S, S, 3); both return ``probabilities`` (N, C) and
     ``classes`` (N,) as strings.  ``tflite``: the uint8 signature converted
     with the TFLite converter (probabilities only; class names are written
-    next to it as ``labels.txt``).
+    next to it as ``labels.txt``).  ``onnx``: :func:`export_onnx`.
     """
     import keras
 
+    if fmt == "onnx":
+        return export_onnx(clf, out_dir)
     size, names = clf.image_size, tf.constant(clf.class_names)
     model = clf.model
 
@@ -245,9 +247,51 @@ def export(clf: Classifier, out_dir: str, fmt: str) -> str:
     if fmt == "saved_model":
         return sm_path
     if fmt != "tflite":
-        raise UserError(f"--export={fmt!r} is unknown: use saved_model or tflite.")
+        raise UserError(f"--export={fmt!r} is unknown: use saved_model, tflite or onnx.")
     converter = tf.lite.TFLiteConverter.from_saved_model(sm_path, signature_keys=["serve_uint8"])
     tfl_path = os.path.join(out_dir, "model.tflite")
     fsio.write_bytes(tfl_path, converter.convert())
     fsio.write_text(os.path.join(out_dir, "labels.txt"), "\n".join(clf.class_names) + "\n")
     return tfl_path
+
+
+def export_onnx(clf: Classifier, out_dir: str) -> str:
+    """``model.onnx`` through Keras' exporter: float32 images (N, S, S, 3) in [0, 255] -> probabilities (N, C).
+
+    Class names go to ``labels.txt`` beside it.  Needs the ``onnx`` extra (tf2onnx; onnxruntime runs the file).
+    Grouped convolutions are TensorFlow's own ops (Classifier does that) and the fixed mean/variance of
+    Normalization layers are graph constants while the file is written: ONNX has no place for the eager
+    tensors Keras keeps them in (tf2onnx would turn them into extra inputs).
+    """
+    import importlib.util
+
+    if importlib.util.find_spec("tf2onnx") is None:
+        raise UserError("--export=onnx needs tf2onnx, which is not installed: pip install 'kerasxfer[onnx]' "
+                        "(make install does), then run the same command again.")
+    model, size = clf.model, clf.image_size
+    os.makedirs(out_dir, exist_ok=True)
+    path = os.path.join(out_dir, "model.onnx")
+    norms = [layer for layer in _all_layers(model) if type(layer).__name__ == "Normalization"
+             and getattr(layer, "mean", None) is not None]
+    saved = [(layer.mean, layer.variance) for layer in norms]
+    quiet = logging.getLogger("tf2onnx")  # its optimizer reports every pass at INFO
+    level, quiet.level = quiet.level, logging.WARNING
+    try:
+        for layer in norms:
+            layer.mean, layer.variance = np.asarray(layer.mean), np.asarray(layer.variance)
+        with fsio.atomic_path(path) as tmp:
+            model.export(tmp, format="onnx", verbose=False,
+                         input_signature=[tf.TensorSpec((None, size, size, 3), tf.float32, name="image")])
+    finally:
+        quiet.setLevel(level)
+        for layer, (mean, variance) in zip(norms, saved):
+            layer.mean, layer.variance = mean, variance
+    fsio.write_text(os.path.join(out_dir, "labels.txt"), "\n".join(clf.class_names) + "\n")
+    return path
+
+
+def _all_layers(model):
+    for layer in model.layers:
+        yield layer
+        if hasattr(layer, "layers"):
+            yield from _all_layers(layer)

@@ -74,8 +74,8 @@ def test_report_states_the_runs_numbers_and_the_winner(study, tmp_path):
     summary = write_report([str(scratch), str(finetune)], str(out))
     for f in ("report.md", "curves.png", "confusion.png", "summary.json"):
         assert (out / f).is_file() and (out / f).stat().st_size > 100, f
-    assert sorted(os.listdir(out)) == [".kerasxfer-report", "confusion.png", "curves.png", "lr.png", "report.md",
-                                       "summary.json"]  # no temporaries; the marker says the files are ours
+    assert sorted(os.listdir(out)) == [".kerasxfer-report", "confusion.png", "curves.png", "lr.png", "report.html",
+                                       "report.md", "summary.json"]  # no temporaries; the marker says the files are ours
     assert json.loads((out / "summary.json").read_text()) == json.loads(json.dumps(summary))
     s, f = summary["runs"]
     assert (s["best_val_accuracy"], s["best_epoch"], s["final_val_accuracy"]) == (0.9, 2, 0.8)

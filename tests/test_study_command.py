@@ -63,7 +63,7 @@ def test_study_writes_each_arm_and_the_report_and_prints_its_verdict(study):
     assert "one train/val/test split (--folds=1)" in r.stderr
     report = (out / "report" / "report.md").read_text()
     assert "- " + summary["summary"][0] in report.split("## Executive summary")[1].splitlines()[2]
-    assert "report: " + os.path.join("runs", "study", "my_photos", "report", "report.md") in r.stdout
+    assert "report: " + os.path.join("runs", "study", "my_photos", "report", "report.html") in r.stdout
 
 
 def test_progress_lines_once_per_epoch_with_a_falling_estimate(study):

@@ -32,7 +32,7 @@ from kerasxfer import figures, fsio, rundir
 from kerasxfer.config import DEFAULT_MIN_STEPS
 from kerasxfer.errors import UserError
 from kerasxfer.families import family_of
-from kerasxfer.reporting import folds, stats, verdict
+from kerasxfer.reporting import folds, html, stats, verdict
 from kerasxfer.reporting.runs import load_runs
 from kerasxfer.reporting.text import pct as _pct
 from kerasxfer.reporting.text import recipe_sentence, schedule_cell, table
@@ -306,7 +306,7 @@ def _markdown(summaries, groups, lines, v) -> str:
 
 
 #: The files a report writes (nothing else in its folder is touched).
-REPORT_FILES = ("report.md", "summary.json", "curves.png", "lr.png", "confusion.png")
+REPORT_FILES = ("report.md", "report.html", "summary.json", "curves.png", "lr.png", "confusion.png")
 
 
 def write_report(run_dirs, out_dir: str, overwrite: bool = False) -> dict:
@@ -330,7 +330,9 @@ def write_report(run_dirs, out_dir: str, overwrite: bool = False) -> dict:
     figures.report_curves(summaries, runs, os.path.join(out_dir, "curves.png"))
     figures.report_learning_rates(summaries, runs, os.path.join(out_dir, "lr.png"))
     figures.report_confusions(summaries, runs, os.path.join(out_dir, "confusion.png"))
-    fsio.write_text(os.path.join(out_dir, "report.md"), _markdown(summaries, groups, lines, v))
+    md = _markdown(summaries, groups, lines, v)
+    fsio.write_text(os.path.join(out_dir, "report.md"), md)
+    fsio.write_text(os.path.join(out_dir, "report.html"), html.render(md, out_dir, summaries))
     summary = {"runs": summaries, "verdict": {k: val for k, val in v.items() if k != "sentences"},
                "comparisons": v["pairs"] + v["controls"], "baseline": v["baseline"], "figure": v["figure"],
                "approaches": groups, "summary": lines}

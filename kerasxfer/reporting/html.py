@@ -1,0 +1,117 @@
+"""report.html: the report as one self-contained page (pictures embedded), readable on a phone.
+
+Rendered from report.md (the verdict first, the side-by-side table, every
+run's section, the curves and confusion matrices), then each run's
+per-class precision and recall and its top losses.  The Markdown is the
+small subset :mod:`kerasxfer.reporting.compare_report` writes: headings,
+bullets, pipe tables, paragraphs, images, ``**bold**``, ``*italic*`` and
+`` `code` ``.  No TensorFlow, no template engine.
+"""
+
+from __future__ import annotations
+
+import base64
+import html
+import json
+import os
+import re
+
+STYLE = """
+body{font:16px/1.5 system-ui,-apple-system,Segoe UI,Roboto,sans-serif;margin:0 auto;max-width:72rem;padding:1rem;
+color:#1b1b1b;background:#fff}
+h1{font-size:1.6rem;margin:.5rem 0}h2{font-size:1.3rem;margin-top:2rem;border-bottom:1px solid #ddd}
+h3{font-size:1.1rem}
+.verdict{background:#eef6ee;border-left:.35rem solid #2e7d32;padding:.6rem 1rem;font-size:1.1rem}
+.scroll{overflow-x:auto;-webkit-overflow-scrolling:touch}
+table{border-collapse:collapse;font-size:.9rem;margin:.5rem 0}
+th,td{border:1px solid #ccc;padding:.25rem .5rem;text-align:left;vertical-align:top}
+th{background:#f3f3f3}
+img{max-width:100%;height:auto;display:block;margin:.5rem 0}
+code{background:#f3f3f3;padding:0 .2rem;word-break:break-all}
+"""
+
+
+def _inline(text: str) -> str:
+    out = html.escape(text, quote=False)
+    out = re.sub(r"`([^`]+)`", r"<code>\1</code>", out)
+    out = re.sub(r"\*\*(.+?)\*\*", r"<strong>\1</strong>", out)
+    return re.sub(r"(?<![\w*])\*([^*\s][^*]*?)\*(?![\w*])", r"<em>\1</em>", out)
+
+
+def _image(path: str, alt: str) -> str:
+    if not os.path.isfile(path):
+        return f"<p><em>{html.escape(alt)}: {html.escape(os.path.basename(path))} is missing</em></p>"
+    with open(path, "rb") as f:
+        data = base64.b64encode(f.read()).decode("ascii")
+    return f'<img alt="{html.escape(alt)}" src="data:image/png;base64,{data}">'
+
+
+def _table(lines: list) -> str:
+    rows = [[c.strip() for c in line.strip().strip("|").split(" | ")] for line in lines]
+    head, body = rows[0], rows[2:]  # rows[1] is the |---| line
+    out = ["<div class='scroll'><table><thead><tr>"] + [f"<th>{_inline(c)}</th>" for c in head] + ["</tr></thead><tbody>"]
+    for r in body:
+        out += ["<tr>"] + [f"<td>{_inline(c)}</td>" for c in r] + ["</tr>"]
+    return "".join(out + ["</tbody></table></div>"])
+
+
+def markdown_to_html(md: str, folder: str) -> str:
+    """The body of ``md`` (pictures read from ``folder`` and embedded); the first bullet is marked as the verdict."""
+    out, lines, i, bullets = [], md.splitlines(), 0, 0
+    while i < len(lines):
+        line = lines[i]
+        if line.startswith("|"):
+            j = i
+            while j < len(lines) and lines[j].startswith("|"):
+                j += 1
+            out.append(_table(lines[i:j]))
+            i = j
+            continue
+        if m := re.match(r"(#{1,3}) (.*)", line):
+            level = len(m.group(1))
+            out.append(f"<h{level}>{_inline(m.group(2))}</h{level}>")
+        elif m := re.match(r"!\[([^\]]*)\]\(([^)]+)\)$", line.strip()):
+            out.append(_image(os.path.join(folder, m.group(2)), m.group(1)))
+        elif line.startswith("- "):
+            items = []
+            while i < len(lines) and lines[i].startswith("- "):
+                cls = " class='verdict'" if bullets == 0 else ""
+                items.append(f"<li{cls}>{_inline(lines[i][2:])}</li>")
+                bullets += 1
+                i += 1
+            out.append("<ul>" + "".join(items) + "</ul>")
+            continue
+        elif line.strip():
+            out.append(f"<p>{_inline(line)}</p>")
+        i += 1
+    return "\n".join(out)
+
+
+def _per_class(summaries) -> list:
+    """Each run's per-class precision, recall and F1 on the test split, and its top losses."""
+    out = ["<h2>Per class and top losses</h2>"]
+    for s in summaries:
+        path = os.path.join(s["dir"], "metrics.json")
+        try:
+            with open(path, encoding="utf-8") as f:
+                metrics = json.load(f)
+            per_class, names = metrics["test"]["per_class"], metrics["class_names"]
+        except (OSError, ValueError, KeyError, TypeError):
+            continue  # a pooled cross-validated arm: its folds' runs hold these
+        rows = ["| class | precision | recall | F1 | test images |", "|---|---|---|---|---|"]
+        for k, name in enumerate(names):
+            c = per_class.get(str(k), {})
+            rows.append(f"| {name} | {c.get('precision', 0):.3f} | {c.get('recall', 0):.3f} | {c.get('f1', 0):.3f} "
+                        f"| {c.get('support', 0)} |")
+        out += [f"<h3>{html.escape(s['name'])}</h3>", _table(rows),
+                _image(os.path.join(s["dir"], "top_losses.png"), f"{s['name']}: top losses")]
+    return out
+
+
+def render(md: str, folder: str, summaries) -> str:
+    """The whole page: report.md's content, then per-class scores and top losses of each run."""
+    title = html.escape(md.splitlines()[0].lstrip("# ").strip() if md else "kerasxfer report")
+    body = [markdown_to_html(md, folder), *_per_class(summaries)]
+    return ("<!DOCTYPE html>\n<html lang='en'><head><meta charset='utf-8'>"
+            "<meta name='viewport' content='width=device-width, initial-scale=1'>"
+            f"<title>{title}</title><style>{STYLE}</style></head><body>\n" + "\n".join(body) + "\n</body></html>\n")
