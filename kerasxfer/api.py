@@ -46,8 +46,15 @@ def show_progress() -> None:
 
 def _options(command: str, data, out_dir, options: dict) -> commands.Options:
     given = dict(options)
+    if isinstance(data, tuple) and len(data) == 2:  # (images, labels) arrays
+        from kerasxfer.datasets import register_arrays
+
+        data = register_arrays(*data)
+    elif data is not None and not isinstance(data, (str, os.PathLike)):
+        raise UserError(f"data of type {type(data).__name__} is not a dataset: pass a folder, a CSV/TSV file, "
+                        "'digits', 'tfds:NAME' or a tuple (images, labels) of arrays.")
     if data is not None:
-        given["dataset"] = data
+        given["dataset"] = os.fspath(data)
     if out_dir is not None:
         given["out_dir"] = out_dir
     return commands.resolve(command, given)
@@ -83,7 +90,11 @@ def _train(recipe_name: str, data, out_dir, options) -> RunResult:
 
 
 def scratch(data="digits", out_dir=None, **options) -> RunResult:
-    """Train the scratch CNN on ``data`` (a folder, ``tfds:NAME``, ``digits``) as ``kerasxfer scratch`` would."""
+    """Train the scratch CNN on ``data`` as ``kerasxfer scratch`` would.
+
+    ``data``: a folder of class sub-folders, a CSV/TSV file of ``path,label[,split]`` rows, ``digits``,
+    ``tfds:NAME``, or ``(images, labels)`` arrays (uint8 or float images, integer or string labels).
+    """
     return _train("scratch", data, out_dir, options)
 
 
@@ -136,7 +147,10 @@ def _study_result(summary: dict, report_dir: str) -> StudyResult:
 
 
 def study(data, out_dir=None, **options) -> StudyResult:
-    """The whole study on ``data`` (scratch, transfer, control, report) as ``kerasxfer study`` would run it."""
+    """The whole study on ``data`` (scratch, transfer, control, report) as ``kerasxfer study`` would run it.
+
+    ``data`` as for :func:`scratch`.  Returns a :class:`StudyResult`.
+    """
     opts = _options("study", data, out_dir, options)
     cfg = commands.study_from(opts.values)
     show_progress()

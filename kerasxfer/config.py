@@ -22,13 +22,12 @@ import os
 from dataclasses import dataclass, field
 from typing import Optional
 
+from kerasxfer.datasets import BUILTIN_DATASETS, TFDS_PREFIX, check_dataset  # noqa: F401  (re-exported)
 from kerasxfer.errors import UserError
 from kerasxfer.errors import check_choice as _choice
 from kerasxfer.families import family_of
 from kerasxfer.optim_config import OptimConfig  # the optim section (defined with its schedule formula)
 
-BUILTIN_DATASETS = ("digits", "synthetic")
-TFDS_PREFIX = "tfds:"
 AUGMENT_MODES = ("none", "light", "strong")
 RESIZE_MODES = ("squash", "crop", "pad")
 BAD_IMAGE_MODES = ("skip", "error")
@@ -50,8 +49,10 @@ class DataConfig:
     """Where the images come from and how they are fed.
 
     ``dataset`` is a built-in name (``digits``, ``synthetic``), the path of
-    a folder of class sub-folders, or ``tfds:NAME`` (a TensorFlow Datasets
-    dataset, read from ``tfds_data_dir``).  ``synthetic_train``/
+    a folder of class sub-folders or of a CSV/TSV file of ``path,label[,split]``
+    rows, ``tfds:NAME`` (a TensorFlow Datasets dataset, read from
+    ``tfds_data_dir``) or ``arrays:<hash>`` (arrays handed over from Python,
+    :mod:`kerasxfer.datasets`).  ``synthetic_train``/
     ``synthetic_val`` size the procedural ``synthetic`` dataset.
     ``on_bad_image``: ``skip`` undecodable files (counted in data.json) or
     stop with their list (``error``).  ``augment`` (``none``, ``light``,
@@ -149,23 +150,7 @@ class DataConfig:
             raise UserError(f"--split_seed={self.split_seed} is out of range: use an integer from 0 to 2147483647.")
 
     def _validate_dataset(self) -> None:
-        if self.dataset.startswith(TFDS_PREFIX):
-            if not self.dataset[len(TFDS_PREFIX):].strip():
-                raise UserError("--dataset=tfds: needs a dataset name, e.g. --dataset=tfds:tf_flowers.")
-            if self.tfds_data_dir is not None and not os.path.isdir(self.tfds_data_dir):
-                raise UserError(
-                    f"--tfds_data_dir={self.tfds_data_dir!r} is not a folder: pass the folder that holds the "
-                    "prepared tfds datasets (default ~/tensorflow_datasets)."
-                )
-        elif self.dataset not in BUILTIN_DATASETS and not os.path.isdir(self.dataset):
-            what = "is a file, not a folder" if os.path.exists(self.dataset) else "does not exist"
-            raise UserError(
-                f"--dataset={self.dataset!r} is neither a built-in dataset ({', '.join(BUILTIN_DATASETS)}) nor a "
-                f"folder ({what}): pass --dataset=digits, --dataset=tfds:NAME or the path of a folder of class "
-                "sub-folders."
-            )
-        if self.dataset == "synthetic" and min(self.synthetic_train, self.synthetic_val, self.synthetic_test) < 24:
-            raise UserError("the synthetic dataset needs at least 24 train, 24 val and 24 test images (one per class).")
+        check_dataset(self)
 
 
 @dataclass

@@ -30,7 +30,8 @@ CHOICES = {
 HELP = {
     # DataConfig
     "dataset": "'digits' or 'synthetic' (built in), tfds:NAME (a TensorFlow Datasets dataset, e.g. tfds:tf_flowers) "
-               "or the path of a folder of class sub-folders.",
+               "the path of a folder of class sub-folders, or of a CSV/TSV file of path,label[,split] rows (paths "
+               "relative to the file; split: train, val or test).",
     "image_size": "Images are resized to image_size x image_size RGB (see --resize); auto: a pretrained backbone's "
                   "native size (224 for EfficientNet-Lite0) when the images are photo-sized (median short side >= "
                   "160 px), smaller for small images (never below 96), 64 for the scratch CNN.",

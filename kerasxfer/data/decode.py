@@ -52,7 +52,7 @@ def screen_file(path: str, max_pixels: int = DEFAULT_MAX_PIXELS):
     try:
         st = os.stat(path)
     except FileNotFoundError:
-        return "not found (a dangling link?)"
+        return "not found (a dangling link)" if os.path.islink(path) else "not found"
     except OSError as e:
         return f"cannot be read ({e.strerror or e})"
     if not stat.S_ISREG(st.st_mode):

@@ -28,10 +28,11 @@ import numpy as np
 import tensorflow as tf
 
 from kerasxfer.config import TFDS_PREFIX, DataConfig
-from kerasxfer.data import sources, tfds
+from kerasxfer.data import sources, tables, tfds
 from kerasxfer.data.arrays import cache_key, decode_all
 from kerasxfer.data.mixing import mix_batch
 from kerasxfer.data.split import SourceSplit, Split
+from kerasxfer.datasets import ARRAYS_PREFIX, is_table
 
 log = logging.getLogger("kerasxfer")
 AUTOTUNE = tf.data.AUTOTUNE
@@ -178,6 +179,11 @@ def open_source(cfg: DataConfig, seed: int) -> SourceSplit:
             cfg.dataset[len(TFDS_PREFIX):], cfg.tfds_data_dir, cfg.val_fraction, cfg.test_fraction, split_seed,
             cfg.on_bad_image, cfg.image_size, download=cfg.tfds_download,
         )
+    if cfg.dataset.startswith(ARRAYS_PREFIX):
+        return tables.arrays_source(cfg.dataset, cfg.val_fraction, cfg.test_fraction, split_seed)
+    if is_table(cfg.dataset):
+        return tables.table_source(cfg.dataset, cfg.val_fraction, cfg.test_fraction, split_seed, cfg.on_bad_image,
+                                   cfg.image_size, cfg.max_image_pixels)
     return sources.folder_source(cfg.dataset, cfg.val_fraction, cfg.test_fraction, split_seed, cfg.on_bad_image,
                                  cfg.image_size, cfg.max_image_pixels)
 

@@ -24,9 +24,11 @@ from __future__ import annotations
 import dataclasses
 import logging
 import math
+import os
 import statistics
 
 from kerasxfer.config import AUTO_SIZE, TFDS_PREFIX, Experiment
+from kerasxfer.datasets import ARRAYS_PREFIX, is_table, registered_arrays
 from kerasxfer.families import family_of
 
 log = logging.getLogger("kerasxfer")
@@ -64,8 +66,16 @@ def short_sides(cfg) -> list | None:
         return [8]
     if cfg.dataset == "synthetic":
         return None
+    if cfg.dataset.startswith(ARRAYS_PREFIX):
+        images = registered_arrays(cfg.dataset)[0]
+        return [min(images.shape[1:3])]
     if cfg.dataset.startswith(TFDS_PREFIX):
         sample = _tfds_sample(cfg)
+    elif is_table(cfg.dataset):
+        from kerasxfer.data.tables import read_table
+
+        base = os.path.dirname(os.path.abspath(cfg.dataset))
+        sample = _evenly([os.path.join(base, os.path.expanduser(p)) for p, _, _ in read_table(cfg.dataset)[0]], SAMPLE)
     else:
         sample = _evenly([f for f in walk_files(cfg.dataset) if is_image_path(f)], SAMPLE)
     from kerasxfer.data.decode import declared

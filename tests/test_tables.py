@@ -1,0 +1,103 @@
+"""Datasets that arrive as a CSV/TSV table of path,label[,split] or as arrays from Python."""
+
+import json
+import os
+import subprocess
+import sys
+
+import numpy as np
+import pytest
+from PIL import Image
+
+import kerasxfer
+from kerasxfer.data.tables import read_table, table_source
+from kerasxfer.errors import UserError
+
+ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+TINY = dict(epochs=1, image_size=16, widths="8", batch_size=16)
+COLOURS = ("red", "green", "blue")
+
+
+def _images(folder, n=45, seed=0):
+    """``n`` small photos-to-be of three colour classes under ``folder/imgs``; returns (relative path, label) rows."""
+    rng = np.random.default_rng(seed)
+    (folder / "imgs").mkdir(parents=True, exist_ok=True)
+    rows = []
+    for i in range(n):
+        c = i % 3
+        a = rng.integers(0, 60, (20, 20, 3), dtype=np.uint8)
+        a[..., c] += 180
+        Image.fromarray(a).save(folder / "imgs" / f"{i}.png")
+        rows.append((f"imgs/{i}.png", COLOURS[c]))
+    return rows
+
+
+def test_a_csv_table_trains_with_paths_relative_to_it_and_skips_a_missing_file(tmp_path):
+    rows = _images(tmp_path / "set")
+    table = tmp_path / "set" / "labels.csv"
+    table.write_text("path,label\n" + "".join(f"{p},{lab}\n" for p, lab in rows) + "imgs/gone.png,red\n")
+    r = kerasxfer.scratch(str(table), out_dir=str(tmp_path / "run"), **TINY)
+    data = json.loads((tmp_path / "run" / "data.json").read_text())
+    assert data["class_names"] == ["blue", "green", "red"]
+    assert data["source"].startswith(f"table {table} (46 rows") and data["skipped_paths"] == ["imgs/gone.png"]
+    assert all(s["fingerprint"] for s in data["splits"].values())
+    assert 0.0 <= r.test_accuracy <= 1.0
+    with pytest.raises(UserError, match="cannot be compared"):  # another dataset: not the same test images
+        kerasxfer.compare([r.run_dir, kerasxfer.scratch("digits", out_dir=str(tmp_path / "d"), **TINY).run_dir],
+                          out_dir=str(tmp_path / "cmp"))
+
+
+def test_a_tsv_split_column_is_used_as_given_and_a_missing_split_is_carved(tmp_path):
+    rows = _images(tmp_path)
+    lines = [f"{p}\t{lab}\t{'test' if i % 5 == 0 else 'train'}" for i, (p, lab) in enumerate(rows)]
+    (tmp_path / "t.tsv").write_text("\n".join(lines) + "\n")
+    src = table_source(str(tmp_path / "t.tsv"), 0.2, 0.2, seed=0)
+    assert sorted(src.test.keys) == sorted(p for i, (p, _) in enumerate(rows) if i % 5 == 0)
+    assert len(src.val) > 0 and not set(src.val.keys) & set(src.test.keys)  # val carved from the train rows
+    assert "carved from train" in src.description
+
+
+@pytest.mark.parametrize("text, says", [
+    ("a.png,red,holdout\n", r"line 1: split 'holdout' is unknown"),
+    ("a.png\n", r"line 1 is not path,label or path,label,split"),
+    ("a.png,red\nb.png,blue\na.png,blue\n", r"lists 'a.png' twice \(lines 1 and 3\)"),
+    ("path,label\n", "has no rows"),
+])
+def test_a_malformed_table_is_one_sentence_naming_the_line(tmp_path, text, says):
+    (tmp_path / "t.csv").write_text(text)
+    with pytest.raises(UserError, match=says):
+        read_table(str(tmp_path / "t.csv"))
+
+
+def test_a_missing_table_is_one_sentence_before_anything_runs(tmp_path):
+    p = subprocess.run([sys.executable, "-m", "experiments.scratch", f"--dataset={tmp_path / 'none.csv'}",
+                        f"--out_dir={tmp_path / 'o'}"], cwd=ROOT, capture_output=True, text=True, timeout=120)
+    assert p.returncode == 2 and p.stderr.strip().splitlines()[-1] == (
+        f"kerasxfer: error: --dataset='{tmp_path / 'none.csv'}' does not exist: pass a CSV/TSV file of "
+        "path,label[,split] rows.")
+    assert not (tmp_path / "o").exists()
+
+
+def test_arrays_train_continue_under_their_content_name_and_refuse_other_arrays(tmp_path, caplog):
+    rng = np.random.default_rng(1)
+    y = np.array(COLOURS * 20)
+    x = rng.uniform(0, 0.3, (60, 12, 12, 3)).astype(np.float32)  # floats in [0, 1]
+    for i, lab in enumerate(y):
+        x[i, ..., COLOURS.index(lab)] += 0.7
+    a = kerasxfer.scratch((x, y), out_dir=str(tmp_path / "a"), **TINY)
+    config = json.loads((tmp_path / "a" / "config.json").read_text())
+    assert config["data"]["dataset"].startswith("arrays:")
+    assert json.loads((tmp_path / "a" / "data.json").read_text())["class_names"] == ["blue", "green", "red"]
+    caplog.set_level("INFO", "kerasxfer")
+    again = kerasxfer.scratch((x.copy(), list(y)), out_dir=str(tmp_path / "a"), **TINY)  # equal content
+    assert again.metrics == a.metrics and any("is already finished" in r.getMessage() for r in caplog.records)
+    other = kerasxfer.scratch(((x * 255).astype(np.uint8)[::-1], y[::-1]), out_dir=str(tmp_path / "b"), **TINY)
+    with pytest.raises(UserError, match="cannot be compared"):
+        kerasxfer.compare([a.run_dir, other.run_dir], out_dir=str(tmp_path / "cmp"))
+
+
+def test_arrays_that_are_not_images_are_one_sentence():
+    with pytest.raises(UserError, match=r"images of shape \(5, 3\) are not images"):
+        kerasxfer.scratch((np.zeros((5, 3)), np.zeros(5)))
+    with pytest.raises(UserError, match="labels of shape .* do not match 5 images"):
+        kerasxfer.scratch((np.zeros((5, 8, 8, 3)), np.zeros(4)))
