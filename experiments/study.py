@@ -31,7 +31,7 @@ common.define_command_flags("study")
 
 def main(argv):
     cfg = commands.study_from(common.flag_values("study").values)  # every flag checked before TensorFlow loads
-    from kerasxfer.study import run_study
+    from kerasxfer.studies import run_study
 
     verbose = FLAGS.verbose if FLAGS["verbose"].present else int(sys.stdout.isatty())
     summary = run_study(cfg, overwrite=FLAGS.overwrite, verbose=verbose)

@@ -154,7 +154,7 @@ def study(data, out_dir=None, **options) -> StudyResult:
     opts = _options("study", data, out_dir, options)
     cfg = commands.study_from(opts.values)
     show_progress()
-    from kerasxfer.study import run_study
+    from kerasxfer.studies import run_study
 
     summary = run_study(cfg, overwrite=opts.values["overwrite"], verbose=opts.values["verbose"])
     return _study_result(summary, os.path.join(cfg.out_dir, "report"))

@@ -227,8 +227,8 @@ def folds_of(value):
 
 
 def study_from(values: dict):
-    """The :class:`~kerasxfer.study.StudyConfig` the options describe, validated (no TensorFlow yet)."""
-    from kerasxfer.study import StudyConfig, dataset_name
+    """The :class:`~kerasxfer.studies.StudyConfig` the options describe, validated (no TensorFlow yet)."""
+    from kerasxfer.studies import StudyConfig, dataset_name
 
     out = values["out_dir"] or os.path.join("runs", "study", dataset_name(values["dataset"]))
     scratch, transfer, split_seed = arms_from(values)

@@ -46,6 +46,9 @@ def test_the_python_defaults_give_the_command_lines_study():
 
 
 def test_an_unknown_option_is_one_sentence_with_the_nearest_name():
+    import kerasxfer.studies  # noqa: F401  (a submodule named like an API function would replace it)
+
+    assert all(callable(getattr(kerasxfer, name)) for name in ("study", "finetune", "scratch", "compare", "load"))
     with pytest.raises(UserError, match=r"study has no option fozen_epochs \(did you mean frozen_epochs\?\)"):
         kerasxfer.study("digits", fozen_epochs=3)
     with pytest.raises(UserError, match="optimizer='lbfgs' is unknown: use adam, adamw, sgd"):

@@ -12,7 +12,7 @@ from kerasxfer.data import sources
 from kerasxfer.data.split import SourceSplit, Split
 from kerasxfer.errors import UserError
 from kerasxfer.optim_config import class_weights
-from kerasxfer.study import StudyConfig
+from kerasxfer.studies import StudyConfig
 
 
 def _src(n_per_class=(30, 12, 7)):
@@ -125,7 +125,7 @@ def test_two_fold_study_in_process_tests_every_image_once(tmp_path):
     """run_study with folds=2 on 24 images, two image sizes: each arm's two test folds are the whole pool."""
     import json
 
-    from kerasxfer.study import run_study
+    from kerasxfer.studies import run_study
     from tests.conftest import _write_image
 
     for c, color in enumerate(((200, 40, 40), (40, 40, 200))):
@@ -157,7 +157,7 @@ def test_a_study_on_labels_independent_of_the_pixels_flags_the_arms_that_did_not
 
     from PIL import Image
 
-    from kerasxfer.study import run_study
+    from kerasxfer.studies import run_study
 
     rng = np.random.default_rng(5)
     for c, n in enumerate((60, 40)):
