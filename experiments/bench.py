@@ -31,8 +31,8 @@ from absl import flags
 from . import common
 
 FLAGS = flags.FLAGS
-flags.DEFINE_list("sections", ["machine", "data", "models", "modes"],
-                  "Which sections to run: machine, data, models, modes.")
+flags.DEFINE_list("sections", ["machine", "data", "models", "modes", "inference"],
+                  "Which sections to run: machine, data, models, modes, inference.")
 flags.DEFINE_integer("image_size", 64, "Image size of the data section and the first size of the models section.")
 flags.DEFINE_integer("batch_size", 32, "Batch size of every case.")
 flags.DEFINE_string("backbone", "regnetx002", "Backbone to measure (a --backbone value of finetune).")
@@ -42,8 +42,11 @@ flags.DEFINE_list("jpeg_size", ["1200", "1600"], "Height,width of the data secti
 flags.DEFINE_integer("steps", 12, "Timed steps per case (after 3 warm-up steps); the median is reported.")
 flags.DEFINE_list("sizes", ["64", "224"], "Image sizes of the models section.")
 flags.DEFINE_string("output", None, "Also write the JSON lines to this file.")
+flags.DEFINE_list("inference_backbones", ["efficientnet_lite0", "regnetx002"], "Backbones of the inference "
+                  "section, each at its native size: kerasxfer's predict path against TFLite and ONNX Runtime.")
+flags.DEFINE_integer("readings", 6, "Readings per engine in the inference section (the best one is reported).")
 
-SECTIONS = ("machine", "data", "models", "modes")
+SECTIONS = ("machine", "data", "models", "modes", "inference")
 
 
 def _check():
@@ -52,8 +55,9 @@ def _check():
 
     bad = [s for s in FLAGS.sections if s not in SECTIONS]
     if bad:
-        raise UserError(f"--sections has unknown section(s) {', '.join(bad)}: use machine, data, models, modes.")
-    family_of(FLAGS.backbone)  # one sentence when unknown
+        raise UserError(f"--sections has unknown section(s) {', '.join(bad)}: use {', '.join(SECTIONS)}.")
+    for backbone in (FLAGS.backbone, *FLAGS.inference_backbones):
+        family_of(backbone)  # one sentence when unknown
     for name, v, lo in (("image_size", FLAGS.image_size, 32), ("batch_size", FLAGS.batch_size, 1),
                         ("steps", FLAGS.steps, 1), ("num_images", FLAGS.num_images, 8)):
         if v < lo:
@@ -206,12 +210,39 @@ def main(argv):
               "speedup": round(native / stock, 1)})
         keras.backend.clear_session()
 
+    if "inference" in FLAGS.sections:
+        _inference_section(emit, bs)
+
     print("\n| case | images/s | other |\n|---|---:|---|")
     for row in rows[1:]:
         other = ", ".join(f"{k}={v}" for k, v in row.items() if k not in ("case", "images_per_s"))
         print(f"| {row['case']} | {row.get('images_per_s', '')} | {other} |")
     if out:
         out.close()
+
+
+def _inference_section(emit, bs):
+    """Each --inference_backbones at its native size: kerasxfer's predict path against the other engines."""
+    import tempfile
+
+    import keras
+
+    from kerasxfer import bench
+    from kerasxfer.families import family_of
+    from kerasxfer.models import build_transfer_model
+
+    for backbone in FLAGS.inference_backbones:
+        size = family_of(backbone).native[backbone]
+        model = build_transfer_model(backbone, (size, size, 3), 10, weights=None)
+        with tempfile.TemporaryDirectory() as tmp:
+            r = bench.inference_engines(model, bs, tmp, FLAGS.readings)
+        rates = {k: round(v, 1) for k, v in r["images_per_s"].items()}
+        row = {"case": f"inference {backbone} (best of {FLAGS.readings})", "image_size": size, "batch_size": bs,
+               "images_per_s": rates["kerasxfer"], **{f"{k}_images_per_s": v for k, v in rates.items()}}
+        row.update({f"kerasxfer_vs_{k}": round(rates["kerasxfer"] / v, 2) for k, v in rates.items() if k != "kerasxfer"})
+        row["max_probability_difference"] = {k: float(f"{v:.2g}") for k, v in r["max_probability_difference"].items()}
+        emit(row)
+        keras.backend.clear_session()
 
 
 def _unfrozen(model):

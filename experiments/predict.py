@@ -29,6 +29,7 @@ flags.DEFINE_list("images", [], "Image files and/or folders (walked recursively)
 flags.DEFINE_integer("top_k", 3, "How many classes to report per image.")
 flags.DEFINE_string("output", None, "Also write the predictions to this .csv or .json file.")
 flags.DEFINE_integer("batch_size", 32, "Images per forward pass.")
+flags.DEFINE_bool("verbose", False, "Say on stderr which inference engine classifies the images.")
 flags.DEFINE_enum("export", None, ["saved_model", "tflite", "onnx"], "Write a serving artefact into <run>/export/ "
                   "instead of predicting (onnx: model.onnx, float32 images in [0, 255] -> probabilities; needs "
                   "pip install 'kerasxfer[onnx]').")
@@ -94,6 +95,8 @@ def main(argv):
             raise UserError("--model needs --class_names=a,b,c (in the model's output order).")
         clf = Classifier.from_model(FLAGS.model, FLAGS.class_names, batch_size=FLAGS.batch_size)
 
+    if FLAGS.verbose:
+        print(f"engine: {clf.engine}", file=sys.stderr)
     if FLAGS.export:
         out = os.path.join(FLAGS.run or os.path.dirname(os.path.abspath(FLAGS.model)), "export")
         path = export(clf, out, FLAGS.export)

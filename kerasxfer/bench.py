@@ -152,3 +152,67 @@ def pipeline_rates(paths, labels, image_size: int, batch_size: int, min_side=Tru
     n = sum(int(x.shape[0]) for x, _ in train_from(1, epochs))
     out["cached_epochs"] = n / (time.perf_counter() - t)
     return out
+
+
+# ---------------------------------------------------------------- inference
+def best_rate(fn, batch_size: int, readings: int = 6, warmup: int = 2) -> float:
+    """Images/s of the fastest of ``readings`` calls of ``fn`` (one batch each), after ``warmup`` calls: shared
+    machines are noisy, and the best reading is the engine's own speed."""
+    for _ in range(warmup):
+        fn()
+    times = []
+    for _ in range(readings):
+        t = time.perf_counter()
+        fn()
+        times.append(time.perf_counter() - t)
+    return batch_size / min(times)
+
+
+def inference_engines(model: keras.Model, batch_size: int, out_dir: str, readings: int = 6) -> dict:
+    """Images/s of one batch of ``model`` (float32, its own input size) through each engine available here.
+
+    ``keras``: ``predict_on_batch`` of the model as saved; ``kerasxfer``: the
+    path ``predict`` takes (:class:`~kerasxfer.inference.Classifier`: the
+    inference graph, BatchNorm folded); ``tflite``: the exported ``.tflite``
+    (uint8 input) in TensorFlow's interpreter with XNNPACK, one thread per
+    core; ``onnxruntime``: the exported ``model.onnx`` with one thread per
+    core (when the ``onnx`` extra is installed).  Also the largest probability
+    difference of each engine from ``keras``.
+    """
+    import importlib.util
+
+    from kerasxfer.inference import Classifier, export
+
+    names = [str(i) for i in range(model.output_shape[-1])]
+    clf = Classifier(model, names, batch_size=batch_size)
+    size = clf.image_size
+    x = np.asarray(tf.random.stateless_uniform((batch_size, size, size, 3), (5, 6), 0, 255)).round()
+    ref = np.asarray(model.predict_on_batch(x))
+    rates, diffs = {}, {}
+    rates["keras"] = best_rate(lambda: model.predict_on_batch(x), batch_size, readings)
+    rates["kerasxfer"] = best_rate(lambda: clf.fast.predict_on_batch(x), batch_size, readings)
+    diffs["kerasxfer"] = float(np.abs(np.asarray(clf.fast.predict_on_batch(x)) - ref).max())
+    cores = os.cpu_count() or 1
+    interp = tf.lite.Interpreter(model_path=export(clf, out_dir, "tflite"), num_threads=cores)
+    interp.resize_tensor_input(interp.get_input_details()[0]["index"], x.shape)
+    interp.allocate_tensors()
+    i = interp.get_input_details()[0]["index"]
+    o = next(d["index"] for d in interp.get_output_details() if len(d["shape"]) == 2)  # probabilities, not classes
+
+    def tflite():
+        interp.set_tensor(i, x.astype(np.uint8))
+        interp.invoke()
+        return interp.get_tensor(o)
+
+    rates["tflite"] = best_rate(tflite, batch_size, readings)
+    diffs["tflite"] = float(np.abs(tflite() - ref).max())
+    if importlib.util.find_spec("onnxruntime") and importlib.util.find_spec("tf2onnx"):
+        import onnxruntime as ort
+
+        opts = ort.SessionOptions()
+        opts.intra_op_num_threads = cores
+        sess = ort.InferenceSession(export(clf, out_dir, "onnx"), opts, providers=["CPUExecutionProvider"])
+        xf = x.astype(np.float32)
+        rates["onnxruntime"] = best_rate(lambda: sess.run(None, {"image": xf}), batch_size, readings)
+        diffs["onnxruntime"] = float(np.abs(sess.run(None, {"image": xf})[0] - ref).max())
+    return {"images_per_s": rates, "max_probability_difference": diffs}

@@ -9,6 +9,7 @@ import numpy as np
 
 from kerasxfer import figures, fsio, rundir, tensorboard
 from kerasxfer.data import DataSplits
+from kerasxfer.models.inference_graph import inference_model
 
 
 def load_model(path: str) -> keras.Model:
@@ -51,6 +52,7 @@ def evaluate_best(model: keras.Model, data: DataSplits) -> tuple:
     Validation chose the checkpoint, so its number is optimistic; the test
     split, never seen in training or selection, gives the reported accuracy.
     """
+    model = inference_model(model)  # BatchNorm folded: the same probabilities to float32 rounding, faster
     val = evaluate(model.predict(data.val, verbose=0), data.val_labels, data.class_names)
     test_probs = model.predict(data.test, verbose=0)
     test = evaluate(test_probs, data.test_labels, data.class_names)

@@ -14,6 +14,7 @@ import tensorflow as tf
 from kerasxfer.data import DataSplits
 from kerasxfer.data.pipeline import epochs_from, ordered_batches
 from kerasxfer.models.head import head_on, pooled_features
+from kerasxfer.models.inference_graph import inference_model
 
 log = logging.getLogger("kerasxfer")
 
@@ -37,7 +38,7 @@ def _extract(model: keras.Model, data: DataSplits, key) -> tuple:
     (what it would have cost alone).  Otherwise only this run's images are read.
     """
     t0 = time.perf_counter()
-    extractor = keras.Model(model.inputs, pooled_features(model))
+    extractor = inference_model(keras.Model(model.inputs, pooled_features(model)))  # BatchNorm folded
     shared = data.decoded.features if data.decoded is not None and key is not None else None
     if shared is None:
         train = np.asarray(extractor.predict(data.train_ordered, verbose=0), np.float32)

@@ -29,6 +29,7 @@ from kerasxfer.data.decode import decode_image_bytes, decode_image_file, screen_
 from kerasxfer.data.sources import is_image_path, walk_files
 from kerasxfer.errors import UserError
 from kerasxfer.models import use_native_grouped_conv
+from kerasxfer.models.inference_graph import inference_model
 
 log = logging.getLogger("kerasxfer")
 
@@ -89,6 +90,9 @@ class Classifier:
                 "pass the class names of the run that trained it."
             )
         use_native_grouped_conv(model)
+        self.fast = inference_model(model)  # what predicts: BatchNorm folded into the convolutions
+        self.engine = ("TensorFlow graph, BatchNorm folded into the convolutions" if self.fast is not model
+                       else "TensorFlow graph")
         self._resize = tf.function(
             lambda x: to_rgb_resized(x, self.image_size, self.resize),
             input_signature=[tf.TensorSpec([None, None, 3], tf.uint8)],
@@ -162,7 +166,7 @@ class Classifier:
                 except Exception as e:  # noqa: BLE001 - reported per image
                     results[i] = Prediction(src, [], error=_reason(e))
             if ok_imgs:
-                probs = np.asarray(self.model.predict_on_batch(np.stack(ok_imgs)))
+                probs = np.asarray(self.fast.predict_on_batch(np.stack(ok_imgs)))
                 for i, p in zip(ok_idx, probs):
                     best = np.argsort(-p, kind="stable")[:top_k]
                     results[i] = Prediction(chunk[i][0], [(self.class_names[c], float(p[c])) for c in best])
@@ -224,7 +228,7 @@ def export(clf: Classifier, out_dir: str, fmt: str) -> str:
     if fmt == "onnx":
         return export_onnx(clf, out_dir)
     size, names = clf.image_size, tf.constant(clf.class_names)
-    model = clf.model
+    model = clf.fast  # the inference graph: BatchNorm folded
 
     def from_uint8(images):
         probs = model(tf.cast(images, tf.float32), training=False)
@@ -268,7 +272,7 @@ def export_onnx(clf: Classifier, out_dir: str) -> str:
     if importlib.util.find_spec("tf2onnx") is None:
         raise UserError("--export=onnx needs tf2onnx, which is not installed: pip install 'kerasxfer[onnx]' "
                         "(make install does), then run the same command again.")
-    model, size = clf.model, clf.image_size
+    model, size = clf.fast, clf.image_size
     os.makedirs(out_dir, exist_ok=True)
     path = os.path.join(out_dir, "model.onnx")
     norms = [layer for layer in _all_layers(model) if type(layer).__name__ == "Normalization"

@@ -1,25 +1,12 @@
 """ONNX export (predict --export=onnx): the file onnxruntime runs gives the Keras model's probabilities."""
 
-import os
 
 import numpy as np
 import pytest
-import tensorflow as tf
+
+from tests.photos import photos
 
 ort = pytest.importorskip("onnxruntime", reason="the onnx extra is not installed: pip install 'kerasxfer[onnx]'")
-
-
-def _photos(size):
-    import skimage
-    from PIL import Image
-
-    from kerasxfer.data.arrays import to_rgb_resized
-
-    out = []
-    for name in ("chelsea.png", "coffee.png", "rocket.jpg", "astronaut.png"):
-        img = np.asarray(Image.open(os.path.join(os.path.dirname(skimage.__file__), "data", name)).convert("RGB"))
-        out.append(to_rgb_resized(tf.constant(img), size).numpy().astype("float32"))
-    return np.stack(out)
 
 
 def _onnx_probs(clf, tmp_path, images):
@@ -32,12 +19,12 @@ def _onnx_probs(clf, tmp_path, images):
     return sess.run(None, {"image": images})[0]
 
 
-def test_efficientnet_lite0_with_its_published_weights_matches_keras_on_real_photos(tmp_path):
+def test_efficientnet_lite0_with_its_published_weights_matches_keras_on_realphotos(tmp_path):
     from kerasxfer.inference import Classifier
     from kerasxfer.models import efficientnet_lite as eff
 
     clf = Classifier(eff.EfficientNetLite("efficientnet_lite0", weights="imagenet"), [str(k) for k in range(1000)])
-    images = _photos(224)
+    images = photos(224)
     keras_probs = clf.model.predict(images, verbose=0)
     onnx_probs = _onnx_probs(clf, tmp_path, images)
     assert int(keras_probs[0].argmax()) in (281, 282, 285)  # chelsea is a cat: the weights are the real ones
@@ -51,7 +38,7 @@ def test_regnet_grouped_convolutions_export_and_match(tmp_path):
 
     keras_model = build_transfer_model("regnetx002", (64, 64, 3), 5, weights=None)
     clf = Classifier(keras_model, list("abcde"))
-    images = _photos(64)
+    images = photos(64)
     keras_probs = clf.model.predict(images, verbose=0)
     onnx_probs = _onnx_probs(clf, tmp_path, images)
     assert (onnx_probs.argmax(1) == keras_probs.argmax(1)).all()
