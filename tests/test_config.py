@@ -18,6 +18,8 @@ def test_library_layers_below_training_import_no_tensorflow():
     code = (
         "import sys, kerasxfer.rundir, kerasxfer.config, kerasxfer.recipes, kerasxfer.families, kerasxfer.figures\n"
         "import kerasxfer.reporting.compare_report, kerasxfer.reporting.sweep_report, kerasxfer.reporting.verdict\n"
+        "import kerasxfer.commands, kerasxfer.datasets, kerasxfer.api, kerasxfer.reporting.html, kerasxfer.studies\n"
+        "kerasxfer.commands.study_from(kerasxfer.commands.resolve('study', {}).values)\n"
         "bad = sorted(m for m in sys.modules if m.split('.')[0] in ('tensorflow', 'keras'))\n"
         "assert not bad, bad\n"
     )
