@@ -18,7 +18,7 @@
 #   BACKBONE WEIGHTS FROZEN_EPOCHS FINETUNE_EPOCHS FINETUNE_LR UNFREEZE
 #   TF=cpu|gpu  (which TensorFlow build `make install` puts in .venv)
 #   PORT        (make tensorboard, default 6006)   PYTEST_ARGS TEST_WORKERS (make test, default 2 processes)
-#   RUN IMAGES TOP_K OUTPUT EXPORT VERBOSE   (make predict)
+#   RUN IMAGES TOP_K OUTPUT EXPORT ENGINE VERBOSE   (make predict)
 #   RUNS REPORT                      (make compare)
 #   SWEEP FRACTIONS DEPTHS DEPTH_FRACTION SEEDS BUDGET MIN_STEPS SCRATCH_IMAGE_SIZE   (make sweep)
 #   CONTROL=false FOLDS=K|auto       (make study: skip the control; K-fold cross-validation)
@@ -60,7 +60,7 @@ STUDY_ARGS = $(SWEEP_ARGS) $(call flags,control folds backbones)
 LR_FIND_ARGS = $(COMMON_ARGS) $(SCRATCH_ONLY) $(FINETUNE_ONLY) $(call flags,recipe run phase min_lr max_lr steps)
 PRETRAIN_ARGS = $(COMMON_ARGS) $(call flags,backbone epochs synthetic_train synthetic_val synthetic_test)
 REPEAT_ARGS = $(call flags,run out_dir overwrite verbose) $(call flag,OUT,out_dir)
-PREDICT_ARGS = $(call flags,run model class_names images top_k batch_size output export verbose)
+PREDICT_ARGS = $(call flags,run model class_names images top_k batch_size output export verbose engine)
 COMPARE_ARGS = $(call flags,runs out_dir overwrite) $(call flag,REPORT,out_dir)
 BENCH_ARGS = $(call flags,sections sizes steps batch_size backbone image_size num_images jpeg_size data_dir output inference_backbones readings) \
   $(BENCH_FLAGS)

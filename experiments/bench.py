@@ -239,7 +239,11 @@ def _inference_section(emit, bs):
         rates = {k: round(v, 1) for k, v in r["images_per_s"].items()}
         row = {"case": f"inference {backbone} (best of {FLAGS.readings})", "image_size": size, "batch_size": bs,
                "images_per_s": rates["kerasxfer"], **{f"{k}_images_per_s": v for k, v in rates.items()}}
-        row.update({f"kerasxfer_vs_{k}": round(rates["kerasxfer"] / v, 2) for k, v in rates.items() if k != "kerasxfer"})
+        row.update({f"kerasxfer_vs_{k}": round(rates["kerasxfer"] / v, 2) for k, v in rates.items()
+                    if k not in ("kerasxfer", "predict_auto")})
+        if "onnxruntime" in rates:
+            row["predict_auto_vs_onnxruntime"] = round(rates["predict_auto"] / rates["onnxruntime"], 2)
+        row["auto_engine"] = r["auto_engine"]
         row["max_probability_difference"] = {k: float(f"{v:.2g}") for k, v in r["max_probability_difference"].items()}
         emit(row)
         keras.backend.clear_session()

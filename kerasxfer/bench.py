@@ -172,8 +172,9 @@ def inference_engines(model: keras.Model, batch_size: int, out_dir: str, reading
     """Images/s of one batch of ``model`` (float32, its own input size) through each engine available here.
 
     ``keras``: ``predict_on_batch`` of the model as saved; ``kerasxfer``: the
-    path ``predict`` takes (:class:`~kerasxfer.inference.Classifier`: the
-    inference graph, BatchNorm folded); ``tflite``: the exported ``.tflite``
+    inference graph (BatchNorm folded), what ``predict`` runs below
+    :data:`kerasxfer.engines.AUTO_MIN_IMAGES` images; ``predict_auto``: the
+    engine ``predict`` times and picks for larger jobs (``auto_engine``); ``tflite``: the exported ``.tflite``
     (uint8 input) in TensorFlow's interpreter with XNNPACK, one thread per
     core; ``onnxruntime``: the exported ``model.onnx`` with one thread per
     core (when the ``onnx`` extra is installed).  Also the largest probability
@@ -215,4 +216,9 @@ def inference_engines(model: keras.Model, batch_size: int, out_dir: str, reading
         xf = x.astype(np.float32)
         rates["onnxruntime"] = best_rate(lambda: sess.run(None, {"image": xf}), batch_size, readings)
         diffs["onnxruntime"] = float(np.abs(sess.run(None, {"image": xf})[0] - ref).max())
-    return {"images_per_s": rates, "max_probability_difference": diffs}
+    from kerasxfer.engines import AUTO_MIN_IMAGES, EngineChoice
+
+    auto = EngineChoice(clf, "auto", export).for_job(AUTO_MIN_IMAGES, x)  # what predict runs on a large job
+    rates["predict_auto"] = best_rate(lambda: auto(x), batch_size, readings)
+    diffs["predict_auto"] = float(np.abs(auto(x) - ref).max())
+    return {"images_per_s": rates, "max_probability_difference": diffs, "auto_engine": auto.name}

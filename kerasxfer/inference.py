@@ -27,6 +27,7 @@ from kerasxfer import fsio, rundir
 from kerasxfer.data.arrays import to_rgb_resized
 from kerasxfer.data.decode import decode_image_bytes, decode_image_file, screen_file
 from kerasxfer.data.sources import is_image_path, walk_files
+from kerasxfer.engines import EngineChoice
 from kerasxfer.errors import UserError
 from kerasxfer.models import use_native_grouped_conv
 from kerasxfer.models.inference_graph import inference_model
@@ -72,7 +73,7 @@ class Classifier:
     """A trained model plus its class names and input size."""
 
     def __init__(self, model, class_names, image_size: Optional[int] = None, batch_size: int = 32,
-                 resize: str = "squash"):
+                 resize: str = "squash", engine: str = "auto"):
         self.model = model
         self.resize = resize  # how images reach the model's size, as in training (data.json)
         self.class_names = list(class_names)
@@ -91,15 +92,15 @@ class Classifier:
             )
         use_native_grouped_conv(model)
         self.fast = inference_model(model)  # what predicts: BatchNorm folded into the convolutions
-        self.engine = ("TensorFlow graph, BatchNorm folded into the convolutions" if self.fast is not model
-                       else "TensorFlow graph")
+        self.engines = EngineChoice(self, engine, export)  # kerasxfer.engines: tensorflow, tflite, onnxruntime or auto
+        self.engine = None  # the name of the engine that ran the last batch
         self._resize = tf.function(
             lambda x: to_rgb_resized(x, self.image_size, self.resize),
             input_signature=[tf.TensorSpec([None, None, 3], tf.uint8)],
         )
 
     @classmethod
-    def from_run(cls, run_dir: str, batch_size: int = 32) -> "Classifier":
+    def from_run(cls, run_dir: str, batch_size: int = 32, engine: str = "auto") -> "Classifier":
         """The best model of a run directory, with its class names and image size."""
         try:
             with open(os.path.join(run_dir, "data.json"), encoding="utf-8") as f:
@@ -112,11 +113,12 @@ class Classifier:
         if not rundir.is_finished(run_dir):
             log.warning("%s has not finished training: its model.keras is the best checkpoint so far", run_dir)
         model = load_model_safely(os.path.join(run_dir, "model.keras"))
-        return cls(model, data["class_names"], data.get("image_size"), batch_size, data.get("resize", "squash"))
+        return cls(model, data["class_names"], data.get("image_size"), batch_size, data.get("resize", "squash"),
+                   engine)
 
     @classmethod
-    def from_model(cls, path: str, class_names, batch_size: int = 32) -> "Classifier":
-        return cls(load_model_safely(path), class_names, None, batch_size)
+    def from_model(cls, path: str, class_names, batch_size: int = 32, engine: str = "auto") -> "Classifier":
+        return cls(load_model_safely(path), class_names, None, batch_size, engine=engine)
 
     # ------------------------------------------------------------- inputs
     def _expand(self, inputs):
@@ -156,6 +158,7 @@ class Classifier:
         images, however many the inputs are (a folder of 100,000 files is fine)."""
         top_k = max(1, min(int(top_k), len(self.class_names)))
         items = self._expand(inputs)
+        engine = None
         for start in range(0, len(items), self.batch_size):
             chunk = items[start:start + self.batch_size]
             results, ok_idx, ok_imgs = [None] * len(chunk), [], []
@@ -166,7 +169,10 @@ class Classifier:
                 except Exception as e:  # noqa: BLE001 - reported per image
                     results[i] = Prediction(src, [], error=_reason(e))
             if ok_imgs:
-                probs = np.asarray(self.fast.predict_on_batch(np.stack(ok_imgs)))
+                batch = np.stack(ok_imgs)
+                engine = engine or self.engines.for_job(len(items), batch)
+                self.engine = engine.name
+                probs = engine(batch)
                 for i, p in zip(ok_idx, probs):
                     best = np.argsort(-p, kind="stable")[:top_k]
                     results[i] = Prediction(chunk[i][0], [(self.class_names[c], float(p[c])) for c in best])

@@ -1,0 +1,128 @@
+"""The engines ``predict`` can run a model on: TensorFlow (the inference graph), TFLite (XNNPACK), ONNX Runtime.
+
+Each engine takes a float32 batch ``(N, S, S, 3)`` of images in [0, 255]
+(as :class:`~kerasxfer.inference.Classifier` prepares them) and returns the
+probabilities.  ``tensorflow`` runs the inference graph (BatchNorm folded);
+``tflite`` the exported ``.tflite`` (uint8 input: the images are whole
+numbers already) in TensorFlow's interpreter, whose float kernels are
+XNNPACK's, one thread per core; ``onnxruntime`` the exported ``model.onnx``
+(needs the ``onnx`` extra).  ``auto`` keeps TensorFlow for fewer than
+:data:`AUTO_MIN_IMAGES` images (converting costs seconds that a small job
+never wins back) and otherwise converts, times each engine on the first
+batch (best of 3) and runs the fastest, saying so with the measured rates.
+"""
+
+from __future__ import annotations
+
+import importlib.util
+import logging
+import os
+import tempfile
+import time
+
+import numpy as np
+
+from kerasxfer.errors import UserError
+
+log = logging.getLogger("kerasxfer")
+
+ENGINES = ("auto", "tensorflow", "tflite", "onnxruntime")
+AUTO_MIN_IMAGES = 10_000
+
+
+class TensorFlowEngine:
+    name = "tensorflow"
+
+    def __init__(self, clf, folder, export):
+        self.model = clf.fast
+
+    def __call__(self, batch: np.ndarray) -> np.ndarray:
+        return np.asarray(self.model.predict_on_batch(batch))
+
+
+class TFLiteEngine:
+    name = "tflite"
+
+    def __init__(self, clf, folder, export):
+        import tensorflow as tf
+
+        self.interp = tf.lite.Interpreter(model_path=export(clf, folder, "tflite"), num_threads=os.cpu_count() or 1)
+        self.input = self.interp.get_input_details()[0]["index"]
+        self.output = next(d["index"] for d in self.interp.get_output_details() if len(d["shape"]) == 2)
+        self.batch = None
+
+    def __call__(self, batch: np.ndarray) -> np.ndarray:
+        if self.batch != len(batch):
+            self.interp.resize_tensor_input(self.input, batch.shape)
+            self.interp.allocate_tensors()
+            self.batch = len(batch)
+        self.interp.set_tensor(self.input, np.round(batch).astype(np.uint8))
+        self.interp.invoke()
+        return np.array(self.interp.get_tensor(self.output))
+
+
+class OnnxRuntimeEngine:
+    name = "onnxruntime"
+
+    def __init__(self, clf, folder, export):
+        if importlib.util.find_spec("onnxruntime") is None:
+            raise UserError("--engine=onnxruntime needs onnxruntime, which is not installed: pip install "
+                            "'kerasxfer[onnx]' (make install does), or choose another --engine.")
+        import onnxruntime as ort
+
+        opts = ort.SessionOptions()
+        opts.intra_op_num_threads = os.cpu_count() or 1
+        self.session = ort.InferenceSession(export(clf, folder, "onnx"), opts, providers=["CPUExecutionProvider"])
+
+    def __call__(self, batch: np.ndarray) -> np.ndarray:
+        return self.session.run(None, {"image": batch.astype(np.float32)})[0]
+
+
+_CLASSES = {"tensorflow": TensorFlowEngine, "tflite": TFLiteEngine, "onnxruntime": OnnxRuntimeEngine}
+
+
+def available() -> list:
+    """The engines this installation can run (ONNX Runtime with the onnx extra only)."""
+    have_onnx = importlib.util.find_spec("onnxruntime") and importlib.util.find_spec("tf2onnx")
+    return [n for n in _CLASSES if n != "onnxruntime" or have_onnx]
+
+
+class EngineChoice:
+    """The engine a :class:`~kerasxfer.inference.Classifier` predicts with: fixed, or chosen by ``auto``.
+
+    ``export(clf, folder, fmt)`` writes the ``tflite``/``onnx`` file an engine runs
+    (:func:`kerasxfer.inference.export`).
+    """
+
+    def __init__(self, clf, name: str, export):
+        if name not in ENGINES:
+            raise UserError(f"--engine={name!r} is unknown: use {', '.join(ENGINES)}.")
+        self.clf, self.asked, self.engine, self.export = clf, name, None, export
+        self._folder = tempfile.TemporaryDirectory(prefix="kerasxfer-engine-")  # converted files, removed with it
+
+    def for_job(self, num_images: int, first_batch: np.ndarray):
+        """The engine for a job of ``num_images`` images (``first_batch``: what ``auto`` times)."""
+        if self.engine is None:
+            if self.asked != "auto":
+                self.engine = _CLASSES[self.asked](self.clf, self._folder.name, self.export)
+            elif num_images < AUTO_MIN_IMAGES:
+                return _CLASSES["tensorflow"](self.clf, None, self.export)
+            else:
+                self.engine = self._fastest(first_batch)
+        return self.engine
+
+    def _fastest(self, batch):
+        rates, engines = {}, {}
+        for name in available():
+            engine = _CLASSES[name](self.clf, self._folder.name, self.export)
+            engine(batch)  # warm-up
+            times = []
+            for _ in range(3):
+                t = time.perf_counter()
+                engine(batch)
+                times.append(time.perf_counter() - t)
+            rates[name], engines[name] = len(batch) / min(times), engine
+        best = max(rates, key=rates.get)
+        log.info("engine: %s (measured on the first batch: %s)", best,
+                 ", ".join(f"{n} {r:.0f} images/s" for n, r in rates.items()))
+        return engines[best]
