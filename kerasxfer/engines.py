@@ -56,7 +56,7 @@ class TFLiteEngine:
             self.interp.resize_tensor_input(self.input, batch.shape)
             self.interp.allocate_tensors()
             self.batch = len(batch)
-        self.interp.set_tensor(self.input, np.round(batch).astype(np.uint8))
+        self.interp.set_tensor(self.input, batch.astype(np.uint8))  # whole numbers already (uint8 images)
         self.interp.invoke()
         return np.array(self.interp.get_tensor(self.output))
 
@@ -75,7 +75,7 @@ class OnnxRuntimeEngine:
         self.session = ort.InferenceSession(export(clf, folder, "onnx"), opts, providers=["CPUExecutionProvider"])
 
     def __call__(self, batch: np.ndarray) -> np.ndarray:
-        return self.session.run(None, {"image": batch.astype(np.float32)})[0]
+        return self.session.run(None, {"image": np.asarray(batch, np.float32)})[0]  # no copy of a float32 batch
 
 
 _CLASSES = {"tensorflow": TensorFlowEngine, "tflite": TFLiteEngine, "onnxruntime": OnnxRuntimeEngine}
