@@ -222,9 +222,7 @@ def main(argv):
 
 
 def _inference_section(emit, bs):
-    """Each --inference_backbones at its native size: kerasxfer's predict path against the other engines."""
-    import tempfile
-
+    """Each --inference_backbones at its native size: kerasxfer's predict engines against Keras as saved."""
     import keras
 
     from kerasxfer import bench
@@ -233,17 +231,14 @@ def _inference_section(emit, bs):
 
     for backbone in FLAGS.inference_backbones:
         size = family_of(backbone).native[backbone]
-        model = build_transfer_model(backbone, (size, size, 3), 10, weights=None)
-        with tempfile.TemporaryDirectory() as tmp:
-            r = bench.inference_engines(model, bs, tmp, FLAGS.readings)
+        r = bench.inference_engines(build_transfer_model(backbone, (size, size, 3), 10, weights=None), bs,
+                                    FLAGS.readings)
         rates = {k: round(v, 1) for k, v in r["images_per_s"].items()}
         row = {"case": f"inference {backbone} (best of {FLAGS.readings})", "image_size": size, "batch_size": bs,
-               "images_per_s": rates["kerasxfer"], **{f"{k}_images_per_s": v for k, v in rates.items()}}
-        row.update({f"kerasxfer_vs_{k}": round(rates["kerasxfer"] / v, 2) for k, v in rates.items()
-                    if k not in ("kerasxfer", "predict_auto")})
-        if "onnxruntime" in rates:
-            row["predict_auto_vs_onnxruntime"] = round(rates["predict_auto"] / rates["onnxruntime"], 2)
-        row["auto_engine"] = r["auto_engine"]
+               "images_per_s": rates["tensorflow"], "auto_engine": r["auto_engine"],
+               "predict_auto_images_per_s": rates[r["auto_engine"]], **{f"{k}_images_per_s": v for k, v in rates.items()}}
+        row.update({f"predict_auto_vs_{k}": round(rates[r["auto_engine"]] / v, 2) for k, v in rates.items()
+                    if k != r["auto_engine"]})
         row["max_probability_difference"] = {k: float(f"{v:.2g}") for k, v in r["max_probability_difference"].items()}
         emit(row)
         keras.backend.clear_session()

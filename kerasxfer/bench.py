@@ -155,70 +155,29 @@ def pipeline_rates(paths, labels, image_size: int, batch_size: int, min_side=Tru
 
 
 # ---------------------------------------------------------------- inference
-def best_rate(fn, batch_size: int, readings: int = 6, warmup: int = 2) -> float:
-    """Images/s of the fastest of ``readings`` calls of ``fn`` (one batch each), after ``warmup`` calls: shared
-    machines are noisy, and the best reading is the engine's own speed."""
-    for _ in range(warmup):
-        fn()
-    times = []
-    for _ in range(readings):
-        t = time.perf_counter()
-        fn()
-        times.append(time.perf_counter() - t)
-    return batch_size / min(times)
+def inference_engines(model: keras.Model, batch_size: int, readings: int = 6) -> dict:
+    """Images/s of one batch of ``model`` (float32, its own input size) through each engine ``predict`` has.
 
-
-def inference_engines(model: keras.Model, batch_size: int, out_dir: str, readings: int = 6) -> dict:
-    """Images/s of one batch of ``model`` (float32, its own input size) through each engine available here.
-
-    ``keras``: ``predict_on_batch`` of the model as saved; ``kerasxfer``: the
-    inference graph (BatchNorm folded), what ``predict`` runs below
-    :data:`kerasxfer.engines.AUTO_MIN_IMAGES` images; ``predict_auto``: the
-    engine ``predict`` times and picks for larger jobs (``auto_engine``); ``tflite``: the exported ``.tflite``
-    (uint8 input) in TensorFlow's interpreter with XNNPACK, one thread per
-    core; ``onnxruntime``: the exported ``model.onnx`` with one thread per
-    core (when the ``onnx`` extra is installed).  Also the largest probability
-    difference of each engine from ``keras``.
+    ``keras``: ``predict_on_batch`` of the model as saved; then every engine
+    of :mod:`kerasxfer.engines` available here (``tensorflow``: the inference
+    graph, what ``predict`` runs below ``AUTO_MIN_IMAGES`` images;
+    ``tflite``; ``onnxruntime`` with the ``onnx`` extra), each run exactly as
+    ``predict`` runs it; ``auto_engine``: the one ``predict --engine=auto``
+    picks for a large job.  Also each engine's largest probability
+    difference from ``keras``.
     """
-    import importlib.util
+    from kerasxfer.engines import AUTO_MIN_IMAGES, available, best_rate
+    from kerasxfer.inference import Classifier
 
-    from kerasxfer.inference import Classifier, export
-
-    names = [str(i) for i in range(model.output_shape[-1])]
-    clf = Classifier(model, names, batch_size=batch_size)
+    clf = Classifier(model, [str(i) for i in range(model.output_shape[-1])], batch_size=batch_size)
     size = clf.image_size
     x = np.asarray(tf.random.stateless_uniform((batch_size, size, size, 3), (5, 6), 0, 255)).round()
     ref = np.asarray(model.predict_on_batch(x))
-    rates, diffs = {}, {}
-    rates["keras"] = best_rate(lambda: model.predict_on_batch(x), batch_size, readings)
-    rates["kerasxfer"] = best_rate(lambda: clf.fast.predict_on_batch(x), batch_size, readings)
-    diffs["kerasxfer"] = float(np.abs(np.asarray(clf.fast.predict_on_batch(x)) - ref).max())
-    cores = os.cpu_count() or 1
-    interp = tf.lite.Interpreter(model_path=export(clf, out_dir, "tflite"), num_threads=cores)
-    interp.resize_tensor_input(interp.get_input_details()[0]["index"], x.shape)
-    interp.allocate_tensors()
-    i = interp.get_input_details()[0]["index"]
-    o = next(d["index"] for d in interp.get_output_details() if len(d["shape"]) == 2)  # probabilities, not classes
-
-    def tflite():
-        interp.set_tensor(i, x.astype(np.uint8))
-        interp.invoke()
-        return interp.get_tensor(o)
-
-    rates["tflite"] = best_rate(tflite, batch_size, readings)
-    diffs["tflite"] = float(np.abs(tflite() - ref).max())
-    if importlib.util.find_spec("onnxruntime") and importlib.util.find_spec("tf2onnx"):
-        import onnxruntime as ort
-
-        opts = ort.SessionOptions()
-        opts.intra_op_num_threads = cores
-        sess = ort.InferenceSession(export(clf, out_dir, "onnx"), opts, providers=["CPUExecutionProvider"])
-        xf = x.astype(np.float32)
-        rates["onnxruntime"] = best_rate(lambda: sess.run(None, {"image": xf}), batch_size, readings)
-        diffs["onnxruntime"] = float(np.abs(sess.run(None, {"image": xf})[0] - ref).max())
-    from kerasxfer.engines import AUTO_MIN_IMAGES, EngineChoice
-
-    auto = EngineChoice(clf, "auto", export).for_job(AUTO_MIN_IMAGES, x)  # what predict runs on a large job
-    rates["predict_auto"] = best_rate(lambda: auto(x), batch_size, readings)
-    diffs["predict_auto"] = float(np.abs(auto(x) - ref).max())
+    rates = {"keras": best_rate(lambda: model.predict_on_batch(x), batch_size, readings, warmup=2)}
+    diffs = {}
+    for name in available():
+        engine = clf.engines.make(name)
+        rates[name] = best_rate(lambda e=engine: e(x), batch_size, readings, warmup=2)
+        diffs[name] = float(np.abs(engine(x) - ref).max())
+    auto = clf.engines.for_job(AUTO_MIN_IMAGES, x)  # predict's choice for a large job (timed on this batch)
     return {"images_per_s": rates, "max_probability_difference": diffs, "auto_engine": auto.name}

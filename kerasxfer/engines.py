@@ -81,6 +81,19 @@ class OnnxRuntimeEngine:
 _CLASSES = {"tensorflow": TensorFlowEngine, "tflite": TFLiteEngine, "onnxruntime": OnnxRuntimeEngine}
 
 
+def best_rate(fn, batch_size: int, readings: int = 3, warmup: int = 1) -> float:
+    """Images/s of the fastest of ``readings`` calls of ``fn`` (one batch each), after ``warmup`` calls: shared
+    machines are noisy, and the best reading is the engine's own speed (also ``make bench``'s measure)."""
+    for _ in range(warmup):
+        fn()
+    times = []
+    for _ in range(readings):
+        t = time.perf_counter()
+        fn()
+        times.append(time.perf_counter() - t)
+    return batch_size / min(times)
+
+
 def available() -> list:
     """The engines this installation can run (ONNX Runtime with the onnx extra only)."""
     have_onnx = importlib.util.find_spec("onnxruntime") and importlib.util.find_spec("tf2onnx")
@@ -98,30 +111,32 @@ class EngineChoice:
         if name not in ENGINES:
             raise UserError(f"--engine={name!r} is unknown: use {', '.join(ENGINES)}.")
         self.clf, self.asked, self.engine, self.export = clf, name, None, export
-        self._folder = tempfile.TemporaryDirectory(prefix="kerasxfer-engine-")  # converted files, removed with it
+        self._folder = None  # converted files, in a temporary folder made when an engine needs one
+        self._tensorflow = None
+
+    def make(self, name: str):
+        """Engine ``name`` for this classifier (converting the model when the engine needs a file)."""
+        if name == "tensorflow":
+            self._tensorflow = self._tensorflow or TensorFlowEngine(self.clf, None, self.export)
+            return self._tensorflow
+        if self._folder is None:
+            self._folder = tempfile.TemporaryDirectory(prefix="kerasxfer-engine-")  # removed with this object
+        return _CLASSES[name](self.clf, self._folder.name, self.export)
 
     def for_job(self, num_images: int, first_batch: np.ndarray):
         """The engine for a job of ``num_images`` images (``first_batch``: what ``auto`` times)."""
         if self.engine is None:
             if self.asked != "auto":
-                self.engine = _CLASSES[self.asked](self.clf, self._folder.name, self.export)
+                self.engine = self.make(self.asked)
             elif num_images < AUTO_MIN_IMAGES:
-                return _CLASSES["tensorflow"](self.clf, None, self.export)
+                return self.make("tensorflow")
             else:
                 self.engine = self._fastest(first_batch)
         return self.engine
 
     def _fastest(self, batch):
-        rates, engines = {}, {}
-        for name in available():
-            engine = _CLASSES[name](self.clf, self._folder.name, self.export)
-            engine(batch)  # warm-up
-            times = []
-            for _ in range(3):
-                t = time.perf_counter()
-                engine(batch)
-                times.append(time.perf_counter() - t)
-            rates[name], engines[name] = len(batch) / min(times), engine
+        engines = {name: self.make(name) for name in available()}
+        rates = {name: best_rate(lambda e=engine: e(batch), len(batch)) for name, engine in engines.items()}
         best = max(rates, key=rates.get)
         log.info("engine: %s (measured on the first batch: %s)", best,
                  ", ".join(f"{n} {r:.0f} images/s" for n, r in rates.items()))

@@ -29,6 +29,7 @@ from kerasxfer.data.decode import decode_image_bytes, decode_image_file, screen_
 from kerasxfer.data.sources import is_image_path, walk_files
 from kerasxfer.engines import EngineChoice
 from kerasxfer.errors import UserError
+from kerasxfer.keras_compat import flatten_layers
 from kerasxfer.models import use_native_grouped_conv
 from kerasxfer.models.inference_graph import inference_model
 
@@ -281,7 +282,7 @@ def export_onnx(clf: Classifier, out_dir: str) -> str:
     model, size = clf.fast, clf.image_size
     os.makedirs(out_dir, exist_ok=True)
     path = os.path.join(out_dir, "model.onnx")
-    norms = [layer for layer in _all_layers(model) if type(layer).__name__ == "Normalization"
+    norms = [layer for layer in flatten_layers(model) if type(layer).__name__ == "Normalization"
              and getattr(layer, "mean", None) is not None]
     saved = [(layer.mean, layer.variance) for layer in norms]
     quiet = logging.getLogger("tf2onnx")  # its optimizer reports every pass at INFO
@@ -299,9 +300,3 @@ def export_onnx(clf: Classifier, out_dir: str) -> str:
     fsio.write_text(os.path.join(out_dir, "labels.txt"), "\n".join(clf.class_names) + "\n")
     return path
 
-
-def _all_layers(model):
-    for layer in model.layers:
-        yield layer
-        if hasattr(layer, "layers"):
-            yield from _all_layers(layer)

@@ -24,7 +24,6 @@ from __future__ import annotations
 import dataclasses
 import logging
 import math
-import os
 import statistics
 
 from kerasxfer.config import AUTO_SIZE, TFDS_PREFIX, Experiment
@@ -72,10 +71,9 @@ def short_sides(cfg) -> list | None:
     if cfg.dataset.startswith(TFDS_PREFIX):
         sample = _tfds_sample(cfg)
     elif is_table(cfg.dataset):
-        from kerasxfer.data.tables import read_table
+        from kerasxfer.data.tables import read_table, resolve
 
-        base = os.path.dirname(os.path.abspath(cfg.dataset))
-        sample = _evenly([os.path.join(base, os.path.expanduser(p)) for p, _, _ in read_table(cfg.dataset)[0]], SAMPLE)
+        sample = _evenly([resolve(cfg.dataset, p) for p, _, _ in read_table(cfg.dataset)[0]], SAMPLE)
     else:
         sample = _evenly([f for f in walk_files(cfg.dataset) if is_image_path(f)], SAMPLE)
     from kerasxfer.data.decode import declared

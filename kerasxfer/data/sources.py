@@ -181,6 +181,13 @@ def _by_rank(h, val_fraction, test_fraction, wanted):
     return side
 
 
+def check_train_classes(train: Split, class_names, where: str = "") -> None:
+    """One sentence when a class has no image left in the training split (every source checks this)."""
+    for i, c in enumerate(class_names):
+        if not (train.y == i).any():
+            raise UserError(f"class {c!r} has no readable training image{where}: add images of it or remove it.")
+
+
 def carve_missing(parts: dict, val_fraction: float, test_fraction: float, seed: int, class_names) -> None:
     """Fill a missing ``parts["val"]`` or ``parts["test"]`` from ``parts["train"]`` (never one from the other)."""
     if "val" in parts and "test" in parts:
@@ -358,9 +365,7 @@ def folder_source(root: str, val_fraction: float, test_fraction: float, seed: in
         layout = f"flat, split {1 - val_fraction - test_fraction:.0%}/{val_fraction:.0%}/{test_fraction:.0%} by seed {seed}"
         found = _flat_folder(root, val_fraction, test_fraction, seed, on_bad_image, decode, max_pixels)
     parts, class_names, empty, ignored, bad, counts = found
-    for i, c in enumerate(class_names):
-        if not (parts["train"].y == i).any():
-            raise UserError(f"class {c!r} has no readable training image: add images to it or remove it.")
+    check_train_classes(parts["train"], class_names)
     if ignored:
         log.info("ignored %d non-image file(s) under %s", ignored, root)
     if empty:

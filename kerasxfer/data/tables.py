@@ -19,7 +19,7 @@ import os
 import numpy as np
 
 from kerasxfer.data.decode import DEFAULT_MAX_PIXELS, check_images, decode_image_file
-from kerasxfer.data.sources import carve_missing, merge_counts, split_three
+from kerasxfer.data.sources import carve_missing, check_train_classes, merge_counts, split_three
 from kerasxfer.data.split import SourceSplit, Split
 from kerasxfer.datasets import registered_arrays
 from kerasxfer.errors import UserError, printable
@@ -65,11 +65,15 @@ def read_table(path: str) -> tuple[list, bool]:
     return rows, with_split
 
 
+def resolve(table: str, path: str) -> str:
+    """A path as a table lists it, resolved: relative to the table's folder; absolute and ``~`` as they are."""
+    return os.path.join(os.path.dirname(os.path.abspath(table)), os.path.expanduser(path))
+
+
 def table_source(path: str, val_fraction: float, test_fraction: float, seed: int, on_bad_image: str = "skip",
                  image_size: int | None = None, max_pixels: int = DEFAULT_MAX_PIXELS) -> SourceSplit:
     """The images a CSV/TSV table lists, split three ways (see the module's docstring)."""
     rows, with_split = read_table(path)
-    base = os.path.dirname(os.path.abspath(path))
     class_names = sorted({label for _, label, _ in rows})
     if len(class_names) < 2:
         raise UserError(f"{path} has a single label ({class_names[0]}): classification needs at least 2.")
@@ -77,7 +81,7 @@ def table_source(path: str, val_fraction: float, test_fraction: float, seed: int
     decode = functools.partial(decode_image_file, min_side=image_size)
 
     def part(selected, origin):
-        paths = [os.path.join(base, os.path.expanduser(p)) for p, _, _ in selected]
+        paths = [resolve(path, p) for p, _, _ in selected]
         return Split(np.array(paths, dtype=object), np.array([index[lab] for _, lab, _ in selected], np.int32),
                      [p for p, _, _ in selected], origin)
 
@@ -93,15 +97,13 @@ def table_source(path: str, val_fraction: float, test_fraction: float, seed: int
         raise UserError(f"{path} has no train rows: mark the training images train (or leave their split empty).")
     if with_split:
         carve_missing(parts, val_fraction, test_fraction, seed, class_names)
-        layout = "splits from its split column" + ("" if len(groups) == 3 and all(groups.values()) else
+        layout = "splits from its split column" + ("" if all(groups.values()) else
                                                   ", the missing ones carved from train by seed")
     else:
         parts["train"], parts["val"], parts["test"] = split_three(parts["train"], val_fraction, test_fraction, seed,
                                                                  class_names)
         layout = f"split {1 - val_fraction - test_fraction:.0%}/{val_fraction:.0%}/{test_fraction:.0%} by seed {seed}"
-    for i, c in enumerate(class_names):
-        if not (parts["train"].y == i).any():
-            raise UserError(f"label {c!r} has no readable training image in {path}: add images or remove its rows.")
+    check_train_classes(parts["train"], class_names, f" in {path}")
     for p in parts.values():
         p.x = p.x.astype(str)
     return SourceSplit.from_parts(parts, class_names, decode, f"table {os.path.abspath(path)} ({len(rows)} rows, "
@@ -134,8 +136,6 @@ def arrays_source(name: str, val_fraction: float, test_fraction: float, seed: in
         raise UserError(f"the labels hold a single class ({class_names[0]}): classification needs at least 2.")
     everything = Split(x, y, [f"{name}[{i}]" for i in range(len(y))], "the arrays")
     train, val, test = split_three(everything, val_fraction, test_fraction, seed, class_names)
-    for i, c in enumerate(class_names):
-        if not (train.y == i).any():
-            raise UserError(f"class {c!r} has too few images to train on: give it more, or remove it.")
+    check_train_classes(train, class_names, " among the arrays")
     return SourceSplit(train, val, test, class_names=class_names, decode=lambda e: e,
                        description=f"arrays from Python ({len(y)} images of {x.shape[1]}x{x.shape[2]}, {name})")

@@ -24,6 +24,8 @@ import logging
 import keras
 import numpy as np
 
+from kerasxfer.keras_compat import flatten_layers
+
 log = logging.getLogger("kerasxfer")
 
 _CONVS = (keras.layers.Conv2D, keras.layers.DepthwiseConv2D)
@@ -40,9 +42,7 @@ def _producer(layer):
 def _fold_pairs(model) -> dict:
     """``{bn layer: conv layer}`` of every BatchNorm that can be folded, in ``model`` and the models inside it."""
     pairs = {}
-    for layer in model.layers:
-        if isinstance(layer, keras.Model):
-            pairs.update(_fold_pairs(layer))
+    for layer in flatten_layers(model):
         if not isinstance(layer, keras.layers.BatchNormalization) or layer.axis not in (-1, 3, [-1], [3]):
             continue
         conv = _producer(layer)
