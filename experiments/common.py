@@ -214,4 +214,6 @@ def _exit_130(signum, frame) -> None:
 
 def _fail(sentence: str, code: int) -> None:
     print(f"kerasxfer: error: {sentence}", file=sys.stderr)
+    if code == 130:  # interrupted: leave without Python's shutdown, which can die of the signal itself (exit -2)
+        _exit_130(None, None)
     sys.exit(code)
