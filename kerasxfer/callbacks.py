@@ -7,8 +7,10 @@ The trainer builds the list with :func:`phase_callbacks` (at the end of this mod
 3. :class:`StopOnNonFinite`: a NaN or infinite loss ends training and is recorded;
 4. :class:`StopAtTimeBudget` (only with a time budget): training ends once the run has trained that long;
 5. :class:`EarlyStopPhase` (only with ``--early_stopping``): the phase ends once val_accuracy stops improving;
+   and (only for a phase with a patience, a study's frozen phase) once val_loss stops falling;
 6. :class:`EMAWeights` (only with ``--ema``; Keras' ``SwapEMAWeights``): the averaged weights are validated and checkpointed;
-7. :class:`BestCheckpoint`: ``model.keras`` whenever val_accuracy improves;
+7. :class:`BestCheckpoint`: ``model.keras`` holds the epoch with the best val_accuracy (written at most every
+   few seconds; in between the weights wait in the resume state);
 8. Keras' ``TensorBoard`` and :class:`StepLearningRate` (the rate of every step);
 9. :meth:`EMAWeights.out`: the raw weights go back (at a phase's end the average stays);
 10. the resume state's callback (:meth:`kerasxfer.resume.ResumeState.callback`), last.
@@ -127,18 +129,45 @@ def save_model(model: keras.Model, path: str) -> None:
         bare.save(tmp)
 
 
+#: A better epoch's weights are written to model.keras at once only when the last write is this old; in between
+#: they are kept in memory and in the resume state (a Keras save costs ~0.4 s, an epoch on cached features ~0.1 s).
+CHECKPOINT_EVERY_S = 10.0
+
+
+def write_weights(model: keras.Model, values, path: str) -> None:
+    """Save ``model`` as it would be with the variable ``values`` (its own are put back afterwards)."""
+    now = [keras.ops.convert_to_numpy(v) for v in model.variables]
+    try:
+        for v, x in zip(model.variables, values):
+            v.assign(x)
+        save_model(model, path)
+    finally:
+        for v, x in zip(model.variables, now):
+            v.assign(x)
+
+
 class BestCheckpoint(keras.callbacks.Callback):
-    """Saves the model to ``path`` (atomically) whenever ``val_accuracy`` improves.
+    """Keeps the model of the best epoch in ``path`` (atomically): the epoch whose ``val_accuracy`` improves.
 
     Ties go to the later epoch only if its ``val_loss`` is lower.  The state
     lives in ``best`` so it carries across phases.  ``model`` is what to save
-    when ``fit`` trains a part of it (the head on cached features).
+    when ``fit`` trains a part of it (the head on cached features).  A better
+    epoch is written at once when the last write is older than
+    :data:`CHECKPOINT_EVERY_S`; otherwise its weights wait in ``pending``
+    (saved with the resume state every epoch, so no kill loses them) and are
+    written when the phase ends (:meth:`flush`).
     """
 
     def __init__(self, path: str, best: dict, phase: str, model: keras.Model | None = None):
         super().__init__()
         self.path, self.best, self.phase = path, best, phase
         self.full_model = model
+        self.pending = None  # variable values of a better epoch not written yet
+        self._written = -float("inf")
+
+    @property
+    def target(self) -> keras.Model:
+        return self.full_model or self.model
 
     def on_epoch_end(self, epoch, logs=None):
         logs = logs or {}
@@ -150,8 +179,21 @@ class BestCheckpoint(keras.callbacks.Callback):
             acc == self.best.get("val_accuracy") and loss < self.best.get("val_loss", float("inf"))
         )
         if better:
-            save_model(self.full_model or self.model, self.path)
             self.best.update(epoch=epoch + 1, phase=self.phase, val_accuracy=acc, val_loss=loss)
+            if time.monotonic() - self._written >= CHECKPOINT_EVERY_S:
+                save_model(self.target, self.path)
+                self.pending, self._written = None, time.monotonic()
+            else:
+                self.pending = [keras.ops.convert_to_numpy(v) for v in self.target.variables]
+
+    def on_train_end(self, logs=None):
+        self.flush()
+
+    def flush(self) -> None:
+        """Write the better epoch still waiting in memory, if any."""
+        if self.pending is not None:
+            write_weights(self.target, self.pending, self.path)
+            self.pending, self._written = None, time.monotonic()
 
 
 class StopOnSignal(keras.callbacks.Callback):
@@ -204,29 +246,42 @@ class StopOnSignal(keras.callbacks.Callback):
 
 
 class EarlyStopPhase(keras.callbacks.Callback):
-    """Ends the phase after ``patience`` epochs of it without a better epoch.
+    """Ends the phase after ``patience`` epochs of it without a better epoch (and not before ``min_epochs``).
 
     Better is what :class:`BestCheckpoint` calls better: a higher
-    val_accuracy, or the same with a lower val_loss.  The count is read from
+    val_accuracy, or the same with a lower val_loss; with ``monitor="val_loss"``
+    a val_loss lower by a relative 1e-4 (the phase has converged).  The count is read from
     ``history`` (the phase's epochs so far), so a resumed run decides exactly
     as an uninterrupted one; the phase's record gets ``early_stopped`` and
     its real ``last_epoch``.
     """
 
-    def __init__(self, history: dict, phase: str, patience: int):
+    def __init__(self, history: dict, phase: str, patience: int, monitor: str = "val_accuracy", min_epochs: int = 0):
         super().__init__()
         self.history, self.phase, self.patience = history, phase, patience
+        self.monitor, self.min_epochs = monitor, min_epochs
+
+    def _best(self, eps) -> int:
+        """Index of the phase's best epoch so far (the first of equals)."""
+        if self.monitor == "val_loss":  # converged: no val_loss lower by a relative 1e-4 or more
+            best = 0
+            for i, e in enumerate(eps):
+                if e.get("val_loss", float("inf")) < eps[best].get("val_loss", float("inf")) * (1 - 1e-4):
+                    best = i
+            return best
+        keys = [(e.get("val_accuracy", float("-inf")), -e.get("val_loss", float("inf"))) for e in eps]
+        return max(range(len(keys)), key=lambda i: (keys[i], -i)) if keys else 0
 
     def on_epoch_end(self, epoch, logs=None):
         eps = [e for e in self.history["epochs"] if e["phase"] == self.phase]
-        keys = [(e.get("val_accuracy", float("-inf")), -e.get("val_loss", float("inf"))) for e in eps]
-        best = max(range(len(keys)), key=lambda i: (keys[i], -i)) if keys else 0  # the first epoch of the best
+        keys, best = eps, self._best(eps)
         record = next(p for p in self.history["phases"] if p["name"] == self.phase)
-        if len(keys) - 1 - best >= self.patience and epoch + 1 < record["last_epoch"]:
+        if len(keys) - 1 - best >= self.patience and len(keys) >= self.min_epochs and epoch + 1 < record["last_epoch"]:
             record.update(early_stopped=True, planned_last_epoch=record.get("planned_last_epoch", record["last_epoch"]),
                           last_epoch=epoch + 1)
             self.model.stop_training = True
-            log.info("early stopping: no better epoch in the %d since epoch %d: the %s phase ends after epoch %d",
+            what = "lower val_loss" if self.monitor == "val_loss" else "better epoch"
+            log.info("early stopping: no %s in the %d since epoch %d: the %s phase ends after epoch %d", what,
                      self.patience, eps[best]["epoch"], self.phase, epoch + 1)
 
 
@@ -310,6 +365,9 @@ def phase_callbacks(*, exp, phase, index: int, first: int, last: int, steps: dic
     from kerasxfer.optim_config import learning_rate
 
     o = exp.optim
+    checkpoint = BestCheckpoint(checkpoint_path, history["best"], phase.name, model=model)
+    if hasattr(state_callback, "checkpoint"):
+        state_callback.checkpoint = checkpoint  # its waiting best weights go into the resume state
     ema_in = EMAWeights(last, history, phase.name) if o.ema is not None else None
     ema_out = ema_in.out() if ema_in is not None else None
     rate = lambda k: learning_rate(np, k, phase.lr, steps["kind"], steps["total_steps"], steps["warmup_steps"])  # noqa: E731
@@ -319,8 +377,9 @@ def phase_callbacks(*, exp, phase, index: int, first: int, last: int, steps: dic
         StopOnNonFinite(history, phase.name),
         StopAtTimeBudget(history, timings, exp.max_train_seconds) if exp.max_train_seconds else None,
         EarlyStopPhase(history, phase.name, o.early_stopping) if o.early_stopping else None,
+        EarlyStopPhase(history, phase.name, phase.patience, "val_loss", phase.min_epochs) if phase.patience else None,
         ema_in,
-        BestCheckpoint(checkpoint_path, history["best"], phase.name, model=model),
+        checkpoint,
         tensorboard,
         StepLearningRate(lr_log_dir, rate, steps_per_epoch, first),
         ema_out,

@@ -240,12 +240,20 @@ class PhaseConfig:
     epochs: int
     lr: float
     trainable: str = "all"
+    # Train until converged: with patience P > 0 the phase ends after P epochs without a lower val_loss, once it
+    # has trained min_epochs; ``epochs`` is then its cap (a study's frozen phase, whose epochs cost little).
+    patience: int = 0
+    min_epochs: int = 0
 
     def validate(self, num_stages: int) -> None:
         """Check the phase for a backbone of ``num_stages`` stages."""
         if not isinstance(self.epochs, int) or not 0 <= self.epochs <= MAX_EPOCHS:
             raise UserError(f"the {self.name} phase has {self.epochs} epochs: use an integer from 0 to {MAX_EPOCHS:,} "
                             "(a phase's epochs are set up before it starts; for longer training use more data).")
+        if not (isinstance(self.patience, int) and isinstance(self.min_epochs, int) and self.patience >= 0
+                and 0 <= self.min_epochs <= self.epochs):
+            raise UserError(f"the {self.name} phase's patience {self.patience} and minimum {self.min_epochs} epochs "
+                            f"must be whole numbers, the minimum at most its {self.epochs} epochs.")
         if not (self.lr > 0.0 and self.lr < 10.0):
             raise UserError(f"the {self.name} phase learning rate {self.lr} must be a positive number below 10.")
         parse_trainable(self.trainable, num_stages)
@@ -272,7 +280,9 @@ class Experiment:
     # Compile the train step with XLA (model.compile(jit_compile=True)).
     jit_compile: bool = False
     # Frozen-backbone phases train the head on backbone features computed once
-    # per image.  None: whenever that is exact (no augmentation, no mixing).
+    # per image, and phases that train the last stages train them on the
+    # activations where they begin, computed once.  None: whenever that is
+    # exact (no augmentation, no mixing; for the stages also float32 and --bn=frozen).
     cache_features: Optional[bool] = None
     # tf.distribute strategy (kerasxfer.distribute): auto, one_device, mirrored, multi_worker, tpu.
     # data.batch_size is the global batch, split across replicas.
@@ -290,16 +300,38 @@ class Experiment:
     def uses_cached_features(self, phase: PhaseConfig) -> bool:
         return phase.trainable == "head" and self.cache_features is not False and self.features_valid()
 
+    def uses_cached_activations(self, phase: PhaseConfig) -> bool:
+        """Whether a phase that trains the last backbone stages may train them on the activations where they
+        begin, computed once (:mod:`kerasxfer.features`); :meth:`activations_off` says why not."""
+        return self.activations_off(phase) is None
+
+    def activations_off(self, phase: PhaseConfig) -> Optional[str]:
+        """Why ``phase`` trains the whole model instead of its stages on cached activations (None: it need not)."""
+        if not (self.model.is_transfer and phase.trainable.startswith("stages:")):
+            return "it is not a transfer phase that trains the last stages"
+        if self.cache_features is False:
+            return "--nocache_features"
+        if not self.features_valid():
+            return "the images change every epoch (augmentation, MixUp or CutMix)"
+        if self.optim.bn == "train":
+            return "--bn=train trains every BatchNorm of the backbone"
+        if self.precision != "float32":
+            return f"--precision={self.precision}"
+        return None
+
     @property
     def total_epochs(self) -> int:
         return sum(p.epochs for p in self.phases)
 
     def with_min_steps(self, num_train: int, min_steps: int) -> "Experiment":
         """This experiment with every phase's epochs raised so it takes at least ``min_steps`` optimizer steps
-        on ``num_train`` training images (a phase of 0 epochs stays 0); ``min_steps`` is recorded."""
+        on ``num_train`` training images (a phase of 0 epochs stays 0; a phase that trains until converged has
+        its minimum raised, under its cap); ``min_steps`` is recorded."""
         per_epoch = max(1, math.ceil(num_train / self.data.batch_size))
         raised = min(MAX_EPOCHS, math.ceil(min_steps / per_epoch))  # never past the epochs a phase may have
-        phases = [dataclasses.replace(p, epochs=max(p.epochs, raised) if p.epochs else 0) for p in self.phases]
+        phases = [dataclasses.replace(p, epochs=max(p.epochs, raised) if p.epochs else 0) if not p.patience else
+                  dataclasses.replace(p, min_epochs=min(p.epochs, max(p.min_epochs, raised)))  # its cap stays
+                  for p in self.phases]
         return dataclasses.replace(self, phases=phases, min_steps=min_steps)
 
     # ------------------------------------------------------------------ io

@@ -1,4 +1,33 @@
-"""Frozen-backbone phases on cached features: the backbone runs once per image, not once per epoch."""
+"""What a frozen backbone computes, computed once: the phases train only the part of the network that changes.
+
+With the backbone called in inference mode (BatchNorm on its moving
+statistics, no drop-connect) and no augmentation, every frozen layer is a
+fixed function of the image.  Two phases use that:
+
+* a **head-only phase** trains the head on the backbone's pooled features
+  (:func:`backbone_features`);
+* a phase that trains the **last stages** trains them, and the head, on the
+  activations where those stages begin (:func:`boundary_activations`): the
+  stem and the frozen stages run once per image instead of once per epoch.
+
+Both are the same computation as training the whole model: the epochs see
+the same examples in the same order (the arrays are shuffled exactly like the
+images), the layers trained are the model's own (trained in place, so its
+checkpoint is the whole model), and the head's dropout draws come from the
+same layer.  Where that is not exact (augmentation, MixUp/CutMix,
+``--bn=train``, a mixed-precision policy: :meth:`Experiment.activations_off
+<kerasxfer.config.Experiment.activations_off>`; a backbone whose trainable
+stages are not fed by one tensor) the whole model trains and one log line
+says why.
+
+When the backbone's weights do not depend on the run (published or file
+weights, untouched by an earlier phase, no BatchNorm re-estimation), the
+outputs are computed once for every image of the decoded source and shared
+by every run, fold and seed that reads it
+(:class:`kerasxfer.data.pipeline.ActivationStore`, on disk in a study's
+cache); a run takes its rows.  Its seconds are its share of that one pass
+(what it would have cost alone).
+"""
 
 from __future__ import annotations
 
@@ -12,90 +41,159 @@ import numpy as np
 import tensorflow as tf
 
 from kerasxfer.data import DataSplits
-from kerasxfer.data.pipeline import epochs_from, ordered_batches
-from kerasxfer.models.head import head_on, pooled_features
-from kerasxfer.models.inference_graph import inference_model
+from kerasxfer.data.pipeline import SPLITS, epochs_from, ordered_batches
+from kerasxfer.models.head import DENSE, DROPOUT, GAP, head_on, pooled_features
 
 log = logging.getLogger("kerasxfer")
+
+#: Boundary activations of one run kept in memory (no study cache) only up to this many bytes; above, the whole
+#: model trains (a study's cache on disk holds any size).
+MAX_IN_MEMORY = 2 << 30
 
 
 @dataclasses.dataclass
 class Features:
-    """A transfer model's head, and the backbone features of the training and validation images."""
+    """The part of a transfer model that trains, and what it trains on: frozen-backbone outputs of the images."""
 
-    head: keras.Model  # features -> probabilities, sharing the transfer model's head layers
-    train_from: object  # like DataSplits.train_from, over features
+    head: keras.Model  # those outputs -> probabilities, sharing the transfer model's layers
+    train_from: object  # like DataSplits.train_from, over the outputs
     val: tf.data.Dataset
     seconds: float
 
 
-def _extract(model: keras.Model, data: DataSplits, key) -> tuple:
-    """(train features, val features, seconds, whether they were reused) for ``data``'s images.
+def _pool_rows(arr, data: DataSplits) -> tuple:
+    """This run's training rows (its subset, in its order) and validation rows of an array over the pool."""
+    index = data.decoded.pool_index
+    train = arr[index["train"]]
+    if data.train_index is not None:
+        train = train[data.train_index]
+    return np.asarray(train), np.asarray(arr[index["val"]])
 
-    With a ``key`` and a decoded source that shares features (a sweep), the
-    features of the *whole* training split are computed once per key and a
-    subset run takes its rows; its seconds are its share of that one pass
-    (what it would have cost alone).  Otherwise only this run's images are read.
+
+def _extract(extractor: keras.Model, data: DataSplits, key) -> tuple:
+    """(train outputs, val outputs, seconds, whether they were reused) of ``extractor`` for ``data``'s images.
+
+    With a ``key`` and a decoded source that shares them, the outputs of the
+    whole pool are computed once per key and a run takes its rows;
+    otherwise only this run's images are read.
     """
     t0 = time.perf_counter()
-    extractor = inference_model(keras.Model(model.inputs, pooled_features(model)))  # BatchNorm folded
-    shared = data.decoded.features if data.decoded is not None and key is not None else None
-    if shared is None:
+    store = data.decoded.features if data.decoded is not None and key is not None else None
+    if store is None:
         train = np.asarray(extractor.predict(data.train_ordered, verbose=0), np.float32)
         val = np.asarray(extractor.predict(data.val, verbose=0), np.float32)
         return train, val, time.perf_counter() - t0, False
-    reused = key in shared
-    if not reused:
-        src = data.decoded.src
-        everything = ordered_batches(data.decoded.images["train"], src.train.y, data.decoded.cfg.batch_size)
-        train = np.asarray(extractor.predict(everything, verbose=0), np.float32)
-        val = np.asarray(extractor.predict(data.val, verbose=0), np.float32)
-        shared[key] = (train, val, time.perf_counter() - t0)
-    train, val, seconds = shared[key]
-    share = (data.num_train + len(val)) / (len(train) + len(val))
-    if data.train_index is not None:
-        train = train[data.train_index]
-    return train, val, seconds * share, reused
+    whole = data.decoded.whole or data.decoded
+    bs = whole.cfg.batch_size
+
+    def compute():
+        return np.concatenate([np.asarray(extractor.predict(ordered_batches(whole.images[s], whole.src.splits[s].y,
+                                                                            bs), verbose=0), np.float32)
+                               for s in SPLITS])
+
+    arr, seconds, reused = store.get(key, whole, compute)
+    train, val = _pool_rows(arr, data)
+    return train, val, seconds * (len(train) + len(val)) / max(1, len(arr)), reused
+
+
+def _said(what: str, train, val, seconds: float, reused: bool, then: str) -> None:
+    if reused:
+        log.info("frozen backbone: %s of %d train + %d val images reused from this study's earlier runs; %s",
+                 what, len(train), len(val), then)
+    else:
+        log.info("frozen backbone: %s of %d train + %d val images computed once in %.1fs; %s",
+                 what, len(train), len(val), seconds, then)
 
 
 def backbone_features(model: keras.Model, data: DataSplits, batch_size: int, key=None) -> Features:
-    """Compute the pooled backbone features of every image once, and a head model that trains on them.
+    """The pooled backbone features of every image, once, and a head model that trains on them.
 
-    With the backbone frozen and called in inference mode, and no
-    augmentation, an image's features are the same in every epoch, so
-    training the head on them is the same computation as training the whole
-    model, without running the backbone again: epochs see the same batches
-    in the same order (the features are shuffled exactly like the images),
-    and the head's layers are the model's own, so the model is trained in
-    place.  ``key`` names the backbone's weights when they do not depend on
-    the run (published or file weights, untouched): runs of one sweep that
-    share it share the features (:class:`kerasxfer.data.pipeline.Decoded`).
+    ``key`` (:func:`feature_key`) names the backbone's weights when they do not depend on the run: runs that
+    share it share the features.
     """
-    feats, val_feats, seconds, reused = _extract(model, data, key)
+    # Not the folded inference graph: the same ops as the whole model's forward pass, so that training on the
+    # features is the same computation to the last bit (a folded BatchNorm rounds differently, and training
+    # amplifies the difference); the pass runs once per study, so its speed matters little.
+    extractor = keras.Model(model.inputs, pooled_features(model))
+    feats, val_feats, seconds, reused = _extract(extractor, data, None if key is None else (*key, "pooled"))
     inp = keras.Input(shape=feats.shape[1:], name="features")
-    out = head_on(model, inp)
-    head = keras.Model(inp, out, name=f"{model.name}_head")
-    train_from = epochs_from(feats, data.train_labels, batch_size, data.seed)
-    val = ordered_batches(val_feats, data.val_labels, batch_size)
-    if reused:
-        log.info("frozen backbone: features of %d train + %d val images reused from this sweep's earlier runs",
-                 len(feats), len(val_feats))
-    else:
-        log.info("frozen backbone: features of %d train + %d val images computed once in %.1fs; the head trains "
-                 "on them", len(feats), len(val_feats), seconds)
-    return Features(head, train_from, val, seconds)
+    head = keras.Model(inp, head_on(model, inp), name=f"{model.name}_head")
+    _said("pooled features", feats, val_feats, seconds, reused, "the head trains on them")
+    return Features(head, epochs_from(feats, data.train_labels, batch_size, data.seed),
+                    ordered_batches(val_feats, data.val_labels, batch_size), seconds)
+
+
+def boundary(backbone: keras.Model):
+    """``(tensor, layer name)`` where the trainable part of ``backbone`` begins, or ``(None, why)``.
+
+    The trainable part starts at the first layer (in the backbone's order) with trainable weights; every
+    layer before it must hold none, and exactly one tensor made before it must feed the layers from it on.
+    """
+    ops = backbone.operations
+    first = next((i for i, op in enumerate(ops) if op.trainable_weights), None)
+    if first is None:
+        return None, "nothing in the backbone trains"
+    if any(op.trainable_weights for op in ops[:first]) or first <= 1:
+        return None, "the backbone trains from its first layer"
+    if any(len(op._inbound_nodes) != 1 for op in ops):
+        return None, "the backbone's layers are used more than once"
+    before = {id(op) for op in ops[:first]}
+    crossing = {}
+    for op in ops[first:]:
+        for t in op._inbound_nodes[0].input_tensors:
+            producer = t._keras_history.operation
+            if id(producer) in before:
+                crossing[id(t)] = (t, producer.name)
+    if len(crossing) != 1:
+        return None, f"{len(crossing)} tensors cross from the frozen layers into the trainable ones"
+    return next(iter(crossing.values()))
+
+
+def boundary_activations(model: keras.Model, data: DataSplits, batch_size: int, key=None) -> Features | None:
+    """The activations where the trainable stages of ``model``'s backbone begin, once per image, and a model
+    from them to the output made of the model's own trainable layers; None (with one log line) when the
+    backbone cannot be cut there.  ``model``'s ``trainable`` flags must be set for the phase already.
+    """
+    from kerasxfer.models.transfer import get_backbone
+
+    backbone = get_backbone(model)
+    tensor, name = boundary(backbone)
+    if tensor is None:
+        log.info("the whole model trains in this phase (%s), not the trainable stages on cached activations", name)
+        return None
+    size = 4 * int(np.prod(tensor.shape[1:])) * (data.num_train + data.num_val)
+    shared = key is not None and data.decoded is not None and data.decoded.features is not None
+    if not (shared and data.decoded.features.dir) and size > MAX_IN_MEMORY:
+        log.info("the whole model trains in this phase: the activations at %s would take %.1f GB of memory", name,
+                 size / 2**30)
+        return None
+    prefix = keras.Model(backbone.inputs, tensor)
+    acts, val_acts, seconds, reused = _extract(prefix, data, None if key is None else (*key, "boundary", name))
+    suffix = keras.Model(tensor, backbone.output, name=f"{backbone.name}_from_{name}")
+    inp = keras.Input(shape=acts.shape[1:], name="activations")
+    x = suffix(inp, training=False)  # inference mode, as the backbone inside the transfer model
+    out = model.get_layer(DENSE)(model.get_layer(DROPOUT)(model.get_layer(GAP)(x)))
+    head = keras.Model(inp, out, name=f"{model.name}_from_{name}")
+    _said(f"activations at {name} {tuple(acts.shape[1:])}", acts, val_acts, seconds, reused,
+          "the unfrozen stages and the head train on them")
+    return Features(head, epochs_from(acts, data.train_labels, batch_size, data.seed),
+                    ordered_batches(val_acts, data.val_labels, batch_size), seconds)
 
 
 def feature_key(exp, index: int, bn_calibrated: bool):
-    """What the frozen backbone's features depend on, when not on this run: shared within a sweep; else None.
+    """What the frozen backbone's outputs depend on, when not on this run: shared by runs; else None.
 
     Published or file weights, untouched by any earlier phase (``exp.phases[:index]``) and not re-estimated
-    on this run's images, give every run the same features.
+    on this run's images, give every run the same outputs.
     """
     m, d = exp.model, exp.data
     if m.weights is None or bn_calibrated or any(p.trainable != "head" for p in exp.phases[:index]):
         return None
     weights = m.weights
+    if weights == "imagenet":
+        from kerasxfer.families import family_of
+
+        weights = family_of(m.backbone).load().imagenet_weights_file(m.backbone, False)
     if os.path.isfile(weights):
         st = os.stat(weights)
         weights = f"{os.path.abspath(weights)}|{st.st_size}|{st.st_mtime_ns}"

@@ -93,6 +93,21 @@ class ResumeState:
         return self.arrays is not None
 
     # ----------------------------------------------------------- restore
+    def write_best(self, model: keras.Model, path: str) -> bool:
+        """Write the best epoch's model to ``path`` when the state holds it (it had not been written when the
+        run stopped); whether it did."""
+        from kerasxfer.callbacks import write_weights
+
+        with np.load(self.arrays) as z:
+            keys = sorted((k for k in z.files if k.startswith("b")), key=lambda k: int(k[1:]))
+            if not keys:
+                return False
+            if len(keys) != len(model.variables):
+                raise UserError(f"the saved state in {self.dir} does not fit this model: pass --overwrite to start "
+                                "the run again.")
+            write_weights(model, [z[k] for k in keys], path)
+        return True
+
     def restore(self, model: keras.Model, optimizer_model: keras.Model | None = None) -> None:
         """Every variable of ``model``, and of ``optimizer_model``'s optimizer when given, from the saved state."""
         with np.load(self.arrays) as z:
@@ -120,12 +135,18 @@ class ResumeState:
                 v.assign(z[k])
 
     # -------------------------------------------------------------- save
-    def save(self, epoch: int, model: keras.Model, optimizer, history: dict, timings: dict) -> None:
-        """Write the state after ``epoch`` (1-based): ``model``'s and ``optimizer``'s variables, history, timings."""
+    def save(self, epoch: int, model: keras.Model, optimizer, history: dict, timings: dict, best=None,
+             frozen=None) -> None:
+        """Write the state after ``epoch`` (1-based): ``model``'s and ``optimizer``'s variables, history, timings,
+        and ``best``: the best epoch's variable values when model.keras does not hold them yet.  ``frozen``:
+        ``{id(variable): value}`` of variables that cannot change in this phase, read once (:func:`frozen_values`)."""
         os.makedirs(self.dir, exist_ok=True)
         name = f"state-{epoch}.npz"
-        arrays = {f"m{i}": keras.ops.convert_to_numpy(v) for i, v in enumerate(model.variables)}
+        frozen = frozen or {}
+        arrays = {f"m{i}": frozen[id(v)] if id(v) in frozen else keras.ops.convert_to_numpy(v)
+                  for i, v in enumerate(model.variables)}
         arrays.update({f"o{i}": keras.ops.convert_to_numpy(v) for i, v in enumerate(optimizer.variables)})
+        arrays.update({f"b{i}": v for i, v in enumerate(best or ())})
         with fsio.atomic_path(os.path.join(self.dir, name)) as tmp, open(tmp, "wb") as f:
             np.savez(f, **arrays)
         state = {"epoch": epoch, "arrays": name, "history": history, "timings": timings}
@@ -150,6 +171,21 @@ class ResumeState:
         shutil.rmtree(self.dir, ignore_errors=True)
 
 
+def frozen_values(model: keras.Model) -> dict:
+    """``{id(variable): value}`` of the variables of ``model``'s frozen layers: no phase step changes them
+    (their layer does not train, so neither their weights nor a frozen BatchNorm's statistics move; random
+    seed states always move and are left out), so a phase reads them once, not at every epoch's state."""
+    from kerasxfer import keras_compat
+
+    out = {}
+    for layer in keras_compat.flatten_layers(model):
+        if not layer.trainable:
+            for v in layer.weights:
+                if "seed_generator" not in v.path:
+                    out[id(v)] = keras.ops.convert_to_numpy(v)
+    return out
+
+
 class SaveEachEpoch(keras.callbacks.Callback):
     """What :meth:`ResumeState.callback` returns: after every epoch, history, timings and the state."""
 
@@ -157,10 +193,17 @@ class SaveEachEpoch(keras.callbacks.Callback):
         super().__init__()
         self.state, self.history, self.timings, self.full_model = state, history, timings, model
 
+    checkpoint = None  # the phase's BestCheckpoint: its best weights not yet in model.keras are saved too
+    frozen = None  # frozen_values() of the phase, read at its first save
+
     def on_epoch_end(self, epoch, logs=None):
         out = self.state.out
         fsio.write_json(os.path.join(out, rundir.HISTORY), self.history)
         fsio.write_json(os.path.join(out, rundir.TIMINGS), self.timings)
         if self.history.get("stopped"):
             return  # a diverged epoch is not a state to continue from
-        self.state.save(epoch + 1, self.full_model or self.model, self.model.optimizer, self.history, self.timings)
+        best = self.checkpoint.pending if self.checkpoint is not None else None
+        model = self.full_model or self.model
+        if self.frozen is None:
+            self.frozen = frozen_values(model)
+        self.state.save(epoch + 1, model, self.model.optimizer, self.history, self.timings, best, self.frozen)

@@ -10,7 +10,8 @@ A run continues after any interruption from its last finished epoch
 (:mod:`kerasxfer.resume`); a finished run is left as it is unless
 ``overwrite``; a run directory made with other settings is refused, naming
 the fields.  Frozen-backbone phases train the head on backbone features
-computed once (:mod:`kerasxfer.features`).
+computed once, and phases that train the last stages train them on the
+activations where they begin, also computed once (:mod:`kerasxfer.features`).
 """
 
 from __future__ import annotations
@@ -33,7 +34,7 @@ from kerasxfer.distribute import defer_keras_build, describe, is_chief, make_str
 from kerasxfer.errors import UserError
 from kerasxfer.evaluation import count_params, evaluate_best, load_model, write_evaluation
 from kerasxfer.families import family_of
-from kerasxfer.features import backbone_features, feature_key
+from kerasxfer.features import backbone_features, boundary_activations, feature_key
 from kerasxfer.models import apply_trainable, build_model, calibrate_batchnorm, use_native_grouped_conv
 from kerasxfer.optim_config import class_weights, schedule_steps
 from kerasxfer.optimizers import make_loss, make_optimizer, stage_multipliers
@@ -200,6 +201,7 @@ class _Run:
         if found is not None:
             history, timings, done = found.history, found.timings, found.epoch
             history.pop("stopped", None)
+            found.write_best(model, os.path.join(out, rundir.MODEL))  # a best epoch that was still in memory
             log.info("continuing %s after epoch %d of %d", out, done, exp.total_epochs)
         else:
             history = new_history(exp, model.name, bn_calibrated, deterministic)
@@ -242,10 +244,18 @@ class _Run:
         fit_model, train_from, val_data = model, data.train_from, data.val
         with self.strategy.scope():
             apply_trainable(model, phase.trainable, exp.model.num_stages, exp.model.is_transfer, exp.optim.bn)
+            if self.resume is not None and (cached or exp.uses_cached_activations(phase)):
+                self.resume.restore(model)  # the backbone's outputs must come from the restored weights
             if cached:
-                if self.resume is not None:  # the features must come from the restored backbone (BN statistics too)
-                    self.resume.restore(model)
                 fit_model, train_from, val_data = self._features(index)
+            elif exp.uses_cached_activations(phase):
+                cut = self._activations(index)
+                if cut is not None:
+                    fit_model, train_from, val_data = cut.head, cut.train_from, cut.val
+                    cached = "activations"
+            elif exp.model.is_transfer and phase.trainable.startswith("stages:"):
+                log.info("the whole model trains in the %s phase (%s), not only its trainable stages on cached "
+                         "activations", phase.name, exp.activations_off(phase))
             steps = compile_for_phase(fit_model, exp, phase, data.steps_per_epoch, model)  # after every trainable change
         if self.resume is not None:
             # the state after epoch `done`: with its optimizer slots when `done` is in this phase
@@ -273,10 +283,22 @@ class _Run:
         if self.features is None:
             self.features = backbone_features(self.model, self.data, self.exp.data.batch_size,
                                               feature_key(self.exp, index, self.bn_calibrated))
-            t = self.timings
-            t["feature_seconds"] = round(self.features.seconds, 3)
-            t["train_seconds"] = round(t["train_seconds"] + self.features.seconds, 3)
+            self._charge("feature_seconds", self.features.seconds)
         return self.features.head, self.features.train_from, self.features.val
+
+    def _activations(self, index: int):
+        """The phase's trainable stages on activations computed once (:func:`kerasxfer.features.boundary_activations`)."""
+        cut = boundary_activations(self.model, self.data, self.exp.data.batch_size,
+                                   feature_key(self.exp, index, self.bn_calibrated))
+        if cut is not None:
+            self._charge("activation_seconds", cut.seconds)
+        return cut
+
+    def _charge(self, name: str, seconds: float) -> None:
+        """The time of a frozen-backbone pass counts as training time (it replaces part of every epoch)."""
+        t = self.timings
+        t[name] = round(t.get(name, 0.0) + seconds, 3)
+        t["train_seconds"] = round(t["train_seconds"] + seconds, 3)
 
     # ------------------------------------------------------------ finish
     def finish(self) -> dict:
@@ -299,16 +321,20 @@ class _Run:
         return metrics
 
 
-def announce_phase(exp: Experiment, model, data, history: dict, out: str, phase, first: int, last: int, cached: bool,
+def announce_phase(exp: Experiment, model, data, history: dict, out: str, phase, first: int, last: int, cached,
                    steps: dict) -> None:
-    """A phase begins: its record in history, its log line and its TensorBoard marker."""
+    """A phase begins: its record in history, its log line and its TensorBoard marker.
+
+    ``cached``: True (the head on cached features), ``"activations"`` (the trainable stages on cached
+    activations) or False (the whole model)."""
     trainable, total = count_params(model.trainable_weights), count_params(model.weights)
     o = exp.optim
     trains_backbone = exp.model.is_transfer and phase.trainable != "head"
     history["phases"].append({
         "name": phase.name, "first_epoch": first + 1, "last_epoch": last, "lr": phase.lr,
         "trainable": phase.trainable, "trainable_params": trainable, "total_params": total,
-        "cached_features": cached, "schedule": {**steps, "steps_per_epoch": data.steps_per_epoch},
+        "cached_features": cached is True, "cached_activations": cached == "activations",
+        "schedule": {**steps, "steps_per_epoch": data.steps_per_epoch},
         "lr_stage_decay": o.lr_stage_decay if trains_backbone else 1.0,
         # the backbone's BatchNorm (transfer models; the scratch CNN and pretraining always train theirs)
         "bn": (o.bn if trains_backbone else "frozen") if exp.model.is_transfer else None,

@@ -215,17 +215,22 @@ def content_fingerprint(part: Split) -> str:
 class Decoded:
     """A source opened and its three splits decoded once; :func:`splits_from` builds a run's pipelines on it.
 
-    A sweep decodes once and builds every member's splits (training subsets
-    of several fractions and seeds) from the same arrays.  ``features``, when
-    not None, is shared by those members: backbone features of every training
-    and validation image, computed once per backbone (see
-    :func:`kerasxfer.features.backbone_features`).
+    A sweep or a study decodes once and builds every member's splits
+    (training subsets of several fractions and seeds, folds) from the same
+    arrays.  ``features``, when not None, is shared by those members: what a
+    frozen backbone computes from every image, once per backbone (see
+    :mod:`kerasxfer.features`).
     """
 
     cfg: DataConfig
     src: SourceSplit
     images: dict  # split name -> uint8 array (N, S, S, 3)
-    features: Optional[dict] = None
+    features: Optional["ActivationStore"] = None  # shared by every run (and fold) decoded from the same source
+    # where this source's splits lie in the pool of the whole source (train, val, test in SPLITS order): a fold's
+    # rows, or the whole source's own ranges; ``whole`` is the source decoded whole (None: this one)
+    pool_index: Optional[dict] = None
+    whole: Optional["Decoded"] = None
+    pool_content: Optional[str] = None  # pool_fingerprint(), computed once
     test_content: Optional[str] = None  # content_fingerprint of the test split, computed once for all its runs
     missing: Optional[dict] = None  # classes_missing(), computed (and said) once for all its runs
 
@@ -247,6 +252,75 @@ class Decoded:
             self.test_content = content_fingerprint(self.src.test)
         return self.test_content
 
+    def pool_fingerprint(self) -> str:
+        """sha256 of the decoded pixels of every split (size and resize included), computed once: what cached
+        backbone outputs of these images are keyed by."""
+        if self.whole is not None:
+            return self.whole.pool_fingerprint()
+        if self.pool_content is None:
+            h = hashlib.sha256()
+            for name in SPLITS:
+                a = self.images[name]
+                h.update(f"{name}{a.shape}{a.dtype}".encode())
+                for start in range(0, len(a), 256):
+                    h.update(np.ascontiguousarray(a[start:start + 256]).tobytes())
+            self.pool_content = h.hexdigest()
+        return self.pool_content
+
+
+class ActivationStore:
+    """What a frozen backbone computes from every image of a decoded source, per key, computed once.
+
+    Each entry is one array over the source's pool (train, val and test in
+    :data:`SPLITS` order: every fold's rows are in it) — the pooled features
+    of the frozen phase, or the activations where the trainable stages begin
+    — kept in memory and, with ``cache_dir``, in ``activations-<fingerprint>.npy``
+    there (memory-mapped), so a study that runs again reads them back.  The
+    fingerprint covers the key (backbone, weights, precision, size, where the
+    backbone is cut) and the decoded pixels, so any change computes them anew.
+    """
+
+    def __init__(self, cache_dir: Optional[str] = None):
+        self.dir, self.arrays = cache_dir, {}
+
+    def get(self, key, whole: Decoded, compute) -> tuple:
+        """``(array over the pool, seconds it cost, reused)``; ``compute()`` makes the array when not stored."""
+        import json
+        import time
+
+        from kerasxfer import fsio
+
+        if key in self.arrays:
+            return (*self.arrays[key], True)
+        path = None
+        if self.dir:
+            fp = hashlib.sha256(f"{key!r}|{whole.pool_fingerprint()}".encode()).hexdigest()[:32]
+            path = os.path.join(self.dir, f"activations-{fp}.npy")
+            try:
+                arr = np.load(path, mmap_mode="r")
+                with open(path + ".json") as f:
+                    seconds = float(json.load(f)["seconds"])
+                self.arrays[key] = (arr, seconds)
+                log.info("frozen backbone outputs read from %s (computed by an earlier run of this study)", path)
+                return arr, seconds, True
+            except (OSError, ValueError, KeyError, TypeError, EOFError):
+                pass
+        t0 = time.perf_counter()
+        arr = compute()
+        seconds = time.perf_counter() - t0
+        if path:
+            try:
+                os.makedirs(self.dir, exist_ok=True)
+                with fsio.atomic_path(path) as tmp:
+                    np.save(tmp, arr)
+                fsio.write_json(path + ".json", {"key": repr(key), "seconds": seconds, "shape": list(arr.shape)})
+                arr = np.load(path, mmap_mode="r")
+            except OSError as e:
+                log.warning("the frozen backbone outputs could not be cached in %s (%s): they stay in memory",
+                            self.dir, e.strerror or e)
+        self.arrays[key] = (arr, seconds)
+        return arr, seconds, False
+
 
 def fold_of(decoded: Decoded, cfg: DataConfig, seed: int, pool_images=None) -> Decoded:
     """Fold ``cfg.fold`` of ``cfg.folds`` of a source decoded whole (its three splits pooled), with no new decoding.
@@ -259,17 +333,21 @@ def fold_of(decoded: Decoded, cfg: DataConfig, seed: int, pool_images=None) -> D
         pool_images = np.concatenate([decoded.images[s] for s in SPLITS])
     log.info("fold %d of %d: %d train / %d val / %d test images of the %d-image pool", cfg.fold, cfg.folds,
              len(src.train), len(src.val), len(src.test), len(pool_images))
-    return Decoded(cfg, src, {s: pool_images[index[s]] for s in SPLITS},
-                   {} if decoded.features is not None else None)
+    return Decoded(cfg, src, {s: pool_images[index[s]] for s in SPLITS}, decoded.features, pool_index=index,
+                   whole=decoded)
 
 
-def decode_source(cfg: DataConfig, seed: int, deterministic: bool = True, share_features: bool = False) -> Decoded:
+def decode_source(cfg: DataConfig, seed: int, deterministic: bool = True, share_features: bool = False,
+                  activation_dir: Optional[str] = None) -> Decoded:
     """Open ``cfg.dataset`` (split by ``cfg.split_seed``, default ``seed``) and decode its three splits once.
 
     With ``cfg.folds`` the source is decoded whole and re-split into fold ``cfg.fold`` (:func:`fold_of`).
+    ``share_features``: the runs on it share what a frozen backbone computes (:class:`ActivationStore`, kept
+    in ``activation_dir`` too when given).
     """
     if cfg.folds > 1:
-        whole = decode_source(dataclasses.replace(cfg, folds=0, fold=0), seed, deterministic, share_features)
+        whole = decode_source(dataclasses.replace(cfg, folds=0, fold=0), seed, deterministic, share_features,
+                              activation_dir)
         return fold_of(whole, cfg, seed)
     src = open_source(cfg, seed)
     s = cfg.image_size
@@ -284,7 +362,9 @@ def decode_source(cfg: DataConfig, seed: int, deterministic: bool = True, share_
         images[name] = decode_all(part.x, part.decode or src.decode, s, cfg.resize, cache, deterministic)
     if cfg.cache_dir and all(isinstance(a, np.memmap) for a in images.values()):
         log.info("decoded images are cached in %s", cfg.cache_dir)
-    return Decoded(cfg, src, images, {} if share_features else None)
+    bounds = np.cumsum([0] + [len(images[name]) for name in SPLITS])
+    pool_index = {name: np.arange(bounds[i], bounds[i + 1]) for i, name in enumerate(SPLITS)}
+    return Decoded(cfg, src, images, ActivationStore(activation_dir) if share_features else None, pool_index)
 
 
 def splits_from(decoded: Decoded, seed: int, train_fraction: float = 1.0) -> DataSplits:
@@ -335,15 +415,15 @@ class SharedSources:
     fraction and seed: the rest of their :class:`DataConfig` is the first one's.
     """
 
-    def __init__(self, split_seed: int, deterministic: bool = True):
-        self.split_seed, self.deterministic = split_seed, deterministic
+    def __init__(self, split_seed: int, deterministic: bool = True, activation_dir: Optional[str] = None):
+        self.split_seed, self.deterministic, self.activation_dir = split_seed, deterministic, activation_dir
         self.decoded, self.pools, self.folds = {}, {}, {}  # per image size: whole source, pooled images, last fold
 
     def _whole(self, cfg: DataConfig) -> Decoded:
         if cfg.image_size not in self.decoded:
             base = dataclasses.replace(cfg, train_fraction=1.0, split_seed=self.split_seed, folds=0, fold=0)
             self.decoded[cfg.image_size] = decode_source(base, self.split_seed, self.deterministic,
-                                                         share_features=True)
+                                                         share_features=True, activation_dir=self.activation_dir)
         return self.decoded[cfg.image_size]
 
     def decoded_for(self, cfg: DataConfig) -> Decoded:

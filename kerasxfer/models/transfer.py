@@ -8,8 +8,12 @@ statistics (``--bn=frozen``, the default; ``--bn=train`` makes them trainable
 in the phases that train the backbone).  The ``training=False`` of the
 backbone's call does not hold inside ``fit``: Keras 3 hands the outer
 ``training`` flag to nested models, so the backbone's own dropout (drop
-connect) is active while it trains.  After any change of ``trainable`` the
-model must be compiled again; :mod:`kerasxfer.training` does that for each phase.
+connect, stochastic depth) would be active while the head trains.  The
+backbone's dropout layers are set to rate 0 (:func:`inference_mode`), so the
+backbone is what the design says: a fixed function of the image wherever it
+is frozen, which is what lets :mod:`kerasxfer.features` compute it once.
+After any change of ``trainable`` the model must be compiled again;
+:mod:`kerasxfer.training` does that for each phase.
 """
 
 from __future__ import annotations
@@ -39,12 +43,29 @@ def build_transfer_model(
     ``augment`` puts random augmentation layers (training only) in front.
     """
     base = family_of(backbone).load().build_backbone(backbone, input_shape, weights)
+    inference_mode(base)
     inputs = keras.Input(shape=tuple(input_shape), name="image")
     x = base(apply_augmentation(inputs, augment, seed), training=False)
     outputs = add_head(x, num_classes, dropout)
     model = keras.Model(inputs, outputs, name=f"{backbone}_transfer")
     freeze(model)
     return model
+
+
+def inference_mode(backbone: keras.Model) -> int:
+    """Turn the backbone's own dropout layers (drop connect, stochastic depth) off; the number turned off.
+
+    Keras 3 passes ``fit``'s ``training=True`` into nested models whatever their call said, so without this
+    the frozen layers of EfficientNet-style backbones would drop residual branches at random while the head
+    trains: the backbone would not be the fixed function of the image that the transfer recipe (and the
+    features computed once) rely on.  BatchNorm is handled by the freeze rules.
+    """
+    n = 0
+    for layer in keras_compat.flatten_layers(backbone):
+        if isinstance(layer, layers.Dropout) and layer.rate:
+            layer.rate = 0.0
+            n += 1
+    return n
 
 
 def build_backbone_classifier(backbone: str, input_shape, num_classes: int, dropout: float = 0.0,
