@@ -133,6 +133,54 @@ def write_jpeg_folder(root: str, n: int = 96, size=(1200, 1600), classes: int = 
     return root
 
 
+#: Digit classes the study section's sets use, the most often confused first (1/7, then 3, 8, 9).
+HARD_DIGITS = (1, 7, 9, 8, 3, 5, 2, 4, 6, 0)
+
+
+def write_digit_photos(root: str, n: int = 230, classes: int = 2, size: int = 300, seed: int = 0) -> str:
+    """``n`` photo-sized PNGs (``size`` x ``size``, RGB) of the real 8x8 digits of the first ``classes`` classes,
+    upscaled, tinted and grained, in class folders ``digit<k>`` (reused when present with the same settings).
+
+    The study section's data: a labelled set as a team brings it (a few hundred photo-sized images), whose
+    labels depend on what the images show, made here without a download.
+    """
+    from PIL import Image
+    from sklearn.datasets import load_digits
+
+    done = os.path.join(root, ".kerasxfer-bench-digits")
+    want = f"{n} {classes} {size} {seed}"
+    if os.path.exists(done):
+        with open(done) as f:
+            if f.read() == want:
+                return root
+    if os.path.isdir(root) and os.listdir(root):
+        from kerasxfer.errors import UserError
+
+        raise UserError(f"{root!r} holds files of other settings or not written by the bench: pass a new or empty "
+                        "folder.")
+    digits = load_digits()
+    rng = np.random.default_rng(seed)
+    chosen = HARD_DIGITS[:classes] if classes <= len(HARD_DIGITS) else tuple(range(classes))
+    pools = [rng.permutation(np.flatnonzero(digits.target == c)) for c in chosen]
+    for i in range(n):
+        c = i % classes
+        img = digits.images[pools[c][(i // classes) % len(pools[c])]] / 16.0  # 8x8 in [0, 1]
+        side = int(size * rng.uniform(0.45, 0.8))  # the digit fills part of the frame, anywhere in it
+        big = np.asarray(Image.fromarray((img * 255).astype(np.uint8)).resize((side, side), Image.BILINEAR), float)
+        canvas = np.zeros((size, size))
+        y, x = rng.integers(0, size - side + 1, 2)
+        canvas[y:y + side, x:x + side] = big
+        tint = rng.uniform(0.3, 1.0, 3)
+        back = rng.uniform(0, 110, 3)
+        rgb = back + canvas[..., None] / 255.0 * (255 - back) * tint + rng.normal(0, 45, (size, size, 3))
+        folder = os.path.join(root, f"digit{c}")
+        os.makedirs(folder, exist_ok=True)
+        Image.fromarray(rgb.clip(0, 255).astype(np.uint8)).save(os.path.join(folder, f"photo {i:04d}.png"))
+    with open(done, "w") as f:
+        f.write(want)
+    return root
+
+
 def pipeline_rates(paths, labels, image_size: int, batch_size: int, min_side=True, epochs: int = 11) -> dict:
     """Images/s of the training pipeline alone: epoch 1 (decode, resize into the array) and later epochs (from it).
 

@@ -95,6 +95,9 @@ def study_options() -> list:
         _opt("backbones", "list", [], "Several transfer arms: each backbone of this list is fine-tuned with the "
              "same recipe and compared with scratch (and with each other) in the report; the first also gets the "
              "control. Default: --backbone alone."),
+        _opt("exhaustive", "bool", False, "Run the study without its shortcuts: every fold (no sequential stop), "
+             "the control's full fine-tune, no frozen-backbone outputs reused, every phase at least --min_steps "
+             "steps. The reference the default study is checked against (default folder runs/study/<name>-exhaustive)."),
     ]
 
 
@@ -230,7 +233,8 @@ def study_from(values: dict):
     """The :class:`~kerasxfer.studies.StudyConfig` the options describe, validated (no TensorFlow yet)."""
     from kerasxfer.studies import StudyConfig, dataset_name
 
-    out = values["out_dir"] or os.path.join("runs", "study", dataset_name(values["dataset"]))
+    out = values["out_dir"] or os.path.join("runs", "study", dataset_name(values["dataset"])
+                                            + ("-exhaustive" if values["exhaustive"] else ""))
     scratch, transfer, split_seed = arms_from(values)
     backbones = [b.strip().lower() for b in values["backbones"]]
     more = []
@@ -243,4 +247,5 @@ def study_from(values: dict):
     sweep = None if values["sweep"] == "none" else sweep_from(values, os.path.join(out, "sweep"))
     return StudyConfig(out_dir=out, scratch=scratch, transfer=transfer, control=values["control"],
                        seeds=values["seeds"], split_seed=split_seed, sweep=sweep, folds=folds_of(values["folds"]),
-                       min_steps=values["min_steps"], more_transfers=tuple(more)).validate()
+                       min_steps=values["min_steps"], more_transfers=tuple(more),
+                       exhaustive=bool(values["exhaustive"])).validate()

@@ -24,11 +24,24 @@ import time
 log = logging.getLogger("kerasxfer")
 
 
+#: Epochs a phase that trains until converged is assumed to take, until one of its kind has converged here.
+EXPECTED_CONVERGED = 120
+
+
 def phases_of(exp, num_train: int) -> list:
-    """The progress model of an experiment: ``(kind, epochs, images per epoch, cached)`` per phase."""
+    """The progress model of an experiment: ``(kind, epochs, images per epoch, cached)`` per phase.
+
+    A phase that trains until converged (a patience) counts :data:`EXPECTED_CONVERGED` epochs within its
+    minimum and cap; its kind's last element is True, and once a run of that kind has converged, the
+    others are priced at the epochs it took (:meth:`StudyProgress.finish_run`)."""
     m = exp.model
-    return [((m.display_name, m.weights is None, exp.data.image_size, p.trainable, exp.uses_cached_features(p)),
-             p.epochs, num_train, exp.uses_cached_features(p)) for p in exp.phases]
+    out = []
+    for p in exp.phases:
+        cached = exp.uses_cached_features(p)
+        epochs = p.epochs if not p.patience else min(p.epochs, max(p.min_epochs, EXPECTED_CONVERGED))
+        out.append(((m.display_name, m.weights is None, exp.data.image_size, p.trainable, cached, p.patience > 0),
+                    epochs, num_train, cached))
+    return out
 
 
 def phase_of(exp):
@@ -63,6 +76,7 @@ class StudyProgress:
         self.done = [[0] * len(r["phases"]) for r in runs]  # epochs done per run and phase
         self.per_image = {}  # phase kind -> measured seconds per training image, per epoch
         self.overheads = []
+        self.converged = {}  # kind of a phase that trains until converged -> the epochs it took in finished runs
         self.lines = []
         self._shown = None  # (run, phase, seconds left, when)
         self._run_start = None
@@ -85,7 +99,11 @@ class StudyProgress:
         self._run_start, self._epoch_seconds = self.now(), 0.0
 
     def finish_run(self, index: int, trained: bool) -> None:
-        """Run ``index`` is finished; when it trained here, its time outside epochs is measured."""
+        """Run ``index`` is finished; when it trained here, its time outside epochs is measured, and the epochs
+        its converging phases took price those of the runs to come."""
+        for p, (kind, _, _, _) in enumerate(self.runs[index]["phases"]):
+            if trained and kind[-1] is True and self.done[index][p]:
+                self.converged.setdefault(kind, []).append(self.done[index][p])
         self.done[index] = [epochs for _, epochs, _, _ in self.runs[index]["phases"]]
         if trained and self._run_start is not None:
             self.overheads.append(max(0.0, self.now() - self._run_start - self._epoch_seconds))
@@ -129,6 +147,8 @@ class StudyProgress:
         left = 0.0
         for i, r in enumerate(self.runs):
             for p, (kind, epochs, images, cached) in enumerate(r["phases"]):
+                if kind[-1] is True and kind in self.converged and i > current:
+                    epochs = statistics.median(self.converged[kind])
                 todo = epochs - self.done[i][p]
                 if todo <= 0:
                     continue

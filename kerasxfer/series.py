@@ -21,7 +21,7 @@ from kerasxfer.training import run_experiment
 log = logging.getLogger("kerasxfer")
 
 
-def run_series(runs, sources, tag: str, overwrite: bool = False, verbose: int = 0, before=None) -> None:
+def run_series(runs, sources, tag: str, overwrite: bool = False, verbose: int = 0, before=None, after=None) -> None:
     """Train ``runs`` — ``(label, experiment, training images)`` — one after the other in this process.
 
     Every run reads ``sources`` (a :class:`kerasxfer.data.SharedSources`:
@@ -29,7 +29,9 @@ def run_series(runs, sources, tag: str, overwrite: bool = False, verbose: int = 
     session (the same layer names and seeds as in a process of its own);
     finished runs are skipped, interrupted ones continue; one progress line
     per epoch (:mod:`kerasxfer.progress`).  ``before(i)`` runs just before
-    run ``i`` starts and may change its experiment (a sweep's time budget).
+    run ``i`` starts and may change its experiment (a sweep's time budget);
+    ``after(i)`` runs when run ``i`` has finished, and when it returns True
+    the runs after it are not trained (a study that knows its answer).
     """
     progress = StudyProgress([{"label": label, "phases": phases_of(exp, n)} for label, exp, n in runs], tag=tag)
     for i, (label, exp, n) in enumerate(runs):
@@ -46,3 +48,6 @@ def run_series(runs, sources, tag: str, overwrite: bool = False, verbose: int = 
         run_experiment(exp, data=sources.splits(exp), verbose=verbose, overwrite=overwrite,
                        callbacks=[progress.callback(i, phase_of(exp))])
         progress.finish_run(i, trained=not finished)
+        if after is not None and after(i):
+            log.info("[%s] the %d runs after run %d are not needed", tag, len(runs) - i - 1, i + 1)
+            return

@@ -28,6 +28,26 @@ of their own, one split otherwise.
 Finished runs are not trained again; an interrupted one continues.  While it
 trains, :class:`kerasxfer.progress.StudyProgress` logs one study-level line
 per epoch with the time left.
+
+What makes the default study cheap (each stated in the report, and all off
+with ``exhaustive``, the reference they are checked against):
+
+* **computed once**: the frozen backbone's pooled features and the
+  activations where the unfrozen stages begin, once per image for the whole
+  study (every fold, seed and phase), in ``<out_dir>/cache``
+  (:mod:`kerasxfer.features`; exact: a test shows the same history);
+* **the cheap phase trains properly**: on cached features the frozen phase
+  trains until its val_loss stops falling (:data:`FROZEN_PATIENCE`, capped
+  at :data:`FROZEN_CAP` epochs, never under ``min_steps``), and the unfrozen
+  phase, which starts from that converged head, trains at least
+  :data:`FINETUNE_MIN_STEPS` steps instead of ``min_steps``;
+* **stop when the answer is known**: folds run one at a time, and after
+  each the pooled out-of-fold verdict is tested against a group-sequential
+  boundary declared in advance (:mod:`kerasxfer.reporting.sequential`);
+* **the control costs what its question is worth**: "did the pretrained
+  weights help?" is answered on the frozen phase — the head on the random
+  backbone's features (``control``) against the same head on the pretrained
+  backbone's (``control-pretrained``) — instead of a second full transfer run.
 """
 
 from __future__ import annotations
@@ -38,7 +58,7 @@ import logging
 import os
 from typing import Optional
 
-from kerasxfer.config import DEFAULT_MIN_STEPS, MAX_FOLDS, TFDS_PREFIX, Experiment
+from kerasxfer.config import DEFAULT_MIN_STEPS, MAX_EPOCHS, MAX_FOLDS, TFDS_PREFIX, Experiment
 from kerasxfer.errors import UserError
 
 log = logging.getLogger("kerasxfer")
@@ -47,6 +67,12 @@ log = logging.getLogger("kerasxfer")
 #: (a 5-fold study trains every arm five times: about five single-split studies; the ETA counts every fold).
 AUTO_FOLDS = 5
 AUTO_FOLDS_BELOW = 1000
+#: The frozen phase on cached features: at most this many epochs, ended once val_loss has not fallen for
+#: FROZEN_PATIENCE epochs (an epoch of the head on cached features costs a fraction of a second).
+FROZEN_CAP = 500
+FROZEN_PATIENCE = 10
+#: The unfrozen phase of the default study trains at least this many optimizer steps (measured: see the README).
+FINETUNE_MIN_STEPS = 100
 
 
 def dataset_name(dataset: str) -> str:
@@ -73,6 +99,8 @@ class StudyConfig:
     more_transfers: tuple = ()  # further transfer arms (other backbones), each a contender beside ``transfer``
     folds: Optional[int] = None  # K-fold cross-validation; 1: one split; None: chosen from the pool (see above)
     min_steps: int = DEFAULT_MIN_STEPS  # every phase trains at least this many optimizer steps (0: epochs as given)
+    exhaustive: bool = False  # every fold, the full control, no reuse, min_steps for every phase: the reference
+    finetune_min_steps: int = FINETUNE_MIN_STEPS  # the unfrozen phase's minimum (not exhaustive)
 
     def validate(self) -> "StudyConfig":
         if not all(t.model.is_transfer for t in (self.transfer, *self.more_transfers)):
@@ -92,16 +120,45 @@ class StudyConfig:
             self.sweep.validate()
         return self
 
+    @property
+    def sequential(self) -> bool:
+        """Whether folds run one at a time with the group-sequential stopping rule."""
+        return not self.exhaustive and (self.folds or 1) > 1
+
+    def _converging(self, exp: Experiment) -> Experiment:
+        """``exp`` with its frozen phase trained until converged, where its epochs are cheap (cached features)."""
+        if self.exhaustive:
+            return exp
+        e = copy.deepcopy(exp)
+        for i, p in enumerate(e.phases):
+            if p.trainable == "head" and p.epochs and e.uses_cached_features(p):
+                e.phases[i] = dataclasses.replace(p, epochs=max(p.epochs, min(FROZEN_CAP, MAX_EPOCHS)),
+                                                  patience=FROZEN_PATIENCE, min_epochs=p.epochs)
+        return e
+
+    def controls(self) -> list:
+        """``(label, experiment)`` of the control runs: the random backbone, and in the frozen design its
+        pretrained reference."""
+        if not self.control or self.transfer.model.weights is None:  # a random transfer arm is its own control
+            return []
+        several = len(self.more_transfers) > 0
+        name = f"control-{self.transfer.model.backbone}" if several else "control"
+        control = copy.deepcopy(self.transfer)  # of the first backbone only: one answer to "did ImageNet help?"
+        control.model.weights = None
+        if self.exhaustive or not control.features_valid():
+            return [(name, control)]
+        frozen = [p for p in self._converging(self.transfer).phases if p.trainable == "head"][:1]
+        reference = copy.deepcopy(self.transfer)
+        control.phases, reference.phases = copy.deepcopy(frozen), copy.deepcopy(frozen)
+        return [(name, control), (f"{name}-pretrained", reference)]
+
     def arms(self) -> list:
         """``(label, experiment)`` of every run, in training order (fold by fold when cross-validated)."""
         transfers = (self.transfer, *self.more_transfers)
         several = len(transfers) > 1  # then each arm's folder names its backbone: transfer-resnet50
         base = [("scratch", self.scratch)]
-        base += [(f"transfer-{t.model.backbone}" if several else "transfer", t) for t in transfers]
-        if self.control and self.transfer.model.weights is not None:  # a random transfer arm is its own control
-            control = copy.deepcopy(self.transfer)  # of the first backbone only: one answer to "did ImageNet help?"
-            control.model.weights = None
-            base.append((f"control-{control.model.backbone}" if several else "control", control))
+        base += [(f"transfer-{t.model.backbone}" if several else "transfer", self._converging(t)) for t in transfers]
+        base += self.controls()
         out, folds = [], self.folds or 1
         for fold in range(1, folds + 1):
             for k in range(self.seeds):
@@ -109,6 +166,8 @@ class StudyConfig:
                     e = copy.deepcopy(exp)
                     e.seed = self.scratch.seed + k
                     e.data.split_seed = self.split_seed
+                    if self.exhaustive and e.model.is_transfer:
+                        e.cache_features = False  # the reference: every epoch through the whole model
                     name = label if self.seeds == 1 else f"{label}-seed{k}"
                     if folds > 1:
                         e.data.folds, e.data.fold = folds, fold
@@ -117,6 +176,57 @@ class StudyConfig:
                     else:
                         e.out_dir, label_k = os.path.join(self.out_dir, name), label
                     out.append((label_k, e))
+        return out
+
+    def raised(self, exp: Experiment, num_train: int, label: str) -> Experiment:
+        """``exp`` with its phases raised to the study's minimum steps (the unfrozen phase to its own minimum)."""
+        from kerasxfer.training import raise_to_min_steps
+
+        if not self.min_steps:
+            return exp
+        if self.exhaustive or not exp.model.is_transfer or self.finetune_min_steps >= self.min_steps:
+            return raise_to_min_steps(exp, num_train, self.min_steps, f"[study] {label}: ")
+        low = self.finetune_min_steps
+        heads, rest = exp.with_min_steps(num_train, self.min_steps), exp.with_min_steps(num_train, low)
+        phases = [h if p.trainable == "head" else r for p, h, r in zip(exp.phases, heads.phases, rest.phases)]
+        changed = [f"{a.name} {a.epochs} -> {b.epochs}" + (f" (unfrozen: at least {low} steps)"
+                                                             if a.trainable != "head" else "")
+                   for a, b in zip(exp.phases, phases) if a.epochs != b.epochs]
+        changed += [f"{a.name} at least {b.min_epochs} of at most {b.epochs} (until converged)"
+                    for a, b in zip(exp.phases, phases) if b.patience and a.min_epochs != b.min_epochs]
+        if changed:
+            log.info("[study] %s: epochs set so each phase takes at least its minimum of optimizer steps on %d "
+                     "training images (%s)", label, num_train, ", ".join(changed))
+        return dataclasses.replace(heads, phases=phases)
+
+    def shortcuts(self, folds_run: Optional[int] = None) -> list:
+        """The sentences that say what this study did to be cheap (or that it did none of it)."""
+        if self.exhaustive:
+            return ["Exhaustive (--exhaustive): every fold ran, the control trained the whole transfer schedule, "
+                    "nothing was reused between epochs or runs, and every phase trained at least "
+                    f"{self.min_steps} optimizer steps."]
+        out = ["Computed once: the frozen backbone's pooled features and the activations where the unfrozen stages "
+               "begin, once per image for the whole study (every fold, seed and phase share them; the same "
+               "training to the last bit, tested), wherever that is exact (no augmentation or mixing, float32, "
+               "frozen BatchNorm; each run's log says when not).",
+               f"The frozen phase trained the head until its val_loss stopped falling ({FROZEN_PATIENCE} epochs "
+               f"without a lower one, at most {FROZEN_CAP} epochs, never under --min_steps={self.min_steps}); the "
+               f"unfrozen phase, starting from that converged head, trained at least {self.finetune_min_steps} "
+               f"optimizer steps instead of {self.min_steps}."]
+        if self.controls():
+            if len(self.controls()) == 2:
+                out.append("The control answered \"did the pretrained weights help?\" on the frozen phase: the head on "
+                           "the random backbone's features against the same head on the pretrained backbone's "
+                           "(control-pretrained), instead of a second full fine-tune.")
+        if self.sequential:
+            from kerasxfer.reporting.sequential import rule_sentence
+
+            ran = folds_run or self.folds
+            out.append(f"Folds ran one at a time under {rule_sentence(self.folds)}: "
+                       + (f"it stopped after {ran} of {self.folds} folds." if ran < self.folds else
+                          f"no look before the last crossed it, so all {self.folds} folds ran."))
+        out.append("--exhaustive runs the same study with none of these shortcuts (every fold, the full control, "
+                   "no reuse).")
         return out
 
     def resolve_folds(self, pool: int, own_test: bool) -> str:
@@ -133,7 +243,8 @@ class StudyConfig:
             why = f"--folds={self.folds}"
         if self.folds > 1:
             return (f"cross-validation: {self.folds} folds over all {pool:,} labelled images ({why}): every image is "
-                    f"tested exactly once, and each arm trains {self.folds} times")
+                    f"tested exactly once, and each arm trains {self.folds} times"
+                    + ("" if self.exhaustive else ", fold by fold until the answer is known"))
         return f"one train/val/test split ({why})"
 
 
@@ -143,25 +254,84 @@ def run_study(cfg: StudyConfig, overwrite: bool = False, verbose: int = 0) -> di
     from kerasxfer.data.sizes import resolve_arms
     from kerasxfer.reporting.compare_report import write_report
     from kerasxfer.series import run_series
-    from kerasxfer.training import determinism, raise_to_min_steps
+    from kerasxfer.training import determinism
 
     cfg.validate()
     cfg.scratch, cfg.transfer, *more = resolve_arms(cfg.scratch, cfg.transfer, *cfg.more_transfers)  # image_size=auto
     cfg.more_transfers = tuple(more)
-    sources = SharedSources(cfg.split_seed, determinism(cfg.transfer))
+    cache = None if cfg.exhaustive else os.path.join(cfg.out_dir, "cache")
+    sources = SharedSources(cfg.split_seed, determinism(cfg.transfer), activation_dir=cache)
     whole = sources.decoded_for(cfg.transfer.data).src
     pool = len(whole.train) + len(whole.val) + len(whole.test)
     log.info("[study] %s", cfg.resolve_folds(pool, own_test=not whole.test.carved))
-    series = []
-    for label, exp in cfg.arms():
-        n = sources.num_train(exp.data)
-        if cfg.min_steps:
-            exp = raise_to_min_steps(exp, n, cfg.min_steps, f"[study] {label}: ")
-        series.append((label, exp, n))
-    run_series(series, sources, "study", overwrite, verbose)
-    summary = write_report([exp.out_dir for _, exp, _ in series], os.path.join(cfg.out_dir, "report"), overwrite)
+    series = [(label, cfg.raised(exp, sources.num_train(exp.data), label), sources.num_train(exp.data))
+              for label, exp in cfg.arms()]
+    stop = _SequentialStop(cfg, series, sources) if cfg.sequential else None
+    run_series(series, sources, "study", overwrite, verbose, after=stop)
+    ran = stop.folds_run if stop is not None else None
+    dirs = [exp.out_dir for _, exp, _ in series if ran is None or exp.data.fold <= ran]
+    study = {"shortcuts": cfg.shortcuts(ran), "exhaustive": cfg.exhaustive, "folds_planned": cfg.folds,
+             "folds_run": ran or cfg.folds, "sequential": stop.record() if stop is not None else None}
+    for line in study["shortcuts"]:
+        log.info("[study] %s", line)
+    summary = write_report(dirs, os.path.join(cfg.out_dir, "report"), overwrite, study=study)
     if cfg.sweep is not None:
         from kerasxfer.sweep import run_sweep
 
         summary["sweep"] = run_sweep(cfg.sweep, overwrite=overwrite, verbose=verbose)
     return summary
+
+
+class _SequentialStop:
+    """After the last run of each fold: the look at the pooled out-of-fold verdict; True stops the study."""
+
+    def __init__(self, cfg: StudyConfig, series: list, sources):
+        from kerasxfer.reporting import sequential
+
+        self.cfg, self.series = cfg, series
+        sizes = [_test_size(sources, exp.data) for _, exp, _ in series
+                 if exp.model.kind == "scratch" and exp.seed == cfg.scratch.seed]  # one per fold
+        self.fractions = sequential.fractions_of(sizes)
+        self.levels = sequential.nominal_levels(self.fractions)
+        self.bounds = sequential.boundaries(self.fractions)
+        self.looks, self.folds_run = [], None
+        log.info("[study] folds run one at a time; the study stops at the first fold whose verdict crosses the "
+                 "O'Brien-Fleming boundary (paired test below %s after folds 1..%d)",
+                 ", ".join(f"{p:.2g}" for p in self.levels), len(self.levels))
+
+    def __call__(self, i: int) -> bool:
+        from kerasxfer.reporting.compare_report import interim_verdict
+
+        fold = self.series[i][1].data.fold
+        last_of_fold = i + 1 == len(self.series) or self.series[i + 1][1].data.fold != fold
+        if not last_of_fold:
+            return False
+        dirs = [exp.out_dir for _, exp, _ in self.series[: i + 1]]
+        v = interim_verdict(dirs, alpha=self.levels[fold - 1])
+        main = v["main_pair"] or {}
+        self.looks.append({"fold": fold, "fraction": self.fractions[fold - 1], "nominal_p": self.levels[fold - 1],
+                           "boundary_z": self.bounds[fold - 1], "winner": v["winner"],
+                           "p_value": main.get("adjusted_p", main.get("p_value"))})
+        crossed = v["winner"] is not None
+        log.info("[study] look after fold %d of %d (%.0f %% of the pool tested): %s", fold, self.cfg.folds,
+                 100 * self.fractions[fold - 1],
+                 f"{v['winner']} wins beyond the boundary (p below {self.levels[fold - 1]:.2g}): the study stops here"
+                 if crossed else f"no winner beyond the boundary (p below {self.levels[fold - 1]:.2g} needed)")
+        if crossed and fold < self.cfg.folds:
+            self.folds_run = fold
+            return True
+        self.folds_run = fold
+        return False
+
+    def record(self) -> dict:
+        return {"rule": "Lan-DeMets O'Brien-Fleming alpha spending, two-sided alpha 0.05", "fractions": self.fractions,
+                "nominal_p": self.levels, "boundaries_z": self.bounds, "looks": self.looks,
+                "stopped_after": self.folds_run if self.folds_run and self.folds_run < self.cfg.folds else None}
+
+
+def _test_size(sources, data) -> int:
+    """How many images fold ``data.fold`` tests (from the split alone: nothing is sliced)."""
+    from kerasxfer.data.sources import fold_split
+
+    whole = sources.decoded_for(dataclasses.replace(data, folds=0, fold=0)).src
+    return len(fold_split(whole, data.folds, data.fold, data.val_fraction, sources.split_seed)[0].test)

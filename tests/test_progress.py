@@ -66,3 +66,19 @@ def test_a_resumed_run_counts_the_epochs_it_already_has():
     p.start_run(1, epochs_done=4)
     assert p.done[1] == [3, 1]
     assert p.epoch_end(1, 1, 1.0).startswith("[study] run 2 of 2 (transfer), epoch 5/6")
+
+
+def test_a_phase_that_trains_until_converged_is_priced_at_the_epochs_it_took():
+    """The frozen phase's cap (500) would make the estimate far too long: the first run's real count prices the rest."""
+    clock = Clock()
+    kind = ("lite0", False, 224, "head", True, True)  # the last element: it trains until converged
+    runs = [{"label": f"transfer {k}", "phases": [(kind, 120, 100, True)]} for k in range(3)]
+    p = StudyProgress(runs, now=clock)
+    p.start_run(0)
+    for _ in range(30):  # converged after 30 epochs of 1 s
+        clock.t += 1.0
+        p.epoch_end(0, 0, 1.0)
+    before = p.seconds_left(0)
+    p.finish_run(0, trained=True)
+    assert before > 2 * 120 - 10  # two runs still priced at the assumed 120 epochs
+    assert p.seconds_left(0) == 2 * 30 + 2 * p.overheads[0]  # now at the 30 epochs it took

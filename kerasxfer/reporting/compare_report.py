@@ -77,6 +77,7 @@ def summarize_run(run: dict) -> dict:
         "min_steps": cfg.get("min_steps", 0),
         "train_counts": list((run["data"].get("train_per_class") or {}).values()),
         "folds": run.get("folds"),
+        "planned_folds": run.get("planned_folds"),
         "model": "scratch CNN" if model["kind"] == "scratch" else model["backbone"],
         "weights": h.get("weights_source", "unknown"),
         "preprocessing": (family_of(model["backbone"]).preprocessing if model["kind"] != "scratch"
@@ -168,7 +169,8 @@ def _verdict_arm(s: dict, run: dict) -> dict:
             "total_params": s["total_params"], "optimizer_steps": s["optimizer_steps"],
             "min_steps_default": max(s["min_steps"] or 0, DEFAULT_MIN_STEPS),
             "final_train_loss": s["final_train_loss"], "final_train_accuracy": s["final_train_accuracy"],
-            "train_counts": s["train_counts"]}
+            "train_counts": s["train_counts"],
+            "frozen_only": s["kind"] == "transfer" and all(p["trainable"] == "head" for p in s["phases"])}
 
 
 def _interval(s) -> str:
@@ -176,7 +178,7 @@ def _interval(s) -> str:
     return f"{_pct(s['test_accuracy'])} (95 % interval {100 * lo:.1f}–{100 * hi:.1f} %)"
 
 
-def executive_summary(summaries, runs, groups) -> tuple:
+def executive_summary(summaries, runs, groups, alpha: float = stats.NOISE_P) -> tuple:
     """Plain sentences, the verdict first (:mod:`kerasxfer.reporting.verdict`), then each run, seeds, notes, cost."""
     # one run per approach (seeds of one approach are not rivals), chosen on validation, never on test
     best_of = {}
@@ -188,7 +190,8 @@ def executive_summary(summaries, runs, groups) -> tuple:
     chosen = list(best_of.values())
     first = by[chosen[0]["name"]]
     v = verdict.decide([_verdict_arm(s, by[s["name"]]) for s in chosen], first["metrics"]["test"]["labels"],
-                       first["data"]["class_names"], folds=first.get("num_folds") or 0)
+                       first["data"]["class_names"], folds=first.get("num_folds") or 0, alpha=alpha,
+                       planned_folds=first.get("planned_folds") or 0)
     lines = list(v["sentences"])
     lines += [_run_sentence(s) for s in summaries]
     for name, g in groups.items():
@@ -285,9 +288,11 @@ def _side_by_side(summaries, v) -> list:
     return [table(rows, header)]
 
 
-def _markdown(summaries, groups, lines, v) -> str:
+def _markdown(summaries, groups, lines, v, study=None) -> str:
     md = ["# Scratch or transfer? — kerasxfer report", ""]
     md += ["## Executive summary", ""] + [f"- {l}" for l in lines] + [""]
+    if study:
+        md += ["## How this study ran", ""] + [f"- {l}" for l in study["shortcuts"]] + [""]
     md += ["## Side by side", ""] + _side_by_side(summaries, v)
     md += ["", _data_sentence(summaries[0])]
     if summaries[0].get("folds"):
@@ -309,8 +314,26 @@ def _markdown(summaries, groups, lines, v) -> str:
 REPORT_FILES = ("report.md", "report.html", "summary.json", "curves.png", "lr.png", "confusion.png")
 
 
-def write_report(run_dirs, out_dir: str, overwrite: bool = False) -> dict:
+def _study_alpha(study) -> float:
+    """The level a winner must reach: the sequential rule's at the last fold that ran, else the usual."""
+    seq = (study or {}).get("sequential")
+    if not seq or not seq.get("looks"):
+        return stats.NOISE_P
+    return seq["nominal_p"][seq["looks"][-1]["fold"] - 1]
+
+
+def interim_verdict(run_dirs, alpha: float) -> dict:
+    """The verdict over the finished fold runs ``run_dirs`` (folds 1..k of a study), a winner needing ``alpha``."""
+    runs = load_runs(run_dirs, partial_folds=True)
+    summaries = [summarize_run(r) for r in runs]
+    return executive_summary(summaries, runs, _seed_groups(summaries), alpha)[1]
+
+
+def write_report(run_dirs, out_dir: str, overwrite: bool = False, study: dict | None = None) -> dict:
     """Compare the runs in ``run_dirs``; write ``out_dir``; return summary.json's content.
+
+    ``study``: what a study did to be cheap (its ``shortcuts`` sentences, its sequential looks), stated in
+    the report; a study stopped by its sequential rule passes the fold runs that ran.
 
     Runs of a cross-validated study (every fold of every arm) are pooled per
     arm first (:func:`kerasxfer.reporting.folds.pool_runs`).  ``out_dir`` may not
@@ -319,22 +342,22 @@ def write_report(run_dirs, out_dir: str, overwrite: bool = False) -> dict:
     """
     if len(run_dirs) < 2:
         raise UserError("compare needs at least two run directories, e.g. --runs=runs/scratch,runs/finetune.")
-    runs = load_runs(run_dirs)
+    runs = load_runs(run_dirs, partial_folds=bool(study and (study.get("sequential") or {}).get("stopped_after")))
     summaries = [summarize_run(r) for r in runs]
     names = [s["name"] for s in summaries]
     if len(set(names)) != len(names):
         raise UserError(f"two runs share the folder name {names}: give each run directory its own name.")
     groups = _seed_groups(summaries)
-    lines, v = executive_summary(summaries, runs, groups)
+    lines, v = executive_summary(summaries, runs, groups, _study_alpha(study))
     rundir.claim_output_folder(out_dir, REPORT_FILES, "report", overwrite)
     figures.report_curves(summaries, runs, os.path.join(out_dir, "curves.png"))
     figures.report_learning_rates(summaries, runs, os.path.join(out_dir, "lr.png"))
     figures.report_confusions(summaries, runs, os.path.join(out_dir, "confusion.png"))
-    md = _markdown(summaries, groups, lines, v)
+    md = _markdown(summaries, groups, lines, v, study)
     fsio.write_text(os.path.join(out_dir, "report.md"), md)
     fsio.write_text(os.path.join(out_dir, "report.html"), html.render(md, out_dir, summaries))
     summary = {"runs": summaries, "verdict": {k: val for k, val in v.items() if k != "sentences"},
                "comparisons": v["pairs"] + v["controls"], "baseline": v["baseline"], "figure": v["figure"],
-               "approaches": groups, "summary": lines}
+               "approaches": groups, "summary": lines, "study": study}
     fsio.write_json(os.path.join(out_dir, "summary.json"), summary)
     return summary

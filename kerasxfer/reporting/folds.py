@@ -20,8 +20,11 @@ import statistics
 from kerasxfer.errors import UserError
 
 
-def fold_groups(runs) -> tuple:
-    """``{arm name: {fold: run}}`` and K, refusing a mix of fold and plain runs, other Ks or a fold given twice."""
+def fold_groups(runs, partial: bool = False) -> tuple:
+    """``{arm name: {fold: run}}`` and K, refusing a mix of fold and plain runs, other Ks or a fold given twice.
+
+    ``partial``: a study stopped early by its sequential rule: every arm has folds 1..k of K (k is returned).
+    """
     groups, ks = {}, set()
     for r in runs:
         k, n = r["data"].get("fold"), r["data"].get("folds")
@@ -37,6 +40,8 @@ def fold_groups(runs) -> tuple:
         raise UserError(f"the runs were cross-validated with different numbers of folds ({sorted(ks)}): compare "
                         "runs of one study.")
     folds = ks.pop()
+    if partial:
+        folds = max(max(g) for g in groups.values())
     for name, g in groups.items():
         missing = sorted(set(range(1, folds + 1)) - set(g))
         if missing:
@@ -46,8 +51,10 @@ def fold_groups(runs) -> tuple:
 
 
 def pool(name: str, fold_runs: list, folds: int) -> dict:
-    """One run of arm ``name`` whose test split is the K test folds of ``fold_runs`` in fold order."""
+    """One run of arm ``name`` whose test split is the test folds of ``fold_runs`` in fold order (all K, or the
+    first k of a study its sequential rule stopped)."""
     first = fold_runs[0]
+    planned = first["data"].get("folds") or folds
     tests = [r["metrics"]["test"] for r in fold_runs]
     labels = [v for t in tests for v in t["labels"]]
     n = len(labels)
@@ -56,8 +63,10 @@ def pool(name: str, fold_runs: list, folds: int) -> dict:
     data["num_test"] = n
     data["splits"]["test"] = {
         "count": n, "fingerprint": fp,
-        "from": f"out-of-fold: every one of the {n} labelled images tested once, by the fold that held it out "
-                f"({folds} folds)"}
+        "from": (f"out-of-fold: every one of the {n} labelled images tested once, by the fold that held it out "
+                 f"({folds} folds)") if folds == planned else
+                (f"out-of-fold over the first {folds} of {planned} folds (the study stopped when its answer was "
+                 f"known): {n} labelled images, each tested once")}
     seconds = [r["history"].get("train_seconds") for r in fold_runs]
     history = dict(first["history"], train_seconds=sum(seconds) if None not in seconds else None)
     metrics = dict(first["metrics"], test={
@@ -68,7 +77,7 @@ def pool(name: str, fold_runs: list, folds: int) -> dict:
                  "train_seconds": r["history"].get("train_seconds")}
                 for k, (r, t) in enumerate(zip(fold_runs, tests), 1)]
     return {"name": name, "dir": first["dir"], "config": first["config"], "history": history, "metrics": metrics,
-            "data": data, "folds": per_fold, "num_folds": folds}
+            "data": data, "folds": per_fold, "num_folds": folds, "planned_folds": planned}
 
 
 def markdown(summaries, table) -> list:
@@ -81,7 +90,13 @@ def markdown(summaries, table) -> list:
                      f"{100 * statistics.fmean(accs):.2f} ± {100 * statistics.pstdev(accs):.2f}",
                      f"{100 * s['test_accuracy']:.2f} %"])
     header = ["arm", *(f"fold {i}" for i in range(1, k + 1)), "mean ± std (points)", "pooled (all images)"]
-    return ["", "## Folds", "",
-            f"Each arm trained {k} times; fold k tested on the k-th of {k} stratified folds of every labelled image, "
-            "so every image was tested exactly once. The verdict uses the pooled out-of-fold predictions; the "
-            "sections below show each arm's fold-1 run.", "", table(rows, header)]
+    planned = summaries[0].get("planned_folds") or k
+    if planned == k:
+        what = (f"Each arm trained {k} times; fold k tested on the k-th of {k} stratified folds of every labelled "
+                "image, so every image was tested exactly once.")
+    else:
+        what = (f"Each arm trained {k} times of the {planned} planned; fold k tested on the k-th of {planned} "
+                f"stratified folds, and the study stopped after fold {k} when its sequential rule said the answer "
+                "was known, so the images of the other folds were not tested.")
+    return ["", "## Folds", "", what + " The verdict uses the pooled out-of-fold predictions; the sections below "
+            "show each arm's fold-1 run.", "", table(rows, header)]

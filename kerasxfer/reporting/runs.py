@@ -17,12 +17,13 @@ from kerasxfer.errors import UserError
 from kerasxfer.reporting import folds, stats
 
 
-def load_runs(run_dirs) -> list:
-    """The runs of ``run_dirs``, ready to compare: one per arm when they are the fold runs of a study."""
+def load_runs(run_dirs, partial_folds: bool = False) -> list:
+    """The runs of ``run_dirs``, ready to compare: one per arm when they are the fold runs of a study
+    (``partial_folds``: of its first folds only, a study stopped by its sequential rule)."""
     _refuse_same_run(run_dirs)
     runs = [load_run(d) for d in run_dirs]
     if any(r["data"].get("folds") for r in runs):
-        groups, k = folds.fold_groups(runs)
+        groups, k = folds.fold_groups(runs, partial_folds)
         for fold in range(1, k + 1):
             check_comparable([g[fold] for g in groups.values()])
         runs = [folds.pool(name, [g[fold] for fold in range(1, k + 1)], k) for name, g in groups.items()]

@@ -41,10 +41,21 @@ def _points(d) -> str:
 
 
 def roles(arms) -> dict:
-    """name -> ``"contender"`` or ``"control"`` (a random-backbone transfer run beside a pretrained one)."""
+    """name -> ``"contender"``, ``"control"`` (a random-backbone transfer run beside a pretrained one) or
+    ``"reference"`` (a pretrained run of only the frozen phase beside a control: what the control is compared
+    with when it, too, trained only the frozen phase; never a contender)."""
     pretrained = {a["backbone"] for a in arms if a["kind"] == "transfer" and a.get("weights")}
-    return {a["name"]: "control" if a["kind"] == "transfer" and not a.get("weights") and a["backbone"] in pretrained
-            else "contender" for a in arms}
+    controls = {a["backbone"] for a in arms if a["kind"] == "transfer" and not a.get("weights")
+                and a["backbone"] in pretrained}
+    out = {}
+    for a in arms:
+        if a["kind"] == "transfer" and not a.get("weights") and a["backbone"] in pretrained:
+            out[a["name"]] = "control"
+        elif a["kind"] == "transfer" and a.get("weights") and a.get("frozen_only") and a["backbone"] in controls:
+            out[a["name"]] = "reference"
+        else:
+            out[a["name"]] = "contender"
+    return out
 
 
 def _compare(a, b, labels, figure, seed) -> dict:
@@ -118,17 +129,20 @@ def _mentioned(arm, flags) -> str:
     return f"**{arm['name']}** ({arm['model']}" + (", **did not learn**" if not flags[arm["name"]]["learned"] else "") + ")"
 
 
-def _p_text(pair, corrected: int) -> str:
+def _p_text(pair, corrected: int, alpha: float = NOISE_P) -> str:
     t = pair["test"]
     name = "McNemar" if pair["figure"] == "accuracy" else "paired permutation test"
     text = f"{name} p = {pair['p_value']:.3g}"
     if corrected > 1:
         text += f", Holm-corrected for {corrected} comparisons (uncorrected {t['p_value']:.3g})"
+    if alpha != NOISE_P:
+        text += f"; the sequential rule's level at this fold is {alpha:.3g}"
     return text
 
 
-def _winner_of(contenders, pairs, flags):
-    """The contender that beats every other beyond the noise (adjusted p and interval), and learned; else None."""
+def _winner_of(contenders, pairs, flags, alpha: float = NOISE_P):
+    """The contender that beats every other beyond the noise (adjusted p below ``alpha``, and interval), and
+    learned; else None."""
     for w in contenders:
         beats = []
         for p in pairs:
@@ -136,7 +150,7 @@ def _winner_of(contenders, pairs, flags):
                 continue
             sign = 1 if p["a"] == w["name"] else -1
             lo, hi = (sign * v for v in p["interval"])
-            beats.append(p["adjusted_p"] < NOISE_P and sign * p["difference"] > 0 and min(lo, hi) > 0)
+            beats.append(p["adjusted_p"] < alpha and sign * p["difference"] > 0 and min(lo, hi) > 0)
         if beats and all(beats) and flags[w["name"]]["learned"]:
             return w
     return None
@@ -151,10 +165,10 @@ def _oriented(pair, first: str) -> dict:
                 difference=-pair["difference"], difference_points=-pair["difference_points"], interval=[-hi, -lo])
 
 
-def _headline(contenders, pairs, flags, figure, n, folds) -> tuple:
+def _headline(contenders, pairs, flags, figure, n, folds, alpha=NOISE_P) -> tuple:
     by_name = {a["name"]: a for a in contenders}
     ranked = sorted(contenders, key=lambda a: (-flags[a["name"]]["value"], a["name"]))
-    winner = _winner_of(contenders, pairs, flags)
+    winner = _winner_of(contenders, pairs, flags, alpha)
     k = len(pairs)
     if winner is not None:
         others = [a for a in ranked if a is not winner]
@@ -165,7 +179,7 @@ def _headline(contenders, pairs, flags, figure, n, folds) -> tuple:
         return (f"**{_label(winner, contenders)} wins**: {_mentioned(winner, flags)} scores {pct(p['a_value'])} "
                 f"{figure} on the test images against {pct(p['b_value'])} for {_mentioned(others[0], flags)}{every}: "
                 f"{_points(p['difference'])} points (95 % interval {_points(lo)} to {_points(hi)}) on the same {n} "
-                f"test images{folds}, larger than the noise ({_p_text(p, k)})."), winner, p
+                f"test images{folds}, larger than the noise ({_p_text(p, k, alpha)})."), winner, p
     a, b = ranked[0], ranked[1]
     p = _oriented(next(q for q in pairs if {q["a"], q["b"]} == {a["name"], b["name"]}), a["name"])
     lo, hi = p["interval"]
@@ -175,7 +189,7 @@ def _headline(contenders, pairs, flags, figure, n, folds) -> tuple:
     text += (f"{_mentioned(a, flags)} scores {pct(p['a_value'])} {figure} and "
             f"{_mentioned(b, flags)} {pct(p['b_value'])}, a difference of {_points(p['difference'])} points "
             f"(95 % interval {_points(lo)} to {_points(hi)}) on the same {n} test images{folds}, within the noise "
-            f"({_p_text(p, k)}). ")
+            f"({_p_text(p, k, alpha)}). ")
     cheaper, cheap = _cheaper_sentence(a, b)
     text += cheaper + ("." if flags[cheap["name"]]["learned"] else ", once it learns (see below).")
     mc = p["mcnemar"]
@@ -212,19 +226,24 @@ def _control_sentence(control, transfer, labels, figure, seed) -> tuple:
             else f"The pretrained weights ({transfer.get('weights_source') or transfer.get('weights')})")
     real = p["p_value"] < NOISE_P and (lo > 0 or hi < 0)
     how = ("helped" if p["difference"] > 0 else "hurt") if real else "did not help beyond the noise"
+    design = (" (both trained the frozen phase only: the same head on the pretrained and on the random backbone's "
+              "features)" if control.get("frozen_only") and transfer.get("frozen_only") else "")
     return (f"{what} {how}: **{transfer['name']}** scores {pct(p['a_value'])} {figure} against {pct(p['b_value'])} "
-            f"for its random-backbone control **{control['name']}**, {_points(p['difference'])} points (95 % interval "
-            f"{_points(lo)} to {_points(hi)}, {_p_text(p, 1)}); the control is not a contender."), p
+            f"for its random-backbone control **{control['name']}**{design}, {_points(p['difference'])} points (95 % "
+            f"interval {_points(lo)} to {_points(hi)}, {_p_text(p, 1)}); the control is not a contender."), p
 
 
-def decide(arms, labels, class_names, seed: int = 0, folds: int = 0) -> dict:
+def decide(arms, labels, class_names, seed: int = 0, folds: int = 0, alpha: float = NOISE_P,
+           planned_folds: int = 0) -> dict:
     """The verdict over ``arms`` tested on ``labels`` (see the module docstring); every sentence and number.
 
     Each arm: ``name``, ``model``, ``kind``, ``backbone``, ``weights``,
     ``predictions`` (aligned with ``labels``), ``train_seconds``,
     ``total_params`` and, for the did-not-learn cause, ``optimizer_steps``,
     ``final_train_loss``, ``final_train_accuracy``, ``train_counts``.
-    ``folds``: the predictions are out-of-fold over that many folds (0: one test split).
+    ``folds``: the predictions are out-of-fold over that many folds (0: one test split), of ``planned_folds``
+    when a study's sequential rule stopped it early.  ``alpha``: the level a winner's (Holm-adjusted) paired
+    test must fall below (a sequential study's level at its last look; see :mod:`kerasxfer.reporting.sequential`).
     """
     labels = np.asarray(labels)
     n = len(labels)
@@ -239,9 +258,11 @@ def decide(arms, labels, class_names, seed: int = 0, folds: int = 0) -> dict:
     for pair, adj in zip(pairs, stats.holm([p["p_value"] for p in pairs])):
         pair["adjusted_p"] = adj
     where = f" (out-of-fold: every image tested once over {folds} folds)" if folds else ""
+    if folds and planned_folds and planned_folds > folds:
+        where = f" (out-of-fold over the first {folds} of {planned_folds} folds: the study stopped once it knew)"
     sentences, winner, main = [], None, None
     if len(contenders) >= 2:
-        head, winner, main = _headline(contenders, pairs, flags, figure, n, where)
+        head, winner, main = _headline(contenders, pairs, flags, figure, n, where, alpha)
         sentences.append(head)
     else:
         sentences.append(
@@ -251,8 +272,9 @@ def decide(arms, labels, class_names, seed: int = 0, folds: int = 0) -> dict:
     sentences += [best_backbone] if best_backbone else []
     controls = []
     for c in (a for a in arms if role[a["name"]] == "control"):
-        transfer = next(a for a in contenders if a["kind"] == "transfer" and a["backbone"] == c["backbone"]
-                        and a.get("weights"))
+        same = [a for a in arms if a["kind"] == "transfer" and a["backbone"] == c["backbone"] and a.get("weights")]
+        transfer = next((a for a in same if role[a["name"]] == "reference" and c.get("frozen_only")),
+                        next((a for a in same if role[a["name"]] == "contender"), same[0]))
         text, p = _control_sentence(c, transfer, labels, figure, seed)
         sentences.append(text)
         controls.append(p)
@@ -276,4 +298,4 @@ def decide(arms, labels, class_names, seed: int = 0, folds: int = 0) -> dict:
     return {"figure": figure, "imbalance": ratio, "baseline": dict(base, class_name=cls), "roles": role,
             "best_backbone": best_backbone,
             "winner": winner["name"] if winner else None, "learned": flags, "pairs": pairs, "controls": controls,
-            "main_pair": main, "num_images": n, "folds": folds, "sentences": sentences}
+            "main_pair": main, "num_images": n, "folds": folds, "alpha": alpha, "sentences": sentences}
