@@ -23,6 +23,7 @@
 #   SWEEP FRACTIONS DEPTHS DEPTH_FRACTION SEEDS BUDGET MIN_STEPS SCRATCH_IMAGE_SIZE   (make sweep)
 #   CONTROL=false FOLDS=K|auto       (make study: skip the control; K-fold cross-validation)
 #   EXHAUSTIVE=1                     (make study: none of the shortcuts; the reference they are checked against)
+#   MINUTES=N                        (make study: a time limit; folds and minimum steps planned to fit)
 #   MIN_STEPS CLASS_WEIGHT           (study, scratch, finetune: enough optimizer steps; balanced class weights)
 #   TRAIN_FRACTION                   (scratch, finetune: train on a stratified share of the training split)
 #   AUGMENT MIXUP CUTMIX ON_BAD_IMAGE CACHE_DIR TFDS_DATA_DIR MAX_IMAGE_PIXELS   (scratch, finetune)
@@ -57,13 +58,14 @@ SCRATCH_ARGS = $(COMMON_ARGS) $(SCRATCH_ONLY) $(MIN_STEPS_ARGS)
 FINETUNE_ARGS = $(COMMON_ARGS) $(FINETUNE_ONLY) $(MIN_STEPS_ARGS)
 SWEEP_ARGS = $(COMMON_ARGS) $(SCRATCH_ONLY) $(FINETUNE_ONLY) \
   $(call flags,sweep fractions depths depth_fraction seeds budget min_steps scratch_image_size)
-STUDY_ARGS = $(SWEEP_ARGS) $(call flags,control folds backbones exhaustive)
+STUDY_ARGS = $(SWEEP_ARGS) $(call flags,control folds backbones exhaustive minutes)
 LR_FIND_ARGS = $(COMMON_ARGS) $(SCRATCH_ONLY) $(FINETUNE_ONLY) $(call flags,recipe run phase min_lr max_lr steps)
 PRETRAIN_ARGS = $(COMMON_ARGS) $(call flags,backbone epochs synthetic_train synthetic_val synthetic_test)
 REPEAT_ARGS = $(call flags,run out_dir overwrite verbose) $(call flag,OUT,out_dir)
 PREDICT_ARGS = $(call flags,run model class_names images top_k batch_size output export verbose engine)
 COMPARE_ARGS = $(call flags,runs out_dir overwrite) $(call flag,REPORT,out_dir)
-BENCH_ARGS = $(call flags,sections sizes steps batch_size backbone image_size num_images jpeg_size data_dir output inference_backbones readings) \
+BENCH_ARGS = $(call flags,sections sizes steps batch_size backbone image_size num_images jpeg_size data_dir output inference_backbones readings \
+  study_sets study_exhaustive study_flags) \
   $(BENCH_FLAGS)
 PRETRAINED := runs/pretrain/backbone.weights.h5
 

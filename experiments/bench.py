@@ -20,7 +20,15 @@ Sections:
   matmul peak each case reaches;
 * ``modes``: at ``--image_size``, the scratch CNN and RegNet phase 2 in
   float32, with XLA (``jit_compile=True``), and in ``mixed_bfloat16`` (and
-  ``mixed_float16`` on a GPU), each with its speed relative to float32.
+  ``mixed_float16`` on a GPU), each with its speed relative to float32;
+* ``study`` (not in the default list: it trains whole studies): on generated
+  photo-sized sets (``--study_sets``: the real 8x8 digits upscaled to 300 px,
+  tinted and grained; ``N x C`` = N images of C classes, written once under
+  ``runs/bench/``), the default ``make study`` wall time beside
+  ``--exhaustive``'s (``--study_exhaustive``), their ratio and both
+  verdicts, each study a fresh process as a user runs it; and the unfrozen
+  phase's train step (EfficientNet-Lite0 at 224, 4 stages) on the whole
+  model and on cached activations.
 """
 
 import json
@@ -46,7 +54,12 @@ flags.DEFINE_list("inference_backbones", ["efficientnet_lite0", "regnetx002"], "
                   "section, each at its native size: kerasxfer's predict path against TFLite and ONNX Runtime.")
 flags.DEFINE_integer("readings", 6, "Readings per engine in the inference section (the best one is reported).")
 
-SECTIONS = ("machine", "data", "models", "modes", "inference")
+flags.DEFINE_list("study_sets", ["230x2", "400x5"], "Sets of the study section: N images x C classes each.")
+flags.DEFINE_bool("study_exhaustive", True, "The study section also runs --exhaustive (about 1 h per 230 images "
+                  "on 2 cores) for the ratio.")
+flags.DEFINE_string("study_flags", "", "Extra flags for every study of the study section, e.g. --folds=2.")
+
+SECTIONS = ("machine", "data", "models", "modes", "inference", "study")
 
 
 def _check():
@@ -213,12 +226,50 @@ def main(argv):
     if "inference" in FLAGS.sections:
         _inference_section(emit, bs)
 
+    if "study" in FLAGS.sections:
+        _study_section(emit, bs)
+
     print("\n| case | images/s | other |\n|---|---:|---|")
     for row in rows[1:]:
         other = ", ".join(f"{k}={v}" for k, v in row.items() if k not in ("case", "images_per_s"))
         print(f"| {row['case']} | {row.get('images_per_s', '')} | {other} |")
     if out:
         out.close()
+
+
+def _study_section(emit, bs):
+    """The default study against --exhaustive on generated photo-sized sets, and the cached-activation step."""
+    import subprocess
+    import sys
+    import time
+
+    from kerasxfer import bench, fsio
+
+    r = bench.unfrozen_step_rates("efficientnet_lite0", 224, 4, bs, FLAGS.steps)
+    emit({"case": "unfrozen step efficientnet_lite0 224, 4 stages: whole model", "images_per_s":
+          round(r["whole_model"], 1)})
+    emit({"case": f"unfrozen step on cached activations at {r['boundary']} {r['boundary_shape']}",
+          "images_per_s": round(r["cached_activations"], 1),
+          "speedup": round(r["cached_activations"] / r["whole_model"], 2)})
+    for spec in FLAGS.study_sets:
+        n, c = (int(v) for v in spec.lower().split("x"))
+        root = bench.write_digit_photos(os.path.join("runs", "bench", f"digits-{n}x{c}"), n, c)
+        seconds, verdicts = {}, {}
+        for mode in ("default", "exhaustive") if FLAGS.study_exhaustive else ("default",):
+            out = os.path.join("runs", "bench", f"study-{n}x{c}-{mode}")
+            cmd = [sys.executable, "-m", "experiments.study", f"--dataset={root}", f"--out_dir={out}", "--overwrite",
+                   *(["--exhaustive"] if mode == "exhaustive" else []), *FLAGS.study_flags.split()]
+            t = time.perf_counter()
+            subprocess.run(cmd, check=True, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+            seconds[mode] = time.perf_counter() - t
+            summary = fsio.read_json(os.path.join(out, "report", "summary.json"))
+            verdicts[mode] = summary["summary"][0].split(":")[0].replace("*", "")
+            emit({"case": f"study {n} images x {c} classes, {mode}", "seconds": round(seconds[mode], 1),
+                  "verdict": verdicts[mode], "folds_run": (summary.get("study") or {}).get("folds_run")})
+        if len(seconds) == 2:
+            emit({"case": f"study {n}x{c}: exhaustive / default wall time",
+                  "ratio": round(seconds["exhaustive"] / seconds["default"], 2),
+                  "same_headline": verdicts["default"] == verdicts["exhaustive"]})
 
 
 def _inference_section(emit, bs):

@@ -13,6 +13,13 @@ digits, into ``runs/demo``.  Rerunning trains only what has not finished; a
 killed study continues where it stopped.  One study-level line per epoch
 says how far the study is and how long it has left; on a terminal Keras adds
 its progress bar within each epoch.
+
+The default study is cheap (README, "A study in minutes"): what a frozen
+backbone computes is computed once for the whole study, the frozen phase
+trains until converged, folds stop when a sequential rule says the answer is
+known, and the control answers on the frozen phase; the report says which
+ran.  ``--exhaustive`` runs none of that (the reference), ``--minutes=N``
+plans folds and phase lengths to fit N minutes.
 """
 
 import os

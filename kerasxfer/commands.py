@@ -98,6 +98,9 @@ def study_options() -> list:
         _opt("exhaustive", "bool", False, "Run the study without its shortcuts: every fold (no sequential stop), "
              "the control's full fine-tune, no frozen-backbone outputs reused, every phase at least --min_steps "
              "steps. The reference the default study is checked against (default folder runs/study/<name>-exhaustive)."),
+        _opt("minutes", "float", 0.0, "A time limit for the study in minutes (0: none): a short calibration on this "
+             "machine plans the folds and the phases' minimum steps to fit, and the first lines and the report say "
+             "what was given up."),
     ]
 
 
@@ -248,4 +251,4 @@ def study_from(values: dict):
     return StudyConfig(out_dir=out, scratch=scratch, transfer=transfer, control=values["control"],
                        seeds=values["seeds"], split_seed=split_seed, sweep=sweep, folds=folds_of(values["folds"]),
                        min_steps=values["min_steps"], more_transfers=tuple(more),
-                       exhaustive=bool(values["exhaustive"])).validate()
+                       exhaustive=bool(values["exhaustive"]), minutes=values["minutes"] or None).validate()

@@ -101,6 +101,8 @@ class StudyConfig:
     min_steps: int = DEFAULT_MIN_STEPS  # every phase trains at least this many optimizer steps (0: epochs as given)
     exhaustive: bool = False  # every fold, the full control, no reuse, min_steps for every phase: the reference
     finetune_min_steps: int = FINETUNE_MIN_STEPS  # the unfrozen phase's minimum (not exhaustive)
+    minutes: Optional[float] = None  # a time limit: folds and minimum steps planned to fit (kerasxfer.planning)
+    planned: tuple = ()  # the sentences that say what the time limit gave up
 
     def validate(self) -> "StudyConfig":
         if not all(t.model.is_transfer for t in (self.transfer, *self.more_transfers)):
@@ -114,6 +116,14 @@ class StudyConfig:
             raise UserError(f"--folds={self.folds} must be an integer from 1 (one split) to {MAX_FOLDS}, or auto.")
         if not isinstance(self.min_steps, int) or not 0 <= self.min_steps <= 100_000:
             raise UserError(f"--min_steps={self.min_steps} must be an integer from 0 (off) to 100000.")
+        if self.minutes is not None:
+            if isinstance(self.minutes, bool) or not isinstance(self.minutes, (int, float)) \
+                    or not 0 < self.minutes <= 100_000:
+                raise UserError(f"--minutes={self.minutes} must be a positive number of minutes, e.g. 15 (0: no "
+                                "limit).")
+            if self.exhaustive:
+                raise UserError("--exhaustive runs every fold and phase in full, so it cannot be fitted into "
+                                "--minutes: drop one of the two.")
         for _, exp in self.arms():
             exp.validate()
         if self.sweep is not None:
@@ -225,9 +235,32 @@ class StudyConfig:
             out.append(f"Folds ran one at a time under {rule_sentence(self.folds)}: "
                        + (f"it stopped after {ran} of {self.folds} folds." if ran < self.folds else
                           f"no look before the last crossed it, so all {self.folds} folds ran."))
+        out += list(self.planned)
         out.append("--exhaustive runs the same study with none of these shortcuts (every fold, the full control, "
                    "no reuse).")
         return out
+
+    def fit_minutes(self, sources, num_classes: int) -> None:
+        """With ``minutes``: calibrate on this machine and plan folds and minimum steps to fit (said once)."""
+        from kerasxfer import planning
+
+        if not self.minutes:
+            return
+        unfrozen = [p for p in self.transfer.phases if p.trainable != "head"]
+
+        def num_train_of(k):
+            return sources.num_train(dataclasses.replace(self.scratch.data, folds=k if k > 1 else 0,
+                                                         fold=1 if k > 1 else 0))
+
+        costs = planning.calibrate(self.scratch, self.transfer, num_classes)
+        folds, min_steps, ft, seconds, said = planning.fit_plan(
+            costs, self.minutes, self.folds or 1, num_train_of, self.scratch.data.batch_size,
+            self.scratch.phases[0].epochs, unfrozen[0].epochs if unfrozen else 0, self.min_steps,
+            min(self.finetune_min_steps, self.min_steps), len(self.controls()))
+        self.folds, self.min_steps, self.finetune_min_steps = folds, min_steps, ft
+        self.planned = tuple(said)
+        for line in said:
+            log.info("[study] %s", line)
 
     def resolve_folds(self, pool: int, own_test: bool) -> str:
         """Choose ``folds`` when it is None (auto) from the pool's size; return the sentence that says why."""
@@ -264,6 +297,7 @@ def run_study(cfg: StudyConfig, overwrite: bool = False, verbose: int = 0) -> di
     whole = sources.decoded_for(cfg.transfer.data).src
     pool = len(whole.train) + len(whole.val) + len(whole.test)
     log.info("[study] %s", cfg.resolve_folds(pool, own_test=not whole.test.carved))
+    cfg.fit_minutes(sources, len(whole.class_names))
     series = [(label, cfg.raised(exp, sources.num_train(exp.data), label), sources.num_train(exp.data))
               for label, exp in cfg.arms()]
     stop = _SequentialStop(cfg, series, sources) if cfg.sequential else None

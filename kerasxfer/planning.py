@@ -1,0 +1,155 @@
+"""A study within a time limit (``--minutes``): a short calibration on this machine, then a plan that fits.
+
+:func:`calibrate` times, on this machine and in this process, what a study's
+runs spend their time on (about 20 s): a training step of the scratch CNN at
+its image size, a training step of the transfer arm's unfrozen stages on the
+activations where they begin (what the unfrozen phase runs), and an epoch of
+the head on cached features (mostly Keras' own work per epoch).
+:func:`estimate` prices a plan — folds, and the minimum steps of the scratch
+and unfrozen phases — from those costs and the split sizes; :func:`fit_plan`
+gives up, in this order, until the estimate fits: folds (5 -> 3 -> 2), then
+the unfrozen phase's minimum steps, then the scratch arm's (never under
+:data:`FLOOR_STEPS`).  Every step given up is one sentence in the log and
+in the report.  No flags here: the study passes ``minutes``.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import logging
+import math
+import time
+
+log = logging.getLogger("kerasxfer")
+
+#: Seconds a run spends outside its epochs (building, loading weights, evaluating, writing), until measured.
+RUN_OVERHEAD_S = 12.0
+#: Epochs a frozen phase that trains until converged is priced at (see kerasxfer.progress.EXPECTED_CONVERGED).
+FROZEN_EPOCHS = 120
+#: A phase's minimum steps are never cut below this to meet a time limit.
+FLOOR_STEPS = 60
+#: Fold counts tried, most first, when the planned folds do not fit.
+FOLD_STEPS = (5, 3, 2)
+
+
+@dataclasses.dataclass
+class Costs:
+    """Seconds this machine takes for the pieces of a study (measured by :func:`calibrate`)."""
+
+    scratch_step: float
+    unfrozen_step: float
+    frozen_epoch: float
+    overhead: float = RUN_OVERHEAD_S
+
+
+def _fit_seconds(model, x, y, steps: int, epochs: int = 1, validation=None) -> float:
+    import keras
+    import tensorflow as tf
+
+    model.compile(optimizer=keras.optimizers.Adam(1e-4), loss="sparse_categorical_crossentropy",
+                  metrics=["accuracy"])
+    ds = tf.data.Dataset.from_tensors((x, y)).repeat()
+    model.fit(ds, steps_per_epoch=2, epochs=1, verbose=0)  # trace and warm up
+    t = time.perf_counter()
+    model.fit(ds, steps_per_epoch=steps, epochs=epochs, verbose=0, validation_data=validation)
+    return time.perf_counter() - t
+
+
+def calibrate(scratch, transfer, num_classes: int, steps: int = 6) -> Costs:
+    """Time the study's expensive pieces with its own models on random inputs (weights untouched)."""
+    import keras
+    import numpy as np
+    import tensorflow as tf
+
+    from kerasxfer.features import boundary
+    from kerasxfer.models import apply_trainable, build_model
+    from kerasxfer.models.head import DENSE, DROPOUT, GAP
+    from kerasxfer.models.transfer import get_backbone
+
+    t0 = time.perf_counter()
+    bs = scratch.data.batch_size
+    rng = np.random.default_rng(0)
+    y = tf.constant(rng.integers(0, num_classes, bs), tf.int32)
+    keras.backend.clear_session()
+    model = build_model(scratch, num_classes)
+    s = scratch.data.image_size
+    x = tf.constant(rng.uniform(0, 255, (bs, s, s, 3)), tf.float32)
+    scratch_step = _fit_seconds(model, x, y, steps) / steps
+    keras.backend.clear_session()
+    model = build_model(dataclasses.replace(transfer, model=dataclasses.replace(transfer.model, weights=None)),
+                        num_classes)
+    unfrozen = next((p for p in transfer.phases if p.trainable != "head"), None)
+    unfrozen_step = 0.0
+    if unfrozen is not None:
+        apply_trainable(model, unfrozen.trainable, transfer.model.num_stages, True, transfer.optim.bn)
+        tensor, _ = boundary(get_backbone(model))
+        if tensor is not None and transfer.uses_cached_activations(unfrozen):
+            inp = keras.Input(tensor.shape[1:])
+            out = keras.Model(tensor, get_backbone(model).output)(inp, training=False)
+            fit_model = keras.Model(inp, model.get_layer(DENSE)(model.get_layer(DROPOUT)(model.get_layer(GAP)(out))))
+            xa = tf.constant(rng.uniform(0, 1, (bs, *tensor.shape[1:])), tf.float32)
+        else:
+            fit_model, xa = model, tf.constant(rng.uniform(0, 255, (bs, *model.input_shape[1:])), tf.float32)
+        unfrozen_step = _fit_seconds(fit_model, xa, y, steps) / steps
+    feats = tf.constant(rng.uniform(0, 1, (bs, 1280)), tf.float32)
+    head = keras.Sequential([keras.Input((1280,)), keras.layers.Dense(num_classes, activation="softmax")])
+    val = tf.data.Dataset.from_tensors((feats, y))
+    frozen_epoch = _fit_seconds(head, feats, y, 5, epochs=10, validation=val) / 10
+    keras.backend.clear_session()
+    costs = Costs(scratch_step, unfrozen_step, frozen_epoch)
+    log.info("[study] calibration (%.0f s): scratch step %.3f s, unfrozen step %.3f s, frozen epoch %.3f s",
+             time.perf_counter() - t0, scratch_step, unfrozen_step, frozen_epoch)
+    return costs
+
+
+def estimate(costs: Costs, folds: int, num_train: int, batch_size: int, scratch_epochs: int, finetune_epochs: int,
+             min_steps: int, finetune_min_steps: int, controls: int) -> float:
+    """Seconds a study of ``folds`` folds (every fold run) takes with these minimum steps."""
+    per_epoch = max(1, math.ceil(num_train / batch_size))
+    scratch = max(scratch_epochs, math.ceil(min_steps / per_epoch)) * per_epoch * costs.scratch_step
+    frozen = max(FROZEN_EPOCHS, math.ceil(min_steps / per_epoch)) * costs.frozen_epoch
+    unfrozen = max(finetune_epochs, math.ceil(finetune_min_steps / per_epoch)) * per_epoch * costs.unfrozen_step
+    runs = 2 + controls
+    return folds * (scratch + frozen + unfrozen + controls * frozen + runs * costs.overhead)
+
+
+def fit_plan(costs: Costs, minutes: float, folds: int, num_train_of, batch_size: int, scratch_epochs: int,
+             finetune_epochs: int, min_steps: int, finetune_min_steps: int, controls: int) -> tuple:
+    """``(folds, min_steps, finetune_min_steps, estimated seconds, sentences)`` that fit ``minutes``.
+
+    ``num_train_of(folds)``: the training images of a run with that many folds.  Gives up folds first, then
+    the unfrozen phase's minimum steps, then the scratch arm's, and says so; when even the smallest plan does
+    not fit, it is kept and the sentence says how long it will take.
+    """
+    budget = 60.0 * minutes
+    said = []
+
+    def cost(k, ms, fms):
+        return estimate(costs, k, num_train_of(k), batch_size, scratch_epochs, finetune_epochs, ms, fms, controls)
+
+    plan = (folds, min_steps, finetune_min_steps)
+    if cost(*plan) <= budget:
+        return (*plan, cost(*plan), [f"--minutes={minutes:g}: the whole plan fits (about {cost(*plan) / 60:.0f} min "
+                                     "by the calibration); nothing was given up."])
+    for k in [f for f in FOLD_STEPS if f < folds] if folds > 1 else []:
+        plan = (k, *plan[1:])
+        if cost(*plan) <= budget:
+            break
+    if plan[0] != folds:
+        said.append(f"{plan[0]} folds instead of {folds} (fewer images tested per arm run, wider intervals)")
+    for which in (2, 1):  # the unfrozen phase's minimum, then the scratch arm's
+        while cost(*plan) > budget and plan[which] > FLOOR_STEPS:
+            plan = tuple(max(FLOOR_STEPS, int(v * 0.8)) if i == which else v for i, v in enumerate(plan))
+        original = (min_steps, finetune_min_steps)[which - 1]
+        if plan[which] != original:
+            what = "the unfrozen phase" if which == 2 else "every other phase (the scratch arm's included)"
+            said.append(f"{what} trains at least {plan[which]} optimizer steps instead of {original} (a shorter "
+                        "phase may stop before it has learned what it could)")
+    seconds = cost(*plan)
+    text = f"--minutes={minutes:g}: to fit, " + "; ".join(said) if said else f"--minutes={minutes:g}:"
+    if seconds > budget:
+        text += (f"; even so the study needs about {seconds / 60:.0f} min by the calibration (more than "
+                 f"{minutes:g}): give it more minutes, or fewer images")
+    else:
+        text += f"; about {seconds / 60:.0f} min by the calibration"
+    return (*plan, seconds, [text + ". Without --minutes nothing is given up."])

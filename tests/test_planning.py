@@ -1,0 +1,50 @@
+"""A study within --minutes: the plan gives up folds, then minimum steps, and says so (no training here)."""
+
+import pytest
+
+from kerasxfer import commands
+from kerasxfer.errors import UserError
+from kerasxfer.planning import FLOOR_STEPS, Costs, estimate, fit_plan
+
+COSTS = Costs(scratch_step=0.1, unfrozen_step=0.4, frozen_epoch=0.2, overhead=10.0)
+
+
+def _plan(minutes, folds=5):
+    return fit_plan(COSTS, minutes, folds, lambda k: 150 if k > 1 else 140, 32, 10, 8, 300, 100, 2)
+
+
+def test_estimate_adds_every_run_of_every_fold():
+    # per fold: scratch 60 epochs x 5 steps x 0.1 = 30 s; frozen 120 x 0.2 = 24 s; unfrozen 20 x 5 x 0.4 = 40 s;
+    # the two control runs' frozen phases 48 s; 4 runs' overheads 40 s
+    assert estimate(COSTS, 1, 150, 32, 10, 8, 300, 100, 2) == pytest.approx(30 + 24 + 40 + 48 + 40)
+    assert estimate(COSTS, 5, 150, 32, 10, 8, 300, 100, 2) == pytest.approx(5 * 182)
+
+
+def test_a_limit_the_plan_fits_gives_up_nothing():
+    folds, min_steps, ft, seconds, said = _plan(30)
+    assert (folds, min_steps, ft) == (5, 300, 100) and seconds <= 30 * 60
+    assert "nothing was given up" in said[0]
+
+
+def test_a_tight_limit_gives_up_folds_first_then_steps_and_says_so():
+    folds, min_steps, ft, seconds, said = _plan(10)  # 5 folds: about 15 min; 3 folds: about 9
+    assert (folds, min_steps, ft) == (3, 300, 100) and seconds <= 600
+    assert "3 folds instead of 5" in said[0]
+    folds, min_steps, ft, seconds, said = _plan(5)  # 2 folds are still 6 min: the unfrozen, then scratch steps
+    assert folds == 2 and ft == FLOOR_STEPS and FLOOR_STEPS < min_steps < 300 and seconds <= 300
+    assert "the unfrozen phase trains at least 60" in said[0] and "every other phase" in said[0]
+
+
+def test_an_impossible_limit_keeps_the_smallest_plan_and_says_how_long_it_takes():
+    folds, min_steps, ft, seconds, said = _plan(0.5)
+    assert (folds, min_steps, ft) == (2, FLOOR_STEPS, FLOOR_STEPS)
+    assert seconds > 30 and "give it more minutes" in said[0]
+
+
+@pytest.mark.parametrize("given,message", [
+    ({"minutes": -1.0}, "must be a positive number of minutes"),
+    ({"minutes": 10.0, "exhaustive": True}, "cannot be fitted into --minutes"),
+])
+def test_bad_limits_are_one_sentence(given, message):
+    with pytest.raises(UserError, match=message):
+        commands.study_from(commands.resolve("study", {"dataset": "digits", **given}).values)
