@@ -37,7 +37,7 @@ common.define_command_flags("study")
 
 
 def main(argv):
-    cfg = commands.study_from(common.flag_values("study").values)  # every flag checked before TensorFlow loads
+    cfg = commands.study_from(*common.flag_values("study"))  # every flag checked before TensorFlow loads
     from kerasxfer.studies import run_study
 
     verbose = FLAGS.verbose if FLAGS["verbose"].present else int(sys.stdout.isatty())

@@ -152,7 +152,7 @@ def study(data, out_dir=None, **options) -> StudyResult:
     ``data`` as for :func:`scratch`.  Returns a :class:`StudyResult`.
     """
     opts = _options("study", data, out_dir, options)
-    cfg = commands.study_from(opts.values)
+    cfg = commands.study_from(opts.values, opts.given)
     show_progress()
     from kerasxfer.studies import run_study
 

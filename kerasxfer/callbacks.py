@@ -25,7 +25,8 @@ import time
 import keras
 import numpy as np
 
-from kerasxfer import fsio, keras_compat
+from kerasxfer import keras_compat
+from kerasxfer.snapshots import frozen_values, save_model, write_weights  # noqa: F401  (re-exported)
 
 log = logging.getLogger("kerasxfer")
 
@@ -122,28 +123,9 @@ class StopAtTimeBudget(keras.callbacks.Callback):
             log.info("time budget of %g s reached after epoch %d: training ends here", self.seconds, epoch + 1)
 
 
-def save_model(model: keras.Model, path: str) -> None:
-    """Save ``model`` atomically without its optimiser and compile settings (plain Keras loads it)."""
-    bare = keras.Model(model.inputs, model.outputs, name=model.name)
-    with fsio.atomic_path(path) as tmp:
-        bare.save(tmp)
-
-
 #: A better epoch's weights are written to model.keras at once only when the last write is this old; in between
 #: they are kept in memory and in the resume state (a Keras save costs ~0.4 s, an epoch on cached features ~0.1 s).
 CHECKPOINT_EVERY_S = 10.0
-
-
-def write_weights(model: keras.Model, values, path: str) -> None:
-    """Save ``model`` as it would be with the variable ``values`` (its own are put back afterwards)."""
-    now = [keras.ops.convert_to_numpy(v) for v in model.variables]
-    try:
-        for v, x in zip(model.variables, values):
-            v.assign(x)
-        save_model(model, path)
-    finally:
-        for v, x in zip(model.variables, now):
-            v.assign(x)
 
 
 class BestCheckpoint(keras.callbacks.Callback):
@@ -158,11 +140,12 @@ class BestCheckpoint(keras.callbacks.Callback):
     written when the phase ends (:meth:`flush`).
     """
 
-    def __init__(self, path: str, best: dict, phase: str, model: keras.Model | None = None):
+    def __init__(self, path: str, best: dict, phase: str, model: keras.Model | None = None, frozen=None):
         super().__init__()
         self.path, self.best, self.phase = path, best, phase
         self.full_model = model
         self.pending = None  # variable values of a better epoch not written yet
+        self.frozen = frozen or {}  # {id(variable): value} of the variables this phase cannot change
         self._written = -float("inf")
 
     @property
@@ -184,7 +167,8 @@ class BestCheckpoint(keras.callbacks.Callback):
                 save_model(self.target, self.path)
                 self.pending, self._written = None, time.monotonic()
             else:
-                self.pending = [keras.ops.convert_to_numpy(v) for v in self.target.variables]
+                self.pending = [self.frozen[id(v)] if id(v) in self.frozen else keras.ops.convert_to_numpy(v)
+                                for v in self.target.variables]
 
     def on_train_end(self, logs=None):
         self.flush()
@@ -365,9 +349,11 @@ def phase_callbacks(*, exp, phase, index: int, first: int, last: int, steps: dic
     from kerasxfer.optim_config import learning_rate
 
     o = exp.optim
-    checkpoint = BestCheckpoint(checkpoint_path, history["best"], phase.name, model=model)
+    frozen = frozen_values(model)  # read once: the checkpoint and the resume state reuse them every epoch
+    checkpoint = BestCheckpoint(checkpoint_path, history["best"], phase.name, model=model, frozen=frozen)
     if hasattr(state_callback, "checkpoint"):
         state_callback.checkpoint = checkpoint  # its waiting best weights go into the resume state
+        state_callback.frozen = frozen
     ema_in = EMAWeights(last, history, phase.name) if o.ema is not None else None
     ema_out = ema_in.out() if ema_in is not None else None
     rate = lambda k: learning_rate(np, k, phase.lr, steps["kind"], steps["total_steps"], steps["warmup_steps"])  # noqa: E731

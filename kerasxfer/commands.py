@@ -232,8 +232,11 @@ def folds_of(value):
                         f"{config.MAX_FOLDS}.") from None
 
 
-def study_from(values: dict):
-    """The :class:`~kerasxfer.studies.StudyConfig` the options describe, validated (no TensorFlow yet)."""
+def study_from(values: dict, given=frozenset()):
+    """The :class:`~kerasxfer.studies.StudyConfig` the options describe, validated (no TensorFlow yet).
+
+    ``given``: the options the caller set; explicit ``frozen_epochs`` keep the frozen phase at that many epochs
+    (it does not train until converged)."""
     from kerasxfer.studies import StudyConfig, dataset_name
 
     out = values["out_dir"] or os.path.join("runs", "study", dataset_name(values["dataset"])
@@ -251,4 +254,5 @@ def study_from(values: dict):
     return StudyConfig(out_dir=out, scratch=scratch, transfer=transfer, control=values["control"],
                        seeds=values["seeds"], split_seed=split_seed, sweep=sweep, folds=folds_of(values["folds"]),
                        min_steps=values["min_steps"], more_transfers=tuple(more),
-                       exhaustive=bool(values["exhaustive"]), minutes=values["minutes"] or None).validate()
+                       exhaustive=bool(values["exhaustive"]), minutes=values["minutes"] or None,
+                       frozen_given="frozen_epochs" in given).validate()

@@ -279,10 +279,8 @@ class Experiment:
     precision: str = "float32"
     # Compile the train step with XLA (model.compile(jit_compile=True)).
     jit_compile: bool = False
-    # Frozen-backbone phases train the head on backbone features computed once
-    # per image, and phases that train the last stages train them on the
-    # activations where they begin, computed once.  None: whenever that is
-    # exact (no augmentation, no mixing; for the stages also float32 and --bn=frozen).
+    # Frozen-backbone outputs computed once per image (kerasxfer.features): the head trains on pooled
+    # features, the last stages on the activations where they begin.  None: wherever that is exact.
     cache_features: Optional[bool] = None
     # tf.distribute strategy (kerasxfer.distribute): auto, one_device, mirrored, multi_worker, tpu.
     # data.batch_size is the global batch, split across replicas.
@@ -301,23 +299,9 @@ class Experiment:
         return phase.trainable == "head" and self.cache_features is not False and self.features_valid()
 
     def uses_cached_activations(self, phase: PhaseConfig) -> bool:
-        """Whether a phase that trains the last backbone stages may train them on the activations where they
-        begin, computed once (:mod:`kerasxfer.features`); :meth:`activations_off` says why not."""
-        return self.activations_off(phase) is None
-
-    def activations_off(self, phase: PhaseConfig) -> Optional[str]:
-        """Why ``phase`` trains the whole model instead of its stages on cached activations (None: it need not)."""
-        if not (self.model.is_transfer and phase.trainable.startswith("stages:")):
-            return "it is not a transfer phase that trains the last stages"
-        if self.cache_features is False:
-            return "--nocache_features"
-        if not self.features_valid():
-            return "the images change every epoch (augmentation, MixUp or CutMix)"
-        if self.optim.bn == "train":
-            return "--bn=train trains every BatchNorm of the backbone"
-        if self.precision != "float32":
-            return f"--precision={self.precision}"
-        return None
+        """Whether a phase that trains the last stages trains them on cached activations (kerasxfer.phases)."""
+        from kerasxfer.phases import activations_off
+        return activations_off(self, phase) is None
 
     @property
     def total_epochs(self) -> int:

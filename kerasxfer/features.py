@@ -15,10 +15,9 @@ the same examples in the same order (the arrays are shuffled exactly like the
 images), the layers trained are the model's own (trained in place, so its
 checkpoint is the whole model), and the head's dropout draws come from the
 same layer.  Where that is not exact (augmentation, MixUp/CutMix,
-``--bn=train``, a mixed-precision policy: :meth:`Experiment.activations_off
-<kerasxfer.config.Experiment.activations_off>`; a backbone whose trainable
-stages are not fed by one tensor) the whole model trains and one log line
-says why.
+``--bn=train``, a mixed-precision policy: see
+:func:`kerasxfer.phases.activations_off`; a backbone whose trainable stages
+are not fed by one tensor) the whole model trains and one log line says why.
 
 When the backbone's weights do not depend on the run (published or file
 weights, untouched by an earlier phase, no BatchNorm re-estimation), the
@@ -98,7 +97,7 @@ def _extract(extractor: keras.Model, data: DataSplits, key) -> tuple:
 
 def _said(what: str, train, val, seconds: float, reused: bool, then: str) -> None:
     if reused:
-        log.info("frozen backbone: %s of %d train + %d val images reused from this study's earlier runs; %s",
+        log.info("frozen backbone: %s of %d train + %d val images reused from earlier runs on these images; %s",
                  what, len(train), len(val), then)
     else:
         log.info("frozen backbone: %s of %d train + %d val images computed once in %.1fs; %s",

@@ -46,3 +46,19 @@ def next_phase(phases, history: dict, done: int):
     if history.get("stopped") or history.get("ended_early"):
         return None
     return next((s for s in phase_spans(phases, history) if s.phase.epochs and done < s.last), None)
+
+
+def activations_off(exp, phase):
+    """Why ``phase`` of ``exp`` trains the whole model instead of its unfrozen stages on the activations where
+    they begin, computed once (:mod:`kerasxfer.features`); None when it need not."""
+    if not (exp.model.is_transfer and phase.trainable.startswith("stages:")):
+        return "it is not a transfer phase that trains the last stages"
+    if exp.cache_features is False:
+        return "--nocache_features"
+    if not exp.features_valid():
+        return "the images change every epoch (augmentation, MixUp or CutMix)"
+    if exp.optim.bn == "train":
+        return "--bn=train trains every BatchNorm of the backbone"
+    if exp.precision != "float32":
+        return f"--precision={exp.precision}"
+    return None

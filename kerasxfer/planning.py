@@ -22,6 +22,12 @@ import time
 
 log = logging.getLogger("kerasxfer")
 
+#: The frozen phase on cached features: at most this many epochs, ended once val_loss has not fallen for
+#: FROZEN_PATIENCE epochs (an epoch of the head on cached features costs a fraction of a second).
+FROZEN_CAP = 500
+FROZEN_PATIENCE = 10
+#: The unfrozen phase of the default study trains at least this many optimizer steps (measured: see the README).
+FINETUNE_MIN_STEPS = 100
 #: Seconds a run spends outside its epochs (building, loading weights, evaluating, writing), until measured.
 RUN_OVERHEAD_S = 12.0
 #: Epochs a frozen phase that trains until converged is priced at (see kerasxfer.progress.EXPECTED_CONVERGED).
@@ -153,3 +159,58 @@ def fit_plan(costs: Costs, minutes: float, folds: int, num_train_of, batch_size:
     else:
         text += f"; about {seconds / 60:.0f} min by the calibration"
     return (*plan, seconds, [text + ". Without --minutes nothing is given up."])
+
+
+def fit_minutes(cfg, sources, num_classes: int) -> None:
+    """The study ``cfg`` within its ``minutes``: calibrate this machine, plan folds and minimum steps to fit, say
+    what was given up (in the log, and in the report through ``cfg.planned``)."""
+    import dataclasses
+    unfrozen = [p for p in cfg.transfer.phases if p.trainable != "head"]
+
+    def num_train_of(k):
+        return sources.num_train(dataclasses.replace(cfg.scratch.data, folds=k if k > 1 else 0,
+                                                     fold=1 if k > 1 else 0))
+
+    costs = calibrate(cfg.scratch, cfg.transfer, num_classes)
+    folds, min_steps, ft, seconds, said = fit_plan(
+        costs, cfg.minutes, cfg.folds or 1, num_train_of, cfg.scratch.data.batch_size,
+        cfg.scratch.phases[0].epochs, unfrozen[0].epochs if unfrozen else 0, cfg.min_steps,
+        min(cfg.finetune_min_steps, cfg.min_steps), len(cfg.controls()))
+    cfg.folds, cfg.min_steps, cfg.finetune_min_steps = folds, min_steps, ft
+    cfg.planned = tuple(said)
+    for line in said:
+        log.info("[study] %s", line)
+
+
+def shortcuts(cfg, folds_run=None) -> list:
+    """The sentences that say what the study ``cfg`` did to be cheap (or that it did none of it)."""
+    if cfg.exhaustive:
+        return ["Exhaustive (--exhaustive): every fold ran, the control trained the whole transfer schedule, "
+                "nothing was reused between epochs or runs, and every phase trained at least "
+                f"{cfg.min_steps} optimizer steps."]
+    out = ["Computed once: the frozen backbone's pooled features and the activations where the unfrozen stages "
+           "begin, once per image for the whole study (every fold, seed and phase share them; the same "
+           "training to the last bit, tested), wherever that is exact (no augmentation or mixing, float32, "
+           "frozen BatchNorm; each run's log says when not)."]
+    frozen = ("The frozen phase trained the --frozen_epochs given" if cfg.frozen_given else
+              f"The frozen phase trained the head until its val_loss stopped falling ({FROZEN_PATIENCE} epochs "
+              f"without a lower one, at most {FROZEN_CAP} epochs, never under --min_steps={cfg.min_steps})")
+    if cfg.min_steps and cfg.finetune_min_steps < cfg.min_steps:
+        frozen += (f"; the unfrozen phase, starting from that head, trained at least {cfg.finetune_min_steps} "
+                   f"optimizer steps instead of {cfg.min_steps}")
+    out.append(frozen + ".")
+    if len(cfg.controls()) == 2:
+        out.append("The control answered \"did the pretrained weights help?\" on the frozen phase: the head on "
+                   "the random backbone's features against the same head on the pretrained backbone's "
+                   "(control-pretrained), instead of a second full fine-tune.")
+    if cfg.sequential:
+        from kerasxfer.reporting.sequential import rule_sentence
+
+        ran = folds_run or cfg.folds
+        out.append(f"Folds ran one at a time under {rule_sentence(cfg.folds)}: "
+                   + (f"it stopped after {ran} of {cfg.folds} folds." if ran < cfg.folds else
+                      f"no look before the last crossed it, so all {cfg.folds} folds ran."))
+    out += list(cfg.planned)
+    out.append("--exhaustive runs the same study with none of these shortcuts (every fold, the full control, "
+               "no reuse).")
+    return out

@@ -26,6 +26,7 @@ import numpy as np
 
 from kerasxfer import fsio, rundir
 from kerasxfer.errors import UserError
+from kerasxfer.snapshots import frozen_values, write_weights
 
 STATE = "state.json"
 log = logging.getLogger("kerasxfer")
@@ -42,6 +43,7 @@ class ResumeState:
         self.out = out
         self.dir = os.path.join(out, rundir.RESUME)
         self.epoch, self.history, self.timings, self.arrays = 0, None, None, None
+        self.frozen_arrays = None  # the phase's frozen layers' values, written once beside the epoch's arrays
         if probe and os.path.isdir(self.dir):
             self._find()
 
@@ -56,9 +58,11 @@ class ResumeState:
             try:
                 state = fsio.read_json(os.path.join(self.dir, name))
                 arrays = os.path.join(self.dir, state["arrays"])
-                with np.load(arrays) as z:
-                    for k in z.files:
-                        z[k]  # noqa: B018  (reading checks every array's CRC)
+                frozen = os.path.join(self.dir, state["frozen"]) if state.get("frozen") else None
+                for path in filter(None, (arrays, frozen)):
+                    with np.load(path) as z:
+                        for k in z.files:
+                            z[k]  # noqa: B018  (reading checks every array's CRC)
             except (OSError, ValueError, KeyError, TypeError, EOFError, zipfile.BadZipFile):
                 damaged.append(name)
                 continue
@@ -67,6 +71,7 @@ class ResumeState:
                             ", ".join(damaged), self.dir, state["epoch"])
             self.epoch, self.history, self.timings, self.arrays = (
                 state["epoch"], state["history"], state["timings"], arrays)
+            self.frozen_arrays = frozen
             return
         if damaged:
             from kerasxfer.errors import UserError
@@ -93,69 +98,74 @@ class ResumeState:
         return self.arrays is not None
 
     # ----------------------------------------------------------- restore
-    def write_best(self, model: keras.Model, path: str) -> bool:
-        """Write the best epoch's model to ``path`` when the state holds it (it had not been written when the
-        run stopped); whether it did."""
-        from kerasxfer.callbacks import write_weights
-
-        with np.load(self.arrays) as z:
-            keys = sorted((k for k in z.files if k.startswith("b")), key=lambda k: int(k[1:]))
-            if not keys:
-                return False
-            if len(keys) != len(model.variables):
-                raise UserError(f"the saved state in {self.dir} does not fit this model: pass --overwrite to start "
-                                "the run again.")
-            write_weights(model, [z[k] for k in keys], path)
-        return True
+    def _load(self) -> dict:
+        """Every array of the state: the epoch's, and the phase's frozen layers' (stored once per phase)."""
+        out = {}
+        for path in filter(None, (self.frozen_arrays, self.arrays)):
+            with np.load(path) as z:
+                out.update({k: z[k] for k in z.files})
+        return out
 
     def restore(self, model: keras.Model, optimizer_model: keras.Model | None = None) -> None:
         """Every variable of ``model``, and of ``optimizer_model``'s optimizer when given, from the saved state."""
-        with np.load(self.arrays) as z:
-            model_vars = model.variables
-            n = sum(1 for k in z.files if k.startswith("m"))
-            if n != len(model_vars):
-                raise UserError(
-                    f"the saved state in {self.dir} does not fit this model ({n} variables saved, "
-                    f"{len(model_vars)} now): pass --overwrite to start the run again."
-                )
-            for i, v in enumerate(model_vars):
-                v.assign(z[f"m{i}"])
-            if optimizer_model is None:
-                return
-            opt = optimizer_model.optimizer
-            if not opt.built:
-                opt.build(optimizer_model.trainable_variables)
-            saved = sorted((k for k in z.files if k.startswith("o")), key=lambda k: int(k[1:]))
-            if len(saved) != len(opt.variables):
-                raise UserError(
-                    f"the optimizer state in {self.dir} does not fit this phase: pass --overwrite to start the "
-                    "run again."
-                )
-            for k, v in zip(saved, opt.variables):
-                v.assign(z[k])
+        z = self._load()
+        model_vars = model.variables
+        n = sum(1 for k in z if k.startswith("m"))
+        if n != len(model_vars):
+            raise UserError(
+                f"the saved state in {self.dir} does not fit this model ({n} variables saved, "
+                f"{len(model_vars)} now): pass --overwrite to start the run again."
+            )
+        for i, v in enumerate(model_vars):
+            v.assign(z[f"m{i}"])
+        if optimizer_model is None:
+            return
+        opt = optimizer_model.optimizer
+        if not opt.built:
+            opt.build(optimizer_model.trainable_variables)
+        saved = sorted((k for k in z if k.startswith("o")), key=lambda k: int(k[1:]))
+        if len(saved) != len(opt.variables):
+            raise UserError(
+                f"the optimizer state in {self.dir} does not fit this phase: pass --overwrite to start the "
+                "run again."
+            )
+        for k, v in zip(saved, opt.variables):
+            v.assign(z[k])
 
     # -------------------------------------------------------------- save
     def save(self, epoch: int, model: keras.Model, optimizer, history: dict, timings: dict, best=None,
-             frozen=None) -> None:
+             frozen=None, frozen_file=None) -> str | None:
         """Write the state after ``epoch`` (1-based): ``model``'s and ``optimizer``'s variables, history, timings,
-        and ``best``: the best epoch's variable values when model.keras does not hold them yet.  ``frozen``:
-        ``{id(variable): value}`` of variables that cannot change in this phase, read once (:func:`frozen_values`)."""
+        and ``best``: the best epoch's variable values when model.keras does not hold them yet.  ``frozen``
+        (:func:`kerasxfer.snapshots.frozen_values`) are written once per phase to ``frozen_file`` (returned)."""
         os.makedirs(self.dir, exist_ok=True)
         name = f"state-{epoch}.npz"
         frozen = frozen or {}
-        arrays = {f"m{i}": frozen[id(v)] if id(v) in frozen else keras.ops.convert_to_numpy(v)
-                  for i, v in enumerate(model.variables)}
+        index = {id(v): i for i, v in enumerate(model.variables)}
+        if frozen and frozen_file is None:
+            frozen_file = f"frozen-{epoch}.npz"
+            with fsio.atomic_path(os.path.join(self.dir, frozen_file)) as tmp, open(tmp, "wb") as f:
+                np.savez(f, **{f"m{index[k]}": v for k, v in frozen.items() if k in index})
+        arrays = {f"m{i}": keras.ops.convert_to_numpy(v) for i, v in enumerate(model.variables) if id(v) not in frozen}
         arrays.update({f"o{i}": keras.ops.convert_to_numpy(v) for i, v in enumerate(optimizer.variables)})
-        arrays.update({f"b{i}": v for i, v in enumerate(best or ())})
+        arrays.update({f"b{i}": v for i, (v, var) in enumerate(zip(best or (), model.variables))
+                       if id(var) not in frozen})
         with fsio.atomic_path(os.path.join(self.dir, name)) as tmp, open(tmp, "wb") as f:
             np.savez(f, **arrays)
-        state = {"epoch": epoch, "arrays": name, "history": history, "timings": timings}
+        state = {"epoch": epoch, "arrays": name, "history": history, "timings": timings,
+                 **({"frozen": frozen_file} if frozen else {})}
         fsio.write_json(os.path.join(self.dir, f"state-{epoch}.json"), state)
         fsio.write_json(os.path.join(self.dir, STATE), state)
         keep = {f"state-{e}.{ext}" for e in (epoch, epoch - 1) for ext in ("npz", "json")} | {STATE}
+        for kept in (f"state-{e}.json" for e in (epoch, epoch - 1)):  # and the frozen files they name
+            try:
+                keep.add(fsio.read_json(os.path.join(self.dir, kept)).get("frozen"))
+            except (OSError, ValueError, AttributeError):
+                pass
         for old in os.listdir(self.dir):
-            if old.startswith("state") and old not in keep:
+            if (old.startswith("state") or old.startswith("frozen-")) and old not in keep:
                 os.remove(os.path.join(self.dir, old))
+        return frozen_file if frozen else None
 
     def callback(self, history: dict, timings: dict, model: keras.Model | None = None) -> keras.callbacks.Callback:
         """A callback that writes ``history.json``, ``timings.json`` and this state after every epoch.
@@ -171,19 +181,18 @@ class ResumeState:
         shutil.rmtree(self.dir, ignore_errors=True)
 
 
-def frozen_values(model: keras.Model) -> dict:
-    """``{id(variable): value}`` of the variables of ``model``'s frozen layers: no phase step changes them
-    (their layer does not train, so neither their weights nor a frozen BatchNorm's statistics move; random
-    seed states always move and are left out), so a phase reads them once, not at every epoch's state."""
-    from kerasxfer import keras_compat
-
-    out = {}
-    for layer in keras_compat.flatten_layers(model):
-        if not layer.trainable:
-            for v in layer.weights:
-                if "seed_generator" not in v.path:
-                    out[id(v)] = keras.ops.convert_to_numpy(v)
-    return out
+def write_best(state: ResumeState, model: keras.Model, path: str) -> bool:
+    """Write the best epoch's model to ``path`` when ``state`` holds it (it had not been written when the
+    run stopped); whether it did.  Frozen layers' values are the phase's (they did not move)."""
+    z = state._load()
+    if not any(k.startswith("b") for k in z):
+        return False
+    n = len(model.variables)
+    if sum(1 for k in z if k.startswith("m")) != n:
+        raise UserError(f"the saved state in {state.dir} does not fit this model: pass --overwrite to start "
+                        "the run again.")
+    write_weights(model, [z.get(f"b{i}", z[f"m{i}"]) for i in range(n)], path)
+    return True
 
 
 class SaveEachEpoch(keras.callbacks.Callback):
@@ -195,6 +204,7 @@ class SaveEachEpoch(keras.callbacks.Callback):
 
     checkpoint = None  # the phase's BestCheckpoint: its best weights not yet in model.keras are saved too
     frozen = None  # frozen_values() of the phase, read at its first save
+    frozen_file = None  # where the state keeps them (written once per phase)
 
     def on_epoch_end(self, epoch, logs=None):
         out = self.state.out
@@ -206,4 +216,5 @@ class SaveEachEpoch(keras.callbacks.Callback):
         model = self.full_model or self.model
         if self.frozen is None:
             self.frozen = frozen_values(model)
-        self.state.save(epoch + 1, model, self.model.optimizer, self.history, self.timings, best, self.frozen)
+        self.frozen_file = self.state.save(epoch + 1, model, self.model.optimizer, self.history, self.timings, best,
+                                           self.frozen, self.frozen_file)

@@ -60,6 +60,7 @@ from typing import Optional
 
 from kerasxfer.config import DEFAULT_MIN_STEPS, MAX_EPOCHS, MAX_FOLDS, TFDS_PREFIX, Experiment
 from kerasxfer.errors import UserError
+from kerasxfer.planning import FINETUNE_MIN_STEPS, FROZEN_CAP, FROZEN_PATIENCE
 
 log = logging.getLogger("kerasxfer")
 
@@ -67,12 +68,6 @@ log = logging.getLogger("kerasxfer")
 #: (a 5-fold study trains every arm five times: about five single-split studies; the ETA counts every fold).
 AUTO_FOLDS = 5
 AUTO_FOLDS_BELOW = 1000
-#: The frozen phase on cached features: at most this many epochs, ended once val_loss has not fallen for
-#: FROZEN_PATIENCE epochs (an epoch of the head on cached features costs a fraction of a second).
-FROZEN_CAP = 500
-FROZEN_PATIENCE = 10
-#: The unfrozen phase of the default study trains at least this many optimizer steps (measured: see the README).
-FINETUNE_MIN_STEPS = 100
 
 
 def dataset_name(dataset: str) -> str:
@@ -103,6 +98,7 @@ class StudyConfig:
     finetune_min_steps: int = FINETUNE_MIN_STEPS  # the unfrozen phase's minimum (not exhaustive)
     minutes: Optional[float] = None  # a time limit: folds and minimum steps planned to fit (kerasxfer.planning)
     planned: tuple = ()  # the sentences that say what the time limit gave up
+    frozen_given: bool = False  # --frozen_epochs given: the frozen phase trains exactly that many epochs
 
     def validate(self) -> "StudyConfig":
         if not all(t.model.is_transfer for t in (self.transfer, *self.more_transfers)):
@@ -137,7 +133,7 @@ class StudyConfig:
 
     def _converging(self, exp: Experiment) -> Experiment:
         """``exp`` with its frozen phase trained until converged, where its epochs are cheap (cached features)."""
-        if self.exhaustive:
+        if self.exhaustive or self.frozen_given:
             return exp
         e = copy.deepcopy(exp)
         for i, p in enumerate(e.phases):
@@ -210,57 +206,10 @@ class StudyConfig:
         return dataclasses.replace(heads, phases=phases)
 
     def shortcuts(self, folds_run: Optional[int] = None) -> list:
-        """The sentences that say what this study did to be cheap (or that it did none of it)."""
-        if self.exhaustive:
-            return ["Exhaustive (--exhaustive): every fold ran, the control trained the whole transfer schedule, "
-                    "nothing was reused between epochs or runs, and every phase trained at least "
-                    f"{self.min_steps} optimizer steps."]
-        out = ["Computed once: the frozen backbone's pooled features and the activations where the unfrozen stages "
-               "begin, once per image for the whole study (every fold, seed and phase share them; the same "
-               "training to the last bit, tested), wherever that is exact (no augmentation or mixing, float32, "
-               "frozen BatchNorm; each run's log says when not).",
-               f"The frozen phase trained the head until its val_loss stopped falling ({FROZEN_PATIENCE} epochs "
-               f"without a lower one, at most {FROZEN_CAP} epochs, never under --min_steps={self.min_steps}); the "
-               f"unfrozen phase, starting from that converged head, trained at least {self.finetune_min_steps} "
-               f"optimizer steps instead of {self.min_steps}."]
-        if self.controls():
-            if len(self.controls()) == 2:
-                out.append("The control answered \"did the pretrained weights help?\" on the frozen phase: the head on "
-                           "the random backbone's features against the same head on the pretrained backbone's "
-                           "(control-pretrained), instead of a second full fine-tune.")
-        if self.sequential:
-            from kerasxfer.reporting.sequential import rule_sentence
+        """The sentences that say what this study did to be cheap (:func:`kerasxfer.planning.shortcuts`)."""
+        from kerasxfer.planning import shortcuts
 
-            ran = folds_run or self.folds
-            out.append(f"Folds ran one at a time under {rule_sentence(self.folds)}: "
-                       + (f"it stopped after {ran} of {self.folds} folds." if ran < self.folds else
-                          f"no look before the last crossed it, so all {self.folds} folds ran."))
-        out += list(self.planned)
-        out.append("--exhaustive runs the same study with none of these shortcuts (every fold, the full control, "
-                   "no reuse).")
-        return out
-
-    def fit_minutes(self, sources, num_classes: int) -> None:
-        """With ``minutes``: calibrate on this machine and plan folds and minimum steps to fit (said once)."""
-        from kerasxfer import planning
-
-        if not self.minutes:
-            return
-        unfrozen = [p for p in self.transfer.phases if p.trainable != "head"]
-
-        def num_train_of(k):
-            return sources.num_train(dataclasses.replace(self.scratch.data, folds=k if k > 1 else 0,
-                                                         fold=1 if k > 1 else 0))
-
-        costs = planning.calibrate(self.scratch, self.transfer, num_classes)
-        folds, min_steps, ft, seconds, said = planning.fit_plan(
-            costs, self.minutes, self.folds or 1, num_train_of, self.scratch.data.batch_size,
-            self.scratch.phases[0].epochs, unfrozen[0].epochs if unfrozen else 0, self.min_steps,
-            min(self.finetune_min_steps, self.min_steps), len(self.controls()))
-        self.folds, self.min_steps, self.finetune_min_steps = folds, min_steps, ft
-        self.planned = tuple(said)
-        for line in said:
-            log.info("[study] %s", line)
+        return shortcuts(self, folds_run)
 
     def resolve_folds(self, pool: int, own_test: bool) -> str:
         """Choose ``folds`` when it is None (auto) from the pool's size; return the sentence that says why."""
@@ -297,7 +246,10 @@ def run_study(cfg: StudyConfig, overwrite: bool = False, verbose: int = 0) -> di
     whole = sources.decoded_for(cfg.transfer.data).src
     pool = len(whole.train) + len(whole.val) + len(whole.test)
     log.info("[study] %s", cfg.resolve_folds(pool, own_test=not whole.test.carved))
-    cfg.fit_minutes(sources, len(whole.class_names))
+    if cfg.minutes:
+        from kerasxfer.planning import fit_minutes
+
+        fit_minutes(cfg, sources, len(whole.class_names))
     series = [(label, cfg.raised(exp, sources.num_train(exp.data), label), sources.num_train(exp.data))
               for label, exp in cfg.arms()]
     stop = _SequentialStop(cfg, series, sources) if cfg.sequential else None

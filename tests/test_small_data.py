@@ -80,8 +80,12 @@ def test_study_chooses_folds_from_the_pool_size():
     base = dict(out_dir="runs/x", scratch=recipes.scratch(), transfer=recipes.finetune())
     small = StudyConfig(**base)
     assert "5 folds over all 230 labelled images (auto" in small.resolve_folds(230, own_test=False)
-    assert small.folds == 5 and len(small.arms()) == 15
-    assert {e.out_dir for _, e in small.arms()} >= {"runs/x/fold1/scratch", "runs/x/fold5/control"}
+    assert small.folds == 5 and len(small.arms()) == 20  # scratch, transfer, the control and its reference
+    assert {e.out_dir for _, e in small.arms()} >= {"runs/x/fold1/scratch", "runs/x/fold5/control",
+                                                    "runs/x/fold5/control-pretrained"}
+    exhaustive = StudyConfig(**base, exhaustive=True)
+    exhaustive.resolve_folds(230, own_test=False)
+    assert len(exhaustive.arms()) == 15  # the control is a whole second fine-tune
     large = StudyConfig(**base)
     assert "one train/val/test split (auto: one split from 1,000" in large.resolve_folds(1797, own_test=False)
     assert large.folds == 1
@@ -191,7 +195,8 @@ def test_a_study_with_several_backbones_trains_one_transfer_arm_each_and_one_con
                       folds=1).validate()
     labels = {label: exp.model.backbone if exp.model.uses_backbone else None for label, exp in cfg.arms()}
     assert labels == {"scratch": None, "transfer-efficientnet_lite0": "efficientnet_lite0",
-                      "transfer-resnet50": "resnet50", "control-efficientnet_lite0": "efficientnet_lite0"}
+                      "transfer-resnet50": "resnet50", "control-efficientnet_lite0": "efficientnet_lite0",
+                      "control-efficientnet_lite0-pretrained": "efficientnet_lite0"}
     assert [os.path.basename(e.out_dir) for _, e in cfg.arms()] == list(labels)
     control = dict(cfg.arms())["control-efficientnet_lite0"]
     assert control.model.weights is None and transfer.model.weights == "imagenet"

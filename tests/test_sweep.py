@@ -208,8 +208,13 @@ def test_data_sweep_writes_ordinary_runs_and_a_csv_its_sentence_agrees_with(data
         assert os.path.isfile(out / "data" / x["run"] / "model.keras")
     half, full = rows[0], rows[3]
     assert int(half["train_images"]) < int(full["train_images"])
-    # the frozen backbone's features were computed once, then reused by every later run
-    assert r.stderr.count("computed once") == 1 and r.stderr.count("reused from this sweep") == 3
+    # the frozen backbone's pooled features were computed once, then reused by every later run; the activations
+    # where the unfrozen stages begin likewise, by the two fine-tuned members
+    feats = [line for line in r.stderr.splitlines() if "frozen backbone: pooled features" in line]
+    acts = [line for line in r.stderr.splitlines() if "frozen backbone: activations at" in line]
+    assert ["computed once" in line for line in feats] == [True, False, False, False]
+    assert all("reused from earlier runs" in line for line in feats[1:])
+    assert ["computed once" in line for line in acts] == [True, False]
     # the sentence's numbers are the CSV's: the difference at the smallest size and its images per class
     sentence = [line for line in r.stdout.splitlines() if line.startswith(" - ")][0]
     ft = float(rows[1]["test_accuracy"]) - float(rows[2]["test_accuracy"])

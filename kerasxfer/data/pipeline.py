@@ -225,12 +225,12 @@ class Decoded:
     cfg: DataConfig
     src: SourceSplit
     images: dict  # split name -> uint8 array (N, S, S, 3)
-    features: Optional["ActivationStore"] = None  # shared by every run (and fold) decoded from the same source
+    features: Optional[object] = None  # a kerasxfer.data.store.ActivationStore shared by every run (and fold)
     # where this source's splits lie in the pool of the whole source (train, val, test in SPLITS order): a fold's
     # rows, or the whole source's own ranges; ``whole`` is the source decoded whole (None: this one)
     pool_index: Optional[dict] = None
     whole: Optional["Decoded"] = None
-    pool_content: Optional[str] = None  # pool_fingerprint(), computed once
+    pool_content: Optional[str] = None  # kerasxfer.data.store.pool_fingerprint(), computed once
     test_content: Optional[str] = None  # content_fingerprint of the test split, computed once for all its runs
     missing: Optional[dict] = None  # classes_missing(), computed (and said) once for all its runs
 
@@ -251,75 +251,6 @@ class Decoded:
         if self.test_content is None:
             self.test_content = content_fingerprint(self.src.test)
         return self.test_content
-
-    def pool_fingerprint(self) -> str:
-        """sha256 of the decoded pixels of every split (size and resize included), computed once: what cached
-        backbone outputs of these images are keyed by."""
-        if self.whole is not None:
-            return self.whole.pool_fingerprint()
-        if self.pool_content is None:
-            h = hashlib.sha256()
-            for name in SPLITS:
-                a = self.images[name]
-                h.update(f"{name}{a.shape}{a.dtype}".encode())
-                for start in range(0, len(a), 256):
-                    h.update(np.ascontiguousarray(a[start:start + 256]).tobytes())
-            self.pool_content = h.hexdigest()
-        return self.pool_content
-
-
-class ActivationStore:
-    """What a frozen backbone computes from every image of a decoded source, per key, computed once.
-
-    Each entry is one array over the source's pool (train, val and test in
-    :data:`SPLITS` order: every fold's rows are in it) — the pooled features
-    of the frozen phase, or the activations where the trainable stages begin
-    — kept in memory and, with ``cache_dir``, in ``activations-<fingerprint>.npy``
-    there (memory-mapped), so a study that runs again reads them back.  The
-    fingerprint covers the key (backbone, weights, precision, size, where the
-    backbone is cut) and the decoded pixels, so any change computes them anew.
-    """
-
-    def __init__(self, cache_dir: Optional[str] = None):
-        self.dir, self.arrays = cache_dir, {}
-
-    def get(self, key, whole: Decoded, compute) -> tuple:
-        """``(array over the pool, seconds it cost, reused)``; ``compute()`` makes the array when not stored."""
-        import json
-        import time
-
-        from kerasxfer import fsio
-
-        if key in self.arrays:
-            return (*self.arrays[key], True)
-        path = None
-        if self.dir:
-            fp = hashlib.sha256(f"{key!r}|{whole.pool_fingerprint()}".encode()).hexdigest()[:32]
-            path = os.path.join(self.dir, f"activations-{fp}.npy")
-            try:
-                arr = np.load(path, mmap_mode="r")
-                with open(path + ".json") as f:
-                    seconds = float(json.load(f)["seconds"])
-                self.arrays[key] = (arr, seconds)
-                log.info("frozen backbone outputs read from %s (computed by an earlier run of this study)", path)
-                return arr, seconds, True
-            except (OSError, ValueError, KeyError, TypeError, EOFError):
-                pass
-        t0 = time.perf_counter()
-        arr = compute()
-        seconds = time.perf_counter() - t0
-        if path:
-            try:
-                os.makedirs(self.dir, exist_ok=True)
-                with fsio.atomic_path(path) as tmp:
-                    np.save(tmp, arr)
-                fsio.write_json(path + ".json", {"key": repr(key), "seconds": seconds, "shape": list(arr.shape)})
-                arr = np.load(path, mmap_mode="r")
-            except OSError as e:
-                log.warning("the frozen backbone outputs could not be cached in %s (%s): they stay in memory",
-                            self.dir, e.strerror or e)
-        self.arrays[key] = (arr, seconds)
-        return arr, seconds, False
 
 
 def fold_of(decoded: Decoded, cfg: DataConfig, seed: int, pool_images=None) -> Decoded:
@@ -364,6 +295,8 @@ def decode_source(cfg: DataConfig, seed: int, deterministic: bool = True, share_
         log.info("decoded images are cached in %s", cfg.cache_dir)
     bounds = np.cumsum([0] + [len(images[name]) for name in SPLITS])
     pool_index = {name: np.arange(bounds[i], bounds[i + 1]) for i, name in enumerate(SPLITS)}
+    from kerasxfer.data.store import ActivationStore
+
     return Decoded(cfg, src, images, ActivationStore(activation_dir) if share_features else None, pool_index)
 
 

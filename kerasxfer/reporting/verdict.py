@@ -233,6 +233,21 @@ def _control_sentence(control, transfer, labels, figure, seed) -> tuple:
             f"interval {_points(lo)} to {_points(hi)}, {_p_text(p, 1)}); the control is not a contender."), p
 
 
+def _control_reference(control, arms, role):
+    """What a control is compared with: the pretrained frozen-phase run beside a frozen-phase control, else the
+    pretrained contender of its backbone."""
+    same = [a for a in arms if a["kind"] == "transfer" and a["backbone"] == control["backbone"] and a.get("weights")]
+    return next((a for a in same if role[a["name"]] == "reference" and control.get("frozen_only")),
+                next((a for a in same if role[a["name"]] == "contender"), same[0]))
+
+
+def _where(folds: int, planned: int) -> str:
+    """Where the test predictions come from, for the headline."""
+    if folds and planned and planned > folds:
+        return f" (out-of-fold over the first {folds} of {planned} folds: the study stopped once it knew)"
+    return f" (out-of-fold: every image tested once over {folds} folds)" if folds else ""
+
+
 def decide(arms, labels, class_names, seed: int = 0, folds: int = 0, alpha: float = NOISE_P,
            planned_folds: int = 0) -> dict:
     """The verdict over ``arms`` tested on ``labels`` (see the module docstring); every sentence and number.
@@ -241,10 +256,8 @@ def decide(arms, labels, class_names, seed: int = 0, folds: int = 0, alpha: floa
     ``predictions`` (aligned with ``labels``), ``train_seconds``,
     ``total_params`` and, for the did-not-learn cause, ``optimizer_steps``,
     ``final_train_loss``, ``final_train_accuracy``, ``train_counts``.
-    ``folds``: the predictions are out-of-fold over that many folds (0: one test split), of ``planned_folds``
-    when a study's sequential rule stopped it early.  ``alpha``: the level a winner's (Holm-adjusted) paired
-    test must fall below (a sequential study's level at its last look; see :mod:`kerasxfer.reporting.sequential`).
-    """
+    ``folds``: the predictions are out-of-fold over that many folds (0: one test split) of ``planned_folds``;
+    ``alpha``: a winner's adjusted p must be below it (:mod:`kerasxfer.reporting.sequential`)."""
     labels = np.asarray(labels)
     n = len(labels)
     arms = sorted(arms, key=lambda a: a["name"])
@@ -257,9 +270,7 @@ def decide(arms, labels, class_names, seed: int = 0, folds: int = 0, alpha: floa
     pairs = [_compare(a, b, labels, figure, seed) for a, b in itertools.combinations(contenders, 2)]
     for pair, adj in zip(pairs, stats.holm([p["p_value"] for p in pairs])):
         pair["adjusted_p"] = adj
-    where = f" (out-of-fold: every image tested once over {folds} folds)" if folds else ""
-    if folds and planned_folds and planned_folds > folds:
-        where = f" (out-of-fold over the first {folds} of {planned_folds} folds: the study stopped once it knew)"
+    where = _where(folds, planned_folds)
     sentences, winner, main = [], None, None
     if len(contenders) >= 2:
         head, winner, main = _headline(contenders, pairs, flags, figure, n, where, alpha)
@@ -272,10 +283,7 @@ def decide(arms, labels, class_names, seed: int = 0, folds: int = 0, alpha: floa
     sentences += [best_backbone] if best_backbone else []
     controls = []
     for c in (a for a in arms if role[a["name"]] == "control"):
-        same = [a for a in arms if a["kind"] == "transfer" and a["backbone"] == c["backbone"] and a.get("weights")]
-        transfer = next((a for a in same if role[a["name"]] == "reference" and c.get("frozen_only")),
-                        next((a for a in same if role[a["name"]] == "contender"), same[0]))
-        text, p = _control_sentence(c, transfer, labels, figure, seed)
+        text, p = _control_sentence(c, _control_reference(c, arms, role), labels, figure, seed)
         sentences.append(text)
         controls.append(p)
     cls = class_names[base["class"]] if base["class"] < len(class_names) else base["class"]
