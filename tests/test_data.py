@@ -195,3 +195,22 @@ def test_resize_modes_keep_or_stretch_the_aspect_ratio(mode, expect):
         assert out[:2].max() == 0 and out[-2:].max() == 0 and out[4:6, 4:6].min() >= 190  # black bars above/below
     else:
         assert out[:, 0].max() == 0 and out[:, 5].min() >= 190  # stretched: black sides, bright middle
+
+
+def test_train_from_draws_each_epoch_when_reached_the_same_batches_as_epoch_order():
+    """The epochs of train_from are built lazily (a 500-epoch cap costs nothing up front): batch for batch they are
+    the seeded order of each epoch, the last batch of an epoch short, and the next epoch starting fresh."""
+    from kerasxfer.data.pipeline import epoch_order, epochs_from
+
+    images = np.arange(11 * 2 * 2 * 3, dtype=np.uint8).reshape(11, 2, 2, 3)
+    labels = np.array([0, 1, 2] * 3 + [0, 1])
+    train_from = epochs_from(images, labels, 4, seed=3)
+    got = list(train_from(2, 500).take(6).as_numpy_iterator())  # epochs 2 and 3: 3 batches each (4, 4, 3)
+    want = []
+    for e in (2, 3):
+        order = epoch_order(3, e, labels)
+        want += [order[i:i + 4] for i in range(0, 11, 4)]
+    assert [len(y) for _, y in got] == [4, 4, 3, 4, 4, 3]
+    for (x, y), idx in zip(got, want):
+        np.testing.assert_array_equal(y, labels[idx])
+        np.testing.assert_array_equal(x, images[idx].astype(np.float32))

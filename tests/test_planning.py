@@ -48,3 +48,15 @@ def test_an_impossible_limit_keeps_the_smallest_plan_and_says_how_long_it_takes(
 def test_bad_limits_are_one_sentence(given, message):
     with pytest.raises(UserError, match=message):
         commands.study_from(commands.resolve("study", {"dataset": "digits", **given}).values)
+
+
+def test_calibration_times_the_studys_own_models():
+    """On this machine, with the study's own scratch CNN and transfer arm (small images: a few seconds)."""
+    from kerasxfer import recipes
+    from kerasxfer.config import DataConfig
+    from kerasxfer.planning import calibrate
+
+    data = DataConfig(image_size=32, batch_size=8)
+    costs = calibrate(recipes.scratch(data=data, widths=(8,)), recipes.finetune(backbone="regnetx002", data=data),
+                      num_classes=3, steps=2)
+    assert 0 < costs.scratch_step < 5 and 0 < costs.unfrozen_step < 5 and 0 < costs.frozen_epoch < 5

@@ -18,7 +18,6 @@ have seen.
 from __future__ import annotations
 
 import dataclasses
-import hashlib
 import logging
 import math
 import os
@@ -31,7 +30,7 @@ from kerasxfer.config import TFDS_PREFIX, DataConfig
 from kerasxfer.data import sources, tables, tfds
 from kerasxfer.data.arrays import cache_key, decode_all
 from kerasxfer.data.mixing import mix_batch
-from kerasxfer.data.split import SourceSplit, Split
+from kerasxfer.data.split import SourceSplit, content_fingerprint, fingerprint  # noqa: F401  (re-exported)
 from kerasxfer.datasets import ARRAYS_PREFIX, is_table
 
 log = logging.getLogger("kerasxfer")
@@ -157,6 +156,12 @@ def epochs_from(images, labels, batch_size: int, seed: int, num_classes=None, mi
     def train_from(start_epoch: int, stop_epoch: int) -> tf.data.Dataset:
         if stop_epoch <= start_epoch:
             raise ValueError(f"no epoch between {start_epoch} and {stop_epoch}")
+        if not mixing:  # each epoch's order drawn when the epoch is reached: no pipeline per epoch built up front
+            order = lambda e: epoch_order(seed, int(e), labels).astype(np.int64)  # noqa: E731
+            ds = tf.data.Dataset.range(start_epoch, stop_epoch).map(
+                lambda e: tf.numpy_function(order, [e], tf.int64, stateful=False))
+            ds = ds.flat_map(lambda idx: tf.data.Dataset.from_tensor_slices(idx).batch(batch_size))
+            return ds.map(gather, num_parallel_calls=AUTOTUNE, deterministic=True).map(_to_float).prefetch(AUTOTUNE)
         ds = one_epoch(start_epoch)
         for e in range(start_epoch + 1, stop_epoch):
             ds = ds.concatenate(one_epoch(e))
@@ -186,29 +191,6 @@ def open_source(cfg: DataConfig, seed: int) -> SourceSplit:
                                    cfg.image_size, cfg.max_image_pixels)
     return sources.folder_source(cfg.dataset, cfg.val_fraction, cfg.test_fraction, split_seed, cfg.on_bad_image,
                                  cfg.image_size, cfg.max_image_pixels)
-
-
-def fingerprint(part: Split) -> str:
-    """sha256 of a split's example keys and labels, in order: equal only for the same images in the same order."""
-    h = hashlib.sha256()
-    for k, y in zip(part.keys, np.asarray(part.y).tolist()):
-        h.update(f"{k}\t{y}\n".encode("utf-8"))
-    return h.hexdigest()
-
-
-def content_fingerprint(part: Split) -> str:
-    """sha256 of a split's images themselves, in order (files by their bytes, records and arrays by theirs): two
-    runs whose files were rewritten in place between them get different fingerprints."""
-    h = hashlib.sha256()
-    for x in part.x:
-        if isinstance(x, str):
-            with open(x, "rb") as f:
-                for chunk in iter(lambda: f.read(1 << 20), b""):
-                    h.update(chunk)
-        else:
-            h.update(x if isinstance(x, bytes) else np.ascontiguousarray(x).tobytes())
-        h.update(b"\0")
-    return h.hexdigest()
 
 
 @dataclasses.dataclass

@@ -5,6 +5,7 @@
 from __future__ import annotations
 
 import dataclasses
+import hashlib
 from typing import Callable
 
 import numpy as np
@@ -53,3 +54,26 @@ class SourceSplit:
         info.update(skipped_undecodable=len(bad), skipped_paths=bad[:20], files_per_class=counts)
         return cls(parts["train"], parts["val"], parts["test"], class_names=class_names, decode=decode,
                    description=description, info=info)
+
+
+def fingerprint(part: "Split") -> str:
+    """sha256 of a split's example keys and labels, in order: equal only for the same images in the same order."""
+    h = hashlib.sha256()
+    for k, y in zip(part.keys, np.asarray(part.y).tolist()):
+        h.update(f"{k}\t{y}\n".encode("utf-8"))
+    return h.hexdigest()
+
+
+def content_fingerprint(part: "Split") -> str:
+    """sha256 of a split's images themselves, in order (files by their bytes, records and arrays by theirs): two
+    runs whose files were rewritten in place between them get different fingerprints."""
+    h = hashlib.sha256()
+    for x in part.x:
+        if isinstance(x, str):
+            with open(x, "rb") as f:
+                for chunk in iter(lambda: f.read(1 << 20), b""):
+                    h.update(chunk)
+        else:
+            h.update(x if isinstance(x, bytes) else np.ascontiguousarray(x).tobytes())
+        h.update(b"\0")
+    return h.hexdigest()
