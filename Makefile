@@ -100,7 +100,7 @@ test-all: test
 
 # The slow tests CI runs after make test (.ci/run): the acceptance runs that a fast test cannot show.
 CI_SLOW_TESTS = tests/test_study_command.py::test_five_fold_study_tests_every_image_once_and_resumes_in_the_fold_it_was_killed_in \
-  tests/test_signals.py
+  tests/test_signals.py tests/test_activation_cache.py
 test-ci-slow: install
 	$(PY) -m pytest -m slow $(CI_SLOW_TESTS)
 

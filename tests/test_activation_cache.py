@@ -19,7 +19,10 @@ def _transfer(out, backbone="efficientnet_lite0", stages=4, weights="imagenet", 
         **kw)
 
 
-@pytest.mark.parametrize("backbone,stages,weights", [("efficientnet_lite0", 4, "imagenet"), ("regnetx002", 2, None)])
+@pytest.mark.parametrize("backbone,stages,weights", [
+    ("efficientnet_lite0", 4, "imagenet"),
+    pytest.param("regnetx002", 2, None, marks=pytest.mark.slow),  # make test-ci-slow (CI) runs it
+])
 def test_cached_activations_train_the_stages_like_the_whole_model(tmp_path, backbone, stages, weights):
     """Same history (to float tolerance; here it is bit for bit), same test predictions: EfficientNet-Lite0 from
     its published weights, and RegNetX002 from a random backbone whose BatchNorm is re-estimated per run."""
@@ -106,6 +109,7 @@ def test_frozen_layers_do_not_change_within_a_phase_so_their_state_is_read_once(
         assert not moved  # no trainable variable was taken for frozen
 
 
+@pytest.mark.slow  # make test-ci-slow (CI) runs it
 def test_a_kill_while_the_best_epoch_waits_in_memory_keeps_it(tmp_path, monkeypatch):
     """model.keras is written at most every few seconds; a kill in between leaves the best weights in the resume
     state, and the resumed run ends with the same model and test predictions as an uninterrupted one."""
