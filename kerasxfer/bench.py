@@ -234,19 +234,16 @@ def inference_engines(model: keras.Model, batch_size: int, readings: int = 6) ->
 # -------------------------------------------------------------------- study
 def unfrozen_step_rates(backbone: str, size: int, stages: int, batch_size: int, steps: int = 8) -> dict:
     """Images/s of the unfrozen phase's train step: the whole model, and its stages on cached activations."""
-    from kerasxfer.features import boundary
+    from kerasxfer.features import boundary, stages_model
     from kerasxfer.models import build_transfer_model, get_backbone, unfreeze
     from kerasxfer.models.fastconv import use_native_grouped_conv
-    from kerasxfer.models.head import DENSE, DROPOUT, GAP
 
     m = build_transfer_model(backbone, (size, size, 3), 2, weights=None)
     use_native_grouped_conv(m)
     unfreeze(m, stages)
     whole = train_step_rate(m, batch_size, steps, lr=1e-5)
     tensor, name = boundary(get_backbone(m))
-    inp = keras.Input(tuple(tensor.shape[1:]))
-    x = keras.Model(tensor, get_backbone(m).output)(inp, training=False)
-    cut = keras.Model(inp, m.get_layer(DENSE)(m.get_layer(DROPOUT)(m.get_layer(GAP)(x))))
+    cut = stages_model(m, tensor, name)
     stages_only = train_step_rate(cut, batch_size, steps, lr=1e-5)
     keras.backend.clear_session()
     return {"whole_model": whole, "cached_activations": stages_only, "boundary": name,

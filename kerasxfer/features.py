@@ -148,14 +148,28 @@ def boundary(backbone: keras.Model):
     return next(iter(crossing.values()))
 
 
+def stages_model(model: keras.Model, tensor, name: str) -> keras.Model:
+    """``model`` from the backbone tensor ``tensor`` (named ``name``) on: its own layers, shared, not copies."""
+    backbone = _backbone(model)
+    suffix = keras.Model(tensor, backbone.output, name=f"{backbone.name}_from_{name}")
+    inp = keras.Input(shape=tuple(tensor.shape[1:]), name="activations")
+    x = suffix(inp, training=False)  # inference mode, as the backbone inside the transfer model
+    out = model.get_layer(DENSE)(model.get_layer(DROPOUT)(model.get_layer(GAP)(x)))
+    return keras.Model(inp, out, name=f"{model.name}_from_{name}")
+
+
+def _backbone(model):
+    from kerasxfer.models.transfer import get_backbone
+
+    return get_backbone(model)
+
+
 def boundary_activations(model: keras.Model, data: DataSplits, batch_size: int, key=None) -> Features | None:
     """The activations where the trainable stages of ``model``'s backbone begin, once per image, and a model
     from them to the output made of the model's own trainable layers; None (with one log line) when the
     backbone cannot be cut there.  ``model``'s ``trainable`` flags must be set for the phase already.
     """
-    from kerasxfer.models.transfer import get_backbone
-
-    backbone = get_backbone(model)
+    backbone = _backbone(model)
     tensor, name = boundary(backbone)
     if tensor is None:
         log.info("the whole model trains in this phase (%s), not the trainable stages on cached activations", name)
@@ -168,11 +182,7 @@ def boundary_activations(model: keras.Model, data: DataSplits, batch_size: int, 
         return None
     prefix = keras.Model(backbone.inputs, tensor)
     acts, val_acts, seconds, reused = _extract(prefix, data, None if key is None else (*key, "boundary", name))
-    suffix = keras.Model(tensor, backbone.output, name=f"{backbone.name}_from_{name}")
-    inp = keras.Input(shape=acts.shape[1:], name="activations")
-    x = suffix(inp, training=False)  # inference mode, as the backbone inside the transfer model
-    out = model.get_layer(DENSE)(model.get_layer(DROPOUT)(model.get_layer(GAP)(x)))
-    head = keras.Model(inp, out, name=f"{model.name}_from_{name}")
+    head = stages_model(model, tensor, name)
     _said(f"activations at {name} {tuple(acts.shape[1:])}", acts, val_acts, seconds, reused,
           "the unfrozen stages and the head train on them")
     return Features(head, epochs_from(acts, data.train_labels, batch_size, data.seed),

@@ -67,9 +67,8 @@ def calibrate(scratch, transfer, num_classes: int, steps: int = 6) -> Costs:
     import numpy as np
     import tensorflow as tf
 
-    from kerasxfer.features import boundary
+    from kerasxfer.features import boundary, stages_model
     from kerasxfer.models import apply_trainable, build_model
-    from kerasxfer.models.head import DENSE, DROPOUT, GAP
     from kerasxfer.models.transfer import get_backbone
 
     t0 = time.perf_counter()
@@ -88,11 +87,9 @@ def calibrate(scratch, transfer, num_classes: int, steps: int = 6) -> Costs:
     unfrozen_step = 0.0
     if unfrozen is not None:
         apply_trainable(model, unfrozen.trainable, transfer.model.num_stages, True, transfer.optim.bn)
-        tensor, _ = boundary(get_backbone(model))
+        tensor, name = boundary(get_backbone(model))
         if tensor is not None and transfer.uses_cached_activations(unfrozen):
-            inp = keras.Input(tensor.shape[1:])
-            out = keras.Model(tensor, get_backbone(model).output)(inp, training=False)
-            fit_model = keras.Model(inp, model.get_layer(DENSE)(model.get_layer(DROPOUT)(model.get_layer(GAP)(out))))
+            fit_model = stages_model(model, tensor, name)
             xa = tf.constant(rng.uniform(0, 1, (bs, *tensor.shape[1:])), tf.float32)
         else:
             fit_model, xa = model, tf.constant(rng.uniform(0, 255, (bs, *model.input_shape[1:])), tf.float32)
