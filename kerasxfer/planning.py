@@ -113,7 +113,8 @@ def estimate(costs: Costs, folds: int, num_train: int, batch_size: int, scratch_
     frozen = max(FROZEN_EPOCHS, math.ceil(min_steps / per_epoch)) * costs.frozen_epoch
     unfrozen = max(finetune_epochs, math.ceil(finetune_min_steps / per_epoch)) * per_epoch * costs.unfrozen_step
     runs = 2 + controls
-    return folds * (scratch + frozen + unfrozen + controls * frozen + runs * costs.overhead)
+    trained = 1 if controls == 2 else controls  # control-pretrained is forked from the transfer run (kerasxfer.forks)
+    return folds * (scratch + frozen + unfrozen + trained * frozen + runs * costs.overhead)
 
 
 def fit_plan(costs: Costs, minutes: float, folds: int, num_train_of, batch_size: int, scratch_epochs: int,
@@ -199,7 +200,8 @@ def shortcuts(cfg, folds_run=None) -> list:
     if len(cfg.controls()) == 2:
         out.append("The control answered \"did the pretrained weights help?\" on the frozen phase: the head on "
                    "the random backbone's features against the same head on the pretrained backbone's "
-                   "(control-pretrained), instead of a second full fine-tune.")
+                   "(control-pretrained, written from the transfer run's own frozen phase: the same training, "
+                   "tested, not run twice), instead of a second full fine-tune.")
     if cfg.sequential:
         from kerasxfer.reporting.sequential import rule_sentence
 

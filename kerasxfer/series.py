@@ -14,6 +14,7 @@ import logging
 import keras
 
 from kerasxfer import rundir
+from kerasxfer.forks import ForkAfterPhase
 from kerasxfer.progress import StudyProgress, phase_of, phases_of
 from kerasxfer.resume import ResumeState
 from kerasxfer.training import run_experiment
@@ -21,7 +22,8 @@ from kerasxfer.training import run_experiment
 log = logging.getLogger("kerasxfer")
 
 
-def run_series(runs, sources, tag: str, overwrite: bool = False, verbose: int = 0, before=None, after=None) -> None:
+def run_series(runs, sources, tag: str, overwrite: bool = False, verbose: int = 0, before=None, after=None,
+               forks=None) -> None:
     """Train ``runs`` — ``(label, experiment, training images)`` — one after the other in this process.
 
     Every run reads ``sources`` (a :class:`kerasxfer.data.SharedSources`:
@@ -32,21 +34,30 @@ def run_series(runs, sources, tag: str, overwrite: bool = False, verbose: int = 
     run ``i`` starts and may change its experiment (a sweep's time budget);
     ``after(i)`` runs when run ``i`` has finished, and when it returns True
     the runs after it are not trained (a study that knows its answer).
+    ``forks`` ``{i: [j, ...]}``: runs ``j`` whose phases are the first ones
+    of run ``i`` (:func:`kerasxfer.forks.same_prefix`) are written from it as
+    those phases end, not trained again (:mod:`kerasxfer.forks`).
     """
+    forks, forked = forks or {}, set()
     progress = StudyProgress([{"label": label, "phases": phases_of(exp, n)} for label, exp, n in runs], tag=tag)
     for i, (label, exp, n) in enumerate(runs):
         if before is not None:
             before(i)
             progress.set_run(i, phases_of(exp, n))
         exp.validate()
-        finished = rundir.is_finished(exp.out_dir) and not overwrite
+        again = overwrite and exp.out_dir not in forked
+        finished = rundir.is_finished(exp.out_dir) and not again
         log.info("[%s] run %d of %d: %s (%s)%s", tag, i + 1, len(runs), exp.out_dir, label,
-                 ": finished earlier" if finished else "")
-        progress.start_run(i, 0 if finished or overwrite else ResumeState.saved_epoch(exp.out_dir))
+                 (": forked from an earlier run's phases" if exp.out_dir in forked else ": finished earlier")
+                 if finished else "")
+        progress.start_run(i, 0 if finished or again else ResumeState.saved_epoch(exp.out_dir))
         keras.backend.clear_session()
         gc.collect()
-        run_experiment(exp, data=sources.splits(exp), verbose=verbose, overwrite=overwrite,
-                       callbacks=[progress.callback(i, phase_of(exp))])
+        data = sources.splits(exp)
+        fork = ForkAfterPhase(exp.out_dir, [(runs[j][1], data) for j in forks.get(i, ())], again)
+        run_experiment(exp, data=data, verbose=verbose, overwrite=again,
+                       callbacks=[progress.callback(i, phase_of(exp))] + ([fork] if fork.targets else []))
+        forked.update(fork.forked)
         progress.finish_run(i, trained=not finished)
         if after is not None and after(i):
             log.info("[%s] the %d runs after run %d are not needed", tag, len(runs) - i - 1, i + 1)

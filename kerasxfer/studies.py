@@ -47,7 +47,9 @@ with ``exhaustive``, the reference they are checked against):
 * **the control costs what its question is worth**: "did the pretrained
   weights help?" is answered on the frozen phase — the head on the random
   backbone's features (``control``) against the same head on the pretrained
-  backbone's (``control-pretrained``) — instead of a second full transfer run.
+  backbone's (``control-pretrained``) — instead of a second full transfer run;
+  ``control-pretrained`` is that fold's transfer run stopped after its frozen
+  phase, so it is written from it as the phase ends (:mod:`kerasxfer.forks`).
 """
 
 from __future__ import annotations
@@ -253,7 +255,7 @@ def run_study(cfg: StudyConfig, overwrite: bool = False, verbose: int = 0) -> di
     series = [(label, cfg.raised(exp, sources.num_train(exp.data), label), sources.num_train(exp.data))
               for label, exp in cfg.arms()]
     stop = _SequentialStop(cfg, series, sources) if cfg.sequential else None
-    run_series(series, sources, "study", overwrite, verbose, after=stop)
+    run_series(series, sources, "study", overwrite, verbose, after=stop, forks=_forks(series))
     ran = stop.folds_run if stop is not None else None
     dirs = [exp.out_dir for _, exp, _ in series if ran is None or exp.data.fold <= ran]
     study = {"shortcuts": cfg.shortcuts(ran), "exhaustive": cfg.exhaustive, "folds_planned": cfg.folds,
@@ -313,6 +315,19 @@ class _SequentialStop:
         return {"rule": "Lan-DeMets O'Brien-Fleming alpha spending, two-sided alpha 0.05", "fractions": self.fractions,
                 "nominal_p": self.levels, "boundaries_z": self.bounds, "looks": self.looks,
                 "stopped_after": self.folds_run if self.folds_run and self.folds_run < self.cfg.folds else None}
+
+
+def _forks(series) -> dict:
+    """``{i: [j, ...]}``: the runs ``j`` whose training is the first phases of run ``i`` (a fold's
+    control-pretrained is its transfer run's frozen phase), written from it instead of trained again."""
+    from kerasxfer.forks import same_prefix
+
+    out = {}
+    for j, (_, target, _) in enumerate(series):
+        i = next((i for i, (_, source, _) in enumerate(series[:j]) if same_prefix(source, target)), None)
+        if i is not None:
+            out.setdefault(i, []).append(j)
+    return out
 
 
 def _test_size(sources, data) -> int:

@@ -109,6 +109,12 @@ def _train(exp: Experiment, strategy, out: str, status: str, data, verbose: int,
     return run.finish()
 
 
+def finish_trained(exp: Experiment, data) -> dict:
+    """Evaluate the run in ``exp.out_dir`` whose training is written (history, timings, best checkpoint) and write
+    what follows: metrics.json, the pictures, the finished marker (:mod:`kerasxfer.forks`)."""
+    return _Run.finished(exp, make_strategy(exp.strategy), exp.out_dir, data).finish()
+
+
 def _trained_record(out: str) -> tuple[dict, dict]:
     """history.json and timings.json of a trained run (what finishing it reads), or one sentence when damaged."""
     try:
