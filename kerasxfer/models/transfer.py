@@ -153,21 +153,32 @@ def calibrate_batchnorm(model: keras.Model, dataset, max_batches: int = 50) -> i
     variance 1); run in inference mode, as the frozen phase does, its
     activations then grow block after block through the residual adds and the
     "random features" are badly scaled.  This forward-only pass (no weight
-    changes) sets every moving mean/variance to the average over up to
-    ``max_batches`` batches of ``dataset``, so a random backbone gives
-    properly normalised random features.  Returns the number of batches used.
+    changes) sets every moving mean/variance to the average of its batch
+    statistics over up to ``max_batches`` batches of ``dataset``, so a random
+    backbone gives properly normalised random features.  One compiled forward
+    pass per batch (momentum 0: the moving statistics are that batch's), the
+    average taken in float64.  Returns the number of batches used.
     """
+    import numpy as np
+    import tensorflow as tf
+
     backbone = get_backbone(model)
     bns = [l for l in keras_compat.flatten_layers(backbone) if isinstance(l, layers.BatchNormalization)]
     saved = [(l.trainable, l.momentum) for l in bns]
-    n = 0
+    stats = [v for l in bns for v in (l.moving_mean, l.moving_variance)]
+    sums, n = [np.zeros(v.shape, np.float64) for v in stats], 0
     try:
         for l in bns:
-            l.trainable = True  # Keras 3 BN uses batch statistics only when trainable
-        for n, (x, _) in enumerate(dataset.take(max_batches), start=1):
-            for l in bns:
-                l.momentum = (n - 1) / n  # cumulative average over the batches seen
-            backbone(x, training=True)
+            l.trainable, l.momentum = True, 0.0  # Keras 3 BN uses batch statistics only when trainable
+        forward = tf.function(lambda x: backbone(x, training=True), reduce_retracing=True)
+        for x, _ in dataset.take(max_batches):
+            forward(x)
+            n += 1
+            for total, v in zip(sums, stats):
+                total += keras.ops.convert_to_numpy(v)
+        for total, v in zip(sums, stats):
+            if n:
+                v.assign((total / n).astype(v.dtype))
     finally:
         for l, (t, m) in zip(bns, saved):
             l.trainable, l.momentum = t, m
