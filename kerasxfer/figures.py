@@ -24,6 +24,7 @@ def pyplot():
     import matplotlib
 
     matplotlib.use("Agg")
+    matplotlib.rcParams["text.parse_math"] = False  # a class named "$\\frac{$" is text, not a formula to parse
     import matplotlib.pyplot as plt
 
     return plt

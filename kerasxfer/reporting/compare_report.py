@@ -35,7 +35,7 @@ from kerasxfer.families import family_of
 from kerasxfer.reporting import folds, html, stats, verdict
 from kerasxfer.reporting.runs import load_runs
 from kerasxfer.reporting.text import pct as _pct
-from kerasxfer.reporting.text import recipe_sentence, schedule_cell, table
+from kerasxfer.reporting.text import recipe_sentence, schedule_cell, shown, table
 
 
 def _phase_summary(history, phase):
@@ -68,7 +68,7 @@ def summarize_run(run: dict) -> dict:
     last = h["epochs"][-1]
     model = cfg["model"]
     return {
-        "name": run.get("name") or os.path.basename(os.path.normpath(run["dir"])),
+        "name": shown(run.get("name") or os.path.basename(os.path.normpath(run["dir"]))),
         "dir": run["dir"],
         "kind": model["kind"],
         "backbone": model.get("backbone") if model["kind"] != "scratch" else None,
@@ -350,12 +350,13 @@ def write_report(run_dirs, out_dir: str, overwrite: bool = False, study: dict | 
     groups = _seed_groups(summaries)
     lines, v = executive_summary(summaries, runs, groups, _study_alpha(study))
     rundir.claim_output_folder(out_dir, REPORT_FILES, "report", overwrite)
-    figures.report_curves(summaries, runs, os.path.join(out_dir, "curves.png"))
-    figures.report_learning_rates(summaries, runs, os.path.join(out_dir, "lr.png"))
-    figures.report_confusions(summaries, runs, os.path.join(out_dir, "confusion.png"))
+    pictures = {"curves.png": figures.report_curves, "lr.png": figures.report_learning_rates,
+                "confusion.png": figures.report_confusions}
+    for name, draw in pictures.items():
+        draw(summaries, runs, os.path.join(out_dir, name))
     md = _markdown(summaries, groups, lines, v, study)
     fsio.write_text(os.path.join(out_dir, "report.md"), md)
-    fsio.write_text(os.path.join(out_dir, "report.html"), html.render(md, out_dir, summaries))
+    fsio.write_text(os.path.join(out_dir, "report.html"), html.render(md, out_dir, summaries, tuple(pictures)))
     summary = {"runs": summaries, "verdict": {k: val for k, val in v.items() if k != "sentences"},
                "comparisons": v["pairs"] + v["controls"], "baseline": v["baseline"], "figure": v["figure"],
                "approaches": groups, "summary": lines, "study": study}

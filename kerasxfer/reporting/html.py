@@ -16,6 +16,8 @@ import json
 import os
 import re
 
+from kerasxfer.reporting.text import shown
+
 STYLE = """
 body{font:16px/1.5 system-ui,-apple-system,Segoe UI,Roboto,sans-serif;margin:0 auto;max-width:72rem;padding:1rem;
 color:#1b1b1b;background:#fff}
@@ -32,13 +34,23 @@ code{background:#f3f3f3;padding:0 .2rem;word-break:break-all}
 
 
 def _inline(text: str) -> str:
-    out = html.escape(text, quote=False)
+    """One line of the Markdown subset as HTML: escaped first; ``\\X`` (a user's string, see
+    :func:`kerasxfer.reporting.text.shown`) is the character X, never formatting."""
+    literal = []
+
+    def keep(m):
+        literal.append(html.escape(m.group(1)))
+        return f"\x00{len(literal) - 1}\x00"
+
+    out = html.escape(re.sub(r"\\([\\`*\[\]|<>!#])", keep, text.replace("\x00", " ")), quote=False)
     out = re.sub(r"`([^`]+)`", r"<code>\1</code>", out)
     out = re.sub(r"\*\*(.+?)\*\*", r"<strong>\1</strong>", out)
-    return re.sub(r"(?<![\w*])\*([^*\s][^*]*?)\*(?![\w*])", r"<em>\1</em>", out)
+    out = re.sub(r"(?<![\w*])\*([^*\s][^*]*?)\*(?![\w*])", r"<em>\1</em>", out)
+    return re.sub("\x00(\\d+)\x00", lambda m: literal[int(m.group(1))], out)
 
 
 def _image(path: str, alt: str) -> str:
+    """``path`` embedded (a figure the report wrote: see :func:`markdown_to_html`'s allow-list)."""
     if not os.path.isfile(path):
         return f"<p><em>{html.escape(alt)}: {html.escape(os.path.basename(path))} is missing</em></p>"
     with open(path, "rb") as f:
@@ -55,8 +67,14 @@ def _table(lines: list) -> str:
     return "".join(out + ["</tbody></table></div>"])
 
 
-def markdown_to_html(md: str, folder: str) -> str:
-    """The body of ``md`` (pictures read from ``folder`` and embedded); the first bullet is marked as the verdict."""
+def markdown_to_html(md: str, folder: str, figures=()) -> str:
+    """The body of ``md``; the first bullet is marked as the verdict.
+
+    A picture line is embedded only when it names one of ``figures``, the
+    files the report itself wrote into ``folder`` (an allow-list: nothing a
+    line of text names, wherever it points, is ever read); any other picture
+    line is shown as text.
+    """
     out, lines, i, bullets = [], md.splitlines(), 0, 0
     while i < len(lines):
         line = lines[i]
@@ -70,7 +88,7 @@ def markdown_to_html(md: str, folder: str) -> str:
         if m := re.match(r"(#{1,3}) (.*)", line):
             level = len(m.group(1))
             out.append(f"<h{level}>{_inline(m.group(2))}</h{level}>")
-        elif m := re.match(r"!\[([^\]]*)\]\(([^)]+)\)$", line.strip()):
+        elif (m := re.match(r"!\[([^\]]*)\]\(([^)]+)\)$", line.strip())) and m.group(2) in figures:
             out.append(_image(os.path.join(folder, m.group(2)), m.group(1)))
         elif line.startswith("- "):
             items = []
@@ -99,19 +117,20 @@ def _per_class(summaries) -> list:
         except (OSError, ValueError, KeyError, TypeError):
             continue  # a pooled cross-validated arm: its folds' runs hold these
         rows = ["| class | precision | recall | F1 | test images |", "|---|---|---|---|---|"]
-        for k, name in enumerate(names):
-            c = per_class.get(str(k), {})
-            rows.append(f"| {name} | {c.get('precision', 0):.3f} | {c.get('recall', 0):.3f} | {c.get('f1', 0):.3f} "
-                        f"| {c.get('support', 0)} |")
+        for name in names:  # metrics.json keys each class by its name
+            c = per_class.get(name) if isinstance(per_class.get(name), dict) else {}
+            rows.append(f"| {shown(name)} | {c.get('precision', 0):.3f} | {c.get('recall', 0):.3f} | "
+                        f"{c.get('f1', 0):.3f} | {c.get('support', 0)} |")
         out += [f"<h3>{html.escape(s['name'])}</h3>", _table(rows),
                 _image(os.path.join(s["dir"], "top_losses.png"), f"{s['name']}: top losses")]
     return out
 
 
-def render(md: str, folder: str, summaries) -> str:
-    """The whole page: report.md's content, then per-class scores and top losses of each run."""
-    title = html.escape(md.splitlines()[0].lstrip("# ").strip() if md else "kerasxfer report")
-    body = [markdown_to_html(md, folder), *_per_class(summaries)]
+def render(md: str, folder: str, summaries, figures=()) -> str:
+    """The whole page: report.md's content (embedding only ``figures``, the pictures the report wrote into
+    ``folder``), then per-class scores and top losses of each run."""
+    title = html.escape(re.sub(r"\\(.)", r"\1", md.splitlines()[0].lstrip("# ").strip()) if md else "kerasxfer report")
+    body = [markdown_to_html(md, folder, figures), *_per_class(summaries)]
     return ("<!DOCTYPE html>\n<html lang='en'><head><meta charset='utf-8'>"
             "<meta name='viewport' content='width=device-width, initial-scale=1'>"
             f"<title>{title}</title><style>{STYLE}</style></head><body>\n" + "\n".join(body) + "\n</body></html>\n")

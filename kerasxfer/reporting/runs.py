@@ -15,6 +15,7 @@ import os
 from kerasxfer import fsio, rundir
 from kerasxfer.errors import UserError
 from kerasxfer.reporting import folds, stats
+from kerasxfer.reporting.text import shown
 
 
 def load_runs(run_dirs, partial_folds: bool = False) -> list:
@@ -63,8 +64,24 @@ def load_run(run_dir: str) -> dict:
     if "timings" in run:
         _merge_timings(run["history"], run.pop("timings"))
     run["dir"] = run_dir
+    _shown(run)
     recompute_test(run)
     return run
+
+
+def _shown(run: dict) -> None:
+    """The user's strings a report shows — class names, the dataset, the classes a split lacks — as text
+    (:func:`kerasxfer.reporting.text.shown`): one line each, Markdown escaped."""
+    data, metrics = run["data"], run["metrics"]
+    if isinstance(data.get("class_names"), list):
+        data["class_names"] = [shown(c) for c in data["class_names"]]
+    if isinstance(metrics.get("class_names"), list):
+        metrics["class_names"] = [shown(c) for c in metrics["class_names"]]
+    if "source" in data:
+        data["source"] = shown(data["source"])
+    if isinstance(data.get("classes_missing"), dict):
+        data["classes_missing"] = {k: [shown(c) for c in v] for k, v in data["classes_missing"].items()
+                                   if isinstance(v, list)}
 
 
 def recompute_test(run: dict) -> None:

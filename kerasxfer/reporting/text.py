@@ -7,11 +7,26 @@ from __future__ import annotations
 
 import csv
 import io
+import re
 
 from kerasxfer.optim_config import OptimConfig
 
 #: The arms of a sweep, as its sentences and pictures name them.
 ARM_TITLES = {"scratch": "scratch CNN", "frozen": "frozen backbone", "finetune": "fine-tuned backbone"}
+
+
+#: Line breaks (Unicode's included), other control characters and invisible direction marks: a user's string
+#: never starts a line of a report (a heading, a picture) nor reorders what follows it.
+_UNSHOWN = re.compile("[\x00-\x1f\x7f-\x9f\u2028\u2029\u200b-\u200f\u202a-\u202e\u2060-\u2069\ufeff]")
+#: Markdown's characters that could make a user's string a link, a picture, a table cell, code or emphasis.
+MD_SPECIAL = re.compile(r"([\\`*\[\]|<>!#])")
+
+
+def shown(value) -> str:
+    """A user's string — class name, run folder, dataset — as the reports show it: one line (line breaks and
+    control characters become a space) with Markdown's special characters escaped (``a|b`` -> ``a\\|b``), so
+    it is text wherever it lands in report.md, report.html or a table."""
+    return MD_SPECIAL.sub(r"\\\1", _UNSHOWN.sub(" ", str(value)))
 
 
 def pct(x):
