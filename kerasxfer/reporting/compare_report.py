@@ -272,7 +272,7 @@ def _side_by_side(summaries, v) -> list:
     for s in summaries:
         role = v["roles"].get(s["name"], "seed")  # seeds not chosen for the verdict have no role
         if s["name"] in v["learned"] and not v["learned"][s["name"]]["learned"]:
-            role += ", **did not learn**"
+            role += f", **{v['learned'][s['name']]['tag']}**"
         row = [s["name"], role, s["model"], s["weights"], _interval(s)]
         row += [_pct(s["test_balanced_accuracy"]), f"{s['test_macro_f1']:.3f}"] if imbalanced else []
         row += [_pct(s["best_val_accuracy"]), f"{s['best_epoch']} ({s['best_phase']})",

@@ -12,7 +12,9 @@ numbers:
 * the figure: accuracy, or balanced accuracy when the classes are imbalanced
   (largest/smallest > :data:`~kerasxfer.reporting.stats.IMBALANCE_RATIO`);
 * the majority-class baseline, and every arm that does not beat it by more
-  than the noise flagged as *did not learn*, with the likely cause;
+  than the noise flagged: *did not learn* (at or below it, with the likely
+  cause) or *not distinguishable from the baseline* (above it within the
+  noise: no evidence either way, with how many test images would tell);
 * "X wins" only when the paired test (Holm-corrected over the contender
   pairs when there are more than two contenders) says the difference is
   larger than the noise *and* the paired bootstrap interval of the margin
@@ -83,9 +85,26 @@ def _learned(arm, labels, figure, base, seed) -> dict:
     test = stats.paired_test(labels, arm["predictions"], majority, figure, seed)
     learned = value > base[figure] and test["p_value"] < NOISE_P
     out = {"learned": bool(learned), "value": value, "baseline": base[figure], "p_value": test["p_value"]}
-    if not learned:
-        out["cause"] = _cause(arm)
-    return out
+    if learned:
+        return out
+    if value > base[figure]:  # above the baseline, but a failure to reject is no evidence of no learning
+        y, p = np.asarray(labels), np.asarray(arm["predictions"])
+        b, c = int(((p == y) & (majority != y)).sum()), int(((p != y) & (majority == y)).sum())
+        return {**out, "tag": "not distinguishable from the baseline", "needed": stats.images_needed(b, c, len(y))}
+    return {**out, "tag": "did not learn", "cause": _cause(arm)}
+
+
+def _unlearned_sentence(a, f, figure: str, n: int, folds: int) -> str:
+    """What the test against the majority-class baseline says about an arm that did not pass it."""
+    if f["tag"] == "did not learn":
+        return (f"**{a['name']} did not learn**: its {figure} {pct(f['value'])} does not beat the majority-class "
+                f"baseline {pct(f['baseline'])} (p = {f['p_value']:.3g}); likely cause: {f['cause']}.")
+    more = (f" about {f['needed']:,} test images would show a difference of this size (80 % power)"
+            if f.get("needed") and f["needed"] > n else " more test images would tell")
+    return (f"**{a['name']} is not distinguishable from the majority-class baseline on these {n} test images**: "
+            f"its {figure} {pct(f['value'])} is above the baseline's {pct(f['baseline'])}, but not by more than the "
+            f"noise (p = {f['p_value']:.3g}). That does not show it learned nothing:{more}"
+            + ("." if folds else "; --folds tests every labelled image once."))
 
 
 def _cause(arm) -> str:
@@ -126,7 +145,8 @@ def _label(winner, contenders) -> str:
 
 
 def _mentioned(arm, flags) -> str:
-    return f"**{arm['name']}** ({arm['model']}" + (", **did not learn**" if not flags[arm["name"]]["learned"] else "") + ")"
+    f = flags[arm["name"]]
+    return f"**{arm['name']}** ({arm['model']}" + (f", **{f['tag']}**" if not f["learned"] else "") + ")"
 
 
 def _p_text(pair, corrected: int, alpha: float = NOISE_P) -> str:
@@ -296,13 +316,8 @@ def decide(arms, labels, class_names, seed: int = 0, folds: int = 0, alpha: floa
     else:
         base_text += " The verdict compares accuracy (the classes are balanced within 1.5x)."
     sentences.append(base_text)
-    for a in arms:
-        f = flags[a["name"]]
-        if not f["learned"]:
-            sentences.append(
-                f"**{a['name']} did not learn**: its {figure} {pct(f['value'])} does not beat the majority-class "
-                f"baseline {pct(f['baseline'])} by more than the noise (p = {f['p_value']:.3g}); likely cause: "
-                f"{f['cause']}.")
+    sentences += [_unlearned_sentence(a, flags[a["name"]], figure, n, folds) for a in arms
+                  if not flags[a["name"]]["learned"]]
     return {"figure": figure, "imbalance": ratio, "baseline": dict(base, class_name=cls), "roles": role,
             "best_backbone": best_backbone,
             "winner": winner["name"] if winner else None, "learned": flags, "pairs": pairs, "controls": controls,
