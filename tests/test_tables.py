@@ -62,11 +62,47 @@ def test_a_tsv_split_column_is_used_as_given_and_a_missing_split_is_carved(tmp_p
     ("a.png\n", r"line 1 is not path,label or path,label,split"),
     ("a.png,red\nb.png,blue\na.png,blue\n", r"lists 'a.png' twice \(lines 1 and 3\)"),
     ("path,label\n", "has no rows"),
+    ("a.png,red\nb.png,blue\n./a.png,red\n", r"lists one file twice \('a.png', './a.png'\) \(lines 1 and 3\)"),
+    ("a.png,red\nsub/../a.png,blue\n", r"one file twice .* could be trained on and tested on"),
+    ("a\x00.png,red\n", r"line 1: the path holds a NUL byte"),
 ])
 def test_a_malformed_table_is_one_sentence_naming_the_line(tmp_path, text, says):
     (tmp_path / "t.csv").write_text(text)
     with pytest.raises(UserError, match=says):
         read_table(str(tmp_path / "t.csv"))
+
+
+def test_a_header_of_other_names_is_a_header_and_a_quoted_hash_is_a_path(tmp_path):
+    (tmp_path / "t.csv").write_text('file,class\n# a comment\n"#x.png",red\nb.png,blue\n  # indented comment\n')
+    assert read_table(str(tmp_path / "t.csv")) == ([("#x.png", "red", "train"), ("b.png", "blue", "train")], False)
+    (tmp_path / "t.csv").write_text("a.png,red\nb.png,blue,holdout\n")
+    with pytest.raises(UserError, match="line 2: split 'holdout'"):  # line numbers count the skipped lines too
+        read_table(str(tmp_path / "t.csv"))
+
+
+def test_one_file_under_an_absolute_and_a_relative_spelling_is_refused(tmp_path):
+    """The leak of the fourth round: im0.png, ./im0.png and /abs/im0.png went to train and test (accuracy 1.0)."""
+    (tmp_path / "t.csv").write_text(f"im0.png,a\nim1.png,b\n{tmp_path / 'im0.png'},a\n")
+    with pytest.raises(UserError, match="lists one file twice"):
+        read_table(str(tmp_path / "t.csv"))
+
+
+def test_a_copy_of_an_image_is_used_once_and_under_two_labels_refused(tmp_path, caplog):
+    from kerasxfer.data.tables import drop_copies
+
+    rows = _images(tmp_path)
+    (tmp_path / "imgs" / "copy.png").write_bytes((tmp_path / rows[0][0]).read_bytes())
+    table = str(tmp_path / "t.csv")
+    with caplog.at_level("INFO", logger="kerasxfer"):
+        kept = drop_copies(table, [*rows, ("imgs/copy.png", rows[0][1], "train")])
+    assert kept == rows and "1 row(s) repeat an earlier row's image byte for byte ('imgs/copy.png')" in caplog.text
+    with pytest.raises(UserError, match=r"'imgs/0.png' \(label 'red'\) and 'imgs/copy.png' \(label 'blue'\) are "
+                                        r"the same image \(identical bytes\) under two labels"):
+        drop_copies(table, [*rows, ("imgs/copy.png", "blue", "train")])
+    # a FIFO or a missing file is left to the image check (skipped and counted, with its reason), never read here
+    os.mkfifo(tmp_path / "imgs" / "fifo.png")
+    assert drop_copies(table, [*rows, ("imgs/fifo.png", "red", ""), ("gone.png", "red", "")])[-2:] == [
+        ("imgs/fifo.png", "red", ""), ("gone.png", "red", "")]
 
 
 def test_a_missing_table_is_one_sentence_before_anything_runs(tmp_path):

@@ -15,6 +15,7 @@ from __future__ import annotations
 import csv
 import functools
 import os
+import stat
 
 import numpy as np
 
@@ -24,35 +25,45 @@ from kerasxfer.data.split import SourceSplit, Split
 from kerasxfer.datasets import registered_arrays
 from kerasxfer.errors import UserError, printable
 
+#: Files above this size are not hashed for copies (the image check refuses files that large anyway).
+MAX_HASHED_BYTES = 1 << 30
 SPLIT_WORDS = {"": "train", "train": "train", "val": "val", "validation": "val", "test": "test"}
 
 
 def read_table(path: str) -> tuple[list, bool]:
     """The rows ``(path, label, split)`` of a CSV (comma) or TSV (tab) file, and whether it has a split column.
 
-    An optional header ``path,label[,split]``, blank lines and lines starting with ``#`` are skipped.
+    An optional header (``path,label[,split]`` or the like: :data:`HEADER_WORDS`), blank lines and lines
+    starting with ``#`` are skipped; a quoted ``"#x.png"`` is a path.
     """
     delimiter = "\t" if path.lower().endswith(".tsv") else ","
     rows, with_split, seen = [], False, {}
     try:
         with open(path, encoding="utf-8-sig", newline="") as f:
-            for n, row in enumerate(csv.reader(f, delimiter=delimiter), 1):
-                cells = [c.strip() for c in row]
-                if not any(cells) or cells[0].startswith("#"):
+            numbers = []  # the line each row ends on
+            for row in csv.reader(_uncommented(f, numbers), delimiter=delimiter):
+                n, cells = numbers[-1], [c.strip() for c in row]
+                if not any(cells):
                     continue
-                if not rows and [c.lower() for c in cells[:2]] == ["path", "label"]:
-                    continue  # the header
+                if not rows and _is_header(cells):
+                    continue
                 if len(cells) not in (2, 3) or not cells[0] or not cells[1]:
                     raise UserError(f"{path} line {n} is not path,label or path,label,split ({len(cells)} fields: "
                                     f"{printable(delimiter.join(row))[:80]!r}): fix that line.")
+                if "\x00" in cells[0]:
+                    raise UserError(f"{path} line {n}: the path holds a NUL byte ({printable(cells[0])[:80]!r}), which "
+                                    "no file name can: fix that line.")
                 split = cells[2].lower() if len(cells) == 3 else ""
                 if split not in SPLIT_WORDS:
                     raise UserError(f"{path} line {n}: split {cells[2]!r} is unknown: use train, val or test (empty: "
                                     "train).")
-                if cells[0] in seen:
-                    raise UserError(f"{path} lists {cells[0]!r} twice (lines {seen[cells[0]]} and {n}): keep one row "
-                                    "per image.")
-                seen[cells[0]] = n
+                key = os.path.normcase(os.path.realpath(resolve(path, cells[0])))  # ./a.png, /abs/a.png: one file
+                if key in seen:
+                    first, line = seen[key]
+                    same = f"{first!r} twice" if first == cells[0] else f"one file twice ({first!r}, {cells[0]!r})"
+                    raise UserError(f"{path} lists {same} (lines {line} and {n}): keep one row per image (a file in "
+                                    "two rows could be trained on and tested on).")
+                seen[key] = (cells[0], n)
                 with_split |= bool(split)
                 rows.append((cells[0], cells[1], SPLIT_WORDS[split]))
     except UnicodeDecodeError as e:
@@ -65,6 +76,58 @@ def read_table(path: str) -> tuple[list, bool]:
     return rows, with_split
 
 
+HEADER_WORDS = ({"path", "file", "filename", "file_name", "filepath", "image", "image_path", "img"},
+                {"label", "class", "class_name", "category", "target"}, {"split", "subset"})
+
+
+def _is_header(cells: list) -> bool:
+    """A first row of column names (``path,label``, ``file,class``, ``image,category,split``, ...)."""
+    return 2 <= len(cells) <= 3 and all(c.lower() in words for c, words in zip(cells, HEADER_WORDS))
+
+
+def _uncommented(lines, numbers: list):
+    """The lines of a table that are not comments (a ``#`` first: a quoted ``"#x.png"`` is a path), each
+    line's number appended to ``numbers``."""
+    for n, line in enumerate(lines, 1):
+        if not line.lstrip().startswith("#"):
+            numbers.append(n)
+            yield line
+
+
+def drop_copies(table: str, rows: list) -> list:
+    """``rows`` without the rows whose file holds the same bytes as an earlier row's (a copy under another name
+    would be trained on and tested on), said in one log line; the same bytes under two labels is refused."""
+    import hashlib
+    import logging
+
+    first, kept, dropped = {}, [], []
+    for row in rows:
+        try:
+            file = resolve(table, row[0])
+            st = os.stat(file)
+            if not stat.S_ISREG(st.st_mode) or st.st_size > MAX_HASHED_BYTES:
+                raise ValueError("not a regular image file")
+            with open(file, "rb") as f:
+                digest = hashlib.blake2b(f.read(), digest_size=16).digest()
+        except (OSError, ValueError):
+            kept.append(row)  # a FIFO, a device, unreadable: the image check skips or refuses it, with its reason
+            continue
+        if digest not in first:
+            first[digest] = row
+            kept.append(row)
+        elif first[digest][1] != row[1]:
+            a = first[digest]
+            raise UserError(f"{table}: {a[0]!r} (label {a[1]!r}) and {row[0]!r} (label {row[1]!r}) are the same "
+                            "image (identical bytes) under two labels: give it one label and drop the other row.")
+        else:
+            dropped.append(row[0])
+    if dropped:
+        logging.getLogger("kerasxfer").info(
+            "%s: %d row(s) repeat an earlier row's image byte for byte (%s): each image is used once", table,
+            len(dropped), ", ".join(repr(d) for d in dropped[:3]) + (", ..." if len(dropped) > 3 else ""))
+    return kept
+
+
 def resolve(table: str, path: str) -> str:
     """A path as a table lists it, resolved: relative to the table's folder; absolute and ``~`` as they are."""
     return os.path.join(os.path.dirname(os.path.abspath(table)), os.path.expanduser(path))
@@ -74,6 +137,7 @@ def table_source(path: str, val_fraction: float, test_fraction: float, seed: int
                  image_size: int | None = None, max_pixels: int = DEFAULT_MAX_PIXELS) -> SourceSplit:
     """The images a CSV/TSV table lists, split three ways (see the module's docstring)."""
     rows, with_split = read_table(path)
+    rows = drop_copies(path, rows)
     class_names = sorted({label for _, label, _ in rows})
     if len(class_names) < 2:
         raise UserError(f"{path} has a single label ({class_names[0]}): classification needs at least 2.")
