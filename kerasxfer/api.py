@@ -20,7 +20,7 @@ import logging
 import os
 import sys
 
-from kerasxfer import commands
+from kerasxfer import commands, options
 from kerasxfer.errors import UserError
 
 log = logging.getLogger("kerasxfer")
@@ -164,8 +164,13 @@ def compare(runs, out_dir="runs/compare", overwrite: bool = False) -> StudyResul
     """Compare finished run directories side by side (``kerasxfer compare``): the report and its verdict."""
     from kerasxfer.reporting.compare_report import write_report
 
-    runs = [os.path.expanduser(r) for r in ([runs] if isinstance(runs, str) else runs)]
-    out_dir = os.path.expanduser(out_dir)
+    runs = [runs] if isinstance(runs, (str, os.PathLike)) else runs
+    if not isinstance(runs, (list, tuple)) or not all(isinstance(r, (str, os.PathLike)) for r in runs):
+        raise UserError(f"runs={runs!r} ({type(runs).__name__}) is not a list of run directories: pass e.g. "
+                        "['runs/scratch', 'runs/finetune'].")
+    runs = [os.path.expanduser(os.fspath(r)) for r in runs]
+    out_dir = os.path.expanduser(_path("out_dir", out_dir))
+    overwrite = options.typed(commands.options_of("study")["overwrite"], overwrite)
     return _study_result(write_report(runs, out_dir, overwrite), out_dir)
 
 
@@ -173,4 +178,10 @@ def load(run_dir: str, batch_size: int = 32):
     """The best model of a finished run as a :class:`~kerasxfer.inference.Classifier` (``predict``, ``predict_iter``)."""
     from kerasxfer.inference import Classifier
 
-    return Classifier.from_run(os.path.expanduser(run_dir), batch_size=batch_size)
+    return Classifier.from_run(os.path.expanduser(_path("run_dir", run_dir)), batch_size=batch_size)
+
+
+def _path(name: str, value) -> str:
+    if not isinstance(value, (str, os.PathLike)):
+        raise UserError(f"{name}={value!r} ({type(value).__name__}) is not a path: pass a string or a pathlib.Path.")
+    return os.fspath(value)

@@ -19,7 +19,7 @@ from typing import NamedTuple
 
 from kerasxfer import config, options, recipes
 from kerasxfer.errors import UserError
-from kerasxfer.options import OptionSpec
+from kerasxfer.options import OptionSpec, typed
 
 COMMANDS = ("scratch", "finetune", "sweep", "study")
 
@@ -147,6 +147,7 @@ def resolve(command: str, given: dict) -> Options:
     values = {name: spec.default for name, spec in specs.items()}
     for name, value in given.items():
         spec = specs[name]
+        value = typed(spec, value, path=name in PATH_OPTIONS)
         if spec.kind == "list" and isinstance(value, str):
             value = [v for v in value.split(",") if v]
         elif spec.kind == "list" and isinstance(value, (tuple, list)):

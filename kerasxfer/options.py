@@ -19,6 +19,7 @@ import typing
 from typing import NamedTuple
 
 from kerasxfer import config, optim_config
+from kerasxfer.errors import UserError
 
 #: The fields whose values are one of a few words, and those words (the config's own tuples).
 CHOICES = {
@@ -178,3 +179,49 @@ def common_options() -> list:
     data = [f.name for f in dataclasses.fields(config.DataConfig) if f.name not in DATA_NOT_COMMON]
     return (field_options(config.DataConfig, data) + field_options(config.Experiment, EXPERIMENT_OPTIONS)
             + field_options(optim_config.OptimConfig))
+
+
+_TRUE, _FALSE = ("true", "1", "yes", "on"), ("false", "0", "no", "off")
+_WHAT = {"bool": "a boolean: pass True or False", "int": "an integer: pass a whole number",
+         "float": "a number: pass an int or a float", "str": "a string", "list": "a list: pass a list or a "
+         "comma-separated string", "enum": "one of its words", "size": "an image size: pass an integer or 'auto'"}
+
+
+def typed(spec: OptionSpec, value, path: bool = False):
+    """``value`` of the option ``spec`` as the command line would have it, or one sentence naming the option, the
+    value and its type: bools are bools (or the words the flags take: true/false, 1/0, yes/no, on/off), numbers
+    are numbers (never a string, a bool, nor a float where an integer is meant), paths are ``str`` or
+    ``os.PathLike``.  None only where None is the default."""
+    import numbers
+    import os
+
+    kind, name, shown = spec.kind, spec.name, f"{spec.name}={value!r} ({type(value).__name__})"
+    if value is None:
+        if spec.default is None:
+            return None
+        raise UserError(f"{name}=None is not {_WHAT[kind].split(':')[0]}: leave {name} out for its default "
+                        f"({spec.default!r}).")
+    integral = isinstance(value, numbers.Integral) and not isinstance(value, bool)
+    if kind == "bool":
+        if isinstance(value, bool) or type(value).__name__ == "bool_":
+            return bool(value)
+        if isinstance(value, str) and value.strip().lower() in _TRUE + _FALSE:
+            return value.strip().lower() in _TRUE
+    elif kind == "int" and integral:
+        return int(value)
+    elif kind == "float" and isinstance(value, numbers.Real) and not isinstance(value, bool):
+        return float(value)
+    elif kind in ("str", "enum") and isinstance(value, str):
+        return value
+    elif kind == "str" and path and isinstance(value, os.PathLike):
+        return os.fspath(value)
+    elif kind == "str" and integral and not path:  # --folds=3: a word or a number
+        return str(int(value))
+    elif kind == "list" and (isinstance(value, str) or isinstance(value, (list, tuple)) and all(
+            isinstance(v, (str, numbers.Real)) and not isinstance(v, bool) for v in value)):
+        return value
+    elif kind == "size" and (integral or isinstance(value, str)):
+        return int(value) if integral else value
+    what = ("a path: pass a string or a pathlib.Path" if path else
+            "'auto' or a whole number" if spec.default == "auto" else _WHAT[kind])
+    raise UserError(f"{shown} is not {what}.")

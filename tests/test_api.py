@@ -85,3 +85,35 @@ def test_a_scratch_run_from_python_trains_reports_and_loads(tmp_path):
     assert 0.0 <= r.test_accuracy <= 1.0 and r.run_dir == str(tmp_path / "s")
     clf = kerasxfer.load(r.run_dir)
     assert clf.image_size == 16 and len(clf.class_names) == 10
+
+
+@pytest.mark.parametrize("call,says", [
+    (lambda: kerasxfer.scratch("digits", lr="0.001"), r"lr='0.001' \(str\) is not a number"),
+    (lambda: kerasxfer.scratch("digits", epochs="1"), r"epochs='1' \(str\) is not an integer"),
+    (lambda: kerasxfer.finetune("digits", val_fraction="0.2"), r"val_fraction='0.2' \(str\) is not a number"),
+    (lambda: kerasxfer.scratch("digits", widths=8), r"widths=8 \(int\) is not a list"),
+    (lambda: kerasxfer.scratch("digits", widths=None), r"widths=None is not a list: leave widths out"),
+    (lambda: kerasxfer.study("digits", backbones=None), r"backbones=None is not a list"),
+    (lambda: kerasxfer.scratch("digits", out_dir=5), r"out_dir=5 \(int\) is not a path"),
+    (lambda: kerasxfer.study("digits", folds=2.5), r"folds=2.5 \(float\) is not 'auto' or a whole number"),
+    (lambda: kerasxfer.scratch("digits", overwrite="maybe"), r"overwrite='maybe' \(str\) is not a boolean"),
+    (lambda: kerasxfer.scratch("digits", seed=True), r"seed=True \(bool\) is not an integer"),
+    (lambda: kerasxfer.compare(None), r"runs=None \(NoneType\) is not a list of run directories"),
+    (lambda: kerasxfer.load(None), r"run_dir=None \(NoneType\) is not a path"),
+])
+def test_a_value_of_the_wrong_type_is_one_sentence_before_anything_runs(tmp_path, monkeypatch, call, says):
+    monkeypatch.chdir(tmp_path)
+    with pytest.raises(UserError, match=says):
+        call()
+    assert os.listdir(tmp_path) == []
+
+
+def test_flag_words_are_parsed_strictly_and_paths_may_be_pathlib(tmp_path):
+    """overwrite="False" was truthy (a finished run trained again), control="false" ran the control."""
+    import pathlib
+
+    v = commands.resolve("study", {"overwrite": "False", "control": "false", "exhaustive": "yes", "folds": 3,
+                                   "out_dir": pathlib.Path(tmp_path) / "s", "lr": 1}).values
+    assert v["overwrite"] is False and v["control"] is False and v["exhaustive"] is True
+    assert v["folds"] == "3" and commands.folds_of(v["folds"]) == 3
+    assert v["out_dir"] == str(tmp_path / "s") and isinstance(v["lr"], float)
