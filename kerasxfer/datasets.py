@@ -26,26 +26,101 @@ def register_arrays(images, labels) -> str:
     """The dataset name of in-memory ``(images, labels)``: ``arrays:<sha256 of both, 16 hex>``.
 
     The same arrays give the same name (so a rerun continues and runs stay comparable); other arrays, another.
+    What is kept is the images as uint8 (:func:`pixels_uint8`) and the labels checked (:func:`checked_labels`).
     """
     import numpy as np
 
-    x, y = np.asarray(images), np.asarray(labels)
-    if x.ndim not in (3, 4) or (x.ndim == 4 and x.shape[-1] not in (1, 3)):
+    try:
+        x = np.asarray(images)
+    except ValueError:
+        x = None
+    if x is None or x.dtype == object:
+        raise UserError("the images are a ragged list (arrays of different shapes): pass one array (N, H, W, 3) of "
+                        "one size, or save the images as files in a folder of class sub-folders.")
+    if x.ndim not in (3, 4) or (x.ndim == 4 and x.shape[-1] not in (1, 3)) or len(x) == 0:
         raise UserError(f"images of shape {x.shape} are not images: pass an array (N, H, W, 3) or (N, H, W) "
-                        "(grey), uint8 in [0, 255] or float in [0, 1] or [0, 255].")
-    if y.ndim != 1 or len(y) != len(x):
-        raise UserError(f"labels of shape {y.shape} do not match {len(x)} images: pass one label per image "
-                        "(integers or strings).")
+                        "(grey) of at least one image, uint8 in [0, 255], uint16, or float in [0, 1] or [0, 255].")
+    y = checked_labels(labels, len(x))
     if not (np.issubdtype(x.dtype, np.integer) or np.issubdtype(x.dtype, np.floating)) or not np.isfinite(x).all():
         raise UserError(f"images of dtype {x.dtype} (or with NaN/infinity) are not pixel values: pass uint8 or "
                         "float images.")
     h = hashlib.sha256()
     h.update(f"{x.shape}{x.dtype}".encode())
-    h.update(np.ascontiguousarray(x).tobytes())
+    h.update(np.ascontiguousarray(x).data)  # the buffer itself: no copy of a large array
     h.update("\0".join(map(str, y.tolist())).encode("utf-8"))
     name = ARRAYS_PREFIX + h.hexdigest()[:16]
-    _ARRAYS[name] = (x, y)
+    _ARRAYS[name] = (pixels_uint8(x), y)
     return name
+
+
+def checked_labels(labels, n: int):
+    """One label per image, all integers (whole floats count) or all strings; anything else one sentence."""
+    import numbers
+
+    import numpy as np
+
+    try:
+        values = list(labels.tolist() if hasattr(labels, "tolist") else labels)
+    except TypeError:
+        values = None
+    if values is None or len(values) != n or any(isinstance(v, (list, tuple)) for v in values):
+        shape = getattr(np.asarray(labels, dtype=object), "shape", None)
+        raise UserError(f"labels of shape {shape} do not match {n} images: pass one label per image (integers or "
+                        "strings).")
+    bad = next((v for v in values if v is None or isinstance(v, bool) or (isinstance(v, float) and not (
+        np.isfinite(v) and float(v).is_integer())) or not isinstance(v, (str, numbers.Number))), "none")
+    if bad != "none":
+        raise UserError(f"the label {bad!r} ({type(bad).__name__}) is not a class: labels are integers or strings "
+                        "(no None, NaN, booleans or fractions).")
+    kinds = {isinstance(v, str) for v in values}
+    if len(kinds) > 1:
+        s, k = next(v for v in values if isinstance(v, str)), next(v for v in values if not isinstance(v, str))
+        raise UserError(f"the labels mix strings and numbers (e.g. {s!r} and {k!r}), so 1 and '1' would be one "
+                        "class or two by accident: pass all labels as strings or all as integers.")
+    return np.array([str(v) for v in values] if kinds == {True} else [int(v) for v in values])
+
+
+def pixels_uint8(x):
+    """uint8 images from the rule the README states, said in one log line when not uint8 already: uint16 scaled
+    by 255/65535; other integers as [0, 255]; floats as [0, 1] when every value is at most 1, as [0, 255]
+    otherwise, unless 95 % or more are in [0, 1] (then a few stray values would turn the images black: refused).
+    Converted in chunks, after a check that the copy fits in memory."""
+    import logging
+
+    import numpy as np
+
+    from kerasxfer.fsio import available_memory
+
+    if x.dtype == np.uint8:
+        return x
+    lo, hi, have = float(x.min()), float(x.max()), available_memory()
+    if have is not None and x.size > 0.8 * have:
+        raise UserError(f"the images' uint8 copy needs {x.size / 2**30:.1f} GiB of memory, more than the "
+                        f"{have / 2**30:.1f} GiB this machine has free: pass fewer or smaller images, or save them "
+                        "as files in a folder (decoded to the training size, not kept at full size).")
+    if lo < 0:
+        raise UserError(f"the images hold negative values (min {lo:g}): pass pixel values, uint8 in [0, 255] or "
+                        "float in [0, 1] or [0, 255].")
+    if x.dtype == np.uint16:
+        scale, rule = 255.0 / 65535.0, "uint16 images scaled to [0, 255] (x 255/65535)"
+    elif np.issubdtype(x.dtype, np.integer):
+        if hi > 255:
+            raise UserError(f"{x.dtype} images hold values up to {hi:g}: pass uint8 in [0, 255] or uint16 (scaled).")
+        scale, rule = 1.0, f"{x.dtype} images read as [0, 255]"
+    elif hi <= 1.0:
+        scale, rule = 255.0, "float images read as [0, 1] (every value is at most 1)"
+    else:
+        over = int((x > 1.0).sum())
+        if hi > 255 or over < 0.05 * x.size:  # [0, 255] photos have most values above 1
+            raise UserError(f"float images with values up to {hi:g} ({over:,} of {x.size:,} above 1) fit neither "
+                            "[0, 1] nor [0, 255]: clip them to [0, 1], or scale them to [0, 255].")
+        scale, rule = 1.0, f"float images read as [0, 255] (max {hi:g})"
+    logging.getLogger("kerasxfer").info("arrays: %s", rule)
+    out = np.empty(x.shape, np.uint8)
+    step = max(1, (1 << 26) // max(1, x[0].size))  # about 64 M values (256 MB of float32) at a time
+    for i in range(0, len(x), step):
+        out[i:i + step] = np.clip(np.round(x[i:i + step].astype(np.float32) * scale), 0, 255)
+    return out
 
 
 def registered_arrays(name: str):

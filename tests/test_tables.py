@@ -137,3 +137,48 @@ def test_arrays_that_are_not_images_are_one_sentence():
         kerasxfer.scratch((np.zeros((5, 3)), np.zeros(5)))
     with pytest.raises(UserError, match="labels of shape .* do not match 5 images"):
         kerasxfer.scratch((np.zeros((5, 8, 8, 3)), np.zeros(4)))
+
+
+def test_array_pixels_follow_the_stated_rule_and_doubtful_ones_are_one_sentence(caplog):
+    from kerasxfer.datasets import register_arrays, registered_arrays
+
+    y = np.array([0, 1] * 4)
+    x16 = np.random.default_rng(0).integers(0, 65536, (8, 4, 4, 3)).astype(np.uint16)
+    with caplog.at_level("INFO", logger="kerasxfer"):
+        got = registered_arrays(register_arrays(x16, y))[0]
+    assert got.dtype == np.uint8 and np.array_equal(got, np.round(x16 * (255 / 65535)).astype(np.uint8))
+    assert "uint16 images scaled to [0, 255]" in caplog.text  # no longer clipped at 255
+    unit = np.random.default_rng(1).uniform(0, 1, (8, 4, 4, 3))
+    assert registered_arrays(register_arrays(unit, y))[0].max() > 200  # [0, 1] floats: bright stays bright
+    unit[0, 0, 0, 0] = 1.5  # one stray value used to make every image near black
+    with pytest.raises(UserError, match=r"values up to 1.5 \(1 of 384 above 1\) fit neither \[0, 1\] nor"):
+        register_arrays(unit, y)
+    with pytest.raises(UserError, match="negative values"):
+        register_arrays(-unit, y)
+
+
+@pytest.mark.parametrize("labels,says", [
+    ([0, 1, 2, float("nan")], r"the label nan \(float\) is not a class"),
+    ([0, 1, None, 1], r"the label None \(NoneType\) is not a class"),
+    ([1, "1", 2, "2"], r"mix strings and numbers \(e.g. '1' and 1\)"),
+    ([True, False, True, False], r"the label True \(bool\)"),
+    ([0, 1, 2], r"do not match 4 images"),
+])
+def test_array_labels_are_integers_or_strings_and_nothing_else(labels, says):
+    from kerasxfer.datasets import register_arrays
+
+    with pytest.raises(UserError, match=says):
+        register_arrays(np.zeros((4, 4, 4, 3), np.uint8), labels)
+
+
+def test_ragged_empty_and_too_large_arrays_are_one_sentence(monkeypatch):
+    from kerasxfer import fsio
+    from kerasxfer.datasets import register_arrays
+
+    with pytest.raises(UserError, match="ragged list"):
+        register_arrays([np.zeros((4, 4, 3)), np.zeros((5, 4, 3))], [0, 1])
+    with pytest.raises(UserError, match="of at least one image"):
+        register_arrays(np.zeros((0, 4, 4, 3), np.uint8), [])
+    monkeypatch.setattr(fsio, "available_memory", lambda: 1000)
+    with pytest.raises(UserError, match=r"needs 0.0 GiB of memory, more than the 0.0 GiB this machine has free"):
+        register_arrays(np.zeros((2, 40, 40, 3), np.float64), [0, 1])

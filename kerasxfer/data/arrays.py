@@ -17,6 +17,7 @@ import tensorflow as tf
 
 from kerasxfer import fsio
 from kerasxfer.errors import UserError, file_in_the_way
+from kerasxfer.fsio import available_memory
 
 log = logging.getLogger("kerasxfer")
 _UNWRITABLE_CACHES: set = set()  # cache folders already said to be unwritable in this process
@@ -78,18 +79,6 @@ def _cached_array(path: str, shape: tuple):
         pass
     log.warning("the decoded-image cache %s is damaged or stale: decoding again", path)
     os.remove(path)
-    return None
-
-
-def available_memory() -> int | None:
-    """Bytes of memory this machine can still give (Linux' MemAvailable), None where that is unknown."""
-    try:
-        with open("/proc/meminfo", encoding="ascii") as f:
-            for line in f:
-                if line.startswith("MemAvailable:"):
-                    return int(line.split()[1]) * 1024
-    except (OSError, ValueError, IndexError):
-        pass
     return None
 
 
