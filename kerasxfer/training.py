@@ -287,8 +287,13 @@ class _Run:
         metrics, probs = evaluate_best(best_model, self.data)
         metrics.update(best_epoch=history["best"]["epoch"], best_phase=history["best"]["phase"],
                        total_params=count_params(best_model.weights))
+        try:
+            write_evaluation(out, self.exp, self.data, probs, metrics, history, self.timings)
+        except Exception as e:  # pictures and TensorBoard extras: a run that trained must still finish
+            metrics["evaluation_pictures_error"] = f"{type(e).__name__}: {e}"[:500]
+            log.warning("the run's pictures could not be drawn (%s): %s is finished without them",
+                        metrics["evaluation_pictures_error"], out)
         fsio.write_json(os.path.join(out, rundir.METRICS), metrics)
-        write_evaluation(out, self.exp, self.data, probs, metrics, history, self.timings)
         self.state.clear()
         rundir.write_marker(out, "finished")  # last: a kill before this line leaves a run the next call completes
         log.info("best checkpoint: epoch %d (%s), val_accuracy %.4f; test accuracy %.4f on %d held-out images; "

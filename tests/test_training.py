@@ -121,3 +121,21 @@ def test_scratch_run_learns_digits(tmp_path):
     h = json.loads((tmp_path / "scratch" / "history.json").read_text())
     assert [e["epoch"] for e in h["epochs"]] == [1, 2, 3]
     assert metrics["test"]["accuracy"] > 0.8  # chance is 0.1
+
+
+def test_a_run_whose_pictures_fail_is_finished_with_the_failure_recorded(tmp_path, monkeypatch):
+    """A failure after training (a figure, TensorBoard) used to leave the run in state "training", and every
+    rerun failed the same way: the run is finished, metrics.json says what failed, a rerun returns it."""
+    import kerasxfer
+    from kerasxfer import training
+
+    def broken(*args, **kwargs):
+        raise ValueError("a picture could not be drawn")
+
+    monkeypatch.setattr(training, "write_evaluation", broken)
+    tiny = dict(epochs=1, image_size=16, widths="8", batch_size=64)
+    r = kerasxfer.scratch("digits", out_dir=str(tmp_path / "run"), **tiny)
+    assert r.metrics["evaluation_pictures_error"] == "ValueError: a picture could not be drawn"
+    assert json.loads((tmp_path / "run" / "kerasxfer-run.json").read_text())["state"] == "finished"
+    again = kerasxfer.scratch("digits", out_dir=str(tmp_path / "run"), **tiny)
+    assert again.metrics == r.metrics
