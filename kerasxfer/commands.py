@@ -243,7 +243,10 @@ def study_from(values: dict, given=frozenset()):
     out = values["out_dir"] or os.path.join("runs", "study", dataset_name(values["dataset"])
                                             + ("-exhaustive" if values["exhaustive"] else ""))
     scratch, transfer, split_seed = arms_from(values)
-    backbones = [b.strip().lower() for b in values["backbones"]]
+    backbones = [str(b).strip().lower() for b in values["backbones"]]
+    if "" in backbones or ("backbones" in given and not backbones):
+        raise UserError(f"--backbones={','.join(values['backbones'])} holds an empty name: list backbones separated "
+                        "by commas, e.g. --backbones=efficientnet_lite0,regnetx002.")
     more = []
     for backbone in backbones[1:]:
         other = copy.deepcopy(transfer)

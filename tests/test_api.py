@@ -98,6 +98,7 @@ def test_a_scratch_run_from_python_trains_reports_and_loads(tmp_path):
     (lambda: kerasxfer.study("digits", folds=2.5), r"folds=2.5 \(float\) is not 'auto' or a whole number"),
     (lambda: kerasxfer.scratch("digits", overwrite="maybe"), r"overwrite='maybe' \(str\) is not a boolean"),
     (lambda: kerasxfer.scratch("digits", seed=True), r"seed=True \(bool\) is not an integer"),
+    (lambda: kerasxfer.study("digits", backbones=",,"), r"--backbones= holds an empty name"),
     (lambda: kerasxfer.compare(None), r"runs=None \(NoneType\) is not a list of run directories"),
     (lambda: kerasxfer.load(None), r"run_dir=None \(NoneType\) is not a path"),
 ])

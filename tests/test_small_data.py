@@ -57,6 +57,13 @@ def test_too_small_a_class_for_the_folds_is_one_sentence():
         sources.fold_split(_src((30, 12, 3)), 2, 1, 0.2, 0)
 
 
+def test_more_folds_than_the_images_allow_is_one_sentence_with_a_number_that_works():
+    """--folds=10 on 9 images named an empty class list."""
+    with pytest.raises(UserError, match=r"9 labelled images are too few for 10 folds \(fold 1 would test \d+ of "
+                                        r"them\): pass --folds=2 or fewer"):
+        sources.fold_split(_src((5, 4)), 10, 1, 0.2, 0)
+
+
 @pytest.mark.parametrize("folds, fold, message", [(1, 0, "from 2 to 20"), (21, 1, "from 2 to 20"),
                                                   (5, 6, "not one of the 5 folds")])
 def test_fold_fields_are_checked(folds, fold, message):

@@ -248,7 +248,11 @@ def fold_split(src: "SourceSplit", folds: int, fold: int, val_fraction: float, s
     f = fold_assign(pool.y, pool.keys, folds, seed)
     rest = np.flatnonzero(f != fold)
     missing = [src.class_names[c] for c in np.unique(pool.y) if np.sum(pool.y[rest] == c) < 2]
-    if missing or len(np.unique(pool.y[f == fold])) == 0:
+    if len(pool) < 2 * folds or not np.any(f == fold):
+        raise UserError(f"{len(pool)} labelled images are too few for {folds} folds (fold {fold} would test "
+                        f"{int(np.sum(f == fold))} of them): pass --folds={max(2, len(pool) // 4)} or fewer, or "
+                        "add images.")
+    if missing:
         raise UserError(f"class(es) {', '.join(map(repr, missing))} have too few images for {folds} folds: add images "
                         "or pass a smaller --folds.")
     side = stratified_assign(pool.y[rest], [pool.keys[i] for i in rest], val_fraction, 0.0, seed, src.class_names)
