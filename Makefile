@@ -62,7 +62,7 @@ STUDY_ARGS = $(SWEEP_ARGS) $(call flags,control folds backbones exhaustive minut
 LR_FIND_ARGS = $(COMMON_ARGS) $(SCRATCH_ONLY) $(FINETUNE_ONLY) $(call flags,recipe run phase min_lr max_lr steps)
 PRETRAIN_ARGS = $(COMMON_ARGS) $(call flags,backbone epochs synthetic_train synthetic_val synthetic_test)
 REPEAT_ARGS = $(call flags,run out_dir overwrite verbose) $(call flag,OUT,out_dir)
-PREDICT_ARGS = $(call flags,run model class_names images top_k batch_size output export verbose engine)
+PREDICT_ARGS = $(call flags,run model class_names images top_k batch_size output export overwrite verbose engine)
 COMPARE_ARGS = $(call flags,runs out_dir overwrite) $(call flag,REPORT,out_dir)
 BENCH_ARGS = $(call flags,sections sizes steps batch_size backbone image_size num_images jpeg_size data_dir output inference_backbones readings \
   study_sets study_exhaustive study_flags) \

@@ -29,6 +29,8 @@ flags.DEFINE_list("images", [], "Image files and/or folders (walked recursively)
 flags.DEFINE_integer("top_k", 3, "How many classes to report per image.")
 flags.DEFINE_string("output", None, "Also write the predictions to this .csv or .json file.")
 flags.DEFINE_integer("batch_size", 32, "Images per forward pass.")
+flags.DEFINE_bool("overwrite", False, "With --export: replace files of the export's names in <run>/export/ that "
+                  "kerasxfer did not write (it never does otherwise).")
 flags.DEFINE_bool("verbose", False, "Say on stderr which inference engine classified the images.")
 flags.DEFINE_enum("engine", "auto", ["auto", "tensorflow", "tflite", "onnxruntime"], "What runs the model: "
                   "tensorflow (the inference graph, BatchNorm folded), tflite (XNNPACK), onnxruntime (the onnx "
@@ -104,8 +106,13 @@ def main(argv):
                                     engine=FLAGS.engine)
 
     if FLAGS.export:
+        from kerasxfer import rundir
+        from kerasxfer.inference import EXPORT_FILES
+
         out = os.path.join(FLAGS.run or os.path.dirname(os.path.abspath(FLAGS.model)), "export")
-        path = export(clf, out, FLAGS.export)
+        rundir.claim_output_folder(out, EXPORT_FILES, "export", FLAGS.overwrite, label=f"the export folder {out!r}")
+        with rundir.locked(out):  # a second export of the same run waits its turn: one sentence
+            path = export(clf, out, FLAGS.export)
         print(f"wrote {path}")
         return 0
 

@@ -9,7 +9,10 @@ XNNPACK's, one thread per core; ``onnxruntime`` the exported ``model.onnx``
 (needs the ``onnx`` extra).  ``auto`` keeps TensorFlow for fewer than
 :data:`AUTO_MIN_IMAGES` images (converting costs seconds that a small job
 never wins back) and otherwise converts, times each engine on the first
-batch (best of 3) and runs the fastest, saying so with the measured rates.
+batch (best of 3) and runs the fastest, saying so with the measured rates;
+an engine that cannot run the model, or whose probabilities on that batch
+differ from TensorFlow's by more than :data:`PROBABILITY_TOLERANCE`, is
+skipped with a log line.  Asked for by name, it is one sentence instead.
 """
 
 from __future__ import annotations
@@ -28,6 +31,13 @@ log = logging.getLogger("kerasxfer")
 
 ENGINES = ("auto", "tensorflow", "tflite", "onnxruntime")
 AUTO_MIN_IMAGES = 10_000
+#: ``auto`` runs an engine only if its probabilities on the first batch are within this of TensorFlow's.
+PROBABILITY_TOLERANCE = 1e-3
+
+
+def _first_line(e: Exception) -> str:
+    text = str(e).strip()
+    return (text.splitlines()[0] if text else type(e).__name__)[:200]
 
 
 class TensorFlowEngine:
@@ -115,13 +125,20 @@ class EngineChoice:
         self._tensorflow = None
 
     def make(self, name: str):
-        """Engine ``name`` for this classifier (converting the model when the engine needs a file)."""
+        """Engine ``name`` for this classifier (converting the model when the engine needs a file); one sentence
+        when it cannot run this model."""
         if name == "tensorflow":
             self._tensorflow = self._tensorflow or TensorFlowEngine(self.clf, None, self.export)
             return self._tensorflow
         if self._folder is None:
             self._folder = tempfile.TemporaryDirectory(prefix="kerasxfer-engine-")  # removed with this object
-        return _CLASSES[name](self.clf, self._folder.name, self.export)
+        try:
+            return _CLASSES[name](self.clf, self._folder.name, self.export)
+        except UserError:
+            raise
+        except Exception as e:  # noqa: BLE001 - a converter or runtime that cannot take this model
+            raise UserError(f"--engine={name} cannot run this model ({_first_line(e)}): use --engine=tensorflow "
+                            "(or auto, which skips engines that cannot).") from None
 
     def for_job(self, num_images: int, first_batch: np.ndarray):
         """The engine for a job of ``num_images`` images (``first_batch``: what ``auto`` times)."""
@@ -135,7 +152,18 @@ class EngineChoice:
         return self.engine
 
     def _fastest(self, batch):
-        engines = {name: self.make(name) for name in available()}
+        reference, engines = self.make("tensorflow")(batch), {}
+        for name in available():
+            try:
+                engine = self.make(name)
+                gap = float(np.abs(engine(batch) - reference).max())
+            except Exception as e:  # noqa: BLE001 - an engine that cannot run this model is not a candidate
+                log.info("engine: %s skipped: %s", name, _first_line(e))
+                continue
+            if gap > PROBABILITY_TOLERANCE:
+                log.info("engine: %s skipped: its probabilities differ from TensorFlow's by up to %.2g", name, gap)
+                continue
+            engines[name] = engine
         rates = {name: best_rate(lambda e=engine: e(batch), len(batch)) for name, engine in engines.items()}
         best = max(rates, key=rates.get)
         log.info("engine: %s (measured on the first batch: %s)", best,

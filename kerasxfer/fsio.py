@@ -36,6 +36,25 @@ def atomic_path(path: str):
         raise
 
 
+@contextlib.contextmanager
+def atomic_dir(path: str):
+    """Yield a temporary folder beside ``path``; it replaces ``path`` when the block succeeds, and is removed
+    (``path`` left as it was) when the block raises: a full disk leaves no half-written folder."""
+    import shutil
+
+    tmp = os.path.join(os.path.dirname(path) or ".", f".tmp-{os.getpid()}-{next(_TMP_NUMBERS)}-{os.path.basename(path)}")
+    try:
+        yield tmp
+        old = f"{tmp}.old"
+        if os.path.lexists(path):
+            os.rename(path, old)
+        os.rename(tmp, path)
+        shutil.rmtree(old, ignore_errors=True)
+    except BaseException:
+        shutil.rmtree(tmp, ignore_errors=True)
+        raise
+
+
 def write_bytes(path: str, data: bytes) -> None:
     with atomic_path(path) as tmp, open(tmp, "wb") as f:
         f.write(data)

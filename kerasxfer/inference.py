@@ -13,6 +13,7 @@ with an ``error`` and the others go on.
 
 from __future__ import annotations
 
+import contextlib
 import dataclasses
 import json
 import logging
@@ -248,22 +249,54 @@ def export(clf: Classifier, out_dir: str, fmt: str) -> str:
         images = tf.map_fn(decode, encoded, fn_output_signature=tf.TensorSpec((size, size, 3), tf.uint8))
         return from_uint8(images)
 
+    if fmt not in ("saved_model", "tflite"):
+        raise UserError(f"--export={fmt!r} is unknown: use saved_model, tflite or onnx.")
     os.makedirs(out_dir, exist_ok=True)
     sm_path = os.path.join(out_dir, "saved_model")
     archive = keras.export.ExportArchive()
     archive.track(model)
     archive.add_endpoint("serving_default", from_bytes, input_signature=[tf.TensorSpec([None], tf.string)])
     archive.add_endpoint("serve_uint8", from_uint8, input_signature=[tf.TensorSpec([None, size, size, 3], tf.uint8)])
-    archive.write_out(sm_path, verbose=False)
+    with _converting("saved_model"), fsio.atomic_dir(sm_path) as tmp:
+        archive.write_out(tmp, verbose=False)
     if fmt == "saved_model":
         return sm_path
-    if fmt != "tflite":
-        raise UserError(f"--export={fmt!r} is unknown: use saved_model, tflite or onnx.")
     converter = tf.lite.TFLiteConverter.from_saved_model(sm_path, signature_keys=["serve_uint8"])
     tfl_path = os.path.join(out_dir, "model.tflite")
-    fsio.write_bytes(tfl_path, converter.convert())
-    fsio.write_text(os.path.join(out_dir, "labels.txt"), "\n".join(clf.class_names) + "\n")
+    with _converting("tflite"):
+        flat = converter.convert()
+    fsio.write_bytes(tfl_path, flat)
+    write_labels(out_dir, clf.class_names)
     return tfl_path
+
+
+#: What an export writes into its folder (``predict --export``): nothing else there is replaced.
+EXPORT_FILES = ("saved_model", "model.tflite", "model.onnx", "labels.txt", "labels.json")
+
+
+def write_labels(out_dir: str, class_names) -> None:
+    """``labels.txt``, one line per class in output order (a line break in a name becomes a space, so line k is
+    class k), and ``labels.json``, the names exactly."""
+    fsio.write_text(os.path.join(out_dir, "labels.txt"),
+                    "".join(" ".join(str(c).splitlines()) + "\n" for c in class_names))
+    fsio.write_json(os.path.join(out_dir, "labels.json"), list(class_names))
+
+
+@contextlib.contextmanager
+def _converting(fmt: str):
+    """A converter's failure (a layer or dtype it has no kernel for) as one sentence saying what works instead."""
+    try:
+        yield
+    except (UserError, KeyboardInterrupt):
+        raise
+    except OSError as e:
+        raise UserError(f"the {fmt} export could not be written ({e.strerror or e}): free some space or choose "
+                        "another folder; nothing half-written was left.") from None
+    except Exception as e:  # noqa: BLE001 - converter dumps: the first line says which op
+        text = str(e).strip()
+        reason = (text.splitlines()[0] if text else type(e).__name__)[:200]
+        raise UserError(f"this model cannot be converted to {fmt} ({reason}): use --export=saved_model, or "
+                        "predict with --engine=tensorflow.") from None
 
 
 def export_onnx(clf: Classifier, out_dir: str) -> str:
@@ -290,13 +323,17 @@ def export_onnx(clf: Classifier, out_dir: str) -> str:
     try:
         for layer in norms:
             layer.mean, layer.variance = np.asarray(layer.mean), np.asarray(layer.variance)
-        with fsio.atomic_path(path) as tmp:
+        with _converting("onnx"), fsio.atomic_path(path) as tmp:
             model.export(tmp, format="onnx", verbose=False,
                          input_signature=[tf.TensorSpec((None, size, size, 3), tf.float32, name="image")])
+            if importlib.util.find_spec("onnxruntime") is not None:  # a file ONNX Runtime cannot load is no export
+                import onnxruntime as ort
+
+                ort.InferenceSession(tmp, providers=["CPUExecutionProvider"])
     finally:
         quiet.setLevel(level)
         for layer, (mean, variance) in zip(norms, saved):
             layer.mean, layer.variance = mean, variance
-    fsio.write_text(os.path.join(out_dir, "labels.txt"), "\n".join(clf.class_names) + "\n")
+    write_labels(out_dir, clf.class_names)
     return path
 

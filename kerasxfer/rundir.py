@@ -290,7 +290,7 @@ def remove_run_outputs(out: str) -> None:
             os.remove(path)
 
 
-def claim_output_folder(out_dir: str, outputs, kind: str, overwrite: bool = False) -> None:
+def claim_output_folder(out_dir: str, outputs, kind: str, overwrite: bool = False, label: str = "") -> None:
     """Make ``out_dir`` the folder of a ``kind`` (report, lr-find) that writes ``outputs``; change nothing when it
     must be refused (one sentence): a run directory (a report never writes into a run, an input one least of all),
     or a folder holding files of those names that kerasxfer did not write (unless ``overwrite``).  The folder's
@@ -299,12 +299,13 @@ def claim_output_folder(out_dir: str, outputs, kind: str, overwrite: bool = Fals
 
     check_out_dir(out_dir)
     marker = os.path.join(out_dir, f".kerasxfer-{kind}")
+    label = label or f"--out_dir={out_dir!r}"
     if is_run(out_dir):
         raise UserError(f"--out_dir={out_dir!r} is a training run's folder, which a {kind} must not write into: "
                         f"choose a folder of its own, e.g. {os.path.join(out_dir, kind)}.")
     clash = [n for n in outputs if os.path.lexists(os.path.join(out_dir, n))]
     if clash and not os.path.isfile(marker) and not overwrite:
-        raise UserError(f"--out_dir={out_dir!r} holds {', '.join(clash)}, which kerasxfer did not write: choose "
+        raise UserError(f"{label} holds {', '.join(clash)}, which kerasxfer did not write: choose "
                         f"another folder, or pass --overwrite to replace them.")
     os.makedirs(out_dir, exist_ok=True)
     write_text(marker, f"kerasxfer {kind}: files of these names here are written by kerasxfer\n")

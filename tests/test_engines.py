@@ -55,3 +55,40 @@ def test_an_unknown_engine_is_one_sentence(clf_and_images):
 
     with pytest.raises(UserError, match="--engine='gpu' is unknown: use auto, tensorflow, tflite, onnxruntime"):
         engines.EngineChoice(clf_and_images[0], "gpu", export)
+
+
+def test_a_model_the_converters_cannot_take_is_skipped_by_auto_and_one_sentence_by_name(tmp_path, caplog):
+    """A lanczos Resizing: TFLite has no kernel and ONNX Runtime refuses the graph. They were converter dumps
+    and tracebacks (and "wrote model.onnx" for a file ONNX Runtime cannot load)."""
+    import keras
+
+    from kerasxfer.inference import Classifier, export
+
+    pytest.importorskip("onnxruntime")
+    inputs = keras.Input((32, 32, 3))
+    x = keras.layers.Resizing(16, 16, interpolation="lanczos3")(inputs)
+    x = keras.layers.GlobalAveragePooling2D()(keras.layers.Conv2D(4, 3)(x))
+    clf = Classifier(keras.Model(inputs, keras.layers.Dense(3, activation="softmax")(x)), ["a", "b", "c"])
+    for fmt in ("tflite", "onnx"):
+        with pytest.raises(UserError, match=f"this model cannot be converted to {fmt} .*use --export=saved_model"):
+            export(clf, str(tmp_path / fmt), fmt)
+        assert not (tmp_path / fmt / f"model.{fmt}").exists() and not list((tmp_path / fmt).glob(".tmp-*"))
+    with pytest.raises(UserError, match="cannot be converted to tflite"):
+        engines.EngineChoice(clf, "tflite", export).for_job(1, None)
+    batch = photos(32)
+    with caplog.at_level(logging.INFO, logger="kerasxfer"):
+        chosen = engines.EngineChoice(clf, "auto", export).for_job(engines.AUTO_MIN_IMAGES, batch)
+    assert chosen.name == "tensorflow" and "engine: tflite skipped" in caplog.text
+    assert "engine: onnxruntime skipped" in caplog.text
+
+
+def test_labels_txt_is_one_line_per_class_whatever_the_names_hold(tmp_path):
+    import json
+
+    from kerasxfer.inference import write_labels
+
+    names = ["cat", "two\nlines", "tab\there", "u\u2028sep"]
+    write_labels(str(tmp_path), names)
+    lines = (tmp_path / "labels.txt").read_text().split("\n")
+    assert lines[:-1] == ["cat", "two lines", "tab\there", "u sep"] and lines[-1] == ""
+    assert json.loads((tmp_path / "labels.json").read_text()) == names

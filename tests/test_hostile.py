@@ -243,6 +243,13 @@ def c_lr_find_not_a_run(t, f):
     return ["experiments.lr_find", f"--run={t / 'r'}"], None
 
 
+def c_export_over_users_files(t, f):
+    run = _copy(f, t)
+    (run / "export").mkdir()
+    (run / "export" / "labels.txt").write_text("the user's own labels\n")
+    return ["experiments.predict", f"--run={run}", "--export=tflite"], None
+
+
 CASES = [
     ("foreign folder with tb/", c_foreign_tb, 2, "is not empty and is not a kerasxfer run"),
     ("--out_dir=. in a folder with tb/", c_foreign_dot, 2, "is not empty and is not a kerasxfer run"),
@@ -278,6 +285,8 @@ CASES = [
     ("predict --run that is not a run", c_predict_not_a_run, 2, "is not a finished kerasxfer run"),
     ("compare --out_dir under a file", c_compare_out_under_file, 2, "rep"),
     ("lr_find --run that is not a run", c_lr_find_not_a_run, 2, "holds no config.json"),
+    ("predict --export over the user's own labels.txt", c_export_over_users_files, 2,
+     "holds labels.txt, which kerasxfer did not write"),
 ]
 
 

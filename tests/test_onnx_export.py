@@ -43,3 +43,27 @@ def test_regnet_grouped_convolutions_export_and_match(tmp_path):
     onnx_probs = _onnx_probs(clf, tmp_path, images)
     assert (onnx_probs.argmax(1) == keras_probs.argmax(1)).all()
     assert np.abs(onnx_probs - keras_probs).max() <= 1e-4
+
+
+@pytest.mark.parametrize("augment", ["light", "strong"])
+def test_a_model_trained_with_augmentation_exports_without_its_random_ops(tmp_path, augment):
+    """The random augmentation layers stayed in the exported graph: "wrote model.onnx" for a file ONNX Runtime
+    cannot load, and --engine=auto crashed on 10,000 images."""
+    import keras
+
+    from kerasxfer.inference import Classifier
+    from kerasxfer.models.augment import apply_augmentation
+    from kerasxfer.models.inference_graph import training_only
+
+    keras.utils.set_random_seed(0)
+    inputs = keras.Input((32, 32, 3))
+    x = apply_augmentation(inputs, augment)
+    x = keras.layers.Conv2D(4, 3)(keras.layers.Rescaling(1 / 255)(x))
+    x = keras.layers.Dropout(0.5)(keras.layers.GlobalAveragePooling2D()(x))
+    model = keras.Model(inputs, keras.layers.Dense(3, activation="softmax")(x))
+    clf = Classifier(model, ["a", "b", "c"])
+    assert not any(training_only(layer) for layer in clf.fast.layers)
+    images = photos(32)
+    keras_probs = model.predict(images, verbose=0)  # inference: augmentation and dropout are the identity
+    onnx_probs = _onnx_probs(clf, tmp_path, images)
+    assert np.abs(onnx_probs - keras_probs).max() <= 1e-5

@@ -14,7 +14,9 @@ neighbour, which TensorFlow's graph optimiser fuses with it
 (conv + bias + activation).  Everything else is cloned as it is.  The
 folded model computes the same function up to float32 rounding: top-1
 identical and probabilities within 1e-4 on real photos
-(``tests/test_inference_graph.py``).
+(``tests/test_inference_graph.py``).  Training-only layers (random
+augmentation, dropout: the identity in inference) are left out, so no
+exported graph holds a random op.
 """
 
 from __future__ import annotations
@@ -68,18 +70,29 @@ def folded_weights(conv, bn) -> list:
     return [kernel.astype(np.float32), np.broadcast_to(new_bias, scale.shape).astype(np.float32)]
 
 
+def training_only(layer) -> bool:
+    """Whether ``layer`` does something only in training: random augmentation (``Random*``, ``RandAugment``),
+    dropout and noise.  In inference it is the identity, so an inference graph leaves it out (an exported
+    graph with random ops is one ONNX Runtime cannot load)."""
+    name = type(layer).__name__
+    return name.startswith("Random") or name in ("RandAugment", "AugMix", "Dropout", "SpatialDropout1D",
+                                                 "SpatialDropout2D", "SpatialDropout3D", "GaussianNoise",
+                                                 "GaussianDropout", "AlphaDropout")
+
+
 def inference_model(model: keras.Model) -> keras.Model:
-    """A copy of ``model`` with every foldable BatchNorm folded into its convolution (``model`` if none is,
-    or if the model does not compute in float32)."""
-    if keras.mixed_precision.global_policy().name != "float32" or any(
-            getattr(layer, "dtype_policy", None) is not None and layer.dtype_policy.name != "float32"
-            for layer in model.layers):
-        return model
-    pairs = _fold_pairs(model)
-    if not pairs:
+    """A copy of ``model`` with every foldable BatchNorm folded into its convolution (not where the model does
+    not compute in float32) and without its training-only layers (:func:`training_only`); ``model`` itself
+    when neither applies."""
+    mixed = keras.mixed_precision.global_policy().name != "float32" or any(
+        getattr(layer, "dtype_policy", None) is not None and layer.dtype_policy.name != "float32"
+        for layer in model.layers)
+    pairs = {} if mixed else _fold_pairs(model)
+    dropped = {id(layer) for layer in flatten_layers(model) if training_only(layer)}
+    if not pairs and not dropped:
         return model
     convs = {id(c): bn for bn, c in pairs.items()}
-    skip = {id(bn) for bn in pairs}
+    skip = {id(bn) for bn in pairs} | dropped
     plan = {}  # id(clone) -> ("conv", folded weights) | "skip"
 
     def clone(layer):
@@ -118,5 +131,6 @@ def inference_model(model: keras.Model) -> keras.Model:
     from kerasxfer.models.fastconv import use_native_grouped_conv
 
     use_native_grouped_conv(folded)  # the clone's grouped convolutions are Keras' stock ones again
-    log.debug("inference graph: %d BatchNorm layers folded into their convolutions", len(pairs))
+    log.debug("inference graph: %d BatchNorm layers folded into their convolutions, %d training-only layers left "
+              "out", len(pairs), len(dropped))
     return folded
