@@ -72,6 +72,16 @@ def test_a_malformed_table_is_one_sentence_naming_the_line(tmp_path, text, says)
         read_table(str(tmp_path / "t.csv"))
 
 
+def test_a_row_naming_an_unreadable_system_file_is_a_skipped_bad_image(tmp_path):
+    """/proc/self/mem aborted the whole run with "Input/output error: (no file named)"."""
+    rows = _images(tmp_path, n=12)
+    table = tmp_path / "t.csv"
+    table.write_text("".join(f"{p},{lab}\n" for p, lab in rows) + "/proc/self/mem,red\n")
+    src = table_source(str(table), 0.2, 0.2, 0)
+    assert src.info["skipped_paths"] == ["/proc/self/mem"] and src.info["skipped_undecodable"] == 1
+    assert len(src.train) + len(src.val) + len(src.test) == 12
+
+
 def test_a_header_of_other_names_is_a_header_and_a_quoted_hash_is_a_path(tmp_path):
     (tmp_path / "t.csv").write_text('file,class\n# a comment\n"#x.png",red\nb.png,blue\n  # indented comment\n')
     assert read_table(str(tmp_path / "t.csv")) == ([("#x.png", "red", "train"), ("b.png", "blue", "train")], False)

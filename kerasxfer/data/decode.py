@@ -61,7 +61,12 @@ def screen_file(path: str, max_pixels: int = DEFAULT_MAX_PIXELS):
         return f"{st.st_size / 2**20:.0f} MB, above the {MAX_FILE_BYTES // 2**20} MB limit for an image file"
     if not os.access(path, os.R_OK):
         return "cannot be read (permission denied)"
-    size, animated = declared(path)
+    if st.st_size == 0:  # also what /proc and /sys files report: never an image
+        return "empty (0 bytes)"
+    try:
+        size, animated = declared(path)
+    except OSError as e:
+        return f"cannot be read ({e.strerror or e})"
     if animated:
         return "an animated WebP (TensorFlow's WebP decoder cannot read those safely): save its first frame as PNG"
     if size is None:  # not an image PIL knows: the decoder decides
