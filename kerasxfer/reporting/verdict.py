@@ -307,7 +307,7 @@ def decide(arms, labels, class_names, seed: int = 0, folds: int = 0, alpha: floa
         sentences.append(text)
         controls.append(p)
     cls = class_names[base["class"]] if base["class"] < len(class_names) else base["class"]
-    base_text = (f"Majority-class baseline: always predicting {cls!r} scores {pct(base['accuracy'])} accuracy on "
+    base_text = (f"Majority-class baseline: always predicting '{cls}' scores {pct(base['accuracy'])} accuracy on "
                  f"the {n} test images.")
     if figure == "balanced accuracy":
         base_text += (f" The classes are imbalanced (largest/smallest = {ratio:.2f}), so the verdict compares balanced "
