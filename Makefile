@@ -23,6 +23,7 @@
 #   SWEEP FRACTIONS DEPTHS DEPTH_FRACTION SEEDS BUDGET MIN_STEPS SCRATCH_IMAGE_SIZE   (make sweep)
 #   CONTROL=false FOLDS=K|auto       (make study: skip the control; K-fold cross-validation)
 #   EXHAUSTIVE=1                     (make study: none of the shortcuts; the reference they are checked against)
+#   EXECUTOR=ray RAY_ADDRESS CPUS_PER_RUN GPUS_PER_RUN   (make study, make sweep: the runs as tasks on a Ray cluster)
 #   MINUTES=N                        (make study: a time limit; folds and minimum steps planned to fit)
 #   MIN_STEPS CLASS_WEIGHT           (study, scratch, finetune: enough optimizer steps; balanced class weights)
 #   TRAIN_FRACTION                   (scratch, finetune: train on a stratified share of the training split)
@@ -57,7 +58,8 @@ FINETUNE_ONLY = $(call flags,backbone weights frozen_epochs finetune_epochs fine
 SCRATCH_ARGS = $(COMMON_ARGS) $(SCRATCH_ONLY) $(MIN_STEPS_ARGS)
 FINETUNE_ARGS = $(COMMON_ARGS) $(FINETUNE_ONLY) $(MIN_STEPS_ARGS)
 SWEEP_ARGS = $(COMMON_ARGS) $(SCRATCH_ONLY) $(FINETUNE_ONLY) \
-  $(call flags,sweep fractions depths depth_fraction seeds budget min_steps scratch_image_size)
+  $(call flags,sweep fractions depths depth_fraction seeds budget min_steps scratch_image_size executor ray_address \
+  cpus_per_run gpus_per_run)
 STUDY_ARGS = $(SWEEP_ARGS) $(call flags,control folds backbones exhaustive minutes)
 LR_FIND_ARGS = $(COMMON_ARGS) $(SCRATCH_ONLY) $(FINETUNE_ONLY) $(call flags,recipe run phase min_lr max_lr steps)
 PRETRAIN_ARGS = $(COMMON_ARGS) $(call flags,backbone epochs synthetic_train synthetic_val synthetic_test)
@@ -80,7 +82,7 @@ $(STAMP): setup.cfg pyproject.toml
 	if ls $(VENV)/.kerasxfer-installed-* >/dev/null 2>&1 && ! test -e $(STAMP); then \
 	  $(PY) -m pip uninstall --quiet --yes tensorflow tensorflow-cpu || true; fi
 	$(PY) -m pip install --quiet --upgrade pip
-	$(PY) -m pip install --quiet -e ".[$(TF),dev,onnx]"
+	$(PY) -m pip install --quiet -e ".[$(TF),dev,onnx,ray]"
 	# Test oracle only, outside site-packages (see setup.cfg): pip check stays clean, no second TensorFlow.
 	$(PY) -m pip uninstall --quiet --yes tf-keras 2>/dev/null || true
 	$(PY) -m pip install --quiet --no-deps --upgrade --target $(VENV)/oracle "tf-keras==2.21.*"
@@ -100,7 +102,7 @@ test-all: test
 
 # The slow tests CI runs after make test (.ci/run): the acceptance runs that a fast test cannot show.
 CI_SLOW_TESTS = tests/test_study_command.py::test_five_fold_study_tests_every_image_once_and_resumes_in_the_fold_it_was_killed_in \
-  tests/test_signals.py tests/test_activation_cache.py
+  tests/test_signals.py tests/test_activation_cache.py tests/test_ray.py
 test-ci-slow: install
 	$(PY) -m pytest -m slow $(CI_SLOW_TESTS)
 

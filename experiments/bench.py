@@ -59,7 +59,7 @@ flags.DEFINE_bool("study_exhaustive", True, "The study section also runs --exhau
                   "on 2 cores) for the ratio.")
 flags.DEFINE_string("study_flags", "", "Extra flags for every study of the study section, e.g. --folds=2.")
 
-SECTIONS = ("machine", "data", "models", "modes", "inference", "study")
+SECTIONS = ("machine", "data", "models", "modes", "inference", "study", "executor")
 
 
 def _check():
@@ -229,6 +229,9 @@ def main(argv):
     if "study" in FLAGS.sections:
         _study_section(emit, bs)
 
+    if "executor" in FLAGS.sections:
+        _executor_section(emit)
+
     print("\n| case | images/s | other |\n|---|---:|---|")
     for row in rows[1:]:
         other = ", ".join(f"{k}={v}" for k, v in row.items() if k not in ("case", "images_per_s"))
@@ -270,6 +273,33 @@ def _study_section(emit, bs):
             emit({"case": f"study {n}x{c}: exhaustive / default wall time",
                   "ratio": round(seconds["exhaustive"] / seconds["default"], 2),
                   "same_headline": verdicts["default"] == verdicts["exhaustive"]})
+
+
+def _executor_section(emit):
+    """A 4-run study (digits, 2 folds, every fold, no control) on a local Ray: the machine's CPUs as runs of one
+    CPU at once against one run of every CPU at a time; wall time, the ratio, and the per-run costs."""
+    import subprocess
+    import sys
+    import time
+
+    from kerasxfer import fsio
+
+    cpus = os.cpu_count() or 1
+    seconds = {}
+    for per_run in (1, cpus):
+        out = os.path.join("runs", "bench", f"executor-{per_run}cpu")
+        cmd = [sys.executable, "-m", "experiments.study", "--dataset=digits", "--folds=2", "--exhaustive",
+               "--nocontrol", "--executor=ray", f"--cpus_per_run={per_run}", f"--out_dir={out}", "--overwrite",
+               *FLAGS.study_flags.split()]
+        t = time.perf_counter()
+        subprocess.run(cmd, check=True, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+        seconds[per_run] = time.perf_counter() - t
+        runs = [fsio.read_json(os.path.join(out, f"fold{k}", arm, "timings.json"))["train_seconds"]
+                for k in (1, 2) for arm in ("scratch", "transfer")]
+        emit({"case": f"4-run study on Ray, {cpus // per_run} run(s) x {per_run} CPU at once",
+              "seconds": round(seconds[per_run], 1), "run_train_seconds": [round(r, 1) for r in runs]})
+    emit({"case": f"4-run study: 1 run x {cpus} CPUs / {cpus} runs x 1 CPU, wall time",
+          "ratio": round(seconds[cpus] / seconds[1], 2)})
 
 
 def _inference_section(emit, bs):

@@ -82,6 +82,23 @@ def sweep_options(kinds) -> list:
              "sweep trains for the time the fine-tune of its size and seed took (its --epochs times 4 at most).",
              BUDGETS),
         _opt("scratch_image_size", "int", 64, "Image size of the scratch CNN (0: --image_size)."),
+        *executor_options(),
+    ]
+
+
+def executor_options() -> list:
+    """Where a sweep's or study's runs train (:mod:`kerasxfer.executors`)."""
+    from kerasxfer.executors import DEFAULT_CPUS_PER_RUN, EXECUTORS
+
+    return [
+        _opt("executor", "enum", "local", "local: the runs one after the other in this process; ray: each run a "
+             "task on a Ray cluster (RAY_ADDRESS or --ray_address; else a local Ray on 127.0.0.1), several at once, "
+             "into the same run folders (a filesystem every node shares).", EXECUTORS),
+        _opt("ray_address", "str", None, "The Ray cluster of --executor=ray, e.g. 10.0.0.5:6379 (default: "
+             "RAY_ADDRESS, else a local Ray started here)."),
+        _opt("cpus_per_run", "float", DEFAULT_CPUS_PER_RUN, "CPUs each run takes on Ray (TensorFlow's threads "
+             "follow); a fraction shares a CPU."),
+        _opt("gpus_per_run", "float", 0.0, "GPUs each run takes on Ray (a fraction shares one)."),
     ]
 
 
@@ -217,7 +234,18 @@ def sweep_from(values: dict, out_dir: str, kind=None):
         kind=kind or values["sweep"], out_dir=out_dir, scratch=scratch, transfer=transfer,
         fractions=tuple(sorted(fractions)), depths=values["depths"] or None, depth_fraction=values["depth_fraction"],
         seeds=values["seeds"], budget=values["budget"], min_steps=values["min_steps"], split_seed=split_seed,
+        ray=ray_from(values),
     ).validate()
+
+
+def ray_from(values: dict):
+    """The :class:`~kerasxfer.executors.RayConfig` of ``--executor=ray`` (checked), None for ``local``."""
+    from kerasxfer.executors import RayConfig, check_ray
+
+    if values["executor"] != "ray":
+        return None
+    check_ray()
+    return RayConfig(values["ray_address"], values["cpus_per_run"], values["gpus_per_run"]).validate()
 
 
 def folds_of(value):
@@ -259,4 +287,4 @@ def study_from(values: dict, given=frozenset()):
                        seeds=values["seeds"], split_seed=split_seed, sweep=sweep, folds=folds_of(values["folds"]),
                        min_steps=values["min_steps"], more_transfers=tuple(more),
                        exhaustive=bool(values["exhaustive"]), minutes=values["minutes"] or None,
-                       frozen_given="frozen_epochs" in given).validate()
+                       frozen_given="frozen_epochs" in given, ray=ray_from(values)).validate()

@@ -108,20 +108,24 @@ class StudyProgress:
         if trained and self._run_start is not None:
             self.overheads.append(max(0.0, self.now() - self._run_start - self._epoch_seconds))
 
-    def epoch_end(self, index: int, phase: int, seconds: float) -> str:
-        """One epoch of phase ``phase`` of run ``index`` took ``seconds``: record it, return (and log) the line."""
+    def epoch_end(self, index: int, phase: int, seconds: float, where: str = "", at_once: int = 1) -> str:
+        """One epoch of phase ``phase`` of run ``index`` took ``seconds``: record it, return (and log) the line.
+
+        ``where``: the worker that trained it (Ray); ``at_once``: how many runs train at the same time (the
+        time left is the work left shared among them)."""
         kind, epochs, images, _ = self.runs[index]["phases"][phase]
         self.per_image.setdefault(kind, []).append(seconds / max(1, images))
         self.done[index][phase] += 1
         self._epoch_seconds += seconds
         self._spent += seconds
-        left = self._clamped(index, phase, self.seconds_left(index))
+        left = self._clamped(index, phase, self.seconds_left(index) / max(1, at_once))
         total_epochs = sum(e for _, e, _, _ in self.runs[index]["phases"])
         spent = self.seconds_spent()
         pct = 100.0 * spent / (spent + left) if spent + left > 0 else 100.0
         self._pct = pct = max(pct, self._pct)  # an estimate, but the share done never goes back
-        line = (f"[{self.tag}] run {index + 1} of {len(self.runs)} ({self.runs[index]['label']}), epoch "
-                f"{sum(self.done[index])}/{total_epochs}, {self.tag} {pct:.0f} % done, {_minutes(left)}")
+        line = (f"[{self.tag}] run {index + 1} of {len(self.runs)} ({self.runs[index]['label']})"
+                f"{' on ' + where if where else ''}, epoch {sum(self.done[index])}/{total_epochs}, {self.tag} "
+                f"{pct:.0f} % done, {_minutes(left)}" + (f" ({at_once} runs at once)" if at_once > 1 else ""))
         self.lines.append((line, left))
         log.info(line)
         return line

@@ -14,6 +14,7 @@ import logging
 import keras
 
 from kerasxfer import rundir
+from kerasxfer.errors import UserError
 from kerasxfer.forks import ForkAfterPhase
 from kerasxfer.progress import StudyProgress, phase_of, phases_of
 from kerasxfer.resume import ResumeState
@@ -23,7 +24,7 @@ log = logging.getLogger("kerasxfer")
 
 
 def run_series(runs, sources, tag: str, overwrite: bool = False, verbose: int = 0, before=None, after=None,
-               forks=None) -> None:
+               forks=None, ray=None) -> None:
     """Train ``runs`` — ``(label, experiment, training images)`` — one after the other in this process.
 
     Every run reads ``sources`` (a :class:`kerasxfer.data.SharedSources`:
@@ -37,7 +38,17 @@ def run_series(runs, sources, tag: str, overwrite: bool = False, verbose: int = 
     ``forks`` ``{i: [j, ...]}``: runs ``j`` whose phases are the first ones
     of run ``i`` (:func:`kerasxfer.forks.same_prefix`) are written from it as
     those phases end, not trained again (:mod:`kerasxfer.forks`).
+    ``ray`` (a :class:`kerasxfer.executors.RayConfig`): the same runs as tasks on a Ray cluster instead.
     """
+    if ray is not None:
+        from kerasxfer.executors import run_series_ray
+
+        if before is not None:
+            raise UserError(f"this {tag} sets each run's budget from the runs before it (--budget=time), so its "
+                            "runs cannot train at once: use --executor=local.")
+        source_args = dict(split_seed=sources.split_seed, deterministic=sources.deterministic,
+                           activation_dir=sources.activation_dir)
+        return run_series_ray(runs, source_args, tag, ray, overwrite, verbose, after, forks)
     forks, forked = forks or {}, set()
     progress = StudyProgress([{"label": label, "phases": phases_of(exp, n)} for label, exp, n in runs], tag=tag)
     for i, (label, exp, n) in enumerate(runs):

@@ -101,6 +101,7 @@ class StudyConfig:
     minutes: Optional[float] = None  # a time limit: folds and minimum steps planned to fit (kerasxfer.planning)
     planned: tuple = ()  # the sentences that say what the time limit gave up
     frozen_given: bool = False  # --frozen_epochs given: the frozen phase trains exactly that many epochs
+    ray: Optional[object] = None  # a kerasxfer.executors.RayConfig: the runs as Ray tasks (--executor=ray)
 
     def validate(self) -> "StudyConfig":
         if not all(t.model.is_transfer for t in (self.transfer, *self.more_transfers)):
@@ -255,7 +256,7 @@ def run_study(cfg: StudyConfig, overwrite: bool = False, verbose: int = 0) -> di
     series = [(label, cfg.raised(exp, sources.num_train(exp.data), label), sources.num_train(exp.data))
               for label, exp in cfg.arms()]
     stop = _SequentialStop(cfg, series, sources) if cfg.sequential else None
-    run_series(series, sources, "study", overwrite, verbose, after=stop, forks=_forks(series))
+    run_series(series, sources, "study", overwrite, verbose, after=stop, forks=_forks(series), ray=cfg.ray)
     ran = stop.folds_run if stop is not None else None
     dirs = [exp.out_dir for _, exp, _ in series if ran is None or exp.data.fold <= ran]
     study = {"shortcuts": cfg.shortcuts(ran), "exhaustive": cfg.exhaustive, "folds_planned": cfg.folds,

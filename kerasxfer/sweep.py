@@ -64,6 +64,7 @@ class SweepConfig:
     budget: str = "epochs"
     min_steps: int = 100
     split_seed: int = 0
+    ray: Optional[object] = None  # a kerasxfer.executors.RayConfig: the runs as Ray tasks (--executor=ray)
 
     @property
     def num_stages(self) -> int:
@@ -195,5 +196,5 @@ def run_sweep(cfg: SweepConfig, overwrite: bool = False, verbose: int = 0) -> di
             _time_budget(members[i], members)
 
     run_series([(label(m), m.exp, subset_size(counts, m.fraction)) for m in members], sources, "sweep",
-               overwrite, verbose, before)
+               overwrite, verbose, before if cfg.budget == "time" else None, ray=cfg.ray)
     return write_sweep_report(cfg, members)

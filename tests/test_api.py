@@ -118,3 +118,13 @@ def test_flag_words_are_parsed_strictly_and_paths_may_be_pathlib(tmp_path):
     assert v["overwrite"] is False and v["control"] is False and v["exhaustive"] is True
     assert v["folds"] == "3" and commands.folds_of(v["folds"]) == 3
     assert v["out_dir"] == str(tmp_path / "s") and isinstance(v["lr"], float)
+
+
+def test_without_ray_the_ray_executor_is_one_sentence(monkeypatch):
+    """Ray is an extra: a venv without it (find_spec finds no "ray") gets the sentence that says what to install."""
+    import importlib.util
+
+    real = importlib.util.find_spec
+    monkeypatch.setattr(importlib.util, "find_spec", lambda name, *a: None if name == "ray" else real(name, *a))
+    with pytest.raises(UserError, match=r"--executor=ray needs Ray, which is not installed: pip install "):
+        commands.study_from(commands.resolve("study", {"dataset": "digits", "executor": "ray"}).values)

@@ -1,0 +1,241 @@
+"""Where a study's or a sweep's runs train: one after the other in this process (``local``), or as tasks on a Ray
+cluster (``ray``), several at once, each on a slice of the machines.
+
+The run directory stays the unit.  A Ray task trains exactly the run the
+local executor would, into the same folder (on a cluster that folder must be
+on a filesystem every node shares), in a worker process of its own
+(``max_calls=1``: nothing leaks from one run to the next) whose TensorFlow
+uses the task's CPUs.  So resume, the run's lock, ``compare``, the report
+and TensorBoard work unchanged, and a task whose worker dies (SIGKILL, a
+lost node) is retried by Ray and continues from its last finished epoch.
+
+Runs are submitted in waves: with folds, one fold at a time, so a study's
+sequential rule (``after``) still stops before the folds it does not need;
+a run written from another run's phases (:mod:`kerasxfer.forks`) is not
+submitted beside its source, only trained afterwards if the fork did not
+happen.  The driver prints one line per finished epoch of any run (which
+run, which node and process) with the ETA of the whole study, from the
+epochs the workers report to a small actor.
+
+``ray`` is an extra (``pip install 'kerasxfer[ray]'``; ``make install``
+installs it); without it ``--executor=ray`` is one sentence.  A local Ray
+started here binds to 127.0.0.1 with the dashboard off.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import importlib.util
+import logging
+import os
+import time
+from typing import Optional
+
+from kerasxfer import rundir
+from kerasxfer.errors import UserError
+
+log = logging.getLogger("kerasxfer")
+
+EXECUTORS = ("local", "ray")
+#: CPUs a run takes on Ray unless told: measured on 2 cores (README, make bench SECTIONS=executor), one run per
+#: core finishes a study sooner than one run on every core, since one small-batch run leaves cores idle.
+DEFAULT_CPUS_PER_RUN = 1.0
+#: How often the driver reads the workers' epoch reports while it waits (seconds).
+POLL_S = 2.0
+
+
+@dataclasses.dataclass
+class RayConfig:
+    """How runs go to Ray: the cluster (None: ``RAY_ADDRESS``, else a local Ray on 127.0.0.1) and each run's
+    resources."""
+
+    address: Optional[str] = None
+    cpus_per_run: float = DEFAULT_CPUS_PER_RUN
+    gpus_per_run: float = 0.0
+
+    def validate(self) -> "RayConfig":
+        for name in ("cpus_per_run", "gpus_per_run"):
+            v = getattr(self, name)
+            if isinstance(v, bool) or not isinstance(v, (int, float)) or v < 0 or (name == "cpus_per_run" and v == 0):
+                raise UserError(f"--{name}={v} must be a {'positive' if name == 'cpus_per_run' else 'non-negative'} "
+                                "number (a fraction shares a CPU or GPU between runs).")
+        return self
+
+
+def check_ray() -> None:
+    if importlib.util.find_spec("ray") is None:
+        raise UserError("--executor=ray needs Ray, which is not installed: pip install 'kerasxfer[ray]' (make "
+                        "install does), or use --executor=local.")
+
+
+def connect(cfg: RayConfig):
+    """``ray`` connected to ``cfg.address`` (or ``RAY_ADDRESS``), else to a local Ray started on 127.0.0.1."""
+    check_ray()
+    import ray
+
+    if ray.is_initialized():
+        return ray
+    address = cfg.address or os.environ.get("RAY_ADDRESS") or None
+    try:
+        if address:
+            ray.init(address=address, log_to_driver=True, logging_level=logging.WARNING)
+        else:
+            ray.init(num_cpus=os.cpu_count(), include_dashboard=False, _node_ip_address="127.0.0.1",
+                     log_to_driver=True, logging_level=logging.WARNING)
+    except (ConnectionError, RuntimeError, ValueError) as e:
+        where = f"the Ray cluster at {address}" if address else "a local Ray"
+        raise UserError(f"{where} could not be reached ({str(e).strip().splitlines()[0][:160]}): start it (ray start "
+                        "--head) or pass --ray_address=HOST:PORT of a running one.") from None
+    log.info("[ray] connected: %s CPUs, %s GPUs on %d node(s)", ray.cluster_resources().get("CPU", 0),
+             ray.cluster_resources().get("GPU", 0), len([n for n in ray.nodes() if n.get("Alive")]))
+    return ray
+
+
+def waves(runs, forks: dict) -> list:
+    """The run indices in submission waves: one per fold (or one), each followed by the fork targets whose
+    source is in it (they train only if their fork did not happen)."""
+    by_fold = {}
+    for i, (_, exp, _) in enumerate(runs):
+        by_fold.setdefault(exp.data.fold if exp.data.folds > 1 else 0, []).append(i)
+    targets = {j for js in forks.values() for j in js}
+    out = []
+    for fold in sorted(by_fold):
+        idx = by_fold[fold]
+        out.append([i for i in idx if i not in targets])
+        late = [i for i in idx if i in targets]
+        if late:
+            out.append(late)
+    return out
+
+
+def run_series_ray(runs, source_args: dict, tag: str, cfg: RayConfig, overwrite: bool = False, verbose: int = 0,
+                   after=None, forks=None) -> None:
+    """:func:`kerasxfer.series.run_series` on Ray: the same runs into the same folders, several at once.
+
+    ``source_args``: how a worker rebuilds the study's shared sources
+    (:class:`kerasxfer.data.SharedSources`'s arguments).
+    """
+    from kerasxfer.progress import StudyProgress, phases_of
+
+    if any(exp.data.dataset.startswith("arrays:") for _, exp, _ in runs):
+        raise UserError("--executor=ray trains on data its workers can read (a folder, a CSV/TSV table, digits or "
+                        "tfds); arrays handed over from Python live in this process: use executor='local'.")
+    ray = connect(cfg.validate())
+    forks = forks or {}
+    progress = StudyProgress([{"label": label, "phases": phases_of(exp, n)} for label, exp, n in runs], tag=tag)
+    sink = _sink_class(ray).remote()
+    task = ray.remote(max_calls=1)(_train_task).options(num_cpus=cfg.cpus_per_run, num_gpus=cfg.gpus_per_run,
+                                                         max_retries=3, retry_exceptions=False)
+    forked = set()
+    for wave in waves(runs, forks):
+        todo = [i for i in wave if not (runs[i][1].out_dir in forked or (rundir.is_finished(runs[i][1].out_dir)
+                                                                          and not overwrite))]
+        for i in wave:
+            if i not in todo:
+                log.info("[%s] run %d of %d: %s (%s): finished earlier", tag, i + 1, len(runs), runs[i][1].out_dir,
+                         runs[i][0])
+                progress.start_run(i)
+                progress.finish_run(i, trained=False)
+        pending = {}
+        for i in todo:
+            label, exp, _ = runs[i]
+            targets = [runs[j][1] for j in forks.get(i, ())]
+            log.info("[%s] run %d of %d: %s (%s) submitted", tag, i + 1, len(runs), exp.out_dir, label)
+            pending[task.remote(i, exp, targets, source_args, sink, overwrite and exp.out_dir not in forked,
+                                verbose, cfg.cpus_per_run)] = i
+        _wait(ray, pending, sink, progress, runs, tag, forked, cfg)
+        if after is not None and after(max(wave)):
+            log.info("[%s] the runs after run %d are not needed", tag, max(wave) + 1)
+            return
+
+
+def _wait(ray, pending: dict, sink, progress, runs, tag: str, forked: set, cfg: RayConfig) -> None:
+    """Until every task of ``pending`` has finished: the workers' epoch lines, each run's end; a user error in
+    a run ends the study with that run's sentence."""
+    slots = max(1, int(ray.cluster_resources().get("CPU", 1) // max(cfg.cpus_per_run, 1e-9)))
+    while pending:
+        done, _ = ray.wait(list(pending), num_returns=1, timeout=POLL_S)
+        _report(ray, sink, progress, runs, tag, slots)
+        for ref in done:
+            i = pending.pop(ref)
+            result = ray.get(ref)
+            _report(ray, sink, progress, runs, tag, slots)
+            if result.get("error"):
+                for other in pending:
+                    ray.cancel(other, force=True)
+                raise UserError(result["error"], exit_code=result.get("exit_code", 2))
+            forked.update(result.get("forked", ()))
+            progress.finish_run(i, trained=True)
+            log.info("[%s] run %d of %d (%s) finished on %s: test accuracy %.4f%s", tag, i + 1, len(runs), runs[i][0],
+                     result["where"], result["test_accuracy"],
+                     f" (continued after epoch {result['continued']}: an earlier worker was lost)"
+                     if result.get("continued") else "")
+
+
+def _report(ray, sink, progress, runs, tag: str, slots: int) -> None:
+    """One line per epoch a worker reported: which run, on which node and process, and the study's time left."""
+    for i, phase, seconds, where in ray.get(sink.drain.remote()):
+        progress.epoch_end(i, phase, seconds, where=where, at_once=min(slots, len(runs)))
+
+
+def _sink_class(ray):
+    @ray.remote(num_cpus=0)
+    class EpochSink:
+        """Where workers report finished epochs; the driver drains it while it waits."""
+
+        def __init__(self):
+            self.items = []
+
+        def epoch(self, index, phase, seconds, where):
+            self.items.append((index, phase, seconds, where))
+
+        def drain(self):
+            out, self.items = self.items, []
+            return out
+
+    return EpochSink
+
+
+def _train_task(index: int, exp, fork_targets, source_args: dict, sink, overwrite: bool, verbose: int,
+                cpus: float) -> dict:
+    """One run in a Ray worker process of its own: TensorFlow on the task's CPUs, the study's data rebuilt from
+    the shared filesystem, the run trained (or continued) as the local executor would."""
+    import socket
+
+    import tensorflow as tf
+
+    threads = max(1, int(cpus))
+    tf.config.threading.set_intra_op_parallelism_threads(threads)
+    tf.config.threading.set_inter_op_parallelism_threads(min(2, threads))
+    import keras
+    import ray
+
+    from kerasxfer.data import SharedSources
+    from kerasxfer.forks import ForkAfterPhase
+    from kerasxfer.progress import phase_of
+    from kerasxfer.training import run_experiment
+
+    node = ray.get_runtime_context().get_node_id()[:8]
+    where = f"node {node} ({socket.gethostname()}) pid {os.getpid()}"
+    phase_of_epoch = phase_of(exp)
+
+    class _Report(keras.callbacks.Callback):
+        def on_epoch_begin(self, epoch, logs=None):
+            self._t0 = time.monotonic()
+
+        def on_epoch_end(self, epoch, logs=None):
+            sink.epoch.remote(index, phase_of_epoch(epoch), time.monotonic() - self._t0, where)
+
+    from kerasxfer.resume import ResumeState
+
+    continued = 0 if overwrite else ResumeState.saved_epoch(exp.out_dir)  # > 0: a retry after a lost worker
+    try:
+        sources = SharedSources(**source_args)
+        data = sources.splits(exp)
+        fork = ForkAfterPhase(exp.out_dir, [(t, data) for t in fork_targets], overwrite)
+        metrics = run_experiment(exp, data=data, verbose=verbose, overwrite=overwrite,
+                                 callbacks=[_Report()] + ([fork] if fork.targets else []))
+    except UserError as e:
+        return {"error": f"{exp.out_dir}: {e}", "exit_code": e.exit_code, "where": where}
+    return {"test_accuracy": metrics["test"]["accuracy"], "forked": fork.forked, "where": where,
+            "continued": continued}
