@@ -1,7 +1,10 @@
-"""kerasxfer: train a small CNN from scratch or transfer a pretrained RegNet?
+"""kerasxfer: train a small CNN from scratch, or transfer a pretrained ImageNet backbone?
 
-The library runs that study end to end on Keras 3 / TensorFlow and writes run
-directories that answer it with measured numbers.  Entry points live in
+The library runs that study end to end on Keras 3 / TensorFlow — a scratch
+CNN, a frozen then fine-tuned backbone (RegNet, EfficientNet-Lite or a
+keras.applications family) and its random-backbone control, cross-validated
+on small sets — and writes run directories and a report that answer it with
+measured numbers.  Entry points live in
 ``experiments/`` (installed as ``kerasxfer.experiments``, with the
 ``kerasxfer`` command); the library modules read no flags: everything a run
 needs arrives in an :class:`~kerasxfer.config.Experiment`.  Environment
