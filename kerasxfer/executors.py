@@ -158,7 +158,13 @@ def _wait(ray, pending: dict, sink, progress, runs, tag: str, forked: set, cfg: 
         _report(ray, sink, progress, runs, tag, slots)
         for ref in done:
             i = pending.pop(ref)
-            result = ray.get(ref)
+            try:
+                result = ray.get(ref)
+            except ray.exceptions.RayError as e:  # the task failed beyond its retries (a node lost for good, OOM)
+                text = str(e).strip().splitlines()
+                result = {"error": f"{runs[i][1].out_dir} failed on Ray after its retries ({type(e).__name__}: "
+                                   f"{(text[-1] if text else '')[:160]}): every finished epoch is kept there; run the "
+                                   "same command again to continue."}
             _report(ray, sink, progress, runs, tag, slots)
             if result.get("error"):
                 for other in pending:
