@@ -119,9 +119,11 @@ def test_a_kill_while_the_best_epoch_waits_in_memory_keeps_it(tmp_path, monkeypa
 
     monkeypatch.setattr(callbacks, "CHECKPOINT_EVERY_S", 1e9)  # after a phase's first, every better epoch waits
 
-    def exp(d):  # 3 head epochs that improve, then a rate that only makes things worse: the best stays in phase 1
-        e = _transfer(tmp_path / d, "regnetx002", 2, None)
-        e.phases[0].epochs, e.phases[1].lr = 3, 0.05
+    def exp(d):  # 3 head epochs that improve (val accuracy about 0.33, 0.50, 0.55), then a rate that wrecks the
+        # ImageNet features (about 0.08 and 0.11): the best stays in phase 1 by a wide margin. A random backbone
+        # (chance-level head) made this depend on noise: at 0.05 its wrecked epoch 4 scored above its epoch 3.
+        e = _transfer(tmp_path / d, stages=2)
+        e.phases[0].epochs, e.phases[1].lr = 3, 0.01
         return e
 
     whole = run_experiment(exp("whole"))
