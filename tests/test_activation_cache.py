@@ -19,9 +19,10 @@ def _transfer(out, backbone="efficientnet_lite0", stages=4, weights="imagenet", 
         **kw)
 
 
+@pytest.mark.slow  # make test-ci-slow (CI) runs both: two whole runs each, too long for make test's 10 minutes
 @pytest.mark.parametrize("backbone,stages,weights", [
     ("efficientnet_lite0", 4, "imagenet"),
-    pytest.param("regnetx002", 2, None, marks=pytest.mark.slow),  # make test-ci-slow (CI) runs it
+    ("regnetx002", 2, None),
 ])
 def test_cached_activations_train_the_stages_like_the_whole_model(tmp_path, backbone, stages, weights):
     """Same history (to float tolerance; here it is bit for bit), same test predictions: EfficientNet-Lite0 from

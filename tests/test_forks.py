@@ -42,6 +42,7 @@ def test_a_prefix_is_every_setting_equal_and_the_leading_phases():
     assert not same_prefix(_transfer("a"), _exp("b", [dataclasses.replace(FROZEN, lr=2e-3)]))
 
 
+@pytest.mark.slow  # make test-ci-slow (CI) runs it: a whole training run, too long for make test's 10 minutes
 def test_a_forked_run_equals_the_run_trained_on_its_own_and_leaves_its_source_unchanged(tmp_path):
     """The exactness of the shortcut: the forked control-pretrained has the history, best checkpoint and test
     predictions of the same run trained by itself, and the transfer run it came from is the run trained without

@@ -229,6 +229,7 @@ def _finetune(out):
     )
 
 
+@pytest.mark.slow  # make test-ci-slow (CI) runs it: a whole training run, too long for make test's 10 minutes
 def test_ema_schedule_and_early_stopping_resume_exactly(tmp_path):
     """Interrupted after the epoch early stopping ends phase 1 at, and inside phase 2: the same run as uninterrupted."""
     whole = run_experiment(_finetune(tmp_path / "whole"))

@@ -132,6 +132,7 @@ def test_balanced_class_weight_reaches_the_training_loss(tmp_path):
     assert losses["none"] != pytest.approx(losses["balanced"], rel=1e-3)
 
 
+@pytest.mark.slow  # make test-ci-slow (CI) runs it: a whole training run, too long for make test's 10 minutes
 def test_two_fold_study_in_process_tests_every_image_once(tmp_path):
     """run_study with folds=2 on 24 images, two image sizes: each arm's two test folds are the whole pool."""
     import json
