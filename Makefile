@@ -71,7 +71,7 @@ BENCH_ARGS = $(call flags,sections sizes steps batch_size backbone image_size nu
   $(BENCH_FLAGS)
 PRETRAINED := runs/pretrain/backbone.weights.h5
 
-.PHONY: install lint test test-all test-ci-slow repeat scratch finetune pretrain compare sweep study demo demo-regnet predict lr-find tensorboard \
+.PHONY: install lint docs options-reference test test-all test-ci-slow repeat scratch finetune pretrain compare sweep study demo demo-regnet predict lr-find tensorboard \
   bench bench-data clean
 
 install: $(STAMP)
@@ -111,6 +111,14 @@ test-ci-slow: install
 # ruff with the rules in pyproject.toml (pyflakes, pycodestyle, import order, bugbear); .ci/run runs it first.
 lint: install
 	$(BIN)/ruff check kerasxfer experiments tests
+
+# The manual as a site (mkdocs.yml, docs/) into site/: --strict fails on a dead link or anchor; .ci/run runs it.
+docs: install
+	$(BIN)/mkdocs build --strict -q
+
+# docs/options.md from the flags every command defines (tests/test_docs.py fails while it is out of date).
+options-reference: install
+	$(PY) -m experiments.options_reference
 
 # One entry point each: `make X` runs `python -m experiments.X` with the variables of X_ARGS (above).
 # sweep: learning curves (SWEEP=data: scratch, frozen and fine-tuned on nested shares of the training split) or

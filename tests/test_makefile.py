@@ -1,9 +1,9 @@
-"""Every flag reachable from make, and a README that names only what exists (issue 18).
+"""Every flag reachable from make, and docs that name only what exists (issue 18).
 
 The flags of each command are read from the command itself (the absl flags
 its modules define); each must reach the command through the make variable
-of the same name in capitals, checked with ``make -n``.  The README's tables
-of make targets and variables are checked against the Makefile both ways.
+of the same name in capitals, checked with ``make -n``.  The tables of make
+targets and variables (``docs/make.md``) are checked against the Makefile both ways.
 """
 
 import json
@@ -64,10 +64,10 @@ def test_overwrite_and_demo_directories():
     assert "--out_dir=runs/demo" in demo  # the demo's own folder: make scratch/finetune defaults stay free
 
 
-def _readme_section(title_start, title_end):
-    with open(os.path.join(ROOT, "README.md"), encoding="utf-8") as f:
+def _make_page_section(title_start, title_end=None):
+    with open(os.path.join(ROOT, "docs", "make.md"), encoding="utf-8") as f:
         text = f.read()
-    return text[text.index(title_start):text.index(title_end)]
+    return text[text.index(title_start):text.index(title_end) if title_end else None]
 
 
 def _makefile():
@@ -75,16 +75,16 @@ def _makefile():
         return f.read()
 
 
-def test_readme_targets_table_matches_the_makefile():
-    table = _readme_section("## Makefile targets", "Every flag of a command has a make variable")
+def test_the_targets_table_matches_the_makefile():
+    table = _make_page_section("# Makefile targets", "Every flag of a command has a make variable")
     in_readme = set(re.findall(r"^\| `make ([a-z-]+)`", table, re.M))
     phony = re.search(r"^\.PHONY:(.*?)(?<!\\)$", _makefile(), re.M | re.S).group(1)
     in_makefile = set(phony.replace("\\", " ").split())
     assert in_readme == in_makefile, (in_readme ^ in_makefile)
 
 
-def test_readme_variables_table_matches_the_makefile():
-    table = _readme_section("Every flag of a command has a make variable", "## Flags")
+def test_the_variables_table_matches_the_makefile():
+    table = _make_page_section("Every flag of a command has a make variable")
     rows = [line for line in table.splitlines() if line.startswith("| `")]
     in_readme = {v for row in rows for v in re.findall(r"`([A-Z][A-Z0-9_]+)`", row.split("|")[1])}
     mk = _makefile()
@@ -92,5 +92,5 @@ def test_readme_variables_table_matches_the_makefile():
     for group in re.findall(r"\$\(call flags,([a-z0-9_ \\\n]+)\)", mk):
         passed |= {name.upper() for name in group.replace("\\", " ").split()}
     settings = set(re.findall(r"^([A-Z_]+) \?=", mk, re.M)) | {"BENCH_FLAGS"}
-    assert passed - in_readme == set(), "variables missing from the README's table"
-    assert in_readme - passed - settings == set(), "the README names variables the Makefile does not have"
+    assert passed - in_readme == set(), "variables missing from docs/make.md's table"
+    assert in_readme - passed - settings == set(), "docs/make.md names variables the Makefile does not have"
