@@ -119,7 +119,9 @@ class StudyProgress:
         self._epoch_seconds += seconds
         self._spent += seconds
         left = self._clamped(index, phase, self.seconds_left(index) / max(1, at_once))
-        total_epochs = sum(e for _, e, _, _ in self.runs[index]["phases"])
+        # a converging phase's epochs are an estimate: one that runs past it counts what it ran, so the line
+        # never reads 'epoch 153/140'
+        total_epochs = sum(max(e, d) for (_, e, _, _), d in zip(self.runs[index]["phases"], self.done[index]))
         spent = self.seconds_spent()
         pct = 100.0 * spent / (spent + left) if spent + left > 0 else 100.0
         self._pct = pct = max(pct, self._pct)  # an estimate, but the share done never goes back

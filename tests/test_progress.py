@@ -82,3 +82,15 @@ def test_a_phase_that_trains_until_converged_is_priced_at_the_epochs_it_took():
     p.finish_run(0, trained=True)
     assert before > 2 * 120 - 10  # two runs still priced at the assumed 120 epochs
     assert p.seconds_left(0) == 2 * 30 + 2 * p.overheads[0]  # now at the 30 epochs it took
+
+
+def test_a_phase_past_its_estimated_epochs_counts_what_it_ran():
+    """A converging phase is priced at 120 epochs until one has converged; the 130th epoch reads 130/150, not 130/140."""
+    kind = ("lite0", False, 224, "head", True, True)
+    runs = [{"label": "transfer", "phases": [(kind, 120, 100, True), (("lite0", True), 20, 100, False)]}]
+    p = StudyProgress(runs, now=Clock())
+    p.start_run(0)
+    for _ in range(129):
+        p.epoch_end(0, 0, 0.1)
+    assert ", epoch 130/150," in p.epoch_end(0, 0, 0.1)
+    assert ", epoch 131/150," in p.epoch_end(0, 1, 1.0)
