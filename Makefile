@@ -104,7 +104,10 @@ test-all: test
 CI_SLOW_TESTS = tests/test_study_command.py::test_five_fold_study_tests_every_image_once_and_resumes_in_the_fold_it_was_killed_in \
   tests/test_signals.py tests/test_activation_cache.py tests/test_ray.py tests/test_forks.py \
   tests/test_small_data.py::test_two_fold_study_in_process_tests_every_image_once \
-  tests/test_optim.py::test_ema_schedule_and_early_stopping_resume_exactly
+  tests/test_optim.py::test_ema_schedule_and_early_stopping_resume_exactly \
+  tests/test_reliability.py::test_sigkill_during_phase_2_then_rerun_equals_the_uninterrupted_run \
+  tests/test_small_data.py::test_a_study_on_labels_independent_of_the_pixels_flags_the_arms_that_did_not_learn \
+  tests/test_scale.py::test_cached_features_train_the_head_exactly_like_the_whole_model
 test-ci-slow: install
 	$(PY) -m pytest -m slow $(CI_SLOW_TESTS)
 

@@ -28,9 +28,6 @@ _LIST = ("import importlib, json, sys; importlib.import_module('experiments.' + 
          "for m, fl in flags.FLAGS.flags_by_module_dict().items() if m.startswith('experiments') for f in fl), "
          "key=lambda d: d['name'])))")
 
-flags.DEFINE_string("output", PAGE, "Where to write the page.")
-
-
 def flags_of(command: str) -> list:
     """The flags ``python -m experiments.<command>`` defines: name, help, type, default."""
     p = subprocess.run([sys.executable, "-c", _LIST, command], cwd=ROOT, capture_output=True, text=True,
@@ -92,4 +89,6 @@ def main(argv):
 
 
 if __name__ == "__main__":
+    # defined here, not at import: the tests import this module beside commands whose --output is theirs
+    flags.DEFINE_string("output", PAGE, "Where to write the page.")
     app.run(main)

@@ -77,6 +77,7 @@ def _read(path):
         return f.read()
 
 
+@pytest.mark.slow  # make test-ci-slow (CI) runs it: a whole training run, too long for make test's 10 minutes
 def test_sigkill_during_phase_2_then_rerun_equals_the_uninterrupted_run(uninterrupted, tmp_path):
     out = str(tmp_path / "run")
     proc = _start(out)

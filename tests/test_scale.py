@@ -23,6 +23,7 @@ def _transfer(out, **kw):
     )
 
 
+@pytest.mark.slow  # make test-ci-slow (CI) runs it: a whole training run, too long for make test's 10 minutes
 def test_cached_features_train_the_head_exactly_like_the_whole_model(tmp_path, monkeypatch):
     """Also across an interruption inside the cached phase: the resumed run computes the features again
     from the restored backbone."""

@@ -162,6 +162,7 @@ def test_two_fold_study_in_process_tests_every_image_once(tmp_path):
     assert [f["fold"] for f in run["folds"]] == [1, 2] and run["num_test"] == 24
 
 
+@pytest.mark.slow  # make test-ci-slow (CI) runs it: a whole training run, too long for make test's 10 minutes
 def test_a_study_on_labels_independent_of_the_pixels_flags_the_arms_that_did_not_learn(tmp_path):
     """A 2-class folder of noise images, labels drawn at random (60/40): no arm beats the majority baseline,
     the report says so, and report.md and summary.json carry the baseline."""
