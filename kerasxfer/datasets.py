@@ -1,15 +1,21 @@
 """What ``dataset`` may name, checked before TensorFlow loads: the built-ins, ``tfds:NAME``, a folder, a CSV/TSV
 file, or arrays handed over from Python (registered here under a name made of their content's hash).
 
-The sources themselves are in :mod:`kerasxfer.data.sources` (folders),
-:mod:`kerasxfer.data.tables` (CSV/TSV files and arrays) and
-:mod:`kerasxfer.data.tfds`.  No TensorFlow.
+Each kind of name is one :class:`InputSource` in :data:`INPUT_SOURCES`, the
+one table that names them (like the backbone families' table): how a name is
+recognised and checked, and where its reader is.  The readers are in
+:mod:`kerasxfer.data.readers` (over :mod:`kerasxfer.data.sources`, folders
+and the built-ins; :mod:`kerasxfer.data.tables`, CSV/TSV files and arrays;
+:mod:`kerasxfer.data.tfds`), loaded only when a source is read.  No TensorFlow.
 """
 
 from __future__ import annotations
 
+import dataclasses
 import hashlib
+import importlib
 import os
+from typing import Callable
 
 from kerasxfer.errors import UserError
 
@@ -135,29 +141,96 @@ def is_table(dataset: str) -> bool:
     return dataset.lower().endswith(TABLE_EXTENSIONS)
 
 
-def check_dataset(cfg) -> None:
-    """Refuse a ``cfg.dataset`` (a :class:`~kerasxfer.config.DataConfig`) that names nothing usable."""
-    dataset = cfg.dataset
-    if dataset.startswith(TFDS_PREFIX):
-        if not dataset[len(TFDS_PREFIX):].strip():
-            raise UserError("--dataset=tfds: needs a dataset name, e.g. --dataset=tfds:tf_flowers.")
-        if cfg.tfds_data_dir is not None and not os.path.isdir(cfg.tfds_data_dir):
-            raise UserError(
-                f"--tfds_data_dir={cfg.tfds_data_dir!r} is not a folder: pass the folder that holds the "
-                "prepared tfds datasets (default ~/tensorflow_datasets)."
-            )
-    elif dataset.startswith(ARRAYS_PREFIX):
-        registered_arrays(dataset)
-    elif is_table(dataset):
-        if not os.path.isfile(dataset):
-            what = "is not a regular file" if os.path.exists(dataset) else "does not exist"
-            raise UserError(f"--dataset={dataset!r} {what}: pass a CSV/TSV file of path,label[,split] rows.")
-    elif dataset not in BUILTIN_DATASETS and not os.path.isdir(dataset):
-        what = "is a file, not a folder" if os.path.exists(dataset) else "does not exist"
+# ------------------------------------------------------------------ the input sources, as data
+def _no_check(cfg) -> None:
+    """Nothing to check before TensorFlow loads."""
+
+
+def _check_synthetic(cfg) -> None:
+    if min(cfg.synthetic_train, cfg.synthetic_val, cfg.synthetic_test) < 24:
+        raise UserError("the synthetic dataset needs at least 24 train, 24 val and 24 test images (one per class).")
+
+
+def _check_tfds(cfg) -> None:
+    if not cfg.dataset[len(TFDS_PREFIX):].strip():
+        raise UserError("--dataset=tfds: needs a dataset name, e.g. --dataset=tfds:tf_flowers.")
+    if cfg.tfds_data_dir is not None and not os.path.isdir(cfg.tfds_data_dir):
         raise UserError(
-            f"--dataset={dataset!r} is neither a built-in dataset ({', '.join(BUILTIN_DATASETS)}) nor a "
+            f"--tfds_data_dir={cfg.tfds_data_dir!r} is not a folder: pass the folder that holds the "
+            "prepared tfds datasets (default ~/tensorflow_datasets)."
+        )
+
+
+def _check_arrays(cfg) -> None:
+    registered_arrays(cfg.dataset)  # one sentence when this process does not hold them
+
+
+def _check_table(cfg) -> None:
+    if not os.path.isfile(cfg.dataset):
+        what = "is not a regular file" if os.path.exists(cfg.dataset) else "does not exist"
+        raise UserError(f"--dataset={cfg.dataset!r} {what}: pass a CSV/TSV file of path,label[,split] rows.")
+
+
+def _check_folder(cfg) -> None:
+    if not os.path.isdir(cfg.dataset):
+        what = "is a file, not a folder" if os.path.exists(cfg.dataset) else "does not exist"
+        raise UserError(
+            f"--dataset={cfg.dataset!r} is neither a built-in dataset ({', '.join(BUILTIN_DATASETS)}) nor a "
             f"folder ({what}): pass --dataset=digits, --dataset=tfds:NAME, a CSV/TSV file of path,label[,split] "
             "rows or the path of a folder of class sub-folders."
         )
-    if dataset == "synthetic" and min(cfg.synthetic_train, cfg.synthetic_val, cfg.synthetic_test) < 24:
-        raise UserError("the synthetic dataset needs at least 24 train, 24 val and 24 test images (one per class).")
+
+
+def _path_stem(dataset: str) -> str:
+    return os.path.basename(os.path.normpath(os.path.expanduser(dataset)))
+
+
+@dataclasses.dataclass(frozen=True)
+class InputSource:
+    """One kind of ``--dataset``: how its name is recognised and checked (here, before TensorFlow loads) and where
+    its reader is (loaded on first use, as the backbone families' modules are).
+
+    ``open`` and ``sides`` are ``"module:function"``: ``open(cfg, split_seed) -> SourceSplit`` reads the labelled
+    examples split into train, val and test; ``sides(cfg) -> list | None`` the short sides of up to a few hundred
+    images read from their headers for ``--image_size=auto`` (None: the images have any size).  Adding a source
+    is its reader module plus one entry in :data:`INPUT_SOURCES`.
+    """
+
+    name: str
+    matches: Callable[[str], bool]
+    open: str
+    sides: str
+    check: Callable = _no_check  # (DataConfig) -> None: one sentence when the name names nothing usable
+    stem: Callable[[str], str] = _path_stem  # the study folder's name for this dataset (before sanitising)
+    in_process: bool = False  # the data live in this Python process only (no Ray worker can read them)
+
+    def reader(self, which: str) -> Callable:
+        module, function = getattr(self, which).split(":")
+        return getattr(importlib.import_module(module), function)
+
+
+_READERS = "kerasxfer.data.readers"
+#: Every input source, tried in this order: the first whose ``matches`` accepts the name reads it.
+INPUT_SOURCES = (
+    InputSource("digits", lambda d: d == "digits", f"{_READERS}:open_digits", f"{_READERS}:digits_sides"),
+    InputSource("synthetic", lambda d: d == "synthetic", f"{_READERS}:open_synthetic", f"{_READERS}:any_sides",
+                check=_check_synthetic),
+    InputSource("tfds", lambda d: d.startswith(TFDS_PREFIX), f"{_READERS}:open_tfds", f"{_READERS}:tfds_sides",
+                check=_check_tfds, stem=lambda d: d[len(TFDS_PREFIX):]),
+    InputSource("arrays", lambda d: d.startswith(ARRAYS_PREFIX), f"{_READERS}:open_arrays",
+                f"{_READERS}:arrays_sides", check=_check_arrays,
+                in_process=True),
+    InputSource("table", is_table, f"{_READERS}:open_table", f"{_READERS}:table_sides", check=_check_table),
+    InputSource("folder", lambda d: True, f"{_READERS}:open_folder", f"{_READERS}:folder_sides",
+                check=_check_folder),
+)
+
+
+def source_of(dataset: str) -> InputSource:
+    """The input source that reads ``dataset`` (a folder when nothing else claims the name)."""
+    return next(s for s in INPUT_SOURCES if s.matches(dataset))
+
+
+def check_dataset(cfg) -> None:
+    """Refuse a ``cfg.dataset`` (a :class:`~kerasxfer.config.DataConfig`) that names nothing usable."""
+    source_of(cfg.dataset).check(cfg)

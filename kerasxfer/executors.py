@@ -32,6 +32,7 @@ import time
 from typing import Optional
 
 from kerasxfer import rundir
+from kerasxfer.datasets import source_of
 from kerasxfer.errors import UserError
 
 log = logging.getLogger("kerasxfer")
@@ -117,7 +118,7 @@ def run_series_ray(runs, source_args: dict, tag: str, cfg: RayConfig, overwrite:
     """
     from kerasxfer.progress import StudyProgress, phases_of
 
-    if any(exp.data.dataset.startswith("arrays:") for _, exp, _ in runs):
+    if any(source_of(exp.data.dataset).in_process for _, exp, _ in runs):
         raise UserError("--executor=ray trains on data its workers can read (a folder, a CSV/TSV table, digits or "
                         "tfds); arrays handed over from Python live in this process: use executor='local'.")
     ray = connect(cfg.validate())

@@ -60,7 +60,8 @@ import logging
 import os
 from typing import Optional
 
-from kerasxfer.config import DEFAULT_MIN_STEPS, MAX_EPOCHS, MAX_FOLDS, TFDS_PREFIX, Experiment
+from kerasxfer.config import DEFAULT_MIN_STEPS, MAX_EPOCHS, MAX_FOLDS, Experiment
+from kerasxfer.datasets import source_of
 from kerasxfer.errors import UserError
 from kerasxfer.planning import FINETUNE_MIN_STEPS, FROZEN_CAP, FROZEN_PATIENCE
 
@@ -74,10 +75,7 @@ AUTO_FOLDS_BELOW = 1000
 
 def dataset_name(dataset: str) -> str:
     """The folder name of a study of ``dataset``: ``digits``, the tfds name, or the folder's own name."""
-    if dataset.startswith(TFDS_PREFIX):
-        name = dataset[len(TFDS_PREFIX):]
-    else:
-        name = os.path.basename(os.path.normpath(os.path.expanduser(dataset)))
+    name = source_of(dataset).stem(dataset)
     name = "".join(c if c.isalnum() or c in "-_." else "_" for c in name).strip("._")
     return name or "dataset"
 

@@ -26,12 +26,12 @@ from typing import Callable, Optional
 import numpy as np
 import tensorflow as tf
 
-from kerasxfer.config import TFDS_PREFIX, DataConfig
-from kerasxfer.data import sources, tables, tfds
+from kerasxfer.config import DataConfig
+from kerasxfer.data import sources
 from kerasxfer.data.arrays import cache_key, decode_all
 from kerasxfer.data.mixing import mix_batch
 from kerasxfer.data.split import SourceSplit, content_fingerprint, fingerprint  # noqa: F401  (re-exported)
-from kerasxfer.datasets import ARRAYS_PREFIX, is_table
+from kerasxfer.datasets import source_of
 
 log = logging.getLogger("kerasxfer")
 AUTOTUNE = tf.data.AUTOTUNE
@@ -172,25 +172,9 @@ def epochs_from(images, labels, batch_size: int, seed: int, num_classes=None, mi
 
 # ------------------------------------------------------------------ splits
 def open_source(cfg: DataConfig, seed: int) -> SourceSplit:
-    """The train/val/test examples of ``cfg.dataset`` (split by ``cfg.split_seed``, default ``seed``)."""
-    split_seed = seed if cfg.split_seed is None else cfg.split_seed
-    if cfg.dataset == "digits":
-        return sources.digits_source(cfg.val_fraction, cfg.test_fraction, split_seed)
-    if cfg.dataset == "synthetic":
-        return sources.synthetic_source(cfg.synthetic_train, cfg.synthetic_val, cfg.synthetic_test, cfg.image_size,
-                                        split_seed)
-    if cfg.dataset.startswith(TFDS_PREFIX):
-        return tfds.tfds_source(
-            cfg.dataset[len(TFDS_PREFIX):], cfg.tfds_data_dir, cfg.val_fraction, cfg.test_fraction, split_seed,
-            cfg.on_bad_image, cfg.image_size, download=cfg.tfds_download,
-        )
-    if cfg.dataset.startswith(ARRAYS_PREFIX):
-        return tables.arrays_source(cfg.dataset, cfg.val_fraction, cfg.test_fraction, split_seed)
-    if is_table(cfg.dataset):
-        return tables.table_source(cfg.dataset, cfg.val_fraction, cfg.test_fraction, split_seed, cfg.on_bad_image,
-                                   cfg.image_size, cfg.max_image_pixels)
-    return sources.folder_source(cfg.dataset, cfg.val_fraction, cfg.test_fraction, split_seed, cfg.on_bad_image,
-                                 cfg.image_size, cfg.max_image_pixels)
+    """The train/val/test examples of ``cfg.dataset`` (split by ``cfg.split_seed``, default ``seed``), read by its
+    input source (:data:`kerasxfer.datasets.INPUT_SOURCES`)."""
+    return source_of(cfg.dataset).reader("open")(cfg, seed if cfg.split_seed is None else cfg.split_seed)
 
 
 @dataclasses.dataclass

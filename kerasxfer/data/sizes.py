@@ -7,7 +7,7 @@ on a 398-photo folder: 88.2 % at 96 px, 94.1 % at 224).  Small images gain
 nothing from being blown up to 224 px but cost five times the compute, so:
 
 * the median short side of the data's images (read from the image headers
-  of up to :data:`SAMPLE` images, nothing decoded) at least
+  of up to 256 images, nothing decoded) at least
   :data:`PHOTO_SHORT_SIDE` px: the backbone's native size;
 * smaller images: their median short side rounded up to a multiple of 32,
   between :data:`SMALL_SIZE` (the size at which ImageNet features still carry
@@ -26,61 +26,21 @@ import logging
 import math
 import statistics
 
-from kerasxfer.config import AUTO_SIZE, TFDS_PREFIX, Experiment
-from kerasxfer.datasets import ARRAYS_PREFIX, is_table, registered_arrays
+from kerasxfer.config import AUTO_SIZE, Experiment
+from kerasxfer.datasets import source_of
 from kerasxfer.families import family_of
 
 log = logging.getLogger("kerasxfer")
 
-SAMPLE = 256
 PHOTO_SHORT_SIDE = 160
 SMALL_SIZE = 96
 SCRATCH_SIZE = 64
 
 
-def _evenly(items: list, n: int) -> list:
-    """At most ``n`` of ``items``, evenly spaced (the same ones on every machine)."""
-    if len(items) <= n:
-        return items
-    return [items[math.floor(i * len(items) / n)] for i in range(n)]
-
-
-def _tfds_sample(cfg) -> list:
-    import tensorflow_datasets as tfds
-
-    from kerasxfer.data.tfds import _tfds_builder, _tfds_keys
-
-    builder = _tfds_builder(cfg.dataset[len(TFDS_PREFIX):], cfg.tfds_data_dir, cfg.tfds_download)
-    img_key, _ = _tfds_keys(builder.info)
-    ds = builder.as_dataset(split=f"train[:{SAMPLE}]", decoders={img_key: tfds.decode.SkipDecoding()},
-                            shuffle_files=False)
-    return [ex[img_key] for ex in ds.as_numpy_iterator()]
-
-
 def short_sides(cfg) -> list | None:
-    """Short sides of up to :data:`SAMPLE` of the dataset's images; None when the images have any size (synthetic)."""
-    from kerasxfer.data.sources import is_image_path, walk_files
-
-    if cfg.dataset == "digits":
-        return [8]
-    if cfg.dataset == "synthetic":
-        return None
-    if cfg.dataset.startswith(ARRAYS_PREFIX):
-        images = registered_arrays(cfg.dataset)[0]
-        return [min(images.shape[1:3])]
-    if cfg.dataset.startswith(TFDS_PREFIX):
-        sample = _tfds_sample(cfg)
-    elif is_table(cfg.dataset):
-        from kerasxfer.data.tables import read_table, resolve
-
-        sample = _evenly([resolve(cfg.dataset, p) for p, _, _ in read_table(cfg.dataset)[0]], SAMPLE)
-    else:
-        sample = _evenly([f for f in walk_files(cfg.dataset) if is_image_path(f)], SAMPLE)
-    from kerasxfer.data.decode import declared
-
-    sizes = [declared(x)[0] for x in sample]
-    sides = [min(size) for size in sizes if size]
-    return sides or None
+    """Short sides of up to :data:`kerasxfer.data.readers.SAMPLE` of the dataset's images, read by its input
+    source (:data:`kerasxfer.datasets.INPUT_SOURCES`); None when the images have any size (synthetic)."""
+    return source_of(cfg.dataset).reader("sides")(cfg)
 
 
 def choose(sides, backbone: str | None) -> tuple:

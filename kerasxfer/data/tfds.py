@@ -130,3 +130,14 @@ def tfds_source(name: str, data_dir: str | None, val_fraction: float, test_fract
     version = getattr(info, "version", "")
     return SourceSplit.from_parts(parts, class_names, decode, f"tfds {name} {version} ({layout})", bad, counts,
                                   tfds_data_dir=str(builder.data_dir))
+
+
+def encoded_sample(name: str, data_dir: str | None, download: bool, n: int) -> list:
+    """The first ``n`` images of the dataset's train split, still encoded (for their headers' sizes)."""
+    import tensorflow_datasets as tfds
+
+    builder = _tfds_builder(name, data_dir, download)
+    img_key, _ = _tfds_keys(builder.info)
+    ds = builder.as_dataset(split=f"train[:{n}]", decoders={img_key: tfds.decode.SkipDecoding()},
+                            shuffle_files=False)
+    return [ex[img_key] for ex in ds.as_numpy_iterator()]
