@@ -107,7 +107,9 @@ CI_SLOW_TESTS = tests/test_study_command.py::test_five_fold_study_tests_every_im
   tests/test_optim.py::test_ema_schedule_and_early_stopping_resume_exactly \
   tests/test_reliability.py::test_sigkill_during_phase_2_then_rerun_equals_the_uninterrupted_run \
   tests/test_small_data.py::test_a_study_on_labels_independent_of_the_pixels_flags_the_arms_that_did_not_learn \
-  tests/test_scale.py::test_cached_features_train_the_head_exactly_like_the_whole_model
+  tests/test_scale.py::test_cached_features_train_the_head_exactly_like_the_whole_model \
+  tests/test_sweep.py::test_data_sweep_writes_ordinary_runs_and_a_csv_its_sentence_agrees_with \
+  tests/test_sweep.py::test_rerun_trains_nothing_and_writes_the_same_csv
 test-ci-slow: install
 	$(PY) -m pytest -m slow $(CI_SLOW_TESTS)
 

@@ -199,6 +199,7 @@ def data_sweep(tiny, tmp_path_factory):
     return out, r
 
 
+@pytest.mark.slow  # make test-ci-slow (CI) runs it: a whole training run, too long for make test's 10 minutes
 def test_data_sweep_writes_ordinary_runs_and_a_csv_its_sentence_agrees_with(data_sweep):
     out, r = data_sweep
     rows = read_csv(out / "data" / "sweep.csv")
@@ -231,6 +232,7 @@ def test_data_sweep_writes_ordinary_runs_and_a_csv_its_sentence_agrees_with(data
         assert os.path.getsize(out / "data" / name) > 0
 
 
+@pytest.mark.slow  # make test-ci-slow (CI) runs it: a whole training run, too long for make test's 10 minutes
 def test_rerun_trains_nothing_and_writes_the_same_csv(data_sweep, tiny):
     out, _ = data_sweep
     before = (out / "data" / "sweep.csv").read_bytes()
