@@ -16,15 +16,13 @@ import sys
 from absl import app, flags
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
-#: (command, make target): every entry point with flags, in the order a user meets them
-COMMANDS = (("study", "study"), ("scratch", "scratch"), ("finetune", "finetune"), ("sweep", "sweep"),
-            ("compare", "compare"), ("predict", "predict"), ("pretrain", "pretrain"), ("repeat", "repeat"),
-            ("lr_find", "lr-find"), ("bench", "bench"))
+#: every entry point with flags (``experiments.<name>``; its make target and subcommand spell ``_`` as ``-``),
+#: in the order a user meets them
+COMMANDS = ("study", "scratch", "finetune", "sweep", "compare", "predict", "pretrain", "repeat", "lr_find", "bench")
 PAGE = os.path.join(ROOT, "docs", "options.md")
 _LIST = ("import importlib, json, sys; importlib.import_module('experiments.' + sys.argv[1]); "
          "from absl import flags; print(json.dumps(sorted(("
-         "{'name': f.name, 'help': f.help or '', 'type': f.flag_type(), 'default': f.default_as_str or '', "
-         "'choices': sorted(getattr(f.parser, 'enum_values', None) or [])} "
+         "{'name': f.name, 'help': f.help or '', 'type': f.flag_type(), 'default': f.default_as_str or ''} "
          "for m, fl in flags.FLAGS.flags_by_module_dict().items() if m.startswith('experiments') for f in fl), "
          "key=lambda d: d['name'])))")
 
@@ -53,7 +51,7 @@ def _cell(text: str) -> str:
 
 def render(listed: dict | None = None) -> str:
     """The page's Markdown; ``listed``: ``{command: flags_of(command)}`` when the caller has it."""
-    listed = listed or {c: flags_of(c) for c, _ in COMMANDS}
+    listed = listed or {c: flags_of(c) for c in COMMANDS}
     out = ["# Options reference", "",
            "Every flag of every command, generated from the commands themselves by `make options-reference` "
            "(do not edit by hand). On the command line: `kerasxfer COMMAND --flag=value` or "
@@ -61,10 +59,11 @@ def render(listed: dict | None = None) -> str:
            "capitals (`make study FOLDS=3`, see [Makefile targets and variables](make.md)); from Python, "
            "the same names without `--` (`kerasxfer.study(..., folds=3)`) for study, scratch, finetune and "
            "sweep. A boolean flag `--x` is turned off with `--nox`.", ""]
-    out += ["Commands: " + ", ".join(f"[{c.replace('_', '-')}](#{c.replace('_', '-')})" for c, _ in COMMANDS), ""]
-    for command, target in COMMANDS:
-        out += [f"## {command.replace('_', '-')}", "",
-                f"`make {target}`, `kerasxfer {command.replace('_', '-')}`, `python -m experiments.{command}`: "
+    out += ["Commands: " + ", ".join(f"[{c.replace('_', '-')}](#{c.replace('_', '-')})" for c in COMMANDS), ""]
+    for command in COMMANDS:
+        name = command.replace("_", "-")
+        out += [f"## {name}", "",
+                f"`make {name}`, `kerasxfer {name}`, `python -m experiments.{command}`: "
                 f"{len(listed[command])} flags.", "",
                 "| flag | type | default | what it does |", "|---|---|---|---|"]
         for f in listed[command]:
@@ -77,7 +76,7 @@ def render(listed: dict | None = None) -> str:
 
 def main(argv):
     del argv
-    listed = {c: flags_of(c) for c, _ in COMMANDS}
+    listed = {c: flags_of(c) for c in COMMANDS}
     missing = undocumented(listed)
     if missing:
         raise app.UsageError(f"these flags have no help: {', '.join(missing)}: give each a help text where it "

@@ -6,11 +6,9 @@ of the same name in capitals, checked with ``make -n``.  The tables of make
 targets and variables (``docs/make.md``) are checked against the Makefile both ways.
 """
 
-import json
 import os
 import re
 import subprocess
-import sys
 
 import pytest
 
@@ -18,16 +16,13 @@ ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 TARGETS = {"scratch": "scratch", "finetune": "finetune", "pretrain": "pretrain", "compare": "compare",
            "sweep": "sweep", "study": "study", "lr-find": "lr_find", "repeat": "repeat", "predict": "predict",
            "bench": "bench"}
-LIST_FLAGS = ("import importlib, json, sys; importlib.import_module('experiments.' + sys.argv[1]); "
-              "from absl import flags; print(json.dumps(sorted({f.name for m, fl in "
-              "flags.FLAGS.flags_by_module_dict().items() if m.startswith('experiments') for f in fl})))")
 
 
 def command_flags(module):
-    p = subprocess.run([sys.executable, "-c", LIST_FLAGS, module], cwd=ROOT, capture_output=True, text=True,
-                       env=dict(os.environ, PYTHONPATH=ROOT), timeout=120)
-    assert p.returncode == 0, p.stderr[-2000:]
-    return json.loads(p.stdout)
+    """The names of the flags ``experiments.<module>`` defines, read in a fresh process (the docs' listing)."""
+    from experiments.options_reference import flags_of
+
+    return [f["name"] for f in flags_of(module)]
 
 
 def make_n(makefile, target, *assignments):
