@@ -105,6 +105,9 @@ CI_SLOW_TESTS = tests/test_study_command.py::test_five_fold_study_tests_every_im
   tests/test_signals.py tests/test_activation_cache.py tests/test_ray.py tests/test_forks.py \
   tests/test_small_data.py::test_two_fold_study_in_process_tests_every_image_once \
   tests/test_optim.py::test_ema_schedule_and_early_stopping_resume_exactly \
+  tests/test_optim.py::test_ema_zero_evaluates_like_no_ema \
+  tests/test_optim.py::test_recipe_is_recorded_reported_and_the_saved_model_loads_with_plain_keras \
+  tests/test_optim.py::test_bn_mode_of_the_unfrozen_phase \
   tests/test_reliability.py::test_sigkill_during_phase_2_then_rerun_equals_the_uninterrupted_run \
   tests/test_small_data.py::test_a_study_on_labels_independent_of_the_pixels_flags_the_arms_that_did_not_learn \
   tests/test_scale.py::test_cached_features_train_the_head_exactly_like_the_whole_model \

@@ -118,6 +118,7 @@ def _bn_stats(model):
             for w in (l.moving_mean, l.moving_variance)}
 
 
+@pytest.mark.slow  # make test-ci-slow (CI) runs it: a whole training run, too long for make test's 10 minutes
 @pytest.mark.parametrize("bn", ["frozen", "train"])
 def test_bn_mode_of_the_unfrozen_phase(bn):
     model, exp = _transfer_model()
@@ -174,6 +175,7 @@ def _read(path):
         return f.read()
 
 
+@pytest.mark.slow  # make test-ci-slow (CI) runs it: a whole training run, too long for make test's 10 minutes
 def test_ema_zero_evaluates_like_no_ema(tmp_path):
     a = run_experiment(_scratch(tmp_path / "plain"))
     keras.backend.clear_session()
@@ -185,6 +187,7 @@ def test_ema_zero_evaluates_like_no_ema(tmp_path):
     assert c["val"]["loss"] != a["val"]["loss"]  # the average is what is evaluated, so the equality is not vacuous
 
 
+@pytest.mark.slow  # make test-ci-slow (CI) runs it: a whole training run, too long for make test's 10 minutes
 def test_recipe_is_recorded_reported_and_the_saved_model_loads_with_plain_keras(tmp_path):
     optim = OptimConfig(schedule="cosine", warmup_epochs=1, label_smoothing=0.1, grad_clip=1.0)
     run_experiment(_scratch(tmp_path / "run", epochs=3, optim=optim))
