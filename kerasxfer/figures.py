@@ -93,14 +93,16 @@ def top_losses_png(images, true, pred, prob_true, class_names, title: str) -> by
 
 
 # ------------------------------------------------------------- the compare report
-def phase_rates(phase: dict):
-    """(x in epochs, learning rate) of every step the phase trained (the head's rate)."""
-    sch = phase.get("schedule") or {"kind": "constant", "warmup_steps": 0, "total_steps": 1, "steps_per_epoch": 1}
-    per_epoch = sch["steps_per_epoch"]
-    trained = (phase["last_epoch"] - phase["first_epoch"] + 1) * per_epoch
+def phase_rates(phase):
+    """(x in epochs, learning rate) of every step the phase (a :class:`kerasxfer.records.Phase`) trained (the
+    head's rate); a phase without a recorded schedule trained one constant step per epoch."""
+    sch = phase.schedule
+    kind, total, warmup, per_epoch = (sch.kind, sch.total_steps, sch.warmup_steps, sch.steps_per_epoch) if sch \
+        else ("constant", 1, 0, 1)
+    trained = (phase.last_epoch - phase.first_epoch + 1) * per_epoch
     steps = np.arange(trained)
-    rates = learning_rate(np, steps, phase["lr"], sch["kind"], sch["total_steps"], sch["warmup_steps"])
-    return phase["first_epoch"] - 1 + (steps + 1) / per_epoch, np.broadcast_to(rates, steps.shape)
+    rates = learning_rate(np, steps, phase.lr, kind, total, warmup)
+    return phase.first_epoch - 1 + (steps + 1) / per_epoch, np.broadcast_to(rates, steps.shape)
 
 
 def report_learning_rates(summaries, runs, path) -> None:
@@ -110,11 +112,11 @@ def report_learning_rates(summaries, runs, path) -> None:
     colors = plt.rcParams["axes.prop_cycle"].by_key()["color"]
     styles = ["-", "--", ":", "-."]
     for i, (s, r) in enumerate(zip(summaries, runs)):
-        for j, p in enumerate(r["history"]["phases"]):
+        for j, p in enumerate(r.history.phases):
             x, y = phase_rates(p)
             # equal schedules overlap: widths and dashes keep every run visible
             ax.plot(x, y, color=colors[i % len(colors)], ls=styles[i % len(styles)], lw=max(1.0, 3.5 - i),
-                    label=s["name"] if j == 0 else None)
+                    label=s.name if j == 0 else None)
     ax.set(xlabel="epoch", ylabel="learning rate (head)", title="learning rate of every step", yscale="log")
     ax.legend(fontsize=7)
     fig.tight_layout()
@@ -127,17 +129,17 @@ def report_curves(summaries, runs, path) -> None:
     fig, (ax_acc, ax_loss) = plt.subplots(1, 2, figsize=(13, 4.8))
     colors = plt.rcParams["axes.prop_cycle"].by_key()["color"]
     for i, (s, r) in enumerate(zip(summaries, runs)):
-        eps = r["history"]["epochs"]
-        x = [e["epoch"] for e in eps]
+        eps = r.history.epochs
+        x = [e.epoch for e in eps]
         c = colors[i % len(colors)]
-        ax_acc.plot(x, [e["val_accuracy"] for e in eps], "-o", ms=3, color=c, label=f"{s['name']} val")
-        ax_acc.plot(x, [e["accuracy"] for e in eps], "--", color=c, alpha=0.6, label=f"{s['name']} train")
-        ax_loss.plot(x, [e["val_loss"] for e in eps], "-o", ms=3, color=c, label=f"{s['name']} val")
-        ax_loss.plot(x, [e["loss"] for e in eps], "--", color=c, alpha=0.6, label=f"{s['name']} train")
-        for p in s["phases"][1:]:
+        ax_acc.plot(x, [e.val_accuracy for e in eps], "-o", ms=3, color=c, label=f"{s.name} val")
+        ax_acc.plot(x, [e.accuracy for e in eps], "--", color=c, alpha=0.6, label=f"{s.name} train")
+        ax_loss.plot(x, [e.val_loss for e in eps], "-o", ms=3, color=c, label=f"{s.name} val")
+        ax_loss.plot(x, [e.loss for e in eps], "--", color=c, alpha=0.6, label=f"{s.name} train")
+        for p in s.phases[1:]:
             for ax in (ax_acc, ax_loss):
-                ax.axvline(p["epochs"][0] - 0.5, color=c, ls=":", lw=1)
-            ax_acc.annotate(f"unfreeze ({s['name']})", (p["epochs"][0] - 0.5, 0.02), color=c, fontsize=8, rotation=90)
+                ax.axvline(p.epochs[0] - 0.5, color=c, ls=":", lw=1)
+            ax_acc.annotate(f"unfreeze ({s.name})", (p.epochs[0] - 0.5, 0.02), color=c, fontsize=8, rotation=90)
     ax_acc.set(xlabel="epoch", ylabel="accuracy", title="accuracy (solid: val, dashed: train)", ylim=(0, 1.02))
     ax_loss.set(xlabel="epoch", ylabel="loss", title="loss (solid: val, dashed: train)")
     ax_loss.set_yscale("log")
@@ -149,13 +151,12 @@ def report_curves(summaries, runs, path) -> None:
 def report_confusions(summaries, runs, path) -> None:
     """confusion.png of a report: every run's test confusion matrix side by side."""
     n = len(runs)
-    k = len(runs[0]["metrics"]["class_names"])
+    k = len(runs[0].class_names)
     side = min(6.0, 1.5 + 0.35 * k)
     fig, axes = pyplot().subplots(1, n, figsize=(side * n, side + 0.6), squeeze=False)
     for ax, s, r in zip(axes[0], summaries, runs):
-        m = r["metrics"]
-        title = f"{s['name']}: test {pct(m['test']['accuracy'])}"
-        draw_confusion(ax, m["test"]["confusion_matrix"], m["class_names"], title, 7)
+        title = f"{s.name}: test {pct(r.test.accuracy)}"
+        draw_confusion(ax, r.test.confusion_matrix, r.class_names, title, 7)
     fig.tight_layout()
     save(fig, path)
 
@@ -165,21 +166,21 @@ def sweep_data_curves(points, path: str, title: str) -> None:
     """curves_data.png of a data sweep: test accuracy by training images per class, McNemar p per size."""
     plt = pyplot()
     fig, ax = plt.subplots(figsize=(9, 4.8))
-    x = [p["images_per_class"] for p in points]
-    low = min(s["min"] for p in points for s in p["arms"].values())
+    x = [p.images_per_class for p in points]
+    low = min(s.min for p in points for s in p.arms.values())
     bottom = max(0.0, 10 * (int(100 * low) // 10) - 10)  # room below the lowest point for the p-values
     for arm, style in (("scratch", "-o"), ("frozen", "--s"), ("finetune", "-^")):
-        pts = [(xi, p["arms"][arm]) for xi, p in zip(x, points) if arm in p["arms"]]
+        pts = [(xi, p.arms[arm]) for xi, p in zip(x, points) if arm in p.arms]
         if not pts:
             continue
         xs = [a for a, _ in pts]
-        line, = ax.plot(xs, [100 * s["mean"] for _, s in pts], style, label=ARM_TITLES[arm])
-        if any(s["n"] > 1 for _, s in pts):
-            ax.fill_between(xs, [100 * s["min"] for _, s in pts], [100 * s["max"] for _, s in pts],
+        line, = ax.plot(xs, [100 * s.mean for _, s in pts], style, label=ARM_TITLES[arm])
+        if any(s.n > 1 for _, s in pts):
+            ax.fill_between(xs, [100 * s.min for _, s in pts], [100 * s.max for _, s in pts],
                             color=line.get_color(), alpha=0.15)
     for xi, p in zip(x, points):
-        if "mcnemar" in p:
-            pv = p["mcnemar"]["p_value"]
+        if p.mcnemar is not None:
+            pv = p.mcnemar["p_value"]
             ax.annotate(f"p={pv:.2g}" + ("" if pv < NOISE_P else "\n(noise)"), (xi, bottom + 1), ha="center",
                         fontsize=7)
     ax.set_xscale("log")
@@ -197,20 +198,20 @@ def sweep_depth_curves(points, path: str, title: str) -> None:
     plt = pyplot()
     fig, (ax, ax_p) = plt.subplots(1, 2, figsize=(12, 4.5))
     x = list(range(len(points)))
-    labels = [p["depth"] for p in points]
-    ax.plot(x, [100 * p["mean"] for p in points], "-o")
-    if any(len(p["runs"]) > 1 for p in points):
-        ax.fill_between(x, [100 * p["min"] for p in points], [100 * p["max"] for p in points], alpha=0.2)
+    labels = [p.depth for p in points]
+    ax.plot(x, [100 * p.mean for p in points], "-o")
+    if any(len(p.runs) > 1 for p in points):
+        ax.fill_between(x, [100 * p.min for p in points], [100 * p.max for p in points], alpha=0.2)
     ax.set_xticks(x, labels)
     ax.set(xlabel="stages unfrozen in phase 2", ylabel="test accuracy (%)", title=title)
     ax.grid(True, alpha=0.3)
-    ax_p.bar(x, [p["trainable_params"] for p in points], color="tab:gray")
+    ax_p.bar(x, [p.trainable_params for p in points], color="tab:gray")
     ax_p.set_yscale("log")
     ax_p.set_xticks(x, labels)
     ax_p.set(xlabel="stages unfrozen in phase 2", ylabel="trainable parameters (log)",
              title="cost: trainable parameters (bars), training seconds (labels)")
     for xi, p in zip(x, points):
-        ax_p.annotate(f"{p['seconds']:.0f} s", (xi, p["trainable_params"]), ha="center", va="bottom", fontsize=8)
+        ax_p.annotate(f"{p.seconds:.0f} s", (xi, p.trainable_params), ha="center", va="bottom", fontsize=8)
     fig.tight_layout()
     save(fig, path)
 

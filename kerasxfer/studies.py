@@ -295,14 +295,14 @@ class _SequentialStop:
             return False
         dirs = [exp.out_dir for _, exp, _ in self.series[: i + 1]]
         v = interim_verdict(dirs, alpha=self.levels[fold - 1])
-        main = v["main_pair"] or {}
+        main = v.main_pair
         self.looks.append({"fold": fold, "fraction": self.fractions[fold - 1], "nominal_p": self.levels[fold - 1],
-                           "boundary_z": self.bounds[fold - 1], "winner": v["winner"],
-                           "p_value": main.get("adjusted_p", main.get("p_value"))})
-        crossed = v["winner"] is not None
+                           "boundary_z": self.bounds[fold - 1], "winner": v.winner,
+                           "p_value": (main.p_value if main.adjusted_p is None else main.adjusted_p) if main else None})
+        crossed = v.winner is not None
         log.info("[study] look after fold %d of %d (%.0f %% of the pool tested): %s", fold, self.cfg.folds,
                  100 * self.fractions[fold - 1],
-                 f"{v['winner']} wins beyond the boundary (p below {self.levels[fold - 1]:.2g}): the study stops here"
+                 f"{v.winner} wins beyond the boundary (p below {self.levels[fold - 1]:.2g}): the study stops here"
                  if crossed else f"no winner beyond the boundary (p below {self.levels[fold - 1]:.2g} needed)")
         if crossed and fold < self.cfg.folds:
             self.folds_run = fold

@@ -206,7 +206,7 @@ def test_augmented_mixed_run_trains_and_repeats_byte_for_byte(tmp_path):
     from kerasxfer.reporting import stats
 
     t = m["test"]
-    majority = [stats.majority(t["labels"])["class"]] * len(t["labels"])
+    majority = [stats.majority(t["labels"]).class_index] * len(t["labels"])
     assert stats.paired_test(t["labels"], t["predictions"], majority)["p_value"] < 0.01 and t["accuracy"] > 0.13
 
 

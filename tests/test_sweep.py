@@ -6,6 +6,7 @@ import os
 import re
 import subprocess
 import sys
+from types import SimpleNamespace
 
 import numpy as np
 import pytest
@@ -15,6 +16,7 @@ from kerasxfer.config import DataConfig
 from kerasxfer.data.sources import nested_subset
 from kerasxfer.data.split import Split
 from kerasxfer.errors import UserError
+from kerasxfer.records import Evaluation, SweepRow
 from kerasxfer.reporting.sweep_report import data_points, data_sentences
 from kerasxfer.sweep import SweepConfig, plan, subset_size
 
@@ -108,7 +110,8 @@ def test_sweep_config_refuses_bad_values_in_one_sentence(kw, words):
 
 
 def _run(labels, preds):
-    return {"metrics": {"test": {"labels": labels, "predictions": preds}}}
+    """What the sweep's McNemar reads of a run: its test split's labels and predictions."""
+    return SimpleNamespace(test=Evaluation(labels=labels, predictions=preds, loss=0.0))
 
 
 def _points(per_fraction):
@@ -119,8 +122,9 @@ def _points(per_fraction):
         for arm, correct in (("finetune", ft), ("scratch", sc)):
             name = f"f{f}/{arm}-seed0"
             runs[name] = _run(labels, [0] * correct + [1] * (100 - correct))
-            rows.append({"fraction": str(f), "images_per_class": str(ipc), "arm": arm, "seed": "0", "run": name,
-                         "test_accuracy": f"{correct / 100:.4f}"})
+            rows.append(SweepRow(sweep="data", arm=arm, depth="", fraction=f, seed=0, train_images=2 * ipc,
+                                 images_per_class=ipc, epochs=1, images_seen=2 * ipc, trainable_params=1,
+                                 best_epoch=1, best_val_accuracy=0.5, test_accuracy=correct / 100, run=name))
     return data_points(rows, runs)
 
 

@@ -11,6 +11,7 @@ from sklearn.metrics import balanced_accuracy_score, f1_score
 
 from kerasxfer import recipes, rundir
 from kerasxfer.errors import UserError
+from kerasxfer.records import Arm
 from kerasxfer.reporting import stats, verdict
 from kerasxfer.reporting.compare_report import write_report
 from tests.test_report import fake_run
@@ -18,8 +19,8 @@ from tests.test_report import fake_run
 
 def arm(name, preds, kind="scratch", weights=None, backbone=None, seconds=10.0, params=1000, **extra):
     """An arm as the report hands it to the verdict."""
-    return dict(name=name, model="scratch CNN" if kind == "scratch" else backbone, kind=kind, backbone=backbone,
-                weights=weights, predictions=list(preds), train_seconds=seconds, total_params=params, **extra)
+    return Arm(name=name, model="scratch CNN" if kind == "scratch" else backbone, kind=kind, backbone=backbone,
+               weights=weights, predictions=list(preds), train_seconds=seconds, total_params=params, **extra)
 
 
 def with_errors(labels, wrong, k=2):
@@ -40,10 +41,10 @@ def test_a_difference_by_chance_is_no_clear_winner():
     transfer = with_errors(Y, [*both, *range(26, 30)])
     v = verdict.decide([arm("scratch", scratch), arm("transfer", transfer, "transfer", "imagenet", "lite")],
                        Y, ["a", "b"])
-    first = v["sentences"][0]
+    first = v.sentences[0]
     assert first.startswith("**No clear winner**") and "within the noise" in first
-    assert "Winner" not in first and "wins" not in first and v["winner"] is None
-    lo, hi = v["main_pair"]["interval"]
+    assert "Winner" not in first and "wins" not in first and v.winner is None
+    lo, hi = v.main_pair.interval
     assert lo < 0 < hi
     # the cheaper arm is named with its cost; the images a 1-point difference would need (McNemar, 80 % power)
     assert "The cheaper arm to train, **scratch** (10 s of training vs 10 s), is the sensible choice." in first
@@ -56,9 +57,9 @@ def test_a_real_difference_wins_with_an_interval_that_excludes_zero():
     transfer = with_errors(Y, range(0, 8))  # 96 %, right wherever scratch is right
     v = verdict.decide([arm("scratch", scratch), arm("transfer", transfer, "transfer", "imagenet", "lite")],
                        Y, ["a", "b"])
-    first = v["sentences"][0]
-    assert first.startswith("**Transfer wins**") and v["winner"] == "transfer"
-    lo, hi = v["main_pair"]["interval"]
+    first = v.sentences[0]
+    assert first.startswith("**Transfer wins**") and v.winner == "transfer"
+    lo, hi = v.main_pair.interval
     assert 0 < lo < 0.16 < hi
     assert f"+16.00 points (95 % interval {100 * lo:+.2f} to {100 * hi:+.2f})" in first
     assert "McNemar p = " in first and "larger than the noise" in first
@@ -71,10 +72,10 @@ def test_the_control_is_never_the_winner_even_when_it_scores_highest():
     arms = [arm("scratch", scratch), arm("transfer", transfer, "transfer", "imagenet", "lite"),
             arm("control", control, "transfer", None, "lite")]
     v = verdict.decide(arms, Y, ["a", "b"])
-    assert v["roles"] == {"scratch": "contender", "transfer": "contender", "control": "control"}
-    assert v["winner"] != "control" and "control" not in v["sentences"][0]
-    assert v["sentences"][0].startswith("**No clear winner**")
-    control_line = next(s for s in v["sentences"] if "random-backbone control" in s)
+    assert v.roles == {"scratch": "contender", "transfer": "contender", "control": "control"}
+    assert v.winner != "control" and "control" not in v.sentences[0]
+    assert v.sentences[0].startswith("**No clear winner**")
+    control_line = next(s for s in v.sentences if "random-backbone control" in s)
     assert control_line.startswith("ImageNet weights hurt") and "the control is not a contender" in control_line
     # a random-backbone run with no pretrained run of its backbone beside it is a contender like any other
     assert verdict.roles([arms[0], arms[2]]) == {"scratch": "contender", "control": "contender"}
@@ -87,17 +88,17 @@ def test_order_of_the_runs_never_changes_the_verdict():
     arms = [arm("scratch", scratch), arm("lite", a, "transfer", "imagenet", "lite"),
             arm("regnet", b, "transfer", "imagenet", "regnet")]
     results = [verdict.decide(list(p), Y, ["a", "b"]) for p in itertools.permutations(arms)]
-    assert all(json.dumps(r, sort_keys=True) == json.dumps(results[0], sort_keys=True) for r in results)
+    assert all(r == results[0] for r in results)
     # three contenders: Holm over the three pairs, and lite vs regnet is a 0.5-point tie, so no winner
-    first = results[0]["sentences"][0]
+    first = results[0].sentences[0]
     assert first.startswith("**No clear winner**") and "Holm-corrected for 3 comparisons" in first
 
 
 def test_ties_and_identical_predictions_are_no_clear_winner():
     same = with_errors(Y, range(0, 30))
     v = verdict.decide([arm("b", same), arm("a", same, "transfer", "imagenet", "lite")], Y, ["a", "b"])
-    assert v["winner"] is None and v["sentences"][0].startswith("**No clear winner**")
-    assert "score the same here" in v["sentences"][0]
+    assert v.winner is None and v.sentences[0].startswith("**No clear winner**")
+    assert "score the same here" in v.sentences[0]
 
 
 def test_an_arm_that_learned_nothing_is_flagged_with_its_cause():
@@ -109,8 +110,8 @@ def test_an_arm_that_learned_nothing_is_flagged_with_its_cause():
                             train_counts=[70, 50]),
                         arm("transfer", majority, "transfer", "imagenet", "lite", optimizer_steps=50,
                             final_train_loss=0.67, train_counts=[70, 50])], y, ["cats", "dogs"])
-    assert not v["learned"]["transfer"]["learned"] and not v["learned"]["scratch"]["learned"]
-    lines = v["sentences"]
+    assert not v.learned["transfer"].learned and not v.learned["scratch"].learned
+    lines = v.sentences
     assert "no contender beats the majority-class baseline" in lines[0]
     flag = next(s for s in lines if s.startswith("**transfer did not learn**"))
     assert "only 50 optimizer steps" in flag and "--min_steps=300" in flag
@@ -130,13 +131,13 @@ def test_above_the_baseline_but_within_the_noise_is_not_called_did_not_learn():
     pred[29:29 + 7] = 0  # 7 minority images wrong: 36 of 51 right = 70.59 %
     v = verdict.decide([arm("scratch", pred, optimizer_steps=900, final_train_accuracy=1.0, train_counts=[90, 70]),
                         arm("transfer", y, "transfer", "imagenet", "lite")], y, ["a", "b"])
-    f = v["learned"]["scratch"]
-    assert not f["learned"] and f["tag"] == "not distinguishable from the baseline"
-    assert f["value"] == pytest.approx(36 / 51) and 0.05 < f["p_value"] < 0.5
-    line = next(s for s in v["sentences"] if s.startswith("**scratch is not distinguishable"))
+    f = v.learned["scratch"]
+    assert not f.learned and f.tag == "not distinguishable from the baseline"
+    assert f.value == pytest.approx(36 / 51) and 0.05 < f.p_value < 0.5
+    line = next(s for s in v.sentences if s.startswith("**scratch is not distinguishable"))
     assert "on these 51 test images" in line and "does not show it learned nothing" in line
-    assert "--folds" in line and f"about {f['needed']:,} test images" in line and f["needed"] > 51
-    assert not any("did not learn" in s or "labels may not depend" in s for s in v["sentences"])
+    assert "--folds" in line and f"about {f.needed:,} test images" in line and f.needed > 51
+    assert not any("did not learn" in s or "labels may not depend" in s for s in v.sentences)
 
 
 def test_loss_at_the_label_entropy_points_at_the_learning_rate():
@@ -152,18 +153,18 @@ def test_imbalanced_classes_are_judged_on_balanced_accuracy():
     learner[99] = 0
     v = verdict.decide([arm("scratch", majority), arm("transfer", learner, "transfer", "imagenet", "lite")],
                        y, ["common", "rare"])
-    assert v["figure"] == "balanced accuracy" and v["imbalance"] == 9.0
-    assert not v["learned"]["scratch"]["learned"] and v["learned"]["transfer"]["learned"]
-    assert any("imbalanced (largest/smallest = 9.00)" in s and "balanced accuracy" in s for s in v["sentences"])
-    assert v["winner"] == "transfer" and "balanced accuracy" in v["sentences"][0]
-    assert "paired permutation test" in v["sentences"][0]
+    assert v.figure == "balanced accuracy" and v.imbalance == 9.0
+    assert not v.learned["scratch"].learned and v.learned["transfer"].learned
+    assert any("imbalanced (largest/smallest = 9.00)" in s and "balanced accuracy" in s for s in v.sentences)
+    assert v.winner == "transfer" and "balanced accuracy" in v.sentences[0]
+    assert "paired permutation test" in v.sentences[0]
 
 
 def test_fewer_than_two_contenders_is_no_verdict():
     v = verdict.decide([arm("transfer", Y, "transfer", "imagenet", "lite"), arm("control", Y, "transfer", None, "lite")],
                        Y, ["a", "b"])
-    assert v["sentences"][0].startswith("**No verdict**") and v["winner"] is None
-    assert any("did not help beyond the noise" in s for s in v["sentences"])
+    assert v.sentences[0].startswith("**No verdict**") and v.winner is None
+    assert any("did not help beyond the noise" in s for s in v.sentences)
 
 
 # ---------------------------------------------------------------- statistics
@@ -258,7 +259,7 @@ def test_the_cheaper_arm_is_named_with_its_training_time_and_the_smaller_model_b
     v = verdict.decide([arm("scratch", scratch, seconds=77.0, params=289_642),
                         arm("transfer", transfer, "transfer", "imagenet", "lite", seconds=61.0, params=3_425_834)],
                        Y, ["a", "b"])
-    first = v["sentences"][0]
+    first = v.sentences[0]
     assert "The cheaper arm to train, **transfer** (61 s of training vs 77 s), is the sensible choice; **scratch** is " \
            "the smaller model (289,642 parameters vs 3,425,834)" in first
 
@@ -271,12 +272,12 @@ def test_several_transfer_arms_say_which_backbone_served_best_with_corrected_p_v
     arms = [arm("scratch", scratch), arm("transfer-efficientnet_lite0", lite, "transfer", "imagenet", "efficientnet_lite0"),
             arm("transfer-resnet50", resnet, "transfer", "imagenet", "resnet50")]
     v = verdict.decide(arms, Y, ["a", "b"])
-    assert v["sentences"][0].startswith("**Transfer wins**: **transfer-efficientnet_lite0**")
-    assert "Holm-corrected for 3 comparisons" in v["sentences"][0]
-    best = v["best_backbone"]
+    assert v.sentences[0].startswith("**Transfer wins**: **transfer-efficientnet_lite0**")
+    assert "Holm-corrected for 3 comparisons" in v.sentences[0]
+    best = v.best_backbone
     assert best.startswith("Of the 2 transfer arms, efficientnet_lite0 served best") and "a lead beyond the noise" in best
     assert "Holm-corrected for 3 comparisons" in best
     arms[2] = arm("transfer-resnet50", close, "transfer", "imagenet", "resnet50")
-    near = verdict.decide(arms, Y, ["a", "b"])["best_backbone"]
+    near = verdict.decide(arms, Y, ["a", "b"]).best_backbone
     assert "within the noise, so either backbone would do" in near
-    assert verdict.decide(arms[:2], Y, ["a", "b"])["best_backbone"] is None  # one transfer arm: no such sentence
+    assert verdict.decide(arms[:2], Y, ["a", "b"]).best_backbone is None  # one transfer arm: no such sentence

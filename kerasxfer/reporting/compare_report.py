@@ -32,86 +32,61 @@ from kerasxfer import figures, fsio, rundir
 from kerasxfer.config import DEFAULT_MIN_STEPS
 from kerasxfer.errors import UserError
 from kerasxfer.families import family_of
+from kerasxfer.records import Arm, History, Phase, PhaseSummary, Run, RunSummary, SeedGroup, Verdict, to_json
 from kerasxfer.reporting import folds, html, stats, verdict
 from kerasxfer.reporting.runs import load_runs
 from kerasxfer.reporting.text import pct as _pct
 from kerasxfer.reporting.text import recipe_sentence, schedule_cell, shown, table
 
 
-def _phase_summary(history, phase):
-    eps = [e for e in history["epochs"] if e["phase"] == phase["name"]]
-    best = max(eps, key=lambda e: (e["val_accuracy"], -e["val_loss"]))
-    speeds = [e["images_per_sec"] for e in eps[1:] or eps if e.get("images_per_sec")]
-    vl = [e["val_loss"] for e in eps]
-    return {
-        "name": phase["name"],
-        "epochs": [phase["first_epoch"], phase["last_epoch"]],
-        "learning_rate": phase["lr"],
-        "trainable": phase["trainable"],
-        "trainable_params": phase["trainable_params"],
-        "total_params": phase["total_params"],
-        "best_val_accuracy": best["val_accuracy"],
-        "best_epoch": best["epoch"],
-        "best_train_loss": best["loss"],
-        "best_val_loss": best["val_loss"],
-        "val_loss_min": min(vl),
-        "val_loss_max": max(vl),
-        "seconds": phase.get("seconds"),
-        "images_per_sec": statistics.median(speeds) if speeds else None,
-        "schedule": schedule_cell(phase),
-    }
+def _phase_summary(history: History, phase: Phase) -> PhaseSummary:
+    eps = [e for e in history.epochs if e.phase == phase.name]
+    best = max(eps, key=lambda e: (e.val_accuracy, -e.val_loss))
+    speeds = [e.images_per_sec for e in eps[1:] or eps if e.images_per_sec]
+    vl = [e.val_loss for e in eps]
+    return PhaseSummary(
+        name=phase.name, epochs=(phase.first_epoch, phase.last_epoch), learning_rate=phase.lr,
+        trainable=phase.trainable, trainable_params=phase.trainable_params, total_params=phase.total_params,
+        best_val_accuracy=best.val_accuracy, best_epoch=best.epoch, best_train_loss=best.loss,
+        best_val_loss=best.val_loss, val_loss_min=min(vl), val_loss_max=max(vl), seconds=phase.seconds,
+        images_per_sec=statistics.median(speeds) if speeds else None, schedule=schedule_cell(phase))
 
 
-def summarize_run(run: dict) -> dict:
+def summarize_run(run: Run) -> RunSummary:
     """Every number the report gives about one run."""
-    h, m, cfg = run["history"], run["metrics"], run["config"]
-    last = h["epochs"][-1]
-    model = cfg["model"]
-    return {
-        "name": shown(run.get("name") or os.path.basename(os.path.normpath(run["dir"]))),
-        "dir": run["dir"],
-        "kind": model["kind"],
-        "backbone": model.get("backbone") if model["kind"] != "scratch" else None,
-        "weights_file": model.get("weights") if model["kind"] != "scratch" else None,
-        "optimizer_steps": _optimizer_steps(h),
-        "min_steps": cfg.get("min_steps", 0),
-        "train_counts": list((run["data"].get("train_per_class") or {}).values()),
-        "folds": run.get("folds"),
-        "planned_folds": run.get("planned_folds"),
-        "model": "scratch CNN" if model["kind"] == "scratch" else model["backbone"],
-        "weights": h.get("weights_source", "unknown"),
-        "preprocessing": (family_of(model["backbone"]).preprocessing if model["kind"] != "scratch"
-                          else "Rescaling(1/255) inside the model"),
-        "seed": cfg.get("seed"),
-        "image_size": cfg["data"].get("image_size"),
-        "image_size_choice": cfg["data"].get("image_size_choice") or "given",
-        "dataset": run["data"]["source"],
-        "classes_missing": run["data"].get("classes_missing") or {},
-        **{k: run["data"][k] for k in ("splits", "num_train", "num_val", "num_test")},
-        **{f"test_{k}": m["test"][k] for k in ("accuracy", "balanced_accuracy", "macro_f1", "loss")},
-        "test_interval": list(stats.wilson(round(m["test"]["accuracy"] * run["data"]["num_test"]),
-                                           run["data"]["num_test"])),
-        **{f"best_{k}": h["best"][k] for k in ("val_accuracy", "val_loss", "epoch", "phase")},
-        "final_epoch": last["epoch"],
-        **{f"final_{split}_{k}": last[prefix + k] for split, prefix in (("train", ""), ("val", "val_"))
-           for k in ("accuracy", "loss")},
-        "accuracy_gap": last["accuracy"] - last["val_accuracy"],
-        "loss_gap": last["val_loss"] - last["loss"],
-        "total_params": m.get("total_params", h["phases"][-1]["total_params"]),
-        "train_seconds": h.get("train_seconds"),
-        "phases": [_phase_summary(h, p) for p in h["phases"]],
-        "recipe": recipe_sentence(cfg, h),
-    }
+    h, t, cfg, data = run.history, run.test, run.setup, run.data
+    last, best = h.epochs[-1], h.best
+    scratch = cfg.kind == "scratch"
+    return RunSummary(
+        name=shown(run.name or os.path.basename(os.path.normpath(run.dir))), dir=run.dir, kind=cfg.kind,
+        backbone=None if scratch else cfg.backbone, weights_file=None if scratch else cfg.weights,
+        optimizer_steps=_optimizer_steps(h), min_steps=cfg.min_steps,
+        train_counts=list((data.train_per_class or {}).values()), folds=run.folds,
+        planned_folds=run.planned_folds, model="scratch CNN" if scratch else cfg.backbone,
+        weights=h.weights_source,
+        preprocessing="Rescaling(1/255) inside the model" if scratch else family_of(cfg.backbone).preprocessing,
+        seed=cfg.seed, image_size=cfg.image_size, image_size_choice=cfg.image_size_choice, dataset=data.source,
+        classes_missing=data.classes_missing, splits=data.splits, num_train=data.num_train, num_val=data.num_val,
+        num_test=data.num_test, test_accuracy=t.accuracy, test_balanced_accuracy=t.balanced_accuracy,
+        test_macro_f1=t.macro_f1, test_loss=t.loss,
+        test_interval=stats.wilson(round(t.accuracy * data.num_test), data.num_test),
+        best_val_accuracy=best.val_accuracy, best_val_loss=best.val_loss, best_epoch=best.epoch,
+        best_phase=best.phase, final_epoch=last.epoch, final_train_accuracy=last.accuracy,
+        final_train_loss=last.loss, final_val_accuracy=last.val_accuracy, final_val_loss=last.val_loss,
+        accuracy_gap=last.accuracy - last.val_accuracy, loss_gap=last.val_loss - last.loss,
+        total_params=run.total_params if run.total_params is not None else h.phases[-1].total_params,
+        train_seconds=h.train_seconds, phases=tuple(_phase_summary(h, p) for p in h.phases),
+        recipe=recipe_sentence(cfg, h))
 
 
-def _optimizer_steps(history: dict):
+def _optimizer_steps(history: History) -> int | None:
     """Optimizer steps the run took over all its phases (None for runs that did not record steps per epoch)."""
     total = 0
-    for p in history["phases"]:
-        per_epoch = (p.get("schedule") or {}).get("steps_per_epoch")
+    for p in history.phases:
+        per_epoch = p.schedule.steps_per_epoch if p.schedule else None
         if per_epoch is None:
             return None
-        total += per_epoch * (p["last_epoch"] - p["first_epoch"] + 1)
+        total += per_epoch * (p.last_epoch - p.first_epoch + 1)
     return total
 
 
@@ -121,169 +96,161 @@ def _approach(name: str) -> str:
 
 # --------------------------------------------------------------- sentences
 def _run_sentence(s) -> str:
-    if len(s["phases"]) == 1:
-        p = s["phases"][0]
+    if len(s.phases) == 1:
+        p = s.phases[0]
         return (
-            f"The {s['model']} run **{s['name']}** reached val_acc {_pct(p['best_val_accuracy'])} "
-            f"(epoch {p['best_epoch']}, train_loss {p['best_train_loss']:.3f} / val_loss {p['best_val_loss']:.3f}); "
-            f"that checkpoint scores {_interval(s)} on the {s['num_test']} held-out test images."
+            f"The {s.model} run **{s.name}** reached val_acc {_pct(p.best_val_accuracy)} "
+            f"(epoch {p.best_epoch}, train_loss {p.best_train_loss:.3f} / val_loss {p.best_val_loss:.3f}); "
+            f"that checkpoint scores {_interval(s)} on the {s.num_test} held-out test images."
         )
     parts = []
-    for i, p in enumerate(s["phases"]):
-        what = "frozen" if p["trainable"] == "head" else f"after unfreezing ({p['trainable']})"
+    for i, p in enumerate(s.phases):
+        what = "frozen" if p.trainable == "head" else f"after unfreezing ({p.trainable})"
         swing = ""
-        if i > 0 and p["val_loss_max"] - p["val_loss_min"] > 0.25 * max(p["val_loss_min"], 1e-9):
-            swing = f", val_loss swinging {p['val_loss_min']:.3f}–{p['val_loss_max']:.3f}"
-        parts.append(f"{what} {_pct(p['best_val_accuracy'])} (epoch {p['best_epoch']}{swing})")
-    return (f"{s['model']} run **{s['name']}** ({s['weights']}): best val_acc " + "; ".join(parts)
-            + f"; its best checkpoint scores {_interval(s)} on the {s['num_test']} held-out test images.")
+        if i > 0 and p.val_loss_max - p.val_loss_min > 0.25 * max(p.val_loss_min, 1e-9):
+            swing = f", val_loss swinging {p.val_loss_min:.3f}–{p.val_loss_max:.3f}"
+        parts.append(f"{what} {_pct(p.best_val_accuracy)} (epoch {p.best_epoch}{swing})")
+    return (f"{s.model} run **{s.name}** ({s.weights}): best val_acc " + "; ".join(parts)
+            + f"; its best checkpoint scores {_interval(s)} on the {s.num_test} held-out test images.")
 
 
 def _notes(s) -> list:
     notes = []
-    if s["accuracy_gap"] > 0.05 and s["loss_gap"] > 0:
+    if s.accuracy_gap > 0.05 and s.loss_gap > 0:
         notes.append(
-            f"**{s['name']}** overfits: final train accuracy {_pct(s['final_train_accuracy'])} vs val "
-            f"{_pct(s['final_val_accuracy'])}, val_loss {s['final_val_loss']:.3f} vs train_loss {s['final_train_loss']:.3f}."
+            f"**{s.name}** overfits: final train accuracy {_pct(s.final_train_accuracy)} vs val "
+            f"{_pct(s.final_val_accuracy)}, val_loss {s.final_val_loss:.3f} vs train_loss {s.final_train_loss:.3f}."
         )
-    if s["final_val_accuracy"] < s["best_val_accuracy"] - 0.02:
+    if s.final_val_accuracy < s.best_val_accuracy - 0.02:
         notes.append(
-            f"**{s['name']}** ended {100 * (s['best_val_accuracy'] - s['final_val_accuracy']):.1f} points below its best "
-            f"epoch ({s['best_epoch']}); the saved model is the best checkpoint."
+            f"**{s.name}** ended {100 * (s.best_val_accuracy - s.final_val_accuracy):.1f} points below its best "
+            f"epoch ({s.best_epoch}); the saved model is the best checkpoint."
         )
-    if len(s["phases"]) > 1:
-        p1, p2 = s["phases"][0], s["phases"][-1]
-        d = p2["best_val_accuracy"] - p1["best_val_accuracy"]
+    if len(s.phases) > 1:
+        p1, p2 = s.phases[0], s.phases[-1]
+        d = p2.best_val_accuracy - p1.best_val_accuracy
         notes.append(
-            f"Unfreezing moved **{s['name']}** from {_pct(p1['best_val_accuracy'])} to {_pct(p2['best_val_accuracy'])} "
+            f"Unfreezing moved **{s.name}** from {_pct(p1.best_val_accuracy)} to {_pct(p2.best_val_accuracy)} "
             f"({'+' if d >= 0 else ''}{100 * d:.2f} points)."
         )
     return notes
 
 
-def _verdict_arm(s: dict, run: dict) -> dict:
+def _verdict_arm(s: RunSummary, run: Run) -> Arm:
     """What :func:`kerasxfer.reporting.verdict.decide` reads of one run."""
-    return {"name": s["name"], "model": s["model"], "kind": s["kind"], "backbone": s["backbone"],
-            "weights": s["weights_file"], "weights_source": s["weights"],
-            "predictions": run["metrics"]["test"]["predictions"], "train_seconds": s["train_seconds"],
-            "total_params": s["total_params"], "optimizer_steps": s["optimizer_steps"],
-            "min_steps_default": max(s["min_steps"] or 0, DEFAULT_MIN_STEPS),
-            "final_train_loss": s["final_train_loss"], "final_train_accuracy": s["final_train_accuracy"],
-            "train_counts": s["train_counts"],
-            "frozen_only": s["kind"] == "transfer" and all(p["trainable"] == "head" for p in s["phases"])}
+    return Arm(name=s.name, model=s.model, kind=s.kind, backbone=s.backbone, weights=s.weights_file,
+               weights_source=s.weights, predictions=run.test.predictions, train_seconds=s.train_seconds,
+               total_params=s.total_params, optimizer_steps=s.optimizer_steps,
+               min_steps_default=max(s.min_steps or 0, DEFAULT_MIN_STEPS), final_train_loss=s.final_train_loss,
+               final_train_accuracy=s.final_train_accuracy, train_counts=s.train_counts,
+               frozen_only=s.kind == "transfer" and all(p.trainable == "head" for p in s.phases))
 
 
 def _interval(s) -> str:
-    lo, hi = s["test_interval"]
-    return f"{_pct(s['test_accuracy'])} (95 % interval {100 * lo:.1f}–{100 * hi:.1f} %)"
+    lo, hi = s.test_interval
+    return f"{_pct(s.test_accuracy)} (95 % interval {100 * lo:.1f}–{100 * hi:.1f} %)"
 
 
-def executive_summary(summaries, runs, groups, alpha: float = stats.NOISE_P) -> tuple:
+def executive_summary(summaries: list[RunSummary], runs: list[Run], groups: dict,
+                      alpha: float = stats.NOISE_P) -> tuple[list[str], Verdict]:
     """Plain sentences, the verdict first (:mod:`kerasxfer.reporting.verdict`), then each run, seeds, notes, cost."""
     # one run per approach (seeds of one approach are not rivals), chosen on validation, never on test
     best_of = {}
-    for s in sorted(summaries, key=lambda s: s["name"]):
-        a = _approach(s["name"])
-        if a not in best_of or s["best_val_accuracy"] > best_of[a]["best_val_accuracy"]:
+    for s in sorted(summaries, key=lambda s: s.name):
+        a = _approach(s.name)
+        if a not in best_of or s.best_val_accuracy > best_of[a].best_val_accuracy:
             best_of[a] = s
-    by = {s["name"]: r for s, r in zip(summaries, runs)}
+    by = {s.name: r for s, r in zip(summaries, runs)}
     chosen = list(best_of.values())
-    first = by[chosen[0]["name"]]
-    v = verdict.decide([_verdict_arm(s, by[s["name"]]) for s in chosen], first["metrics"]["test"]["labels"],
-                       first["data"]["class_names"], folds=first.get("num_folds") or 0, alpha=alpha,
-                       planned_folds=first.get("planned_folds") or 0)
-    lines = list(v["sentences"])
+    first = by[chosen[0].name]
+    v = verdict.decide([_verdict_arm(s, by[s.name]) for s in chosen], first.test.labels, first.data.class_names,
+                       folds=first.num_folds or 0, alpha=alpha, planned_folds=first.planned_folds or 0)
+    lines = list(v.sentences)
     lines += [_run_sentence(s) for s in summaries]
     for name, g in groups.items():
-        if len(g["seeds"]) > 1:
+        if len(g.seeds) > 1:
             lines.append(
-                f"Over {len(g['seeds'])} seeds, **{name}** scored {_pct(g['mean'])} ± {100 * g['std']:.2f} points on "
+                f"Over {len(g.seeds)} seeds, **{name}** scored {_pct(g.mean)} ± {100 * g.std:.2f} points on "
                 "the test split."
             )
     for s in summaries:
         lines += _notes(s)
-    fast = sorted(summaries, key=lambda s: s["train_seconds"] or 0)
-    if len(fast) >= 2 and fast[0]["train_seconds"]:
+    fast = sorted(summaries, key=lambda s: s.train_seconds or 0)
+    if len(fast) >= 2 and fast[0].train_seconds:
         lines.append(
-            "Cost: " + ", ".join(f"{s['name']} trained for {s['train_seconds']:.0f} s ({s['total_params']:,} parameters)"
+            "Cost: " + ", ".join(f"{s.name} trained for {s.train_seconds:.0f} s ({s.total_params:,} parameters)"
                                  for s in fast) + "."
         )
     return lines, v
 
 
 # ------------------------------------------------------------------ report
-
-
-
-def _seed_groups(summaries) -> dict:
-    """Runs of one approach over several seeds (``<name>-seed<k>``): their best val_acc, mean and std."""
-    groups = {}
+def _seed_groups(summaries) -> dict[str, SeedGroup]:
+    """Runs of one approach over several seeds (``<name>-seed<k>``): their test accuracy, mean and std."""
+    members: dict[str, list] = {}
     for s in summaries:
-        g = groups.setdefault(_approach(s["name"]), {"runs": [], "seeds": [], "values": []})
-        g["runs"].append(s["name"])
-        g["seeds"].append(s["seed"])
-        g["values"].append(s["test_accuracy"])
-    for g in groups.values():
-        g["mean"] = statistics.fmean(g["values"])
-        g["std"] = statistics.stdev(g["values"]) if len(g["values"]) > 1 else 0.0
-    return groups
+        members.setdefault(_approach(s.name), []).append(s)
+    return {name: SeedGroup(runs=tuple(s.name for s in ss), seeds=tuple(s.seed for s in ss),
+                            values=tuple(s.test_accuracy for s in ss), mean=statistics.fmean(s.test_accuracy for s in ss),
+                            std=statistics.stdev(s.test_accuracy for s in ss) if len(ss) > 1 else 0.0)
+            for name, ss in members.items()}
 
 
 def _run_section(s) -> list:
     """The report's section about one run: where it came from, and a row per phase."""
-    md = ["", f"## {s['name']}", "",
-          f"{s['model']} on {s['dataset']} ({s['num_train']} train / {s['num_val']} val / {s['num_test']} test "
-          f"images), seed {s['seed']}. Image size: {s['image_size']} px ({s['image_size_choice']}). "
-          f"Weights: {s['weights']}. Preprocessing: {s['preprocessing']}. "
-          f"Training: {s['recipe']}. Run directory: `{s['dir']}`.", ""]
+    md = ["", f"## {s.name}", "",
+          f"{s.model} on {s.dataset} ({s.num_train} train / {s.num_val} val / {s.num_test} test "
+          f"images), seed {s.seed}. Image size: {s.image_size} px ({s.image_size_choice}). "
+          f"Weights: {s.weights}. Preprocessing: {s.preprocessing}. "
+          f"Training: {s.recipe}. Run directory: `{s.dir}`.", ""]
     md.append(table(
-        [[p["name"], f"{p['epochs'][0]}–{p['epochs'][1]}", f"{p['learning_rate']:g}", p["schedule"], p["trainable"],
-          f"{p['trainable_params']:,} / {p['total_params']:,}", _pct(p["best_val_accuracy"]), p["best_epoch"],
-          f"{p['val_loss_min']:.3f}–{p['val_loss_max']:.3f}",
-          f"{p['seconds']:.0f}" if p["seconds"] is not None else "–",
-          f"{p['images_per_sec']:.0f}" if p["images_per_sec"] else "–"] for p in s["phases"]],
+        [[p.name, f"{p.epochs[0]}–{p.epochs[1]}", f"{p.learning_rate:g}", p.schedule, p.trainable,
+          f"{p.trainable_params:,} / {p.total_params:,}", _pct(p.best_val_accuracy), p.best_epoch,
+          f"{p.val_loss_min:.3f}–{p.val_loss_max:.3f}",
+          f"{p.seconds:.0f}" if p.seconds is not None else "–",
+          f"{p.images_per_sec:.0f}" if p.images_per_sec else "–"] for p in s.phases],
         ["phase", "epochs", "peak lr", "schedule", "trains", "trainable / total params", "best val_acc", "best epoch",
          "val_loss range", "seconds", "train images/s"],
     ))
-    md += ["", f"Final epoch {s['final_epoch']}: train accuracy {_pct(s['final_train_accuracy'])}, "
-           f"val accuracy {_pct(s['final_val_accuracy'])}, train loss {s['final_train_loss']:.4f}, "
-           f"val loss {s['final_val_loss']:.4f}."]
+    md += ["", f"Final epoch {s.final_epoch}: train accuracy {_pct(s.final_train_accuracy)}, "
+           f"val accuracy {_pct(s.final_val_accuracy)}, train loss {s.final_train_loss:.4f}, "
+           f"val loss {s.final_val_loss:.4f}."]
     return md
 
 
 def _data_sentence(s) -> str:
     """How many images each split holds and where it came from (the same for every compared run)."""
-    parts = [f"{name} {info['count']} ({info['from']})" for name, info in s["splits"].items()]
+    parts = [f"{name} {split.count} ({split.origin})" for name, split in s.splits.items()]
     missing = "".join(f" **The {name} split holds no image of {', '.join(cs)}**: its numbers say nothing about "
-                      f"{'that class' if len(cs) == 1 else 'those classes'}." for name, cs in s["classes_missing"].items())
-    return (f"Data: {s['dataset']}; " + ", ".join(parts) + ". Validation chose each run's best epoch; every "
+                      f"{'that class' if len(cs) == 1 else 'those classes'}." for name, cs in s.classes_missing.items())
+    return (f"Data: {s.dataset}; " + ", ".join(parts) + ". Validation chose each run's best epoch; every "
             "accuracy called *test* is measured on the test split, which no run trained on or was selected on."
             + missing)
 
 
 def _side_by_side(summaries, v) -> list:
     """The comparison table: one row per run, and the majority-class baseline's row."""
-    imbalanced = v["figure"] == "balanced accuracy"
+    imbalanced = v.figure == "balanced accuracy"
     header = ["run", "role", "model", "weights", "test accuracy (95 % interval)"]
     header += ["balanced accuracy", "macro-F1"] if imbalanced else []
     header += ["best val_acc", "best epoch", "final train / val loss", "train-val acc gap (points)", "parameters",
                "train s"]
     rows = []
     for s in summaries:
-        role = v["roles"].get(s["name"], "seed")  # seeds not chosen for the verdict have no role
-        if s["name"] in v["learned"] and not v["learned"][s["name"]]["learned"]:
-            role += f", **{v['learned'][s['name']]['tag']}**"
-        row = [s["name"], role, s["model"], s["weights"], _interval(s)]
-        row += [_pct(s["test_balanced_accuracy"]), f"{s['test_macro_f1']:.3f}"] if imbalanced else []
-        row += [_pct(s["best_val_accuracy"]), f"{s['best_epoch']} ({s['best_phase']})",
-                f"{s['final_train_loss']:.3f} / {s['final_val_loss']:.3f}", f"{100 * s['accuracy_gap']:+.2f}",
-                f"{s['total_params']:,}", f"{s['train_seconds']:.0f}" if s["train_seconds"] else "–"]
+        role = v.roles.get(s.name, "seed")  # seeds not chosen for the verdict have no role
+        if s.name in v.learned and not v.learned[s.name].learned:
+            role += f", **{v.learned[s.name].tag}**"
+        row = [s.name, role, s.model, s.weights, _interval(s)]
+        row += [_pct(s.test_balanced_accuracy), f"{s.test_macro_f1:.3f}"] if imbalanced else []
+        row += [_pct(s.best_val_accuracy), f"{s.best_epoch} ({s.best_phase})",
+                f"{s.final_train_loss:.3f} / {s.final_val_loss:.3f}", f"{100 * s.accuracy_gap:+.2f}",
+                f"{s.total_params:,}", f"{s.train_seconds:.0f}" if s.train_seconds else "–"]
         rows.append(row)
-    b = v["baseline"]
-    lo, hi = stats.wilson(round(b["accuracy"] * v["num_images"]), v["num_images"])
-    row = [f"majority class ({b['class_name']})", "baseline", "–", "–",
-           f"{_pct(b['accuracy'])} (95 % interval {100 * lo:.1f}–{100 * hi:.1f} %)"]
-    row += [_pct(b["balanced accuracy"]), "–"] if imbalanced else []
+    b = v.baseline
+    lo, hi = stats.wilson(round(b.accuracy * v.num_images), v.num_images)
+    row = [f"majority class ({b.class_name})", "baseline", "–", "–",
+           f"{_pct(b.accuracy)} (95 % interval {100 * lo:.1f}–{100 * hi:.1f} %)"]
+    row += [_pct(b.balanced_accuracy), "–"] if imbalanced else []
     rows.append(row + ["–"] * 6)
     return [table(rows, header)]
 
@@ -295,14 +262,14 @@ def _markdown(summaries, groups, lines, v, study=None) -> str:
         md += ["## How this study ran", ""] + [f"- {l}" for l in study["shortcuts"]] + [""]
     md += ["## Side by side", ""] + _side_by_side(summaries, v)
     md += ["", _data_sentence(summaries[0])]
-    if summaries[0].get("folds"):
+    if summaries[0].folds:
         md += folds.markdown(summaries, table)
     for s in summaries:
         md += _run_section(s)
-    if any(len(g["seeds"]) > 1 for g in groups.values()):
+    if any(len(g.seeds) > 1 for g in groups.values()):
         md += ["", "## Seeds", ""]
         md.append(table(
-            [[n, len(g["seeds"]), _pct(g["mean"]), f"{100 * g['std']:.2f}", ", ".join(_pct(v) for v in g["values"])]
+            [[n, len(g.seeds), _pct(g.mean), f"{100 * g.std:.2f}", ", ".join(_pct(v) for v in g.values)]
              for n, g in groups.items()],
             ["approach", "seeds", "mean test accuracy", "std (points)", "per seed"],
         ))
@@ -322,7 +289,7 @@ def _study_alpha(study) -> float:
     return seq["nominal_p"][seq["looks"][-1]["fold"] - 1]
 
 
-def interim_verdict(run_dirs, alpha: float) -> dict:
+def interim_verdict(run_dirs, alpha: float) -> Verdict:
     """The verdict over the finished fold runs ``run_dirs`` (folds 1..k of a study), a winner needing ``alpha``."""
     runs = load_runs(run_dirs, partial_folds=True)
     summaries = [summarize_run(r) for r in runs]
@@ -344,7 +311,7 @@ def write_report(run_dirs, out_dir: str, overwrite: bool = False, study: dict | 
         raise UserError("compare needs at least two run directories, e.g. --runs=runs/scratch,runs/finetune.")
     runs = load_runs(run_dirs, partial_folds=bool(study and (study.get("sequential") or {}).get("stopped_after")))
     summaries = [summarize_run(r) for r in runs]
-    names = [s["name"] for s in summaries]
+    names = [s.name for s in summaries]
     if len(set(names)) != len(names):
         raise UserError(f"two runs share the folder name {names}: give each run directory its own name.")
     groups = _seed_groups(summaries)
@@ -357,8 +324,7 @@ def write_report(run_dirs, out_dir: str, overwrite: bool = False, study: dict | 
     md = _markdown(summaries, groups, lines, v, study)
     fsio.write_text(os.path.join(out_dir, "report.md"), md)
     fsio.write_text(os.path.join(out_dir, "report.html"), html.render(md, out_dir, summaries, tuple(pictures)))
-    summary = {"runs": summaries, "verdict": {k: val for k, val in v.items() if k != "sentences"},
-               "comparisons": v["pairs"] + v["controls"], "baseline": v["baseline"], "figure": v["figure"],
-               "approaches": groups, "summary": lines, "study": study}
+    summary = to_json({"runs": summaries, "verdict": v, "comparisons": v.pairs + v.controls, "baseline": v.baseline,
+                       "figure": v.figure, "approaches": groups, "summary": lines, "study": study})
     fsio.write_json(os.path.join(out_dir, "summary.json"), summary)
     return summary

@@ -12,12 +12,13 @@ one fold were tested on the same images).  No TensorFlow.
 
 from __future__ import annotations
 
-import copy
 import hashlib
 import os
 import statistics
+from dataclasses import replace
 
 from kerasxfer.errors import UserError
+from kerasxfer.records import Evaluation, FoldResult, Run, Split
 
 
 def fold_groups(runs, partial: bool = False) -> tuple:
@@ -27,12 +28,12 @@ def fold_groups(runs, partial: bool = False) -> tuple:
     """
     groups, ks = {}, set()
     for r in runs:
-        k, n = r["data"].get("fold"), r["data"].get("folds")
+        k, n = r.data.fold, r.data.folds
         if not n:
-            raise UserError(f"{r['dir']} is not a fold of a cross-validated study, unlike the other runs: compare fold "
+            raise UserError(f"{r.dir} is not a fold of a cross-validated study, unlike the other runs: compare fold "
                             "runs with fold runs (a study's fold<k>/ folders) or single-split runs with each other.")
         ks.add(n)
-        name = os.path.basename(os.path.normpath(r["dir"]))
+        name = os.path.basename(os.path.normpath(r.dir))
         if k in groups.setdefault(name, {}):
             raise UserError(f"two runs of {name!r} are fold {k}: pass each fold's run once.")
         groups[name][k] = r
@@ -50,47 +51,44 @@ def fold_groups(runs, partial: bool = False) -> tuple:
     return groups, folds
 
 
-def pool(name: str, fold_runs: list, folds: int) -> dict:
+def pool(name: str, fold_runs: list[Run], folds: int) -> Run:
     """One run of arm ``name`` whose test split is the test folds of ``fold_runs`` in fold order (all K, or the
-    first k of a study its sequential rule stopped)."""
+    first k of a study its sequential rule stopped); its test figures are recomputed by the caller."""
     first = fold_runs[0]
-    planned = first["data"].get("folds") or folds
-    tests = [r["metrics"]["test"] for r in fold_runs]
-    labels = [v for t in tests for v in t["labels"]]
+    planned = first.data.folds or folds
+    tests = [r.test for r in fold_runs]
+    labels = [v for t in tests for v in t.labels]
     n = len(labels)
-    fp = hashlib.sha256("".join(r["data"]["splits"]["test"]["fingerprint"] for r in fold_runs).encode()).hexdigest()
-    data = copy.deepcopy(first["data"])
-    data["num_test"] = n
-    data["splits"]["test"] = {
-        "count": n, "fingerprint": fp,
-        "from": (f"out-of-fold: every one of the {n} labelled images tested once, by the fold that held it out "
-                 f"({folds} folds)") if folds == planned else
-                (f"out-of-fold over the first {folds} of {planned} folds (the study stopped when its answer was "
-                 f"known): {n} labelled images, each tested once")}
-    seconds = [r["history"].get("train_seconds") for r in fold_runs]
-    history = dict(first["history"], train_seconds=sum(seconds) if None not in seconds else None)
-    metrics = dict(first["metrics"], test={
-        "num_images": n, "labels": labels, "predictions": [v for t in tests for v in t["predictions"]],
-        "loss": sum(t["loss"] * len(t["labels"]) for t in tests) / max(n, 1)})
-    per_fold = [{"fold": k, "dir": r["dir"], "num_test": len(t["labels"]), "test_accuracy": t["accuracy"],
-                 "best_epoch": r["history"]["best"]["epoch"], "best_val_accuracy": r["history"]["best"]["val_accuracy"],
-                 "train_seconds": r["history"].get("train_seconds")}
-                for k, (r, t) in enumerate(zip(fold_runs, tests), 1)]
-    return {"name": name, "dir": first["dir"], "config": first["config"], "history": history, "metrics": metrics,
-            "data": data, "folds": per_fold, "num_folds": folds, "planned_folds": planned}
+    fp = hashlib.sha256("".join(r.data.test_split.fingerprint for r in fold_runs).encode()).hexdigest()
+    origin = (f"out-of-fold: every one of the {n} labelled images tested once, by the fold that held it out "
+              f"({folds} folds)") if folds == planned else \
+             (f"out-of-fold over the first {folds} of {planned} folds (the study stopped when its answer was "
+              f"known): {n} labelled images, each tested once")
+    data = replace(first.data, num_test=n,
+                   splits={**first.data.splits, "test": Split(count=n, fingerprint=fp, origin=origin)})
+    seconds = [r.history.train_seconds for r in fold_runs]
+    history = replace(first.history, train_seconds=sum(seconds) if None not in seconds else None)
+    test = Evaluation(labels=labels, predictions=[v for t in tests for v in t.predictions],
+                     loss=sum(t.loss * len(t.labels) for t in tests) / max(n, 1))
+    per_fold = tuple(FoldResult(fold=k, dir=r.dir, num_test=len(t.labels), test_accuracy=t.accuracy,
+                                best_epoch=r.history.best.epoch, best_val_accuracy=r.history.best.val_accuracy,
+                                train_seconds=r.history.train_seconds)
+                     for k, (r, t) in enumerate(zip(fold_runs, tests), 1))
+    return replace(first, name=name, history=history, test=test, data=data, folds=per_fold, num_folds=folds,
+                   planned_folds=planned)
 
 
 def markdown(summaries, table) -> list:
     """The report's "Folds" section: each arm's test accuracy per fold, their mean ± std and the pooled figure."""
-    k = len(summaries[0]["folds"])
+    k = len(summaries[0].folds)
     rows = []
     for s in summaries:
-        accs = [f["test_accuracy"] for f in s["folds"]]
-        rows.append([s["name"], *(f"{100 * a:.2f} %" for a in accs),
+        accs = [f.test_accuracy for f in s.folds]
+        rows.append([s.name, *(f"{100 * a:.2f} %" for a in accs),
                      f"{100 * statistics.fmean(accs):.2f} ± {100 * statistics.pstdev(accs):.2f}",
-                     f"{100 * s['test_accuracy']:.2f} %"])
+                     f"{100 * s.test_accuracy:.2f} %"])
     header = ["arm", *(f"fold {i}" for i in range(1, k + 1)), "mean ± std (points)", "pooled (all images)"]
-    planned = summaries[0].get("planned_folds") or k
+    planned = summaries[0].planned_folds or k
     if planned == k:
         what = (f"Each arm trained {k} times; fold k tested on the k-th of {k} stratified folds of every labelled "
                 "image, so every image was tested exactly once.")

@@ -109,7 +109,7 @@ def _per_class(summaries) -> list:
     """Each run's per-class precision, recall and F1 on the test split, and its top losses."""
     out = ["<h2>Per class and top losses</h2>"]
     for s in summaries:
-        path = os.path.join(s["dir"], "metrics.json")
+        path = os.path.join(s.dir, "metrics.json")
         try:
             with open(path, encoding="utf-8") as f:
                 metrics = json.load(f)
@@ -121,8 +121,8 @@ def _per_class(summaries) -> list:
             c = per_class.get(name) if isinstance(per_class.get(name), dict) else {}
             rows.append(f"| {shown(name)} | {c.get('precision', 0):.3f} | {c.get('recall', 0):.3f} | "
                         f"{c.get('f1', 0):.3f} | {c.get('support', 0)} |")
-        out += [f"<h3>{html.escape(s['name'])}</h3>", _table(rows),
-                _image(os.path.join(s["dir"], "top_losses.png"), f"{s['name']}: top losses")]
+        out += [f"<h3>{html.escape(s.name)}</h3>", _table(rows),
+                _image(os.path.join(s.dir, "top_losses.png"), f"{s.name}: top losses")]
     return out
 
 

@@ -23,6 +23,8 @@ import math
 
 import numpy as np
 
+from kerasxfer.records import FIGURES, Baseline
+
 #: p-values below this call a difference larger than the noise.
 NOISE_P = 0.05
 #: Largest over smallest class count above which accuracy alone misleads: the verdict uses balanced accuracy.
@@ -31,7 +33,6 @@ IMBALANCE_RATIO = 1.5
 RESAMPLES = 4000
 _Z95 = 1.959963984540054
 _Z80 = 0.8416212335729143  # one-sided, for 80 % power
-FIGURES = ("accuracy", "balanced accuracy")
 
 
 def mcnemar(labels, pred_a, pred_b) -> dict:
@@ -99,13 +100,13 @@ def wilson(correct: int, n: int, z: float = _Z95) -> tuple:
     return (max(0.0, centre - half), min(1.0, centre + half))
 
 
-def majority(labels) -> dict:
+def majority(labels) -> Baseline:
     """The majority-class baseline: the class a do-nothing classifier predicts, and the share it scores."""
     y = np.asarray(labels)
     counts = np.bincount(y) if len(y) else np.zeros(1, int)
     cls = int(np.argmax(counts))
-    return {"class": cls, "accuracy": float(counts[cls] / max(len(y), 1)),
-            "balanced accuracy": 1.0 / max(int(np.count_nonzero(counts)), 1)}
+    return Baseline(class_index=cls, accuracy=float(counts[cls] / max(len(y), 1)),
+                    balanced_accuracy=1.0 / max(int(np.count_nonzero(counts)), 1))
 
 
 def imbalance(labels) -> float:

@@ -20,8 +20,10 @@ from __future__ import annotations
 
 import os
 import statistics
+from dataclasses import replace
 
 from kerasxfer import figures, fsio
+from kerasxfer.records import ArmStats, DataPoint, DepthPoint, Run, SweepRow, to_json
 from kerasxfer.reporting.runs import load_run
 from kerasxfer.reporting.stats import NOISE_P, mcnemar
 from kerasxfer.reporting.text import ARM_TITLES, csv_text, pct
@@ -30,62 +32,64 @@ COLUMNS = ("sweep", "arm", "depth", "fraction", "seed", "train_images", "images_
            "images_seen", "trainable_params", "best_epoch", "best_val_accuracy", "test_accuracy", "run")
 
 
-def member_row(kind: str, member, run: dict, root: str) -> dict:
+def member_row(kind: str, member, run: Run, root: str) -> SweepRow:
     """One line of sweep.csv, read back from the member's finished run directory."""
-    h, data = run["history"], run["data"]
-    n, k = data["num_train"], len(data["class_names"])
-    epochs = len(h["epochs"])
-    return {
-        "sweep": kind, "arm": member.arm, "depth": member.depth if member.depth is not None else "",
-        "fraction": f"{member.fraction:g}", "seed": member.seed, "train_images": n,
-        "images_per_class": round(n / k, 1), "epochs": epochs, "images_seen": epochs * n,
-        "trainable_params": h["phases"][-1]["trainable_params"], "best_epoch": h["best"]["epoch"],
-        "best_val_accuracy": f"{h['best']['val_accuracy']:.4f}",
-        "test_accuracy": f"{run['metrics']['test']['accuracy']:.4f}",
-        "run": os.path.relpath(run["dir"], root),
-    }
+    h, data = run.history, run.data
+    n, k = data.num_train, len(data.class_names)
+    epochs = len(h.epochs)
+    return SweepRow(
+        sweep=kind, arm=member.arm, depth=member.depth if member.depth is not None else "",
+        fraction=float(f"{member.fraction:g}"), seed=member.seed, train_images=n, images_per_class=round(n / k, 1),
+        epochs=epochs, images_seen=epochs * n, trainable_params=h.phases[-1].trainable_params,
+        best_epoch=h.best.epoch, best_val_accuracy=_as_csv(h.best.val_accuracy),
+        test_accuracy=_as_csv(run.test.accuracy), run=os.path.relpath(run.dir, root))
 
+
+def _as_csv(x: float) -> float:
+    """An accuracy as sweep.csv holds it (4 decimals): the means and sentences read that number."""
+    return float(f"{x:.4f}")
 
 
 def pooled_mcnemar(runs_a, runs_b) -> dict:
     """McNemar over the seeds' pairs (same test images in each pair), the pairs' predictions concatenated."""
     y, a, b = [], [], []
     for ra, rb in zip(runs_a, runs_b):
-        ta, tb = ra["metrics"]["test"], rb["metrics"]["test"]
-        y += ta["labels"]
-        a += ta["predictions"]
-        b += tb["predictions"]
+        y += ra.test.labels
+        a += ra.test.predictions
+        b += rb.test.predictions
     return mcnemar(y, a, b)
 
 
 def _mean(rows, key="test_accuracy") -> float:
-    return statistics.fmean(float(r[key]) for r in rows)
+    return statistics.fmean(float(getattr(r, key)) for r in rows)
 
 
 # ------------------------------------------------------------------ data
-def data_points(rows, runs) -> list:
+def data_points(rows: list[SweepRow], runs: dict) -> list[DataPoint]:
     """Per fraction: images per class, each arm's mean/min/max test accuracy, fine-tune vs scratch and its McNemar."""
     points = []
-    for f in sorted({float(r["fraction"]) for r in rows}):
-        at = [r for r in rows if float(r["fraction"]) == f]
-        p = {"fraction": f, "images_per_class": float(at[0]["images_per_class"]), "arms": {}}
+    for f in sorted({r.fraction for r in rows}):
+        at = [r for r in rows if r.fraction == f]
+        arms = {}
         for arm in ARM_TITLES:
-            vals = [float(r["test_accuracy"]) for r in at if r["arm"] == arm]
+            vals = [r.test_accuracy for r in at if r.arm == arm]
             if vals:
-                p["arms"][arm] = {"mean": statistics.fmean(vals), "min": min(vals), "max": max(vals), "n": len(vals)}
-        if "finetune" in p["arms"] and "scratch" in p["arms"]:
-            by_seed = {(r["arm"], int(r["seed"])): runs[r["run"]] for r in at}
+                arms[arm] = ArmStats(mean=statistics.fmean(vals), min=min(vals), max=max(vals), n=len(vals))
+        p = DataPoint(fraction=f, images_per_class=at[0].images_per_class, arms=arms)
+        if "finetune" in arms and "scratch" in arms:
+            by_seed = {(r.arm, r.seed): runs[r.run] for r in at}
             seeds = sorted(s for a, s in by_seed if a == "finetune" and ("scratch", s) in by_seed)
-            p["difference_points"] = 100 * (p["arms"]["finetune"]["mean"] - p["arms"]["scratch"]["mean"])
-            p["mcnemar"] = pooled_mcnemar([by_seed["finetune", s] for s in seeds], [by_seed["scratch", s] for s in seeds])
+            p = replace(p, difference_points=100 * (arms["finetune"].mean - arms["scratch"].mean),
+                        mcnemar=pooled_mcnemar([by_seed["finetune", s] for s in seeds],
+                                               [by_seed["scratch", s] for s in seeds]))
         points.append(p)
     return points
 
 
-def _versus(p, transfer_name: str = "") -> str:
+def _versus(p: DataPoint, transfer_name: str = "") -> str:
     """One size's outcome: who beats whom by how much, or both within the noise."""
-    d, pv, n = p["difference_points"], p["mcnemar"]["p_value"], p["images_per_class"]
-    ft, sc = p["arms"]["finetune"]["mean"], p["arms"]["scratch"]["mean"]
+    d, pv, n = p.difference_points, p.mcnemar["p_value"], p.images_per_class
+    ft, sc = p.arms["finetune"].mean, p.arms["scratch"].mean
     name = f" ({transfer_name})" if transfer_name else ""
     if pv >= NOISE_P:
         return (f"at {n:g} images per class fine-tuning{name} and scratch are within noise of each other "
@@ -94,17 +98,17 @@ def _versus(p, transfer_name: str = "") -> str:
     return f"{win} beats {lose} by {abs(d):.1f} points at {n:g} images per class (McNemar p = {pv:.3g})"
 
 
-def data_sentences(points, transfer_name: str, seeds: int) -> list:
+def data_sentences(points: list[DataPoint], transfer_name: str, seeds: int) -> list:
     """The verdict in words, from :func:`data_points` only: the smallest size, where the noise takes over, the rest."""
-    pts = [p for p in points if "mcnemar" in p]
+    pts = [p for p in points if p.mcnemar is not None]
     if not pts:
         return []
-    sig = [p["mcnemar"]["p_value"] < NOISE_P for p in pts]
+    sig = [p.mcnemar["p_value"] < NOISE_P for p in pts]
     lead = _versus(pts[0], transfer_name)
     lead = lead[0].upper() + lead[1:]
     last_sig = max((i for i, x in enumerate(sig) if x), default=None)
     tail = "" if last_sig is None or last_sig == len(pts) - 1 else (
-        f"from {pts[last_sig + 1]['images_per_class']:g} images per class on, the difference is within noise")
+        f"from {pts[last_sig + 1].images_per_class:g} images per class on, the difference is within noise")
     if last_sig is None:
         lines = [lead + "; at every size tried the difference is within noise."]
     elif not sig[0]:
@@ -116,14 +120,13 @@ def data_sentences(points, transfer_name: str, seeds: int) -> list:
         between = [_versus(p) for p, x in zip(pts[1:-1], sig[1:-1]) if x]
         if between:
             lines.append("Also larger than the noise: " + "; ".join(between) + ".")
-    big = points[-1]["arms"]
-    if "frozen" in big and "finetune" in big:
-        small = points[0]["arms"]
+    small, big = points[0], points[-1]
+    if "frozen" in big.arms and "finetune" in big.arms:
+        frozen, finetune = big.arms["frozen"].mean, big.arms["finetune"].mean
         lines.append(
-            f"The frozen backbone alone scores {pct(small['frozen']['mean'])} at {points[0]['images_per_class']:g} "
-            f"and {pct(big['frozen']['mean'])} at {points[-1]['images_per_class']:g} images per class; unfreezing "
-            f"moves the latter to {pct(big['finetune']['mean'])} "
-            f"({100 * (big['finetune']['mean'] - big['frozen']['mean']):+.1f} points)."
+            f"The frozen backbone alone scores {pct(small.arms['frozen'].mean)} at {small.images_per_class:g} "
+            f"and {pct(frozen)} at {big.images_per_class:g} images per class; unfreezing "
+            f"moves the latter to {pct(finetune)} ({100 * (finetune - frozen):+.1f} points)."
         )
     if seeds > 1:
         lines.append(f"Every size was trained with {seeds} seeds: accuracies are their means, and McNemar pools their "
@@ -133,12 +136,12 @@ def data_sentences(points, transfer_name: str, seeds: int) -> list:
 
 def budget_sentence(rows, cost, budget: str) -> str:
     """Each arm's epochs, images seen and seconds at the largest size: no verdict from unequal compute."""
-    f = max(float(r["fraction"]) for r in rows)
+    f = max(r.fraction for r in rows)
     parts = []
     for arm in ARM_TITLES:
-        at = [r for r in rows if float(r["fraction"]) == f and r["arm"] == arm]
+        at = [r for r in rows if r.fraction == f and r.arm == arm]
         if at:
-            secs = statistics.fmean(cost[r["run"]] for r in at)
+            secs = statistics.fmean(cost[r.run] for r in at)
             parts.append(f"{ARM_TITLES[arm]} {_mean(at, 'epochs'):.0f} epochs, {_mean(at, 'images_seen'):,.0f} "
                          f"images seen, {secs:.0f} s")
     how = ("scratch was given the training time of the fine-tune of its size and seed (--budget=time)"
@@ -148,43 +151,43 @@ def budget_sentence(rows, cost, budget: str) -> str:
 
 
 # ----------------------------------------------------------------- depth
-def depth_points(rows, cost) -> list:
-    """Per depth: mean/min/max test accuracy, trainable parameters, mean seconds, the runs (for McNemar)."""
+def depth_points(rows, cost, runs) -> list[DepthPoint]:
+    """Per depth: mean/min/max test accuracy, trainable parameters, mean seconds, its runs (by seed) and McNemar
+    against the best depth's runs."""
     points = []
-    for depth in dict.fromkeys(r["depth"] for r in rows):
-        at = [r for r in rows if r["depth"] == depth]
-        vals = [float(r["test_accuracy"]) for r in at]
-        points.append({
-            "depth": depth, "mean": statistics.fmean(vals), "min": min(vals), "max": max(vals),
-            "trainable_params": int(at[0]["trainable_params"]),
-            "seconds": statistics.fmean(cost[r["run"]] for r in at),
-            "runs": sorted(at, key=lambda r: int(r["seed"])),
-        })
-    return points
+    for depth in dict.fromkeys(r.depth for r in rows):
+        at = [r for r in rows if r.depth == depth]
+        vals = [r.test_accuracy for r in at]
+        points.append(DepthPoint(
+            depth=depth, mean=statistics.fmean(vals), min=min(vals), max=max(vals),
+            trainable_params=int(at[0].trainable_params), seconds=statistics.fmean(cost[r.run] for r in at),
+            runs=tuple(r.run for r in sorted(at, key=lambda r: r.seed))))
+    best = _best_depth(points)
+    return [replace(p, mcnemar_vs_best=pooled_mcnemar([runs[r] for r in best.runs], [runs[r] for r in p.runs]))
+            for p in points]
 
 
-def depth_sentences(points, runs, num_stages: int) -> list:
-    best = max(points, key=lambda p: (p["mean"], -p["trainable_params"]))
-    within = []
-    for p in points:
-        mc = pooled_mcnemar([runs[r["run"]] for r in best["runs"]], [runs[r["run"]] for r in p["runs"]])
-        p["mcnemar_vs_best"] = mc
-        if p is best or mc["p_value"] >= NOISE_P:
-            within.append(p)
-    cheap = min(within, key=lambda p: (p["trainable_params"], p["seconds"]))
+def _best_depth(points) -> DepthPoint:
+    return max(points, key=lambda p: (p.mean, -p.trainable_params))
+
+
+def depth_sentences(points: list[DepthPoint], num_stages: int) -> list:
+    best = _best_depth(points)
+    within = [p for p in points if p.depth == best.depth or p.mcnemar_vs_best["p_value"] >= NOISE_P]
+    cheap = min(within, key=lambda p: (p.trainable_params, p.seconds))
 
     def what(p):
-        return "the whole network" if p["depth"] == "all" else f"{p['depth']} of {num_stages} stages"
+        return "the whole network" if p.depth == "all" else f"{p.depth} of {num_stages} stages"
 
-    lines = [f"The best depth is {what(best)} unfrozen (test {pct(best['mean'])}, "
-             f"{best['trainable_params']:,} trainable parameters, {best['seconds']:.0f} s)."]
-    if cheap is best:
+    lines = [f"The best depth is {what(best)} unfrozen (test {pct(best.mean)}, "
+             f"{best.trainable_params:,} trainable parameters, {best.seconds:.0f} s)."]
+    if cheap.depth == best.depth:
         lines.append("Every cheaper depth is worse by more than the noise (McNemar p < 0.05 against the best).")
     else:
         lines.append(
-            f"The cheapest depth within noise of it is {what(cheap)} (test {pct(cheap['mean'])}, McNemar p = "
-            f"{cheap['mcnemar_vs_best']['p_value']:.3g} against the best, {cheap['trainable_params']:,} trainable "
-            f"parameters, {cheap['seconds']:.0f} s)."
+            f"The cheapest depth within noise of it is {what(cheap)} (test {pct(cheap.mean)}, McNemar p = "
+            f"{cheap.mcnemar_vs_best['p_value']:.3g} against the best, {cheap.trainable_params:,} trainable "
+            f"parameters, {cheap.seconds:.0f} s)."
         )
     return lines
 
@@ -198,16 +201,16 @@ def write_sweep_report(cfg, members) -> dict:
         run = load_run(m.exp.out_dir)
         row = member_row(cfg.kind, m, run, root)
         rows.append(row)
-        runs[row["run"]] = run
-        cost[row["run"]] = float(run["history"].get("train_seconds") or 0.0)
-    fsio.write_text(os.path.join(root, "sweep.csv"), csv_text(rows, COLUMNS))
+        runs[row.run] = run
+        cost[row.run] = float(run.history.train_seconds or 0.0)
+    fsio.write_text(os.path.join(root, "sweep.csv"), csv_text([r.csv() for r in rows], COLUMNS))
     fsio.write_text(os.path.join(root, "sweep_cost.csv"),
-                      csv_text([{"run": k, "train_seconds": f"{v:.1f}"} for k, v in cost.items()],
-                               ("run", "train_seconds")))
+                    csv_text([{"run": k, "train_seconds": f"{v:.1f}"} for k, v in cost.items()],
+                             ("run", "train_seconds")))
     t = cfg.transfer.model
     weights = "ImageNet" if t.weights == "imagenet" else os.path.basename(t.weights) if t.weights else "random"
     transfer_name = f"{t.backbone}, {weights} weights"
-    dataset = runs[rows[0]["run"]]["data"]["source"]
+    dataset = runs[rows[0].run].data.source
     short = dataset.split(" (")[0]
     if cfg.kind == "data":
         points = data_points(rows, runs)
@@ -215,14 +218,12 @@ def write_sweep_report(cfg, members) -> dict:
         picture = "curves_data.png"
         figures.sweep_data_curves(points, os.path.join(root, picture), f"{short}: scratch or transfer, by training-set size")
     else:
-        points = depth_points(rows, cost)
-        lines = depth_sentences(points, runs, cfg.num_stages)
-        for p in points:
-            p["runs"] = [r["run"] for r in p["runs"]]
+        points = depth_points(rows, cost, runs)
+        lines = depth_sentences(points, cfg.num_stages)
         picture = "curves_depth.png"
         figures.sweep_depth_curves(points, os.path.join(root, picture), f"{short}: {t.backbone}, how deep to unfreeze")
-    summary = {"sweep": cfg.kind, "dataset": dataset, "transfer": transfer_name, "seeds": cfg.seeds,
-               "budget": cfg.budget, "min_steps": cfg.min_steps, "points": points, "sentences": lines}
+    summary = to_json({"sweep": cfg.kind, "dataset": dataset, "transfer": transfer_name, "seeds": cfg.seeds,
+                       "budget": cfg.budget, "min_steps": cfg.min_steps, "points": points, "sentences": lines})
     fsio.write_json(os.path.join(root, "sweep.json"), summary)
     fsio.write_text(os.path.join(root, "sweep.md"), _markdown(cfg, dataset, lines, rows, cost, picture))
     return summary
@@ -237,6 +238,7 @@ def _markdown(cfg, dataset, lines, rows, cost, picture) -> str:
     md.append("| " + " | ".join(cols) + " |")
     md.append("|" + "---|" * len(cols))
     for r in rows:
-        md.append("| " + " | ".join(str(r[c]) if c != "train_seconds" else f"{cost[r['run']]:.0f}" for c in cols)
+        cells = r.csv()
+        md.append("| " + " | ".join(str(cells[c]) if c != "train_seconds" else f"{cost[r.run]:.0f}" for c in cols)
                   + " |")
     return "\n".join(md) + "\n"

@@ -10,6 +10,7 @@ import io
 import re
 
 from kerasxfer.optim_config import OptimConfig
+from kerasxfer.records import History, Phase, Setup
 
 #: The arms of a sweep, as its sentences and pictures name them.
 ARM_TITLES = {"scratch": "scratch CNN", "frozen": "frozen backbone", "finetune": "fine-tuned backbone"}
@@ -34,25 +35,24 @@ def pct(x):
     return f"{100 * x:.2f} %"
 
 
-def recipe_sentence(config: dict, history: dict) -> str:
+def recipe_sentence(setup: Setup, history: History) -> str:
     """How the run trained (optimiser, schedule, BatchNorm, EMA, ...), and where early stopping ended a phase."""
     known = OptimConfig.__dataclass_fields__
-    transfer = config.get("model", {}).get("kind") == "transfer"
-    text = OptimConfig(**{k: v for k, v in config.get("optim", {}).items() if k in known}).describe(transfer)
-    stops = [f"{p['name']} stopped early after epoch {p['last_epoch']} of {p['planned_last_epoch']}"
-             for p in history["phases"] if p.get("early_stopped")]
+    text = OptimConfig(**{k: v for k, v in setup.optim.items() if k in known}).describe(setup.kind == "transfer")
+    stops = [f"{p.name} stopped early after epoch {p.last_epoch} of {p.planned_last_epoch}"
+             for p in history.phases if p.early_stopped]
     return text + ("; " + ", ".join(stops) if stops else "")
 
 
-def schedule_cell(phase: dict) -> str:
+def schedule_cell(phase: Phase) -> str:
     """The schedule column of a phase row: ``cosine, 34 warm-up steps``; older runs: ``constant``."""
-    sch = phase.get("schedule")
+    sch = phase.schedule
     if not sch:
         return "constant"
-    text = sch["kind"] + (f", {sch['warmup_steps']} warm-up steps" if sch["warmup_steps"] else "")
-    if phase.get("lr_stage_decay", 1.0) != 1.0:
-        text += f", stage decay {phase['lr_stage_decay']:g}"
-    return text + (", backbone BatchNorm trains" if phase.get("bn") == "train" else "")
+    text = sch.kind + (f", {sch.warmup_steps} warm-up steps" if sch.warmup_steps else "")
+    if phase.lr_stage_decay != 1.0:
+        text += f", stage decay {phase.lr_stage_decay:g}"
+    return text + (", backbone BatchNorm trains" if phase.bn == "train" else "")
 
 
 def table(rows, header) -> str:

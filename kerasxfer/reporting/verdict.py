@@ -30,9 +30,11 @@ from __future__ import annotations
 
 import itertools
 import math
+from dataclasses import replace
 
 import numpy as np
 
+from kerasxfer.records import Arm, Learned, Pair, Verdict
 from kerasxfer.reporting import stats
 from kerasxfer.reporting.stats import NOISE_P
 from kerasxfer.reporting.text import pct
@@ -46,30 +48,30 @@ def roles(arms) -> dict:
     """name -> ``"contender"``, ``"control"`` (a random-backbone transfer run beside a pretrained one) or
     ``"reference"`` (a pretrained run of only the frozen phase beside a control: what the control is compared
     with when it, too, trained only the frozen phase; never a contender)."""
-    pretrained = {a["backbone"] for a in arms if a["kind"] == "transfer" and a.get("weights")}
-    controls = {a["backbone"] for a in arms if a["kind"] == "transfer" and not a.get("weights")
-                and a["backbone"] in pretrained}
+    pretrained = {a.backbone for a in arms if a.kind == "transfer" and a.weights}
+    controls = {a.backbone for a in arms if a.kind == "transfer" and not a.weights
+                and a.backbone in pretrained}
     out = {}
     for a in arms:
-        if a["kind"] == "transfer" and not a.get("weights") and a["backbone"] in pretrained:
-            out[a["name"]] = "control"
-        elif a["kind"] == "transfer" and a.get("weights") and a.get("frozen_only") and a["backbone"] in controls:
-            out[a["name"]] = "reference"
+        if a.kind == "transfer" and not a.weights and a.backbone in pretrained:
+            out[a.name] = "control"
+        elif a.kind == "transfer" and a.weights and a.frozen_only and a.backbone in controls:
+            out[a.name] = "reference"
         else:
-            out[a["name"]] = "contender"
+            out[a.name] = "contender"
     return out
 
 
-def _compare(a, b, labels, figure, seed) -> dict:
+def _compare(a, b, labels, figure, seed) -> Pair:
     """Margin, paired test and interval of ``a`` minus ``b`` on ``figure``."""
-    fa = stats.figure_of(labels, a["predictions"], figure)
-    fb = stats.figure_of(labels, b["predictions"], figure)
-    test = stats.paired_test(labels, a["predictions"], b["predictions"], figure, seed)
-    lo, hi = stats.paired_interval(labels, a["predictions"], b["predictions"], figure, seed)
-    mcnemar = test if figure == "accuracy" else stats.mcnemar(labels, a["predictions"], b["predictions"])
-    return {"a": a["name"], "b": b["name"], "figure": figure, "a_value": fa, "b_value": fb, "difference": fa - fb,
-            "difference_points": 100 * (fa - fb), "interval": [lo, hi], "test": test, "p_value": test["p_value"],
-            "mcnemar": mcnemar}
+    fa = stats.figure_of(labels, a.predictions, figure)
+    fb = stats.figure_of(labels, b.predictions, figure)
+    test = stats.paired_test(labels, a.predictions, b.predictions, figure, seed)
+    lo, hi = stats.paired_interval(labels, a.predictions, b.predictions, figure, seed)
+    mcnemar = test if figure == "accuracy" else stats.mcnemar(labels, a.predictions, b.predictions)
+    return Pair(a=a.name, b=b.name, figure=figure, a_value=fa, b_value=fb, difference=fa - fb,
+                difference_points=100 * (fa - fb), interval=(lo, hi), test=test, p_value=test["p_value"],
+                mcnemar=mcnemar)
 
 
 def _entropy(counts) -> float:
@@ -78,46 +80,46 @@ def _entropy(counts) -> float:
     return float(-(p * np.log(p)).sum())
 
 
-def _learned(arm, labels, figure, base, seed) -> dict:
+def _learned(arm, labels, figure, base, seed) -> Learned:
     """Whether ``arm`` beats the majority-class predictor by more than the noise, and if not, the likely cause."""
-    majority = np.full(len(labels), base["class"])
-    value = stats.figure_of(labels, arm["predictions"], figure)
-    test = stats.paired_test(labels, arm["predictions"], majority, figure, seed)
-    learned = value > base[figure] and test["p_value"] < NOISE_P
-    out = {"learned": bool(learned), "value": value, "baseline": base[figure], "p_value": test["p_value"]}
+    majority = np.full(len(labels), base.class_index)
+    value = stats.figure_of(labels, arm.predictions, figure)
+    test = stats.paired_test(labels, arm.predictions, majority, figure, seed)
+    learned = value > base.value(figure) and test["p_value"] < NOISE_P
+    out = Learned(learned=bool(learned), value=value, baseline=base.value(figure), p_value=test["p_value"])
     if learned:
         return out
-    if value > base[figure]:  # above the baseline, but a failure to reject is no evidence of no learning
-        y, p = np.asarray(labels), np.asarray(arm["predictions"])
+    if value > base.value(figure):  # above the baseline, but a failure to reject is no evidence of no learning
+        y, p = np.asarray(labels), np.asarray(arm.predictions)
         b, c = int(((p == y) & (majority != y)).sum()), int(((p != y) & (majority == y)).sum())
-        return {**out, "tag": "not distinguishable from the baseline", "needed": stats.images_needed(b, c, len(y))}
-    return {**out, "tag": "did not learn", "cause": _cause(arm)}
+        return replace(out, tag="not distinguishable from the baseline", needed=stats.images_needed(b, c, len(y)))
+    return replace(out, tag="did not learn", cause=_cause(arm))
 
 
 def _unlearned_sentence(a, f, figure: str, n: int, folds: int) -> str:
     """What the test against the majority-class baseline says about an arm that did not pass it."""
-    if f["tag"] == "did not learn":
-        return (f"**{a['name']} did not learn**: its {figure} {pct(f['value'])} does not beat the majority-class "
-                f"baseline {pct(f['baseline'])} (p = {f['p_value']:.3g}); likely cause: {f['cause']}.")
-    more = (f" about {f['needed']:,} test images would show a difference of this size (80 % power)"
-            if f.get("needed") and f["needed"] > n else " more test images would tell")
-    return (f"**{a['name']} is not distinguishable from the majority-class baseline on these {n} test images**: "
-            f"its {figure} {pct(f['value'])} is above the baseline's {pct(f['baseline'])}, but not by more than the "
-            f"noise (p = {f['p_value']:.3g}). That does not show it learned nothing:{more}"
+    if f.tag == "did not learn":
+        return (f"**{a.name} did not learn**: its {figure} {pct(f.value)} does not beat the majority-class "
+                f"baseline {pct(f.baseline)} (p = {f.p_value:.3g}); likely cause: {f.cause}.")
+    more = (f" about {f.needed:,} test images would show a difference of this size (80 % power)"
+            if f.needed and f.needed > n else " more test images would tell")
+    return (f"**{a.name} is not distinguishable from the majority-class baseline on these {n} test images**: "
+            f"its {figure} {pct(f.value)} is above the baseline's {pct(f.baseline)}, but not by more than the "
+            f"noise (p = {f.p_value:.3g}). That does not show it learned nothing:{more}"
             + ("." if folds else "; --folds tests every labelled image once."))
 
 
 def _cause(arm) -> str:
-    steps, min_steps = arm.get("optimizer_steps"), arm.get("min_steps_default", 300)
-    entropy = _entropy(arm.get("train_counts") or [1])
-    loss = arm.get("final_train_loss")
+    steps, min_steps = arm.optimizer_steps, arm.min_steps_default
+    entropy = _entropy(arm.train_counts or [1])
+    loss = arm.final_train_loss
     if steps is not None and steps < min_steps:
         return (f"it trained for only {steps} optimizer steps: give it more (--min_steps={min_steps} or more epochs; "
                 "small sets have few steps per epoch)")
     if loss is not None and entropy > 0 and loss >= 0.9 * entropy:
         return (f"its training loss stayed at {loss:.3f}, near the label entropy {entropy:.3f} (what predicting the "
                 "class shares scores): the learning rate is likely too low or too high (make lr-find finds one)")
-    acc = arm.get("final_train_accuracy")
+    acc = arm.final_train_accuracy
     fit = f"it fit its training images ({pct(acc)}) " if acc is not None else "it trained "
     return (fit + "without learning anything that carries to the test images: the labels may not depend on what "
             "the images show, or there are too few images (add images, or --folds to use every image)")
@@ -125,34 +127,34 @@ def _cause(arm) -> str:
 
 def _cheaper_sentence(a, b) -> str:
     """Which of two arms within the noise is the sensible choice: the cheaper to train, and the smaller model."""
-    train = min((a, b), key=lambda x: (x.get("train_seconds") or math.inf, x.get("total_params") or 0, x["name"]))
+    train = min((a, b), key=lambda x: (x.train_seconds or math.inf, x.total_params or 0, x.name))
     other = b if train is a else a
-    text = f"The cheaper arm to train, **{train['name']}**"
-    if train.get("train_seconds") and other.get("train_seconds"):
-        text += f" ({train['train_seconds']:.0f} s of training vs {other['train_seconds']:.0f} s)"
+    text = f"The cheaper arm to train, **{train.name}**"
+    if train.train_seconds and other.train_seconds:
+        text += f" ({train.train_seconds:.0f} s of training vs {other.train_seconds:.0f} s)"
     text += ", is the sensible choice"
-    if (other.get("total_params") or 0) < (train.get("total_params") or 0):
-        text += (f"; **{other['name']}** is the smaller model ({other['total_params']:,} parameters vs "
-                 f"{train['total_params']:,}) if the cost of predicting matters more")
+    if (other.total_params or 0) < (train.total_params or 0):
+        text += (f"; **{other.name}** is the smaller model ({other.total_params:,} parameters vs "
+                 f"{train.total_params:,}) if the cost of predicting matters more")
     return text, train
 
 
 def _label(winner, contenders) -> str:
-    kinds = {a["kind"] for a in contenders}
-    if len(kinds) > 1 and winner["kind"] in ("scratch", "transfer"):
-        return winner["kind"].capitalize()
-    return winner["name"]
+    kinds = {a.kind for a in contenders}
+    if len(kinds) > 1 and winner.kind in ("scratch", "transfer"):
+        return winner.kind.capitalize()
+    return winner.name
 
 
 def _mentioned(arm, flags) -> str:
-    f = flags[arm["name"]]
-    return f"**{arm['name']}** ({arm['model']}" + (f", **{f['tag']}**" if not f["learned"] else "") + ")"
+    f = flags[arm.name]
+    return f"**{arm.name}** ({arm.model}" + (f", **{f.tag}**" if not f.learned else "") + ")"
 
 
 def _p_text(pair, corrected: int, alpha: float = NOISE_P) -> str:
-    t = pair["test"]
-    name = "McNemar" if pair["figure"] == "accuracy" else "paired permutation test"
-    text = f"{name} p = {pair['p_value']:.3g}"
+    t = pair.test
+    name = "McNemar" if pair.figure == "accuracy" else "paired permutation test"
+    text = f"{name} p = {pair.p_value:.3g}"
     if corrected > 1:
         text += f", Holm-corrected for {corrected} comparisons (uncorrected {t['p_value']:.3g})"
     if alpha != NOISE_P:
@@ -166,53 +168,43 @@ def _winner_of(contenders, pairs, flags, alpha: float = NOISE_P):
     for w in contenders:
         beats = []
         for p in pairs:
-            if w["name"] not in (p["a"], p["b"]):
+            if w.name not in (p.a, p.b):
                 continue
-            sign = 1 if p["a"] == w["name"] else -1
-            lo, hi = (sign * v for v in p["interval"])
-            beats.append(p["adjusted_p"] < alpha and sign * p["difference"] > 0 and min(lo, hi) > 0)
-        if beats and all(beats) and flags[w["name"]]["learned"]:
+            sign = 1 if p.a == w.name else -1
+            lo, hi = (sign * v for v in p.interval)
+            beats.append(p.adjusted_p < alpha and sign * p.difference > 0 and min(lo, hi) > 0)
+        if beats and all(beats) and flags[w.name].learned:
             return w
     return None
 
 
-def _oriented(pair, first: str) -> dict:
-    """``pair`` as ``first`` minus the other."""
-    if pair["a"] == first:
-        return pair
-    lo, hi = pair["interval"]
-    return dict(pair, a=pair["b"], b=pair["a"], a_value=pair["b_value"], b_value=pair["a_value"],
-                difference=-pair["difference"], difference_points=-pair["difference_points"], interval=[-hi, -lo])
-
-
 def _headline(contenders, pairs, flags, figure, n, folds, alpha=NOISE_P) -> tuple:
-    by_name = {a["name"]: a for a in contenders}
-    ranked = sorted(contenders, key=lambda a: (-flags[a["name"]]["value"], a["name"]))
+    by_name = {a.name: a for a in contenders}
+    ranked = sorted(contenders, key=lambda a: (-flags[a.name].value, a.name))
     winner = _winner_of(contenders, pairs, flags, alpha)
     k = len(pairs)
     if winner is not None:
         others = [a for a in ranked if a is not winner]
-        p = _oriented(next(q for q in pairs if {q["a"], q["b"]} == {winner["name"], others[0]["name"]}),
-                      winner["name"])
-        lo, hi = p["interval"]
+        p = next(q for q in pairs if {q.a, q.b} == {winner.name, others[0].name}).oriented(winner.name)
+        lo, hi = p.interval
         every = " and every other contender" if len(others) > 1 else ""
-        return (f"**{_label(winner, contenders)} wins**: {_mentioned(winner, flags)} scores {pct(p['a_value'])} "
-                f"{figure} on the test images against {pct(p['b_value'])} for {_mentioned(others[0], flags)}{every}: "
-                f"{_points(p['difference'])} points (95 % interval {_points(lo)} to {_points(hi)}) on the same {n} "
+        return (f"**{_label(winner, contenders)} wins**: {_mentioned(winner, flags)} scores {pct(p.a_value)} "
+                f"{figure} on the test images against {pct(p.b_value)} for {_mentioned(others[0], flags)}{every}: "
+                f"{_points(p.difference)} points (95 % interval {_points(lo)} to {_points(hi)}) on the same {n} "
                 f"test images{folds}, larger than the noise ({_p_text(p, k, alpha)})."), winner, p
     a, b = ranked[0], ranked[1]
-    p = _oriented(next(q for q in pairs if {q["a"], q["b"]} == {a["name"], b["name"]}), a["name"])
-    lo, hi = p["interval"]
+    p = next(q for q in pairs if {q.a, q.b} == {a.name, b.name}).oriented(a.name)
+    lo, hi = p.interval
     text = "**No clear winner**: "
-    if not any(flags[name]["learned"] for name in by_name):
+    if not any(flags[name].learned for name in by_name):
         text += "no contender beats the majority-class baseline by more than the noise (see why below); "
-    text += (f"{_mentioned(a, flags)} scores {pct(p['a_value'])} {figure} and "
-            f"{_mentioned(b, flags)} {pct(p['b_value'])}, a difference of {_points(p['difference'])} points "
+    text += (f"{_mentioned(a, flags)} scores {pct(p.a_value)} {figure} and "
+            f"{_mentioned(b, flags)} {pct(p.b_value)}, a difference of {_points(p.difference)} points "
             f"(95 % interval {_points(lo)} to {_points(hi)}) on the same {n} test images{folds}, within the noise "
             f"({_p_text(p, k, alpha)}). ")
     cheaper, cheap = _cheaper_sentence(a, b)
-    text += cheaper + ("." if flags[cheap["name"]]["learned"] else ", once it learns (see below).")
-    mc = p["mcnemar"]
+    text += cheaper + ("." if flags[cheap.name].learned else ", once it learns (see below).")
+    mc = p.mcnemar
     needed = stats.images_needed(mc["b"], mc["c"], n)
     if needed is None:
         text += " The two score the same here, so more test images of the same kind would not separate them."
@@ -224,41 +216,41 @@ def _headline(contenders, pairs, flags, figure, n, folds, alpha=NOISE_P) -> tupl
 
 def _best_backbone(contenders, pairs, flags, figure):
     """With several transfer arms: which backbone served best, and whether its lead over the next is beyond noise."""
-    transfers = sorted((a for a in contenders if a["kind"] == "transfer"),
-                       key=lambda a: (-flags[a["name"]]["value"], a["name"]))
+    transfers = sorted((a for a in contenders if a.kind == "transfer"),
+                       key=lambda a: (-flags[a.name].value, a.name))
     if len(transfers) < 2:
         return None
     best, second = transfers[0], transfers[1]
-    p = _oriented(next(q for q in pairs if {q["a"], q["b"]} == {best["name"], second["name"]}), best["name"])
-    lo, hi = p["interval"]
-    beyond = p["adjusted_p"] < NOISE_P and lo > 0
-    return (f"Of the {len(transfers)} transfer arms, {best['backbone']} served best: {_mentioned(best, flags)} scores "
-            f"{pct(p['a_value'])} {figure} against {pct(p['b_value'])} for {_mentioned(second, flags)}, "
-            f"{_points(p['difference'])} points (95 % interval {_points(lo)} to {_points(hi)}; "
+    p = next(q for q in pairs if {q.a, q.b} == {best.name, second.name}).oriented(best.name)
+    lo, hi = p.interval
+    beyond = p.adjusted_p < NOISE_P and lo > 0
+    return (f"Of the {len(transfers)} transfer arms, {best.backbone} served best: {_mentioned(best, flags)} scores "
+            f"{pct(p.a_value)} {figure} against {pct(p.b_value)} for {_mentioned(second, flags)}, "
+            f"{_points(p.difference)} points (95 % interval {_points(lo)} to {_points(hi)}; "
             f"{_p_text(p, len(pairs))}): " + ("a lead beyond the noise." if beyond else
                                               "within the noise, so either backbone would do."))
 
 
 def _control_sentence(control, transfer, labels, figure, seed) -> tuple:
     p = _compare(transfer, control, labels, figure, seed)
-    lo, hi = p["interval"]
-    what = ("ImageNet weights" if transfer.get("weights") == "imagenet"
-            else f"The pretrained weights ({transfer.get('weights_source') or transfer.get('weights')})")
-    real = p["p_value"] < NOISE_P and (lo > 0 or hi < 0)
-    how = ("helped" if p["difference"] > 0 else "hurt") if real else "did not help beyond the noise"
+    lo, hi = p.interval
+    what = ("ImageNet weights" if transfer.weights == "imagenet"
+            else f"The pretrained weights ({transfer.weights_source or transfer.weights})")
+    real = p.p_value < NOISE_P and (lo > 0 or hi < 0)
+    how = ("helped" if p.difference > 0 else "hurt") if real else "did not help beyond the noise"
     design = (" (both trained the frozen phase only: the same head on the pretrained and on the random backbone's "
-              "features)" if control.get("frozen_only") and transfer.get("frozen_only") else "")
-    return (f"{what} {how}: **{transfer['name']}** scores {pct(p['a_value'])} {figure} against {pct(p['b_value'])} "
-            f"for its random-backbone control **{control['name']}**{design}, {_points(p['difference'])} points (95 % "
+              "features)" if control.frozen_only and transfer.frozen_only else "")
+    return (f"{what} {how}: **{transfer.name}** scores {pct(p.a_value)} {figure} against {pct(p.b_value)} "
+            f"for its random-backbone control **{control.name}**{design}, {_points(p.difference)} points (95 % "
             f"interval {_points(lo)} to {_points(hi)}, {_p_text(p, 1)}); the control is not a contender."), p
 
 
 def _control_reference(control, arms, role):
     """What a control is compared with: the pretrained frozen-phase run beside a frozen-phase control, else the
     pretrained contender of its backbone."""
-    same = [a for a in arms if a["kind"] == "transfer" and a["backbone"] == control["backbone"] and a.get("weights")]
-    return next((a for a in same if role[a["name"]] == "reference" and control.get("frozen_only")),
-                next((a for a in same if role[a["name"]] == "contender"), same[0]))
+    same = [a for a in arms if a.kind == "transfer" and a.backbone == control.backbone and a.weights]
+    return next((a for a in same if role[a.name] == "reference" and control.frozen_only),
+                next((a for a in same if role[a.name] == "contender"), same[0]))
 
 
 def _where(folds: int, planned: int) -> str:
@@ -268,28 +260,34 @@ def _where(folds: int, planned: int) -> str:
     return f" (out-of-fold: every image tested once over {folds} folds)" if folds else ""
 
 
-def decide(arms, labels, class_names, seed: int = 0, folds: int = 0, alpha: float = NOISE_P,
-           planned_folds: int = 0) -> dict:
+def _baseline_sentence(base, cls, n: int, figure: str, ratio: float) -> str:
+    text = (f"Majority-class baseline: always predicting '{cls}' scores {pct(base.accuracy)} accuracy on "
+            f"the {n} test images.")
+    if figure == "balanced accuracy":
+        return text + (f" The classes are imbalanced (largest/smallest = {ratio:.2f}), so the verdict compares balanced "
+                       f"accuracy (the mean recall over classes; chance = {pct(base.balanced_accuracy)}) and the "
+                       "table adds macro-F1.")
+    return text + " The verdict compares accuracy (the classes are balanced within 1.5x)."
+
+
+def decide(arms: list[Arm], labels, class_names, seed: int = 0, folds: int = 0, alpha: float = NOISE_P,
+           planned_folds: int = 0) -> Verdict:
     """The verdict over ``arms`` tested on ``labels`` (see the module docstring); every sentence and number.
 
-    Each arm: ``name``, ``model``, ``kind``, ``backbone``, ``weights``,
-    ``predictions`` (aligned with ``labels``), ``train_seconds``,
-    ``total_params`` and, for the did-not-learn cause, ``optimizer_steps``,
-    ``final_train_loss``, ``final_train_accuracy``, ``train_counts``.
+    Each arm is a :class:`kerasxfer.records.Arm` (its ``predictions`` aligned with ``labels``).
     ``folds``: the predictions are out-of-fold over that many folds (0: one test split) of ``planned_folds``;
     ``alpha``: a winner's adjusted p must be below it (:mod:`kerasxfer.reporting.sequential`)."""
     labels = np.asarray(labels)
     n = len(labels)
-    arms = sorted(arms, key=lambda a: a["name"])
+    arms = sorted(arms, key=lambda a: a.name)
     role = roles(arms)
     ratio = stats.imbalance(labels)
     figure = "balanced accuracy" if ratio > stats.IMBALANCE_RATIO else "accuracy"
     base = stats.majority(labels)
-    flags = {a["name"]: _learned(a, labels, figure, base, seed) for a in arms}
-    contenders = [a for a in arms if role[a["name"]] == "contender"]
+    flags = {a.name: _learned(a, labels, figure, base, seed) for a in arms}
+    contenders = [a for a in arms if role[a.name] == "contender"]
     pairs = [_compare(a, b, labels, figure, seed) for a, b in itertools.combinations(contenders, 2)]
-    for pair, adj in zip(pairs, stats.holm([p["p_value"] for p in pairs])):
-        pair["adjusted_p"] = adj
+    pairs = [replace(pair, adjusted_p=adj) for pair, adj in zip(pairs, stats.holm([p.p_value for p in pairs]))]
     where = _where(folds, planned_folds)
     sentences, winner, main = [], None, None
     if len(contenders) >= 2:
@@ -298,27 +296,18 @@ def decide(arms, labels, class_names, seed: int = 0, folds: int = 0, alpha: floa
     else:
         sentences.append(
             "**No verdict**: scratch or transfer needs a scratch run and a transfer run (or two runs of any kind); "
-            f"these runs hold {len(contenders)} contender(s) ({', '.join(a['name'] for a in contenders) or 'none'}).")
+            f"these runs hold {len(contenders)} contender(s) ({', '.join(a.name for a in contenders) or 'none'}).")
     best_backbone = _best_backbone(contenders, pairs, flags, figure)
     sentences += [best_backbone] if best_backbone else []
     controls = []
-    for c in (a for a in arms if role[a["name"]] == "control"):
+    for c in (a for a in arms if role[a.name] == "control"):
         text, p = _control_sentence(c, _control_reference(c, arms, role), labels, figure, seed)
         sentences.append(text)
         controls.append(p)
-    cls = class_names[base["class"]] if base["class"] < len(class_names) else base["class"]
-    base_text = (f"Majority-class baseline: always predicting '{cls}' scores {pct(base['accuracy'])} accuracy on "
-                 f"the {n} test images.")
-    if figure == "balanced accuracy":
-        base_text += (f" The classes are imbalanced (largest/smallest = {ratio:.2f}), so the verdict compares balanced "
-                      f"accuracy (the mean recall over classes; chance = {pct(base['balanced accuracy'])}) and the "
-                      "table adds macro-F1.")
-    else:
-        base_text += " The verdict compares accuracy (the classes are balanced within 1.5x)."
-    sentences.append(base_text)
-    sentences += [_unlearned_sentence(a, flags[a["name"]], figure, n, folds) for a in arms
-                  if not flags[a["name"]]["learned"]]
-    return {"figure": figure, "imbalance": ratio, "baseline": dict(base, class_name=cls), "roles": role,
-            "best_backbone": best_backbone,
-            "winner": winner["name"] if winner else None, "learned": flags, "pairs": pairs, "controls": controls,
-            "main_pair": main, "num_images": n, "folds": folds, "alpha": alpha, "sentences": sentences}
+    cls = class_names[base.class_index] if base.class_index < len(class_names) else base.class_index
+    sentences.append(_baseline_sentence(base, cls, n, figure, ratio))
+    sentences += [_unlearned_sentence(a, flags[a.name], figure, n, folds) for a in arms if not flags[a.name].learned]
+    return Verdict(figure=figure, imbalance=ratio, baseline=replace(base, class_name=cls), roles=role,
+                   best_backbone=best_backbone, winner=winner.name if winner else None, learned=flags,
+                   pairs=tuple(pairs), controls=tuple(controls), main_pair=main, num_images=n, folds=folds,
+                   alpha=alpha, sentences=tuple(sentences))

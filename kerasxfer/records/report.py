@@ -1,0 +1,185 @@
+"""What a compare report states: run summaries, seed groups and the verdict's records (no TensorFlow)."""
+
+from __future__ import annotations
+
+import dataclasses
+from dataclasses import dataclass, field
+
+from kerasxfer.records.base import OMIT_NONE, field_of, json_name
+
+
+# --------------------------------------------------------------------------- a report
+@dataclass(frozen=True)
+class PhaseSummary:
+    name: str
+    epochs: tuple
+    learning_rate: float
+    trainable: str
+    trainable_params: int
+    total_params: int
+    best_val_accuracy: float
+    best_epoch: int
+    best_train_loss: float
+    best_val_loss: float
+    val_loss_min: float
+    val_loss_max: float
+    seconds: float | None
+    images_per_sec: float | None
+    schedule: str
+
+
+@dataclass(frozen=True)
+class RunSummary:
+    """Every number a report gives about one run (``summary.json``'s ``runs``)."""
+
+    name: str
+    dir: str
+    kind: str
+    backbone: str | None
+    weights_file: str | None
+    optimizer_steps: int | None
+    min_steps: int
+    train_counts: list
+    folds: tuple | None
+    planned_folds: int | None
+    model: str
+    weights: str
+    preprocessing: str
+    seed: int | None
+    image_size: int | str | None
+    image_size_choice: str
+    dataset: str
+    classes_missing: dict
+    splits: dict
+    num_train: int
+    num_val: int
+    num_test: int
+    test_accuracy: float
+    test_balanced_accuracy: float
+    test_macro_f1: float
+    test_loss: float
+    test_interval: tuple
+    best_val_accuracy: float
+    best_val_loss: float
+    best_epoch: int
+    best_phase: str
+    final_epoch: int
+    final_train_accuracy: float
+    final_train_loss: float
+    final_val_accuracy: float
+    final_val_loss: float
+    accuracy_gap: float
+    loss_gap: float
+    total_params: int
+    train_seconds: float | None
+    phases: tuple
+    recipe: str
+
+
+@dataclass(frozen=True)
+class SeedGroup:
+    """One approach over its seeds (``<name>-seed<k>``): each run's test accuracy, their mean and std."""
+
+    runs: tuple
+    seeds: tuple
+    values: tuple
+    mean: float
+    std: float
+
+
+# ------------------------------------------------------------------------- a verdict
+@dataclass(frozen=True)
+class Arm:
+    """What :func:`kerasxfer.reporting.verdict.decide` reads of one run: its predictions and, for the
+    did-not-learn cause and the cheaper-arm sentence, its cost and training."""
+
+    name: str
+    model: str
+    kind: str
+    predictions: list
+    backbone: str | None = None
+    weights: str | None = None
+    weights_source: str | None = None
+    train_seconds: float | None = None
+    total_params: int | None = None
+    optimizer_steps: int | None = None
+    min_steps_default: int = 300
+    final_train_loss: float | None = None
+    final_train_accuracy: float | None = None
+    train_counts: list | None = None
+    frozen_only: bool = False
+
+
+@dataclass(frozen=True)
+class Baseline:
+    """The majority-class predictor: always the most frequent test class."""
+
+    class_index: int = field(metadata=json_name("class"))
+    accuracy: float
+    balanced_accuracy: float
+    class_name: str | int | None = None
+
+    def value(self, figure: str) -> float:
+        return getattr(self, field_of(figure))
+
+
+@dataclass(frozen=True)
+class Pair:
+    """``a`` minus ``b`` on a figure over the same test images: margin, interval, paired test, McNemar."""
+
+    a: str
+    b: str
+    figure: str
+    a_value: float
+    b_value: float
+    difference: float
+    difference_points: float
+    interval: tuple
+    test: dict
+    p_value: float
+    mcnemar: dict
+    adjusted_p: float | None = field(default=None, metadata=OMIT_NONE)
+
+    def oriented(self, first: str) -> Pair:
+        """This pair as ``first`` minus the other."""
+        if self.a == first:
+            return self
+        lo, hi = self.interval
+        return dataclasses.replace(self, a=self.b, b=self.a, a_value=self.b_value, b_value=self.a_value,
+                                   difference=-self.difference, difference_points=-self.difference_points,
+                                   interval=(-hi, -lo))
+
+
+@dataclass(frozen=True)
+class Learned:
+    """Whether an arm beats the majority-class baseline beyond the noise, and if not, the tag and its why."""
+
+    learned: bool
+    value: float
+    baseline: float
+    p_value: float
+    tag: str | None = field(default=None, metadata=OMIT_NONE)
+    needed: int | None = field(default=None, metadata=OMIT_NONE)
+    cause: str | None = field(default=None, metadata=OMIT_NONE)
+
+
+@dataclass(frozen=True)
+class Verdict:
+    """The decision and every number behind its sentences (``summary.json``'s ``verdict``, less the sentences)."""
+
+    figure: str
+    imbalance: float
+    baseline: Baseline
+    roles: dict
+    best_backbone: str | None
+    winner: str | None
+    learned: dict
+    pairs: tuple
+    controls: tuple
+    main_pair: Pair | None
+    num_images: int
+    folds: int
+    alpha: float
+    sentences: tuple = field(default=(), metadata={"internal": True})
+
+
