@@ -46,6 +46,8 @@ def test_a_difference_by_chance_is_no_clear_winner():
     assert "Winner" not in first and "wins" not in first and v.winner is None
     lo, hi = v.main_pair.interval
     assert lo < 0 < hi
+    # both wrong alike on 20 images; they disagree on the 6 + 4 the other gets right: 190 of 200 agree
+    assert v.main_pair.agreement == pytest.approx(190 / 200)
     # the cheaper arm is named with its cost; the images a 1-point difference would need (McNemar, 80 % power)
     assert "The cheaper arm to train, **scratch** (10 s of training vs 10 s), is the sensible choice." in first
     need = stats.images_needed(4, 6, 200)

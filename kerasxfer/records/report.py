@@ -138,6 +138,8 @@ class Pair:
     test: dict
     p_value: float
     mcnemar: dict
+    #: the share of the test images on which both arms predict the same class (1.0: the same classifier)
+    agreement: float = 1.0
     adjusted_p: float | None = field(default=None, metadata=OMIT_NONE)
 
     def oriented(self, first: str) -> Pair:

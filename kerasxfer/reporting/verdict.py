@@ -71,7 +71,7 @@ def _compare(a, b, labels, figure, seed) -> Pair:
     mcnemar = test if figure == "accuracy" else stats.mcnemar(labels, a.predictions, b.predictions)
     return Pair(a=a.name, b=b.name, figure=figure, a_value=fa, b_value=fb, difference=fa - fb,
                 difference_points=100 * (fa - fb), interval=(lo, hi), test=test, p_value=test["p_value"],
-                mcnemar=mcnemar)
+                mcnemar=mcnemar, agreement=float(np.mean(np.asarray(a.predictions) == np.asarray(b.predictions))))
 
 
 def _entropy(counts) -> float:
