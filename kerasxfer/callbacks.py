@@ -1,6 +1,7 @@
 """The callbacks of a training phase, in the order the trainer passes them to ``fit``.
 
-The trainer builds the list with :func:`phase_callbacks` (at the end of this module).
+The trainer builds the list with :func:`phase_callbacks` (at the end of this module); the callbacks that end
+training early live in :mod:`kerasxfer.stopping`.
 
 1. :class:`StopOnSignal`: Ctrl-C / SIGTERM stop at the next batch;
 2. :class:`EpochRecorder`: one history record and one timing per epoch, the log line;
@@ -19,21 +20,18 @@ The trainer builds the list with :func:`phase_callbacks` (at the end of this mod
 from __future__ import annotations
 
 import logging
-import signal
+import os
 import time
 
 import keras
 import numpy as np
 
-from kerasxfer import keras_compat
+from kerasxfer import keras_compat, rundir
+from kerasxfer.phases import PhaseContext
 from kerasxfer.snapshots import frozen_values, save_model, write_weights  # noqa: F401  (re-exported)
+from kerasxfer.stopping import EarlyStopPhase, StopAtTimeBudget, StopOnNonFinite, StopOnSignal, diverged  # noqa: F401
 
 log = logging.getLogger("kerasxfer")
-
-
-def diverged(logs: dict) -> bool:
-    """Whether an epoch's train or validation loss is NaN or infinite."""
-    return not all(np.isfinite(float(logs[k])) for k in ("loss", "val_loss") if k in logs)
 
 
 class EpochRecorder(keras.callbacks.Callback):
@@ -88,39 +86,6 @@ class EpochRecorder(keras.callbacks.Callback):
             rec.get("accuracy", float("nan")), rec.get("val_loss", float("nan")),
             rec.get("val_accuracy", float("nan")), lr, timing["seconds"], timing["images_per_sec"],
         )
-
-
-class StopOnNonFinite(keras.callbacks.Callback):
-    """Stops training after an epoch whose loss is NaN or infinite, and records where in ``history["stopped"]``."""
-
-    def __init__(self, history: dict, phase: str):
-        super().__init__()
-        self.history, self.phase = history, phase
-
-    def on_epoch_end(self, epoch, logs=None):
-        if diverged(logs or {}):
-            self.model.stop_training = True
-            self.history["stopped"] = {"epoch": epoch + 1, "phase": self.phase, "reason": "non-finite loss"}
-
-
-class StopAtTimeBudget(keras.callbacks.Callback):
-    """Ends training after the first epoch that brings the run's training seconds to ``seconds``.
-
-    A fair budget: the sweep's ``--budget=time`` gives the scratch arm the
-    wall-clock time its transfer rival took.  Where it stopped goes to
-    ``history["ended_early"]`` (saved with the resume state, so a resumed run
-    does not train on).
-    """
-
-    def __init__(self, history: dict, timings: dict, seconds: float):
-        super().__init__()
-        self.history, self.timings, self.seconds = history, timings, seconds
-
-    def on_epoch_end(self, epoch, logs=None):
-        if self.timings["train_seconds"] >= self.seconds and not self.history.get("ended_early"):
-            self.model.stop_training = True
-            self.history["ended_early"] = {"epoch": epoch + 1, "reason": f"time budget of {self.seconds:g} s reached"}
-            log.info("time budget of %g s reached after epoch %d: training ends here", self.seconds, epoch + 1)
 
 
 #: A better epoch's weights are written to model.keras at once only when the last write is this old; in between
@@ -178,95 +143,6 @@ class BestCheckpoint(keras.callbacks.Callback):
         if self.pending is not None:
             write_weights(self.target, self.pending, self.path)
             self.pending, self._written = None, time.monotonic()
-
-
-class StopOnSignal(keras.callbacks.Callback):
-    """Ctrl-C (SIGINT) and SIGTERM stop training at the next batch, from plain Python code.
-
-    Used as a context manager around the phases.  The signal only sets a
-    flag; this callback raises ``KeyboardInterrupt`` at the next batch or
-    epoch boundary.  Raising straight from the handler can land inside a
-    ``__del__`` during TensorFlow clean-up, where Python swallows it and
-    training goes on.  A second signal stops at once.
-    """
-
-    def __init__(self):
-        super().__init__()
-        self.signum = None
-        self._old = {}
-
-    def __enter__(self):
-        for sig in (signal.SIGINT, signal.SIGTERM):
-            try:
-                self._old[sig] = signal.signal(sig, self._handle)
-            except ValueError:  # not the main thread: leave signals alone
-                pass
-        return self
-
-    def _handle(self, signum, frame):
-        if self.signum is not None:
-            raise KeyboardInterrupt
-        self.signum = signum
-
-    def check(self):
-        if self.signum is not None:
-            raise KeyboardInterrupt
-
-    def on_train_batch_end(self, batch, logs=None):
-        self.check()
-
-    def on_test_batch_end(self, batch, logs=None):
-        self.check()
-
-    def on_epoch_begin(self, epoch, logs=None):
-        self.check()
-
-    def __exit__(self, exc_type, exc, tb):
-        for sig, old in self._old.items():
-            signal.signal(sig, old)
-        if exc_type is None and self.signum is not None:  # arrived after the last check: still a stop
-            raise KeyboardInterrupt
-        return False
-
-
-class EarlyStopPhase(keras.callbacks.Callback):
-    """Ends the phase after ``patience`` epochs of it without a better epoch (and not before ``min_epochs``).
-
-    Better is what :class:`BestCheckpoint` calls better: a higher
-    val_accuracy, or the same with a lower val_loss; with ``monitor="val_loss"``
-    a val_loss lower by a relative 1e-4 (the phase has converged).  The count is read from
-    ``history`` (the phase's epochs so far), so a resumed run decides exactly
-    as an uninterrupted one; the phase's record gets ``early_stopped`` and
-    its real ``last_epoch``.
-    """
-
-    def __init__(self, history: dict, phase: str, patience: int, monitor: str = "val_accuracy", min_epochs: int = 0):
-        super().__init__()
-        self.history, self.phase, self.patience = history, phase, patience
-        self.monitor, self.min_epochs = monitor, min_epochs
-
-    def _best(self, eps) -> int:
-        """Index of the phase's best epoch so far (the first of equals)."""
-        if self.monitor == "val_loss":  # converged: no val_loss lower by a relative 1e-4 or more
-            best = 0
-            for i, e in enumerate(eps):
-                if e.get("val_loss", float("inf")) < eps[best].get("val_loss", float("inf")) * (1 - 1e-4):
-                    best = i
-            return best
-        keys = [(e.get("val_accuracy", float("-inf")), -e.get("val_loss", float("inf"))) for e in eps]
-        return max(range(len(keys)), key=lambda i: (keys[i], -i)) if keys else 0
-
-    def on_epoch_end(self, epoch, logs=None):
-        eps = [e for e in self.history["epochs"] if e["phase"] == self.phase]
-        keys, best = eps, self._best(eps)
-        record = next(p for p in self.history["phases"] if p["name"] == self.phase)
-        if len(keys) - 1 - best >= self.patience and len(keys) >= self.min_epochs and epoch + 1 < record["last_epoch"]:
-            record.update(early_stopped=True, planned_last_epoch=record.get("planned_last_epoch", record["last_epoch"]),
-                          last_epoch=epoch + 1)
-            self.model.stop_training = True
-            what = "lower val_loss" if self.monitor == "val_loss" else "better epoch"
-            log.info("early stopping: no %s in the %d since epoch %d: the %s phase ends after epoch %d", what,
-                     self.patience, eps[best]["epoch"], self.phase, epoch + 1)
 
 
 class EMAWeights(keras.callbacks.SwapEMAWeights):
@@ -337,20 +213,20 @@ class StepLearningRate(keras.callbacks.Callback):
             self.writer = None
 
 
-def phase_callbacks(*, exp, phase, index: int, first: int, last: int, steps: dict, history: dict, timings: dict,
-                    num_train: int, steps_per_epoch: int, model, checkpoint_path: str, tensorboard,
-                    lr_log_dir: str, stop_on_signal, state_callback, extra=()) -> list:
+def phase_callbacks(ctx: PhaseContext, *, tensorboard, stop_on_signal, state_callback, extra=()) -> list:
     """The callbacks of one phase, in the order this module's docstring lists (optional ones only when asked for).
 
-    ``model`` is the whole network (checkpointed to ``checkpoint_path`` and saved in the resume state, whatever
-    ``fit`` trains); ``tensorboard`` Keras' callback and ``lr_log_dir`` where the rate of every step is logged;
+    ``ctx.model`` is the whole network (checkpointed to the run's ``model.keras`` and saved in the resume state,
+    whatever ``fit`` trains); ``tensorboard`` Keras' callback (the rate of every step is logged beside it);
     ``state_callback`` the resume state's; ``extra`` last.
     """
     from kerasxfer.optim_config import learning_rate
 
+    exp, (index, phase, first, last), history, steps = ctx.exp, ctx.span, ctx.history, ctx.steps
     o = exp.optim
-    frozen = frozen_values(model)  # read once: the checkpoint and the resume state reuse them every epoch
-    checkpoint = BestCheckpoint(checkpoint_path, history["best"], phase.name, model=model, frozen=frozen)
+    frozen = frozen_values(ctx.model)  # read once: the checkpoint and the resume state reuse them every epoch
+    checkpoint = BestCheckpoint(os.path.join(ctx.out, rundir.MODEL), history["best"], phase.name, model=ctx.model,
+                                frozen=frozen)
     if hasattr(state_callback, "checkpoint"):
         state_callback.checkpoint = checkpoint  # its waiting best weights go into the resume state
         state_callback.frozen = frozen
@@ -359,15 +235,15 @@ def phase_callbacks(*, exp, phase, index: int, first: int, last: int, steps: dic
     rate = lambda k: learning_rate(np, k, phase.lr, steps["kind"], steps["total_steps"], steps["warmup_steps"])  # noqa: E731
     return [c for c in (
         stop_on_signal,
-        EpochRecorder(history, timings, phase.name, num_train, exp.total_epochs, index),
+        EpochRecorder(history, ctx.timings, phase.name, ctx.num_train, exp.total_epochs, index),
         StopOnNonFinite(history, phase.name),
-        StopAtTimeBudget(history, timings, exp.max_train_seconds) if exp.max_train_seconds else None,
+        StopAtTimeBudget(history, ctx.timings, exp.max_train_seconds) if exp.max_train_seconds else None,
         EarlyStopPhase(history, phase.name, o.early_stopping) if o.early_stopping else None,
         EarlyStopPhase(history, phase.name, phase.patience, "val_loss", phase.min_epochs) if phase.patience else None,
         ema_in,
         checkpoint,
         tensorboard,
-        StepLearningRate(lr_log_dir, rate, steps_per_epoch, first),
+        StepLearningRate(os.path.join(ctx.out, rundir.TB, "train"), rate, ctx.steps_per_epoch, first),
         ema_out,
         state_callback,
         *extra,

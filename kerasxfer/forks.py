@@ -62,7 +62,8 @@ class ForkAfterPhase(keras.callbacks.Callback):
 def fork(source: str, exp: Experiment, data, overwrite: bool = False) -> bool:
     """Write ``exp``'s run directory from the run in ``source`` as it stands now, and finish it; False when
     it cannot be (``exp`` then trains itself when its turn comes)."""
-    from kerasxfer.training import finish_trained, write_run_files
+    from kerasxfer.run_files import write_run_files
+    from kerasxfer.training import finish_trained
 
     out = exp.out_dir
     with rundir.locked(out):

@@ -10,6 +10,7 @@ from the same facts, and :func:`next_phase` says what the trainer does next.
 
 from __future__ import annotations
 
+from dataclasses import dataclass
 from typing import NamedTuple
 
 
@@ -20,6 +21,26 @@ class PhaseSpan(NamedTuple):
     phase: object  # a kerasxfer.config.PhaseConfig
     first: int
     last: int
+
+
+@dataclass
+class PhaseContext:
+    """One phase of a run as it trains: what its callbacks (:func:`kerasxfer.callbacks.phase_callbacks`), its
+    history record and its log line read."""
+
+    exp: object  # the kerasxfer.config.Experiment
+    span: PhaseSpan
+    steps: dict  # the phase's learning-rate schedule (kind, total and warm-up steps)
+    history: dict  # history.json as it grows
+    timings: dict  # timings.json as it grows
+    num_train: int
+    steps_per_epoch: int
+    model: object  # the whole network: checkpointed and saved in the resume state, whatever fit trains
+    out: str  # the run directory
+
+    @property
+    def phase(self):
+        return self.span.phase
 
 
 def phase_end(history: dict, phase, planned: int) -> int:

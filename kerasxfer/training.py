@@ -5,6 +5,9 @@ written, writes the run directory (:mod:`kerasxfer.rundir` lists its files),
 trains the phases (scratch: one; finetune: frozen then unfrozen) on one
 continuous epoch axis with the callbacks of :mod:`kerasxfer.callbacks`, and
 evaluates the best checkpoint of the whole run (:mod:`kerasxfer.evaluation`).
+What it writes into the run directory, and the history's schema, are
+:mod:`kerasxfer.run_files`'; each phase's collaborators (its callbacks, its
+history record) take one :class:`~kerasxfer.phases.PhaseContext`.
 
 A run continues after any interruption from its last finished epoch
 (:mod:`kerasxfer.resume`); a finished run is left as it is unless
@@ -25,8 +28,8 @@ import tempfile
 import keras
 import tensorflow as tf
 
-from kerasxfer import fsio, rundir, tensorboard
-from kerasxfer.callbacks import StopOnSignal, phase_callbacks
+from kerasxfer import fsio, run_files, rundir, tensorboard
+from kerasxfer.callbacks import phase_callbacks
 from kerasxfer.config import Experiment
 from kerasxfer.data import load_data
 from kerasxfer.data.sizes import resolve as resolve_image_size
@@ -38,9 +41,9 @@ from kerasxfer.features import backbone_features, boundary_activations, feature_
 from kerasxfer.models import apply_trainable, build_model, calibrate_batchnorm, use_native_grouped_conv
 from kerasxfer.optim_config import class_weights, schedule_steps
 from kerasxfer.optimizers import make_loss, make_optimizer, stage_multipliers
-from kerasxfer.phases import PhaseSpan, activations_off, next_phase, phase_spans
-from kerasxfer.provenance import weights_source
+from kerasxfer.phases import PhaseContext, PhaseSpan, activations_off, next_phase, phase_spans
 from kerasxfer.resume import ResumeState, write_best
+from kerasxfer.stopping import StopOnSignal
 
 log = logging.getLogger("kerasxfer")
 
@@ -71,32 +74,17 @@ def run_experiment(exp: Experiment, data=None, verbose: int = 0, overwrite: bool
         finally:
             shutil.rmtree(out, ignore_errors=True)
     if not overwrite and rundir.is_finished(exp.out_dir):  # read only: a finished run on read-only storage is fine
-        metrics = _finished_metrics(exp)
+        metrics = run_files.finished_metrics(exp, Experiment.complete)
         if metrics is not None:
             return metrics
     with rundir.locked(exp.out_dir):
         status = rundir.inspect_run_dir(exp.out_dir, exp.to_dict(), overwrite, Experiment.complete)
         if status == "finished":
-            metrics = _finished_metrics(exp)
+            metrics = run_files.finished_metrics(exp, Experiment.complete)
             if metrics is not None:
                 return metrics
             status = "finishing"
         return _train(exp, strategy, exp.out_dir, status, data, verbose, callbacks)
-
-
-def _finished_metrics(exp: Experiment):
-    """metrics.json of the finished run in ``exp.out_dir`` (made with ``exp``'s settings), None if damaged."""
-    if rundir.inspect_run_dir(exp.out_dir, exp.to_dict(), complete=Experiment.complete) != "finished":
-        return None
-    try:
-        metrics = fsio.read_json(os.path.join(exp.out_dir, rundir.METRICS))
-        log.info("%s is already finished (test accuracy %.4f, best epoch %d); pass --overwrite to train it again",
-                 exp.out_dir, metrics["test"]["accuracy"], metrics["best_epoch"])
-        return metrics
-    except (OSError, ValueError, KeyError, TypeError):
-        log.warning("%s of the finished run %s is damaged: evaluating its best checkpoint again",
-                    rundir.METRICS, exp.out_dir)
-        return None
 
 
 def _train(exp: Experiment, strategy, out: str, status: str, data, verbose: int, callbacks) -> dict:
@@ -113,19 +101,6 @@ def finish_trained(exp: Experiment, data) -> dict:
     """Evaluate the run in ``exp.out_dir`` whose training is written (history, timings, best checkpoint) and write
     what follows: metrics.json, the pictures, the finished marker (:mod:`kerasxfer.forks`)."""
     return _Run.finished(exp, make_strategy(exp.strategy), exp.out_dir, data).finish()
-
-
-def _trained_record(out: str) -> tuple[dict, dict]:
-    """history.json and timings.json of a trained run (what finishing it reads), or one sentence when damaged."""
-    try:
-        history, timings = (fsio.read_json(os.path.join(out, name)) for name in (rundir.HISTORY, rundir.TIMINGS))
-        if isinstance(history["best"]["epoch"], int) and isinstance(timings["epochs"], list):
-            return history, timings
-        raise TypeError("unexpected contents")
-    except (OSError, ValueError, KeyError, TypeError) as e:
-        raise UserError(f"{out} was trained but its {rundir.HISTORY} or {rundir.TIMINGS} is damaged "
-                        f"({type(e).__name__}), so its outputs cannot be written: pass --overwrite to train it "
-                        "again from the start.") from None
 
 
 def determinism(exp: Experiment) -> bool:
@@ -196,7 +171,7 @@ class _Run:
         found = state if resume and state.found else None
         if found is None and os.path.isdir(out):
             rundir.remove_run_outputs(out)  # overwrite, or a run that died before its first epoch ended
-        write_run_files(out, exp, data, describe(strategy))
+        run_files.write_run_files(out, exp, data, describe(strategy))
         n_native = use_native_grouped_conv(model)
         if n_native:
             log.info("%d grouped convolutions run on TensorFlow's own kernels", n_native)
@@ -210,8 +185,8 @@ class _Run:
             write_best(found, model, os.path.join(out, rundir.MODEL))  # a best epoch that was still in memory
             log.info("continuing %s after epoch %d of %d", out, done, exp.total_epochs)
         else:
-            history = new_history(exp, model.name, bn_calibrated, deterministic)
-            timings, done = {"epochs": [], "phases": {}, "train_seconds": 0.0}, 0
+            history = run_files.new_history(exp, model.name, bn_calibrated, deterministic)
+            timings, done = run_files.new_timings(), 0
         return cls(exp, strategy, out, data, deterministic, state, history, timings, done, model, found, bn_calibrated,
                    verbose, tuple(callbacks))
 
@@ -220,7 +195,7 @@ class _Run:
         """What :meth:`finish` needs of a run whose training ended: its data, history and timings (no model)."""
         deterministic = determinism(exp)
         data = data if data is not None else load_data(exp.data, exp.seed, deterministic)
-        return cls(exp, strategy, out, data, deterministic, ResumeState(out, probe=False), *_trained_record(out))
+        return cls(exp, strategy, out, data, deterministic, ResumeState(out, probe=False), *run_files.trained_record(out))
 
     # ------------------------------------------------------------- train
     def train(self) -> None:
@@ -258,14 +233,13 @@ class _Run:
             # the state after epoch `done`: with its optimizer slots when `done` is in this phase
             self.resume.restore(model, fit_model if self.done > first else None)
             self.resume = None
+        ctx = PhaseContext(exp, span, steps, self.history, self.timings, data.num_train, data.steps_per_epoch, model,
+                           self.out)
         if self.done == first:
-            announce_phase(exp, model, data, self.history, self.out, phase, first, last, cached, steps)
-        callbacks = phase_callbacks(
-            exp=exp, phase=phase, index=index, first=first, last=last, steps=steps, history=self.history,
-            timings=self.timings, num_train=data.num_train, steps_per_epoch=data.steps_per_epoch,
-            model=model, checkpoint_path=os.path.join(self.out, rundir.MODEL), tensorboard=tb,
-            lr_log_dir=os.path.join(self.out, rundir.TB, "train"), stop_on_signal=stop_on_signal,
-            state_callback=self.state.callback(self.history, self.timings, model=model), extra=self.callbacks)
+            announce_phase(ctx, data, cached)
+        callbacks = phase_callbacks(ctx, tensorboard=tb, stop_on_signal=stop_on_signal,
+                                    state_callback=self.state.callback(self.history, self.timings, model=model),
+                                    extra=self.callbacks)
         # Epoch e's batches depend only on the seed and e (see data.pipeline), so a
         # resumed run sees what an uninterrupted one would have seen.
         defer_keras_build(fit_model, self.strategy)
@@ -281,7 +255,7 @@ class _Run:
         """Evaluate the best checkpoint and write metrics.json, the pictures and HParams; drop the resume state."""
         history, out = self.history, self.out
         if history.get("stopped"):
-            raise diverged_error(history, os.path.join(out, rundir.MODEL))
+            raise run_files.diverged_error(history, os.path.join(out, rundir.MODEL))
         best_model = load_model(os.path.join(out, rundir.MODEL))
         use_native_grouped_conv(best_model)
         metrics, probs = evaluate_best(best_model, self.data)
@@ -310,7 +284,7 @@ def _phase_inputs(run: "_Run", index: int, phase):
     if exp.uses_cached_features(phase):
         if run.features is None:
             run.features = backbone_features(run.model, run.data, exp.data.batch_size, key)
-            _charge(run.timings, "feature_seconds", run.features.seconds)
+            run_files.charge(run.timings, "feature_seconds", run.features.seconds)
         return run.features, True
     if not exp.uses_cached_activations(phase):
         if exp.model.is_transfer and phase.trainable.startswith("stages:"):
@@ -319,72 +293,25 @@ def _phase_inputs(run: "_Run", index: int, phase):
         return None, False
     cut = boundary_activations(run.model, run.data, exp.data.batch_size, key)
     if cut is not None:
-        _charge(run.timings, "activation_seconds", cut.seconds)
+        run_files.charge(run.timings, "activation_seconds", cut.seconds)
     return cut, "activations" if cut is not None else False
 
 
-def _charge(timings: dict, name: str, seconds: float) -> None:
-    """A frozen-backbone pass counts as training time (it replaces part of every epoch)."""
-    timings[name] = round(timings.get(name, 0.0) + seconds, 3)
-    timings["train_seconds"] = round(timings["train_seconds"] + seconds, 3)
-
-
-def announce_phase(exp: Experiment, model, data, history: dict, out: str, phase, first: int, last: int, cached,
-                   steps: dict) -> None:
-    """A phase begins: its record in history, its log line and its TensorBoard marker.
-
-    ``cached``: True (the head on cached features), ``"activations"`` (the trainable stages on cached
-    activations) or False (the whole model)."""
-    trainable, total = count_params(model.trainable_weights), count_params(model.weights)
-    o = exp.optim
-    trains_backbone = exp.model.is_transfer and phase.trainable != "head"
-    history["phases"].append({
-        "name": phase.name, "first_epoch": first + 1, "last_epoch": last, "lr": phase.lr,
-        "trainable": phase.trainable, "trainable_params": trainable, "total_params": total,
-        "cached_features": cached is True, "cached_activations": cached == "activations",
-        "schedule": {**steps, "steps_per_epoch": data.steps_per_epoch},
-        "lr_stage_decay": o.lr_stage_decay if trains_backbone else 1.0,
-        # the backbone's BatchNorm (transfer models; the scratch CNN and pretraining always train theirs)
-        "bn": (o.bn if trains_backbone else "frozen") if exp.model.is_transfer else None,
-    })
+def announce_phase(ctx: PhaseContext, data, cached) -> None:
+    """A phase begins: its record in history (:func:`kerasxfer.run_files.phase_record`), its log line and its
+    TensorBoard marker.  ``cached``: True (the head on cached features), ``"activations"`` (the trainable stages on
+    cached activations) or False (the whole model)."""
+    phase, first, last = ctx.phase, ctx.span.first, ctx.span.last
+    trainable, total = count_params(ctx.model.trainable_weights), count_params(ctx.model.weights)
+    ctx.history["phases"].append(
+        run_files.phase_record(ctx.exp, phase, first, last, trainable, total, cached, ctx.steps, data.steps_per_epoch))
     log.info("phase %s: epochs %d-%d, lr %g, %s trainable of %s parameters",
              phase.name, first + 1, last, phase.lr, f"{trainable:,}", f"{total:,}")
     tensorboard.write_phase_marker(
-        os.path.join(out, rundir.TB), first,
+        os.path.join(ctx.out, rundir.TB), first,
         f"epoch {first + 1}: phase **{phase.name}** begins (lr {phase.lr:g}, trainable: "
         f"{phase.trainable}, {trainable:,} of {total:,} parameters)",
     )
-
-
-def write_run_files(out: str, exp: Experiment, data, strategy: dict) -> None:
-    """The marker first (the folder is a run, so its files are ours to replace), then config, environment, data."""
-    os.makedirs(out, exist_ok=True)
-    rundir.write_marker(out, "training")
-    fsio.write_json(os.path.join(out, rundir.CONFIG), exp.to_dict())
-    fsio.write_json(os.path.join(out, rundir.ENVIRONMENT), {**rundir.environment(), **strategy})
-    fsio.write_json(os.path.join(out, rundir.DATA), {
-        "source": data.description, "class_names": data.class_names, "num_train": data.num_train,
-        "num_val": data.num_val, "num_test": data.num_test, "image_size": data.image_size, "resize": exp.data.resize,
-        "split_seed": exp.data.split_seed if exp.data.split_seed is not None else exp.seed,
-        "splits": data.splits, **data.info,
-    })
-
-
-def new_history(exp: Experiment, model_name: str, bn_calibrated: bool, deterministic: bool) -> dict:
-    """history.json of a run before its first epoch: only what the seed determines (equal runs, equal bytes)."""
-    m = exp.model
-    return {"run": exp.name, "model": model_name, "weights": m.weights if m.is_transfer else None,
-            "weights_source": weights_source(exp), "bn_calibrated": bn_calibrated, "deterministic": deterministic,
-            "phases": [], "epochs": [], "best": {}}
-
-
-def diverged_error(history: dict, model_path: str) -> UserError:
-    """The sentence for a run whose loss became NaN or infinite, saying what was kept and what to change."""
-    stop, best = history["stopped"], history["best"]
-    kept = (f"the best checkpoint so far (epoch {best['epoch']}, val_accuracy {best['val_accuracy']:.4f}) "
-            f"is kept in {model_path}") if best else "no epoch before it was usable, so no model was kept"
-    return UserError(f"the loss became NaN or infinite in epoch {stop['epoch']} ({stop['phase']} phase), so training "
-                     f"stopped; {kept}: lower the learning rate (--lr) and run again with --overwrite.")
 
 
 def raise_to_min_steps(exp: Experiment, num_train: int, min_steps: int, label: str) -> Experiment:
