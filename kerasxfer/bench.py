@@ -16,8 +16,8 @@ import numpy as np
 import tensorflow as tf
 
 from kerasxfer.data.arrays import decode_all
+from kerasxfer.data.batches import epochs_from
 from kerasxfer.data.decode import decode_image_file
-from kerasxfer.data.pipeline import epochs_from
 
 
 def _median_rate(times, batch_size):

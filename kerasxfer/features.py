@@ -40,7 +40,8 @@ import numpy as np
 import tensorflow as tf
 
 from kerasxfer.data import DataSplits
-from kerasxfer.data.pipeline import SPLITS, epochs_from, ordered_batches
+from kerasxfer.data.batches import epochs_from, ordered_batches
+from kerasxfer.data.pipeline import SPLITS
 from kerasxfer.models.head import DENSE, DROPOUT, GAP, head_on, pooled_features
 
 log = logging.getLogger("kerasxfer")

@@ -63,7 +63,7 @@ from typing import Optional
 from kerasxfer.config import DEFAULT_MIN_STEPS, MAX_EPOCHS, MAX_FOLDS, Experiment
 from kerasxfer.datasets import source_of
 from kerasxfer.errors import UserError
-from kerasxfer.planning import FINETUNE_MIN_STEPS, FROZEN_CAP, FROZEN_PATIENCE
+from kerasxfer.planning import FINETUNE_MIN_STEPS, FROZEN_CAP, FROZEN_PATIENCE, shortcuts
 
 log = logging.getLogger("kerasxfer")
 
@@ -78,6 +78,14 @@ def dataset_name(dataset: str) -> str:
     name = source_of(dataset).stem(dataset)
     name = "".join(c if c.isalnum() or c in "-_." else "_" for c in name).strip("._")
     return name or "dataset"
+
+
+def _check_minutes(minutes, exhaustive: bool) -> None:
+    if isinstance(minutes, bool) or not isinstance(minutes, (int, float)) or not 0 < minutes <= 100_000:
+        raise UserError(f"--minutes={minutes} must be a positive number of minutes, e.g. 15 (0: no limit).")
+    if exhaustive:
+        raise UserError("--exhaustive runs every fold and phase in full, so it cannot be fitted into "
+                        "--minutes: drop one of the two.")
 
 
 @dataclasses.dataclass
@@ -114,13 +122,7 @@ class StudyConfig:
         if not isinstance(self.min_steps, int) or not 0 <= self.min_steps <= 100_000:
             raise UserError(f"--min_steps={self.min_steps} must be an integer from 0 (off) to 100000.")
         if self.minutes is not None:
-            if isinstance(self.minutes, bool) or not isinstance(self.minutes, (int, float)) \
-                    or not 0 < self.minutes <= 100_000:
-                raise UserError(f"--minutes={self.minutes} must be a positive number of minutes, e.g. 15 (0: no "
-                                "limit).")
-            if self.exhaustive:
-                raise UserError("--exhaustive runs every fold and phase in full, so it cannot be fitted into "
-                                "--minutes: drop one of the two.")
+            _check_minutes(self.minutes, self.exhaustive)
         for _, exp in self.arms():
             exp.validate()
         if self.sweep is not None:
@@ -206,12 +208,6 @@ class StudyConfig:
                      "training images (%s)", label, num_train, ", ".join(changed))
         return dataclasses.replace(heads, phases=phases)
 
-    def shortcuts(self, folds_run: Optional[int] = None) -> list:
-        """The sentences that say what this study did to be cheap (:func:`kerasxfer.planning.shortcuts`)."""
-        from kerasxfer.planning import shortcuts
-
-        return shortcuts(self, folds_run)
-
     def resolve_folds(self, pool: int, own_test: bool) -> str:
         """Choose ``folds`` when it is None (auto) from the pool's size; return the sentence that says why."""
         if self.folds is None:
@@ -257,7 +253,7 @@ def run_study(cfg: StudyConfig, overwrite: bool = False, verbose: int = 0) -> di
     run_series(series, sources, "study", overwrite, verbose, after=stop, forks=_forks(series), ray=cfg.ray)
     ran = stop.folds_run if stop is not None else None
     dirs = [exp.out_dir for _, exp, _ in series if ran is None or exp.data.fold <= ran]
-    study = {"shortcuts": cfg.shortcuts(ran), "exhaustive": cfg.exhaustive, "folds_planned": cfg.folds,
+    study = {"shortcuts": shortcuts(cfg, ran), "exhaustive": cfg.exhaustive, "folds_planned": cfg.folds,
              "folds_run": ran or cfg.folds, "sequential": stop.record() if stop is not None else None}
     for line in study["shortcuts"]:
         log.info("[study] %s", line)
@@ -331,7 +327,7 @@ def _forks(series) -> dict:
 
 def _test_size(sources, data) -> int:
     """How many images fold ``data.fold`` tests (from the split alone: nothing is sliced)."""
-    from kerasxfer.data.sources import fold_split
+    from kerasxfer.data.splitting import fold_split
 
     whole = sources.decoded_for(dataclasses.replace(data, folds=0, fold=0)).src
     return len(fold_split(whole, data.folds, data.fold, data.val_fraction, sources.split_seed)[0].test)

@@ -2,7 +2,7 @@
 
 ``data``: the scratch CNN, the frozen backbone (phase 1 alone) and the
 fine-tuned backbone trained on nested, stratified subsets of the training
-split (:func:`kerasxfer.data.sources.nested_subset`), every one tested on the
+split (:func:`kerasxfer.data.splitting.nested_subset`), every one tested on the
 same whole validation and test splits, over ``seeds``.
 
 ``depth``: the fine-tune with 0..K of the backbone's K stages unfrozen in
@@ -121,7 +121,7 @@ class Member:
 
 
 def subset_size(counts, fraction: float) -> int:
-    """How many images :func:`~kerasxfer.data.sources.nested_subset` keeps of classes of ``counts`` images."""
+    """How many images :func:`~kerasxfer.data.splitting.nested_subset` keeps of classes of ``counts`` images."""
     return sum(max(1, int(math.floor(fraction * n + 0.5))) for n in counts)
 
 

@@ -9,7 +9,8 @@ import tensorflow as tf
 from kerasxfer.config import DataConfig
 from kerasxfer.data import load_data
 from kerasxfer.data.arrays import to_rgb_resized
-from kerasxfer.data.sources import folder_source, stratified_assign
+from kerasxfer.data.sources import folder_source
+from kerasxfer.data.splitting import stratified_assign
 from kerasxfer.errors import UserError
 
 
@@ -200,7 +201,7 @@ def test_resize_modes_keep_or_stretch_the_aspect_ratio(mode, expect):
 def test_train_from_draws_each_epoch_when_reached_the_same_batches_as_epoch_order():
     """The epochs of train_from are built lazily (a 500-epoch cap costs nothing up front): batch for batch they are
     the seeded order of each epoch, the last batch of an epoch short, and the next epoch starting fresh."""
-    from kerasxfer.data.pipeline import epoch_order, epochs_from
+    from kerasxfer.data.batches import epoch_order, epochs_from
 
     images = np.arange(11 * 2 * 2 * 3, dtype=np.uint8).reshape(11, 2, 2, 3)
     labels = np.array([0, 1, 2] * 3 + [0, 1])

@@ -8,7 +8,7 @@ from sklearn.utils.class_weight import compute_class_weight
 
 from kerasxfer import recipes
 from kerasxfer.config import DataConfig
-from kerasxfer.data import sources
+from kerasxfer.data import splitting
 from kerasxfer.data.split import SourceSplit, Split
 from kerasxfer.errors import UserError
 from kerasxfer.optim_config import class_weights
@@ -19,17 +19,17 @@ def _src(n_per_class=(30, 12, 7)):
     y = np.concatenate([np.full(n, c) for c, n in enumerate(n_per_class)]).astype(np.int32)
     keys = [f"c{c}/{i}.png" for c, n in enumerate(n_per_class) for i in range(n)]
     whole = Split(np.array(keys, dtype=object), y, keys, "test pool")
-    train, val, test = sources.split_three(whole, 0.2, 0.2, 0, ["a", "b", "c"])
+    train, val, test = splitting.split_three(whole, 0.2, 0.2, 0, ["a", "b", "c"])
     return SourceSplit(train, val, test, ["a", "b", "c"], decode=lambda x: x, description="pool")
 
 
 @pytest.mark.parametrize("folds", [2, 5])
 def test_folds_partition_the_pool_and_keep_splits_disjoint_and_stratified(folds):
     src = _src()
-    pool = sources.pool_of(src)
+    pool = splitting.pool_of(src)
     tested = []
     for k in range(1, folds + 1):
-        fold, index = sources.fold_split(src, folds, k, 0.2, seed=3)
+        fold, index = splitting.fold_split(src, folds, k, 0.2, seed=3)
         parts = [set(fold.train.keys), set(fold.val.keys), set(fold.test.keys)]
         assert not (parts[0] & parts[1] or parts[0] & parts[2] or parts[1] & parts[2])
         assert set().union(*parts) == set(pool.keys)  # nothing lost
@@ -43,25 +43,25 @@ def test_folds_partition_the_pool_and_keep_splits_disjoint_and_stratified(folds)
 
 def test_fold_assignment_depends_on_keys_and_seed_only():
     src = _src()
-    pool = sources.pool_of(src)
-    a = sources.fold_assign(pool.y, pool.keys, 5, 0)
+    pool = splitting.pool_of(src)
+    a = splitting.fold_assign(pool.y, pool.keys, 5, 0)
     order = np.random.default_rng(0).permutation(len(pool.y))
-    b = sources.fold_assign(pool.y[order], [pool.keys[i] for i in order], 5, 0)
+    b = splitting.fold_assign(pool.y[order], [pool.keys[i] for i in order], 5, 0)
     assert dict(zip(pool.keys, a)) == {pool.keys[i]: f for i, f in zip(order, b)}
-    assert not np.array_equal(a, sources.fold_assign(pool.y, pool.keys, 5, 1))
+    assert not np.array_equal(a, splitting.fold_assign(pool.y, pool.keys, 5, 1))
 
 
 def test_too_small_a_class_for_the_folds_is_one_sentence():
     # class c has 3 images: fold 1 of 2 tests 2 of them, which leaves 1 to train and validate on
     with pytest.raises(UserError, match="class\\(es\\) 'c' have too few images for 2 folds"):
-        sources.fold_split(_src((30, 12, 3)), 2, 1, 0.2, 0)
+        splitting.fold_split(_src((30, 12, 3)), 2, 1, 0.2, 0)
 
 
 def test_more_folds_than_the_images_allow_is_one_sentence_with_a_number_that_works():
     """--folds=10 on 9 images named an empty class list."""
     with pytest.raises(UserError, match=r"9 labelled images are too few for 10 folds \(fold 1 would test \d+ of "
                                         r"them\): pass --folds=2 or fewer"):
-        sources.fold_split(_src((5, 4)), 10, 1, 0.2, 0)
+        splitting.fold_split(_src((5, 4)), 10, 1, 0.2, 0)
 
 
 @pytest.mark.parametrize("folds, fold, message", [(1, 0, "from 2 to 20"), (21, 1, "from 2 to 20"),

@@ -13,8 +13,8 @@ import pytest
 
 from kerasxfer import recipes
 from kerasxfer.config import DataConfig
-from kerasxfer.data.sources import nested_subset
 from kerasxfer.data.split import Split
+from kerasxfer.data.splitting import nested_subset
 from kerasxfer.errors import UserError
 from kerasxfer.records import Evaluation, SweepRow
 from kerasxfer.reporting.sweep_report import data_points, data_sentences

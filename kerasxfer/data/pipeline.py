@@ -8,7 +8,7 @@ by index.
 
 The training split is a stream of epochs.  Epoch ``e`` visits every training
 example once, in a stratified permutation of the *whole* split drawn from
-``(seed, e)`` (:func:`epoch_order`) — never a bounded shuffle buffer, so a
+``(seed, e)`` (:func:`kerasxfer.data.batches.epoch_order`) — never a bounded shuffle buffer, so a
 class-sorted folder of any size still gives batches of mixed classes — and
 its MixUp/CutMix draws depend on the seed, ``e`` and the batch only: a run
 resumed at epoch ``e`` sees exactly the batches an uninterrupted run would
@@ -27,9 +27,9 @@ import numpy as np
 import tensorflow as tf
 
 from kerasxfer.config import DataConfig
-from kerasxfer.data import sources
+from kerasxfer.data import splitting
 from kerasxfer.data.arrays import cache_key, decode_all
-from kerasxfer.data.mixing import mix_batch
+from kerasxfer.data.batches import epochs_from, ordered_batches
 from kerasxfer.data.split import SourceSplit, content_fingerprint, fingerprint  # noqa: F401  (re-exported)
 from kerasxfer.datasets import source_of
 
@@ -74,103 +74,6 @@ class DataSplits:
 
 
 # ---------------------------------------------------------------- batches
-def _gather(arrays):
-    """A dataset map: a batch of indices -> the rows of each array at those indices."""
-    dtypes = [tf.as_dtype(a.dtype) for a in arrays]
-
-    def rows(idx):
-        return tuple(np.asarray(a[idx]) for a in arrays)
-
-    def gather(idx):
-        out = tf.numpy_function(rows, [idx], dtypes, stateful=False)
-        for t, a in zip(out, arrays):
-            t.set_shape((None,) + tuple(a.shape[1:]))
-        return tuple(out)
-
-    return gather
-
-
-def _to_float(a, b):
-    return tf.cast(a, tf.float32), b
-
-
-def _one_hot(num_classes):
-    return lambda a, b: (a, tf.one_hot(b, num_classes, dtype=tf.float32))
-
-
-def ordered_batches(images, labels, batch_size: int, num_classes=None) -> tf.data.Dataset:
-    """Batched ``(float32 images in [0, 255], int32 labels)`` in array order (one-hot labels with ``num_classes``)."""
-    ds = tf.data.Dataset.range(len(labels)).batch(batch_size)
-    ds = ds.map(_gather((images, np.asarray(labels, np.int32))), num_parallel_calls=AUTOTUNE, deterministic=True)
-    ds = ds.map(_to_float, num_parallel_calls=AUTOTUNE)
-    if num_classes:
-        ds = ds.map(_one_hot(num_classes), num_parallel_calls=AUTOTUNE)
-    return ds.prefetch(AUTOTUNE)
-
-
-def epoch_order(seed: int, epoch: int, labels) -> np.ndarray:
-    """The order of the training examples in ``epoch``: a permutation that depends only on the seed, the epoch
-    and the labels.
-
-    A stratified shuffle: each class is put in a random order and spread
-    evenly over the epoch (example ``r`` of ``n`` in its class lands at
-    ``(r + jitter) / n``), so every batch holds the classes in about their
-    proportions, however the examples were listed and however large the
-    split is; which images share a batch changes every epoch.
-    """
-    labels = np.asarray(labels)
-    rng = np.random.default_rng([seed, epoch])
-    key = np.empty(len(labels))
-    for c in np.unique(labels):
-        idx = np.flatnonzero(labels == c)
-        key[idx] = (rng.permutation(len(idx)) + rng.random(len(idx))) / len(idx)
-    return np.argsort(key, kind="stable")
-
-
-def epochs_from(images, labels, batch_size: int, seed: int, num_classes=None, mixup: float = 0.0,
-                cutmix: float = 0.0):
-    """``train_from(a, b)``: the batches of epochs ``a .. b-1`` over the arrays ``images`` and ``labels``.
-
-    Epoch ``e`` is :func:`epoch_order` ``(seed, e, labels)`` of the whole array,
-    batched (the last batch of an epoch may be smaller).  Two arrays of the
-    same length (images, or the backbone features of the same images) are
-    visited in the same order.  With ``mixup``/``cutmix`` the labels are
-    one-hot over ``num_classes`` and each batch is mixed with draws seeded by
-    (seed, epoch, batch).
-    """
-    mixing = mixup > 0 or cutmix > 0
-    gather = _gather((images, np.asarray(labels, np.int32)))
-
-    def one_epoch(e: int) -> tf.data.Dataset:
-        ds = tf.data.Dataset.from_tensor_slices(epoch_order(seed, e, labels)).batch(batch_size)
-        ds = ds.map(gather, num_parallel_calls=AUTOTUNE, deterministic=True).map(_to_float)
-        if not mixing:
-            return ds
-        epoch_seed = seed * 1_000_003 + e  # a Python integer: a tensor op seed trips TF's logic at global seed 0
-        ds = ds.map(_one_hot(num_classes)).enumerate()
-        return ds.map(
-            lambda i, xy: mix_batch(xy[0], xy[1], tf.stack([tf.constant(epoch_seed, tf.int64), i]), mixup, cutmix),
-            num_parallel_calls=AUTOTUNE, deterministic=True,
-        )
-
-    def train_from(start_epoch: int, stop_epoch: int) -> tf.data.Dataset:
-        if stop_epoch <= start_epoch:
-            raise ValueError(f"no epoch between {start_epoch} and {stop_epoch}")
-        if not mixing:  # each epoch's order drawn when the epoch is reached: no pipeline per epoch built up front
-            order = lambda e: epoch_order(seed, int(e), labels).astype(np.int64)  # noqa: E731
-            ds = tf.data.Dataset.range(start_epoch, stop_epoch).map(
-                lambda e: tf.numpy_function(order, [e], tf.int64, stateful=False))
-            ds = ds.flat_map(lambda idx: tf.data.Dataset.from_tensor_slices(idx).batch(batch_size))
-            return ds.map(gather, num_parallel_calls=AUTOTUNE, deterministic=True).map(_to_float).prefetch(AUTOTUNE)
-        ds = one_epoch(start_epoch)
-        for e in range(start_epoch + 1, stop_epoch):
-            ds = ds.concatenate(one_epoch(e))
-        return ds.prefetch(AUTOTUNE)
-
-    return train_from
-
-
-# ------------------------------------------------------------------ splits
 def open_source(cfg: DataConfig, seed: int) -> SourceSplit:
     """The train/val/test examples of ``cfg.dataset`` (split by ``cfg.split_seed``, default ``seed``), read by its
     input source (:data:`kerasxfer.datasets.INPUT_SOURCES`)."""
@@ -225,7 +128,7 @@ def fold_of(decoded: Decoded, cfg: DataConfig, seed: int, pool_images=None) -> D
     ``pool_images``: the pooled array when already concatenated (a study reuses it for every fold).
     """
     split_seed = seed if cfg.split_seed is None else cfg.split_seed
-    src, index = sources.fold_split(decoded.src, cfg.folds, cfg.fold, cfg.val_fraction, split_seed)
+    src, index = splitting.fold_split(decoded.src, cfg.folds, cfg.fold, cfg.val_fraction, split_seed)
     if pool_images is None:
         pool_images = np.concatenate([decoded.images[s] for s in SPLITS])
     log.info("fold %d of %d: %d train / %d val / %d test images of the %d-image pool", cfg.fold, cfg.folds,
@@ -269,13 +172,13 @@ def decode_source(cfg: DataConfig, seed: int, deterministic: bool = True, share_
 def splits_from(decoded: Decoded, seed: int, train_fraction: float = 1.0) -> DataSplits:
     """The pipelines of a run with ``seed`` on ``decoded``, training on a nested ``train_fraction`` of its train split.
 
-    The subset is :func:`kerasxfer.data.sources.nested_subset` drawn with
+    The subset is :func:`kerasxfer.data.splitting.nested_subset` drawn with
     ``seed``; validation and test always hold every image of their splits.
     """
     cfg, src = decoded.cfg, decoded.src
     train, train_images, train_index = src.train, decoded.images["train"], None
     if train_fraction < 1.0:
-        train_index = sources.nested_subset(src.train, train_fraction, seed)
+        train_index = splitting.nested_subset(src.train, train_fraction, seed)
         mask = np.zeros(len(src.train), bool)
         mask[train_index] = True
         train = src.train.take(mask, f"{src.train.origin}; a stratified {train_fraction:g} of it (seed {seed})")
@@ -346,7 +249,7 @@ class SharedSources:
         """How many images ``cfg``'s training split holds (its fold's, with folds), without slicing any images."""
         src = self._whole(cfg).src
         if cfg.folds > 1:
-            src = sources.fold_split(src, cfg.folds, cfg.fold, cfg.val_fraction, self.split_seed)[0]
+            src = splitting.fold_split(src, cfg.folds, cfg.fold, cfg.val_fraction, self.split_seed)[0]
         return len(src.train)
 
     def splits(self, exp) -> DataSplits:

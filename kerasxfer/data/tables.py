@@ -20,8 +20,8 @@ import stat
 import numpy as np
 
 from kerasxfer.data.decode import DEFAULT_MAX_PIXELS, check_images, decode_image_file
-from kerasxfer.data.sources import carve_missing, check_train_classes, merge_counts, split_three
 from kerasxfer.data.split import SourceSplit, Split
+from kerasxfer.data.splitting import carve_missing, check_train_classes, merge_counts, split_three
 from kerasxfer.datasets import registered_arrays
 from kerasxfer.errors import UserError, printable
 

@@ -16,8 +16,8 @@ import time
 import numpy as np
 
 from kerasxfer.data.decode import check_images, decode_image_bytes
-from kerasxfer.data.sources import carve_missing, merge_counts
 from kerasxfer.data.split import SourceSplit, Split
+from kerasxfer.data.splitting import carve_missing, merge_counts
 from kerasxfer.errors import UserError
 
 log = logging.getLogger("kerasxfer")

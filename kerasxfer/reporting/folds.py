@@ -1,7 +1,7 @@
 """Cross-validated studies in the report: the fold runs of each arm pooled into out-of-fold predictions.
 
 A study with ``--folds=K`` trains every arm once per fold
-(``<study>/fold<k>/<arm>``; :func:`kerasxfer.data.sources.fold_split` makes
+(``<study>/fold<k>/<arm>``; :func:`kerasxfer.data.splitting.fold_split` makes
 the splits): fold k tests on the k-th of K stratified folds of every labelled
 image.  :func:`fold_groups` checks that every arm has every fold;
 :func:`pool` joins an arm's K test splits in fold order into one run whose
