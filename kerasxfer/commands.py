@@ -43,82 +43,42 @@ DEFAULT_OUT = {"scratch": "runs/scratch", "finetune": "runs/finetune", "sweep": 
 SWEEP_KINDS = {"sweep": ("data", "depth"), "study": ("none", "data", "depth")}
 
 
-def _opt(name, kind, default, text, choices=()):
-    return OptionSpec(name, kind, default, tuple(choices), text)
+def _opt(name, kind, default, choices=(), help_key=None, **fill):
+    """An option of a command whose help is :data:`kerasxfer.options.COMMAND_HELP`'s (``help_key``: another
+    entry than ``name``'s; ``fill``: its ``{placeholders}``)."""
+    return OptionSpec(name, kind, default, tuple(choices), options.COMMAND_HELP[help_key or name].format(**fill))
 
 
 def run_options(command: str) -> list:
     """Where a run goes and how it talks: out_dir, verbose, overwrite."""
-    return [
-        _opt("out_dir", "str", DEFAULT_OUT[command], "Run directory to write." if command != "study" else
-             "Folder of the study (default runs/study/<dataset name>)."),
-        _opt("verbose", "int", 0, "Keras fit verbosity: 0, one log line per epoch; 1, Keras' progress bar as "
-             "well (absl's --verbosity sets how much kerasxfer logs: -1 warnings only, 0 the default)."),
-        _opt("overwrite", "bool", False, "Train again into an --out_dir that holds a finished run or one made with "
-             "other flags (its run files are replaced). Without it an interrupted run continues and a finished one "
-             "is left as it is."),
-    ]
+    return [_opt("out_dir", "str", DEFAULT_OUT[command], help_key="out_dir:study" if command == "study" else None),
+            _opt("verbose", "int", 0), _opt("overwrite", "bool", False)]
 
 
 def min_steps_option(default: int, what: str) -> OptionSpec:
-    return _opt("min_steps", "int", default, f"Raise {what} epochs on small training splits so every phase takes "
-                "at least this many optimizer steps (0: the epochs as given).")
+    return _opt("min_steps", "int", default, what=what)
 
 
 def sweep_options(kinds) -> list:
     """The options of a sweep (sweep, study): ``sweep`` takes one of ``kinds``, the first the default."""
     from kerasxfer.sweep import BUDGETS, DEFAULT_FRACTIONS
 
-    return [
-        _opt("sweep", "enum", kinds[0], "data: scratch, frozen and fine-tuned at each of --fractions of the training "
-             "split; depth: the fine-tune with each of --depths stages unfrozen.", kinds),
-        _opt("fractions", "list", [f"{f:g}" for f in DEFAULT_FRACTIONS], "Shares of the training split (nested, "
-             "stratified, at least one image per class) of the data sweep."),
-        _opt("depths", "list", [], "Stages unfrozen in phase 2 for the depth sweep: integers 0..K and/or 'all' "
-             "(default: every depth 0..K and all)."),
-        _opt("depth_fraction", "float", 1.0, "Share of the training split the depth sweep trains on."),
-        _opt("seeds", "int", 1, "Repeat every run with seeds --seed .. --seed+N-1 (same split: --split_seed)."),
-        _opt("budget", "enum", BUDGETS[0], "epochs: every arm trains its epochs; time: each scratch run of the data "
-             "sweep trains for the time the fine-tune of its size and seed took (its --epochs times 4 at most).",
-             BUDGETS),
-        _opt("scratch_image_size", "int", 64, "Image size of the scratch CNN (0: --image_size)."),
-        *executor_options(),
-    ]
+    return [_opt("sweep", "enum", kinds[0], kinds), _opt("fractions", "list", [f"{f:g}" for f in DEFAULT_FRACTIONS]),
+            _opt("depths", "list", []), _opt("depth_fraction", "float", 1.0), _opt("seeds", "int", 1),
+            _opt("budget", "enum", BUDGETS[0], BUDGETS), _opt("scratch_image_size", "int", 64), *executor_options()]
 
 
 def executor_options() -> list:
     """Where a sweep's or study's runs train (:mod:`kerasxfer.executors`)."""
     from kerasxfer.executors import DEFAULT_CPUS_PER_RUN, EXECUTORS
 
-    return [
-        _opt("executor", "enum", "local", "local: the runs one after the other in this process; ray: each run a "
-             "task on a Ray cluster (RAY_ADDRESS or --ray_address; else a local Ray on 127.0.0.1), several at once, "
-             "into the same run folders (a filesystem every node shares).", EXECUTORS),
-        _opt("ray_address", "str", None, "The Ray cluster of --executor=ray, e.g. 10.0.0.5:6379 (default: "
-             "RAY_ADDRESS, else a local Ray started here)."),
-        _opt("cpus_per_run", "float", DEFAULT_CPUS_PER_RUN, "CPUs each run takes on Ray (TensorFlow's threads "
-             "follow); a fraction shares a CPU."),
-        _opt("gpus_per_run", "float", 0.0, "GPUs each run takes on Ray (a fraction shares one)."),
-    ]
+    return [_opt("executor", "enum", "local", EXECUTORS), _opt("ray_address", "str", None),
+            _opt("cpus_per_run", "float", DEFAULT_CPUS_PER_RUN), _opt("gpus_per_run", "float", 0.0)]
 
 
 def study_options() -> list:
-    return [
-        _opt("control", "bool", True, "Also train the transfer arm from a random backbone (the control), which "
-             "shows what the pretrained weights bring; --nocontrol skips it."),
-        _opt("folds", "str", "auto", "K-fold cross-validation: every arm trains once per fold and every labelled "
-             "image is tested exactly once; 1: one train/val/test split; auto: 5 folds when the data have fewer "
-             "than 1,000 images and no test split of their own, else one split."),
-        _opt("backbones", "list", [], "Several transfer arms: each backbone of this list is fine-tuned with the "
-             "same recipe and compared with scratch (and with each other) in the report; the first also gets the "
-             "control. Default: --backbone alone."),
-        _opt("exhaustive", "bool", False, "Run the study without its shortcuts: every fold (no sequential stop), "
-             "the control's full fine-tune, no frozen-backbone outputs reused, every phase at least --min_steps "
-             "steps. The reference the default study is checked against (default folder runs/study/<name>-exhaustive)."),
-        _opt("minutes", "float", 0.0, "A time limit for the study in minutes (0: none): a short calibration on this "
-             "machine plans the folds and the phases' minimum steps to fit, and the first lines and the report say "
-             "what was given up."),
-    ]
+    return [_opt("control", "bool", True), _opt("folds", "str", "auto"), _opt("backbones", "list", []),
+            _opt("exhaustive", "bool", False), _opt("minutes", "float", 0.0)]
 
 
 def options_of(command: str) -> dict:

@@ -27,6 +27,7 @@ from kerasxfer.errors import UserError
 from kerasxfer.errors import check_choice as _choice
 from kerasxfer.families import family_of
 from kerasxfer.optim_config import OptimConfig  # the optim section (defined with its schedule formula)
+from kerasxfer.phases import parse_trainable
 
 AUGMENT_MODES = ("none", "light", "strong")
 RESIZE_MODES = ("squash", "crop", "pad")
@@ -379,21 +380,3 @@ def _section(cls, d: dict):
             "another version of kerasxfer; pass --overwrite to start the run again with this one."
         )
     return cls(**d)
-
-
-def parse_trainable(rule: str, num_stages: int):
-    """``"all"`` -> ("all", None); ``"head"`` -> ("head", None); ``"stages:K"`` -> ("stages", K), 0 <= K <= num_stages."""
-    if rule in ("all", "head"):
-        return rule, None
-    if rule.startswith("stages:"):
-        try:
-            k = int(rule.split(":", 1)[1])
-        except ValueError:
-            k = -1
-        if 0 <= k <= num_stages:
-            return "stages", k
-        raise UserError(
-            f"--unfreeze_stages must be an integer from 0 to {num_stages} (the backbone has {num_stages} stages), "
-            f"got {rule[7:]!r}."
-        )
-    raise UserError(f"trainable rule {rule!r} is unknown: use all, head or stages:K.")

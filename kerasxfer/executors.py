@@ -233,9 +233,9 @@ def _train_task(index: int, exp, fork_targets, source_args: dict, sink, overwrit
         def on_epoch_end(self, epoch, logs=None):
             sink.epoch.remote(index, phase_of_epoch(epoch), time.monotonic() - self._t0, where)
 
-    from kerasxfer.resume import ResumeState
+    from kerasxfer.resume import saved_epoch
 
-    continued = 0 if overwrite else ResumeState.saved_epoch(exp.out_dir)  # > 0: a retry after a lost worker
+    continued = 0 if overwrite else saved_epoch(exp.out_dir)  # > 0: a retry after a lost worker
     try:
         sources = SharedSources(**source_args)
         data = sources.splits(exp)

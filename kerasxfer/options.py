@@ -113,6 +113,49 @@ HELP = {
                        "4, EfficientNet-Lite 8.",
 }
 
+#: The help of the options that are not config fields or recipe parameters: where a run goes, a sweep's and a
+#: study's own options, where their runs train (``{what}``: filled in by the command).
+COMMAND_HELP = {
+    "out_dir": ('Run directory to write.'),
+    "verbose": ("Keras fit verbosity: 0, one log line per epoch; 1, Keras' progress bar as well (absl's --verbosity "
+        'sets how much kerasxfer logs: -1 warnings only, 0 the default).'),
+    "overwrite": ('Train again into an --out_dir that holds a finished run or one made with other flags (its run files '
+        'are replaced). Without it an interrupted run continues and a finished one is left as it is.'),
+    "out_dir:study": ('Folder of the study (default runs/study/<dataset name>).'),
+    "min_steps": ('Raise {what} epochs on small training splits so every phase takes at least this many optimizer steps'
+        ' (0: the epochs as given).'),
+    "sweep": ('data: scratch, frozen and fine-tuned at each of --fractions of the training split; depth: the '
+        'fine-tune with each of --depths stages unfrozen.'),
+    "fractions": ('Shares of the training split (nested, stratified, at least one image per class) of the data sweep.'),
+    "depths": ("Stages unfrozen in phase 2 for the depth sweep: integers 0..K and/or 'all' (default: every depth "
+        '0..K and all).'),
+    "depth_fraction": ('Share of the training split the depth sweep trains on.'),
+    "seeds": ('Repeat every run with seeds --seed .. --seed+N-1 (same split: --split_seed).'),
+    "budget": ('epochs: every arm trains its epochs; time: each scratch run of the data sweep trains for the time '
+        'the fine-tune of its size and seed took (its --epochs times 4 at most).'),
+    "scratch_image_size": ('Image size of the scratch CNN (0: --image_size).'),
+    "executor": ('local: the runs one after the other in this process; ray: each run a task on a Ray cluster '
+        '(RAY_ADDRESS or --ray_address; else a local Ray on 127.0.0.1), several at once, into the same run '
+        'folders (a filesystem every node shares).'),
+    "ray_address": ('The Ray cluster of --executor=ray, e.g. 10.0.0.5:6379 (default: RAY_ADDRESS, else a local Ray '
+        'started here).'),
+    "cpus_per_run": ("CPUs each run takes on Ray (TensorFlow's threads follow); a fraction shares a CPU."),
+    "gpus_per_run": ('GPUs each run takes on Ray (a fraction shares one).'),
+    "control": ('Also train the transfer arm from a random backbone (the control), which shows what the pretrained '
+        'weights bring; --nocontrol skips it.'),
+    "folds": ('K-fold cross-validation: every arm trains once per fold and every labelled image is tested exactly '
+        'once; 1: one train/val/test split; auto: 5 folds when the data have fewer than 1,000 images and no '
+        'test split of their own, else one split.'),
+    "backbones": ('Several transfer arms: each backbone of this list is fine-tuned with the same recipe and compared '
+        'with scratch (and with each other) in the report; the first also gets the control. Default: '
+        '--backbone alone.'),
+    "exhaustive": ("Run the study without its shortcuts: every fold (no sequential stop), the control's full fine-tune, "
+        'no frozen-backbone outputs reused, every phase at least --min_steps steps. The reference the default'
+        ' study is checked against (default folder runs/study/<name>-exhaustive).'),
+    "minutes": ('A time limit for the study in minutes (0: none): a short calibration on this machine plans the folds'
+        " and the phases' minimum steps to fit, and the first lines and the report say what was given up."),
+}
+
 #: The Experiment fields that are command-line options (the others are set by recipes, studies and sweeps).
 EXPERIMENT_OPTIONS = ("seed", "deterministic", "precision", "jit_compile", "strategy")
 #: DataConfig fields that are not options of every training command: the synthetic set's sizes (pretrain's),

@@ -13,6 +13,8 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import NamedTuple
 
+from kerasxfer.errors import UserError
+
 
 class PhaseSpan(NamedTuple):
     """Phase ``index`` of the run trains epochs ``first + 1 .. last`` (1-based; ``first == last``: none)."""
@@ -83,3 +85,21 @@ def activations_off(exp, phase):
     if exp.precision != "float32":
         return f"--precision={exp.precision}"
     return None
+
+
+def parse_trainable(rule: str, num_stages: int):
+    """``"all"`` -> ("all", None); ``"head"`` -> ("head", None); ``"stages:K"`` -> ("stages", K), 0 <= K <= num_stages."""
+    if rule in ("all", "head"):
+        return rule, None
+    if rule.startswith("stages:"):
+        try:
+            k = int(rule.split(":", 1)[1])
+        except ValueError:
+            k = -1
+        if 0 <= k <= num_stages:
+            return "stages", k
+        raise UserError(
+            f"--unfreeze_stages must be an integer from 0 to {num_stages} (the backbone has {num_stages} stages), "
+            f"got {rule[7:]!r}."
+        )
+    raise UserError(f"trainable rule {rule!r} is unknown: use all, head or stages:K.")

@@ -32,6 +32,18 @@ STATE = "state.json"
 log = logging.getLogger("kerasxfer")
 
 
+def saved_epoch(out: str) -> int:
+    """The epoch the latest resume state in ``out`` records (0: none), from its small json alone.
+
+    For progress lines and messages; :class:`ResumeState` itself checks
+    every array before a run continues from it.
+    """
+    try:
+        return int(fsio.read_json(os.path.join(out, rundir.RESUME, STATE))["epoch"])
+    except (OSError, ValueError, KeyError, TypeError):
+        return 0
+
+
 class ResumeState:
     """The resume state of the run directory ``out`` (as Keras' ``BackupAndRestore`` keeps its job in one class).
 
@@ -80,18 +92,6 @@ class ResumeState:
                 f"the resume state in {self.dir} is damaged ({', '.join(damaged)} cannot be read) and no earlier "
                 "epoch's state is intact: pass --overwrite to start the run again."
             )
-
-    @staticmethod
-    def saved_epoch(out: str) -> int:
-        """The epoch the latest state in ``out`` records (0: none), from its small json alone.
-
-        For progress lines and messages; :class:`ResumeState` itself checks
-        every array before a run continues from it.
-        """
-        try:
-            return int(fsio.read_json(os.path.join(out, rundir.RESUME, STATE))["epoch"])
-        except (OSError, ValueError, KeyError, TypeError):
-            return 0
 
     @property
     def found(self) -> bool:

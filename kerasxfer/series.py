@@ -17,7 +17,7 @@ from kerasxfer import rundir
 from kerasxfer.errors import UserError
 from kerasxfer.forks import ForkAfterPhase
 from kerasxfer.progress import StudyProgress, phase_of, phases_of
-from kerasxfer.resume import ResumeState
+from kerasxfer.resume import saved_epoch
 from kerasxfer.training import run_experiment
 
 log = logging.getLogger("kerasxfer")
@@ -41,14 +41,7 @@ def run_series(runs, sources, tag: str, overwrite: bool = False, verbose: int = 
     ``ray`` (a :class:`kerasxfer.executors.RayConfig`): the same runs as tasks on a Ray cluster instead.
     """
     if ray is not None:
-        from kerasxfer.executors import run_series_ray
-
-        if before is not None:
-            raise UserError(f"this {tag} sets each run's budget from the runs before it (--budget=time), so its "
-                            "runs cannot train at once: use --executor=local.")
-        source_args = dict(split_seed=sources.split_seed, deterministic=sources.deterministic,
-                           activation_dir=sources.activation_dir)
-        return run_series_ray(runs, source_args, tag, ray, overwrite, verbose, after, forks)
+        return _on_ray(runs, sources, tag, overwrite, verbose, before, after, forks, ray)
     forks, forked = forks or {}, set()
     progress = StudyProgress([{"label": label, "phases": phases_of(exp, n)} for label, exp, n in runs], tag=tag)
     for i, (label, exp, n) in enumerate(runs):
@@ -61,7 +54,7 @@ def run_series(runs, sources, tag: str, overwrite: bool = False, verbose: int = 
         log.info("[%s] run %d of %d: %s (%s)%s", tag, i + 1, len(runs), exp.out_dir, label,
                  (": forked from an earlier run's phases" if exp.out_dir in forked else ": finished earlier")
                  if finished else "")
-        progress.start_run(i, 0 if finished or again else ResumeState.saved_epoch(exp.out_dir))
+        progress.start_run(i, 0 if finished or again else saved_epoch(exp.out_dir))
         keras.backend.clear_session()
         gc.collect()
         data = sources.splits(exp)
@@ -73,3 +66,15 @@ def run_series(runs, sources, tag: str, overwrite: bool = False, verbose: int = 
         if after is not None and after(i):
             log.info("[%s] the %d runs after run %d are not needed", tag, len(runs) - i - 1, i + 1)
             return
+
+
+def _on_ray(runs, sources, tag, overwrite, verbose, before, after, forks, ray) -> None:
+    """:func:`run_series` with ``ray``: the runs as tasks on a Ray cluster (:mod:`kerasxfer.executors`)."""
+    from kerasxfer.executors import run_series_ray
+
+    if before is not None:
+        raise UserError(f"this {tag} sets each run's budget from the runs before it (--budget=time), so its "
+                        "runs cannot train at once: use --executor=local.")
+    source_args = dict(split_seed=sources.split_seed, deterministic=sources.deterministic,
+                       activation_dir=sources.activation_dir)
+    run_series_ray(runs, source_args, tag, ray, overwrite, verbose, after, forks)

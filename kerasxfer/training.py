@@ -42,7 +42,7 @@ from kerasxfer.models import apply_trainable, build_model, calibrate_batchnorm, 
 from kerasxfer.optim_config import class_weights, schedule_steps
 from kerasxfer.optimizers import make_loss, make_optimizer, stage_multipliers
 from kerasxfer.phases import PhaseContext, PhaseSpan, activations_off, next_phase, phase_spans
-from kerasxfer.resume import ResumeState, write_best
+from kerasxfer.resume import ResumeState, saved_epoch, write_best
 from kerasxfer.stopping import StopOnSignal
 
 log = logging.getLogger("kerasxfer")
@@ -91,16 +91,16 @@ def _train(exp: Experiment, strategy, out: str, status: str, data, verbose: int,
     if status == "finishing":
         log.info("%s was trained but not every output after %s was written: writing them now", out,
                  rundir.METRICS)
-        return _Run.finished(exp, strategy, out, data).finish()
+        return _finish(_Run.finished(exp, strategy, out, data))
     run = _Run.opened(exp, strategy, out, data, resume=status == "resume", verbose=verbose, callbacks=callbacks)
     run.train()
-    return run.finish()
+    return _finish(run)
 
 
 def finish_trained(exp: Experiment, data) -> dict:
     """Evaluate the run in ``exp.out_dir`` whose training is written (history, timings, best checkpoint) and write
     what follows: metrics.json, the pictures, the finished marker (:mod:`kerasxfer.forks`)."""
-    return _Run.finished(exp, make_strategy(exp.strategy), exp.out_dir, data).finish()
+    return _finish(_Run.finished(exp, make_strategy(exp.strategy), exp.out_dir, data))
 
 
 def determinism(exp: Experiment) -> bool:
@@ -192,7 +192,7 @@ class _Run:
 
     @classmethod
     def finished(cls, exp: Experiment, strategy, out: str, data):
-        """What :meth:`finish` needs of a run whose training ended: its data, history and timings (no model)."""
+        """What :func:`_finish` needs of a run whose training ended: its data, history and timings (no model)."""
         deterministic = determinism(exp)
         data = data if data is not None else load_data(exp.data, exp.seed, deterministic)
         return cls(exp, strategy, out, data, deterministic, ResumeState(out, probe=False), *run_files.trained_record(out))
@@ -210,7 +210,7 @@ class _Run:
                     self.done = phase_spans(self.exp.phases, self.history)[span.index].last  # early stopping: sooner
                 stop_on_signal.check()
         except KeyboardInterrupt:
-            epoch = ResumeState.saved_epoch(self.out)
+            epoch = saved_epoch(self.out)
             where = f"after epoch {epoch}" if epoch else "from the start (no epoch had finished)"
             raise UserError(
                 f"training was interrupted; everything up to the last finished epoch is kept in {self.out}: "
@@ -250,30 +250,30 @@ class _Run:
                 class_weight=class_weights(exp.optim.class_weight, data.train_labels, data.num_classes),
             )
 
-    # ------------------------------------------------------------ finish
-    def finish(self) -> dict:
-        """Evaluate the best checkpoint and write metrics.json, the pictures and HParams; drop the resume state."""
-        history, out = self.history, self.out
-        if history.get("stopped"):
-            raise run_files.diverged_error(history, os.path.join(out, rundir.MODEL))
-        best_model = load_model(os.path.join(out, rundir.MODEL))
-        use_native_grouped_conv(best_model)
-        metrics, probs = evaluate_best(best_model, self.data)
-        metrics.update(best_epoch=history["best"]["epoch"], best_phase=history["best"]["phase"],
-                       total_params=count_params(best_model.weights))
-        try:
-            write_evaluation(out, self.exp, self.data, probs, metrics, history, self.timings)
-        except Exception as e:  # pictures and TensorBoard extras: a run that trained must still finish
-            metrics["evaluation_pictures_error"] = f"{type(e).__name__}: {e}"[:500]
-            log.warning("the run's pictures could not be drawn (%s): %s is finished without them",
-                        metrics["evaluation_pictures_error"], out)
-        fsio.write_json(os.path.join(out, rundir.METRICS), metrics)
-        self.state.clear()
-        rundir.write_marker(out, "finished")  # last: a kill before this line leaves a run the next call completes
-        log.info("best checkpoint: epoch %d (%s), val_accuracy %.4f; test accuracy %.4f on %d held-out images; "
-                 "run directory: %s", metrics["best_epoch"], metrics["best_phase"], metrics["val"]["accuracy"],
-                 metrics["test"]["accuracy"], self.data.num_test, out)
-        return metrics
+
+def _finish(run: _Run) -> dict:
+    """Evaluate the best checkpoint and write metrics.json, the pictures and HParams; drop the resume state."""
+    history, out = run.history, run.out
+    if history.get("stopped"):
+        raise run_files.diverged_error(history, os.path.join(out, rundir.MODEL))
+    best_model = load_model(os.path.join(out, rundir.MODEL))
+    use_native_grouped_conv(best_model)
+    metrics, probs = evaluate_best(best_model, run.data)
+    metrics.update(best_epoch=history["best"]["epoch"], best_phase=history["best"]["phase"],
+                   total_params=count_params(best_model.weights))
+    try:
+        write_evaluation(out, run.exp, run.data, probs, metrics, history, run.timings)
+    except Exception as e:  # pictures and TensorBoard extras: a run that trained must still finish
+        metrics["evaluation_pictures_error"] = f"{type(e).__name__}: {e}"[:500]
+        log.warning("the run's pictures could not be drawn (%s): %s is finished without them",
+                    metrics["evaluation_pictures_error"], out)
+    fsio.write_json(os.path.join(out, rundir.METRICS), metrics)
+    run.state.clear()
+    rundir.write_marker(out, "finished")  # last: a kill before this line leaves a run the next call completes
+    log.info("best checkpoint: epoch %d (%s), val_accuracy %.4f; test accuracy %.4f on %d held-out images; "
+             "run directory: %s", metrics["best_epoch"], metrics["best_phase"], metrics["val"]["accuracy"],
+             metrics["test"]["accuracy"], run.data.num_test, out)
+    return metrics
 
 
 def _phase_inputs(run: "_Run", index: int, phase):

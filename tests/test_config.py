@@ -8,8 +8,9 @@ import sys
 import pytest
 
 from kerasxfer import families, recipes
-from kerasxfer.config import DataConfig, Experiment, ModelConfig, OptimConfig, parse_trainable
+from kerasxfer.config import DataConfig, Experiment, ModelConfig, OptimConfig
 from kerasxfer.errors import UserError
+from kerasxfer.phases import parse_trainable
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 

@@ -4,9 +4,9 @@ from __future__ import annotations
 
 import keras
 
-from kerasxfer.config import parse_trainable
 from kerasxfer.models.scratch import build_scratch_cnn
 from kerasxfer.models.transfer import build_backbone_classifier, build_transfer_model, freeze, unfreeze
+from kerasxfer.phases import parse_trainable
 
 
 def _scratch(m, shape, num_classes, aug):

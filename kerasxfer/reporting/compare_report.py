@@ -33,10 +33,11 @@ from kerasxfer.config import DEFAULT_MIN_STEPS
 from kerasxfer.errors import UserError
 from kerasxfer.families import family_of
 from kerasxfer.records import Arm, History, Phase, PhaseSummary, Run, RunSummary, SeedGroup, Verdict, to_json
-from kerasxfer.reporting import folds, html, stats, verdict
+from kerasxfer.reporting import html, stats, verdict
+from kerasxfer.reporting.markdown import report_markdown
 from kerasxfer.reporting.runs import load_runs
+from kerasxfer.reporting.text import interval_text, recipe_sentence, schedule_cell, shown
 from kerasxfer.reporting.text import pct as _pct
-from kerasxfer.reporting.text import recipe_sentence, schedule_cell, shown, table
 
 
 def _phase_summary(history: History, phase: Phase) -> PhaseSummary:
@@ -101,7 +102,7 @@ def _run_sentence(s) -> str:
         return (
             f"The {s.model} run **{s.name}** reached val_acc {_pct(p.best_val_accuracy)} "
             f"(epoch {p.best_epoch}, train_loss {p.best_train_loss:.3f} / val_loss {p.best_val_loss:.3f}); "
-            f"that checkpoint scores {_interval(s)} on the {s.num_test} held-out test images."
+            f"that checkpoint scores {interval_text(s)} on the {s.num_test} held-out test images."
         )
     parts = []
     for i, p in enumerate(s.phases):
@@ -111,7 +112,7 @@ def _run_sentence(s) -> str:
             swing = f", val_loss swinging {p.val_loss_min:.3f}–{p.val_loss_max:.3f}"
         parts.append(f"{what} {_pct(p.best_val_accuracy)} (epoch {p.best_epoch}{swing})")
     return (f"{s.model} run **{s.name}** ({s.weights}): best val_acc " + "; ".join(parts)
-            + f"; its best checkpoint scores {_interval(s)} on the {s.num_test} held-out test images.")
+            + f"; its best checkpoint scores {interval_text(s)} on the {s.num_test} held-out test images.")
 
 
 def _notes(s) -> list:
@@ -144,11 +145,6 @@ def _verdict_arm(s: RunSummary, run: Run) -> Arm:
                min_steps_default=max(s.min_steps or 0, DEFAULT_MIN_STEPS), final_train_loss=s.final_train_loss,
                final_train_accuracy=s.final_train_accuracy, train_counts=s.train_counts,
                frozen_only=s.kind == "transfer" and all(p.trainable == "head" for p in s.phases))
-
-
-def _interval(s) -> str:
-    lo, hi = s.test_interval
-    return f"{_pct(s.test_accuracy)} (95 % interval {100 * lo:.1f}–{100 * hi:.1f} %)"
 
 
 def executive_summary(summaries: list[RunSummary], runs: list[Run], groups: dict,
@@ -196,87 +192,6 @@ def _seed_groups(summaries) -> dict[str, SeedGroup]:
             for name, ss in members.items()}
 
 
-def _run_section(s) -> list:
-    """The report's section about one run: where it came from, and a row per phase."""
-    md = ["", f"## {s.name}", "",
-          f"{s.model} on {s.dataset} ({s.num_train} train / {s.num_val} val / {s.num_test} test "
-          f"images), seed {s.seed}. Image size: {s.image_size} px ({s.image_size_choice}). "
-          f"Weights: {s.weights}. Preprocessing: {s.preprocessing}. "
-          f"Training: {s.recipe}. Run directory: `{s.dir}`.", ""]
-    md.append(table(
-        [[p.name, f"{p.epochs[0]}–{p.epochs[1]}", f"{p.learning_rate:g}", p.schedule, p.trainable,
-          f"{p.trainable_params:,} / {p.total_params:,}", _pct(p.best_val_accuracy), p.best_epoch,
-          f"{p.val_loss_min:.3f}–{p.val_loss_max:.3f}",
-          f"{p.seconds:.0f}" if p.seconds is not None else "–",
-          f"{p.images_per_sec:.0f}" if p.images_per_sec else "–"] for p in s.phases],
-        ["phase", "epochs", "peak lr", "schedule", "trains", "trainable / total params", "best val_acc", "best epoch",
-         "val_loss range", "seconds", "train images/s"],
-    ))
-    md += ["", f"Final epoch {s.final_epoch}: train accuracy {_pct(s.final_train_accuracy)}, "
-           f"val accuracy {_pct(s.final_val_accuracy)}, train loss {s.final_train_loss:.4f}, "
-           f"val loss {s.final_val_loss:.4f}."]
-    return md
-
-
-def _data_sentence(s) -> str:
-    """How many images each split holds and where it came from (the same for every compared run)."""
-    parts = [f"{name} {split.count} ({split.origin})" for name, split in s.splits.items()]
-    missing = "".join(f" **The {name} split holds no image of {', '.join(cs)}**: its numbers say nothing about "
-                      f"{'that class' if len(cs) == 1 else 'those classes'}." for name, cs in s.classes_missing.items())
-    return (f"Data: {s.dataset}; " + ", ".join(parts) + ". Validation chose each run's best epoch; every "
-            "accuracy called *test* is measured on the test split, which no run trained on or was selected on."
-            + missing)
-
-
-def _side_by_side(summaries, v) -> list:
-    """The comparison table: one row per run, and the majority-class baseline's row."""
-    imbalanced = v.figure == "balanced accuracy"
-    header = ["run", "role", "model", "weights", "test accuracy (95 % interval)"]
-    header += ["balanced accuracy", "macro-F1"] if imbalanced else []
-    header += ["best val_acc", "best epoch", "final train / val loss", "train-val acc gap (points)", "parameters",
-               "train s"]
-    rows = []
-    for s in summaries:
-        role = v.roles.get(s.name, "seed")  # seeds not chosen for the verdict have no role
-        if s.name in v.learned and not v.learned[s.name].learned:
-            role += f", **{v.learned[s.name].tag}**"
-        row = [s.name, role, s.model, s.weights, _interval(s)]
-        row += [_pct(s.test_balanced_accuracy), f"{s.test_macro_f1:.3f}"] if imbalanced else []
-        row += [_pct(s.best_val_accuracy), f"{s.best_epoch} ({s.best_phase})",
-                f"{s.final_train_loss:.3f} / {s.final_val_loss:.3f}", f"{100 * s.accuracy_gap:+.2f}",
-                f"{s.total_params:,}", f"{s.train_seconds:.0f}" if s.train_seconds else "–"]
-        rows.append(row)
-    b = v.baseline
-    lo, hi = stats.wilson(round(b.accuracy * v.num_images), v.num_images)
-    row = [f"majority class ({b.class_name})", "baseline", "–", "–",
-           f"{_pct(b.accuracy)} (95 % interval {100 * lo:.1f}–{100 * hi:.1f} %)"]
-    row += [_pct(b.balanced_accuracy), "–"] if imbalanced else []
-    rows.append(row + ["–"] * 6)
-    return [table(rows, header)]
-
-
-def _markdown(summaries, groups, lines, v, study=None) -> str:
-    md = ["# Scratch or transfer? — kerasxfer report", ""]
-    md += ["## Executive summary", ""] + [f"- {l}" for l in lines] + [""]
-    if study:
-        md += ["## How this study ran", ""] + [f"- {l}" for l in study["shortcuts"]] + [""]
-    md += ["## Side by side", ""] + _side_by_side(summaries, v)
-    md += ["", _data_sentence(summaries[0])]
-    if summaries[0].folds:
-        md += folds.markdown(summaries, table)
-    for s in summaries:
-        md += _run_section(s)
-    if any(len(g.seeds) > 1 for g in groups.values()):
-        md += ["", "## Seeds", ""]
-        md.append(table(
-            [[n, len(g.seeds), _pct(g.mean), f"{100 * g.std:.2f}", ", ".join(_pct(v) for v in g.values)]
-             for n, g in groups.items()],
-            ["approach", "seeds", "mean test accuracy", "std (points)", "per seed"],
-        ))
-    md += ["", "![curves](curves.png)", "", "![learning rate](lr.png)", "", "![confusion matrices](confusion.png)", ""]
-    return "\n".join(md)
-
-
 #: The files a report writes (nothing else in its folder is touched).
 REPORT_FILES = ("report.md", "report.html", "summary.json", "curves.png", "lr.png", "confusion.png")
 
@@ -321,7 +236,7 @@ def write_report(run_dirs, out_dir: str, overwrite: bool = False, study: dict | 
                 "confusion.png": figures.report_confusions}
     for name, draw in pictures.items():
         draw(summaries, runs, os.path.join(out_dir, name))
-    md = _markdown(summaries, groups, lines, v, study)
+    md = report_markdown(summaries, groups, lines, v, study)
     fsio.write_text(os.path.join(out_dir, "report.md"), md)
     fsio.write_text(os.path.join(out_dir, "report.html"), html.render(md, out_dir, summaries, tuple(pictures)))
     summary = to_json({"runs": summaries, "verdict": v, "comparisons": v.pairs + v.controls, "baseline": v.baseline,

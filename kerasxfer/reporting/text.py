@@ -35,6 +35,12 @@ def pct(x):
     return f"{100 * x:.2f} %"
 
 
+def interval_text(s) -> str:
+    """A run summary's test accuracy with its 95 % Wilson interval: ``96.00 % (95 % interval 90.2–98.4 %)``."""
+    lo, hi = s.test_interval
+    return f"{pct(s.test_accuracy)} (95 % interval {100 * lo:.1f}–{100 * hi:.1f} %)"
+
+
 def recipe_sentence(setup: Setup, history: History) -> str:
     """How the run trained (optimiser, schedule, BatchNorm, EMA, ...), and where early stopping ended a phase."""
     known = OptimConfig.__dataclass_fields__
