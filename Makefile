@@ -116,9 +116,11 @@ CI_SLOW_TESTS = tests/test_study_command.py::test_five_fold_study_tests_every_im
 test-ci-slow: install
 	$(PY) -m pytest -m slow $(CI_SLOW_TESTS)
 
-# ruff with the rules in pyproject.toml (pyflakes, pycodestyle, import order, bugbear); .ci/run runs it first.
+# ruff with the rules in pyproject.toml (pyflakes, pycodestyle, import order, bugbear) and ruff format's style
+# (`ruff format kerasxfer experiments tests` applies it); .ci/run runs it first.
 lint: install
 	$(BIN)/ruff check kerasxfer experiments tests
+	$(BIN)/ruff format --check kerasxfer experiments tests
 
 # The manual as a site (mkdocs.yml, docs/) into site/: --strict fails on a dead link or anchor; .ci/run runs it.
 docs: install

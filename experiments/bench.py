@@ -39,8 +39,11 @@ from absl import flags
 from . import common
 
 FLAGS = flags.FLAGS
-flags.DEFINE_list("sections", ["machine", "data", "models", "modes", "inference"],
-                  "Which sections to run: machine, data, models, modes, inference.")
+flags.DEFINE_list(
+    "sections",
+    ["machine", "data", "models", "modes", "inference"],
+    "Which sections to run: machine, data, models, modes, inference.",
+)
 flags.DEFINE_integer("image_size", 64, "Image size of the data section and the first size of the models section.")
 flags.DEFINE_integer("batch_size", 32, "Batch size of every case.")
 flags.DEFINE_string("backbone", "regnetx002", "Backbone to measure (a --backbone value of finetune).")
@@ -50,13 +53,17 @@ flags.DEFINE_list("jpeg_size", ["1200", "1600"], "Height,width of the data secti
 flags.DEFINE_integer("steps", 12, "Timed steps per case (after 3 warm-up steps); the median is reported.")
 flags.DEFINE_list("sizes", ["64", "224"], "Image sizes of the models section.")
 flags.DEFINE_string("output", None, "Also write the JSON lines to this file.")
-flags.DEFINE_list("inference_backbones", ["efficientnet_lite0", "regnetx002"], "Backbones of the inference "
-                  "section, each at its native size: kerasxfer's predict path against TFLite and ONNX Runtime.")
+flags.DEFINE_list(
+    "inference_backbones",
+    ["efficientnet_lite0", "regnetx002"],
+    "Backbones of the inference section, each at its native size: kerasxfer's predict path against TFLite and ONNX Runtime.",
+)
 flags.DEFINE_integer("readings", 6, "Readings per engine in the inference section (the best one is reported).")
 
 flags.DEFINE_list("study_sets", ["230x2", "400x5"], "Sets of the study section: N images x C classes each.")
-flags.DEFINE_bool("study_exhaustive", True, "The study section also runs --exhaustive (about 1 h per 230 images "
-                  "on 2 cores) for the ratio.")
+flags.DEFINE_bool(
+    "study_exhaustive", True, "The study section also runs --exhaustive (about 1 h per 230 images on 2 cores) for the ratio."
+)
 flags.DEFINE_string("study_flags", "", "Extra flags for every study of the study section, e.g. --folds=2.")
 
 SECTIONS = ("machine", "data", "models", "modes", "inference", "study", "executor")
@@ -71,8 +78,12 @@ def _check():
         raise UserError(f"--sections has unknown section(s) {', '.join(bad)}: use {', '.join(SECTIONS)}.")
     for backbone in (FLAGS.backbone, *FLAGS.inference_backbones):
         family_of(backbone)  # one sentence when unknown
-    for name, v, lo in (("image_size", FLAGS.image_size, 32), ("batch_size", FLAGS.batch_size, 1),
-                        ("steps", FLAGS.steps, 1), ("num_images", FLAGS.num_images, 8)):
+    for name, v, lo in (
+        ("image_size", FLAGS.image_size, 32),
+        ("batch_size", FLAGS.batch_size, 1),
+        ("steps", FLAGS.steps, 1),
+        ("num_images", FLAGS.num_images, 8),
+    ):
         if v < lo:
             raise UserError(f"--{name}={v} is too small: use {lo} or more.")
     try:
@@ -83,8 +94,10 @@ def _check():
     if len(jpeg) != 2 or min(jpeg) < 8 or min(sizes) < 32 or max(jpeg) > 10_000 or max(sizes) > 1024:
         raise UserError("--jpeg_size needs height,width (each from 8 to 10000) and --sizes integers from 32 to 1024.")
     if FLAGS.image_size > 1024 or FLAGS.batch_size > 4096 or FLAGS.num_images > 100_000:
-        raise UserError("--image_size above 1024, --batch_size above 4096 or --num_images above 100000 would not fit "
-                        "a benchmark: choose smaller values.")
+        raise UserError(
+            "--image_size above 1024, --batch_size above 4096 or --num_images above 100000 would not fit "
+            "a benchmark: choose smaller values."
+        )
     return sizes, tuple(jpeg)
 
 
@@ -112,8 +125,13 @@ def main(argv):
             out.write(line + "\n")
             out.flush()
 
-    emit({"case": "environment", **{k: env[k] for k in ("tensorflow", "keras", "processor", "cpu_count", "devices")},
-          "onednn": os.environ.get("TF_ENABLE_ONEDNN_OPTS")})
+    emit(
+        {
+            "case": "environment",
+            **{k: env[k] for k in ("tensorflow", "keras", "processor", "cpu_count", "devices")},
+            "onednn": os.environ.get("TF_ENABLE_ONEDNN_OPTS"),
+        }
+    )
     bs, steps = FLAGS.batch_size, FLAGS.steps
     peak = bench.matmul_gflops()
     emit({"case": "matmul float32 2048^2", "gflops": round(peak, 1)})
@@ -139,18 +157,31 @@ def main(argv):
         frozen = bench.train_step_rate(m, bs, steps)
         unfreeze(m, 2)
         unfrozen = bench.train_step_rate(m, bs, steps, lr=1e-5)
-        common_ = {"image_size": s, "batch_size": bs, "jpegs": len(paths), "jpeg_hw": list(jpeg_size),
-                   "jpeg_mb": round(mb, 1)}
-        emit({"case": "pipeline epoch 1 (read+decode 1/8+resize+cache)", "images_per_s": round(reduced["first_epoch"], 1),
-              **common_})
+        common_ = {"image_size": s, "batch_size": bs, "jpegs": len(paths), "jpeg_hw": list(jpeg_size), "jpeg_mb": round(mb, 1)}
+        emit(
+            {
+                "case": "pipeline epoch 1 (read+decode 1/8+resize+cache)",
+                "images_per_s": round(reduced["first_epoch"], 1),
+                **common_,
+            }
+        )
         emit({"case": "pipeline epoch 1, full-size JPEG decode", "images_per_s": round(full["first_epoch"], 1), **common_})
         emit({"case": "pipeline epochs 2-11 (from cache)", "images_per_s": round(reduced["cached_epochs"], 1), **common_})
         emit({"case": f"train step {FLAGS.backbone} frozen", "images_per_s": round(frozen, 1), **common_})
         emit({"case": f"train step {FLAGS.backbone} unfrozen (2 stages)", "images_per_s": round(unfrozen, 1), **common_})
-        emit({"case": "cached pipeline / fastest train step", "ratio": round(reduced["cached_epochs"] / max(frozen, unfrozen), 1),
-              "goal": ">= 3"})
-        emit({"case": "reduced-size JPEG decode speed-up (epoch 1)",
-              "ratio": round(reduced["first_epoch"] / full["first_epoch"], 2)})
+        emit(
+            {
+                "case": "cached pipeline / fastest train step",
+                "ratio": round(reduced["cached_epochs"] / max(frozen, unfrozen), 1),
+                "goal": ">= 3",
+            }
+        )
+        emit(
+            {
+                "case": "reduced-size JPEG decode speed-up (epoch 1)",
+                "ratio": round(reduced["first_epoch"] / full["first_epoch"], 2),
+            }
+        )
         keras.backend.clear_session()
 
     if "models" in FLAGS.sections:
@@ -161,8 +192,14 @@ def main(argv):
             emit(_model_row("train scratch CNN", s, r, 3 * fl_s, peak))
             m = transfer(s)
             fl = bench.forward_flops(m)
-            emit({"case": f"{FLAGS.backbone} forward GFLOP/image", "image_size": s, "gflop": round(fl / 1e9, 4),
-                  "train_step_gflop_estimate": round(3 * fl / 1e9, 4)})
+            emit(
+                {
+                    "case": f"{FLAGS.backbone} forward GFLOP/image",
+                    "image_size": s,
+                    "gflop": round(fl / 1e9, 4),
+                    "train_step_gflop_estimate": round(3 * fl / 1e9, 4),
+                }
+            )
             freeze(m)
             r = bench.train_step_rate(m, bs, steps)
             emit(_model_row(f"train {FLAGS.backbone} frozen (phase 1)", s, r, fl, peak))  # backward of head only
@@ -184,10 +221,16 @@ def main(argv):
             head_rate = bench.train_step_rate(head, bs, steps)
             epochs = 10
             cached_s = 1.0 / infer + epochs / head_rate
-            emit({"case": f"phase 1 ({epochs} epochs) with cached features", "image_size": s,
-                  "head_train_images_per_s": round(head_rate, 1), "frozen_step_images_per_s": round(frozen, 1),
-                  "feature_pass_images_per_s": round(infer, 1),
-                  "speedup_vs_frozen_step": round((epochs / frozen) / cached_s, 1)})
+            emit(
+                {
+                    "case": f"phase 1 ({epochs} epochs) with cached features",
+                    "image_size": s,
+                    "head_train_images_per_s": round(head_rate, 1),
+                    "frozen_step_images_per_s": round(frozen, 1),
+                    "feature_pass_images_per_s": round(infer, 1),
+                    "speedup_vs_frozen_step": round((epochs / frozen) / cached_s, 1),
+                }
+            )
             keras.backend.clear_session()
 
     if "modes" in FLAGS.sections:
@@ -195,8 +238,10 @@ def main(argv):
 
         s = FLAGS.image_size
         precisions = ["float32", "mixed_bfloat16"] + (["mixed_float16"] if tf.config.list_physical_devices("GPU") else [])
-        for label, build, lr in (("scratch CNN", lambda: build_scratch_cnn((s, s, 3), 10), 1e-3),
-                                 (f"{FLAGS.backbone} unfrozen 2 stages", lambda: _unfrozen(transfer(s)), 1e-5)):
+        for label, build, lr in (
+            ("scratch CNN", lambda: build_scratch_cnn((s, s, 3), 10), 1e-3),
+            (f"{FLAGS.backbone} unfrozen 2 stages", lambda: _unfrozen(transfer(s)), 1e-5),
+        ):
             base = None
             for precision, jit in [(p, False) for p in precisions] + [("float32", True)]:
                 keras.mixed_precision.set_global_policy(precision)
@@ -204,8 +249,14 @@ def main(argv):
                 n = steps if (precision == "float32" and not jit) else min(steps, 6)
                 r = bench.train_step_rate(m, bs, n, lr=lr, jit_compile=jit)
                 base = base or r
-                emit({"case": f"train {label} {precision}{' + XLA' if jit else ''}", "image_size": s,
-                      "images_per_s": round(r, 1), "vs_float32": round(r / base, 2)})
+                emit(
+                    {
+                        "case": f"train {label} {precision}{' + XLA' if jit else ''}",
+                        "image_size": s,
+                        "images_per_s": round(r, 1),
+                        "vs_float32": round(r / base, 2),
+                    }
+                )
                 keras.mixed_precision.set_global_policy("float32")
                 keras.backend.clear_session()
 
@@ -218,9 +269,15 @@ def main(argv):
         native = bench.train_step_rate(m, bs, min(steps, 6), lr=1e-5)
         use_stock_grouped_conv(m)
         stock = bench.train_step_rate(m, bs, 2, warmup=1, lr=1e-5)
-        emit({"case": f"train {FLAGS.backbone} unfrozen 2 stages, grouped conv: native vs stock Keras",
-              "image_size": s, "native_images_per_s": round(native, 1), "stock_images_per_s": round(stock, 2),
-              "speedup": round(native / stock, 1)})
+        emit(
+            {
+                "case": f"train {FLAGS.backbone} unfrozen 2 stages, grouped conv: native vs stock Keras",
+                "image_size": s,
+                "native_images_per_s": round(native, 1),
+                "stock_images_per_s": round(stock, 2),
+                "speedup": round(native / stock, 1),
+            }
+        )
         keras.backend.clear_session()
 
     if "inference" in FLAGS.sections:
@@ -249,30 +306,51 @@ def _study_section(emit, bs):
     from kerasxfer import bench, fsio
 
     r = bench.unfrozen_step_rates("efficientnet_lite0", 224, 4, bs, FLAGS.steps)
-    emit({"case": "unfrozen step efficientnet_lite0 224, 4 stages: whole model", "images_per_s":
-          round(r["whole_model"], 1)})
-    emit({"case": f"unfrozen step on cached activations at {r['boundary']} {r['boundary_shape']}",
-          "images_per_s": round(r["cached_activations"], 1),
-          "speedup": round(r["cached_activations"] / r["whole_model"], 2)})
+    emit({"case": "unfrozen step efficientnet_lite0 224, 4 stages: whole model", "images_per_s": round(r["whole_model"], 1)})
+    emit(
+        {
+            "case": f"unfrozen step on cached activations at {r['boundary']} {r['boundary_shape']}",
+            "images_per_s": round(r["cached_activations"], 1),
+            "speedup": round(r["cached_activations"] / r["whole_model"], 2),
+        }
+    )
     for spec in FLAGS.study_sets:
         n, c = (int(v) for v in spec.lower().split("x"))
         root = bench.write_digit_photos(os.path.join("runs", "bench", f"digits-{n}x{c}"), n, c)
         seconds, verdicts = {}, {}
         for mode in ("default", "exhaustive") if FLAGS.study_exhaustive else ("default",):
             out = os.path.join("runs", "bench", f"study-{n}x{c}-{mode}")
-            cmd = [sys.executable, "-m", "experiments.study", f"--dataset={root}", f"--out_dir={out}", "--overwrite",
-                   *(["--exhaustive"] if mode == "exhaustive" else []), *FLAGS.study_flags.split()]
+            cmd = [
+                sys.executable,
+                "-m",
+                "experiments.study",
+                f"--dataset={root}",
+                f"--out_dir={out}",
+                "--overwrite",
+                *(["--exhaustive"] if mode == "exhaustive" else []),
+                *FLAGS.study_flags.split(),
+            ]
             t = time.perf_counter()
             subprocess.run(cmd, check=True, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
             seconds[mode] = time.perf_counter() - t
             summary = fsio.read_json(os.path.join(out, "report", "summary.json"))
             verdicts[mode] = summary["summary"][0].split(":")[0].replace("*", "")
-            emit({"case": f"study {n} images x {c} classes, {mode}", "seconds": round(seconds[mode], 1),
-                  "verdict": verdicts[mode], "folds_run": (summary.get("study") or {}).get("folds_run")})
+            emit(
+                {
+                    "case": f"study {n} images x {c} classes, {mode}",
+                    "seconds": round(seconds[mode], 1),
+                    "verdict": verdicts[mode],
+                    "folds_run": (summary.get("study") or {}).get("folds_run"),
+                }
+            )
         if len(seconds) == 2:
-            emit({"case": f"study {n}x{c}: exhaustive / default wall time",
-                  "ratio": round(seconds["exhaustive"] / seconds["default"], 2),
-                  "same_headline": verdicts["default"] == verdicts["exhaustive"]})
+            emit(
+                {
+                    "case": f"study {n}x{c}: exhaustive / default wall time",
+                    "ratio": round(seconds["exhaustive"] / seconds["default"], 2),
+                    "same_headline": verdicts["default"] == verdicts["exhaustive"],
+                }
+            )
 
 
 def _executor_section(emit):
@@ -291,19 +369,43 @@ def _executor_section(emit):
     recipe = ["--epochs=6", "--frozen_epochs=3", "--finetune_epochs=3", "--min_steps=0"]
     for per_run in (1, cpus):
         out = os.path.join("runs", "bench", f"executor-{per_run}cpu")
-        cmd = [sys.executable, "-m", "experiments.study", "--dataset=digits", "--folds=2", "--exhaustive",
-               "--nocontrol", "--executor=ray", f"--cpus_per_run={per_run}", f"--out_dir={out}", "--overwrite",
-               *recipe, *FLAGS.study_flags.split()]
+        cmd = [
+            sys.executable,
+            "-m",
+            "experiments.study",
+            "--dataset=digits",
+            "--folds=2",
+            "--exhaustive",
+            "--nocontrol",
+            "--executor=ray",
+            f"--cpus_per_run={per_run}",
+            f"--out_dir={out}",
+            "--overwrite",
+            *recipe,
+            *FLAGS.study_flags.split(),
+        ]
         t = time.perf_counter()
         subprocess.run(cmd, check=True, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
         seconds[per_run] = time.perf_counter() - t
-        runs = [fsio.read_json(os.path.join(out, f"fold{k}", arm, "timings.json"))["train_seconds"]
-                for k in (1, 2) for arm in ("scratch", "transfer")]
-        emit({"case": f"4-run study on Ray, {cpus // per_run} run(s) x {per_run} CPU at once",
-              "seconds": round(seconds[per_run], 1), "run_train_seconds": [round(r, 1) for r in runs],
-              "flags": " ".join(cmd[3:])})
-    emit({"case": f"4-run study: 1 run x {cpus} CPUs / {cpus} runs x 1 CPU, wall time",
-          "ratio": round(seconds[cpus] / seconds[1], 2)})
+        runs = [
+            fsio.read_json(os.path.join(out, f"fold{k}", arm, "timings.json"))["train_seconds"]
+            for k in (1, 2)
+            for arm in ("scratch", "transfer")
+        ]
+        emit(
+            {
+                "case": f"4-run study on Ray, {cpus // per_run} run(s) x {per_run} CPU at once",
+                "seconds": round(seconds[per_run], 1),
+                "run_train_seconds": [round(r, 1) for r in runs],
+                "flags": " ".join(cmd[3:]),
+            }
+        )
+    emit(
+        {
+            "case": f"4-run study: 1 run x {cpus} CPUs / {cpus} runs x 1 CPU, wall time",
+            "ratio": round(seconds[cpus] / seconds[1], 2),
+        }
+    )
 
 
 def _inference_section(emit, bs):
@@ -316,14 +418,20 @@ def _inference_section(emit, bs):
 
     for backbone in FLAGS.inference_backbones:
         size = family_of(backbone).native[backbone]
-        r = bench.inference_engines(build_transfer_model(backbone, (size, size, 3), 10, weights=None), bs,
-                                    FLAGS.readings)
+        r = bench.inference_engines(build_transfer_model(backbone, (size, size, 3), 10, weights=None), bs, FLAGS.readings)
         rates = {k: round(v, 1) for k, v in r["images_per_s"].items()}
-        row = {"case": f"inference {backbone} (best of {FLAGS.readings})", "image_size": size, "batch_size": bs,
-               "images_per_s": rates["tensorflow"], "auto_engine": r["auto_engine"],
-               "predict_auto_images_per_s": rates[r["auto_engine"]], **{f"{k}_images_per_s": v for k, v in rates.items()}}
-        row.update({f"predict_auto_vs_{k}": round(rates[r["auto_engine"]] / v, 2) for k, v in rates.items()
-                    if k != r["auto_engine"]})
+        row = {
+            "case": f"inference {backbone} (best of {FLAGS.readings})",
+            "image_size": size,
+            "batch_size": bs,
+            "images_per_s": rates["tensorflow"],
+            "auto_engine": r["auto_engine"],
+            "predict_auto_images_per_s": rates[r["auto_engine"]],
+            **{f"{k}_images_per_s": v for k, v in rates.items()},
+        }
+        row.update(
+            {f"predict_auto_vs_{k}": round(rates[r["auto_engine"]] / v, 2) for k, v in rates.items() if k != r["auto_engine"]}
+        )
         row["max_probability_difference"] = {k: float(f"{v:.2g}") for k, v in r["max_probability_difference"].items()}
         emit(row)
         keras.backend.clear_session()
@@ -338,8 +446,13 @@ def _unfrozen(model):
 
 def _model_row(case, size, rate, flops_per_image, peak_gflops):
     achieved = rate * flops_per_image / 1e9
-    return {"case": case, "image_size": size, "images_per_s": round(rate, 1),
-            "gflops_achieved": round(achieved, 1), "fraction_of_matmul_peak": round(achieved / peak_gflops, 3)}
+    return {
+        "case": case,
+        "image_size": size,
+        "images_per_s": round(rate, 1),
+        "gflops_achieved": round(achieved, 1),
+        "fraction_of_matmul_peak": round(achieved / peak_gflops, 3),
+    }
 
 
 # --helpshort lists the shared flags too (they are defined in experiments.common).

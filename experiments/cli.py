@@ -17,8 +17,16 @@ import sys
 
 #: Subcommand -> module of this package, in the order ``--help`` lists them.
 COMMANDS = {
-    "study": "study", "scratch": "scratch", "finetune": "finetune", "pretrain": "pretrain", "compare": "compare",
-    "sweep": "sweep", "lr-find": "lr_find", "repeat": "repeat", "predict": "predict", "bench": "bench",
+    "study": "study",
+    "scratch": "scratch",
+    "finetune": "finetune",
+    "pretrain": "pretrain",
+    "compare": "compare",
+    "sweep": "sweep",
+    "lr-find": "lr_find",
+    "repeat": "repeat",
+    "predict": "predict",
+    "bench": "bench",
 }
 
 
@@ -51,8 +59,11 @@ def main(argv=None) -> None:
         sys.exit(0 if len(argv) >= 2 else 2)
     name = argv[1]
     if name not in COMMANDS:
-        print(f"kerasxfer: error: unknown command {name!r}: use one of {', '.join(COMMANDS)} "
-              "(kerasxfer --help says what each does).", file=sys.stderr)
+        print(
+            f"kerasxfer: error: unknown command {name!r}: use one of {', '.join(COMMANDS)} "
+            "(kerasxfer --help says what each does).",
+            file=sys.stderr,
+        )
         sys.exit(2)
     # absl lists the key flags of the module named by argv[0] (--helpshort): name the subcommand's module.
     sys.argv = [f"{__package__}.{COMMANDS[name]}", *argv[2:]]

@@ -53,11 +53,15 @@ def define_option(spec, default=_UNSET) -> None:
     value = spec.default if default is _UNSET else default
     if spec.name in FLAGS:  # two recipes of one command share the option (lr, dropout): one flag, one default
         if FLAGS[spec.name].default != value:
-            raise TypeError(f"--{spec.name} is defined twice with different defaults "
-                            f"({FLAGS[spec.name].default!r}, {value!r})")
+            raise TypeError(f"--{spec.name} is defined twice with different defaults ({FLAGS[spec.name].default!r}, {value!r})")
         return
-    define = {"bool": flags.DEFINE_bool, "int": flags.DEFINE_integer, "float": flags.DEFINE_float,
-              "str": flags.DEFINE_string, "list": flags.DEFINE_list}
+    define = {
+        "bool": flags.DEFINE_bool,
+        "int": flags.DEFINE_integer,
+        "float": flags.DEFINE_float,
+        "str": flags.DEFINE_string,
+        "list": flags.DEFINE_list,
+    }
     if spec.kind == "enum":
         flags.DEFINE_enum(spec.name, value, list(spec.choices), spec.help)
     elif spec.kind == "size":
@@ -202,8 +206,11 @@ def run_main(main) -> None:
     except OSError as e:
         _fail(os_error_sentence(e), 2)
     except UnicodeDecodeError as e:
-        _fail(f"a file that should be text is binary ({e.reason} at byte {e.start}): check the files passed "
-              "(e.g. --flagfile) and run again.", 2)
+        _fail(
+            f"a file that should be text is binary ({e.reason} at byte {e.start}): check the files passed "
+            "(e.g. --flagfile) and run again.",
+            2,
+        )
 
 
 def _exit_130(signum, frame) -> None:

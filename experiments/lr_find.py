@@ -32,8 +32,12 @@ common.define_common_flags(None)
 common.define_recipe_flags(recipes.scratch)
 common.define_recipe_flags(recipes.finetune)
 flags.DEFINE_enum("recipe", "scratch", ["scratch", "finetune"], "Whose phase to test (ignored with --run).")
-flags.DEFINE_string("run", None, "A run directory: test a phase of its config.json (it is only read; the phases "
-                    "before that phase are trained again in a temporary folder).")
+flags.DEFINE_string(
+    "run",
+    None,
+    "A run directory: test a phase of its config.json (it is only read; the phases "
+    "before that phase are trained again in a temporary folder).",
+)
 flags.DEFINE_string("phase", None, "The phase to test (scratch; frozen or unfrozen); default the first.")
 flags.DEFINE_float("min_lr", 1e-7, "Lowest learning rate of the scan.")
 flags.DEFINE_float("max_lr", 10.0, "Highest learning rate of the scan.")
@@ -54,8 +58,10 @@ def main(argv):
     from kerasxfer.lr_find import find_lr
 
     result = find_lr(exp, FLAGS.phase, out, FLAGS.min_lr, FLAGS.max_lr, FLAGS.steps, overwrite=FLAGS.overwrite)
-    print(f"suggested learning rate: {result['valley']:.1e} (configured: {result['configured_lr']:.1e}); "
-          f"curve: {os.path.join(out, 'lr_find.png')}")
+    print(
+        f"suggested learning rate: {result['valley']:.1e} (configured: {result['configured_lr']:.1e}); "
+        f"curve: {os.path.join(out, 'lr_find.png')}"
+    )
 
 
 # --helpshort lists the shared flags too (they are defined in experiments.common).

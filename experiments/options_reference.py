@@ -20,16 +20,25 @@ ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 #: in the order a user meets them
 COMMANDS = ("study", "scratch", "finetune", "sweep", "compare", "predict", "pretrain", "repeat", "lr_find", "bench")
 PAGE = os.path.join(ROOT, "docs", "options.md")
-_LIST = ("import importlib, json, sys; importlib.import_module('experiments.' + sys.argv[1]); "
-         "from absl import flags; print(json.dumps(sorted(("
-         "{'name': f.name, 'help': f.help or '', 'type': f.flag_type(), 'default': f.default_as_str or ''} "
-         "for m, fl in flags.FLAGS.flags_by_module_dict().items() if m.startswith('experiments') for f in fl), "
-         "key=lambda d: d['name'])))")
+_LIST = (
+    "import importlib, json, sys; importlib.import_module('experiments.' + sys.argv[1]); "
+    "from absl import flags; print(json.dumps(sorted(("
+    "{'name': f.name, 'help': f.help or '', 'type': f.flag_type(), 'default': f.default_as_str or ''} "
+    "for m, fl in flags.FLAGS.flags_by_module_dict().items() if m.startswith('experiments') for f in fl), "
+    "key=lambda d: d['name'])))"
+)
+
 
 def flags_of(command: str) -> list:
     """The flags ``python -m experiments.<command>`` defines: name, help, type, default."""
-    p = subprocess.run([sys.executable, "-c", _LIST, command], cwd=ROOT, capture_output=True, text=True,
-                       env=dict(os.environ, PYTHONPATH=ROOT), timeout=300)
+    p = subprocess.run(
+        [sys.executable, "-c", _LIST, command],
+        cwd=ROOT,
+        capture_output=True,
+        text=True,
+        env=dict(os.environ, PYTHONPATH=ROOT),
+        timeout=300,
+    )
     if p.returncode != 0:
         raise RuntimeError(f"listing the flags of experiments.{command} failed: {p.stderr[-2000:]}")
     seen, out = set(), []
@@ -52,20 +61,28 @@ def _cell(text: str) -> str:
 def render(listed: dict | None = None) -> str:
     """The page's Markdown; ``listed``: ``{command: flags_of(command)}`` when the caller has it."""
     listed = listed or {c: flags_of(c) for c in COMMANDS}
-    out = ["# Options reference", "",
-           "Every flag of every command, generated from the commands themselves by `make options-reference` "
-           "(do not edit by hand). On the command line: `kerasxfer COMMAND --flag=value` or "
-           "`python -m experiments.COMMAND --flag=value`; through make, the variable of the same name in "
-           "capitals (`make study FOLDS=3`, see [Makefile targets and variables](make.md)); from Python, "
-           "the same names without `--` (`kerasxfer.study(..., folds=3)`) for study, scratch, finetune and "
-           "sweep. A boolean flag `--x` is turned off with `--nox`.", ""]
+    out = [
+        "# Options reference",
+        "",
+        "Every flag of every command, generated from the commands themselves by `make options-reference` "
+        "(do not edit by hand). On the command line: `kerasxfer COMMAND --flag=value` or "
+        "`python -m experiments.COMMAND --flag=value`; through make, the variable of the same name in "
+        "capitals (`make study FOLDS=3`, see [Makefile targets and variables](make.md)); from Python, "
+        "the same names without `--` (`kerasxfer.study(..., folds=3)`) for study, scratch, finetune and "
+        "sweep. A boolean flag `--x` is turned off with `--nox`.",
+        "",
+    ]
     out += ["Commands: " + ", ".join(f"[{c.replace('_', '-')}](#{c.replace('_', '-')})" for c in COMMANDS), ""]
     for command in COMMANDS:
         name = command.replace("_", "-")
-        out += [f"## {name}", "",
-                f"`make {name}`, `kerasxfer {name}`, `python -m experiments.{command}`: "
-                f"{len(listed[command])} flags.", "",
-                "| flag | type | default | what it does |", "|---|---|---|---|"]
+        out += [
+            f"## {name}",
+            "",
+            f"`make {name}`, `kerasxfer {name}`, `python -m experiments.{command}`: {len(listed[command])} flags.",
+            "",
+            "| flag | type | default | what it does |",
+            "|---|---|---|---|",
+        ]
         for f in listed[command]:
             default = _cell(f["default"])
             default = default[1:-1] if len(default) > 1 and default[0] == default[-1] == "'" else default
@@ -79,8 +96,10 @@ def main(argv):
     listed = {c: flags_of(c) for c in COMMANDS}
     missing = undocumented(listed)
     if missing:
-        raise app.UsageError(f"these flags have no help: {', '.join(missing)}: give each a help text where it "
-                             "is defined, then run make options-reference again.")
+        raise app.UsageError(
+            f"these flags have no help: {', '.join(missing)}: give each a help text where it "
+            "is defined, then run make options-reference again."
+        )
     text = render(listed)
     with open(flags.FLAGS.output, "w", encoding="utf-8") as f:
         f.write(text)

@@ -29,19 +29,35 @@ flags.DEFINE_list("images", [], "Image files and/or folders (walked recursively)
 flags.DEFINE_integer("top_k", 3, "How many classes to report per image.")
 flags.DEFINE_string("output", None, "Also write the predictions to this .csv or .json file.")
 flags.DEFINE_integer("batch_size", 32, "Images per forward pass.")
-flags.DEFINE_bool("overwrite", False, "With --export: replace files of the export's names in <run>/export/ that "
-                  "kerasxfer did not write (it never does otherwise).")
+flags.DEFINE_bool(
+    "overwrite",
+    False,
+    "With --export: replace files of the export's names in <run>/export/ that kerasxfer did not write (it never does otherwise).",
+)
 flags.DEFINE_bool("verbose", False, "Say on stderr which inference engine classified the images.")
-flags.DEFINE_enum("engine", "auto", ["auto", "tensorflow", "tflite", "onnxruntime"], "What runs the model: "
-                  "tensorflow (the inference graph, BatchNorm folded), tflite (XNNPACK), onnxruntime (the onnx "
-                  "extra); auto: tensorflow below 10,000 images, else the fastest of them timed on the first batch.")
-flags.DEFINE_enum("export", None, ["saved_model", "tflite", "onnx"], "Write a serving artefact into <run>/export/ "
-                  "instead of predicting (onnx: model.onnx, float32 images in [0, 255] -> probabilities; needs "
-                  "pip install 'kerasxfer[onnx]').")
+flags.DEFINE_enum(
+    "engine",
+    "auto",
+    ["auto", "tensorflow", "tflite", "onnxruntime"],
+    "What runs the model: "
+    "tensorflow (the inference graph, BatchNorm folded), tflite (XNNPACK), onnxruntime (the onnx "
+    "extra); auto: tensorflow below 10,000 images, else the fastest of them timed on the first batch.",
+)
+flags.DEFINE_enum(
+    "export",
+    None,
+    ["saved_model", "tflite", "onnx"],
+    "Write a serving artefact into <run>/export/ "
+    "instead of predicting (onnx: model.onnx, float32 images in [0, 255] -> probabilities; needs "
+    "pip install 'kerasxfer[onnx]').",
+)
 
 
-ENGINE_WORDS = {"tensorflow": "tensorflow (TensorFlow graph, BatchNorm folded into the convolutions)",
-                "tflite": "tflite (TensorFlow Lite interpreter, XNNPACK)", "onnxruntime": "onnxruntime (ONNX Runtime)"}
+ENGINE_WORDS = {
+    "tensorflow": "tensorflow (TensorFlow graph, BatchNorm folded into the convolutions)",
+    "tflite": "tflite (TensorFlow Lite interpreter, XNNPACK)",
+    "onnxruntime": "onnxruntime (ONNX Runtime)",
+}
 
 
 def _write_output(path, preds, top_k):
@@ -69,8 +85,14 @@ def rejoin_commas(parts: list, most: int = 8) -> list:
     ``most`` commas in one name; a piece that exists on its own is taken as it is, so this stays linear)."""
     out, i = [], 0
     while i < len(parts):
-        j = next((j for j in range(i + 2, min(len(parts), i + most + 1) + 1)
-                  if not os.path.exists(parts[i]) and os.path.exists(",".join(parts[i:j]))), i + 1)
+        j = next(
+            (
+                j
+                for j in range(i + 2, min(len(parts), i + most + 1) + 1)
+                if not os.path.exists(parts[i]) and os.path.exists(",".join(parts[i:j]))
+            ),
+            i + 1,
+        )
         out.append(",".join(parts[i:j]))
         i = j
     return out
@@ -93,8 +115,10 @@ def main(argv):
     if FLAGS.batch_size < 1:
         raise UserError(f"--batch_size={FLAGS.batch_size} must be 1 or more.")
     if FLAGS.output and os.path.isdir(FLAGS.output):
-        raise UserError(f"--output={FLAGS.output!r} is a folder: name a .csv or .json file, e.g. "
-                        f"{os.path.join(FLAGS.output, 'predictions.csv')}.")
+        raise UserError(
+            f"--output={FLAGS.output!r} is a folder: name a .csv or .json file, e.g. "
+            f"{os.path.join(FLAGS.output, 'predictions.csv')}."
+        )
     if FLAGS.output and not FLAGS.output.lower().endswith((".csv", ".json")):
         raise UserError(f"--output={FLAGS.output!r} must end in .csv or .json.")
     if FLAGS.run:
@@ -102,8 +126,7 @@ def main(argv):
     else:
         if not FLAGS.class_names:
             raise UserError("--model needs --class_names=a,b,c (in the model's output order).")
-        clf = Classifier.from_model(FLAGS.model, FLAGS.class_names, batch_size=FLAGS.batch_size,
-                                    engine=FLAGS.engine)
+        clf = Classifier.from_model(FLAGS.model, FLAGS.class_names, batch_size=FLAGS.batch_size, engine=FLAGS.engine)
 
     if FLAGS.export:
         from kerasxfer import rundir
@@ -136,8 +159,10 @@ def main(argv):
     if FLAGS.verbose and clf.engine:
         print(f"engine: {ENGINE_WORDS[clf.engine]}", file=sys.stderr)
     if not preds:
-        raise UserError(f"no image could be classified: {', '.join(FLAGS.images)} holds no files: pass image files "
-                        "or folders that contain images.")
+        raise UserError(
+            f"no image could be classified: {', '.join(FLAGS.images)} holds no files: pass image files "
+            "or folders that contain images."
+        )
     if good == 0:
         first = next(p for p in preds if p.error)
         more = f" (and {len(preds) - 1} more, listed above)" if len(preds) > 1 else ""

@@ -43,8 +43,10 @@ def experiment_from_run(run: str, out_dir: str):
     except ValueError:
         raise UserError(f"{path} is not valid JSON: it was damaged; train the run again with its own command.") from None
     if os.path.realpath(out_dir) == os.path.realpath(run):
-        raise UserError(f"--out_dir={out_dir!r} is the run itself: choose another folder (to continue an interrupted "
-                        "run, run its own command again).")
+        raise UserError(
+            f"--out_dir={out_dir!r} is the run itself: choose another folder (to continue an interrupted "
+            "run, run its own command again)."
+        )
     try:
         exp = Experiment.from_dict(config)
     except (TypeError, ValueError, AttributeError):  # not a dict, or a field missing or of the wrong kind
@@ -63,9 +65,11 @@ def main(argv):
     metrics = run_experiment(exp, verbose=verbose, overwrite=FLAGS.overwrite)
     original = os.path.join(run, rundir.METRICS)
     before = fsio.read_json(original)["test"]["accuracy"] if os.path.isfile(original) else None
-    print(f"repeat of {run}: test accuracy {metrics['test']['accuracy']:.4f}"
-          + (f" (the original: {before:.4f})" if before is not None else " (the original has no metrics.json)")
-          + f"; run directory: {exp.out_dir}")
+    print(
+        f"repeat of {run}: test accuracy {metrics['test']['accuracy']:.4f}"
+        + (f" (the original: {before:.4f})" if before is not None else " (the original has no metrics.json)")
+        + f"; run directory: {exp.out_dir}"
+    )
 
 
 # --helpshort lists the shared flags too (they are defined in experiments.common).

@@ -53,8 +53,10 @@ def main(argv):
         for line in summary["sweep"]["sentences"]:
             print(" - " + line)
         print(f"sweep report: {os.path.join(cfg.sweep.out_dir, cfg.sweep.kind, 'sweep.md')}")
-    print(f"report: {os.path.join(report, 'report.html')} (open it in a browser; report.md, curves.png, lr.png, "
-          "confusion.png and summary.json beside it)")
+    print(
+        f"report: {os.path.join(report, 'report.html')} (open it in a browser; report.md, curves.png, lr.png, "
+        "confusion.png and summary.json beside it)"
+    )
     print(f"TensorBoard: tensorboard --logdir {cfg.out_dir}  (or make tensorboard)")
 
 

@@ -33,8 +33,10 @@ def main(argv):
 
     summary = run_sweep(cfg, overwrite=FLAGS.overwrite, verbose=FLAGS.verbose)
     root = os.path.join(cfg.out_dir, cfg.kind)
-    print(f"sweep report: {os.path.join(root, 'sweep.md')} ({os.path.join(root, 'sweep.csv')}, "
-          f"{os.path.join(root, 'curves_' + cfg.kind + '.png')})")
+    print(
+        f"sweep report: {os.path.join(root, 'sweep.md')} ({os.path.join(root, 'sweep.csv')}, "
+        f"{os.path.join(root, 'curves_' + cfg.kind + '.png')})"
+    )
     for line in summary["sentences"]:
         print(" - " + line)
     print(f"TensorBoard: make tensorboard (or tensorboard --logdir {root})")

@@ -51,8 +51,10 @@ def _options(command: str, data, out_dir, options: dict) -> commands.Options:
 
         data = register_arrays(*data)
     elif data is not None and not isinstance(data, (str, os.PathLike)):
-        raise UserError(f"data of type {type(data).__name__} is not a dataset: pass a folder, a CSV/TSV file, "
-                        "'digits', 'tfds:NAME' or a tuple (images, labels) of arrays.")
+        raise UserError(
+            f"data of type {type(data).__name__} is not a dataset: pass a folder, a CSV/TSV file, "
+            "'digits', 'tfds:NAME' or a tuple (images, labels) of arrays."
+        )
     if data is not None:
         given["dataset"] = os.fspath(data)
     if out_dir is not None:
@@ -84,8 +86,9 @@ def _train(recipe_name: str, data, out_dir, options) -> RunResult:
     show_progress()
     from kerasxfer.training import run_experiment
 
-    metrics = run_experiment(exp, verbose=opts.values["verbose"], overwrite=opts.values["overwrite"],
-                             min_steps=commands.min_steps_of(opts))
+    metrics = run_experiment(
+        exp, verbose=opts.values["verbose"], overwrite=opts.values["overwrite"], min_steps=commands.min_steps_of(opts)
+    )
     return RunResult(exp.out_dir, metrics)
 
 
@@ -120,17 +123,34 @@ class StudyResult:
         try:
             import pandas as pd
         except ImportError:
-            raise UserError("to_pandas needs pandas, which is not installed: pip install pandas (or use .table, a "
-                            "list of records).") from None
+            raise UserError(
+                "to_pandas needs pandas, which is not installed: pip install pandas (or use .table, a list of records)."
+            ) from None
         return pd.DataFrame(self.table)
 
     def __str__(self) -> str:
         return self.verdict
 
 
-_TABLE_FIELDS = ("name", "model", "weights", "test_accuracy", "test_interval", "test_balanced_accuracy",
-                 "test_macro_f1", "best_val_accuracy", "best_epoch", "best_phase", "final_train_loss",
-                 "final_val_loss", "accuracy_gap", "total_params", "train_seconds", "num_train", "num_test")
+_TABLE_FIELDS = (
+    "name",
+    "model",
+    "weights",
+    "test_accuracy",
+    "test_interval",
+    "test_balanced_accuracy",
+    "test_macro_f1",
+    "best_val_accuracy",
+    "best_epoch",
+    "best_phase",
+    "final_train_loss",
+    "final_val_loss",
+    "accuracy_gap",
+    "total_params",
+    "train_seconds",
+    "num_train",
+    "num_test",
+)
 
 
 def _study_result(summary: dict, report_dir: str) -> StudyResult:
@@ -141,9 +161,15 @@ def _study_result(summary: dict, report_dir: str) -> StudyResult:
         row["role"] = roles.get(s["name"], "seed")
         table.append(row)
     plain = [line.replace("**", "") for line in summary["summary"]]
-    return StudyResult(verdict=plain[0] if plain else "", sentences=plain, table=table,
-                       report=os.path.join(report_dir, "report.md"), report_html=os.path.join(report_dir, "report.html"),
-                       run_dirs={s["name"]: s["dir"] for s in summary["runs"]}, summary=summary)
+    return StudyResult(
+        verdict=plain[0] if plain else "",
+        sentences=plain,
+        table=table,
+        report=os.path.join(report_dir, "report.md"),
+        report_html=os.path.join(report_dir, "report.html"),
+        run_dirs={s["name"]: s["dir"] for s in summary["runs"]},
+        summary=summary,
+    )
 
 
 def study(data, out_dir=None, **options) -> StudyResult:
@@ -166,8 +192,10 @@ def compare(runs, out_dir="runs/compare", overwrite: bool = False) -> StudyResul
 
     runs = [runs] if isinstance(runs, (str, os.PathLike)) else runs
     if not isinstance(runs, (list, tuple)) or not all(isinstance(r, (str, os.PathLike)) for r in runs):
-        raise UserError(f"runs={runs!r} ({type(runs).__name__}) is not a list of run directories: pass e.g. "
-                        "['runs/scratch', 'runs/finetune'].")
+        raise UserError(
+            f"runs={runs!r} ({type(runs).__name__}) is not a list of run directories: pass e.g. "
+            "['runs/scratch', 'runs/finetune']."
+        )
     runs = [os.path.expanduser(os.fspath(r)) for r in runs]
     out_dir = os.path.expanduser(_path("out_dir", out_dir))
     overwrite = options.typed(commands.options_of("study")["overwrite"], overwrite)

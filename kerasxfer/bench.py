@@ -48,8 +48,7 @@ def forward_flops(model: keras.Model) -> float:
     frozen = convert_variables_to_constants_v2(concrete)
     opts = tf.compat.v1.profiler.ProfileOptionBuilder.float_operation()
     opts["output"] = "none"
-    prof = tf.compat.v1.profiler.profile(graph=frozen.graph, run_meta=tf.compat.v1.RunMetadata(), cmd="op",
-                                         options=opts)
+    prof = tf.compat.v1.profiler.profile(graph=frozen.graph, run_meta=tf.compat.v1.RunMetadata(), cmd="op", options=opts)
     return float(prof.total_float_ops)
 
 
@@ -69,14 +68,14 @@ class _BatchTimer(keras.callbacks.Callback):
     on_predict_batch_end = on_train_batch_end
 
 
-def train_step_rate(model: keras.Model, batch_size: int, steps: int = 12, warmup: int = 3,
-                    lr: float = 1e-3, jit_compile=False) -> float:
+def train_step_rate(
+    model: keras.Model, batch_size: int, steps: int = 12, warmup: int = 3, lr: float = 1e-3, jit_compile=False
+) -> float:
     """Images/s of ``model.fit`` steps on one fixed batch (input pipeline excluded)."""
     shape = (batch_size,) + tuple(model.input_shape[1:])
     x = tf.random.stateless_uniform(shape, (5, 6), 0, 255)
     y = tf.random.stateless_uniform((batch_size,), (7, 8), 0, model.output_shape[-1], dtype=tf.int32)
-    model.compile(optimizer=keras.optimizers.Adam(lr), loss="sparse_categorical_crossentropy",
-                  jit_compile=jit_compile)
+    model.compile(optimizer=keras.optimizers.Adam(lr), loss="sparse_categorical_crossentropy", jit_compile=jit_compile)
     ds = tf.data.Dataset.from_tensors((x, y)).repeat().prefetch(2)
     timer = _BatchTimer()
     model.fit(ds, steps_per_epoch=warmup + steps, epochs=1, verbose=0, callbacks=[timer])
@@ -156,8 +155,7 @@ def write_digit_photos(root: str, n: int = 230, classes: int = 2, size: int = 30
     if os.path.isdir(root) and os.listdir(root):
         from kerasxfer.errors import UserError
 
-        raise UserError(f"{root!r} holds files of other settings or not written by the bench: pass a new or empty "
-                        "folder.")
+        raise UserError(f"{root!r} holds files of other settings or not written by the bench: pass a new or empty folder.")
     digits = load_digits()
     rng = np.random.default_rng(seed)
     chosen = HARD_DIGITS[:classes] if classes <= len(HARD_DIGITS) else tuple(range(classes))
@@ -169,7 +167,7 @@ def write_digit_photos(root: str, n: int = 230, classes: int = 2, size: int = 30
         big = np.asarray(Image.fromarray((img * 255).astype(np.uint8)).resize((side, side), Image.BILINEAR), float)
         canvas = np.zeros((size, size))
         y, x = rng.integers(0, size - side + 1, 2)
-        canvas[y:y + side, x:x + side] = big
+        canvas[y : y + side, x : x + side] = big
         tint = rng.uniform(0.3, 1.0, 3)
         back = rng.uniform(0, 110, 3)
         rgb = back + canvas[..., None] / 255.0 * (255 - back) * tint + rng.normal(0, 45, (size, size, 3))
@@ -187,6 +185,7 @@ def pipeline_rates(paths, labels, image_size: int, batch_size: int, min_side=Tru
     ``min_side=True`` decodes JPEGs at reduced size (the default pipeline);
     ``False`` decodes every pixel (for comparison).
     """
+
     def decode(p):
         return decode_image_file(p, image_size if min_side else None)
 
@@ -246,5 +245,4 @@ def unfrozen_step_rates(backbone: str, size: int, stages: int, batch_size: int, 
     cut = stages_model(m, tensor, name)
     stages_only = train_step_rate(cut, batch_size, steps, lr=1e-5)
     keras.backend.clear_session()
-    return {"whole_model": whole, "cached_activations": stages_only, "boundary": name,
-            "boundary_shape": list(tensor.shape[1:])}
+    return {"whole_model": whole, "cached_activations": stages_only, "boundary": name, "boundary_shape": list(tensor.shape[1:])}

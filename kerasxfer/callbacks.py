@@ -45,8 +45,7 @@ class EpochRecorder(keras.callbacks.Callback):
     phase starts.
     """
 
-    def __init__(self, history: dict, timings: dict, phase: str, num_train: int, total_epochs: int,
-                 phase_index: int = 0):
+    def __init__(self, history: dict, timings: dict, phase: str, num_train: int, total_epochs: int, phase_index: int = 0):
         super().__init__()
         self.history, self.timings, self.phase = history, timings, phase
         self.num_train, self.total_epochs, self.phase_index = num_train, total_epochs, phase_index
@@ -82,9 +81,16 @@ class EpochRecorder(keras.callbacks.Callback):
         self.timings["train_seconds"] = round(self.timings["train_seconds"] + timing["seconds"], 3)
         log.info(
             "epoch %d/%d [%s] loss %.4f acc %.4f | val_loss %.4f val_acc %.4f | lr %.1e | %.1fs, %s img/s",
-            epoch + 1, self.total_epochs, self.phase, rec.get("loss", float("nan")),
-            rec.get("accuracy", float("nan")), rec.get("val_loss", float("nan")),
-            rec.get("val_accuracy", float("nan")), lr, timing["seconds"], timing["images_per_sec"],
+            epoch + 1,
+            self.total_epochs,
+            self.phase,
+            rec.get("loss", float("nan")),
+            rec.get("accuracy", float("nan")),
+            rec.get("val_loss", float("nan")),
+            rec.get("val_accuracy", float("nan")),
+            lr,
+            timing["seconds"],
+            timing["images_per_sec"],
         )
 
 
@@ -132,8 +138,9 @@ class BestCheckpoint(keras.callbacks.Callback):
                 save_model(self.target, self.path)
                 self.pending, self._written = None, time.monotonic()
             else:
-                self.pending = [self.frozen[id(v)] if id(v) in self.frozen else keras.ops.convert_to_numpy(v)
-                                for v in self.target.variables]
+                self.pending = [
+                    self.frozen[id(v)] if id(v) in self.frozen else keras.ops.convert_to_numpy(v) for v in self.target.variables
+                ]
 
     def on_train_end(self, logs=None):
         self.flush()
@@ -204,8 +211,7 @@ class StepLearningRate(keras.callbacks.Callback):
         if self.writer is None:
             self.writer = tensorboard.scalar_writer(self.tb_dir)
         local = np.arange((epoch - self.first) * self.steps, (epoch - self.first + 1) * self.steps)
-        tensorboard.write_scalars(self.writer, "learning_rate_step", epoch * self.steps + local % self.steps,
-                                self.rate(local))
+        tensorboard.write_scalars(self.writer, "learning_rate_step", epoch * self.steps + local % self.steps, self.rate(local))
 
     def on_train_end(self, logs=None):
         if self.writer is not None:
@@ -225,26 +231,29 @@ def phase_callbacks(ctx: PhaseContext, *, tensorboard, stop_on_signal, state_cal
     exp, (index, phase, first, last), history, steps = ctx.exp, ctx.span, ctx.history, ctx.steps
     o = exp.optim
     frozen = frozen_values(ctx.model)  # read once: the checkpoint and the resume state reuse them every epoch
-    checkpoint = BestCheckpoint(os.path.join(ctx.out, rundir.MODEL), history["best"], phase.name, model=ctx.model,
-                                frozen=frozen)
+    checkpoint = BestCheckpoint(os.path.join(ctx.out, rundir.MODEL), history["best"], phase.name, model=ctx.model, frozen=frozen)
     if hasattr(state_callback, "checkpoint"):
         state_callback.checkpoint = checkpoint  # its waiting best weights go into the resume state
         state_callback.frozen = frozen
     ema_in = EMAWeights(last, history, phase.name) if o.ema is not None else None
     ema_out = ema_in.out() if ema_in is not None else None
     rate = lambda k: learning_rate(np, k, phase.lr, steps["kind"], steps["total_steps"], steps["warmup_steps"])  # noqa: E731
-    return [c for c in (
-        stop_on_signal,
-        EpochRecorder(history, ctx.timings, phase.name, ctx.num_train, exp.total_epochs, index),
-        StopOnNonFinite(history, phase.name),
-        StopAtTimeBudget(history, ctx.timings, exp.max_train_seconds) if exp.max_train_seconds else None,
-        EarlyStopPhase(history, phase.name, o.early_stopping) if o.early_stopping else None,
-        EarlyStopPhase(history, phase.name, phase.patience, "val_loss", phase.min_epochs) if phase.patience else None,
-        ema_in,
-        checkpoint,
-        tensorboard,
-        StepLearningRate(os.path.join(ctx.out, rundir.TB, "train"), rate, ctx.steps_per_epoch, first),
-        ema_out,
-        state_callback,
-        *extra,
-    ) if c is not None]
+    return [
+        c
+        for c in (
+            stop_on_signal,
+            EpochRecorder(history, ctx.timings, phase.name, ctx.num_train, exp.total_epochs, index),
+            StopOnNonFinite(history, phase.name),
+            StopAtTimeBudget(history, ctx.timings, exp.max_train_seconds) if exp.max_train_seconds else None,
+            EarlyStopPhase(history, phase.name, o.early_stopping) if o.early_stopping else None,
+            EarlyStopPhase(history, phase.name, phase.patience, "val_loss", phase.min_epochs) if phase.patience else None,
+            ema_in,
+            checkpoint,
+            tensorboard,
+            StepLearningRate(os.path.join(ctx.out, rundir.TB, "train"), rate, ctx.steps_per_epoch, first),
+            ema_out,
+            state_callback,
+            *extra,
+        )
+        if c is not None
+    ]

@@ -28,13 +28,21 @@ COMMANDS = ("scratch", "finetune", "sweep", "study")
 #: ``tests/test_cli.py`` checks that it covers every parameter of every recipe.
 RECIPE_OPTIONS = {
     "scratch": ("epochs", "lr", "widths", "convs_per_block", "dropout"),
-    "finetune": ("backbone", "weights", "frozen_epochs", "finetune_epochs", "lr", "finetune_lr", "cache_features",
-                 "unfreeze_stages", "dropout"),
+    "finetune": (
+        "backbone",
+        "weights",
+        "frozen_epochs",
+        "finetune_epochs",
+        "lr",
+        "finetune_lr",
+        "cache_features",
+        "unfreeze_stages",
+        "dropout",
+    ),
     "pretrain": ("backbone", "epochs", "lr", "dropout"),
 }
 #: Options that name files or folders: ``~`` is expanded in them.
-PATH_OPTIONS = ("dataset", "cache_dir", "tfds_data_dir", "out_dir", "weights", "run", "model", "images", "output",
-                "runs")
+PATH_OPTIONS = ("dataset", "cache_dir", "tfds_data_dir", "out_dir", "weights", "run", "model", "images", "output", "runs")
 #: Options that set a phase's epochs: given explicitly, they are kept as they are (no min_steps raise).
 EPOCH_OPTIONS = ("epochs", "frozen_epochs", "finetune_epochs")
 #: DataConfig fields a study sets per run (its folds option says how many folds, not which one).
@@ -51,8 +59,11 @@ def _opt(name, kind, default, choices=(), help_key=None, **fill):
 
 def run_options(command: str) -> list:
     """Where a run goes and how it talks: out_dir, verbose, overwrite."""
-    return [_opt("out_dir", "str", DEFAULT_OUT[command], help_key="out_dir:study" if command == "study" else None),
-            _opt("verbose", "int", 0), _opt("overwrite", "bool", False)]
+    return [
+        _opt("out_dir", "str", DEFAULT_OUT[command], help_key="out_dir:study" if command == "study" else None),
+        _opt("verbose", "int", 0),
+        _opt("overwrite", "bool", False),
+    ]
 
 
 def min_steps_option(default: int, what: str) -> OptionSpec:
@@ -63,22 +74,38 @@ def sweep_options(kinds) -> list:
     """The options of a sweep (sweep, study): ``sweep`` takes one of ``kinds``, the first the default."""
     from kerasxfer.sweep import BUDGETS, DEFAULT_FRACTIONS
 
-    return [_opt("sweep", "enum", kinds[0], kinds), _opt("fractions", "list", [f"{f:g}" for f in DEFAULT_FRACTIONS]),
-            _opt("depths", "list", []), _opt("depth_fraction", "float", 1.0), _opt("seeds", "int", 1),
-            _opt("budget", "enum", BUDGETS[0], BUDGETS), _opt("scratch_image_size", "int", 64), *executor_options()]
+    return [
+        _opt("sweep", "enum", kinds[0], kinds),
+        _opt("fractions", "list", [f"{f:g}" for f in DEFAULT_FRACTIONS]),
+        _opt("depths", "list", []),
+        _opt("depth_fraction", "float", 1.0),
+        _opt("seeds", "int", 1),
+        _opt("budget", "enum", BUDGETS[0], BUDGETS),
+        _opt("scratch_image_size", "int", 64),
+        *executor_options(),
+    ]
 
 
 def executor_options() -> list:
     """Where a sweep's or study's runs train (:mod:`kerasxfer.executors`)."""
     from kerasxfer.executors import DEFAULT_CPUS_PER_RUN, EXECUTORS
 
-    return [_opt("executor", "enum", "local", EXECUTORS), _opt("ray_address", "str", None),
-            _opt("cpus_per_run", "float", DEFAULT_CPUS_PER_RUN), _opt("gpus_per_run", "float", 0.0)]
+    return [
+        _opt("executor", "enum", "local", EXECUTORS),
+        _opt("ray_address", "str", None),
+        _opt("cpus_per_run", "float", DEFAULT_CPUS_PER_RUN),
+        _opt("gpus_per_run", "float", 0.0),
+    ]
 
 
 def study_options() -> list:
-    return [_opt("control", "bool", True), _opt("folds", "str", "auto"), _opt("backbones", "list", []),
-            _opt("exhaustive", "bool", False), _opt("minutes", "float", 0.0)]
+    return [
+        _opt("control", "bool", True),
+        _opt("folds", "str", "auto"),
+        _opt("backbones", "list", []),
+        _opt("exhaustive", "bool", False),
+        _opt("minutes", "float", 0.0),
+    ]
 
 
 def options_of(command: str) -> dict:
@@ -86,12 +113,15 @@ def options_of(command: str) -> dict:
     if command not in COMMANDS:
         raise UserError(f"{command!r} is not a training command: use one of {', '.join(COMMANDS)}.")
     specs = options.common_options()
-    for recipe in (("scratch", "finetune") if command in ("sweep", "study") else (command,)):
+    for recipe in ("scratch", "finetune") if command in ("sweep", "study") else (command,):
         specs += options.recipe_options(recipes.RECIPES[recipe], RECIPE_OPTIONS[recipe])
     if command in ("sweep", "study"):
         specs += sweep_options(SWEEP_KINDS[command])
-    specs.append(min_steps_option(100 if command == "sweep" else config.DEFAULT_MIN_STEPS,
-                                  "a sweep phase's" if command == "sweep" else "each phase's"))
+    specs.append(
+        min_steps_option(
+            100 if command == "sweep" else config.DEFAULT_MIN_STEPS, "a sweep phase's" if command == "sweep" else "each phase's"
+        )
+    )
     if command == "study":
         specs += study_options()
     specs += run_options(command)
@@ -119,8 +149,10 @@ def resolve(command: str, given: dict) -> Options:
     if unknown:
         near = difflib.get_close_matches(unknown[0], list(specs), n=1)
         hint = f" (did you mean {near[0]}?)" if near else ""
-        raise UserError(f"{command} has no option {', '.join(unknown)}{hint}: options are the command-line flags' "
-                        f"names without --, listed by kerasxfer.options_of({command!r}).")
+        raise UserError(
+            f"{command} has no option {', '.join(unknown)}{hint}: options are the command-line flags' "
+            f"names without --, listed by kerasxfer.options_of({command!r})."
+        )
     values = {name: spec.default for name, spec in specs.items()}
     for name, value in given.items():
         spec = specs[name]
@@ -147,8 +179,13 @@ def experiment_from(recipe, values: dict):
     missing = [n for n in names if n not in values]
     if missing:
         raise TypeError(f"recipes.{recipe.__name__} needs the options {', '.join(missing)}, which are not given")
-    data = config.DataConfig(**{f.name: values[f.name] for f in dataclasses.fields(config.DataConfig)
-                                if f.name in values and f.name not in PER_RUN_DATA})
+    data = config.DataConfig(
+        **{
+            f.name: values[f.name]
+            for f in dataclasses.fields(config.DataConfig)
+            if f.name in values and f.name not in PER_RUN_DATA
+        }
+    )
     return recipe(data=data, **{n: values[n] for n in names})
 
 
@@ -173,8 +210,7 @@ def arms_from(values: dict) -> tuple:
     size = values["scratch_image_size"]
     if size:
         if not isinstance(size, int) or not 8 <= size <= 1024:
-            raise UserError(f"--scratch_image_size={size} is out of range: use an integer from 8 to 1024, or 0 for "
-                            "--image_size.")
+            raise UserError(f"--scratch_image_size={size} is out of range: use an integer from 8 to 1024, or 0 for --image_size.")
         scratch.data.image_size = size
     split_seed = values["split_seed"] if values["split_seed"] is not None else values["seed"]
     return scratch, experiment_from(recipes.finetune, values), split_seed
@@ -187,13 +223,22 @@ def sweep_from(values: dict, out_dir: str, kind=None):
     try:
         fractions = tuple(float(f) for f in values["fractions"])
     except ValueError:
-        raise UserError(f"--fractions={','.join(map(str, values['fractions']))} must be numbers, e.g. "
-                        "0.05,0.1,0.25,0.5,1.") from None
+        raise UserError(
+            f"--fractions={','.join(map(str, values['fractions']))} must be numbers, e.g. 0.05,0.1,0.25,0.5,1."
+        ) from None
     scratch, transfer, split_seed = arms_from(values)
     return SweepConfig(
-        kind=kind or values["sweep"], out_dir=out_dir, scratch=scratch, transfer=transfer,
-        fractions=tuple(sorted(fractions)), depths=values["depths"] or None, depth_fraction=values["depth_fraction"],
-        seeds=values["seeds"], budget=values["budget"], min_steps=values["min_steps"], split_seed=split_seed,
+        kind=kind or values["sweep"],
+        out_dir=out_dir,
+        scratch=scratch,
+        transfer=transfer,
+        fractions=tuple(sorted(fractions)),
+        depths=values["depths"] or None,
+        depth_fraction=values["depth_fraction"],
+        seeds=values["seeds"],
+        budget=values["budget"],
+        min_steps=values["min_steps"],
+        split_seed=split_seed,
         ray=ray_from(values),
     ).validate()
 
@@ -217,8 +262,7 @@ def folds_of(value):
     try:
         return int(value)
     except ValueError:
-        raise UserError(f"--folds={value} must be auto or an integer from 1 (one split) to "
-                        f"{config.MAX_FOLDS}.") from None
+        raise UserError(f"--folds={value} must be auto or an integer from 1 (one split) to {config.MAX_FOLDS}.") from None
 
 
 def study_from(values: dict, given=frozenset()):
@@ -228,13 +272,16 @@ def study_from(values: dict, given=frozenset()):
     (it does not train until converged)."""
     from kerasxfer.studies import StudyConfig, dataset_name
 
-    out = values["out_dir"] or os.path.join("runs", "study", dataset_name(values["dataset"])
-                                            + ("-exhaustive" if values["exhaustive"] else ""))
+    out = values["out_dir"] or os.path.join(
+        "runs", "study", dataset_name(values["dataset"]) + ("-exhaustive" if values["exhaustive"] else "")
+    )
     scratch, transfer, split_seed = arms_from(values)
     backbones = [str(b).strip().lower() for b in values["backbones"]]
     if "" in backbones or ("backbones" in given and not backbones):
-        raise UserError(f"--backbones={','.join(values['backbones'])} holds an empty name: list backbones separated "
-                        "by commas, e.g. --backbones=efficientnet_lite0,regnetx002.")
+        raise UserError(
+            f"--backbones={','.join(values['backbones'])} holds an empty name: list backbones separated "
+            "by commas, e.g. --backbones=efficientnet_lite0,regnetx002."
+        )
     more = []
     for backbone in backbones[1:]:
         other = copy.deepcopy(transfer)
@@ -243,8 +290,19 @@ def study_from(values: dict, given=frozenset()):
     if backbones:
         transfer.model.backbone = backbones[0]
     sweep = None if values["sweep"] == "none" else sweep_from(values, os.path.join(out, "sweep"))
-    return StudyConfig(out_dir=out, scratch=scratch, transfer=transfer, control=values["control"],
-                       seeds=values["seeds"], split_seed=split_seed, sweep=sweep, folds=folds_of(values["folds"]),
-                       min_steps=values["min_steps"], more_transfers=tuple(more),
-                       exhaustive=bool(values["exhaustive"]), minutes=values["minutes"] or None,
-                       frozen_given="frozen_epochs" in given, ray=ray_from(values)).validate()
+    return StudyConfig(
+        out_dir=out,
+        scratch=scratch,
+        transfer=transfer,
+        control=values["control"],
+        seeds=values["seeds"],
+        split_seed=split_seed,
+        sweep=sweep,
+        folds=folds_of(values["folds"]),
+        min_steps=values["min_steps"],
+        more_transfers=tuple(more),
+        exhaustive=bool(values["exhaustive"]),
+        minutes=values["minutes"] or None,
+        frozen_given="frozen_epochs" in given,
+        ray=ray_from(values),
+    ).validate()

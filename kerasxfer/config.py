@@ -110,8 +110,10 @@ class DataConfig:
     def validate(self) -> None:
         """Check the data fields (the dataset must exist; a tfds dataset is opened only later)."""
         if self.image_size != AUTO_SIZE and (not isinstance(self.image_size, int) or not 8 <= self.image_size <= 1024):
-            raise UserError(f"--image_size={self.image_size} is out of range: use an integer from 8 to 1024 "
-                            "(backbones need at least 32), or auto.")
+            raise UserError(
+                f"--image_size={self.image_size} is out of range: use an integer from 8 to 1024 "
+                "(backbones need at least 32), or auto."
+            )
         if not isinstance(self.batch_size, int) or not 1 <= self.batch_size <= 65536:
             raise UserError(f"--batch_size={self.batch_size} is out of range: use a positive integer.")
         for name, v in (("val_fraction", self.val_fraction), ("test_fraction", self.test_fraction)):
@@ -124,20 +126,24 @@ class DataConfig:
             )
         if not (isinstance(self.train_fraction, (int, float)) and 0.0 < self.train_fraction <= 1.0):
             raise UserError(
-                f"--train_fraction={self.train_fraction} must be above 0 and at most 1 (1: the whole training split), "
-                "e.g. 0.25."
+                f"--train_fraction={self.train_fraction} must be above 0 and at most 1 (1: the whole training split), e.g. 0.25."
             )
         if not isinstance(self.max_image_pixels, int) or self.max_image_pixels < 64:
-            raise UserError(f"--max_image_pixels={self.max_image_pixels} must be a whole number of pixels of at least "
-                            "64, e.g. 40000000 (40 megapixels).")
+            raise UserError(
+                f"--max_image_pixels={self.max_image_pixels} must be a whole number of pixels of at least "
+                "64, e.g. 40000000 (40 megapixels)."
+            )
         if not isinstance(self.folds, int) or self.folds == 1 or not 0 <= self.folds <= MAX_FOLDS:
-            raise UserError(f"--folds={self.folds} must be an integer from 2 to {MAX_FOLDS} (cross-validation), "
-                            "or 1 for one train/val/test split.")
+            raise UserError(
+                f"--folds={self.folds} must be an integer from 2 to {MAX_FOLDS} (cross-validation), "
+                "or 1 for one train/val/test split."
+            )
         if self.folds and not (isinstance(self.fold, int) and 1 <= self.fold <= self.folds):
             raise UserError(f"fold {self.fold} is not one of the {self.folds} folds (1 to {self.folds}).")
         if self.folds and self.dataset == "synthetic":
-            raise UserError("the synthetic dataset draws each split differently, so it cannot be cross-validated: "
-                            "pass --folds=1.")
+            raise UserError(
+                "the synthetic dataset draws each split differently, so it cannot be cross-validated: pass --folds=1."
+            )
         self._validate_dataset()
         _choice("on_bad_image", self.on_bad_image, BAD_IMAGE_MODES)
         _choice("augment", self.augment, AUGMENT_MODES)
@@ -249,12 +255,20 @@ class PhaseConfig:
     def validate(self, num_stages: int) -> None:
         """Check the phase for a backbone of ``num_stages`` stages."""
         if not isinstance(self.epochs, int) or not 0 <= self.epochs <= MAX_EPOCHS:
-            raise UserError(f"the {self.name} phase has {self.epochs} epochs: use an integer from 0 to {MAX_EPOCHS:,} "
-                            "(a phase's epochs are set up before it starts; for longer training use more data).")
-        if not (isinstance(self.patience, int) and isinstance(self.min_epochs, int) and self.patience >= 0
-                and 0 <= self.min_epochs <= self.epochs):
-            raise UserError(f"the {self.name} phase's patience {self.patience} and minimum {self.min_epochs} epochs "
-                            f"must be whole numbers, the minimum at most its {self.epochs} epochs.")
+            raise UserError(
+                f"the {self.name} phase has {self.epochs} epochs: use an integer from 0 to {MAX_EPOCHS:,} "
+                "(a phase's epochs are set up before it starts; for longer training use more data)."
+            )
+        if not (
+            isinstance(self.patience, int)
+            and isinstance(self.min_epochs, int)
+            and self.patience >= 0
+            and 0 <= self.min_epochs <= self.epochs
+        ):
+            raise UserError(
+                f"the {self.name} phase's patience {self.patience} and minimum {self.min_epochs} epochs "
+                f"must be whole numbers, the minimum at most its {self.epochs} epochs."
+            )
         if not (self.lr > 0.0 and self.lr < 10.0):
             raise UserError(f"the {self.name} phase learning rate {self.lr} must be a positive number below 10.")
         parse_trainable(self.trainable, num_stages)
@@ -302,6 +316,7 @@ class Experiment:
     def uses_cached_activations(self, phase: PhaseConfig) -> bool:
         """Whether a phase that trains the last stages trains them on cached activations (kerasxfer.phases)."""
         from kerasxfer.phases import activations_off
+
         return activations_off(self, phase) is None
 
     @property
@@ -314,9 +329,12 @@ class Experiment:
         its minimum raised, under its cap); ``min_steps`` is recorded."""
         per_epoch = max(1, math.ceil(num_train / self.data.batch_size))
         raised = min(MAX_EPOCHS, math.ceil(min_steps / per_epoch))  # never past the epochs a phase may have
-        phases = [dataclasses.replace(p, epochs=max(p.epochs, raised) if p.epochs else 0) if not p.patience else
-                  dataclasses.replace(p, min_epochs=min(p.epochs, max(p.min_epochs, raised)))  # its cap stays
-                  for p in self.phases]
+        phases = [
+            dataclasses.replace(p, epochs=max(p.epochs, raised) if p.epochs else 0)
+            if not p.patience
+            else dataclasses.replace(p, min_epochs=min(p.epochs, max(p.min_epochs, raised)))  # its cap stays
+            for p in self.phases
+        ]
         return dataclasses.replace(self, phases=phases, min_steps=min_steps)
 
     # ------------------------------------------------------------------ io

@@ -41,15 +41,18 @@ def register_arrays(images, labels) -> str:
     except ValueError:
         x = None
     if x is None or x.dtype == object:
-        raise UserError("the images are a ragged list (arrays of different shapes): pass one array (N, H, W, 3) of "
-                        "one size, or save the images as files in a folder of class sub-folders.")
+        raise UserError(
+            "the images are a ragged list (arrays of different shapes): pass one array (N, H, W, 3) of "
+            "one size, or save the images as files in a folder of class sub-folders."
+        )
     if x.ndim not in (3, 4) or (x.ndim == 4 and x.shape[-1] not in (1, 3)) or len(x) == 0:
-        raise UserError(f"images of shape {x.shape} are not images: pass an array (N, H, W, 3) or (N, H, W) "
-                        "(grey) of at least one image, uint8 in [0, 255], uint16, or float in [0, 1] or [0, 255].")
+        raise UserError(
+            f"images of shape {x.shape} are not images: pass an array (N, H, W, 3) or (N, H, W) "
+            "(grey) of at least one image, uint8 in [0, 255], uint16, or float in [0, 1] or [0, 255]."
+        )
     y = checked_labels(labels, len(x))
     if not (np.issubdtype(x.dtype, np.integer) or np.issubdtype(x.dtype, np.floating)) or not np.isfinite(x).all():
-        raise UserError(f"images of dtype {x.dtype} (or with NaN/infinity) are not pixel values: pass uint8 or "
-                        "float images.")
+        raise UserError(f"images of dtype {x.dtype} (or with NaN/infinity) are not pixel values: pass uint8 or float images.")
     h = hashlib.sha256()
     h.update(f"{x.shape}{x.dtype}".encode())
     h.update(np.ascontiguousarray(x).data)  # the buffer itself: no copy of a large array
@@ -71,18 +74,30 @@ def checked_labels(labels, n: int):
         values = None
     if values is None or len(values) != n or any(isinstance(v, (list, tuple)) for v in values):
         shape = getattr(np.asarray(labels, dtype=object), "shape", None)
-        raise UserError(f"labels of shape {shape} do not match {n} images: pass one label per image (integers or "
-                        "strings).")
-    bad = next((v for v in values if v is None or isinstance(v, bool) or (isinstance(v, float) and not (
-        np.isfinite(v) and float(v).is_integer())) or not isinstance(v, (str, numbers.Number))), "none")
+        raise UserError(f"labels of shape {shape} do not match {n} images: pass one label per image (integers or strings).")
+    bad = next(
+        (
+            v
+            for v in values
+            if v is None
+            or isinstance(v, bool)
+            or (isinstance(v, float) and not (np.isfinite(v) and float(v).is_integer()))
+            or not isinstance(v, (str, numbers.Number))
+        ),
+        "none",
+    )
     if bad != "none":
-        raise UserError(f"the label {bad!r} ({type(bad).__name__}) is not a class: labels are integers or strings "
-                        "(no None, NaN, booleans or fractions).")
+        raise UserError(
+            f"the label {bad!r} ({type(bad).__name__}) is not a class: labels are integers or strings "
+            "(no None, NaN, booleans or fractions)."
+        )
     kinds = {isinstance(v, str) for v in values}
     if len(kinds) > 1:
         s, k = next(v for v in values if isinstance(v, str)), next(v for v in values if not isinstance(v, str))
-        raise UserError(f"the labels mix strings and numbers (e.g. {s!r} and {k!r}), so 1 and '1' would be one "
-                        "class or two by accident: pass all labels as strings or all as integers.")
+        raise UserError(
+            f"the labels mix strings and numbers (e.g. {s!r} and {k!r}), so 1 and '1' would be one "
+            "class or two by accident: pass all labels as strings or all as integers."
+        )
     return np.array([str(v) for v in values] if kinds == {True} else [int(v) for v in values])
 
 
@@ -101,12 +116,15 @@ def pixels_uint8(x):
         return x
     lo, hi, have = float(x.min()), float(x.max()), available_memory()
     if have is not None and x.size > 0.8 * have:
-        raise UserError(f"the images' uint8 copy needs {x.size / 2**30:.1f} GiB of memory, more than the "
-                        f"{have / 2**30:.1f} GiB this machine has free: pass fewer or smaller images, or save them "
-                        "as files in a folder (decoded to the training size, not kept at full size).")
+        raise UserError(
+            f"the images' uint8 copy needs {x.size / 2**30:.1f} GiB of memory, more than the "
+            f"{have / 2**30:.1f} GiB this machine has free: pass fewer or smaller images, or save them "
+            "as files in a folder (decoded to the training size, not kept at full size)."
+        )
     if lo < 0:
-        raise UserError(f"the images hold negative values (min {lo:g}): pass pixel values, uint8 in [0, 255] or "
-                        "float in [0, 1] or [0, 255].")
+        raise UserError(
+            f"the images hold negative values (min {lo:g}): pass pixel values, uint8 in [0, 255] or float in [0, 1] or [0, 255]."
+        )
     if x.dtype == np.uint16:
         scale, rule = 255.0 / 65535.0, "uint16 images scaled to [0, 255] (x 255/65535)"
     elif np.issubdtype(x.dtype, np.integer):
@@ -118,22 +136,26 @@ def pixels_uint8(x):
     else:
         over = int((x > 1.0).sum())
         if hi > 255 or over < 0.05 * x.size:  # [0, 255] photos have most values above 1
-            raise UserError(f"float images with values up to {hi:g} ({over:,} of {x.size:,} above 1) fit neither "
-                            "[0, 1] nor [0, 255]: clip them to [0, 1], or scale them to [0, 255].")
+            raise UserError(
+                f"float images with values up to {hi:g} ({over:,} of {x.size:,} above 1) fit neither "
+                "[0, 1] nor [0, 255]: clip them to [0, 1], or scale them to [0, 255]."
+            )
         scale, rule = 1.0, f"float images read as [0, 255] (max {hi:g})"
     logging.getLogger("kerasxfer").info("arrays: %s", rule)
     out = np.empty(x.shape, np.uint8)
     step = max(1, (1 << 26) // max(1, x[0].size))  # about 64 M values (256 MB of float32) at a time
     for i in range(0, len(x), step):
-        out[i:i + step] = np.clip(np.round(x[i:i + step].astype(np.float32) * scale), 0, 255)
+        out[i : i + step] = np.clip(np.round(x[i : i + step].astype(np.float32) * scale), 0, 255)
     return out
 
 
 def registered_arrays(name: str):
     """The ``(images, labels)`` registered as ``name``, or one sentence when this process does not hold them."""
     if name not in _ARRAYS:
-        raise UserError(f"--dataset={name} names arrays handed over from Python in another process: pass the same "
-                        "arrays again, e.g. kerasxfer.study((images, labels), ...), to continue or repeat the run.")
+        raise UserError(
+            f"--dataset={name} names arrays handed over from Python in another process: pass the same "
+            "arrays again, e.g. kerasxfer.study((images, labels), ...), to continue or repeat the run."
+        )
     return _ARRAYS[name]
 
 
@@ -152,7 +174,7 @@ def _check_synthetic(cfg) -> None:
 
 
 def _check_tfds(cfg) -> None:
-    if not cfg.dataset[len(TFDS_PREFIX):].strip():
+    if not cfg.dataset[len(TFDS_PREFIX) :].strip():
         raise UserError("--dataset=tfds: needs a dataset name, e.g. --dataset=tfds:tf_flowers.")
     if cfg.tfds_data_dir is not None and not os.path.isdir(cfg.tfds_data_dir):
         raise UserError(
@@ -213,16 +235,27 @@ _READERS = "kerasxfer.data.readers"
 #: Every input source, tried in this order: the first whose ``matches`` accepts the name reads it.
 INPUT_SOURCES = (
     InputSource("digits", lambda d: d == "digits", f"{_READERS}:open_digits", f"{_READERS}:digits_sides"),
-    InputSource("synthetic", lambda d: d == "synthetic", f"{_READERS}:open_synthetic", f"{_READERS}:any_sides",
-                check=_check_synthetic),
-    InputSource("tfds", lambda d: d.startswith(TFDS_PREFIX), f"{_READERS}:open_tfds", f"{_READERS}:tfds_sides",
-                check=_check_tfds, stem=lambda d: d[len(TFDS_PREFIX):]),
-    InputSource("arrays", lambda d: d.startswith(ARRAYS_PREFIX), f"{_READERS}:open_arrays",
-                f"{_READERS}:arrays_sides", check=_check_arrays,
-                in_process=True),
+    InputSource(
+        "synthetic", lambda d: d == "synthetic", f"{_READERS}:open_synthetic", f"{_READERS}:any_sides", check=_check_synthetic
+    ),
+    InputSource(
+        "tfds",
+        lambda d: d.startswith(TFDS_PREFIX),
+        f"{_READERS}:open_tfds",
+        f"{_READERS}:tfds_sides",
+        check=_check_tfds,
+        stem=lambda d: d[len(TFDS_PREFIX) :],
+    ),
+    InputSource(
+        "arrays",
+        lambda d: d.startswith(ARRAYS_PREFIX),
+        f"{_READERS}:open_arrays",
+        f"{_READERS}:arrays_sides",
+        check=_check_arrays,
+        in_process=True,
+    ),
     InputSource("table", is_table, f"{_READERS}:open_table", f"{_READERS}:table_sides", check=_check_table),
-    InputSource("folder", lambda d: True, f"{_READERS}:open_folder", f"{_READERS}:folder_sides",
-                check=_check_folder),
+    InputSource("folder", lambda d: True, f"{_READERS}:open_folder", f"{_READERS}:folder_sides", check=_check_folder),
 )
 
 

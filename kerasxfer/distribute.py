@@ -49,8 +49,8 @@ def make_strategy(name: str = "auto") -> tf.distribute.Strategy:
         if not raw:
             raise UserError(
                 "--strategy=multi_worker needs TF_CONFIG (the cluster and this worker's task): set it on every "
-                "worker, e.g. TF_CONFIG='{\"cluster\": {\"worker\": [\"host1:12345\", \"host2:12345\"]}, "
-                "\"task\": {\"type\": \"worker\", \"index\": 0}}'."
+                'worker, e.g. TF_CONFIG=\'{"cluster": {"worker": ["host1:12345", "host2:12345"]}, '
+                '"task": {"type": "worker", "index": 0}}\'.'
             )
         try:
             json.loads(raw)

@@ -76,8 +76,10 @@ class OnnxRuntimeEngine:
 
     def __init__(self, clf, folder, export):
         if importlib.util.find_spec("onnxruntime") is None:
-            raise UserError("--engine=onnxruntime needs onnxruntime, which is not installed: pip install "
-                            "'kerasxfer[onnx]' (make install does), or choose another --engine.")
+            raise UserError(
+                "--engine=onnxruntime needs onnxruntime, which is not installed: pip install "
+                "'kerasxfer[onnx]' (make install does), or choose another --engine."
+            )
         import onnxruntime as ort
 
         opts = ort.SessionOptions()
@@ -137,8 +139,10 @@ class EngineChoice:
         except UserError:
             raise
         except Exception as e:  # noqa: BLE001 - a converter or runtime that cannot take this model
-            raise UserError(f"--engine={name} cannot run this model ({_first_line(e)}): use --engine=tensorflow "
-                            "(or auto, which skips engines that cannot).") from None
+            raise UserError(
+                f"--engine={name} cannot run this model ({_first_line(e)}): use --engine=tensorflow "
+                "(or auto, which skips engines that cannot)."
+            ) from None
 
     def for_job(self, num_images: int, first_batch: np.ndarray):
         """The engine for a job of ``num_images`` images (``first_batch``: what ``auto`` times)."""
@@ -166,6 +170,7 @@ class EngineChoice:
             engines[name] = engine
         rates = {name: best_rate(lambda e=engine: e(batch), len(batch)) for name, engine in engines.items()}
         best = max(rates, key=rates.get)
-        log.info("engine: %s (measured on the first batch: %s)", best,
-                 ", ".join(f"{n} {r:.0f} images/s" for n, r in rates.items()))
+        log.info(
+            "engine: %s (measured on the first batch: %s)", best, ", ".join(f"{n} {r:.0f} images/s" for n, r in rates.items())
+        )
         return engines[best]

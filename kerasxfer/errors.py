@@ -52,12 +52,16 @@ def os_error_sentence(e: OSError) -> str:
     where = f" {filename}" if filename else ""
     reason = e.strerror or str(e) or type(e).__name__
     if filename and e.errno in (errno.ENOTDIR, errno.EEXIST) and (blocker := file_in_the_way(filename)):
-        return (f"{blocker} is a file where a folder is needed (writing {filename}): move that file away or "
-                "choose another folder, and run the same command again.")
+        return (
+            f"{blocker} is a file where a folder is needed (writing {filename}): move that file away or "
+            "choose another folder, and run the same command again."
+        )
     if e.errno in _NO_SPACE:
-        return (f"no space left on the device (or above the file size limit) writing{where or ' a file'} "
-                f"({reason}): free some space and run the same command again; everything up to the last "
-                "finished epoch is kept.")
+        return (
+            f"no space left on the device (or above the file size limit) writing{where or ' a file'} "
+            f"({reason}): free some space and run the same command again; everything up to the last "
+            "finished epoch is kept."
+        )
     if e.errno in _NOT_WRITABLE:
         return f"cannot write{where or ' a file'} ({reason}): choose a folder you can write, or fix its permissions."
     return f"{reason}:{where or ' (no file named)'}; check that path and run the same command again."

@@ -82,8 +82,9 @@ def write_evaluation(out: str, exp, data: DataSplits, probs, metrics: dict, hist
     """confusion.png and top_losses.png (test split) in the run directory and in TensorBoard; HParams."""
     tb_dir = os.path.join(out, rundir.TB)
     best, test = history["best"], metrics["test"]
-    title = (f"{exp.name}: best checkpoint (epoch {best['epoch']}, {best['phase']}) on the test split, "
-             f"accuracy {test['accuracy']:.4f}")
+    title = (
+        f"{exp.name}: best checkpoint (epoch {best['epoch']}, {best['phase']}) on the test split, accuracy {test['accuracy']:.4f}"
+    )
     cm_png = figures.confusion_png(test["confusion_matrix"], data.class_names, title)
     imgs, true, pred, p_true = top_losses(data, probs)
     tl_png = figures.top_losses_png(imgs, true, pred, p_true, data.class_names, f"{exp.name}: top losses (test)")

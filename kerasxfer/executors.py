@@ -58,15 +58,19 @@ class RayConfig:
         for name in ("cpus_per_run", "gpus_per_run"):
             v = getattr(self, name)
             if isinstance(v, bool) or not isinstance(v, (int, float)) or v < 0 or (name == "cpus_per_run" and v == 0):
-                raise UserError(f"--{name}={v} must be a {'positive' if name == 'cpus_per_run' else 'non-negative'} "
-                                "number (a fraction shares a CPU or GPU between runs).")
+                raise UserError(
+                    f"--{name}={v} must be a {'positive' if name == 'cpus_per_run' else 'non-negative'} "
+                    "number (a fraction shares a CPU or GPU between runs)."
+                )
         return self
 
 
 def check_ray() -> None:
     if importlib.util.find_spec("ray") is None:
-        raise UserError("--executor=ray needs Ray, which is not installed: pip install 'kerasxfer[ray]' (make "
-                        "install does), or use --executor=local.")
+        raise UserError(
+            "--executor=ray needs Ray, which is not installed: pip install 'kerasxfer[ray]' (make "
+            "install does), or use --executor=local."
+        )
 
 
 def connect(cfg: RayConfig):
@@ -81,14 +85,25 @@ def connect(cfg: RayConfig):
         if address:
             ray.init(address=address, log_to_driver=True, logging_level=logging.WARNING)
         else:
-            ray.init(num_cpus=os.cpu_count(), include_dashboard=False, _node_ip_address="127.0.0.1",
-                     log_to_driver=True, logging_level=logging.WARNING)
+            ray.init(
+                num_cpus=os.cpu_count(),
+                include_dashboard=False,
+                _node_ip_address="127.0.0.1",
+                log_to_driver=True,
+                logging_level=logging.WARNING,
+            )
     except (ConnectionError, RuntimeError, ValueError) as e:
         where = f"the Ray cluster at {address}" if address else "a local Ray"
-        raise UserError(f"{where} could not be reached ({str(e).strip().splitlines()[0][:160]}): start it (ray start "
-                        "--head) or pass --ray_address=HOST:PORT of a running one.") from None
-    log.info("[ray] connected: %s CPUs, %s GPUs on %d node(s)", ray.cluster_resources().get("CPU", 0),
-             ray.cluster_resources().get("GPU", 0), len([n for n in ray.nodes() if n.get("Alive")]))
+        raise UserError(
+            f"{where} could not be reached ({str(e).strip().splitlines()[0][:160]}): start it (ray start "
+            "--head) or pass --ray_address=HOST:PORT of a running one."
+        ) from None
+    log.info(
+        "[ray] connected: %s CPUs, %s GPUs on %d node(s)",
+        ray.cluster_resources().get("CPU", 0),
+        ray.cluster_resources().get("GPU", 0),
+        len([n for n in ray.nodes() if n.get("Alive")]),
+    )
     return ray
 
 
@@ -109,8 +124,9 @@ def waves(runs, forks: dict) -> list:
     return out
 
 
-def run_series_ray(runs, source_args: dict, tag: str, cfg: RayConfig, overwrite: bool = False, verbose: int = 0,
-                   after=None, forks=None) -> None:
+def run_series_ray(
+    runs, source_args: dict, tag: str, cfg: RayConfig, overwrite: bool = False, verbose: int = 0, after=None, forks=None
+) -> None:
     """:func:`kerasxfer.series.run_series` on Ray: the same runs into the same folders, several at once.
 
     ``source_args``: how a worker rebuilds the study's shared sources
@@ -119,22 +135,25 @@ def run_series_ray(runs, source_args: dict, tag: str, cfg: RayConfig, overwrite:
     from kerasxfer.progress import StudyProgress, phases_of
 
     if any(source_of(exp.data.dataset).in_process for _, exp, _ in runs):
-        raise UserError("--executor=ray trains on data its workers can read (a folder, a CSV/TSV table, digits or "
-                        "tfds); arrays handed over from Python live in this process: use executor='local'.")
+        raise UserError(
+            "--executor=ray trains on data its workers can read (a folder, a CSV/TSV table, digits or "
+            "tfds); arrays handed over from Python live in this process: use executor='local'."
+        )
     ray = connect(cfg.validate())
     forks = forks or {}
     progress = StudyProgress([{"label": label, "phases": phases_of(exp, n)} for label, exp, n in runs], tag=tag)
     sink = _sink_class(ray).remote()
-    task = ray.remote(max_calls=1)(_train_task).options(num_cpus=cfg.cpus_per_run, num_gpus=cfg.gpus_per_run,
-                                                         max_retries=3, retry_exceptions=False)
+    task = ray.remote(max_calls=1)(_train_task).options(
+        num_cpus=cfg.cpus_per_run, num_gpus=cfg.gpus_per_run, max_retries=3, retry_exceptions=False
+    )
     forked = set()
     for wave in waves(runs, forks):
-        todo = [i for i in wave if not (runs[i][1].out_dir in forked or (rundir.is_finished(runs[i][1].out_dir)
-                                                                          and not overwrite))]
+        todo = [
+            i for i in wave if not (runs[i][1].out_dir in forked or (rundir.is_finished(runs[i][1].out_dir) and not overwrite))
+        ]
         for i in wave:
             if i not in todo:
-                log.info("[%s] run %d of %d: %s (%s): finished earlier", tag, i + 1, len(runs), runs[i][1].out_dir,
-                         runs[i][0])
+                log.info("[%s] run %d of %d: %s (%s): finished earlier", tag, i + 1, len(runs), runs[i][1].out_dir, runs[i][0])
                 progress.start_run(i)
                 progress.finish_run(i, trained=False)
         pending = {}
@@ -142,8 +161,11 @@ def run_series_ray(runs, source_args: dict, tag: str, cfg: RayConfig, overwrite:
             label, exp, _ = runs[i]
             targets = [runs[j][1] for j in forks.get(i, ())]
             log.info("[%s] run %d of %d: %s (%s) submitted", tag, i + 1, len(runs), exp.out_dir, label)
-            pending[task.remote(i, exp, targets, source_args, sink, overwrite and exp.out_dir not in forked,
-                                verbose, cfg.cpus_per_run)] = i
+            pending[
+                task.remote(
+                    i, exp, targets, source_args, sink, overwrite and exp.out_dir not in forked, verbose, cfg.cpus_per_run
+                )
+            ] = i
         _wait(ray, pending, sink, progress, runs, tag, forked, cfg)
         if after is not None and after(max(wave)):
             log.info("[%s] the runs after run %d are not needed", tag, max(wave) + 1)
@@ -163,9 +185,11 @@ def _wait(ray, pending: dict, sink, progress, runs, tag: str, forked: set, cfg: 
                 result = ray.get(ref)
             except ray.exceptions.RayError as e:  # the task failed beyond its retries (a node lost for good, OOM)
                 text = str(e).strip().splitlines()
-                result = {"error": f"{runs[i][1].out_dir} failed on Ray after its retries ({type(e).__name__}: "
-                                   f"{(text[-1] if text else '')[:160]}): every finished epoch is kept there; run the "
-                                   "same command again to continue."}
+                result = {
+                    "error": f"{runs[i][1].out_dir} failed on Ray after its retries ({type(e).__name__}: "
+                    f"{(text[-1] if text else '')[:160]}): every finished epoch is kept there; run the "
+                    "same command again to continue."
+                }
             _report(ray, sink, progress, runs, tag, slots)
             if result.get("error"):
                 for other in pending:
@@ -173,10 +197,16 @@ def _wait(ray, pending: dict, sink, progress, runs, tag: str, forked: set, cfg: 
                 raise UserError(result["error"], exit_code=result.get("exit_code", 2))
             forked.update(result.get("forked", ()))
             progress.finish_run(i, trained=True)
-            log.info("[%s] run %d of %d (%s) finished on %s: test accuracy %.4f%s", tag, i + 1, len(runs), runs[i][0],
-                     result["where"], result["test_accuracy"],
-                     f" (continued after epoch {result['continued']}: an earlier worker was lost)"
-                     if result.get("continued") else "")
+            log.info(
+                "[%s] run %d of %d (%s) finished on %s: test accuracy %.4f%s",
+                tag,
+                i + 1,
+                len(runs),
+                runs[i][0],
+                result["where"],
+                result["test_accuracy"],
+                f" (continued after epoch {result['continued']}: an earlier worker was lost)" if result.get("continued") else "",
+            )
 
 
 def _report(ray, sink, progress, runs, tag: str, slots: int) -> None:
@@ -203,8 +233,7 @@ def _sink_class(ray):
     return EpochSink
 
 
-def _train_task(index: int, exp, fork_targets, source_args: dict, sink, overwrite: bool, verbose: int,
-                cpus: float) -> dict:
+def _train_task(index: int, exp, fork_targets, source_args: dict, sink, overwrite: bool, verbose: int, cpus: float) -> dict:
     """One run in a Ray worker process of its own: TensorFlow on the task's CPUs, the study's data rebuilt from
     the shared filesystem, the run trained (or continued) as the local executor would."""
     import socket
@@ -240,9 +269,9 @@ def _train_task(index: int, exp, fork_targets, source_args: dict, sink, overwrit
         sources = SharedSources(**source_args)
         data = sources.splits(exp)
         fork = ForkAfterPhase(exp.out_dir, [(t, data) for t in fork_targets], overwrite)
-        metrics = run_experiment(exp, data=data, verbose=verbose, overwrite=overwrite,
-                                 callbacks=[_Report()] + ([fork] if fork.targets else []))
+        metrics = run_experiment(
+            exp, data=data, verbose=verbose, overwrite=overwrite, callbacks=[_Report()] + ([fork] if fork.targets else [])
+        )
     except UserError as e:
         return {"error": f"{exp.out_dir}: {e}", "exit_code": e.exit_code, "where": where}
-    return {"test_accuracy": metrics["test"]["accuracy"], "forked": fork.forked, "where": where,
-            "continued": continued}
+    return {"test_accuracy": metrics["test"]["accuracy"], "forked": fork.forked, "where": where, "continued": continued}

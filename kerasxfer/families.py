@@ -72,8 +72,11 @@ class BackboneFamily:
         if attr:
             module = module.FAMILY_OBJECTS[attr]
         if not isinstance(module, FamilyModule):
-            missing = [n for n in ("build_backbone", "stage_of", "imagenet_weights_file", "residual_bns")
-                       if not callable(getattr(module, n, None))]
+            missing = [
+                n
+                for n in ("build_backbone", "stage_of", "imagenet_weights_file", "residual_bns")
+                if not callable(getattr(module, n, None))
+            ]
             raise TypeError(f"{self.module} does not provide {', '.join(missing)} (see kerasxfer.families)")
         return module
 
@@ -102,12 +105,18 @@ EFFICIENTNET_LITE = BackboneFamily(
     native={v: spec[2] for v, spec in efficientnet_lite_specs.VARIANTS.items()},
 )
 
+
 def _keras_app_family(name: str) -> BackboneFamily:
     title, stages, _, _, mode = keras_apps_specs.FAMILIES[name]
     variants = keras_apps_specs.variants_of(name)
     return BackboneFamily(
-        name=name, title=title, module=f"kerasxfer.models.keras_apps:{name}", variants=variants, stages=stages,
-        min_size=32, imagenet="the keras.applications notop file of {variant} (downloaded once by kerasxfer)",
+        name=name,
+        title=title,
+        module=f"kerasxfer.models.keras_apps:{name}",
+        variants=variants,
+        stages=stages,
+        min_size=32,
+        imagenet="the keras.applications notop file of {variant} (downloaded once by kerasxfer)",
         preprocessing=keras_apps_specs.PREPROCESSING_WORDS[mode],
         native={v: keras_apps_specs.VARIANTS[v][2] for v in variants},
     )

@@ -87,9 +87,12 @@ def _extract(extractor: keras.Model, data: DataSplits, key) -> tuple:
     bs = whole.cfg.batch_size
 
     def compute():
-        return np.concatenate([np.asarray(extractor.predict(ordered_batches(whole.images[s], whole.src.splits[s].y,
-                                                                            bs), verbose=0), np.float32)
-                               for s in SPLITS])
+        return np.concatenate(
+            [
+                np.asarray(extractor.predict(ordered_batches(whole.images[s], whole.src.splits[s].y, bs), verbose=0), np.float32)
+                for s in SPLITS
+            ]
+        )
 
     arr, seconds, reused = store.get(key, whole, compute)
     train, val = _pool_rows(arr, data)
@@ -98,11 +101,22 @@ def _extract(extractor: keras.Model, data: DataSplits, key) -> tuple:
 
 def _said(what: str, train, val, seconds: float, reused: bool, then: str) -> None:
     if reused:
-        log.info("frozen backbone: %s of %d train + %d val images reused from earlier runs on these images; %s",
-                 what, len(train), len(val), then)
+        log.info(
+            "frozen backbone: %s of %d train + %d val images reused from earlier runs on these images; %s",
+            what,
+            len(train),
+            len(val),
+            then,
+        )
     else:
-        log.info("frozen backbone: %s of %d train + %d val images computed once in %.1fs; %s",
-                 what, len(train), len(val), seconds, then)
+        log.info(
+            "frozen backbone: %s of %d train + %d val images computed once in %.1fs; %s",
+            what,
+            len(train),
+            len(val),
+            seconds,
+            then,
+        )
 
 
 def backbone_features(model: keras.Model, data: DataSplits, batch_size: int, key=None) -> Features:
@@ -119,8 +133,12 @@ def backbone_features(model: keras.Model, data: DataSplits, batch_size: int, key
     inp = keras.Input(shape=feats.shape[1:], name="features")
     head = keras.Model(inp, head_on(model, inp), name=f"{model.name}_head")
     _said("pooled features", feats, val_feats, seconds, reused, "the head trains on them")
-    return Features(head, epochs_from(feats, data.train_labels, batch_size, data.seed),
-                    ordered_batches(val_feats, data.val_labels, batch_size), seconds)
+    return Features(
+        head,
+        epochs_from(feats, data.train_labels, batch_size, data.seed),
+        ordered_batches(val_feats, data.val_labels, batch_size),
+        seconds,
+    )
 
 
 def boundary(backbone: keras.Model):
@@ -178,16 +196,25 @@ def boundary_activations(model: keras.Model, data: DataSplits, batch_size: int, 
     size = 4 * int(np.prod(tensor.shape[1:])) * (data.num_train + data.num_val)
     shared = key is not None and data.decoded is not None and data.decoded.features is not None
     if not (shared and data.decoded.features.dir) and size > MAX_IN_MEMORY:
-        log.info("the whole model trains in this phase: the activations at %s would take %.1f GB of memory", name,
-                 size / 2**30)
+        log.info("the whole model trains in this phase: the activations at %s would take %.1f GB of memory", name, size / 2**30)
         return None
     prefix = keras.Model(backbone.inputs, tensor)
     acts, val_acts, seconds, reused = _extract(prefix, data, None if key is None else (*key, "boundary", name))
     head = stages_model(model, tensor, name)
-    _said(f"activations at {name} {tuple(acts.shape[1:])}", acts, val_acts, seconds, reused,
-          "the unfrozen stages and the head train on them")
-    return Features(head, epochs_from(acts, data.train_labels, batch_size, data.seed),
-                    ordered_batches(val_acts, data.val_labels, batch_size), seconds)
+    _said(
+        f"activations at {name} {tuple(acts.shape[1:])}",
+        acts,
+        val_acts,
+        seconds,
+        reused,
+        "the unfrozen stages and the head train on them",
+    )
+    return Features(
+        head,
+        epochs_from(acts, data.train_labels, batch_size, data.seed),
+        ordered_batches(val_acts, data.val_labels, batch_size),
+        seconds,
+    )
 
 
 def feature_key(exp, index: int, bn_calibrated: bool):

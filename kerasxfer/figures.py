@@ -43,8 +43,15 @@ def draw_confusion(ax, cm, class_names, title: str, fontsize: int = 8) -> None:
         for i in range(n):
             for j in range(n):
                 if cm[i, j]:
-                    ax.text(j, i, int(cm[i, j]), ha="center", va="center", fontsize=fontsize,
-                            color="white" if cm[i, j] > thresh else "black")
+                    ax.text(
+                        j,
+                        i,
+                        int(cm[i, j]),
+                        ha="center",
+                        va="center",
+                        fontsize=fontsize,
+                        color="white" if cm[i, j] > thresh else "black",
+                    )
 
 
 def save(fig, path: str, dpi: int = 110) -> None:
@@ -97,8 +104,9 @@ def phase_rates(phase):
     """(x in epochs, learning rate) of every step the phase (a :class:`kerasxfer.records.Phase`) trained (the
     head's rate); a phase without a recorded schedule trained one constant step per epoch."""
     sch = phase.schedule
-    kind, total, warmup, per_epoch = (sch.kind, sch.total_steps, sch.warmup_steps, sch.steps_per_epoch) if sch \
-        else ("constant", 1, 0, 1)
+    kind, total, warmup, per_epoch = (
+        (sch.kind, sch.total_steps, sch.warmup_steps, sch.steps_per_epoch) if sch else ("constant", 1, 0, 1)
+    )
     trained = (phase.last_epoch - phase.first_epoch + 1) * per_epoch
     steps = np.arange(trained)
     rates = learning_rate(np, steps, phase.lr, kind, total, warmup)
@@ -115,8 +123,14 @@ def report_learning_rates(summaries, runs, path) -> None:
         for j, p in enumerate(r.history.phases):
             x, y = phase_rates(p)
             # equal schedules overlap: widths and dashes keep every run visible
-            ax.plot(x, y, color=colors[i % len(colors)], ls=styles[i % len(styles)], lw=max(1.0, 3.5 - i),
-                    label=s.name if j == 0 else None)
+            ax.plot(
+                x,
+                y,
+                color=colors[i % len(colors)],
+                ls=styles[i % len(styles)],
+                lw=max(1.0, 3.5 - i),
+                label=s.name if j == 0 else None,
+            )
     ax.set(xlabel="epoch", ylabel="learning rate (head)", title="learning rate of every step", yscale="log")
     ax.legend(fontsize=7)
     fig.tight_layout()
@@ -174,15 +188,13 @@ def sweep_data_curves(points, path: str, title: str) -> None:
         if not pts:
             continue
         xs = [a for a, _ in pts]
-        line, = ax.plot(xs, [100 * s.mean for _, s in pts], style, label=ARM_TITLES[arm])
+        (line,) = ax.plot(xs, [100 * s.mean for _, s in pts], style, label=ARM_TITLES[arm])
         if any(s.n > 1 for _, s in pts):
-            ax.fill_between(xs, [100 * s.min for _, s in pts], [100 * s.max for _, s in pts],
-                            color=line.get_color(), alpha=0.15)
+            ax.fill_between(xs, [100 * s.min for _, s in pts], [100 * s.max for _, s in pts], color=line.get_color(), alpha=0.15)
     for xi, p in zip(x, points):
         if p.mcnemar is not None:
             pv = p.mcnemar["p_value"]
-            ax.annotate(f"p={pv:.2g}" + ("" if pv < NOISE_P else "\n(noise)"), (xi, bottom + 1), ha="center",
-                        fontsize=7)
+            ax.annotate(f"p={pv:.2g}" + ("" if pv < NOISE_P else "\n(noise)"), (xi, bottom + 1), ha="center", fontsize=7)
     ax.set_xscale("log")
     ax.margins(x=0.08)
     ax.set(xlabel="training images per class (log scale)", ylabel="test accuracy (%)", ylim=(bottom, 101), title=title)
@@ -208,8 +220,11 @@ def sweep_depth_curves(points, path: str, title: str) -> None:
     ax_p.bar(x, [p.trainable_params for p in points], color="tab:gray")
     ax_p.set_yscale("log")
     ax_p.set_xticks(x, labels)
-    ax_p.set(xlabel="stages unfrozen in phase 2", ylabel="trainable parameters (log)",
-             title="cost: trainable parameters (bars), training seconds (labels)")
+    ax_p.set(
+        xlabel="stages unfrozen in phase 2",
+        ylabel="trainable parameters (log)",
+        title="cost: trainable parameters (bars), training seconds (labels)",
+    )
     for xi, p in zip(x, points):
         ax_p.annotate(f"{p.seconds:.0f} s", (xi, p.trainable_params), ha="center", va="bottom", fontsize=8)
     fig.tight_layout()

@@ -82,8 +82,12 @@ def fork(source: str, exp: Experiment, data, overwrite: bool = False) -> bool:
         history = fsio.read_json(os.path.join(source, rundir.HISTORY))
         fsio.write_json(os.path.join(out, rundir.HISTORY), {**history, "run": exp.name})
         fsio.write_json(os.path.join(out, rundir.TIMINGS), fsio.read_json(os.path.join(source, rundir.TIMINGS)))
-        log.info("%s: its phases (%s) are the ones %s has just trained, with every other setting equal: its run "
-                 "directory is written from them, not trained again", out,
-                 ", ".join(p.name for p in exp.phases), source)
+        log.info(
+            "%s: its phases (%s) are the ones %s has just trained, with every other setting equal: its run "
+            "directory is written from them, not trained again",
+            out,
+            ", ".join(p.name for p in exp.phases),
+            source,
+        )
         finish_trained(exp, data)
     return True

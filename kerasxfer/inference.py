@@ -74,16 +74,29 @@ def load_model_safely(path: str):
 class Classifier:
     """A trained model plus its class names and input size."""
 
-    def __init__(self, model, class_names, image_size: Optional[int] = None, batch_size: int = 32,
-                 resize: str = "squash", engine: str = "auto"):
+    def __init__(
+        self,
+        model,
+        class_names,
+        image_size: Optional[int] = None,
+        batch_size: int = 32,
+        resize: str = "squash",
+        engine: str = "auto",
+    ):
         self.model = model
         self.resize = resize  # how images reach the model's size, as in training (data.json)
         self.class_names = list(class_names)
         shape = model.input_shape
-        if not (isinstance(shape, tuple) and len(shape) == 4 and shape[-1] == 3
-                and (image_size or (isinstance(shape[1], int) and shape[1] == shape[2]))):
-            raise UserError(f"the model takes inputs of shape {shape}, not square RGB images (height, width, 3) of a "
-                            "fixed size: pass a model kerasxfer trained (its run's model.keras).")
+        if not (
+            isinstance(shape, tuple)
+            and len(shape) == 4
+            and shape[-1] == 3
+            and (image_size or (isinstance(shape[1], int) and shape[1] == shape[2]))
+        ):
+            raise UserError(
+                f"the model takes inputs of shape {shape}, not square RGB images (height, width, 3) of a "
+                "fixed size: pass a model kerasxfer trained (its run's model.keras)."
+            )
         self.image_size = int(image_size or shape[1])
         self.batch_size = batch_size
         out = model.output_shape[-1]
@@ -115,8 +128,7 @@ class Classifier:
         if not rundir.is_finished(run_dir):
             log.warning("%s has not finished training: its model.keras is the best checkpoint so far", run_dir)
         model = load_model_safely(os.path.join(run_dir, "model.keras"))
-        return cls(model, data["class_names"], data.get("image_size"), batch_size, data.get("resize", "squash"),
-                   engine)
+        return cls(model, data["class_names"], data.get("image_size"), batch_size, data.get("resize", "squash"), engine)
 
     @classmethod
     def from_model(cls, path: str, class_names, batch_size: int = 32, engine: str = "auto") -> "Classifier":
@@ -142,9 +154,7 @@ class Classifier:
             elif hasattr(item, "convert") and hasattr(item, "size"):  # PIL.Image
                 items.append((f"image[{k}]", _array_loader(np.asarray(item.convert("RGB")))))
             else:
-                raise UserError(
-                    f"input {k} is a {type(item).__name__}: pass file paths, folders, numpy arrays or PIL images."
-                )
+                raise UserError(f"input {k} is a {type(item).__name__}: pass file paths, folders, numpy arrays or PIL images.")
         return items
 
     def preprocess(self, image) -> np.ndarray:
@@ -162,7 +172,7 @@ class Classifier:
         items = self._expand(inputs)
         engine = None
         for start in range(0, len(items), self.batch_size):
-            chunk = items[start:start + self.batch_size]
+            chunk = items[start : start + self.batch_size]
             results, ok_idx, ok_imgs = [None] * len(chunk), [], []
             for i, (src, load) in enumerate(chunk):
                 try:
@@ -277,8 +287,7 @@ EXPORT_FILES = ("saved_model", "model.tflite", "model.onnx", "labels.txt", "labe
 def write_labels(out_dir: str, class_names) -> None:
     """``labels.txt``, one line per class in output order (a line break in a name becomes a space, so line k is
     class k), and ``labels.json``, the names exactly."""
-    fsio.write_text(os.path.join(out_dir, "labels.txt"),
-                    "".join(" ".join(str(c).splitlines()) + "\n" for c in class_names))
+    fsio.write_text(os.path.join(out_dir, "labels.txt"), "".join(" ".join(str(c).splitlines()) + "\n" for c in class_names))
     fsio.write_json(os.path.join(out_dir, "labels.json"), list(class_names))
 
 
@@ -290,13 +299,16 @@ def _converting(fmt: str):
     except (UserError, KeyboardInterrupt):
         raise
     except OSError as e:
-        raise UserError(f"the {fmt} export could not be written ({e.strerror or e}): free some space or choose "
-                        "another folder; nothing half-written was left.") from None
+        raise UserError(
+            f"the {fmt} export could not be written ({e.strerror or e}): free some space or choose "
+            "another folder; nothing half-written was left."
+        ) from None
     except Exception as e:  # noqa: BLE001 - converter dumps: the first line says which op
         text = str(e).strip()
         reason = (text.splitlines()[0] if text else type(e).__name__)[:200]
-        raise UserError(f"this model cannot be converted to {fmt} ({reason}): use --export=saved_model, or "
-                        "predict with --engine=tensorflow.") from None
+        raise UserError(
+            f"this model cannot be converted to {fmt} ({reason}): use --export=saved_model, or predict with --engine=tensorflow."
+        ) from None
 
 
 def export_onnx(clf: Classifier, out_dir: str) -> str:
@@ -310,13 +322,18 @@ def export_onnx(clf: Classifier, out_dir: str) -> str:
     import importlib.util
 
     if importlib.util.find_spec("tf2onnx") is None:
-        raise UserError("--export=onnx needs tf2onnx, which is not installed: pip install 'kerasxfer[onnx]' "
-                        "(make install does), then run the same command again.")
+        raise UserError(
+            "--export=onnx needs tf2onnx, which is not installed: pip install 'kerasxfer[onnx]' "
+            "(make install does), then run the same command again."
+        )
     model, size = clf.fast, clf.image_size
     os.makedirs(out_dir, exist_ok=True)
     path = os.path.join(out_dir, "model.onnx")
-    norms = [layer for layer in flatten_layers(model) if type(layer).__name__ == "Normalization"
-             and getattr(layer, "mean", None) is not None]
+    norms = [
+        layer
+        for layer in flatten_layers(model)
+        if type(layer).__name__ == "Normalization" and getattr(layer, "mean", None) is not None
+    ]
     saved = [(layer.mean, layer.variance) for layer in norms]
     quiet = logging.getLogger("tf2onnx")  # its optimizer reports every pass at INFO
     level, quiet.level = quiet.level, logging.WARNING
@@ -324,8 +341,12 @@ def export_onnx(clf: Classifier, out_dir: str) -> str:
         for layer in norms:
             layer.mean, layer.variance = np.asarray(layer.mean), np.asarray(layer.variance)
         with _converting("onnx"), fsio.atomic_path(path) as tmp:
-            model.export(tmp, format="onnx", verbose=False,
-                         input_signature=[tf.TensorSpec((None, size, size, 3), tf.float32, name="image")])
+            model.export(
+                tmp,
+                format="onnx",
+                verbose=False,
+                input_signature=[tf.TensorSpec((None, size, size, 3), tf.float32, name="image")],
+            )
             if importlib.util.find_spec("onnxruntime") is not None:  # a file ONNX Runtime cannot load is no export
                 import onnxruntime as ort
 
@@ -336,4 +357,3 @@ def export_onnx(clf: Classifier, out_dir: str) -> str:
             layer.mean, layer.variance = mean, variance
     write_labels(out_dir, clf.class_names)
     return path
-

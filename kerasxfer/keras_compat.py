@@ -15,8 +15,11 @@ import inspect
 USED = (
     ("keras.src.backend.config", "keras_home", "the Keras cache folder, honouring KERAS_HOME (weights.cache_dir)"),
     ("keras.src.tree", "map_structure", "averaging per-replica logs across workers (distribute)"),
-    ("keras.src.backend.tensorflow.trainer", "reduce_per_replica",
-     "patched: Keras reduces multi-worker logs with axis=0, which they lack (distribute)"),
+    (
+        "keras.src.backend.tensorflow.trainer",
+        "reduce_per_replica",
+        "patched: Keras reduces multi-worker logs with axis=0, which they lack (distribute)",
+    ),
     ("keras.Model", "_distribute_strategy", "unset so a multi-worker model builds its metrics in the traced step"),
     ("keras.Model", "_flatten_layers", "every nested layer, to put grouped convolutions on TF's own kernel"),
     ("keras.optimizers.Optimizer", "_var_key", "a variable's key, for per-stage learning-rate multipliers"),
@@ -98,7 +101,8 @@ def check() -> list:
             holder = importlib.import_module(where)
         else:
             holder = {"keras.Model": keras.Model, "keras.callbacks.SwapEMAWeights": keras.callbacks.SwapEMAWeights}.get(
-                where, keras.optimizers.Optimizer)
+                where, keras.optimizers.Optimizer
+            )
         if name in ("_distribute_strategy", "_ema_weights_in_model"):
             continue  # instance attributes: checked on real objects by the test
         if not hasattr(holder, name):
@@ -108,6 +112,7 @@ def check() -> list:
         if method is None:
             problems.append(f"keras.optimizers.Optimizer.{name} is gone")
         elif list(inspect.signature(method).parameters) != params:
-            problems.append(f"keras.optimizers.Optimizer.{name} now takes "
-                            f"{list(inspect.signature(method).parameters)}, not {params}")
+            problems.append(
+                f"keras.optimizers.Optimizer.{name} now takes {list(inspect.signature(method).parameters)}, not {params}"
+            )
     return problems

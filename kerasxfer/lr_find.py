@@ -48,12 +48,15 @@ def suggest(lrs, smoothed) -> dict:
     start = end - run[end] + 1
     third = (end - start) / 3
     lowest = int(np.argmin(smoothed))
-    return {"valley": float(lrs[start + int(third) + int(third / 2)]), "valley_steps": [start, end],
-            "minimum_over_10": float(lrs[lowest] / 10), "lowest_loss_lr": float(lrs[lowest])}
+    return {
+        "valley": float(lrs[start + int(third) + int(third / 2)]),
+        "valley_steps": [start, end],
+        "minimum_over_10": float(lrs[lowest] / 10),
+        "lowest_loss_lr": float(lrs[lowest]),
+    }
 
 
-def lr_range_test(model, batches, min_lr: float = 1e-7, max_lr: float = 10.0, steps: int = 100,
-                  stop_factor: float = 4.0) -> dict:
+def lr_range_test(model, batches, min_lr: float = 1e-7, max_lr: float = 10.0, steps: int = 100, stop_factor: float = 4.0) -> dict:
     """Rates and losses of up to ``steps`` training steps of ``model`` (compiled, rate a variable) on ``batches``.
 
     The model's and the optimiser's variables are restored afterwards, whatever happens.
@@ -88,13 +91,16 @@ def lr_range_test(model, batches, min_lr: float = 1e-7, max_lr: float = 10.0, st
         for v, value in saved:
             v.assign(value)
     if len(smoothed) < 5:
-        raise UserError(
-            f"the range test diverged after {len(smoothed)} steps: lower --min_lr (now {min_lr:g})."
-        )
+        raise UserError(f"the range test diverged after {len(smoothed)} steps: lower --min_lr (now {min_lr:g}).")
     n = len(smoothed)
-    return {"lrs": lrs[:n], "losses": losses[:n], "smoothed": smoothed, "steps": n,
-            "stopped_early": n < steps,
-            **suggest(lrs[:n], smoothed)}
+    return {
+        "lrs": lrs[:n],
+        "losses": losses[:n],
+        "smoothed": smoothed,
+        "steps": n,
+        "stopped_early": n < steps,
+        **suggest(lrs[:n], smoothed),
+    }
 
 
 def _train_earlier_phases(exp, index: int, data, stack) -> str:
@@ -105,14 +111,25 @@ def _train_earlier_phases(exp, index: int, data, stack) -> str:
 
     tmp = stack.enter_context(tempfile.TemporaryDirectory(prefix="kerasxfer-lr-find-"))
     earlier = dataclasses.replace(exp, phases=exp.phases[:index], out_dir=os.path.join(tmp, "earlier"))
-    log.info("training the phase(s) before %s first (%s), in a temporary folder", exp.phases[index].name,
-             ", ".join(p.name for p in earlier.phases))
+    log.info(
+        "training the phase(s) before %s first (%s), in a temporary folder",
+        exp.phases[index].name,
+        ", ".join(p.name for p in earlier.phases),
+    )
     run_experiment(earlier, data=data)
     return os.path.join(earlier.out_dir, rundir.MODEL)
 
 
-def find_lr(exp, phase_name: str | None, out_dir: str, min_lr: float = 1e-7, max_lr: float = 10.0,
-            steps: int = 100, start_from: str | None = None, overwrite: bool = False) -> dict:
+def find_lr(
+    exp,
+    phase_name: str | None,
+    out_dir: str,
+    min_lr: float = 1e-7,
+    max_lr: float = 10.0,
+    steps: int = 100,
+    start_from: str | None = None,
+    overwrite: bool = False,
+) -> dict:
     """Run the range test for the phase ``phase_name`` (default the first) of ``exp``; write ``out_dir``.
 
     A later phase starts where it would in the run: the earlier phases are
@@ -154,18 +171,30 @@ def _find(exp, phase, names, out_dir, min_lr, max_lr, steps, start_from, stack) 
         log.info("starting from %s", started_from)
     use_native_grouped_conv(model)
     apply_trainable(model, phase.trainable, exp.model.num_stages, exp.model.is_transfer, exp.optim.bn)
-    plain = dataclasses.replace(exp, optim=dataclasses.replace(exp.optim, schedule="constant", warmup_epochs=0.0,
-                                                                ema=None))
+    plain = dataclasses.replace(exp, optim=dataclasses.replace(exp.optim, schedule="constant", warmup_epochs=0.0, ema=None))
     compile_for_phase(model, plain, dataclasses.replace(phase, lr=min_lr), data.steps_per_epoch)
     epochs = math.ceil(steps / data.steps_per_epoch)
     log.info("range test of the %s phase: %d steps, learning rate %.0e to %.0e", phase.name, steps, min_lr, max_lr)
     result = lr_range_test(model, data.train_from(0, epochs), min_lr, max_lr, steps)
-    result.update(run=exp.name, phase=phase.name, trainable=phase.trainable, configured_lr=phase.lr,
-                  optimizer=exp.optim.optimizer, started_from=started_from, min_lr=min_lr, max_lr=max_lr)
+    result.update(
+        run=exp.name,
+        phase=phase.name,
+        trainable=phase.trainable,
+        configured_lr=phase.lr,
+        optimizer=exp.optim.optimizer,
+        started_from=started_from,
+        min_lr=min_lr,
+        max_lr=max_lr,
+    )
     fsio.write_json(os.path.join(out_dir, "lr_find.json"), result)
-    figures.lr_find_curve(result, f"{exp.model.display_name}, {phase.name} phase ({phase.trainable})",
-          os.path.join(out_dir, "lr_find.png"))
-    log.info("suggested learning rate %.1e (valley; a tenth of the minimum's rate: %.1e); the phase is "
-             "configured at %.1e; curve: %s", result["valley"], result["minimum_over_10"], phase.lr,
-             os.path.join(out_dir, "lr_find.png"))
+    figures.lr_find_curve(
+        result, f"{exp.model.display_name}, {phase.name} phase ({phase.trainable})", os.path.join(out_dir, "lr_find.png")
+    )
+    log.info(
+        "suggested learning rate %.1e (valley; a tenth of the minimum's rate: %.1e); the phase is configured at %.1e; curve: %s",
+        result["valley"],
+        result["minimum_over_10"],
+        phase.lr,
+        os.path.join(out_dir, "lr_find.png"),
+    )
     return result

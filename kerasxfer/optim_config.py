@@ -71,15 +71,12 @@ class OptimConfig:
         if not 0.0 <= self.weight_decay < 1.0:
             raise UserError(f"--weight_decay={self.weight_decay} must be in [0, 1), e.g. 1e-4.")
         if self.weight_decay and self.optimizer == "adam":
-            raise UserError(
-                f"--weight_decay={self.weight_decay} needs decoupled weight decay: pass --optimizer=adamw (or sgd)."
-            )
+            raise UserError(f"--weight_decay={self.weight_decay} needs decoupled weight decay: pass --optimizer=adamw (or sgd).")
         if not 0.0 <= self.warmup_epochs <= 1000:
             raise UserError(f"--warmup_epochs={self.warmup_epochs} must be 0 or a positive number of epochs, e.g. 1.")
         if not 0.0 <= self.lr_stage_decay <= 1.0:
             raise UserError(
-                f"--lr_stage_decay={self.lr_stage_decay} must be in [0, 1] (1: every stage at the phase's rate), "
-                "e.g. 0.5."
+                f"--lr_stage_decay={self.lr_stage_decay} must be in [0, 1] (1: every stage at the phase's rate), e.g. 0.5."
             )
         if not 0.0 <= self.label_smoothing < 1.0:
             raise UserError(f"--label_smoothing={self.label_smoothing} must be in [0, 1), e.g. 0.1.")
@@ -88,9 +85,7 @@ class OptimConfig:
         if self.ema is not None and not 0.0 <= self.ema < 1.0:
             raise UserError(f"--ema={self.ema} must be a momentum in [0, 1), e.g. 0.999 (leave it unset for no EMA).")
         if not isinstance(self.early_stopping, int) or self.early_stopping < 0:
-            raise UserError(
-                f"--early_stopping={self.early_stopping} must be 0 (off) or a patience in epochs, e.g. 5."
-            )
+            raise UserError(f"--early_stopping={self.early_stopping} must be 0 (off) or a patience in epochs, e.g. 5.")
 
     def validate_phase(self, name: str, epochs: int) -> None:
         """Check what depends on a phase's length: the warm-up must leave epochs to train at the full rate."""
@@ -102,9 +97,10 @@ class OptimConfig:
 
     def describe(self, transfer: bool = True) -> str:
         """``"adam, cosine schedule, 1 warm-up epoch, ..."``: what the report prints for the run."""
-        parts = [self.optimizer + (f" (weight decay {self.weight_decay:g})" if self.weight_decay else ""),
-                 f"{self.schedule} schedule" + (f", {self.warmup_epochs:g} warm-up epoch(s)" if self.warmup_epochs
-                                                else "")]
+        parts = [
+            self.optimizer + (f" (weight decay {self.weight_decay:g})" if self.weight_decay else ""),
+            f"{self.schedule} schedule" + (f", {self.warmup_epochs:g} warm-up epoch(s)" if self.warmup_epochs else ""),
+        ]
         if self.lr_stage_decay != 1.0 and transfer:
             parts.append(f"stage i from the top at lr x {self.lr_stage_decay:g}^i")
         if self.label_smoothing:

@@ -36,8 +36,7 @@ class PhaseSchedule(keras.optimizers.schedules.LearningRateSchedule):
         return learning_rate(ops, step, self.peak, self.kind, self.total_steps, self.warmup_steps)
 
     def get_config(self):
-        return {"peak": self.peak, "kind": self.kind, "total_steps": self.total_steps,
-                "warmup_steps": self.warmup_steps}
+        return {"peak": self.peak, "kind": self.kind, "total_steps": self.total_steps, "warmup_steps": self.warmup_steps}
 
 
 def stage_multipliers(model: keras.Model, variables, decay: float, num_stages: int) -> list:
@@ -102,8 +101,11 @@ def make_optimizer(cfg: OptimConfig, lr: float, steps: dict | None = None, varia
     if cfg.ema is not None:
         common.update(use_ema=True, ema_momentum=cfg.ema)
     classes = {"adam": keras.optimizers.Adam, "adamw": keras.optimizers.AdamW, "sgd": keras.optimizers.SGD}
-    kwargs = {"adam": {}, "adamw": {"weight_decay": cfg.weight_decay},
-              "sgd": {"momentum": 0.9, "nesterov": True, "weight_decay": cfg.weight_decay or None}}[cfg.optimizer]
+    kwargs = {
+        "adam": {},
+        "adamw": {"weight_decay": cfg.weight_decay},
+        "sgd": {"momentum": 0.9, "nesterov": True, "weight_decay": cfg.weight_decay or None},
+    }[cfg.optimizer]
     cls = classes[cfg.optimizer]
     scaled = multipliers is not None and any(m != 1.0 for m in multipliers)
     if not scaled:
@@ -133,7 +135,6 @@ def make_loss(cfg: OptimConfig, soft_labels: bool) -> tuple:
     """(loss, accuracy metric) for integer labels, or one-hot/mixed ones when ``soft_labels``."""
     s = cfg.label_smoothing
     if soft_labels:  # MixUp/CutMix: one-hot, mixed labels
-        return (keras.losses.CategoricalCrossentropy(label_smoothing=s),
-                keras.metrics.CategoricalAccuracy(name="accuracy"))
+        return (keras.losses.CategoricalCrossentropy(label_smoothing=s), keras.metrics.CategoricalAccuracy(name="accuracy"))
     loss = SparseSmoothedCrossentropy(s) if s else keras.losses.SparseCategoricalCrossentropy()
     return loss, keras.metrics.SparseCategoricalAccuracy(name="accuracy")

@@ -52,8 +52,7 @@ def _fit_seconds(model, x, y, steps: int, epochs: int = 1, validation=None) -> f
     import keras
     import tensorflow as tf
 
-    model.compile(optimizer=keras.optimizers.Adam(1e-4), loss="sparse_categorical_crossentropy",
-                  metrics=["accuracy"])
+    model.compile(optimizer=keras.optimizers.Adam(1e-4), loss="sparse_categorical_crossentropy", metrics=["accuracy"])
     ds = tf.data.Dataset.from_tensors((x, y)).repeat()
     model.fit(ds, steps_per_epoch=2, epochs=1, verbose=0)  # trace and warm up
     t = time.perf_counter()
@@ -81,8 +80,7 @@ def calibrate(scratch, transfer, num_classes: int, steps: int = 6) -> Costs:
     x = tf.constant(rng.uniform(0, 255, (bs, s, s, 3)), tf.float32)
     scratch_step = _fit_seconds(model, x, y, steps) / steps
     keras.backend.clear_session()
-    model = build_model(dataclasses.replace(transfer, model=dataclasses.replace(transfer.model, weights=None)),
-                        num_classes)
+    model = build_model(dataclasses.replace(transfer, model=dataclasses.replace(transfer.model, weights=None)), num_classes)
     unfrozen = next((p for p in transfer.phases if p.trainable != "head"), None)
     unfrozen_step = 0.0
     if unfrozen is not None:
@@ -100,13 +98,27 @@ def calibrate(scratch, transfer, num_classes: int, steps: int = 6) -> Costs:
     frozen_epoch = _fit_seconds(head, feats, y, 5, epochs=10, validation=val) / 10
     keras.backend.clear_session()
     costs = Costs(scratch_step, unfrozen_step, frozen_epoch)
-    log.info("[study] calibration (%.0f s): scratch step %.3f s, unfrozen step %.3f s, frozen epoch %.3f s",
-             time.perf_counter() - t0, scratch_step, unfrozen_step, frozen_epoch)
+    log.info(
+        "[study] calibration (%.0f s): scratch step %.3f s, unfrozen step %.3f s, frozen epoch %.3f s",
+        time.perf_counter() - t0,
+        scratch_step,
+        unfrozen_step,
+        frozen_epoch,
+    )
     return costs
 
 
-def estimate(costs: Costs, folds: int, num_train: int, batch_size: int, scratch_epochs: int, finetune_epochs: int,
-             min_steps: int, finetune_min_steps: int, controls: int) -> float:
+def estimate(
+    costs: Costs,
+    folds: int,
+    num_train: int,
+    batch_size: int,
+    scratch_epochs: int,
+    finetune_epochs: int,
+    min_steps: int,
+    finetune_min_steps: int,
+    controls: int,
+) -> float:
     """Seconds a study of ``folds`` folds (every fold run) takes with these minimum steps."""
     per_epoch = max(1, math.ceil(num_train / batch_size))
     scratch = max(scratch_epochs, math.ceil(min_steps / per_epoch)) * per_epoch * costs.scratch_step
@@ -117,8 +129,18 @@ def estimate(costs: Costs, folds: int, num_train: int, batch_size: int, scratch_
     return folds * (scratch + frozen + unfrozen + trained * frozen + runs * costs.overhead)
 
 
-def fit_plan(costs: Costs, minutes: float, folds: int, num_train_of, batch_size: int, scratch_epochs: int,
-             finetune_epochs: int, min_steps: int, finetune_min_steps: int, controls: int) -> tuple:
+def fit_plan(
+    costs: Costs,
+    minutes: float,
+    folds: int,
+    num_train_of,
+    batch_size: int,
+    scratch_epochs: int,
+    finetune_epochs: int,
+    min_steps: int,
+    finetune_min_steps: int,
+    controls: int,
+) -> tuple:
     """``(folds, min_steps, finetune_min_steps, estimated seconds, sentences)`` that fit ``minutes``.
 
     ``num_train_of(folds)``: the training images of a run with that many folds.  Gives up folds first, then
@@ -133,8 +155,14 @@ def fit_plan(costs: Costs, minutes: float, folds: int, num_train_of, batch_size:
 
     plan = (folds, min_steps, finetune_min_steps)
     if cost(*plan) <= budget:
-        return (*plan, cost(*plan), [f"--minutes={minutes:g}: the whole plan fits (about {cost(*plan) / 60:.0f} min "
-                                     "by the calibration); nothing was given up."])
+        return (
+            *plan,
+            cost(*plan),
+            [
+                f"--minutes={minutes:g}: the whole plan fits (about {cost(*plan) / 60:.0f} min "
+                "by the calibration); nothing was given up."
+            ],
+        )
     for k in [f for f in FOLD_STEPS if f < folds] if folds > 1 else []:
         plan = (k, *plan[1:])
         if cost(*plan) <= budget:
@@ -147,13 +175,17 @@ def fit_plan(costs: Costs, minutes: float, folds: int, num_train_of, batch_size:
         original = (min_steps, finetune_min_steps)[which - 1]
         if plan[which] != original:
             what = "the unfrozen phase" if which == 2 else "every other phase (the scratch arm's included)"
-            said.append(f"{what} trains at least {plan[which]} optimizer steps instead of {original} (a shorter "
-                        "phase may stop before it has learned what it could)")
+            said.append(
+                f"{what} trains at least {plan[which]} optimizer steps instead of {original} (a shorter "
+                "phase may stop before it has learned what it could)"
+            )
     seconds = cost(*plan)
     text = f"--minutes={minutes:g}: to fit, " + "; ".join(said) if said else f"--minutes={minutes:g}:"
     if seconds > budget:
-        text += (f"; even so the study needs about {seconds / 60:.0f} min by the calibration (more than "
-                 f"{minutes:g}): give it more minutes, or fewer images")
+        text += (
+            f"; even so the study needs about {seconds / 60:.0f} min by the calibration (more than "
+            f"{minutes:g}): give it more minutes, or fewer images"
+        )
     else:
         text += f"; about {seconds / 60:.0f} min by the calibration"
     return (*plan, seconds, [text + ". Without --minutes nothing is given up."])
@@ -163,17 +195,25 @@ def fit_minutes(cfg, sources, num_classes: int) -> None:
     """The study ``cfg`` within its ``minutes``: calibrate this machine, plan folds and minimum steps to fit, say
     what was given up (in the log, and in the report through ``cfg.planned``)."""
     import dataclasses
+
     unfrozen = [p for p in cfg.transfer.phases if p.trainable != "head"]
 
     def num_train_of(k):
-        return sources.num_train(dataclasses.replace(cfg.scratch.data, folds=k if k > 1 else 0,
-                                                     fold=1 if k > 1 else 0))
+        return sources.num_train(dataclasses.replace(cfg.scratch.data, folds=k if k > 1 else 0, fold=1 if k > 1 else 0))
 
     costs = calibrate(cfg.scratch, cfg.transfer, num_classes)
     folds, min_steps, ft, seconds, said = fit_plan(
-        costs, cfg.minutes, cfg.folds or 1, num_train_of, cfg.scratch.data.batch_size,
-        cfg.scratch.phases[0].epochs, unfrozen[0].epochs if unfrozen else 0, cfg.min_steps,
-        min(cfg.finetune_min_steps, cfg.min_steps), len(cfg.controls()))
+        costs,
+        cfg.minutes,
+        cfg.folds or 1,
+        num_train_of,
+        cfg.scratch.data.batch_size,
+        cfg.scratch.phases[0].epochs,
+        unfrozen[0].epochs if unfrozen else 0,
+        cfg.min_steps,
+        min(cfg.finetune_min_steps, cfg.min_steps),
+        len(cfg.controls()),
+    )
     cfg.folds, cfg.min_steps, cfg.finetune_min_steps = folds, min_steps, ft
     cfg.planned = tuple(said)
     for line in said:
@@ -183,33 +223,48 @@ def fit_minutes(cfg, sources, num_classes: int) -> None:
 def shortcuts(cfg, folds_run=None) -> list:
     """The sentences that say what the study ``cfg`` did to be cheap (or that it did none of it)."""
     if cfg.exhaustive:
-        return ["Exhaustive (--exhaustive): every fold ran, the control trained the whole transfer schedule, "
-                "nothing was reused between epochs or runs, and every phase trained at least "
-                f"{cfg.min_steps} optimizer steps."]
-    out = ["Computed once: the frozen backbone's pooled features and the activations where the unfrozen stages "
-           "begin, once per image for the whole study (every fold, seed and phase share them; the same "
-           "training to the last bit, tested), wherever that is exact (no augmentation or mixing, float32, "
-           "frozen BatchNorm; each run's log says when not)."]
-    frozen = ("The frozen phase trained the --frozen_epochs given" if cfg.frozen_given else
-              f"The frozen phase trained the head until its val_loss stopped falling ({FROZEN_PATIENCE} epochs "
-              f"without a lower one, at most {FROZEN_CAP} epochs, never under --min_steps={cfg.min_steps})")
+        return [
+            "Exhaustive (--exhaustive): every fold ran, the control trained the whole transfer schedule, "
+            "nothing was reused between epochs or runs, and every phase trained at least "
+            f"{cfg.min_steps} optimizer steps."
+        ]
+    out = [
+        "Computed once: the frozen backbone's pooled features and the activations where the unfrozen stages "
+        "begin, once per image for the whole study (every fold, seed and phase share them; the same "
+        "training to the last bit, tested), wherever that is exact (no augmentation or mixing, float32, "
+        "frozen BatchNorm; each run's log says when not)."
+    ]
+    frozen = (
+        "The frozen phase trained the --frozen_epochs given"
+        if cfg.frozen_given
+        else f"The frozen phase trained the head until its val_loss stopped falling ({FROZEN_PATIENCE} epochs "
+        f"without a lower one, at most {FROZEN_CAP} epochs, never under --min_steps={cfg.min_steps})"
+    )
     if cfg.min_steps and cfg.finetune_min_steps < cfg.min_steps:
-        frozen += (f"; the unfrozen phase, starting from that head, trained at least {cfg.finetune_min_steps} "
-                   f"optimizer steps instead of {cfg.min_steps}")
+        frozen += (
+            f"; the unfrozen phase, starting from that head, trained at least {cfg.finetune_min_steps} "
+            f"optimizer steps instead of {cfg.min_steps}"
+        )
     out.append(frozen + ".")
     if len(cfg.controls()) == 2:
-        out.append("The control answered \"did the pretrained weights help?\" on the frozen phase: the head on "
-                   "the random backbone's features against the same head on the pretrained backbone's "
-                   "(control-pretrained, written from the transfer run's own frozen phase: the same training, "
-                   "tested, not run twice), instead of a second full fine-tune.")
+        out.append(
+            'The control answered "did the pretrained weights help?" on the frozen phase: the head on '
+            "the random backbone's features against the same head on the pretrained backbone's "
+            "(control-pretrained, written from the transfer run's own frozen phase: the same training, "
+            "tested, not run twice), instead of a second full fine-tune."
+        )
     if cfg.sequential:
         from kerasxfer.reporting.sequential import rule_sentence
 
         ran = folds_run or cfg.folds
-        out.append(f"Folds ran one at a time under {rule_sentence(cfg.folds)}: "
-                   + (f"it stopped after {ran} of {cfg.folds} folds." if ran < cfg.folds else
-                      f"no look before the last crossed it, so all {cfg.folds} folds ran."))
+        out.append(
+            f"Folds ran one at a time under {rule_sentence(cfg.folds)}: "
+            + (
+                f"it stopped after {ran} of {cfg.folds} folds."
+                if ran < cfg.folds
+                else f"no look before the last crossed it, so all {cfg.folds} folds ran."
+            )
+        )
     out += list(cfg.planned)
-    out.append("--exhaustive runs the same study with none of these shortcuts (every fold, the full control, "
-               "no reuse).")
+    out.append("--exhaustive runs the same study with none of these shortcuts (every fold, the full control, no reuse).")
     return out

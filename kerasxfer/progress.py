@@ -39,8 +39,14 @@ def phases_of(exp, num_train: int) -> list:
     for p in exp.phases:
         cached = exp.uses_cached_features(p)
         epochs = p.epochs if not p.patience else min(p.epochs, max(p.min_epochs, EXPECTED_CONVERGED))
-        out.append(((m.display_name, m.weights is None, exp.data.image_size, p.trainable, cached, p.patience > 0),
-                    epochs, num_train, cached))
+        out.append(
+            (
+                (m.display_name, m.weights is None, exp.data.image_size, p.trainable, cached, p.patience > 0),
+                epochs,
+                num_train,
+                cached,
+            )
+        )
     return out
 
 
@@ -50,6 +56,7 @@ def phase_of(exp):
 
     spans = phase_spans(exp.phases, {"phases": []})
     return lambda epoch: next(s.index for s in spans if epoch < s.last)
+
 
 #: Seconds per run outside its epochs, assumed until a run has measured it.
 DEFAULT_OVERHEAD_S = 10.0
@@ -125,9 +132,11 @@ class StudyProgress:
         spent = self.seconds_spent()
         pct = 100.0 * spent / (spent + left) if spent + left > 0 else 100.0
         self._pct = pct = max(pct, self._pct)  # an estimate, but the share done never goes back
-        line = (f"[{self.tag}] run {index + 1} of {len(self.runs)} ({self.runs[index]['label']})"
-                f"{' on ' + where if where else ''}, epoch {sum(self.done[index])}/{total_epochs}, {self.tag} "
-                f"{pct:.0f} % done, {_minutes(left)}" + (f" ({at_once} runs at once)" if at_once > 1 else ""))
+        line = (
+            f"[{self.tag}] run {index + 1} of {len(self.runs)} ({self.runs[index]['label']})"
+            f"{' on ' + where if where else ''}, epoch {sum(self.done[index])}/{total_epochs}, {self.tag} "
+            f"{pct:.0f} % done, {_minutes(left)}" + (f" ({at_once} runs at once)" if at_once > 1 else "")
+        )
         self.lines.append((line, left))
         log.info(line)
         return line
@@ -137,8 +146,7 @@ class StudyProgress:
         """Seconds per training image of a phase kind: its own measurement, else a similar one, else None."""
         if kind in self.per_image:
             return statistics.median(self.per_image[kind])
-        similar = [statistics.median(v) for k, v in self.per_image.items()
-                   if self._cached(k) == cached]
+        similar = [statistics.median(v) for k, v in self.per_image.items() if self._cached(k) == cached]
         return statistics.fmean(similar) if similar else None
 
     def _cached(self, kind) -> bool:

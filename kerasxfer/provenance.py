@@ -26,8 +26,10 @@ def weights_source(exp) -> str:
     if os.path.basename(m.weights) == rundir.BACKBONE_WEIGHTS and os.path.isfile(info):
         try:
             i = fsio.read_json(info)
-            return (f"self-pretrained on {i['pretrained_on']}: {int(i['num_train'])} images, best val_acc "
-                    f"{float(i['best_val_accuracy']):.2%} (file {m.weights})")
+            return (
+                f"self-pretrained on {i['pretrained_on']}: {int(i['num_train'])} images, best val_acc "
+                f"{float(i['best_val_accuracy']):.2%} (file {m.weights})"
+            )
         except (OSError, ValueError, KeyError, TypeError):  # {}, a list, not JSON: the file is all we can name
             log.warning("%s is damaged or incomplete: the report names only the weights file", info)
     return f"file {m.weights}"

@@ -30,18 +30,31 @@ OPTIM = tuple(f.name for f in dataclasses.fields(OptimConfig))
 COMMON = ("out_dir", "seed", "deterministic", "precision", "jit_compile", "strategy", *OPTIM)
 
 
-def _experiment(name: str, model: ModelConfig, phases: list, data: Optional[DataConfig], out_dir: Optional[str],
-                **common) -> Experiment:
+def _experiment(
+    name: str, model: ModelConfig, phases: list, data: Optional[DataConfig], out_dir: Optional[str], **common
+) -> Experiment:
     optim = OptimConfig(**{k: common.pop(k) for k in OPTIM if k in common})
     return Experiment(
-        name=name, out_dir=f"runs/{name}" if out_dir is None else out_dir, data=data or DataConfig(), model=model, phases=phases,
-        optim=optim, **common,
+        name=name,
+        out_dir=f"runs/{name}" if out_dir is None else out_dir,
+        data=data or DataConfig(),
+        model=model,
+        phases=phases,
+        optim=optim,
+        **common,
     )
 
 
-def scratch(epochs: int = 10, lr: float = 1e-3, widths=(32, 64, 128), convs_per_block: int = 2,
-            dropout: float = 0.3, data: Optional[DataConfig] = None, out_dir: Optional[str] = None,
-            **common) -> Experiment:
+def scratch(
+    epochs: int = 10,
+    lr: float = 1e-3,
+    widths=(32, 64, 128),
+    convs_per_block: int = 2,
+    dropout: float = 0.3,
+    data: Optional[DataConfig] = None,
+    out_dir: Optional[str] = None,
+    **common,
+) -> Experiment:
     """The scratch arm: the compact CNN, every layer trained for ``epochs`` at ``lr``.
 
     ``widths`` may be strings (a comma-separated flag): they must be integers.
@@ -54,10 +67,20 @@ def scratch(epochs: int = 10, lr: float = 1e-3, widths=(32, 64, 128), convs_per_
     return _experiment("scratch", model, [PhaseConfig("scratch", epochs, lr, "all")], data, out_dir, **common)
 
 
-def finetune(backbone: str = "regnetx002", weights: Optional[str] = "imagenet", frozen_epochs: int = 10,
-             finetune_epochs: int = 10, lr: float = 1e-3, finetune_lr: float = 1e-5, unfreeze_stages: int = 2,
-             dropout: float = 0.3, cache_features: Optional[bool] = None, data: Optional[DataConfig] = None,
-             out_dir: Optional[str] = None, **common) -> Experiment:
+def finetune(
+    backbone: str = "regnetx002",
+    weights: Optional[str] = "imagenet",
+    frozen_epochs: int = 10,
+    finetune_epochs: int = 10,
+    lr: float = 1e-3,
+    finetune_lr: float = 1e-5,
+    unfreeze_stages: int = 2,
+    dropout: float = 0.3,
+    cache_features: Optional[bool] = None,
+    data: Optional[DataConfig] = None,
+    out_dir: Optional[str] = None,
+    **common,
+) -> Experiment:
     """The transfer arm: phase ``frozen`` trains the head at ``lr``; phase ``unfrozen`` the last stages too.
 
     ``weights``: ``"imagenet"``, ``None`` or ``"none"`` (random backbone:
@@ -73,8 +96,15 @@ def finetune(backbone: str = "regnetx002", weights: Optional[str] = "imagenet", 
     return _experiment("finetune", model, phases, data, out_dir, cache_features=cache_features, **common)
 
 
-def pretrain(backbone: str = "regnetx002", epochs: int = 8, lr: float = 1e-3, dropout: float = 0.0,
-             data: Optional[DataConfig] = None, out_dir: Optional[str] = None, **common) -> Experiment:
+def pretrain(
+    backbone: str = "regnetx002",
+    epochs: int = 8,
+    lr: float = 1e-3,
+    dropout: float = 0.0,
+    data: Optional[DataConfig] = None,
+    out_dir: Optional[str] = None,
+    **common,
+) -> Experiment:
     """A whole backbone from random weights on a source task (default: 12,000 ``synthetic`` images).
 
     No dropout by default: pretraining has plenty of data.
@@ -87,8 +117,14 @@ def pretrain(backbone: str = "regnetx002", epochs: int = 8, lr: float = 1e-3, dr
 #: The study's arms (``make study``, ``make sweep``, ``make demo``): EfficientNet-Lite0 from its published ImageNet
 #: weights at the size the data call for (kerasxfer.data.sizes: 224 for photos, 96 for the digits), 10 frozen
 #: epochs, then 8 with its last 4 stages unfrozen at 2e-4.
-STUDY_DEFAULTS = {"backbone": "efficientnet_lite0", "image_size": AUTO_SIZE, "frozen_epochs": 10,
-                  "finetune_epochs": 8, "unfreeze_stages": 4, "finetune_lr": 2e-4}
+STUDY_DEFAULTS = {
+    "backbone": "efficientnet_lite0",
+    "image_size": AUTO_SIZE,
+    "frozen_epochs": 10,
+    "finetune_epochs": 8,
+    "unfreeze_stages": 4,
+    "finetune_lr": 2e-4,
+}
 #: What each command sets apart from the config and recipe defaults (the one home of such defaults).
 COMMAND_DEFAULTS = {"finetune": {"image_size": AUTO_SIZE}, "study": STUDY_DEFAULTS, "sweep": STUDY_DEFAULTS}
 

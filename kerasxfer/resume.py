@@ -62,8 +62,7 @@ class ResumeState:
     def _find(self) -> None:
         """The newest complete state (``state.json``, then ``state-E.json`` newest first), every array read once."""
         names = os.listdir(self.dir)
-        epochs = sorted((int(m.group(1)) for m in (re.fullmatch(r"state-(\d+)\.json", n) for n in names) if m),
-                        reverse=True)
+        epochs = sorted((int(m.group(1)) for m in (re.fullmatch(r"state-(\d+)\.json", n) for n in names) if m), reverse=True)
         candidates = ([STATE] if STATE in names else []) + [f"state-{e}.json" for e in epochs]
         damaged = []
         for name in candidates:
@@ -79,10 +78,13 @@ class ResumeState:
                 damaged.append(name)
                 continue
             if damaged:
-                log.warning("the resume state %s in %s is damaged: continuing from epoch %d instead",
-                            ", ".join(damaged), self.dir, state["epoch"])
-            self.epoch, self.history, self.timings, self.arrays = (
-                state["epoch"], state["history"], state["timings"], arrays)
+                log.warning(
+                    "the resume state %s in %s is damaged: continuing from epoch %d instead",
+                    ", ".join(damaged),
+                    self.dir,
+                    state["epoch"],
+                )
+            self.epoch, self.history, self.timings, self.arrays = (state["epoch"], state["history"], state["timings"], arrays)
             self.frozen_arrays = frozen
             return
         if damaged:
@@ -126,15 +128,15 @@ class ResumeState:
         saved = sorted((k for k in z if k.startswith("o")), key=lambda k: int(k[1:]))
         if len(saved) != len(opt.variables):
             raise UserError(
-                f"the optimizer state in {self.dir} does not fit this phase: pass --overwrite to start the "
-                "run again."
+                f"the optimizer state in {self.dir} does not fit this phase: pass --overwrite to start the run again."
             )
         for k, v in zip(saved, opt.variables):
             v.assign(z[k])
 
     # -------------------------------------------------------------- save
-    def save(self, epoch: int, model: keras.Model, optimizer, history: dict, timings: dict, best=None,
-             frozen=None, frozen_file=None) -> str | None:
+    def save(
+        self, epoch: int, model: keras.Model, optimizer, history: dict, timings: dict, best=None, frozen=None, frozen_file=None
+    ) -> str | None:
         """Write the state after ``epoch`` (1-based): ``model``'s and ``optimizer``'s variables, history, timings,
         and ``best``: the best epoch's variable values when model.keras does not hold them yet.  ``frozen``
         (:func:`kerasxfer.snapshots.frozen_values`) are written once per phase to ``frozen_file`` (returned)."""
@@ -148,12 +150,16 @@ class ResumeState:
                 np.savez(f, **{f"m{index[k]}": v for k, v in frozen.items() if k in index})
         arrays = {f"m{i}": keras.ops.convert_to_numpy(v) for i, v in enumerate(model.variables) if id(v) not in frozen}
         arrays.update({f"o{i}": keras.ops.convert_to_numpy(v) for i, v in enumerate(optimizer.variables)})
-        arrays.update({f"b{i}": v for i, (v, var) in enumerate(zip(best or (), model.variables))
-                       if id(var) not in frozen})
+        arrays.update({f"b{i}": v for i, (v, var) in enumerate(zip(best or (), model.variables)) if id(var) not in frozen})
         with fsio.atomic_path(os.path.join(self.dir, name)) as tmp, open(tmp, "wb") as f:
             np.savez(f, **arrays)
-        state = {"epoch": epoch, "arrays": name, "history": history, "timings": timings,
-                 **({"frozen": frozen_file} if frozen else {})}
+        state = {
+            "epoch": epoch,
+            "arrays": name,
+            "history": history,
+            "timings": timings,
+            **({"frozen": frozen_file} if frozen else {}),
+        }
         fsio.write_json(os.path.join(self.dir, f"state-{epoch}.json"), state)
         fsio.write_json(os.path.join(self.dir, STATE), state)
         keep = {f"state-{e}.{ext}" for e in (epoch, epoch - 1) for ext in ("npz", "json")} | {STATE}
@@ -189,8 +195,7 @@ def write_best(state: ResumeState, model: keras.Model, path: str) -> bool:
         return False
     n = len(model.variables)
     if sum(1 for k in z if k.startswith("m")) != n:
-        raise UserError(f"the saved state in {state.dir} does not fit this model: pass --overwrite to start "
-                        "the run again.")
+        raise UserError(f"the saved state in {state.dir} does not fit this model: pass --overwrite to start the run again.")
     write_weights(model, [z.get(f"b{i}", z[f"m{i}"]) for i in range(n)], path)
     return True
 
@@ -216,5 +221,6 @@ class SaveEachEpoch(keras.callbacks.Callback):
         model = self.full_model or self.model
         if self.frozen is None:
             self.frozen = frozen_values(model)
-        self.frozen_file = self.state.save(epoch + 1, model, self.model.optimizer, self.history, self.timings, best,
-                                           self.frozen, self.frozen_file)
+        self.frozen_file = self.state.save(
+            epoch + 1, model, self.model.optimizer, self.history, self.timings, best, self.frozen, self.frozen_file
+        )

@@ -27,20 +27,37 @@ def write_run_files(out: str, exp, data, strategy: dict) -> None:
     rundir.write_marker(out, "training")
     fsio.write_json(os.path.join(out, rundir.CONFIG), exp.to_dict())
     fsio.write_json(os.path.join(out, rundir.ENVIRONMENT), {**rundir.environment(), **strategy})
-    fsio.write_json(os.path.join(out, rundir.DATA), {
-        "source": data.description, "class_names": data.class_names, "num_train": data.num_train,
-        "num_val": data.num_val, "num_test": data.num_test, "image_size": data.image_size, "resize": exp.data.resize,
-        "split_seed": exp.data.split_seed if exp.data.split_seed is not None else exp.seed,
-        "splits": data.splits, **data.info,
-    })
+    fsio.write_json(
+        os.path.join(out, rundir.DATA),
+        {
+            "source": data.description,
+            "class_names": data.class_names,
+            "num_train": data.num_train,
+            "num_val": data.num_val,
+            "num_test": data.num_test,
+            "image_size": data.image_size,
+            "resize": exp.data.resize,
+            "split_seed": exp.data.split_seed if exp.data.split_seed is not None else exp.seed,
+            "splits": data.splits,
+            **data.info,
+        },
+    )
 
 
 def new_history(exp, model_name: str, bn_calibrated: bool, deterministic: bool) -> dict:
     """history.json of a run before its first epoch: only what the seed determines (equal runs, equal bytes)."""
     m = exp.model
-    return {"run": exp.name, "model": model_name, "weights": m.weights if m.is_transfer else None,
-            "weights_source": weights_source(exp), "bn_calibrated": bn_calibrated, "deterministic": deterministic,
-            "phases": [], "epochs": [], "best": {}}
+    return {
+        "run": exp.name,
+        "model": model_name,
+        "weights": m.weights if m.is_transfer else None,
+        "weights_source": weights_source(exp),
+        "bn_calibrated": bn_calibrated,
+        "deterministic": deterministic,
+        "phases": [],
+        "epochs": [],
+        "best": {},
+    }
 
 
 def new_timings() -> dict:
@@ -48,15 +65,22 @@ def new_timings() -> dict:
     return {"epochs": [], "phases": {}, "train_seconds": 0.0}
 
 
-def phase_record(exp, phase, first: int, last: int, trainable: int, total: int, cached, steps: dict,
-                 steps_per_epoch: int) -> dict:
+def phase_record(
+    exp, phase, first: int, last: int, trainable: int, total: int, cached, steps: dict, steps_per_epoch: int
+) -> dict:
     """history.json's record of a phase as it begins (``cached``: True, ``"activations"`` or False)."""
     o = exp.optim
     trains_backbone = exp.model.is_transfer and phase.trainable != "head"
     return {
-        "name": phase.name, "first_epoch": first + 1, "last_epoch": last, "lr": phase.lr,
-        "trainable": phase.trainable, "trainable_params": trainable, "total_params": total,
-        "cached_features": cached is True, "cached_activations": cached == "activations",
+        "name": phase.name,
+        "first_epoch": first + 1,
+        "last_epoch": last,
+        "lr": phase.lr,
+        "trainable": phase.trainable,
+        "trainable_params": trainable,
+        "total_params": total,
+        "cached_features": cached is True,
+        "cached_activations": cached == "activations",
         "schedule": {**steps, "steps_per_epoch": steps_per_epoch},
         "lr_stage_decay": o.lr_stage_decay if trains_backbone else 1.0,
         # the backbone's BatchNorm (transfer models; the scratch CNN and pretraining always train theirs)
@@ -77,12 +101,15 @@ def finished_metrics(exp, complete):
         return None
     try:
         metrics = fsio.read_json(os.path.join(exp.out_dir, rundir.METRICS))
-        log.info("%s is already finished (test accuracy %.4f, best epoch %d); pass --overwrite to train it again",
-                 exp.out_dir, metrics["test"]["accuracy"], metrics["best_epoch"])
+        log.info(
+            "%s is already finished (test accuracy %.4f, best epoch %d); pass --overwrite to train it again",
+            exp.out_dir,
+            metrics["test"]["accuracy"],
+            metrics["best_epoch"],
+        )
         return metrics
     except (OSError, ValueError, KeyError, TypeError):
-        log.warning("%s of the finished run %s is damaged: evaluating its best checkpoint again",
-                    rundir.METRICS, exp.out_dir)
+        log.warning("%s of the finished run %s is damaged: evaluating its best checkpoint again", rundir.METRICS, exp.out_dir)
         return None
 
 
@@ -94,15 +121,22 @@ def trained_record(out: str) -> tuple[dict, dict]:
             return history, timings
         raise TypeError("unexpected contents")
     except (OSError, ValueError, KeyError, TypeError) as e:
-        raise UserError(f"{out} was trained but its {rundir.HISTORY} or {rundir.TIMINGS} is damaged "
-                        f"({type(e).__name__}), so its outputs cannot be written: pass --overwrite to train it "
-                        "again from the start.") from None
+        raise UserError(
+            f"{out} was trained but its {rundir.HISTORY} or {rundir.TIMINGS} is damaged "
+            f"({type(e).__name__}), so its outputs cannot be written: pass --overwrite to train it "
+            "again from the start."
+        ) from None
 
 
 def diverged_error(history: dict, model_path: str) -> UserError:
     """The sentence for a run whose loss became NaN or infinite, saying what was kept and what to change."""
     stop, best = history["stopped"], history["best"]
-    kept = (f"the best checkpoint so far (epoch {best['epoch']}, val_accuracy {best['val_accuracy']:.4f}) "
-            f"is kept in {model_path}") if best else "no epoch before it was usable, so no model was kept"
-    return UserError(f"the loss became NaN or infinite in epoch {stop['epoch']} ({stop['phase']} phase), so training "
-                     f"stopped; {kept}: lower the learning rate (--lr) and run again with --overwrite.")
+    kept = (
+        (f"the best checkpoint so far (epoch {best['epoch']}, val_accuracy {best['val_accuracy']:.4f}) is kept in {model_path}")
+        if best
+        else "no epoch before it was usable, so no model was kept"
+    )
+    return UserError(
+        f"the loss became NaN or infinite in epoch {stop['epoch']} ({stop['phase']} phase), so training "
+        f"stopped; {kept}: lower the learning rate (--lr) and run again with --overwrite."
+    )

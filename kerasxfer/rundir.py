@@ -67,10 +67,16 @@ def environment() -> dict:
     from kerasxfer.version import __version__
 
     try:
-        commit = subprocess.run(
-            ["git", "rev-parse", "HEAD"], capture_output=True, text=True, timeout=5,
-            cwd=os.path.dirname(os.path.abspath(__file__)),
-        ).stdout.strip() or None
+        commit = (
+            subprocess.run(
+                ["git", "rev-parse", "HEAD"],
+                capture_output=True,
+                text=True,
+                timeout=5,
+                cwd=os.path.dirname(os.path.abspath(__file__)),
+            ).stdout.strip()
+            or None
+        )
     except (OSError, subprocess.SubprocessError):
         commit = None
     gpus = tf.config.list_physical_devices("GPU")
@@ -158,8 +164,11 @@ def _older_run(out: str) -> bool:
         cfg = read_json(os.path.join(out, CONFIG))
     except (OSError, ValueError):
         return False
-    return (isinstance(cfg, dict) and {"phases", "model", "data", "out_dir"} <= set(cfg)
-            and os.path.isfile(os.path.join(out, HISTORY)))
+    return (
+        isinstance(cfg, dict)
+        and {"phases", "model", "data", "out_dir"} <= set(cfg)
+        and os.path.isfile(os.path.join(out, HISTORY))
+    )
 
 
 def is_run(out: str) -> bool:
@@ -301,12 +310,16 @@ def claim_output_folder(out_dir: str, outputs, kind: str, overwrite: bool = Fals
     marker = os.path.join(out_dir, f".kerasxfer-{kind}")
     label = label or f"--out_dir={out_dir!r}"
     if is_run(out_dir):
-        raise UserError(f"--out_dir={out_dir!r} is a training run's folder, which a {kind} must not write into: "
-                        f"choose a folder of its own, e.g. {os.path.join(out_dir, kind)}.")
+        raise UserError(
+            f"--out_dir={out_dir!r} is a training run's folder, which a {kind} must not write into: "
+            f"choose a folder of its own, e.g. {os.path.join(out_dir, kind)}."
+        )
     clash = [n for n in outputs if os.path.lexists(os.path.join(out_dir, n))]
     if clash and not os.path.isfile(marker) and not overwrite:
-        raise UserError(f"{label} holds {', '.join(clash)}, which kerasxfer did not write: choose "
-                        f"another folder, or pass --overwrite to replace them.")
+        raise UserError(
+            f"{label} holds {', '.join(clash)}, which kerasxfer did not write: choose "
+            f"another folder, or pass --overwrite to replace them."
+        )
     os.makedirs(out_dir, exist_ok=True)
     write_text(marker, f"kerasxfer {kind}: files of these names here are written by kerasxfer\n")
 

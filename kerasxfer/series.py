@@ -23,8 +23,9 @@ from kerasxfer.training import run_experiment
 log = logging.getLogger("kerasxfer")
 
 
-def run_series(runs, sources, tag: str, overwrite: bool = False, verbose: int = 0, before=None, after=None,
-               forks=None, ray=None) -> None:
+def run_series(
+    runs, sources, tag: str, overwrite: bool = False, verbose: int = 0, before=None, after=None, forks=None, ray=None
+) -> None:
     """Train ``runs`` — ``(label, experiment, training images)`` — one after the other in this process.
 
     Every run reads ``sources`` (a :class:`kerasxfer.data.SharedSources`:
@@ -51,16 +52,27 @@ def run_series(runs, sources, tag: str, overwrite: bool = False, verbose: int = 
         exp.validate()
         again = overwrite and exp.out_dir not in forked
         finished = rundir.is_finished(exp.out_dir) and not again
-        log.info("[%s] run %d of %d: %s (%s)%s", tag, i + 1, len(runs), exp.out_dir, label,
-                 (": forked from an earlier run's phases" if exp.out_dir in forked else ": finished earlier")
-                 if finished else "")
+        log.info(
+            "[%s] run %d of %d: %s (%s)%s",
+            tag,
+            i + 1,
+            len(runs),
+            exp.out_dir,
+            label,
+            (": forked from an earlier run's phases" if exp.out_dir in forked else ": finished earlier") if finished else "",
+        )
         progress.start_run(i, 0 if finished or again else saved_epoch(exp.out_dir))
         keras.backend.clear_session()
         gc.collect()
         data = sources.splits(exp)
         fork = ForkAfterPhase(exp.out_dir, [(runs[j][1], data) for j in forks.get(i, ())], again)
-        run_experiment(exp, data=data, verbose=verbose, overwrite=again,
-                       callbacks=[progress.callback(i, phase_of(exp))] + ([fork] if fork.targets else []))
+        run_experiment(
+            exp,
+            data=data,
+            verbose=verbose,
+            overwrite=again,
+            callbacks=[progress.callback(i, phase_of(exp))] + ([fork] if fork.targets else []),
+        )
         forked.update(fork.forked)
         progress.finish_run(i, trained=not finished)
         if after is not None and after(i):
@@ -73,8 +85,9 @@ def _on_ray(runs, sources, tag, overwrite, verbose, before, after, forks, ray) -
     from kerasxfer.executors import run_series_ray
 
     if before is not None:
-        raise UserError(f"this {tag} sets each run's budget from the runs before it (--budget=time), so its "
-                        "runs cannot train at once: use --executor=local.")
-    source_args = dict(split_seed=sources.split_seed, deterministic=sources.deterministic,
-                       activation_dir=sources.activation_dir)
+        raise UserError(
+            f"this {tag} sets each run's budget from the runs before it (--budget=time), so its "
+            "runs cannot train at once: use --executor=local."
+        )
+    source_args = dict(split_seed=sources.split_seed, deterministic=sources.deterministic, activation_dir=sources.activation_dir)
     run_series_ray(runs, source_args, tag, ray, overwrite, verbose, after, forks)

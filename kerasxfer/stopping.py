@@ -134,9 +134,18 @@ class EarlyStopPhase(keras.callbacks.Callback):
         keys, best = eps, self._best(eps)
         record = next(p for p in self.history["phases"] if p["name"] == self.phase)
         if len(keys) - 1 - best >= self.patience and len(keys) >= self.min_epochs and epoch + 1 < record["last_epoch"]:
-            record.update(early_stopped=True, planned_last_epoch=record.get("planned_last_epoch", record["last_epoch"]),
-                          last_epoch=epoch + 1)
+            record.update(
+                early_stopped=True,
+                planned_last_epoch=record.get("planned_last_epoch", record["last_epoch"]),
+                last_epoch=epoch + 1,
+            )
             self.model.stop_training = True
             what = "lower val_loss" if self.monitor == "val_loss" else "better epoch"
-            log.info("early stopping: no %s in the %d since epoch %d: the %s phase ends after epoch %d", what,
-                     self.patience, eps[best]["epoch"], self.phase, epoch + 1)
+            log.info(
+                "early stopping: no %s in the %d since epoch %d: the %s phase ends after epoch %d",
+                what,
+                self.patience,
+                eps[best]["epoch"],
+                self.phase,
+                epoch + 1,
+            )

@@ -84,8 +84,9 @@ def _check_minutes(minutes, exhaustive: bool) -> None:
     if isinstance(minutes, bool) or not isinstance(minutes, (int, float)) or not 0 < minutes <= 100_000:
         raise UserError(f"--minutes={minutes} must be a positive number of minutes, e.g. 15 (0: no limit).")
     if exhaustive:
-        raise UserError("--exhaustive runs every fold and phase in full, so it cannot be fitted into "
-                        "--minutes: drop one of the two.")
+        raise UserError(
+            "--exhaustive runs every fold and phase in full, so it cannot be fitted into --minutes: drop one of the two."
+        )
 
 
 @dataclasses.dataclass
@@ -141,8 +142,9 @@ class StudyConfig:
         e = copy.deepcopy(exp)
         for i, p in enumerate(e.phases):
             if p.trainable == "head" and p.epochs and e.uses_cached_features(p):
-                e.phases[i] = dataclasses.replace(p, epochs=max(p.epochs, min(FROZEN_CAP, MAX_EPOCHS)),
-                                                  patience=FROZEN_PATIENCE, min_epochs=p.epochs)
+                e.phases[i] = dataclasses.replace(
+                    p, epochs=max(p.epochs, min(FROZEN_CAP, MAX_EPOCHS)), patience=FROZEN_PATIENCE, min_epochs=p.epochs
+                )
         return e
 
     def controls(self) -> list:
@@ -198,14 +200,23 @@ class StudyConfig:
         low = self.finetune_min_steps
         heads, rest = exp.with_min_steps(num_train, self.min_steps), exp.with_min_steps(num_train, low)
         phases = [h if p.trainable == "head" else r for p, h, r in zip(exp.phases, heads.phases, rest.phases)]
-        changed = [f"{a.name} {a.epochs} -> {b.epochs}" + (f" (unfrozen: at least {low} steps)"
-                                                             if a.trainable != "head" else "")
-                   for a, b in zip(exp.phases, phases) if a.epochs != b.epochs]
-        changed += [f"{a.name} at least {b.min_epochs} of at most {b.epochs} (until converged)"
-                    for a, b in zip(exp.phases, phases) if b.patience and a.min_epochs != b.min_epochs]
+        changed = [
+            f"{a.name} {a.epochs} -> {b.epochs}" + (f" (unfrozen: at least {low} steps)" if a.trainable != "head" else "")
+            for a, b in zip(exp.phases, phases)
+            if a.epochs != b.epochs
+        ]
+        changed += [
+            f"{a.name} at least {b.min_epochs} of at most {b.epochs} (until converged)"
+            for a, b in zip(exp.phases, phases)
+            if b.patience and a.min_epochs != b.min_epochs
+        ]
         if changed:
-            log.info("[study] %s: epochs set so each phase takes at least its minimum of optimizer steps on %d "
-                     "training images (%s)", label, num_train, ", ".join(changed))
+            log.info(
+                "[study] %s: epochs set so each phase takes at least its minimum of optimizer steps on %d training images (%s)",
+                label,
+                num_train,
+                ", ".join(changed),
+            )
         return dataclasses.replace(heads, phases=phases)
 
     def resolve_folds(self, pool: int, own_test: bool) -> str:
@@ -221,9 +232,11 @@ class StudyConfig:
         else:
             why = f"--folds={self.folds}"
         if self.folds > 1:
-            return (f"cross-validation: {self.folds} folds over all {pool:,} labelled images ({why}): every image is "
-                    f"tested exactly once, and each arm trains {self.folds} times"
-                    + ("" if self.exhaustive else ", fold by fold until the answer is known"))
+            return (
+                f"cross-validation: {self.folds} folds over all {pool:,} labelled images ({why}): every image is "
+                f"tested exactly once, and each arm trains {self.folds} times"
+                + ("" if self.exhaustive else ", fold by fold until the answer is known")
+            )
         return f"one train/val/test split ({why})"
 
 
@@ -247,14 +260,20 @@ def run_study(cfg: StudyConfig, overwrite: bool = False, verbose: int = 0) -> di
         from kerasxfer.planning import fit_minutes
 
         fit_minutes(cfg, sources, len(whole.class_names))
-    series = [(label, cfg.raised(exp, sources.num_train(exp.data), label), sources.num_train(exp.data))
-              for label, exp in cfg.arms()]
+    series = [
+        (label, cfg.raised(exp, sources.num_train(exp.data), label), sources.num_train(exp.data)) for label, exp in cfg.arms()
+    ]
     stop = _SequentialStop(cfg, series, sources) if cfg.sequential else None
     run_series(series, sources, "study", overwrite, verbose, after=stop, forks=_forks(series), ray=cfg.ray)
     ran = stop.folds_run if stop is not None else None
     dirs = [exp.out_dir for _, exp, _ in series if ran is None or exp.data.fold <= ran]
-    study = {"shortcuts": shortcuts(cfg, ran), "exhaustive": cfg.exhaustive, "folds_planned": cfg.folds,
-             "folds_run": ran or cfg.folds, "sequential": stop.record() if stop is not None else None}
+    study = {
+        "shortcuts": shortcuts(cfg, ran),
+        "exhaustive": cfg.exhaustive,
+        "folds_planned": cfg.folds,
+        "folds_run": ran or cfg.folds,
+        "sequential": stop.record() if stop is not None else None,
+    }
     for line in study["shortcuts"]:
         log.info("[study] %s", line)
     summary = write_report(dirs, os.path.join(cfg.out_dir, "report"), overwrite, study=study)
@@ -272,15 +291,19 @@ class _SequentialStop:
         from kerasxfer.reporting import sequential
 
         self.cfg, self.series = cfg, series
-        sizes = [_test_size(sources, exp.data) for _, exp, _ in series
-                 if exp.model.kind == "scratch" and exp.seed == cfg.scratch.seed]  # one per fold
+        sizes = [
+            _test_size(sources, exp.data) for _, exp, _ in series if exp.model.kind == "scratch" and exp.seed == cfg.scratch.seed
+        ]  # one per fold
         self.fractions = sequential.fractions_of(sizes)
         self.levels = sequential.nominal_levels(self.fractions)
         self.bounds = sequential.boundaries(self.fractions)
         self.looks, self.folds_run = [], None
-        log.info("[study] folds run one at a time; the study stops at the first fold whose verdict crosses the "
-                 "O'Brien-Fleming boundary (paired test below %s after folds 1..%d)",
-                 ", ".join(f"{p:.2g}" for p in self.levels), len(self.levels))
+        log.info(
+            "[study] folds run one at a time; the study stops at the first fold whose verdict crosses the "
+            "O'Brien-Fleming boundary (paired test below %s after folds 1..%d)",
+            ", ".join(f"{p:.2g}" for p in self.levels),
+            len(self.levels),
+        )
 
     def __call__(self, i: int) -> bool:
         from kerasxfer.reporting.compare_report import interim_verdict
@@ -292,14 +315,26 @@ class _SequentialStop:
         dirs = [exp.out_dir for _, exp, _ in self.series[: i + 1]]
         v = interim_verdict(dirs, alpha=self.levels[fold - 1])
         main = v.main_pair
-        self.looks.append({"fold": fold, "fraction": self.fractions[fold - 1], "nominal_p": self.levels[fold - 1],
-                           "boundary_z": self.bounds[fold - 1], "winner": v.winner,
-                           "p_value": (main.p_value if main.adjusted_p is None else main.adjusted_p) if main else None})
+        self.looks.append(
+            {
+                "fold": fold,
+                "fraction": self.fractions[fold - 1],
+                "nominal_p": self.levels[fold - 1],
+                "boundary_z": self.bounds[fold - 1],
+                "winner": v.winner,
+                "p_value": (main.p_value if main.adjusted_p is None else main.adjusted_p) if main else None,
+            }
+        )
         crossed = v.winner is not None
-        log.info("[study] look after fold %d of %d (%.0f %% of the pool tested): %s", fold, self.cfg.folds,
-                 100 * self.fractions[fold - 1],
-                 f"{v.winner} wins beyond the boundary (p below {self.levels[fold - 1]:.2g}): the study stops here"
-                 if crossed else f"no winner beyond the boundary (p below {self.levels[fold - 1]:.2g} needed)")
+        log.info(
+            "[study] look after fold %d of %d (%.0f %% of the pool tested): %s",
+            fold,
+            self.cfg.folds,
+            100 * self.fractions[fold - 1],
+            f"{v.winner} wins beyond the boundary (p below {self.levels[fold - 1]:.2g}): the study stops here"
+            if crossed
+            else f"no winner beyond the boundary (p below {self.levels[fold - 1]:.2g} needed)",
+        )
         if crossed and fold < self.cfg.folds:
             self.folds_run = fold
             return True
@@ -307,9 +342,14 @@ class _SequentialStop:
         return False
 
     def record(self) -> dict:
-        return {"rule": "Lan-DeMets O'Brien-Fleming alpha spending, two-sided alpha 0.05", "fractions": self.fractions,
-                "nominal_p": self.levels, "boundaries_z": self.bounds, "looks": self.looks,
-                "stopped_after": self.folds_run if self.folds_run and self.folds_run < self.cfg.folds else None}
+        return {
+            "rule": "Lan-DeMets O'Brien-Fleming alpha spending, two-sided alpha 0.05",
+            "fractions": self.fractions,
+            "nominal_p": self.levels,
+            "boundaries_z": self.bounds,
+            "looks": self.looks,
+            "stopped_after": self.folds_run if self.folds_run and self.folds_run < self.cfg.folds else None,
+        }
 
 
 def _forks(series) -> dict:

@@ -85,8 +85,9 @@ class SweepConfig:
             raise UserError("--budget=time applies to the data sweep (scratch against transfer): use --sweep=data.")
         fr = list(self.fractions)
         if not fr or any(not 0.0 < f <= 1.0 for f in fr) or len(set(fr)) != len(fr):
-            raise UserError(f"--fractions={','.join(map(str, fr))} must be distinct numbers above 0 and at most 1, "
-                            "e.g. 0.05,0.1,0.25,0.5,1.")
+            raise UserError(
+                f"--fractions={','.join(map(str, fr))} must be distinct numbers above 0 and at most 1, e.g. 0.05,0.1,0.25,0.5,1."
+            )
         if not 0.0 < self.depth_fraction <= 1.0:
             raise UserError(f"--depth_fraction={self.depth_fraction} must be above 0 and at most 1.")
         if not isinstance(self.seeds, int) or not 1 <= self.seeds <= 100:
@@ -119,14 +120,21 @@ class Member:
     depth: Optional[str] = None
 
 
-
 def subset_size(counts, fraction: float) -> int:
     """How many images :func:`~kerasxfer.data.splitting.nested_subset` keeps of classes of ``counts`` images."""
     return sum(max(1, int(math.floor(fraction * n + 0.5))) for n in counts)
 
 
-def _member(base: Experiment, out: str, fraction: float, seed: int, counts, cfg: SweepConfig,
-            trainable: Optional[str] = None, unfrozen_epochs: Optional[int] = None) -> Experiment:
+def _member(
+    base: Experiment,
+    out: str,
+    fraction: float,
+    seed: int,
+    counts,
+    cfg: SweepConfig,
+    trainable: Optional[str] = None,
+    unfrozen_epochs: Optional[int] = None,
+) -> Experiment:
     exp = copy.deepcopy(base)
     exp.out_dir, exp.seed = out, seed
     exp.data.train_fraction, exp.data.split_seed = fraction, cfg.split_seed
@@ -146,27 +154,33 @@ def plan(cfg: SweepConfig, counts) -> list:
             for f in cfg.fractions:
                 d = os.path.join(root, f"f{f:g}")
                 members += [
-                    Member("frozen", f, seed, _member(cfg.transfer, os.path.join(d, f"frozen-seed{seed}"),
-                                                      f, seed, counts, cfg, unfrozen_epochs=0)),
-                    Member("finetune", f, seed, _member(cfg.transfer, os.path.join(d, f"finetune-seed{seed}"),
-                                                        f, seed, counts, cfg)),
-                    Member("scratch", f, seed, _member(cfg.scratch, os.path.join(d, f"scratch-seed{seed}"),
-                                                       f, seed, counts, cfg)),
+                    Member(
+                        "frozen",
+                        f,
+                        seed,
+                        _member(cfg.transfer, os.path.join(d, f"frozen-seed{seed}"), f, seed, counts, cfg, unfrozen_epochs=0),
+                    ),
+                    Member(
+                        "finetune", f, seed, _member(cfg.transfer, os.path.join(d, f"finetune-seed{seed}"), f, seed, counts, cfg)
+                    ),
+                    Member(
+                        "scratch", f, seed, _member(cfg.scratch, os.path.join(d, f"scratch-seed{seed}"), f, seed, counts, cfg)
+                    ),
                 ]
         else:
             f = cfg.depth_fraction
             for depth in cfg.depth_list():
                 rule = "all" if depth == "all" else "head" if depth == "0" else f"stages:{depth}"
                 out = os.path.join(root, f"d{depth}-seed{seed}")
-                members.append(Member("finetune", f, seed, _member(cfg.transfer, out, f, seed, counts, cfg,
-                                                                   trainable=rule), depth=depth))
+                members.append(
+                    Member("finetune", f, seed, _member(cfg.transfer, out, f, seed, counts, cfg, trainable=rule), depth=depth)
+                )
     return members
 
 
 def _time_budget(member: Member, members: list) -> None:
     """``--budget=time``: the scratch member trains as long as the fine-tune member of its size and seed did."""
-    rival = next(m for m in members if m.arm == "finetune" and m.fraction == member.fraction
-                 and m.seed == member.seed)
+    rival = next(m for m in members if m.arm == "finetune" and m.fraction == member.fraction and m.seed == member.seed)
     timings = fsio.read_json(os.path.join(rival.exp.out_dir, rundir.TIMINGS))
     member.exp.max_train_seconds = round(float(timings["train_seconds"]), 1)
     member.exp.phases[0].epochs *= TIME_BUDGET_EPOCH_CAP
@@ -195,6 +209,13 @@ def run_sweep(cfg: SweepConfig, overwrite: bool = False, verbose: int = 0) -> di
         if members[i].arm == "scratch" and cfg.budget == "time":
             _time_budget(members[i], members)
 
-    run_series([(label(m), m.exp, subset_size(counts, m.fraction)) for m in members], sources, "sweep",
-               overwrite, verbose, before if cfg.budget == "time" else None, ray=cfg.ray)
+    run_series(
+        [(label(m), m.exp, subset_size(counts, m.fraction)) for m in members],
+        sources,
+        "sweep",
+        overwrite,
+        verbose,
+        before if cfg.budget == "time" else None,
+        ray=cfg.ray,
+    )
     return write_sweep_report(cfg, members)

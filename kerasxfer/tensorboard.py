@@ -56,9 +56,18 @@ def flat_hparams(exp) -> dict:
         "dropout": m.dropout,
     }
     o = exp.optim
-    hp.update(optimizer=o.optimizer, weight_decay=o.weight_decay, schedule=o.schedule, warmup_epochs=o.warmup_epochs,
-              lr_stage_decay=o.lr_stage_decay, label_smoothing=o.label_smoothing, grad_clip=o.grad_clip, bn=o.bn,
-              ema=o.ema if o.ema is not None else -1.0, early_stopping=o.early_stopping)
+    hp.update(
+        optimizer=o.optimizer,
+        weight_decay=o.weight_decay,
+        schedule=o.schedule,
+        warmup_epochs=o.warmup_epochs,
+        lr_stage_decay=o.lr_stage_decay,
+        label_smoothing=o.label_smoothing,
+        grad_clip=o.grad_clip,
+        bn=o.bn,
+        ema=o.ema if o.ema is not None else -1.0,
+        early_stopping=o.early_stopping,
+    )
     for p in exp.phases:
         hp[f"{p.name}_epochs"] = p.epochs
         hp[f"{p.name}_lr"] = p.lr

@@ -48,8 +48,9 @@ from kerasxfer.stopping import StopOnSignal
 log = logging.getLogger("kerasxfer")
 
 
-def run_experiment(exp: Experiment, data=None, verbose: int = 0, overwrite: bool = False, callbacks=(),
-                   min_steps: int = 0) -> dict:
+def run_experiment(
+    exp: Experiment, data=None, verbose: int = 0, overwrite: bool = False, callbacks=(), min_steps: int = 0
+) -> dict:
     """Train every phase of ``exp`` and write its run directory; return metrics.json's content.
 
     ``data`` may be passed in to reuse pipelines already built (tests,
@@ -89,8 +90,7 @@ def run_experiment(exp: Experiment, data=None, verbose: int = 0, overwrite: bool
 
 def _train(exp: Experiment, strategy, out: str, status: str, data, verbose: int, callbacks) -> dict:
     if status == "finishing":
-        log.info("%s was trained but not every output after %s was written: writing them now", out,
-                 rundir.METRICS)
+        log.info("%s was trained but not every output after %s was written: writing them now", out, rundir.METRICS)
         return _finish(_Run.finished(exp, strategy, out, data))
     run = _Run.opened(exp, strategy, out, data, resume=status == "resume", verbose=verbose, callbacks=callbacks)
     run.train()
@@ -110,8 +110,9 @@ def determinism(exp: Experiment) -> bool:
     return not tf.config.list_physical_devices("GPU")
 
 
-def compile_for_phase(model: keras.Model, exp: Experiment, phase, steps_per_epoch: int,
-                      full_model: keras.Model | None = None) -> dict:
+def compile_for_phase(
+    model: keras.Model, exp: Experiment, phase, steps_per_epoch: int, full_model: keras.Model | None = None
+) -> dict:
     """Compile ``model`` with a fresh optimiser for ``phase`` (after every change of ``trainable``).
 
     The recipe of ``exp.optim``: optimiser, the phase's schedule over its
@@ -123,8 +124,7 @@ def compile_for_phase(model: keras.Model, exp: Experiment, phase, steps_per_epoc
     steps = schedule_steps(o, phase.epochs, steps_per_epoch)
     multipliers = None
     if o.lr_stage_decay != 1.0 and exp.model.is_transfer and phase.trainable != "head":
-        multipliers = stage_multipliers(full_model or model, model.trainable_variables, o.lr_stage_decay,
-                                        exp.model.num_stages)
+        multipliers = stage_multipliers(full_model or model, model.trainable_variables, o.lr_stage_decay, exp.model.num_stages)
     optimizer = make_optimizer(o, phase.lr, steps, model.trainable_variables, multipliers)
     loss, acc = make_loss(o, exp.data.soft_labels)
     model.compile(optimizer=optimizer, loss=loss, metrics=[acc], jit_compile=exp.jit_compile)
@@ -177,8 +177,10 @@ class _Run:
             log.info("%d grouped convolutions run on TensorFlow's own kernels", n_native)
         bn_calibrated = m.is_transfer and (m.calibrate_bn == "always" or (m.calibrate_bn == "auto" and m.weights is None))
         if bn_calibrated and found is None:
-            log.info("random backbone: BatchNorm statistics re-estimated on %d training batches",
-                     calibrate_batchnorm(model, data.train))
+            log.info(
+                "random backbone: BatchNorm statistics re-estimated on %d training batches",
+                calibrate_batchnorm(model, data.train),
+            )
         if found is not None:
             history, timings, done = found.history, found.timings, found.epoch
             history.pop("stopped", None)
@@ -187,8 +189,22 @@ class _Run:
         else:
             history = run_files.new_history(exp, model.name, bn_calibrated, deterministic)
             timings, done = run_files.new_timings(), 0
-        return cls(exp, strategy, out, data, deterministic, state, history, timings, done, model, found, bn_calibrated,
-                   verbose, tuple(callbacks))
+        return cls(
+            exp,
+            strategy,
+            out,
+            data,
+            deterministic,
+            state,
+            history,
+            timings,
+            done,
+            model,
+            found,
+            bn_calibrated,
+            verbose,
+            tuple(callbacks),
+        )
 
     @classmethod
     def finished(cls, exp: Experiment, strategy, out: str, data):
@@ -200,8 +216,7 @@ class _Run:
     # ------------------------------------------------------------- train
     def train(self) -> None:
         """Every phase the plan has left (:mod:`kerasxfer.phases`); Ctrl-C/SIGTERM end in one sentence."""
-        tb = keras.callbacks.TensorBoard(log_dir=os.path.join(self.out, rundir.TB), write_graph=False,
-                                         update_freq="epoch")
+        tb = keras.callbacks.TensorBoard(log_dir=os.path.join(self.out, rundir.TB), write_graph=False, update_freq="epoch")
         try:
             with StopOnSignal() as stop_on_signal:
                 while (span := next_phase(self.exp.phases, self.history, self.done)) is not None:
@@ -226,27 +241,37 @@ class _Run:
             if self.resume is not None and (exp.uses_cached_features(phase) or exp.uses_cached_activations(phase)):
                 self.resume.restore(model)  # the backbone's outputs must come from the restored weights
             inputs, cached = _phase_inputs(self, index, phase)
-            fit_model, train_from, val_data = ((inputs.head, inputs.train_from, inputs.val) if inputs is not None
-                                               else (model, data.train_from, data.val))
+            fit_model, train_from, val_data = (
+                (inputs.head, inputs.train_from, inputs.val) if inputs is not None else (model, data.train_from, data.val)
+            )
             steps = compile_for_phase(fit_model, exp, phase, data.steps_per_epoch, model)  # after every trainable change
         if self.resume is not None:
             # the state after epoch `done`: with its optimizer slots when `done` is in this phase
             self.resume.restore(model, fit_model if self.done > first else None)
             self.resume = None
-        ctx = PhaseContext(exp, span, steps, self.history, self.timings, data.num_train, data.steps_per_epoch, model,
-                           self.out)
+        ctx = PhaseContext(exp, span, steps, self.history, self.timings, data.num_train, data.steps_per_epoch, model, self.out)
         if self.done == first:
             announce_phase(ctx, data, cached)
-        callbacks = phase_callbacks(ctx, tensorboard=tb, stop_on_signal=stop_on_signal,
-                                    state_callback=self.state.callback(self.history, self.timings, model=model),
-                                    extra=self.callbacks)
+        callbacks = phase_callbacks(
+            ctx,
+            tensorboard=tb,
+            stop_on_signal=stop_on_signal,
+            state_callback=self.state.callback(self.history, self.timings, model=model),
+            extra=self.callbacks,
+        )
         # Epoch e's batches depend only on the seed and e (see data.pipeline), so a
         # resumed run sees what an uninterrupted one would have seen.
         defer_keras_build(fit_model, self.strategy)
         with self.strategy.scope():
             fit_model.fit(
-                train_from(self.done, last), steps_per_epoch=data.steps_per_epoch, validation_data=val_data,
-                initial_epoch=self.done, epochs=last, callbacks=callbacks, verbose=self.verbose, shuffle=False,
+                train_from(self.done, last),
+                steps_per_epoch=data.steps_per_epoch,
+                validation_data=val_data,
+                initial_epoch=self.done,
+                epochs=last,
+                callbacks=callbacks,
+                verbose=self.verbose,
+                shuffle=False,
                 class_weight=class_weights(exp.optim.class_weight, data.train_labels, data.num_classes),
             )
 
@@ -259,20 +284,28 @@ def _finish(run: _Run) -> dict:
     best_model = load_model(os.path.join(out, rundir.MODEL))
     use_native_grouped_conv(best_model)
     metrics, probs = evaluate_best(best_model, run.data)
-    metrics.update(best_epoch=history["best"]["epoch"], best_phase=history["best"]["phase"],
-                   total_params=count_params(best_model.weights))
+    metrics.update(
+        best_epoch=history["best"]["epoch"], best_phase=history["best"]["phase"], total_params=count_params(best_model.weights)
+    )
     try:
         write_evaluation(out, run.exp, run.data, probs, metrics, history, run.timings)
     except Exception as e:  # pictures and TensorBoard extras: a run that trained must still finish
         metrics["evaluation_pictures_error"] = f"{type(e).__name__}: {e}"[:500]
-        log.warning("the run's pictures could not be drawn (%s): %s is finished without them",
-                    metrics["evaluation_pictures_error"], out)
+        log.warning(
+            "the run's pictures could not be drawn (%s): %s is finished without them", metrics["evaluation_pictures_error"], out
+        )
     fsio.write_json(os.path.join(out, rundir.METRICS), metrics)
     run.state.clear()
     rundir.write_marker(out, "finished")  # last: a kill before this line leaves a run the next call completes
-    log.info("best checkpoint: epoch %d (%s), val_accuracy %.4f; test accuracy %.4f on %d held-out images; "
-             "run directory: %s", metrics["best_epoch"], metrics["best_phase"], metrics["val"]["accuracy"],
-             metrics["test"]["accuracy"], run.data.num_test, out)
+    log.info(
+        "best checkpoint: epoch %d (%s), val_accuracy %.4f; test accuracy %.4f on %d held-out images; run directory: %s",
+        metrics["best_epoch"],
+        metrics["best_phase"],
+        metrics["val"]["accuracy"],
+        metrics["test"]["accuracy"],
+        run.data.num_test,
+        out,
+    )
     return metrics
 
 
@@ -288,8 +321,11 @@ def _phase_inputs(run: "_Run", index: int, phase):
         return run.features, True
     if not exp.uses_cached_activations(phase):
         if exp.model.is_transfer and phase.trainable.startswith("stages:"):
-            log.info("the whole model trains in the %s phase (%s), not only its trainable stages on cached "
-                     "activations", phase.name, activations_off(exp, phase))
+            log.info(
+                "the whole model trains in the %s phase (%s), not only its trainable stages on cached activations",
+                phase.name,
+                activations_off(exp, phase),
+            )
         return None, False
     cut = boundary_activations(run.model, run.data, exp.data.batch_size, key)
     if cut is not None:
@@ -304,11 +340,20 @@ def announce_phase(ctx: PhaseContext, data, cached) -> None:
     phase, first, last = ctx.phase, ctx.span.first, ctx.span.last
     trainable, total = count_params(ctx.model.trainable_weights), count_params(ctx.model.weights)
     ctx.history["phases"].append(
-        run_files.phase_record(ctx.exp, phase, first, last, trainable, total, cached, ctx.steps, data.steps_per_epoch))
-    log.info("phase %s: epochs %d-%d, lr %g, %s trainable of %s parameters",
-             phase.name, first + 1, last, phase.lr, f"{trainable:,}", f"{total:,}")
+        run_files.phase_record(ctx.exp, phase, first, last, trainable, total, cached, ctx.steps, data.steps_per_epoch)
+    )
+    log.info(
+        "phase %s: epochs %d-%d, lr %g, %s trainable of %s parameters",
+        phase.name,
+        first + 1,
+        last,
+        phase.lr,
+        f"{trainable:,}",
+        f"{total:,}",
+    )
     tensorboard.write_phase_marker(
-        os.path.join(ctx.out, rundir.TB), first,
+        os.path.join(ctx.out, rundir.TB),
+        first,
         f"epoch {first + 1}: phase **{phase.name}** begins (lr {phase.lr:g}, trainable: "
         f"{phase.trainable}, {trainable:,} of {total:,} parameters)",
     )
@@ -319,6 +364,11 @@ def raise_to_min_steps(exp: Experiment, num_train: int, min_steps: int, label: s
     raised = exp.with_min_steps(num_train, min_steps)
     changed = [f"{a.name} {a.epochs} -> {b.epochs}" for a, b in zip(exp.phases, raised.phases) if a.epochs != b.epochs]
     if changed:
-        log.info("%sepochs raised so every phase takes at least %d optimizer steps on %d training images (%s)",
-                 label, min_steps, num_train, ", ".join(changed))
+        log.info(
+            "%sepochs raised so every phase takes at least %d optimizer steps on %d training images (%s)",
+            label,
+            min_steps,
+            num_train,
+            ", ".join(changed),
+        )
     return raised

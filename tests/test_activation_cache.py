@@ -13,17 +13,23 @@ SMALL = dict(dataset="digits", val_fraction=0.3, test_fraction=0.3, image_size=3
 def _transfer(out, backbone="efficientnet_lite0", stages=4, weights="imagenet", **kw):
     """A head epoch, then 2 epochs of the last ``stages`` stages at a fine-tuning rate."""
     return Experiment(
-        name="ft", out_dir=str(out), data=DataConfig(**SMALL),
+        name="ft",
+        out_dir=str(out),
+        data=DataConfig(**SMALL),
         model=ModelConfig(kind="transfer", backbone=backbone, weights=weights, dropout=0.3),
         phases=[PhaseConfig("frozen", 1, 1e-3, "head"), PhaseConfig("unfrozen", 2, 2e-4, f"stages:{stages}")],
-        **kw)
+        **kw,
+    )
 
 
 @pytest.mark.slow  # make test-ci-slow (CI) runs both: two whole runs each, too long for make test's 10 minutes
-@pytest.mark.parametrize("backbone,stages,weights", [
-    ("efficientnet_lite0", 4, "imagenet"),
-    ("regnetx002", 2, None),
-])
+@pytest.mark.parametrize(
+    "backbone,stages,weights",
+    [
+        ("efficientnet_lite0", 4, "imagenet"),
+        ("regnetx002", 2, None),
+    ],
+)
 def test_cached_activations_train_the_stages_like_the_whole_model(tmp_path, backbone, stages, weights):
     """Same history (to float tolerance; here it is bit for bit), same test predictions: EfficientNet-Lite0 from
     its published weights, and RegNetX002 from a random backbone whose BatchNorm is re-estimated per run."""
@@ -66,12 +72,15 @@ def test_the_boundary_is_the_one_tensor_that_feeds_the_trainable_stages():
     assert isinstance(t, keras.KerasTensor)
 
 
-@pytest.mark.parametrize("change,why", [
-    (dict(data=dict(augment="light")), "images change every epoch"),
-    (dict(optim=dict(bn="train")), "--bn=train"),
-    (dict(precision="mixed_bfloat16"), "--precision=mixed_bfloat16"),
-    (dict(cache_features=False), "--nocache_features"),
-])
+@pytest.mark.parametrize(
+    "change,why",
+    [
+        (dict(data=dict(augment="light")), "images change every epoch"),
+        (dict(optim=dict(bn="train")), "--bn=train"),
+        (dict(precision="mixed_bfloat16"), "--precision=mixed_bfloat16"),
+        (dict(cache_features=False), "--nocache_features"),
+    ],
+)
 def test_the_whole_model_trains_where_the_cut_is_not_exact(tmp_path, change, why):
     from kerasxfer.phases import activations_off
 

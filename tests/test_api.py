@@ -56,8 +56,10 @@ def test_an_unknown_option_is_one_sentence_with_the_nearest_name():
 
 
 def test_paths_expand_the_home_folder_and_lists_take_strings_or_sequences():
-    opts = commands.resolve("study", {"dataset": "~/photos", "out_dir": "~/runs/x", "fractions": "0.5,1",
-                                      "backbones": ("efficientnet_lite0", "regnetx002")})
+    opts = commands.resolve(
+        "study",
+        {"dataset": "~/photos", "out_dir": "~/runs/x", "fractions": "0.5,1", "backbones": ("efficientnet_lite0", "regnetx002")},
+    )
     home = os.path.expanduser("~")
     assert opts.values["dataset"] == os.path.join(home, "photos") and opts.values["out_dir"].startswith(home)
     assert opts.values["fractions"] == ["0.5", "1"] and opts.values["backbones"] == ["efficientnet_lite0", "regnetx002"]
@@ -87,21 +89,24 @@ def test_a_scratch_run_from_python_trains_reports_and_loads(tmp_path):
     assert clf.image_size == 16 and len(clf.class_names) == 10
 
 
-@pytest.mark.parametrize("call,says", [
-    (lambda: kerasxfer.scratch("digits", lr="0.001"), r"lr='0.001' \(str\) is not a number"),
-    (lambda: kerasxfer.scratch("digits", epochs="1"), r"epochs='1' \(str\) is not an integer"),
-    (lambda: kerasxfer.finetune("digits", val_fraction="0.2"), r"val_fraction='0.2' \(str\) is not a number"),
-    (lambda: kerasxfer.scratch("digits", widths=8), r"widths=8 \(int\) is not a list"),
-    (lambda: kerasxfer.scratch("digits", widths=None), r"widths=None is not a list: leave widths out"),
-    (lambda: kerasxfer.study("digits", backbones=None), r"backbones=None is not a list"),
-    (lambda: kerasxfer.scratch("digits", out_dir=5), r"out_dir=5 \(int\) is not a path"),
-    (lambda: kerasxfer.study("digits", folds=2.5), r"folds=2.5 \(float\) is not 'auto' or a whole number"),
-    (lambda: kerasxfer.scratch("digits", overwrite="maybe"), r"overwrite='maybe' \(str\) is not a boolean"),
-    (lambda: kerasxfer.scratch("digits", seed=True), r"seed=True \(bool\) is not an integer"),
-    (lambda: kerasxfer.study("digits", backbones=",,"), r"--backbones= holds an empty name"),
-    (lambda: kerasxfer.compare(None), r"runs=None \(NoneType\) is not a list of run directories"),
-    (lambda: kerasxfer.load(None), r"run_dir=None \(NoneType\) is not a path"),
-])
+@pytest.mark.parametrize(
+    "call,says",
+    [
+        (lambda: kerasxfer.scratch("digits", lr="0.001"), r"lr='0.001' \(str\) is not a number"),
+        (lambda: kerasxfer.scratch("digits", epochs="1"), r"epochs='1' \(str\) is not an integer"),
+        (lambda: kerasxfer.finetune("digits", val_fraction="0.2"), r"val_fraction='0.2' \(str\) is not a number"),
+        (lambda: kerasxfer.scratch("digits", widths=8), r"widths=8 \(int\) is not a list"),
+        (lambda: kerasxfer.scratch("digits", widths=None), r"widths=None is not a list: leave widths out"),
+        (lambda: kerasxfer.study("digits", backbones=None), r"backbones=None is not a list"),
+        (lambda: kerasxfer.scratch("digits", out_dir=5), r"out_dir=5 \(int\) is not a path"),
+        (lambda: kerasxfer.study("digits", folds=2.5), r"folds=2.5 \(float\) is not 'auto' or a whole number"),
+        (lambda: kerasxfer.scratch("digits", overwrite="maybe"), r"overwrite='maybe' \(str\) is not a boolean"),
+        (lambda: kerasxfer.scratch("digits", seed=True), r"seed=True \(bool\) is not an integer"),
+        (lambda: kerasxfer.study("digits", backbones=",,"), r"--backbones= holds an empty name"),
+        (lambda: kerasxfer.compare(None), r"runs=None \(NoneType\) is not a list of run directories"),
+        (lambda: kerasxfer.load(None), r"run_dir=None \(NoneType\) is not a path"),
+    ],
+)
 def test_a_value_of_the_wrong_type_is_one_sentence_before_anything_runs(tmp_path, monkeypatch, call, says):
     monkeypatch.chdir(tmp_path)
     with pytest.raises(UserError, match=says):
@@ -113,8 +118,17 @@ def test_flag_words_are_parsed_strictly_and_paths_may_be_pathlib(tmp_path):
     """overwrite="False" was truthy (a finished run trained again), control="false" ran the control."""
     import pathlib
 
-    v = commands.resolve("study", {"overwrite": "False", "control": "false", "exhaustive": "yes", "folds": 3,
-                                   "out_dir": pathlib.Path(tmp_path) / "s", "lr": 1}).values
+    v = commands.resolve(
+        "study",
+        {
+            "overwrite": "False",
+            "control": "false",
+            "exhaustive": "yes",
+            "folds": 3,
+            "out_dir": pathlib.Path(tmp_path) / "s",
+            "lr": 1,
+        },
+    ).values
     assert v["overwrite"] is False and v["control"] is False and v["exhaustive"] is True
     assert v["folds"] == "3" and commands.folds_of(v["folds"]) == 3
     assert v["out_dir"] == str(tmp_path / "s") and isinstance(v["lr"], float)

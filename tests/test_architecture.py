@@ -86,8 +86,13 @@ def test_the_cycle_finder_finds_a_cycle():
 
 def test_low_layers_import_no_run_directory_code():
     graph = import_graph()
-    for low in ("kerasxfer.fsio", "kerasxfer.reporting.stats", "kerasxfer.data.split", "kerasxfer.data.pipeline",
-                "kerasxfer.models.efficientnet_lite"):
+    for low in (
+        "kerasxfer.fsio",
+        "kerasxfer.reporting.stats",
+        "kerasxfer.data.split",
+        "kerasxfer.data.pipeline",
+        "kerasxfer.models.efficientnet_lite",
+    ):
         assert "kerasxfer.rundir" not in graph[low], low
 
 

@@ -13,7 +13,11 @@ def run(module, *args, cwd=None):
     env = dict(os.environ, TF_CPP_MIN_LOG_LEVEL="3")
     return subprocess.run(
         [sys.executable, "-m", f"experiments.{module}", *args],
-        capture_output=True, text=True, cwd=ROOT, env=env, timeout=300,
+        capture_output=True,
+        text=True,
+        cwd=ROOT,
+        env=env,
+        timeout=300,
     )
 
 
@@ -30,9 +34,7 @@ def folders(tmp_path_factory):
 
     root = tmp_path_factory.mktemp("cli")
     # weights of another variant, and a text file posing as weights
-    RegNet("regnetx004", include_top=False, weights=None, input_shape=(32, 32, 3)).save_weights(
-        str(root / "x004.weights.h5")
-    )
+    RegNet("regnetx004", include_top=False, weights=None, input_shape=(32, 32, 3)).save_weights(str(root / "x004.weights.h5"))
     (root / "not_weights.h5").write_text("hello")
     (root / "notes.txt").write_text("x")
     # a real (tiny) finished run, for the cases that point --out_dir at it
@@ -74,8 +76,11 @@ CASES = [
     ("finetune", ["--weights={root}/x004.weights.h5", "--image_size=32"], "does not fit regnetx002"),
     ("finetune", ["--weights={root}/not_weights.h5", "--image_size=32"], "not_weights.h5"),
     ("scratch", ["--out_dir={root}/notes.txt/run"], "is a file, not a folder"),
-    ("scratch", ["--out_dir={root}/done", "--image_size=8", "--epochs=2", "--widths=4"],
-     "holds a run made with other settings (phases.0.epochs: 1 there, 2 now)"),
+    (
+        "scratch",
+        ["--out_dir={root}/done", "--image_size=8", "--epochs=2", "--widths=4"],
+        "holds a run made with other settings (phases.0.epochs: 1 there, 2 now)",
+    ),
     ("pretrain", ["--image_size=16"], "too small for a RegNet"),
     ("scratch", ["--dataset=tfds:"], "needs a dataset name"),
     ("scratch", ["--mixup=-1"], "--mixup=-1.0 is out of range"),
@@ -114,12 +119,7 @@ def test_bad_input_one_line_exit_2_no_traceback(folders, tmp_path, module, args,
 
 def _snapshot(root):
     """Every file under ``root`` with its bytes."""
-    return {
-        os.path.join(d, f): open(os.path.join(d, f), "rb").read()
-        for d, _, files in os.walk(root) for f in files
-    }
-
-
+    return {os.path.join(d, f): open(os.path.join(d, f), "rb").read() for d, _, files in os.walk(root) for f in files}
 
 
 def test_kerasxfer_command_lists_and_runs_subcommands(tmp_path):
@@ -130,41 +130,62 @@ def test_kerasxfer_command_lists_and_runs_subcommands(tmp_path):
     unknown = run("cli", "nope")
     assert unknown.returncode == 2 and _lines(unknown.stderr) == [
         "kerasxfer: error: unknown command 'nope': use one of study, scratch, finetune, pretrain, compare, sweep, "
-        "lr-find, repeat, predict, bench (kerasxfer --help says what each does)."]
+        "lr-find, repeat, predict, bench (kerasxfer --help says what each does)."
+    ]
     short = run("cli", "scratch", "--helpshort")
-    flags_shown = {line.split()[0].rstrip(":").replace("[no]", "") for line in short.stdout.splitlines()
-                   if line.startswith("  --")}
-    assert {"--epochs", "--widths", "--dataset", "--val_fraction", "--out_dir", "--overwrite", "--schedule",
-            "--max_image_pixels"} <= flags_shown  # the shared flags too, not only the command's own
+    flags_shown = {
+        line.split()[0].rstrip(":").replace("[no]", "") for line in short.stdout.splitlines() if line.startswith("  --")
+    }
+    assert {
+        "--epochs",
+        "--widths",
+        "--dataset",
+        "--val_fraction",
+        "--out_dir",
+        "--overwrite",
+        "--schedule",
+        "--max_image_pixels",
+    } <= flags_shown  # the shared flags too, not only the command's own
     ok = run("cli", "scratch", "--epochs=1", "--image_size=16", "--widths=8", f"--out_dir={tmp_path / 'o'}")
     assert ok.returncode == 0 and (tmp_path / "o" / "metrics.json").is_file(), ok.stderr[-2000:]
 
 
 def test_paths_expand_the_home_folder(tmp_path):
-    p = subprocess.run([sys.executable, "-m", "experiments.scratch", "--dataset=~/no-such-photos",
-                        f"--out_dir={tmp_path / 'o'}"], capture_output=True, text=True, cwd=ROOT, timeout=300,
-                       env=dict(os.environ, HOME=str(tmp_path)))
+    p = subprocess.run(
+        [sys.executable, "-m", "experiments.scratch", "--dataset=~/no-such-photos", f"--out_dir={tmp_path / 'o'}"],
+        capture_output=True,
+        text=True,
+        cwd=ROOT,
+        timeout=300,
+        env=dict(os.environ, HOME=str(tmp_path)),
+    )
     assert p.returncode == 2
     assert _lines(p.stderr)[0].startswith(f"kerasxfer: error: --dataset='{tmp_path}/no-such-photos' is neither")
 
 
 def test_verbosity_minus_one_keeps_only_warnings(tmp_path):
-    quiet = run("scratch", "--epochs=1", "--image_size=16", "--widths=8", f"--out_dir={tmp_path / 'o'}",
-                "--verbosity=-1")
+    quiet = run("scratch", "--epochs=1", "--image_size=16", "--widths=8", f"--out_dir={tmp_path / 'o'}", "--verbosity=-1")
     assert quiet.returncode == 0 and "[kerasxfer" not in quiet.stderr, quiet.stderr[-2000:]
 
 
 def test_another_keras_backend_is_refused_in_one_sentence():
     """kerasxfer needs Keras' TensorFlow backend: KERAS_BACKEND=jax is refused on import and by the command."""
     env = {**os.environ, "KERAS_BACKEND": "jax", "PYTHONPATH": ROOT}
-    p = subprocess.run([sys.executable, "-m", "experiments.cli", "scratch", "--epochs=1"], cwd=ROOT, env=env,
-                       capture_output=True, text=True, timeout=120)
+    p = subprocess.run(
+        [sys.executable, "-m", "experiments.cli", "scratch", "--epochs=1"],
+        cwd=ROOT,
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=120,
+    )
     lines = [line for line in p.stderr.splitlines() if line.startswith("kerasxfer: error:")]
     assert p.returncode == 2 and "Traceback" not in p.stderr
-    assert lines == ["kerasxfer: error: kerasxfer runs on Keras' TensorFlow backend, but KERAS_BACKEND='jax': unset it "
-                     "or set KERAS_BACKEND=tensorflow."]
-    p = subprocess.run([sys.executable, "-c", "import kerasxfer"], cwd=ROOT, env=env, capture_output=True, text=True,
-                       timeout=120)
+    assert lines == [
+        "kerasxfer: error: kerasxfer runs on Keras' TensorFlow backend, but KERAS_BACKEND='jax': unset it "
+        "or set KERAS_BACKEND=tensorflow."
+    ]
+    p = subprocess.run([sys.executable, "-c", "import kerasxfer"], cwd=ROOT, env=env, capture_output=True, text=True, timeout=120)
     assert p.returncode == 1 and "ImportError: kerasxfer runs on Keras' TensorFlow backend" in p.stderr
 
 
@@ -184,8 +205,7 @@ def test_every_recipe_parameter_has_its_flag_and_every_help_text_its_option():
         specs = options.recipe_options(recipe, RECIPE_FLAGS[name])
         defaults = {n: p.default for n, p in inspect.signature(recipe).parameters.items()}
         assert all(s.default == defaults[s.name] or s.kind == "list" for s in specs)  # the recipe's own defaults
-    fields = {f.name for cls in (config.DataConfig, config.Experiment, optim_config.OptimConfig)
-              for f in dataclasses.fields(cls)}
+    fields = {f.name for cls in (config.DataConfig, config.Experiment, optim_config.OptimConfig) for f in dataclasses.fields(cls)}
     params = {n for r in recipes.RECIPES.values() for n in inspect.signature(r).parameters}
     assert set(options.HELP) <= fields | params, set(options.HELP) - fields - params
     assert set(options.CHOICES) <= fields

@@ -30,8 +30,11 @@ def test_library_layers_below_training_import_no_tensorflow():
 
 @pytest.mark.parametrize("recipe", sorted(recipes.RECIPES))
 def test_recipes_round_trip_through_config_json(recipe, tmp_path):
-    exp = recipes.RECIPES[recipe](out_dir=str(tmp_path / recipe)).validate() if recipe != "finetune" else \
-        recipes.finetune(out_dir=str(tmp_path / recipe), weights="none").validate()
+    exp = (
+        recipes.RECIPES[recipe](out_dir=str(tmp_path / recipe)).validate()
+        if recipe != "finetune"
+        else recipes.finetune(out_dir=str(tmp_path / recipe), weights="none").validate()
+    )
     d = exp.to_dict()
     assert Experiment.from_dict(d) == exp
     assert Experiment.from_dict(d).to_dict() == d
@@ -39,10 +42,13 @@ def test_recipes_round_trip_through_config_json(recipe, tmp_path):
 
 
 def test_finetune_recipe_is_frozen_then_unfrozen_with_the_given_settings(tmp_path):
-    exp = recipes.finetune(frozen_epochs=3, finetune_epochs=4, lr=2e-3, finetune_lr=3e-5, unfreeze_stages=1,
-                           weights="none", out_dir=str(tmp_path))
+    exp = recipes.finetune(
+        frozen_epochs=3, finetune_epochs=4, lr=2e-3, finetune_lr=3e-5, unfreeze_stages=1, weights="none", out_dir=str(tmp_path)
+    )
     assert [(p.name, p.epochs, p.lr, p.trainable) for p in exp.phases] == [
-        ("frozen", 3, 2e-3, "head"), ("unfrozen", 4, 3e-5, "stages:1")]
+        ("frozen", 3, 2e-3, "head"),
+        ("unfrozen", 4, 3e-5, "stages:1"),
+    ]
     assert exp.model.weights is None and exp.model.is_transfer and exp.model.num_stages == 4
     assert exp.uses_cached_features(exp.phases[0]) and not exp.uses_cached_features(exp.phases[1])
 
@@ -124,8 +130,7 @@ def test_family_table_is_consistent_with_its_builder_module():
 
     assert families.REGNET.variants == regnet.VARIANTS
     assert families.EFFICIENTNET_LITE.variants == tuple(efficientnet_lite.VARIANTS)
-    assert families.all_backbones() == (regnet.VARIANTS + families.EFFICIENTNET_LITE.variants
-                                        + tuple(keras_apps_specs.VARIANTS))
+    assert families.all_backbones() == (regnet.VARIANTS + families.EFFICIENTNET_LITE.variants + tuple(keras_apps_specs.VARIANTS))
     assert len(set(families.all_backbones())) == len(families.all_backbones())  # no name in two families
     for name, family in families.FAMILIES.items():
         assert family.name == name and len(set(family.variants)) == len(family.variants)

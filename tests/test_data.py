@@ -115,8 +115,11 @@ def test_undecodable_files_are_skipped_and_counted(make_image_folder):
 @pytest.mark.parametrize(
     "classes, setup, message",
     [
-        ({"cats": 4}, lambda r: (r / "empty").mkdir(),
-         r"single class \(cats\) \(1 sub-folder\(s\) without images ignored: empty\)"),
+        (
+            {"cats": 4},
+            lambda r: (r / "empty").mkdir(),
+            r"single class \(cats\) \(1 sub-folder\(s\) without images ignored: empty\)",
+        ),
         ({"cats": 4}, None, "single class"),
         ({"cats": 4, "dogs": 1}, None, "only 1 image"),
         ({"cats": 4, "dogs": 2}, None, r"class 'dogs' has only 2 image\(s\): a train/validation/test split needs at least 3"),
@@ -149,7 +152,7 @@ def test_batches_of_a_class_sorted_folder_mix_classes_and_repeat_per_epoch(sorte
     data = load_data(cfg, seed=7)
     assert data.num_classes == 5 and data.num_train > 2500
     epochs = list(data.train_from(0, 2).as_numpy_iterator())
-    first, second = epochs[:data.steps_per_epoch], epochs[data.steps_per_epoch:]
+    first, second = epochs[: data.steps_per_epoch], epochs[data.steps_per_epoch :]
     for _, y in first[:-1]:  # every full batch of the first epoch
         assert np.bincount(y, minlength=5).max() <= 0.4 * len(y), np.bincount(y, minlength=5)
     again = list(load_data(cfg, seed=7).train_from(0, 2).as_numpy_iterator())
@@ -180,9 +183,14 @@ def test_test_images_never_appear_in_train_or_val(sorted_folder, make_image_fold
     assert all(k.startswith("test/") for k in src.test.keys) and all(k.startswith("train/") for k in src.train.keys)
 
 
-@pytest.mark.parametrize("mode, expect", [
-    ("squash", None), ("crop", "centre"), ("pad", "bars"),
-])
+@pytest.mark.parametrize(
+    "mode, expect",
+    [
+        ("squash", None),
+        ("crop", "centre"),
+        ("pad", "bars"),
+    ],
+)
 def test_resize_modes_keep_or_stretch_the_aspect_ratio(mode, expect):
     img = np.zeros((20, 40, 3), np.uint8)
     img[:, 10:30] = 200  # a bright centre square on a wide black image
@@ -210,7 +218,7 @@ def test_train_from_draws_each_epoch_when_reached_the_same_batches_as_epoch_orde
     want = []
     for e in (2, 3):
         order = epoch_order(3, e, labels)
-        want += [order[i:i + 4] for i in range(0, 11, 4)]
+        want += [order[i : i + 4] for i in range(0, 11, 4)]
     assert [len(y) for _, y in got] == [4, 4, 3, 4, 4, 3]
     for (x, y), idx in zip(got, want):
         np.testing.assert_array_equal(y, labels[idx])

@@ -17,14 +17,19 @@ ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 
 def _png(path, width, height, bad_crc=False):
     """A PNG whose header declares ``width`` x ``height`` (8-bit grey) with one tiny, truncated IDAT."""
+
     def chunk(kind, data, crc=None):
         crc = zlib.crc32(kind + data) if crc is None else crc
         return struct.pack(">I", len(data)) + kind + data + struct.pack(">I", crc & 0xFFFFFFFF)
 
     ihdr = struct.pack(">IIBBBBB", width, height, 8, 0, 0, 0, 0)
     with open(path, "wb") as f:
-        f.write(b"\x89PNG\r\n\x1a\n" + chunk(b"IHDR", ihdr, 0 if bad_crc else None)
-                + chunk(b"IDAT", zlib.compress(b"\0" * 64)) + chunk(b"IEND", b""))
+        f.write(
+            b"\x89PNG\r\n\x1a\n"
+            + chunk(b"IHDR", ihdr, 0 if bad_crc else None)
+            + chunk(b"IDAT", zlib.compress(b"\0" * 64))
+            + chunk(b"IEND", b"")
+        )
 
 
 def _animated_webp(path):
@@ -53,12 +58,20 @@ def test_an_animated_webp_is_screened_out_and_never_reaches_the_webp_decoder(tmp
     assert why is not None and why.startswith("an animated WebP")
     # the decoder itself refuses the bytes (tfds records and predict's bytes are not screened as files): an
     # error, not a crash of the process (exit 134, "free(): corrupted unsorted chunks")
-    code = ("import sys, tensorflow as tf\n"
-            "from kerasxfer.data.decode import decode_image_bytes\n"
-            "data = tf.constant(open(sys.argv[1], 'rb').read())\n"
-            "try:\n    decode_image_bytes(data)\nexcept tf.errors.InvalidArgumentError:\n    print('refused')\n")
-    p = subprocess.run([sys.executable, "-c", code, str(tmp_path / "anim.webp")], cwd=ROOT, capture_output=True,
-                       text=True, timeout=120, env={**os.environ, "TF_CPP_MIN_LOG_LEVEL": "3"})
+    code = (
+        "import sys, tensorflow as tf\n"
+        "from kerasxfer.data.decode import decode_image_bytes\n"
+        "data = tf.constant(open(sys.argv[1], 'rb').read())\n"
+        "try:\n    decode_image_bytes(data)\nexcept tf.errors.InvalidArgumentError:\n    print('refused')\n"
+    )
+    p = subprocess.run(
+        [sys.executable, "-c", code, str(tmp_path / "anim.webp")],
+        cwd=ROOT,
+        capture_output=True,
+        text=True,
+        timeout=120,
+        env={**os.environ, "TF_CPP_MIN_LOG_LEVEL": "3"},
+    )
     assert p.returncode == 0 and p.stdout.strip() == "refused", (p.returncode, p.stderr[-1500:])
     Image.fromarray(np.full((20, 20, 3), 90, np.uint8)).save(tmp_path / "still.webp", format="WEBP")
     assert screen_file(str(tmp_path / "still.webp")) is None  # a still WebP is an ordinary image

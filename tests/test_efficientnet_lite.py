@@ -77,8 +77,10 @@ def test_a_damaged_converted_file_is_converted_again(imagenet_model, keras_home)
     path.write_bytes(good[:1000])
     backbone = eff.build_backbone("efficientnet_lite0", (32, 32, 3), "imagenet")
     assert path.stat().st_size == len(good)
-    np.testing.assert_array_equal(backbone.get_layer("efficientnet_lite0_stem_conv").kernel.numpy(),
-                                  imagenet_model.get_layer("efficientnet_lite0_stem_conv").kernel.numpy())
+    np.testing.assert_array_equal(
+        backbone.get_layer("efficientnet_lite0_stem_conv").kernel.numpy(),
+        imagenet_model.get_layer("efficientnet_lite0_stem_conv").kernel.numpy(),
+    )
 
 
 def test_a_random_weights_file_in_place_of_the_conversion_is_never_reported_as_imagenet(imagenet_model, keras_home):
@@ -87,18 +89,31 @@ def test_a_random_weights_file_in_place_of_the_conversion_is_never_reported_as_i
     path = keras_home / "models" / "efficientnet_lite0_imagenet.weights.h5"
     eff.EfficientNetLite("efficientnet_lite0", weights=None).save_weights(str(path))
     backbone = eff.build_backbone("efficientnet_lite0", (32, 32, 3), "imagenet")
-    np.testing.assert_array_equal(backbone.get_layer("efficientnet_lite0_stem_conv").kernel.numpy(),
-                                  imagenet_model.get_layer("efficientnet_lite0_stem_conv").kernel.numpy())
+    np.testing.assert_array_equal(
+        backbone.get_layer("efficientnet_lite0_stem_conv").kernel.numpy(),
+        imagenet_model.get_layer("efficientnet_lite0_stem_conv").kernel.numpy(),
+    )
 
 
 @pytest.mark.slow
 def test_two_processes_converting_at_once_both_succeed(tmp_path):
-    code = ("import sys; from keras.src.backend import config; config._KERAS_DIR = sys.argv[1]\n"
-            "from kerasxfer.models import efficientnet_lite as eff\n"
-            "print(eff.imagenet_weights_file('efficientnet_lite0'))\n")
+    code = (
+        "import sys; from keras.src.backend import config; config._KERAS_DIR = sys.argv[1]\n"
+        "from kerasxfer.models import efficientnet_lite as eff\n"
+        "print(eff.imagenet_weights_file('efficientnet_lite0'))\n"
+    )
     env = {**os.environ, "TF_CPP_MIN_LOG_LEVEL": "3"}
-    procs = [subprocess.Popen([sys.executable, "-c", code, str(tmp_path)], cwd=ROOT, env=env, stdout=subprocess.PIPE,
-                              stderr=subprocess.PIPE, text=True) for _ in range(2)]
+    procs = [
+        subprocess.Popen(
+            [sys.executable, "-c", code, str(tmp_path)],
+            cwd=ROOT,
+            env=env,
+            stdout=subprocess.PIPE,
+            stderr=subprocess.PIPE,
+            text=True,
+        )
+        for _ in range(2)
+    ]
     outs = [p.communicate(timeout=300) for p in procs]
     assert [p.returncode for p in procs] == [0, 0], [o[1][-800:] for o in outs]
     assert not [f for f in os.listdir(tmp_path / "models") if f.startswith(".tmp-")]
@@ -109,11 +124,13 @@ def test_every_published_tensor_lands_in_the_model_and_the_backbone_reuses_them(
     assert len(state) == 296
     learned = sum(v.size for k, v in state.items() if not k.endswith("num_batches_tracked"))
     assert imagenet_model.count_params() == learned  # conv, BN (with moving statistics) and the classifier
-    np.testing.assert_array_equal(imagenet_model.get_layer("efficientnet_lite0_stem_conv").kernel.numpy(),
-                                  state["_conv_stem.weight"].transpose(2, 3, 1, 0))
+    np.testing.assert_array_equal(
+        imagenet_model.get_layer("efficientnet_lite0_stem_conv").kernel.numpy(), state["_conv_stem.weight"].transpose(2, 3, 1, 0)
+    )
     backbone = eff.build_backbone("efficientnet_lite0", (64, 64, 3), "imagenet")
-    np.testing.assert_array_equal(backbone.get_layer("efficientnet_lite0_top_bn").moving_variance.numpy(),
-                                  state["_bn1.running_var"])
+    np.testing.assert_array_equal(
+        backbone.get_layer("efficientnet_lite0_top_bn").moving_variance.numpy(), state["_bn1.running_var"]
+    )
 
 
 ORACLES = os.path.join(ROOT, "tests", "oracles")
@@ -146,7 +163,7 @@ def test_matches_the_independent_pytorch_reference_logits(variant, keras_home):
     for im in ref["images"]:
         img = np.asarray(Image.open(os.path.join(os.path.dirname(skimage.__file__), "data", im["file"])).convert("RGB"))
         left, top = im["crop_left_top"]
-        crop = np.ascontiguousarray(img[top:top + size, left:left + size])
+        crop = np.ascontiguousarray(img[top : top + size, left : left + size])
         assert hashlib.sha256(crop.tobytes()).hexdigest() == im["crop_uint8_sha256"], im["file"]  # same input
         crops.append(crop.astype("float32"))
         logits = np.asarray(im["logits"], dtype=np.float64)
@@ -199,9 +216,20 @@ def test_cli_refuses_a_package_file_with_the_wrong_sha256(tmp_path):
     _legacy_file(pkg / "models" / "efficientnet-lite0-57934424.pth", {"w": _Evil()})
     env = dict(os.environ, PYTHONPATH=str(tmp_path / "site"), KERAS_HOME=str(tmp_path / "kh"), TF_CPP_MIN_LOG_LEVEL="3")
     p = subprocess.run(
-        [sys.executable, "-m", "experiments.finetune", "--backbone=efficientnet_lite0", "--weights=imagenet",
-         "--image_size=32", f"--out_dir={tmp_path / 'run'}"],
-        cwd=ROOT, env=env, capture_output=True, text=True, timeout=300,
+        [
+            sys.executable,
+            "-m",
+            "experiments.finetune",
+            "--backbone=efficientnet_lite0",
+            "--weights=imagenet",
+            "--image_size=32",
+            f"--out_dir={tmp_path / 'run'}",
+        ],
+        cwd=ROOT,
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=300,
     )
     assert p.returncode == 2, p.stderr[-2000:]
     lines = [l for l in p.stderr.splitlines() if l.startswith("kerasxfer: error:")]
@@ -221,9 +249,12 @@ def test_unfreeze_counts_efficientnet_stages_from_the_top(transfer, stages):
     backbone = get_backbone(transfer)
     trainable = {l.name for l in backbone.layers if l.trainable_weights}
     names = ["block1", "block2", "block3", "block4", "block5", "block6", "block7", "top"]
-    want = names[len(names) - stages:] if stages else []
-    expected = {l.name for l in backbone.layers if l.weights and not isinstance(l, keras.layers.BatchNormalization)
-                and any(f"_{n}" in l.name for n in want)}
+    want = names[len(names) - stages :] if stages else []
+    expected = {
+        l.name
+        for l in backbone.layers
+        if l.weights and not isinstance(l, keras.layers.BatchNormalization) and any(f"_{n}" in l.name for n in want)
+    }
     assert trainable == expected and (stages == 0) == (not trainable)
     assert not any("stem" in n or n.endswith("_bn") for n in trainable)
     freeze(transfer)
@@ -285,8 +316,9 @@ def test_tensor_views_are_checked_against_their_storage(tmp_path):
     np.testing.assert_array_equal(read_state_dict(str(tmp_path / "ok.pth"))["w"], np.arange(6).reshape(2, 3))
     _tensor_file(tmp_path / "t.pth", (3, 2), (1, 3))  # a transposed view is fine
     np.testing.assert_array_equal(read_state_dict(str(tmp_path / "t.pth"))["w"], np.arange(6).reshape(2, 3).T)
-    for i, (size, stride, offset) in enumerate([((3,), (-1,), 5), ((4,), (2,), 0), ((2, 3), (3, 1), 1),
-                                               ((10**6, 10**6), (0, 0), 0), ((2,), (1, 1), 0)]):
+    for i, (size, stride, offset) in enumerate(
+        [((3,), (-1,), 5), ((4,), (2,), 0), ((2, 3), (3, 1), 1), ((10**6, 10**6), (0, 0), 0), ((2,), (1, 1), 0)]
+    ):
         path = tmp_path / f"bad{i}.pth"
         _tensor_file(path, size, stride, offset)
         with pytest.raises(UserError, match="does not fit its storage") as e:

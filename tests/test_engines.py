@@ -33,8 +33,8 @@ def test_every_engine_matches_the_saved_model_on_real_photos(clf_and_images, nam
     assert engine.name == name
     for batch in (images, images[:3]):  # a smaller last batch too
         probs = engine(batch)
-        assert (probs.argmax(1) == ref[:len(batch)].argmax(1)).all()
-        assert np.abs(probs - ref[:len(batch)]).max() <= 1e-4
+        assert (probs.argmax(1) == ref[: len(batch)].argmax(1)).all()
+        assert np.abs(probs - ref[: len(batch)]).max() <= 1e-4
 
 
 def test_auto_keeps_tensorflow_for_small_jobs_and_times_the_others_for_large_ones(clf_and_images, monkeypatch, caplog):

@@ -11,8 +11,7 @@ from kerasxfer.evaluation import evaluate
 def test_per_class_metrics_loss_and_confusion_match_hand_computed_values():
     labels = [0, 0, 1, 1, 2, 2]
     # predictions 0, 1, 1, 1, 2, 0 with these probabilities of the true class: 0.7, 0.3, 0.6, 0.9, 0.8, 0.1
-    probs = np.array([[0.7, 0.2, 0.1], [0.3, 0.5, 0.2], [0.2, 0.6, 0.2], [0.05, 0.9, 0.05], [0.1, 0.1, 0.8],
-                      [0.6, 0.3, 0.1]])
+    probs = np.array([[0.7, 0.2, 0.1], [0.3, 0.5, 0.2], [0.2, 0.6, 0.2], [0.05, 0.9, 0.05], [0.1, 0.1, 0.8], [0.6, 0.3, 0.1]])
     m = evaluate(probs, labels, ["a", "b", "c"])
     assert m["accuracy"] == pytest.approx(4 / 6) and m["num_images"] == 6
     assert m["loss"] == pytest.approx(-np.mean(np.log([0.7, 0.3, 0.6, 0.9, 0.8, 0.1])))

@@ -100,7 +100,8 @@ def test_half_precision_grouped_convs_train_on_cpu():
     try:
         inp = keras.Input((8, 8, 8))
         out = keras.layers.Dense(2, dtype="float32")(
-            keras.layers.GlobalAveragePooling2D()(keras.layers.Conv2D(8, 3, groups=4, padding="same")(inp)))
+            keras.layers.GlobalAveragePooling2D()(keras.layers.Conv2D(8, 3, groups=4, padding="same")(inp))
+        )
         model = keras.Model(inp, out)
         assert use_native_grouped_conv(model) == 1
         model.compile(optimizer="sgd", loss=keras.losses.SparseCategoricalCrossentropy(from_logits=True))

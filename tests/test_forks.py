@@ -12,9 +12,13 @@ FROZEN = PhaseConfig("frozen", 3, 1e-3, "head", patience=1, min_epochs=1)
 
 
 def _exp(out, phases):
-    return Experiment(name="transfer", out_dir=str(out), data=DataConfig(**SMALL),
-                      model=ModelConfig(kind="transfer", backbone="efficientnet_lite0", weights="imagenet",
-                                        dropout=0.3), phases=phases)
+    return Experiment(
+        name="transfer",
+        out_dir=str(out),
+        data=DataConfig(**SMALL),
+        model=ModelConfig(kind="transfer", backbone="efficientnet_lite0", weights="imagenet", dropout=0.3),
+        phases=phases,
+    )
 
 
 def _transfer(out):
@@ -60,8 +64,7 @@ def test_a_forked_run_equals_the_run_trained_on_its_own_and_leaves_its_source_un
     assert _read(tmp_path / "forked", "kerasxfer-run.json")["state"] == "finished"
     own = run_experiment(alone)
     assert _read(tmp_path / "forked", "history.json") == _read(tmp_path / "alone", "history.json")
-    assert _read(tmp_path / "forked", "config.json") == {**_read(tmp_path / "alone", "config.json"),
-                                                          "out_dir": forked.out_dir}
+    assert _read(tmp_path / "forked", "config.json") == {**_read(tmp_path / "alone", "config.json"), "out_dir": forked.out_dir}
     got = _read(tmp_path / "forked", "metrics.json")
     for split in ("val", "test"):
         assert got[split]["predictions"] == own[split]["predictions"]
@@ -81,11 +84,16 @@ def test_a_forked_run_equals_the_run_trained_on_its_own_and_leaves_its_source_un
 def test_a_study_forks_each_folds_reference_from_its_transfer_run(tmp_path, exhaustive, expected):
     from kerasxfer.studies import StudyConfig, _forks
 
-    scratch = Experiment(name="scratch", out_dir=str(tmp_path / "s"), data=DataConfig(**SMALL),
-                         model=ModelConfig(kind="scratch"), phases=[PhaseConfig("scratch", 2, 1e-3, "all")])
-    cfg = StudyConfig(out_dir=str(tmp_path), scratch=scratch, transfer=_transfer(tmp_path / "t"),
-                      exhaustive=exhaustive)
+    scratch = Experiment(
+        name="scratch",
+        out_dir=str(tmp_path / "s"),
+        data=DataConfig(**SMALL),
+        model=ModelConfig(kind="scratch"),
+        phases=[PhaseConfig("scratch", 2, 1e-3, "all")],
+    )
+    cfg = StudyConfig(out_dir=str(tmp_path), scratch=scratch, transfer=_transfer(tmp_path / "t"), exhaustive=exhaustive)
     series = [(label, exp, 100) for label, exp in cfg.arms()]
-    assert [label for label, _, _ in series][:4] == (["scratch", "transfer", "control", "control-pretrained"][:4]
-                                                     if not exhaustive else ["scratch", "transfer", "control"])
+    assert [label for label, _, _ in series][:4] == (
+        ["scratch", "transfer", "control", "control-pretrained"][:4] if not exhaustive else ["scratch", "transfer", "control"]
+    )
     assert _forks(series) == expected

@@ -31,13 +31,21 @@ def _limits(fsize=None):
         if fsize is not None:
             signal.signal(signal.SIGXFSZ, signal.SIG_IGN)  # a write past the limit fails with EFBIG instead
             resource.setrlimit(resource.RLIMIT_FSIZE, (fsize, fsize))
+
     return apply
 
 
 def run(args, cwd=None, fsize=None, timeout=180):
     env = dict(os.environ, PYTHONPATH=ROOT, TF_CPP_MIN_LOG_LEVEL="3")
-    return subprocess.run([sys.executable, "-m", *args], cwd=cwd or ROOT, env=env, capture_output=True, text=True,
-                          timeout=timeout, preexec_fn=_limits(fsize))
+    return subprocess.run(
+        [sys.executable, "-m", *args],
+        cwd=cwd or ROOT,
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=timeout,
+        preexec_fn=_limits(fsize),
+    )
 
 
 def snapshot(root):
@@ -78,6 +86,7 @@ def _copy(finished, t, name="run"):
 
 def _marker(out, state):
     import json
+
     (out / "kerasxfer-run.json").write_text(json.dumps({"kerasxfer": "x", "state": state}))
 
 
@@ -170,8 +179,16 @@ def _data_case(make):
     def setup(t, f):
         root = _images(t / "data")
         make(root / "a")
-        return ["experiments.scratch", f"--dataset={root}", "--image_size=16", "--epochs=1", "--widths=8",
-                "--on_bad_image=error", f"--out_dir={t / 'o'}"], None
+        return [
+            "experiments.scratch",
+            f"--dataset={root}",
+            "--image_size=16",
+            "--epochs=1",
+            "--widths=8",
+            "--on_bad_image=error",
+            f"--out_dir={t / 'o'}",
+        ], None
+
     return setup
 
 
@@ -285,8 +302,12 @@ CASES = [
     ("predict --run that is not a run", c_predict_not_a_run, 2, "is not a finished kerasxfer run"),
     ("compare --out_dir under a file", c_compare_out_under_file, 2, "rep"),
     ("lr_find --run that is not a run", c_lr_find_not_a_run, 2, "holds no config.json"),
-    ("predict --export over the user's own labels.txt", c_export_over_users_files, 2,
-     "holds labels.txt, which kerasxfer did not write"),
+    (
+        "predict --export over the user's own labels.txt",
+        c_export_over_users_files,
+        2,
+        "holds labels.txt, which kerasxfer did not write",
+    ),
 ]
 
 
@@ -296,11 +317,19 @@ def _check(name, setup, code, says, base, finished):
     args, cwd = setup(t, finished)
     lock = None
     if setup is c_locked:  # another process holds the run's lock
-        lock = subprocess.Popen([sys.executable, "-c", "import fcntl, os, sys, time; fd = os.open(sys.argv[1], "
-                                 "os.O_RDWR | os.O_CREAT); fcntl.flock(fd, fcntl.LOCK_EX); os.ftruncate(fd, 0); "
-                                 "os.write(fd, b'4242'); "
-                                 "print('held', flush=True); time.sleep(600)", str(t / "run" / ".kerasxfer.lock")],
-                                stdout=subprocess.PIPE, text=True)
+        lock = subprocess.Popen(
+            [
+                sys.executable,
+                "-c",
+                "import fcntl, os, sys, time; fd = os.open(sys.argv[1], "
+                "os.O_RDWR | os.O_CREAT); fcntl.flock(fd, fcntl.LOCK_EX); os.ftruncate(fd, 0); "
+                "os.write(fd, b'4242'); "
+                "print('held', flush=True); time.sleep(600)",
+                str(t / "run" / ".kerasxfer.lock"),
+            ],
+            stdout=subprocess.PIPE,
+            text=True,
+        )
         assert lock.stdout.readline().strip() == "held"
     before = snapshot(t)
     before_finished = snapshot(finished)
@@ -327,8 +356,9 @@ def _check(name, setup, code, says, base, finished):
 
 
 def test_hostile_inputs_and_faults(tmp_path, finished):
-    cases = CASES + [("another process holds the run's lock", c_locked, 2, "is being written by another kerasxfer "
-                                                                               "process (pid 4242)")]
+    cases = CASES + [
+        ("another process holds the run's lock", c_locked, 2, "is being written by another kerasxfer process (pid 4242)")
+    ]
     names = [c[0] for c in cases]
     assert len(set(names)) == len(names), "two cases share a name: a failure would not say which"
     with concurrent.futures.ThreadPoolExecutor(2) as pool:
@@ -357,8 +387,9 @@ def test_an_unwritable_cache_dir_falls_back_to_memory(tmp_path):
 def test_a_symlink_loop_among_the_class_folders_is_ignored(tmp_path):
     root = _images(tmp_path / "data")
     os.symlink("loop", root / "loop")
-    p = run(["experiments.scratch", f"--dataset={root}", "--image_size=16", "--epochs=1", "--widths=8",
-             f"--out_dir={tmp_path / 'o'}"])
+    p = run(
+        ["experiments.scratch", f"--dataset={root}", "--image_size=16", "--epochs=1", "--widths=8", f"--out_dir={tmp_path / 'o'}"]
+    )
     assert p.returncode == 0 and f"ignored {root / 'loop'}" in p.stderr, p.stderr[-3000:]
 
 
@@ -391,24 +422,45 @@ def test_a_damaged_metrics_json_is_written_again(tmp_path, finished):
 
 def test_sigterm_during_start_up_is_one_line_and_exit_130(tmp_path):
     env = dict(os.environ, PYTHONPATH=ROOT)
-    p = subprocess.Popen([sys.executable, "-m", "experiments.scratch", *TINY, f"--out_dir={tmp_path / 'o'}"],
-                         cwd=ROOT, env=env, stderr=subprocess.PIPE, text=True)
+    p = subprocess.Popen(
+        [sys.executable, "-m", "experiments.scratch", *TINY, f"--out_dir={tmp_path / 'o'}"],
+        cwd=ROOT,
+        env=env,
+        stderr=subprocess.PIPE,
+        text=True,
+    )
     time.sleep(1.0)  # importing: before any training
     p.send_signal(signal.SIGTERM)
     err = p.communicate(timeout=120)[1]
     assert p.returncode == 130, err[-2000:]
     assert [line for line in err.splitlines() if line.startswith("kerasxfer: error:")] == [
-        "kerasxfer: error: interrupted; files already written are kept: run the same command again to continue."]
+        "kerasxfer: error: interrupted; files already written are kept: run the same command again to continue."
+    ]
 
 
-FINETUNE = ["experiments.finetune", "--dataset=digits", "--image_size=32", "--batch_size=64", "--weights=none",
-            "--frozen_epochs=2", "--finetune_epochs=2", "--unfreeze_stages=1", "--train_fraction=0.3"]
+FINETUNE = [
+    "experiments.finetune",
+    "--dataset=digits",
+    "--image_size=32",
+    "--batch_size=64",
+    "--weights=none",
+    "--frozen_epochs=2",
+    "--finetune_epochs=2",
+    "--unfreeze_stages=1",
+    "--train_fraction=0.3",
+]
 
 
 def _spawn(out):
     env = dict(os.environ, PYTHONPATH=ROOT, TF_CPP_MIN_LOG_LEVEL="3")
-    return subprocess.Popen([sys.executable, "-m", *FINETUNE, f"--out_dir={out}"], cwd=ROOT, env=env,
-                            stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True)
+    return subprocess.Popen(
+        [sys.executable, "-m", *FINETUNE, f"--out_dir={out}"],
+        cwd=ROOT,
+        env=env,
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.PIPE,
+        text=True,
+    )
 
 
 @pytest.mark.slow
@@ -433,11 +485,23 @@ def test_kill_loop_ends_in_the_same_complete_run(tmp_path):
         proc.wait()
     p = run([*FINETUNE, f"--out_dir={out}"])
     assert p.returncode == 0, p.stderr[-3000:]
-    for name in ("config.json", "environment.json", "data.json", "model.keras", "history.json", "timings.json",
-                 "metrics.json", "confusion.png", "top_losses.png", "tb", "kerasxfer-run.json"):
+    for name in (
+        "config.json",
+        "environment.json",
+        "data.json",
+        "model.keras",
+        "history.json",
+        "timings.json",
+        "metrics.json",
+        "confusion.png",
+        "top_losses.png",
+        "tb",
+        "kerasxfer-run.json",
+    ):
         assert (out / name).exists(), name
     assert not (out / "resume").exists()
     import json
+
     assert json.loads((out / "kerasxfer-run.json").read_text())["state"] == "finished"
     assert (out / "history.json").read_bytes() == (tmp_path / "whole" / "history.json").read_bytes()
     a, b = (json.loads((d / "metrics.json").read_text()) for d in (out, tmp_path / "whole"))

@@ -28,10 +28,13 @@ FAST = {"regnetx002", "regnetx006", "regnety002", "regnety008"}
 FAST_TOP = {"regnetx002", "regnety002"}
 CASES = [
     pytest.param(
-        v, top, marks=() if v in (FAST_TOP if top else FAST) else pytest.mark.slow,
+        v,
+        top,
+        marks=() if v in (FAST_TOP if top else FAST) else pytest.mark.slow,
         id=f"{v}-{'top' if top else 'notop'}",
     )
-    for v in regnet.VARIANTS for top in (True, False)
+    for v in regnet.VARIANTS
+    for top in (True, False)
 ]
 
 
@@ -59,9 +62,7 @@ def _tf_keras_model(variant, include_top, seed=0):
     """The tf-keras model with non-trivial weights: random BN gamma/beta/moving stats and biases."""
     tf_keras.utils.set_random_seed(seed)
     public = "RegNet" + variant[6:].upper()
-    model = getattr(tf_keras.applications, public)(
-        include_top=include_top, weights=None, input_shape=(SIZE, SIZE, 3)
-    )
+    model = getattr(tf_keras.applications, public)(include_top=include_top, weights=None, input_shape=(SIZE, SIZE, 3))
     rng = np.random.default_rng(seed)
     for layer in model.layers:
         for w in layer.weights:
@@ -93,7 +94,10 @@ def test_imagenet_path_gives_tf_keras_outputs(variant, include_top, keras_cache,
     monkeypatch.setitem(regnet.WEIGHTS_HASHES, variant[6:], (sha, sha))
 
     ours = regnet.RegNet(
-        variant, include_top=include_top, weights="imagenet", input_shape=(SIZE, SIZE, 3),
+        variant,
+        include_top=include_top,
+        weights="imagenet",
+        input_shape=(SIZE, SIZE, 3),
         classifier_activation=None,  # tf-keras' RegNet head returns logits
     )
     use_native_grouped_conv(ours)
@@ -189,14 +193,23 @@ def test_unreachable_download_names_the_file_and_the_fix(keras_cache, weights_se
 def test_finetune_cli_offline_says_what_to_do(tmp_path):
     """No network (all traffic sent to a closed local proxy): one line, exit 2, no run directory."""
     env = dict(
-        os.environ, KERAS_HOME=str(tmp_path / "kh"), TF_CPP_MIN_LOG_LEVEL="3",
-        https_proxy="http://127.0.0.1:9", http_proxy="http://127.0.0.1:9",
-        HTTPS_PROXY="http://127.0.0.1:9", HTTP_PROXY="http://127.0.0.1:9", no_proxy="", NO_PROXY="",
+        os.environ,
+        KERAS_HOME=str(tmp_path / "kh"),
+        TF_CPP_MIN_LOG_LEVEL="3",
+        https_proxy="http://127.0.0.1:9",
+        http_proxy="http://127.0.0.1:9",
+        HTTPS_PROXY="http://127.0.0.1:9",
+        HTTP_PROXY="http://127.0.0.1:9",
+        no_proxy="",
+        NO_PROXY="",
     )
     out = tmp_path / "run"
     p = subprocess.run(
         [sys.executable, "-m", "experiments.finetune", "--weights=imagenet", f"--out_dir={out}"],
-        capture_output=True, text=True, env=env, timeout=300,
+        capture_output=True,
+        text=True,
+        env=env,
+        timeout=300,
         cwd=os.path.dirname(os.path.dirname(os.path.abspath(__file__))),
     )
     assert p.returncode == 2, p.stderr

@@ -35,7 +35,8 @@ def run_dir(tmp_path_factory):
     out = tmp_path_factory.mktemp("runs") / "finetune"
     run_experiment(
         Experiment(
-            name="finetune", out_dir=str(out),
+            name="finetune",
+            out_dir=str(out),
             data=DataConfig(dataset=str(data), image_size=32, batch_size=8),
             model=ModelConfig(kind="transfer", backbone="regnetx002"),
             phases=[PhaseConfig("frozen", 6, 1e-2, "head"), PhaseConfig("unfrozen", 1, 1e-4, "stages:1")],
@@ -85,9 +86,20 @@ def test_predict_cli_writes_one_row_per_input(run_dir, images, tmp_path):
     env = dict(os.environ, TF_CPP_MIN_LOG_LEVEL="3")
     for out in (out_csv, out_json):
         p = subprocess.run(
-            [sys.executable, "-m", "experiments.predict", f"--run={run_dir}",
-             f"--images={images},{tmp_path}/missing.png", "--top_k=3", f"--output={out}"],
-            capture_output=True, text=True, cwd=ROOT, env=env, timeout=300,
+            [
+                sys.executable,
+                "-m",
+                "experiments.predict",
+                f"--run={run_dir}",
+                f"--images={images},{tmp_path}/missing.png",
+                "--top_k=3",
+                f"--output={out}",
+            ],
+            capture_output=True,
+            text=True,
+            cwd=ROOT,
+            env=env,
+            timeout=300,
         )
         assert p.returncode == 0, p.stderr
         assert "Traceback" not in p.stderr
@@ -97,7 +109,8 @@ def test_predict_cli_writes_one_row_per_input(run_dir, images, tmp_path):
     # the command writes what the Python API predicts, class and probability, in rank order
     api = Classifier.from_run(str(run_dir)).predict([str(images / "a red.jpg")], top_k=3)[0].top
     assert [(got["a red.jpg"][f"class{k}"], float(got["a red.jpg"][f"prob{k}"])) for k in (1, 2, 3)] == [
-        (c, pytest.approx(p, abs=1e-5)) for c, p in api] and got["a red.jpg"]["error"] == ""
+        (c, pytest.approx(p, abs=1e-5)) for c, p in api
+    ] and got["a red.jpg"]["error"] == ""
     assert float(got["a red.jpg"]["prob1"]) >= float(got["a red.jpg"]["prob2"]) >= float(got["a red.jpg"]["prob3"])
     assert got["broken.jpg"]["class1"] == "" and "decoded" in got["broken.jpg"]["error"]
     assert "not an image" in got["readme.txt"]["error"] and got["missing.png"]["error"] == "file not found"
@@ -110,7 +123,11 @@ def test_predict_cli_fails_only_when_nothing_is_classified(run_dir, images):
     env = dict(os.environ, TF_CPP_MIN_LOG_LEVEL="3")
     p = subprocess.run(
         [sys.executable, "-m", "experiments.predict", f"--run={run_dir}", f"--images={images}/broken.jpg"],
-        capture_output=True, text=True, cwd=ROOT, env=env, timeout=300,
+        capture_output=True,
+        text=True,
+        cwd=ROOT,
+        env=env,
+        timeout=300,
     )
     assert p.returncode == 2 and "no image could be classified" in p.stderr and "Traceback" not in p.stderr
 
@@ -148,8 +165,9 @@ def test_export_gives_the_same_top1(run_dir, images, tmp_path):
     assert [c.decode() for c in out["classes"].numpy()] == expected
     x = np.stack([clf.preprocess(np.asarray(Image.open(f).convert("RGB"))) for f in files]).astype(np.uint8)
     out8 = served.signatures["serve_uint8"](tf.constant(x))
-    np.testing.assert_allclose(out8["probabilities"].numpy(), clf.model.predict(x.astype("float32"), verbose=0),
-                               rtol=1e-4, atol=1e-4)  # the export runs the folded-BatchNorm graph (within 1e-4)
+    np.testing.assert_allclose(
+        out8["probabilities"].numpy(), clf.model.predict(x.astype("float32"), verbose=0), rtol=1e-4, atol=1e-4
+    )  # the export runs the folded-BatchNorm graph (within 1e-4)
     from kerasxfer.data.arrays import to_rgb_resized
     from kerasxfer.data.decode import decode_image_file
 

@@ -1,6 +1,5 @@
 """The inference graph: BatchNorm folded into the convolution before it, the same function to float32 rounding."""
 
-
 import keras
 import numpy as np
 import pytest
@@ -59,8 +58,7 @@ def test_depthwise_folding_scales_each_output_channel():
     kernel, bias = folded_weights(conv, bn)
     assert kernel.shape == (3, 3, 2, 2) and bias.shape == (4,)
     images = np.random.default_rng(2).normal(size=(3, 6, 6, 2)).astype("float32")
-    np.testing.assert_allclose(inference_model(model).predict(images, verbose=0), model.predict(images, verbose=0),
-                               atol=1e-5)
+    np.testing.assert_allclose(inference_model(model).predict(images, verbose=0), model.predict(images, verbose=0), atol=1e-5)
 
 
 def test_a_convolution_used_twice_or_a_mixed_precision_model_is_left_as_it_is():

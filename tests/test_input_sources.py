@@ -14,10 +14,19 @@ from kerasxfer.config import DataConfig
 from kerasxfer.errors import UserError
 
 
-@pytest.mark.parametrize("name,kind", [
-    ("digits", "digits"), ("synthetic", "synthetic"), ("tfds:tf_flowers", "tfds"), ("arrays:0123abcd", "arrays"),
-    ("labels.csv", "table"), ("/data/LABELS.TSV", "table"), ("~/photos", "folder"), ("digits/", "folder"),
-])
+@pytest.mark.parametrize(
+    "name,kind",
+    [
+        ("digits", "digits"),
+        ("synthetic", "synthetic"),
+        ("tfds:tf_flowers", "tfds"),
+        ("arrays:0123abcd", "arrays"),
+        ("labels.csv", "table"),
+        ("/data/LABELS.TSV", "table"),
+        ("~/photos", "folder"),
+        ("digits/", "folder"),
+    ],
+)
 def test_each_name_is_read_by_the_source_its_spelling_says(name, kind):
     assert datasets.source_of(name).name == kind
 
@@ -49,8 +58,14 @@ def _check_npz(cfg):
         raise UserError(f"--dataset={cfg.dataset!r} does not exist: pass a .npz file of arrays x and y.")
 
 
-NPZ = datasets.InputSource("npz", lambda d: d.endswith(".npz"), f"{__name__}:open_npz", f"{__name__}:npz_sides",
-                           check=_check_npz, stem=lambda d: "npz-" + os.path.basename(d)[:-4])
+NPZ = datasets.InputSource(
+    "npz",
+    lambda d: d.endswith(".npz"),
+    f"{__name__}:open_npz",
+    f"{__name__}:npz_sides",
+    check=_check_npz,
+    stem=lambda d: "npz-" + os.path.basename(d)[:-4],
+)
 
 
 def test_a_new_source_is_one_entry_and_its_reader(tmp_path, monkeypatch):

@@ -155,12 +155,26 @@ def test_offline_imagenet_names_the_file_and_where_to_put_it(keras_cache):
 
 
 def test_finetune_cli_with_resnet50_offline_says_what_to_do(tmp_path):
-    env = dict(os.environ, KERAS_HOME=str(tmp_path / "kh"), TF_CPP_MIN_LOG_LEVEL="3",
-               https_proxy="http://127.0.0.1:9", http_proxy="http://127.0.0.1:9",
-               HTTPS_PROXY="http://127.0.0.1:9", HTTP_PROXY="http://127.0.0.1:9", no_proxy="", NO_PROXY="")
+    env = dict(
+        os.environ,
+        KERAS_HOME=str(tmp_path / "kh"),
+        TF_CPP_MIN_LOG_LEVEL="3",
+        https_proxy="http://127.0.0.1:9",
+        http_proxy="http://127.0.0.1:9",
+        HTTPS_PROXY="http://127.0.0.1:9",
+        HTTP_PROXY="http://127.0.0.1:9",
+        no_proxy="",
+        NO_PROXY="",
+    )
     out = tmp_path / "run"
-    p = subprocess.run([sys.executable, "-m", "experiments.finetune", "--backbone=resnet50", "--weights=imagenet",
-                        f"--out_dir={out}"], capture_output=True, text=True, env=env, timeout=300, cwd=ROOT)
+    p = subprocess.run(
+        [sys.executable, "-m", "experiments.finetune", "--backbone=resnet50", "--weights=imagenet", f"--out_dir={out}"],
+        capture_output=True,
+        text=True,
+        env=env,
+        timeout=300,
+        cwd=ROOT,
+    )
     assert p.returncode == 2, p.stderr[-2000:]
     errors = [line for line in p.stderr.splitlines() if line.startswith("kerasxfer: error:")]
     assert len(errors) == 1 and "resnet50_weights_tf_dim_ordering_tf_kernels_notop.h5" in errors[0], p.stderr[-2000:]

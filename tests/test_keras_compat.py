@@ -12,8 +12,9 @@ def test_every_private_name_and_signature_is_where_kerasxfer_expects_it():
 
 def test_check_names_what_changed(monkeypatch):
     monkeypatch.setitem(keras_compat.OVERRIDDEN, "_apply_weight_decay", ["self", "vars"])
-    assert keras_compat.check() == ["keras.optimizers.Optimizer._apply_weight_decay now takes ['self', 'variables'], "
-                                    "not ['self', 'vars']"]
+    assert keras_compat.check() == [
+        "keras.optimizers.Optimizer._apply_weight_decay now takes ['self', 'variables'], not ['self', 'vars']"
+    ]
 
 
 def test_accessors_work_on_real_objects():

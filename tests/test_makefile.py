@@ -13,9 +13,18 @@ import subprocess
 import pytest
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
-TARGETS = {"scratch": "scratch", "finetune": "finetune", "pretrain": "pretrain", "compare": "compare",
-           "sweep": "sweep", "study": "study", "lr-find": "lr_find", "repeat": "repeat", "predict": "predict",
-           "bench": "bench"}
+TARGETS = {
+    "scratch": "scratch",
+    "finetune": "finetune",
+    "pretrain": "pretrain",
+    "compare": "compare",
+    "sweep": "sweep",
+    "study": "study",
+    "lr-find": "lr_find",
+    "repeat": "repeat",
+    "predict": "predict",
+    "bench": "bench",
+}
 
 
 def command_flags(module):
@@ -26,8 +35,13 @@ def command_flags(module):
 
 
 def make_n(makefile, target, *assignments):
-    p = subprocess.run(["make", "-n", "-s", "-f", makefile, target, "VENV=/nonexistent", *assignments], cwd=ROOT,
-                       capture_output=True, text=True, timeout=60)
+    p = subprocess.run(
+        ["make", "-n", "-s", "-f", makefile, target, "VENV=/nonexistent", *assignments],
+        cwd=ROOT,
+        capture_output=True,
+        text=True,
+        timeout=60,
+    )
     assert p.returncode == 0, p.stderr
     return p.stdout.strip().splitlines()[-1]
 
@@ -54,15 +68,14 @@ def test_the_check_fails_when_a_variable_is_dropped(tmp_path):
 
 def test_overwrite_and_demo_directories():
     assert "--overwrite=1" in make_n("Makefile", "finetune", "OVERWRITE=1").split()
-    demo = subprocess.run(["make", "-n", "-s", "demo", "VENV=/nonexistent"], cwd=ROOT, capture_output=True,
-                          text=True).stdout
+    demo = subprocess.run(["make", "-n", "-s", "demo", "VENV=/nonexistent"], cwd=ROOT, capture_output=True, text=True).stdout
     assert "--out_dir=runs/demo" in demo  # the demo's own folder: make scratch/finetune defaults stay free
 
 
 def _make_page_section(title_start, title_end=None):
     with open(os.path.join(ROOT, "docs", "make.md"), encoding="utf-8") as f:
         text = f.read()
-    return text[text.index(title_start):text.index(title_end) if title_end else None]
+    return text[text.index(title_start) : text.index(title_end) if title_end else None]
 
 
 def _makefile():
@@ -75,7 +88,7 @@ def test_the_targets_table_matches_the_makefile():
     in_readme = set(re.findall(r"^\| `make ([a-z-]+)`", table, re.M))
     phony = re.search(r"^\.PHONY:(.*?)(?<!\\)$", _makefile(), re.M | re.S).group(1)
     in_makefile = set(phony.replace("\\", " ").split())
-    assert in_readme == in_makefile, (in_readme ^ in_makefile)
+    assert in_readme == in_makefile, in_readme ^ in_makefile
 
 
 def test_the_variables_table_matches_the_makefile():

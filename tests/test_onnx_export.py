@@ -1,6 +1,5 @@
 """ONNX export (predict --export=onnx): the file onnxruntime runs gives the Keras model's probabilities."""
 
-
 import numpy as np
 import pytest
 

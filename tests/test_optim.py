@@ -22,22 +22,25 @@ from kerasxfer.training import compile_for_phase, run_experiment
 PEAK = 0.1
 
 
-@pytest.mark.parametrize("kind, total, warmup, step, expected", [
-    ("constant", 100, 0, 0, PEAK),
-    ("constant", 100, 0, 99, PEAK),
-    ("constant", 100, 10, 0, PEAK / 10),          # warm-up starts at peak / warmup_steps
-    ("constant", 100, 10, 9, PEAK),               # and ends at the peak
-    ("constant", 100, 10, 50, PEAK),
-    ("cosine", 100, 0, 0, PEAK),
-    ("cosine", 100, 0, 50, PEAK / 2),             # half-way down
-    ("cosine", 100, 0, 100, 0.0),
-    ("cosine", 110, 10, 60, PEAK / 2),            # half-way through what follows the warm-up
-    ("cosine", 110, 10, 4, PEAK * 5 / 10),
-    ("onecycle", 100, 25, 0, PEAK / 25),          # starts at peak / 25
-    ("onecycle", 100, 25, 25, PEAK),              # the peak at the end of the rise
-    ("onecycle", 100, 25, 100, PEAK / 1e5),       # ends at peak / 1e5
-    ("onecycle", 100, 25, 12.5, PEAK / 25 + (PEAK - PEAK / 25) / 2),
-])
+@pytest.mark.parametrize(
+    "kind, total, warmup, step, expected",
+    [
+        ("constant", 100, 0, 0, PEAK),
+        ("constant", 100, 0, 99, PEAK),
+        ("constant", 100, 10, 0, PEAK / 10),  # warm-up starts at peak / warmup_steps
+        ("constant", 100, 10, 9, PEAK),  # and ends at the peak
+        ("constant", 100, 10, 50, PEAK),
+        ("cosine", 100, 0, 0, PEAK),
+        ("cosine", 100, 0, 50, PEAK / 2),  # half-way down
+        ("cosine", 100, 0, 100, 0.0),
+        ("cosine", 110, 10, 60, PEAK / 2),  # half-way through what follows the warm-up
+        ("cosine", 110, 10, 4, PEAK * 5 / 10),
+        ("onecycle", 100, 25, 0, PEAK / 25),  # starts at peak / 25
+        ("onecycle", 100, 25, 25, PEAK),  # the peak at the end of the rise
+        ("onecycle", 100, 25, 100, PEAK / 1e5),  # ends at peak / 1e5
+        ("onecycle", 100, 25, 12.5, PEAK / 25 + (PEAK - PEAK / 25) / 2),
+    ],
+)
 def test_schedule_values(kind, total, warmup, step, expected):
     got_np = float(learning_rate(np, np.asarray(step, np.float32), PEAK, kind, total, warmup))
     got_keras = float(keras.ops.convert_to_numpy(PhaseSchedule(PEAK, kind, total, warmup)(step)))
@@ -45,25 +48,35 @@ def test_schedule_values(kind, total, warmup, step, expected):
     assert got_keras == pytest.approx(expected, rel=1e-5, abs=1e-9)
 
 
-@pytest.mark.parametrize("schedule, warmup_epochs, expected", [
-    ("constant", 0, 0), ("cosine", 1, 34), ("cosine", 0.5, 17), ("onecycle", 0, 85), ("onecycle", 2, 68),
-])
+@pytest.mark.parametrize(
+    "schedule, warmup_epochs, expected",
+    [
+        ("constant", 0, 0),
+        ("cosine", 1, 34),
+        ("cosine", 0.5, 17),
+        ("onecycle", 0, 85),
+        ("onecycle", 2, 68),
+    ],
+)
 def test_schedule_steps(schedule, warmup_epochs, expected):
     steps = schedule_steps(OptimConfig(schedule=schedule, warmup_epochs=warmup_epochs), 10, 34)
     assert steps == {"kind": schedule, "total_steps": 340, "warmup_steps": expected}
 
 
-@pytest.mark.parametrize("field, value, message", [
-    ("schedule", "step", "--schedule='step' is unknown: use constant, cosine, onecycle."),
-    ("bn", "on", "--bn='on' is unknown: use frozen, train."),
-    ("lr_stage_decay", 1.5, "--lr_stage_decay=1.5 must be in [0, 1]"),
-    ("label_smoothing", 1.0, "--label_smoothing=1.0 must be in [0, 1)"),
-    ("grad_clip", -1.0, "--grad_clip=-1.0 must be 0 (off)"),
-    ("ema", 1.0, "--ema=1.0 must be a momentum in [0, 1)"),
-    ("early_stopping", -2, "--early_stopping=-2 must be 0 (off)"),
-    ("warmup_epochs", -1.0, "--warmup_epochs=-1.0 must be 0 or a positive number"),
-    ("weight_decay", 1e-4, "pass --optimizer=adamw (or sgd)"),
-])
+@pytest.mark.parametrize(
+    "field, value, message",
+    [
+        ("schedule", "step", "--schedule='step' is unknown: use constant, cosine, onecycle."),
+        ("bn", "on", "--bn='on' is unknown: use frozen, train."),
+        ("lr_stage_decay", 1.5, "--lr_stage_decay=1.5 must be in [0, 1]"),
+        ("label_smoothing", 1.0, "--label_smoothing=1.0 must be in [0, 1)"),
+        ("grad_clip", -1.0, "--grad_clip=-1.0 must be 0 (off)"),
+        ("ema", 1.0, "--ema=1.0 must be a momentum in [0, 1)"),
+        ("early_stopping", -2, "--early_stopping=-2 must be 0 (off)"),
+        ("warmup_epochs", -1.0, "--warmup_epochs=-1.0 must be 0 or a positive number"),
+        ("weight_decay", 1e-4, "pass --optimizer=adamw (or sgd)"),
+    ],
+)
 def test_bad_recipe_values_are_one_sentence(field, value, message):
     with pytest.raises(UserError) as e:
         OptimConfig(**{field: value}).validate()
@@ -79,8 +92,12 @@ def test_warmup_longer_than_a_phase_is_refused():
 # ------------------------------------------------------------ per-stage rates, BatchNorm mode
 def _transfer_model(backbone="regnetx002"):
     keras.utils.set_random_seed(0)
-    exp = Experiment(name="t", out_dir="/tmp/unused", data=DataConfig(image_size=32),
-                     model=ModelConfig(kind="transfer", backbone=backbone, weights=None))
+    exp = Experiment(
+        name="t",
+        out_dir="/tmp/unused",
+        data=DataConfig(image_size=32),
+        model=ModelConfig(kind="transfer", backbone=backbone, weights=None),
+    )
     return build_model(exp, 3), exp
 
 
@@ -109,13 +126,16 @@ def test_one_sgd_step_moves_stage_i_by_decay_to_the_i(decay):
         if decay == 0.0 and i > 0:
             assert np.array_equal(before[k], keras.ops.convert_to_numpy(v)), v.path  # bit-identical
         else:
-            np.testing.assert_allclose(moved[k], unit * decay ** i, rtol=0, atol=1e-6, err_msg=v.path)
+            np.testing.assert_allclose(moved[k], unit * decay**i, rtol=0, atol=1e-6, err_msg=v.path)
 
 
 def _bn_stats(model):
-    return {f"{l.name}/{w.name}": keras.ops.convert_to_numpy(w).copy()
-            for l in get_backbone(model).layers if isinstance(l, keras.layers.BatchNormalization)
-            for w in (l.moving_mean, l.moving_variance)}
+    return {
+        f"{l.name}/{w.name}": keras.ops.convert_to_numpy(w).copy()
+        for l in get_backbone(model).layers
+        if isinstance(l, keras.layers.BatchNormalization)
+        for w in (l.moving_mean, l.moving_variance)
+    }
 
 
 @pytest.mark.slow  # make test-ci-slow (CI) runs it: a whole training run, too long for make test's 10 minutes
@@ -127,8 +147,7 @@ def test_bn_mode_of_the_unfrozen_phase(bn):
     compile_for_phase(model, exp, PhaseConfig("unfrozen", 1, 1e-3, "stages:2"), 2)
     before = _bn_stats(model)
     rng = np.random.default_rng(0)
-    model.fit(rng.uniform(0, 255, (16, 32, 32, 3)).astype("float32"), rng.integers(0, 3, 16), batch_size=8,
-              epochs=1, verbose=0)
+    model.fit(rng.uniform(0, 255, (16, 32, 32, 3)).astype("float32"), rng.integers(0, 3, 16), batch_size=8, epochs=1, verbose=0)
     after = _bn_stats(model)
     same = [k for k in before if np.array_equal(before[k], after[k])]
     if bn == "frozen":
@@ -142,16 +161,21 @@ class _Model:
     stop_training = False
 
 
-@pytest.mark.parametrize("accs, patience, stops", [
-    ([0.5, 0.6, 0.7], 1, False),
-    ([0.5, 0.6, 0.6], 1, True),      # a tie is no improvement
-    ([0.5, 0.4, 0.45], 2, True),
-    ([0.5, 0.4, 0.55], 2, False),
-    ([0.5, 0.4], 2, False),
-])
+@pytest.mark.parametrize(
+    "accs, patience, stops",
+    [
+        ([0.5, 0.6, 0.7], 1, False),
+        ([0.5, 0.6, 0.6], 1, True),  # a tie is no improvement
+        ([0.5, 0.4, 0.45], 2, True),
+        ([0.5, 0.4, 0.55], 2, False),
+        ([0.5, 0.4], 2, False),
+    ],
+)
 def test_early_stopping_counts_epochs_without_a_better_val_accuracy(accs, patience, stops):
-    history = {"phases": [{"name": "p", "first_epoch": 1, "last_epoch": 10}],
-               "epochs": [{"phase": "p", "epoch": i + 1, "val_accuracy": a} for i, a in enumerate(accs)]}
+    history = {
+        "phases": [{"name": "p", "first_epoch": 1, "last_epoch": 10}],
+        "epochs": [{"phase": "p", "epoch": i + 1, "val_accuracy": a} for i, a in enumerate(accs)],
+    }
     cb = EarlyStopPhase(history, "p", patience)
     cb.set_model(_Model())
     cb.on_epoch_end(len(accs) - 1)
@@ -164,9 +188,13 @@ def test_early_stopping_counts_epochs_without_a_better_val_accuracy(accs, patien
 # ------------------------------------------------------------ whole (tiny) runs
 def _scratch(out, epochs=2, optim=None, seed=0):
     return Experiment(
-        name="scratch", out_dir=str(out), seed=seed, data=DataConfig(dataset="digits", image_size=16, batch_size=64),
+        name="scratch",
+        out_dir=str(out),
+        seed=seed,
+        data=DataConfig(dataset="digits", image_size=16, batch_size=64),
         model=ModelConfig(kind="scratch", widths=[8, 16], dropout=0.3),
-        phases=[PhaseConfig("scratch", epochs, 3e-3, "all")], optim=optim or OptimConfig(),
+        phases=[PhaseConfig("scratch", epochs, 3e-3, "all")],
+        optim=optim or OptimConfig(),
     )
 
 
@@ -197,8 +225,9 @@ def test_recipe_is_recorded_reported_and_the_saved_model_loads_with_plain_keras(
     assert lrs[0] == pytest.approx(3e-3) and lrs[-1] < 1e-6  # after warm-up: the peak; at the end: ~0
     assert json.load(open(tmp_path / "run" / "config.json"))["optim"]["label_smoothing"] == 0.1
     code = "import keras, sys; m = keras.saving.load_model(sys.argv[1]); print(m.name)"
-    p = subprocess.run([sys.executable, "-c", code, str(tmp_path / "run" / "model.keras")], capture_output=True,
-                       text=True, timeout=300)
+    p = subprocess.run(
+        [sys.executable, "-c", code, str(tmp_path / "run" / "model.keras")], capture_output=True, text=True, timeout=300
+    )
     assert p.returncode == 0, p.stderr[-2000:]
     from kerasxfer.reporting.compare_report import write_report
 
@@ -223,8 +252,9 @@ class _Interrupt(keras.callbacks.Callback):
 
 def _finetune(out):
     return Experiment(
-        name="finetune", out_dir=str(out), data=DataConfig(dataset="digits", image_size=32, batch_size=64,
-                                                           train_fraction=0.3),
+        name="finetune",
+        out_dir=str(out),
+        data=DataConfig(dataset="digits", image_size=32, batch_size=64, train_fraction=0.3),
         model=ModelConfig(kind="transfer", backbone="regnetx002", weights=None),
         # 1e-30: the head does not move (float32), so epoch 2 cannot beat epoch 1 and early stopping ends phase 1
         phases=[PhaseConfig("frozen", 5, 1e-30, "head"), PhaseConfig("unfrozen", 2, 1e-3, "stages:1")],
@@ -254,11 +284,20 @@ def test_recipe_flags_reach_the_config_and_make_passes_them():
     exp = dataclasses.replace(_scratch("/tmp/unused"), optim=OptimConfig(schedule="onecycle", ema=0.99))
     assert Experiment.from_dict(exp.to_dict()).optim == exp.optim
     root = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
-    for var, flag in (("SCHEDULE", "schedule"), ("WARMUP_EPOCHS", "warmup_epochs"), ("LR_STAGE_DECAY",
-                      "lr_stage_decay"), ("OPTIMIZER", "optimizer"), ("WEIGHT_DECAY", "weight_decay"),
-                      ("LABEL_SMOOTHING", "label_smoothing"), ("GRAD_CLIP", "grad_clip"), ("BN", "bn"),
-                      ("EMA", "ema"), ("EARLY_STOPPING", "early_stopping")):
+    for var, flag in (
+        ("SCHEDULE", "schedule"),
+        ("WARMUP_EPOCHS", "warmup_epochs"),
+        ("LR_STAGE_DECAY", "lr_stage_decay"),
+        ("OPTIMIZER", "optimizer"),
+        ("WEIGHT_DECAY", "weight_decay"),
+        ("LABEL_SMOOTHING", "label_smoothing"),
+        ("GRAD_CLIP", "grad_clip"),
+        ("BN", "bn"),
+        ("EMA", "ema"),
+        ("EARLY_STOPPING", "early_stopping"),
+    ):
         for target in ("scratch", "finetune", "pretrain", "sweep", "study", "lr-find"):
-            out = subprocess.run(["make", "-n", "-s", target, f"{var}=7", "VENV=/nonexistent"], cwd=root,
-                                 capture_output=True, text=True).stdout
+            out = subprocess.run(
+                ["make", "-n", "-s", target, f"{var}=7", "VENV=/nonexistent"], cwd=root, capture_output=True, text=True
+            ).stdout
             assert f"--{flag}=7" in out, (target, var, out[-500:])

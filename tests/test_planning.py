@@ -42,10 +42,13 @@ def test_an_impossible_limit_keeps_the_smallest_plan_and_says_how_long_it_takes(
     assert seconds > 30 and "give it more minutes" in said[0]
 
 
-@pytest.mark.parametrize("given,message", [
-    ({"minutes": -1.0}, "must be a positive number of minutes"),
-    ({"minutes": 10.0, "exhaustive": True}, "cannot be fitted into --minutes"),
-])
+@pytest.mark.parametrize(
+    "given,message",
+    [
+        ({"minutes": -1.0}, "must be a positive number of minutes"),
+        ({"minutes": 10.0, "exhaustive": True}, "cannot be fitted into --minutes"),
+    ],
+)
 def test_bad_limits_are_one_sentence(given, message):
     with pytest.raises(UserError, match=message):
         commands.study_from(commands.resolve("study", {"dataset": "digits", **given}).values)
@@ -58,6 +61,7 @@ def test_calibration_times_the_studys_own_models():
     from kerasxfer.planning import calibrate
 
     data = DataConfig(image_size=32, batch_size=8)
-    costs = calibrate(recipes.scratch(data=data, widths=(8,)), recipes.finetune(backbone="regnetx002", data=data),
-                      num_classes=3, steps=2)
+    costs = calibrate(
+        recipes.scratch(data=data, widths=(8,)), recipes.finetune(backbone="regnetx002", data=data), num_classes=3, steps=2
+    )
     assert 0 < costs.scratch_step < 5 and 0 < costs.unfrozen_step < 5 and 0 < costs.frozen_epoch < 5

@@ -17,8 +17,17 @@ BIN = os.path.dirname(sys.executable)
 pytestmark = pytest.mark.slow
 ray = pytest.importorskip("ray", reason="the ray extra is not installed: pip install 'kerasxfer[ray]'")
 
-STUDY = ["--dataset=digits", "--image_size=32", "--scratch_image_size=16", "--widths=8", "--folds=2", "--nocontrol",
-         "--min_steps=0", "--frozen_epochs=1", "--finetune_epochs=1"]
+STUDY = [
+    "--dataset=digits",
+    "--image_size=32",
+    "--scratch_image_size=16",
+    "--widths=8",
+    "--folds=2",
+    "--nocontrol",
+    "--min_steps=0",
+    "--frozen_epochs=1",
+    "--finetune_epochs=1",
+]
 #: The local executor's TensorFlow on one thread, as each Ray task with --cpus_per_run=1: equal runs, equal floats.
 ONE_THREAD = {"TF_NUM_INTRAOP_THREADS": "1", "TF_NUM_INTEROP_THREADS": "1"}
 
@@ -38,21 +47,47 @@ def cluster(tmp_path_factory):
     # driver of the cluster must hold it
     env = dict(os.environ, RAY_USAGE_STATS_ENABLED="0", RAY_AUTH_MODE="token", RAY_AUTH_TOKEN=secrets.token_hex(32))
     ray_bin = os.path.join(BIN, "ray")
-    head = [ray_bin, "start", "--head", "--node-ip-address=127.0.0.1", f"--port={port}", "--num-cpus=1",
-            "--include-dashboard=false", "--disable-usage-stats", f"--temp-dir={tmp}"]
+    head = [
+        ray_bin,
+        "start",
+        "--head",
+        "--node-ip-address=127.0.0.1",
+        f"--port={port}",
+        "--num-cpus=1",
+        "--include-dashboard=false",
+        "--disable-usage-stats",
+        f"--temp-dir={tmp}",
+    ]
     subprocess.run(head, check=True, env=env, capture_output=True, timeout=120)
     try:
-        subprocess.run([ray_bin, "start", f"--address=127.0.0.1:{port}", "--node-ip-address=127.0.0.1",
-                        "--num-cpus=1", "--disable-usage-stats"], check=True, env=env, capture_output=True,
-                       timeout=120)
+        subprocess.run(
+            [
+                ray_bin,
+                "start",
+                f"--address=127.0.0.1:{port}",
+                "--node-ip-address=127.0.0.1",
+                "--num-cpus=1",
+                "--disable-usage-stats",
+            ],
+            check=True,
+            env=env,
+            capture_output=True,
+            timeout=120,
+        )
         yield f"127.0.0.1:{port}", env
     finally:
         subprocess.run([ray_bin, "stop", "--force"], env=env, capture_output=True, timeout=120)
 
 
 def _study(args, out, env, stderr=subprocess.PIPE):
-    return subprocess.Popen([sys.executable, "-m", "experiments.study", *args, f"--out_dir={out}"], cwd=ROOT,
-                            env=env, stdout=subprocess.PIPE, stderr=stderr, text=True)
+    return subprocess.Popen(
+        [sys.executable, "-m", "experiments.study", *args, f"--out_dir={out}"],
+        cwd=ROOT,
+        env=env,
+        stdout=subprocess.PIPE,
+        stderr=stderr,
+        text=True,
+    )
 
 
 TIMING_COLUMNS = {"train s", "seconds", "train images/s"}
@@ -102,11 +137,9 @@ def test_a_study_on_a_two_node_cluster_is_the_local_study(cluster, tmp_path):
     nodes = set(re.findall(r"finished on node (\w+)", err))
     assert len(nodes) == 2, err[-3000:]  # both nodes trained runs
     assert re.search(r"\[study\] run \d of \d+ \(\w+, fold 1 of 2\) on node \w+ .* pid \d+, epoch \d/\d", err)
-    a, b = (open(tmp_path / d / "report" / "report.md").read().replace(str(tmp_path / d), "X")
-            for d in ("local", "ray"))
+    a, b = (open(tmp_path / d / "report" / "report.md").read().replace(str(tmp_path / d), "X") for d in ("local", "ray"))
     assert _timeless(a) == _timeless(b)
-    assert _summary(tmp_path / "local" / "report" / "summary.json") == _summary(
-        tmp_path / "ray" / "report" / "summary.json")
+    assert _summary(tmp_path / "local" / "report" / "summary.json") == _summary(tmp_path / "ray" / "report" / "summary.json")
 
 
 def test_a_worker_killed_mid_run_is_retried_and_continues_where_it_stopped(cluster, tmp_path):
@@ -131,7 +164,15 @@ def test_a_worker_killed_mid_run_is_retried_and_continues_where_it_stopped(clust
     for run in ("scratch", "transfer"):
         got, want = (json.loads((tmp_path / d / "fold1" / run / "history.json").read_text()) for d in ("ray", "ref"))
         assert got == want, run
-    assert len(re.findall(r"\(scratch, fold 1 of 2\) finished on .*\(continued after epoch \d+: an earlier worker "
-                          r"was lost\)", err)) == 1
+    assert (
+        len(
+            re.findall(
+                r"\(scratch, fold 1 of 2\) finished on .*\(continued after epoch \d+: an earlier worker "
+                r"was lost\)",
+                err,
+            )
+        )
+        == 1
+    )
     assert len(re.findall(r"\(transfer, fold 1 of 2\) finished on", err)) == 1
     assert len(re.findall(r"\(transfer, fold 1 of 2\) on node \w+ .* epoch 1/2", err)) == 1  # not trained twice

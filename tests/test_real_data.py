@@ -72,7 +72,8 @@ def test_messy_folder_skip_mode_trains_on_the_rest_with_exact_counts(messy, tmp_
     from kerasxfer.training import run_experiment
 
     exp = Experiment(
-        name="messy", out_dir=str(tmp_path / "run"),
+        name="messy",
+        out_dir=str(tmp_path / "run"),
         data=DataConfig(dataset=str(messy), image_size=16, batch_size=4, val_fraction=0.25),
         model=ModelConfig(kind="scratch", widths=[8]),
         phases=[PhaseConfig("scratch", 1, 1e-3)],
@@ -92,9 +93,11 @@ def test_messy_folder_error_mode_stops_before_training_with_the_list(messy, tmp_
     from kerasxfer.training import run_experiment
 
     exp = Experiment(
-        name="messy", out_dir=str(tmp_path / "run"),
+        name="messy",
+        out_dir=str(tmp_path / "run"),
         data=DataConfig(dataset=str(messy), image_size=16, on_bad_image="error"),
-        model=ModelConfig(kind="scratch", widths=[8]), phases=[PhaseConfig("scratch", 1, 1e-3)],
+        model=ModelConfig(kind="scratch", widths=[8]),
+        phases=[PhaseConfig("scratch", 1, 1e-3)],
     )
     with pytest.raises(UserError) as e:
         run_experiment(exp)
@@ -104,8 +107,17 @@ def test_messy_folder_error_mode_stops_before_training_with_the_list(messy, tmp_
 
 
 def test_every_format_decodes_to_rgb_with_the_right_colour(messy):
-    for name in ("IMG 0001.JPG", "photo.jpeg", "alpha.PNG", "palette.png", "anim.gif", "scan.bmp", "web.webp",
-                 "pixel.png", "größe ü.jpg"):
+    for name in (
+        "IMG 0001.JPG",
+        "photo.jpeg",
+        "alpha.PNG",
+        "palette.png",
+        "anim.gif",
+        "scan.bmp",
+        "web.webp",
+        "pixel.png",
+        "größe ü.jpg",
+    ):
         img = decode_image_bytes(tf.io.read_file(str(messy / "cats" / name))).numpy()
         assert img.ndim == 3 and img.shape[-1] == 3 and img.dtype == np.uint8, name
         if name != "photo.jpeg":  # greyscale: equal channels
@@ -192,9 +204,11 @@ def test_augmented_mixed_run_trains_and_repeats_byte_for_byte(tmp_path):
 
     def run(out):
         exp = Experiment(
-            name="aug", out_dir=str(out),
+            name="aug",
+            out_dir=str(out),
             data=DataConfig(image_size=16, batch_size=64, augment="light", mixup=0.2, cutmix=1.0),
-            model=ModelConfig(kind="scratch", widths=[8]), phases=[PhaseConfig("scratch", 2, 3e-3)],
+            model=ModelConfig(kind="scratch", widths=[8]),
+            phases=[PhaseConfig("scratch", 2, 3e-3)],
         )
         return run_experiment(exp)
 
@@ -282,9 +296,22 @@ def test_tfds_metadata_path_with_mock_data(tfds_dir):
 def test_tfds_cli_trains_offline_from_a_prepared_folder(tfds_dir, tmp_path):
     env = dict(os.environ, TF_CPP_MIN_LOG_LEVEL="3")
     p = subprocess.run(
-        [sys.executable, "-m", "experiments.scratch", "--dataset=tfds:kx_tiny_colors", f"--tfds_data_dir={tfds_dir}",
-         "--image_size=16", "--epochs=1", "--widths=8", f"--out_dir={tmp_path / 'run'}"],
-        capture_output=True, text=True, cwd=ROOT, env=env, timeout=300,
+        [
+            sys.executable,
+            "-m",
+            "experiments.scratch",
+            "--dataset=tfds:kx_tiny_colors",
+            f"--tfds_data_dir={tfds_dir}",
+            "--image_size=16",
+            "--epochs=1",
+            "--widths=8",
+            f"--out_dir={tmp_path / 'run'}",
+        ],
+        capture_output=True,
+        text=True,
+        cwd=ROOT,
+        env=env,
+        timeout=300,
     )
     assert p.returncode == 0, p.stderr[-2000:]
     data = json.loads((tmp_path / "run" / "data.json").read_text())

@@ -19,8 +19,13 @@ def _edit(path, change):
 
 
 def test_a_run_reads_by_attribute_with_timings_beside_its_epochs(tmp_path):
-    out = fake_run(tmp_path, "finetune", recipes.finetune(frozen_epochs=2, finetune_epochs=3, weights="none"),
-                   [0.5, 0.6, 0.7, 0.9, 0.8], [True] * 8 + [False] * 4)
+    out = fake_run(
+        tmp_path,
+        "finetune",
+        recipes.finetune(frozen_epochs=2, finetune_epochs=3, weights="none"),
+        [0.5, 0.6, 0.7, 0.9, 0.8],
+        [True] * 8 + [False] * 4,
+    )
     run = load_run(str(out))
     assert [e.val_accuracy for e in run.history.epochs] == [0.5, 0.6, 0.7, 0.9, 0.8]
     assert run.history.best.epoch == 4 and run.history.train_seconds == 10.0
@@ -40,12 +45,15 @@ def test_a_run_written_before_timings_and_schedules_still_loads(tmp_path):
     assert run.history.phases[0].schedule is None and run.setup.min_steps == 0 and run.setup.optim == {}
 
 
-@pytest.mark.parametrize("damage", [
-    lambda h: h["epochs"][0].pop("val_loss"),
-    lambda h: h["best"].pop("epoch"),
-    lambda h: h["phases"][0].pop("trainable"),
-    lambda h: h.update(epochs="many"),
-])
+@pytest.mark.parametrize(
+    "damage",
+    [
+        lambda h: h["epochs"][0].pop("val_loss"),
+        lambda h: h["best"].pop("epoch"),
+        lambda h: h["phases"][0].pop("trainable"),
+        lambda h: h.update(epochs="many"),
+    ],
+)
 def test_a_history_lacking_what_kerasxfer_writes_is_refused_in_one_sentence(tmp_path, damage):
     out = fake_run(tmp_path, "scratch", recipes.scratch(epochs=2), [0.4, 0.5], [True] * 6)
     _edit(out / rundir.HISTORY, damage)
@@ -57,11 +65,29 @@ def test_a_history_lacking_what_kerasxfer_writes_is_refused_in_one_sentence(tmp_
 
 def test_records_write_their_json_names_and_leave_out_what_is_not_set():
     assert to_json(Split(count=3, origin="fold 1 of 5", fingerprint="ab")) == {
-        "count": 3, "from": "fold 1 of 5", "fingerprint": "ab"}
+        "count": 3,
+        "from": "fold 1 of 5",
+        "fingerprint": "ab",
+    }
     assert to_json(Learned(learned=True, value=0.9, baseline=0.5, p_value=0.01)) == {
-        "learned": True, "value": 0.9, "baseline": 0.5, "p_value": 0.01}
-    pair = Pair(a="x", b="y", figure="accuracy", a_value=0.9, b_value=0.8, difference=0.1, difference_points=10.0,
-                interval=(0.02, 0.18), test={}, p_value=0.04, mcnemar={})
+        "learned": True,
+        "value": 0.9,
+        "baseline": 0.5,
+        "p_value": 0.01,
+    }
+    pair = Pair(
+        a="x",
+        b="y",
+        figure="accuracy",
+        a_value=0.9,
+        b_value=0.8,
+        difference=0.1,
+        difference_points=10.0,
+        interval=(0.02, 0.18),
+        test={},
+        p_value=0.04,
+        mcnemar={},
+    )
     flipped = pair.oriented("y")
     assert (flipped.a, flipped.difference, flipped.interval) == ("y", -0.1, (-0.18, -0.02))
     assert pair.oriented("x") is pair and "adjusted_p" not in to_json(pair)

@@ -9,13 +9,20 @@ from kerasxfer.models import regnet
 
 # The default run checks every X and Y variant up to 0.8 GFLOPs and x080 (its stage 0 has groups=0);
 # the larger ones (the same code path, 6-15 s each) run in `make test-all`.
-FAST = {"regnetx002", "regnetx004", "regnetx006", "regnetx008", "regnetx080",
-        "regnety002", "regnety004", "regnety006", "regnety008"}
+FAST = {
+    "regnetx002",
+    "regnetx004",
+    "regnetx006",
+    "regnetx008",
+    "regnetx080",
+    "regnety002",
+    "regnety004",
+    "regnety006",
+    "regnety008",
+}
 
 
-@pytest.mark.parametrize(
-    "variant", [pytest.param(v, marks=() if v in FAST else pytest.mark.slow) for v in regnet.VARIANTS]
-)
+@pytest.mark.parametrize("variant", [pytest.param(v, marks=() if v in FAST else pytest.mark.slow) for v in regnet.VARIANTS])
 def test_parameter_count_matches_tf_keras(variant):
     public = "RegNet" + variant[6:].upper()
     ours = getattr(regnet, public)(include_top=True, weights=None, input_shape=(32, 32, 3))

@@ -19,9 +19,16 @@ ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 
 # A tiny two-phase fine-tune on the digits (12 steps an epoch at 32x32): epoch 1 frozen, 2-3 unfrozen.
 FINETUNE = [
-    "--dataset=digits", "--image_size=32", "--batch_size=128", "--weights=none",
-    "--frozen_epochs=1", "--finetune_epochs=2", "--finetune_lr=1e-4", "--unfreeze_stages=1",
-    "--dropout=0.3", "--seed=3",
+    "--dataset=digits",
+    "--image_size=32",
+    "--batch_size=128",
+    "--weights=none",
+    "--frozen_epochs=1",
+    "--finetune_epochs=2",
+    "--finetune_lr=1e-4",
+    "--unfreeze_stages=1",
+    "--dropout=0.3",
+    "--seed=3",
 ]
 
 
@@ -29,7 +36,11 @@ def _start(out, *extra):
     env = dict(os.environ, TF_CPP_MIN_LOG_LEVEL="3")
     return subprocess.Popen(
         [sys.executable, "-m", "experiments.finetune", *FINETUNE, f"--out_dir={out}", *extra],
-        cwd=ROOT, env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
+        cwd=ROOT,
+        env=env,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
     )
 
 
@@ -124,7 +135,9 @@ def test_sigterm_at_the_end_of_phase_1_stops_cleanly_and_resumes(uninterrupted, 
 
 def _tiny(out, seed=0, epochs=2, lr=3e-3, optimizer="adam", widths=(8, 16)):
     return Experiment(
-        name="scratch", out_dir=str(out), seed=seed,
+        name="scratch",
+        out_dir=str(out),
+        seed=seed,
         data=DataConfig(dataset="digits", image_size=16, batch_size=64),
         model=ModelConfig(kind="scratch", widths=list(widths), dropout=0.3),
         phases=[PhaseConfig("scratch", epochs, lr, "all")],

@@ -15,15 +15,28 @@ ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 
 
 def repeat(*args, cwd):
-    return subprocess.run([sys.executable, "-m", "experiments.repeat", *args], cwd=cwd, capture_output=True,
-                          text=True, timeout=300, env={**os.environ, "PYTHONPATH": ROOT})
+    return subprocess.run(
+        [sys.executable, "-m", "experiments.repeat", *args],
+        cwd=cwd,
+        capture_output=True,
+        text=True,
+        timeout=300,
+        env={**os.environ, "PYTHONPATH": ROOT},
+    )
 
 
 @pytest.fixture(scope="module")
 def original(tmp_path_factory):
     out = tmp_path_factory.mktemp("runs") / "scratch"
-    exp = recipes.scratch(epochs=2, widths=(8,), data=DataConfig(image_size=16, batch_size=64), out_dir=str(out),
-                          schedule="cosine", label_smoothing=0.1, seed=3)
+    exp = recipes.scratch(
+        epochs=2,
+        widths=(8,),
+        data=DataConfig(image_size=16, batch_size=64),
+        out_dir=str(out),
+        schedule="cosine",
+        label_smoothing=0.1,
+        seed=3,
+    )
     run_experiment(exp)
     return out
 
@@ -39,13 +52,16 @@ def test_a_repeat_writes_the_same_history_and_says_both_accuracies(original, tmp
     assert f"test accuracy {acc:.4f} (the original: {acc:.4f})" in r.stdout
 
 
-@pytest.mark.parametrize("setup, args, message", [
-    (None, ["--run={tmp}/nothing"], "holds no config.json"),
-    ("{}", ["--run={tmp}/run", "--out_dir={tmp}/run"], "is the run itself"),
-    ('{"out_dir": "x", "colour": 1}', ["--run={tmp}/run"], "unknown Experiment field(s) colour"),
-    ("not json", ["--run={tmp}/run"], "is not valid JSON"),
-    ('{"data": 3}', ["--run={tmp}/run"], "is not a kerasxfer configuration"),
-])
+@pytest.mark.parametrize(
+    "setup, args, message",
+    [
+        (None, ["--run={tmp}/nothing"], "holds no config.json"),
+        ("{}", ["--run={tmp}/run", "--out_dir={tmp}/run"], "is the run itself"),
+        ('{"out_dir": "x", "colour": 1}', ["--run={tmp}/run"], "unknown Experiment field(s) colour"),
+        ("not json", ["--run={tmp}/run"], "is not valid JSON"),
+        ('{"data": 3}', ["--run={tmp}/run"], "is not a kerasxfer configuration"),
+    ],
+)
 def test_bad_runs_are_one_sentence(tmp_path, setup, args, message):
     if setup is not None:
         (tmp_path / "run").mkdir()

@@ -17,8 +17,7 @@ from kerasxfer.reporting.stats import mcnemar
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 
 
-def fake_run(root, name, exp, val_accs, correct, seed=0, seconds=10.0, test_keys=None, classes=("a", "b", "c"),
-             source="digits"):
+def fake_run(root, name, exp, val_accs, correct, seed=0, seconds=10.0, test_keys=None, classes=("a", "b", "c"), source="digits"):
     """A finished run directory of ``exp`` whose epochs reach ``val_accs`` and whose best model gets ``correct``
     (one boolean per test image) right."""
     out = root / name
@@ -28,31 +27,85 @@ def fake_run(root, name, exp, val_accs, correct, seed=0, seconds=10.0, test_keys
     preds = [y if ok else (y + 1) % 3 for y, ok in zip(labels, correct)]
     epochs, phases, e = [], [], 0
     for p in exp.phases:
-        phases.append({"name": p.name, "first_epoch": e + 1, "last_epoch": e + p.epochs, "lr": p.lr,
-                       "trainable": p.trainable, "trainable_params": 100 * (len(phases) + 1), "total_params": 1000,
-                       "cached_features": False})
+        phases.append(
+            {
+                "name": p.name,
+                "first_epoch": e + 1,
+                "last_epoch": e + p.epochs,
+                "lr": p.lr,
+                "trainable": p.trainable,
+                "trainable_params": 100 * (len(phases) + 1),
+                "total_params": 1000,
+                "cached_features": False,
+            }
+        )
         for _ in range(p.epochs):
             acc = val_accs[e]
-            epochs.append({"epoch": e + 1, "phase": p.name, "accuracy": min(1.0, acc + 0.05), "loss": 1.0 - acc,
-                           "val_accuracy": acc, "val_loss": 1.1 - acc, "learning_rate": p.lr})
+            epochs.append(
+                {
+                    "epoch": e + 1,
+                    "phase": p.name,
+                    "accuracy": min(1.0, acc + 0.05),
+                    "loss": 1.0 - acc,
+                    "val_accuracy": acc,
+                    "val_loss": 1.1 - acc,
+                    "learning_rate": p.lr,
+                }
+            )
             e += 1
     best = max(epochs, key=lambda r: (r["val_accuracy"], -r["val_loss"]))
-    history = {"run": exp.name, "weights_source": "made by hand", "phases": phases, "epochs": epochs,
-               "best": {"epoch": best["epoch"], "phase": best["phase"], "val_accuracy": best["val_accuracy"],
-                        "val_loss": best["val_loss"]}}
+    history = {
+        "run": exp.name,
+        "weights_source": "made by hand",
+        "phases": phases,
+        "epochs": epochs,
+        "best": {
+            "epoch": best["epoch"],
+            "phase": best["phase"],
+            "val_accuracy": best["val_accuracy"],
+            "val_loss": best["val_loss"],
+        },
+    }
     n = len(correct)
-    test = {"num_images": n, "accuracy": float(np.mean(correct)), "loss": 0.5, "labels": labels, "predictions": preds,
-            "confusion_matrix": [[1, 0, 0], [0, 1, 0], [0, 0, 1]]}
-    splits = {"train": {"count": 30, "from": "the rest"}, "val": {"count": n, "from": "20% of it"},
-              "test": {"count": n, "from": "20% of it", "fingerprint": str(test_keys or n)}}
+    test = {
+        "num_images": n,
+        "accuracy": float(np.mean(correct)),
+        "loss": 0.5,
+        "labels": labels,
+        "predictions": preds,
+        "confusion_matrix": [[1, 0, 0], [0, 1, 0], [0, 0, 1]],
+    }
+    splits = {
+        "train": {"count": 30, "from": "the rest"},
+        "val": {"count": n, "from": "20% of it"},
+        "test": {"count": n, "from": "20% of it", "fingerprint": str(test_keys or n)},
+    }
     files = {
-        rundir.CONFIG: exp.to_dict(), rundir.HISTORY: history,
-        rundir.DATA: {"source": source, "class_names": list(classes), "num_train": 30, "num_val": n, "num_test": n,
-                      "image_size": 32, "split_seed": 0, "splits": splits},
-        rundir.METRICS: {"class_names": list(classes), "val": dict(test, accuracy=best["val_accuracy"]), "test": test,
-                         "best_epoch": best["epoch"], "best_phase": best["phase"], "total_params": 1000},
-        rundir.TIMINGS: {"epochs": [{"epoch": r["epoch"], "seconds": 1.0, "images_per_sec": 100.0} for r in epochs],
-                         "phases": {p.name: seconds / len(exp.phases) for p in exp.phases}, "train_seconds": seconds},
+        rundir.CONFIG: exp.to_dict(),
+        rundir.HISTORY: history,
+        rundir.DATA: {
+            "source": source,
+            "class_names": list(classes),
+            "num_train": 30,
+            "num_val": n,
+            "num_test": n,
+            "image_size": 32,
+            "split_seed": 0,
+            "splits": splits,
+        },
+        rundir.METRICS: {
+            "class_names": list(classes),
+            "val": dict(test, accuracy=best["val_accuracy"]),
+            "test": test,
+            "best_epoch": best["epoch"],
+            "best_phase": best["phase"],
+            "total_params": 1000,
+        },
+        rundir.TIMINGS: {
+            "epochs": [{"epoch": r["epoch"], "seconds": 1.0, "images_per_sec": 100.0} for r in epochs],
+            "phases": {p.name: seconds / len(exp.phases) for p in exp.phases},
+            "train_seconds": seconds,
+        },
     }
     for f, obj in files.items():
         fsio.write_json(str(out / f), obj)
@@ -63,8 +116,14 @@ def fake_run(root, name, exp, val_accs, correct, seed=0, seconds=10.0, test_keys
 def study(tmp_path):
     n = 60
     scratch = fake_run(tmp_path, "scratch", recipes.scratch(epochs=3), [0.5, 0.9, 0.8], [True] * 57 + [False] * 3)
-    finetune = fake_run(tmp_path, "finetune", recipes.finetune(frozen_epochs=2, finetune_epochs=2, weights="none"),
-                        [0.4, 0.6, 0.7, 0.75], [True] * 40 + [False] * (n - 40), seconds=20.0)
+    finetune = fake_run(
+        tmp_path,
+        "finetune",
+        recipes.finetune(frozen_epochs=2, finetune_epochs=2, weights="none"),
+        [0.4, 0.6, 0.7, 0.75],
+        [True] * 40 + [False] * (n - 40),
+        seconds=20.0,
+    )
     return scratch, finetune
 
 
@@ -74,8 +133,15 @@ def test_report_states_the_runs_numbers_and_the_winner(study, tmp_path):
     summary = write_report([str(scratch), str(finetune)], str(out))
     for f in ("report.md", "curves.png", "confusion.png", "summary.json"):
         assert (out / f).is_file() and (out / f).stat().st_size > 100, f
-    assert sorted(os.listdir(out)) == [".kerasxfer-report", "confusion.png", "curves.png", "lr.png", "report.html",
-                                       "report.md", "summary.json"]  # no temporaries; the marker says the files are ours
+    assert sorted(os.listdir(out)) == [
+        ".kerasxfer-report",
+        "confusion.png",
+        "curves.png",
+        "lr.png",
+        "report.html",
+        "report.md",
+        "summary.json",
+    ]  # no temporaries; the marker says the files are ours
     assert json.loads((out / "summary.json").read_text()) == json.loads(json.dumps(summary))
     s, f = summary["runs"]
     assert (s["best_val_accuracy"], s["best_epoch"], s["final_val_accuracy"]) == (0.9, 2, 0.8)
@@ -115,10 +181,13 @@ def test_equal_predictions_are_within_the_noise(tmp_path):
 
 
 def test_seeds_of_one_approach_are_grouped_to_mean_and_std(tmp_path):
-    runs = [fake_run(tmp_path, f"scratch-seed{k}", recipes.scratch(epochs=1), [v], [True] * k1 + [False] * (10 - k1),
-                     seed=k) for k, (v, k1) in enumerate(((0.8, 9), (0.9, 7)))]
-    runs.append(fake_run(tmp_path, "finetune", recipes.finetune(frozen_epochs=1, finetune_epochs=1), [0.5, 0.6],
-                         [True] * 5 + [False] * 5))
+    runs = [
+        fake_run(tmp_path, f"scratch-seed{k}", recipes.scratch(epochs=1), [v], [True] * k1 + [False] * (10 - k1), seed=k)
+        for k, (v, k1) in enumerate(((0.8, 9), (0.9, 7)))
+    ]
+    runs.append(
+        fake_run(tmp_path, "finetune", recipes.finetune(frozen_epochs=1, finetune_epochs=1), [0.5, 0.6], [True] * 5 + [False] * 5)
+    )
     summary = write_report([str(r) for r in runs], str(tmp_path / "r"))
     g = summary["approaches"]["scratch"]  # test accuracies, over the seeds
     assert g["seeds"] == [0, 1] and g["mean"] == pytest.approx(0.8) and g["std"] == pytest.approx(0.2 / math.sqrt(2))
@@ -130,11 +199,14 @@ def test_seeds_of_one_approach_are_grouped_to_mean_and_std(tmp_path):
     assert "finetune" in first and "scratch-seed0" not in first
 
 
-@pytest.mark.parametrize("change, what", [
-    (dict(classes=("x", "y", "z")), "class names differ"),
-    (dict(source="image folder /elsewhere"), "datasets differ"),
-    (dict(test_keys="other images"), "test images differ"),
-])
+@pytest.mark.parametrize(
+    "change, what",
+    [
+        (dict(classes=("x", "y", "z")), "class names differ"),
+        (dict(source="image folder /elsewhere"), "datasets differ"),
+        (dict(test_keys="other images"), "test images differ"),
+    ],
+)
 def test_runs_on_different_data_are_refused_naming_the_difference(study, tmp_path, change, what):
     scratch, _ = study
     other = fake_run(tmp_path, "other", recipes.scratch(epochs=1), [0.5], [True] * 60, **change)
@@ -200,12 +272,19 @@ def test_mcnemar_matches_hand_computed_cases():
 def test_compare_cli_needs_no_tensorflow(study, tmp_path):
     scratch, finetune = study
     p = subprocess.run(
-        [sys.executable, "-c",
-         "import sys; from experiments import compare; from experiments.common import run_main\n"
-         "try:\n    run_main(compare.main)\nfinally:\n"
-         "    assert 'tensorflow' not in sys.modules, 'compare imported TensorFlow'\n",
-         f"--runs={scratch},{finetune}", f"--out_dir={tmp_path / 'r'}"],
-        cwd=ROOT, capture_output=True, text=True, timeout=120,
+        [
+            sys.executable,
+            "-c",
+            "import sys; from experiments import compare; from experiments.common import run_main\n"
+            "try:\n    run_main(compare.main)\nfinally:\n"
+            "    assert 'tensorflow' not in sys.modules, 'compare imported TensorFlow'\n",
+            f"--runs={scratch},{finetune}",
+            f"--out_dir={tmp_path / 'r'}",
+        ],
+        cwd=ROOT,
+        capture_output=True,
+        text=True,
+        timeout=120,
     )
     assert p.returncode == 0, p.stderr
     assert "report: " in p.stdout and "Scratch wins" in p.stdout
@@ -214,8 +293,13 @@ def test_compare_cli_needs_no_tensorflow(study, tmp_path):
 def test_compare_cli_refuses_runs_on_different_data_in_one_line(study, tmp_path):
     scratch, _ = study
     other = fake_run(tmp_path, "other", recipes.scratch(epochs=1), [0.5], [True] * 60, source="image folder /x")
-    p = subprocess.run([sys.executable, "-m", "experiments.compare", f"--runs={scratch},{other}",
-                        f"--out_dir={tmp_path / 'r'}"], cwd=ROOT, capture_output=True, text=True, timeout=120)
+    p = subprocess.run(
+        [sys.executable, "-m", "experiments.compare", f"--runs={scratch},{other}", f"--out_dir={tmp_path / 'r'}"],
+        cwd=ROOT,
+        capture_output=True,
+        text=True,
+        timeout=120,
+    )
     assert p.returncode == 2
     lines = [l for l in p.stderr.splitlines() if l.startswith("kerasxfer: error:")]
     assert len(lines) == 1 and "cannot be compared: their datasets differ" in lines[0] and "Traceback" not in p.stderr

@@ -31,8 +31,14 @@ def _browser(width: int, height: int):
         pytest.skip(f"no Chromium/Selenium for the browser test: {INSTALL}.")
     opts = webdriver.ChromeOptions()
     opts.binary_location = CHROMIUM
-    for arg in ("--headless=new", "--no-sandbox", "--disable-gpu", "--disable-dev-shm-usage",
-                f"--window-size={width},{height}", "--allow-file-access-from-files"):
+    for arg in (
+        "--headless=new",
+        "--no-sandbox",
+        "--disable-gpu",
+        "--disable-dev-shm-usage",
+        f"--window-size={width},{height}",
+        "--allow-file-access-from-files",
+    ):
         opts.add_argument(arg)
     opts.set_capability("goog:loggingPrefs", {"browser": "ALL"})
     return webdriver.Chrome(service=Service(DRIVER), options=opts)
@@ -48,8 +54,9 @@ def report(tmp_path_factory):
     base = tmp_path_factory.mktemp("html")
     runs = []
     for name, widths in (("small", (8,)), ("wider", (16,))):
-        exp = recipes.scratch(epochs=2, widths=widths, data=DataConfig(dataset="digits", image_size=16, batch_size=64),
-                              out_dir=str(base / name))
+        exp = recipes.scratch(
+            epochs=2, widths=widths, data=DataConfig(dataset="digits", image_size=16, batch_size=64), out_dir=str(base / name)
+        )
         run_experiment(exp.validate())
         runs.append(str(base / name))
     summary = write_report(runs, str(base / "report"))
@@ -59,7 +66,7 @@ def report(tmp_path_factory):
 def test_the_html_report_is_one_self_contained_file_with_the_verdict_first(report):
     page, summary = report
     text = page.read_text()
-    assert "src=\"data:image/png;base64," in text and "src=\"curves.png\"" not in text
+    assert 'src="data:image/png;base64,' in text and 'src="curves.png"' not in text
     verdict = text.index("class='verdict'")
     assert verdict < text.index("<table") and "Per class and top losses" in text
 

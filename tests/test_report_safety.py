@@ -16,14 +16,21 @@ SECRET = "kerasxfer-secret-7f3a9c: this file must never be inside a report"
 
 def _runs(tmp_path, classes, names=("scratch", "finetune")):
     """Two finished runs on ``classes``; run k's class i has test precision 0.5 + 0.1 i and recall 0.25 + 0.1 k."""
-    a = fake_run(tmp_path, names[0], recipes.scratch(epochs=3), [0.5, 0.9, 0.8], [True] * 57 + [False] * 3,
-                 classes=classes)
-    b = fake_run(tmp_path, names[1], recipes.finetune(frozen_epochs=2, finetune_epochs=2, weights="none"),
-                 [0.4, 0.6, 0.7, 0.75], [True] * 40 + [False] * 20, seconds=20.0, classes=classes)
+    a = fake_run(tmp_path, names[0], recipes.scratch(epochs=3), [0.5, 0.9, 0.8], [True] * 57 + [False] * 3, classes=classes)
+    b = fake_run(
+        tmp_path,
+        names[1],
+        recipes.finetune(frozen_epochs=2, finetune_epochs=2, weights="none"),
+        [0.4, 0.6, 0.7, 0.75],
+        [True] * 40 + [False] * 20,
+        seconds=20.0,
+        classes=classes,
+    )
     for k, d in enumerate((a, b)):
         m = fsio.read_json(f"{d}/metrics.json")
-        m["test"]["per_class"] = {c: {"precision": 0.5 + 0.1 * i, "recall": 0.25 + 0.1 * k, "f1": 0.4,
-                                      "support": 20 + i} for i, c in enumerate(classes)}
+        m["test"]["per_class"] = {
+            c: {"precision": 0.5 + 0.1 * i, "recall": 0.25 + 0.1 * k, "f1": 0.4, "support": 20 + i} for i, c in enumerate(classes)
+        }
         fsio.write_json(f"{d}/metrics.json", m)
     return [str(a), str(b)]
 
@@ -71,8 +78,7 @@ def test_markdown_special_characters_in_names_stay_text(tmp_path):
 def test_a_picture_the_report_did_not_write_is_never_read(tmp_path):
     (tmp_path / "other.png").write_bytes(b"\x89PNG not ours")
     (tmp_path / "curves.png").write_bytes(b"\x89PNG ours")
-    body = markdown_to_html("![a](other.png)\n\n![b](curves.png)\n\n![c](../curves.png)", str(tmp_path),
-                            figures=("curves.png",))
+    body = markdown_to_html("![a](other.png)\n\n![b](curves.png)\n\n![c](../curves.png)", str(tmp_path), figures=("curves.png",))
     assert body.count("data:image/png;base64,") == 1
     assert base64.b64encode(b"\x89PNG ours").decode() in body
     assert "other.png" in body and base64.b64encode(b"\x89PNG not ours").decode() not in body

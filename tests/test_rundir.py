@@ -149,8 +149,13 @@ def test_resume_state_round_trips_model_and_optimizer_variables(tmp_path):
     history, timings = {"epochs": [1, 2]}, {"train_seconds": 1.0}
     state.save(2, a, a.optimizer, history, timings)
     state.save(3, a, a.optimizer, history, timings)
-    assert sorted(os.listdir(tmp_path / "resume")) == ["state-2.json", "state-2.npz", "state-3.json", "state-3.npz",
-                                                      "state.json"]  # the newest state and the one before it
+    assert sorted(os.listdir(tmp_path / "resume")) == [
+        "state-2.json",
+        "state-2.npz",
+        "state-3.json",
+        "state-3.npz",
+        "state.json",
+    ]  # the newest state and the one before it
     found = ResumeState(str(tmp_path))
     assert found.found and found.epoch == 3 and found.history == history and found.timings == timings
     b = model()
@@ -192,8 +197,10 @@ def test_a_file_where_a_folder_is_needed_is_named_not_the_temporary_file(tmp_pat
         with fsio.atomic_path(str(tmp_path / "models" / "w.h5")) as tmp:
             open(tmp, "wb").close()
     sentence = os_error_sentence(e.value)
-    assert sentence.startswith(f"{tmp_path / 'models'} is a file where a folder is needed (writing "
-                               f"{tmp_path / 'models' / 'w.h5'})") and ".tmp-" not in sentence
+    assert (
+        sentence.startswith(f"{tmp_path / 'models'} is a file where a folder is needed (writing {tmp_path / 'models' / 'w.h5'})")
+        and ".tmp-" not in sentence
+    )
     assert (tmp_path / "models").read_text() == "a user's file"
 
 
@@ -209,5 +216,7 @@ def test_an_unwritable_cache_is_said_once_names_the_file_in_the_way_and_decodes_
         out = decode_all(x, lambda e: tf.identity(e), 8, cache_path=str(tmp_path / "blocker" / "c" / f"{split}.npy"))
         assert out.shape == (3, 8, 8, 3) and not isinstance(out, np.memmap)
     said = [r.getMessage() for r in caplog.records if "cache cannot be written" in r.getMessage()]
-    assert said == [f"the decoded-image cache cannot be written to {tmp_path / 'blocker' / 'c'} "
-                    f"({tmp_path / 'blocker'} is a file, not a folder): decoding into memory instead"]
+    assert said == [
+        f"the decoded-image cache cannot be written to {tmp_path / 'blocker' / 'c'} "
+        f"({tmp_path / 'blocker'} is a file, not a folder): decoding into memory instead"
+    ]

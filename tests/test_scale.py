@@ -18,8 +18,12 @@ SMALL = dict(dataset="synthetic", synthetic_train=192, synthetic_val=48, synthet
 def _transfer(out, **kw):
     """Two frozen epochs (phase 2 never uses cached features: its backbone trains)."""
     return Experiment(
-        name="ft", out_dir=str(out), data=DataConfig(**SMALL), model=ModelConfig(kind="transfer", weights=None),
-        phases=[PhaseConfig("frozen", 2, 1e-3, "head"), PhaseConfig("unfrozen", 0, 1e-4, "stages:1")], **kw,
+        name="ft",
+        out_dir=str(out),
+        data=DataConfig(**SMALL),
+        model=ModelConfig(kind="transfer", weights=None),
+        phases=[PhaseConfig("frozen", 2, 1e-3, "head"), PhaseConfig("unfrozen", 0, 1e-4, "stages:1")],
+        **kw,
     )
 
 
@@ -72,9 +76,14 @@ def test_mixed_bfloat16_trains_and_keeps_float32_probabilities(tmp_path):
     from kerasxfer.evaluation import load_model
     from kerasxfer.training import run_experiment
 
-    exp = Experiment(name="bf16", out_dir=str(tmp_path / "run"), data=DataConfig(image_size=16, batch_size=64),
-                     model=ModelConfig(kind="scratch", widths=[8]), phases=[PhaseConfig("scratch", 1, 3e-3)],
-                     precision="mixed_bfloat16")
+    exp = Experiment(
+        name="bf16",
+        out_dir=str(tmp_path / "run"),
+        data=DataConfig(image_size=16, batch_size=64),
+        model=ModelConfig(kind="scratch", widths=[8]),
+        phases=[PhaseConfig("scratch", 1, 3e-3)],
+        precision="mixed_bfloat16",
+    )
     try:
         m = run_experiment(exp)
         model = load_model(str(tmp_path / "run" / "model.keras"))
@@ -114,8 +123,14 @@ print("RESULT " + json.dumps(result))
 def test_mirrored_over_two_cpu_devices_matches_one_device(tmp_path):
     """Tolerance 1 % relative: the global batch is split in two and the gradients summed, so only the
     order of float additions differs (BatchNorm is frozen in transfer models and dropout is off)."""
-    p = subprocess.run([sys.executable, "-c", MIRRORED, str(tmp_path), json.dumps(SMALL)], capture_output=True,
-                       text=True, cwd=ROOT, timeout=600, env=dict(os.environ, TF_CPP_MIN_LOG_LEVEL="3"))
+    p = subprocess.run(
+        [sys.executable, "-c", MIRRORED, str(tmp_path), json.dumps(SMALL)],
+        capture_output=True,
+        text=True,
+        cwd=ROOT,
+        timeout=600,
+        env=dict(os.environ, TF_CPP_MIN_LOG_LEVEL="3"),
+    )
     assert p.returncode == 0, p.stderr[-3000:]
     r = json.loads(p.stdout.split("RESULT ", 1)[1])
     assert r["mirrored"]["replicas"] == 2 and r["mirrored"]["strategy"] == "MirroredStrategy"
@@ -140,12 +155,32 @@ def test_multi_worker_two_processes_only_the_chief_writes(tmp_path):
     for i in range(2):
         tmp = tmp_path / f"tmp{i}"
         tmp.mkdir()
-        env = dict(os.environ, TF_CPP_MIN_LOG_LEVEL="3", TMPDIR=str(tmp),
-                   TF_CONFIG=json.dumps({"cluster": cluster, "task": {"type": "worker", "index": i}}))
-        procs.append(subprocess.Popen(
-            [sys.executable, "-m", "experiments.scratch", "--strategy=multi_worker", "--image_size=8", "--widths=4",
-             "--epochs=2", "--batch_size=64", f"--out_dir={tmp_path / 'run'}"],
-            cwd=ROOT, env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True))
+        env = dict(
+            os.environ,
+            TF_CPP_MIN_LOG_LEVEL="3",
+            TMPDIR=str(tmp),
+            TF_CONFIG=json.dumps({"cluster": cluster, "task": {"type": "worker", "index": i}}),
+        )
+        procs.append(
+            subprocess.Popen(
+                [
+                    sys.executable,
+                    "-m",
+                    "experiments.scratch",
+                    "--strategy=multi_worker",
+                    "--image_size=8",
+                    "--widths=4",
+                    "--epochs=2",
+                    "--batch_size=64",
+                    f"--out_dir={tmp_path / 'run'}",
+                ],
+                cwd=ROOT,
+                env=env,
+                stdout=subprocess.PIPE,
+                stderr=subprocess.PIPE,
+                text=True,
+            )
+        )
     for p in procs:
         _, err = p.communicate(timeout=600)
         assert p.returncode == 0, err[-3000:]

@@ -6,14 +6,17 @@ import pytest
 from kerasxfer.reporting import sequential, stats
 
 
-@pytest.mark.parametrize("fractions,published", [
-    # Lan-DeMets O'Brien-Fleming-type boundaries, two-sided alpha 0.05, equally spaced looks, as tabulated in
-    # Jennison & Turnbull (2000) and computed by R's ldbounds / gsDesign: an outside oracle for the integration.
-    ([1.0], [1.960]),
-    ([0.5, 1.0], [2.963, 1.969]),
-    ([0.25, 0.5, 0.75, 1.0], [4.333, 2.963, 2.359, 2.014]),
-    ([0.2, 0.4, 0.6, 0.8, 1.0], [4.877, 3.357, 2.680, 2.290, 2.031]),
-])
+@pytest.mark.parametrize(
+    "fractions,published",
+    [
+        # Lan-DeMets O'Brien-Fleming-type boundaries, two-sided alpha 0.05, equally spaced looks, as tabulated in
+        # Jennison & Turnbull (2000) and computed by R's ldbounds / gsDesign: an outside oracle for the integration.
+        ([1.0], [1.960]),
+        ([0.5, 1.0], [2.963, 1.969]),
+        ([0.25, 0.5, 0.75, 1.0], [4.333, 2.963, 2.359, 2.014]),
+        ([0.2, 0.4, 0.6, 0.8, 1.0], [4.877, 3.357, 2.680, 2.290, 2.031]),
+    ],
+)
 def test_boundaries_match_the_published_obrien_fleming_values(fractions, published):
     assert sequential.boundaries(fractions) == pytest.approx(published, abs=2e-3)
 

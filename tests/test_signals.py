@@ -17,9 +17,17 @@ import pytest
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 
-ARGS = ["--dataset=digits", "--image_size=64", "--batch_size=64", "--backbone=efficientnet_lite0",
-        "--weights=imagenet", "--frozen_epochs=1", "--finetune_epochs=1", "--unfreeze_stages=1",
-        "--train_fraction=0.2"]
+ARGS = [
+    "--dataset=digits",
+    "--image_size=64",
+    "--batch_size=64",
+    "--backbone=efficientnet_lite0",
+    "--weights=imagenet",
+    "--frozen_epochs=1",
+    "--finetune_epochs=1",
+    "--unfreeze_stages=1",
+    "--train_fraction=0.2",
+]
 
 # stage -> (module, attribute path) of the function the run calls when the stage begins
 STAGES = {
@@ -60,8 +68,11 @@ runpy.run_module("experiments.finetune", run_name="__main__")
 
 def _run(args, *driver_args):
     env = dict(os.environ, PYTHONPATH=ROOT, TF_CPP_MIN_LOG_LEVEL="3")
-    cmd = [sys.executable, "-c", DRIVER, *driver_args, *args] if driver_args else \
-        [sys.executable, "-m", "experiments.finetune", *args]
+    cmd = (
+        [sys.executable, "-c", DRIVER, *driver_args, *args]
+        if driver_args
+        else [sys.executable, "-m", "experiments.finetune", *args]
+    )
     p = subprocess.run(cmd, cwd=ROOT, env=env, capture_output=True, text=True, timeout=600)
     return p, time.time()
 

@@ -15,18 +15,21 @@ from kerasxfer.data import sizes
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 
 
-@pytest.mark.parametrize("sides, backbone, size", [
-    ([375, 500, 480], "efficientnet_lite0", 224),   # photos: the native size
-    ([375, 500, 480], "efficientnet_lite1", 240),
-    ([375, 500, 480], "efficientnet_lite2", 260),
-    ([160, 170, 900], "regnetx002", 224),
-    ([8], "efficientnet_lite0", 96),                # the digits: the small-image floor
-    ([28] * 10, "efficientnet_lite0", 96),
-    ([120, 110, 130], "efficientnet_lite0", 128),   # small: rounded up to a multiple of 32
-    ([150, 159, 140], "efficientnet_lite0", 160),
-    (None, "efficientnet_lite0", 96),               # procedural images have any size
-    ([375, 500], None, 64),                         # the scratch CNN's own rule
-])
+@pytest.mark.parametrize(
+    "sides, backbone, size",
+    [
+        ([375, 500, 480], "efficientnet_lite0", 224),  # photos: the native size
+        ([375, 500, 480], "efficientnet_lite1", 240),
+        ([375, 500, 480], "efficientnet_lite2", 260),
+        ([160, 170, 900], "regnetx002", 224),
+        ([8], "efficientnet_lite0", 96),  # the digits: the small-image floor
+        ([28] * 10, "efficientnet_lite0", 96),
+        ([120, 110, 130], "efficientnet_lite0", 128),  # small: rounded up to a multiple of 32
+        ([150, 159, 140], "efficientnet_lite0", 160),
+        (None, "efficientnet_lite0", 96),  # procedural images have any size
+        ([375, 500], None, 64),  # the scratch CNN's own rule
+    ],
+)
 def test_the_size_follows_the_images_and_the_backbone(sides, backbone, size):
     chosen, why = sizes.choose(sides, backbone)
     assert chosen == size and why.startswith("auto: ")
@@ -65,12 +68,17 @@ def test_resolve_records_the_choice_and_an_explicit_size_wins(tmp_path):
 
 
 def test_finetune_and_study_default_to_auto_and_an_image_size_flag_wins():
-    code = ("import sys, experiments.{m} as e; from absl import flags; F = flags.FLAGS; F(sys.argv); "
-            "print(F.image_size)")
-    for module, args, out in (("finetune", [], "auto"), ("study", [], "auto"), ("sweep", [], "auto"),
-                              ("scratch", [], "64"), ("finetune", ["--image_size=96"], "96")):
-        p = subprocess.run([sys.executable, "-c", code.format(m=module), *args], cwd=ROOT, capture_output=True,
-                           text=True, timeout=120)
+    code = "import sys, experiments.{m} as e; from absl import flags; F = flags.FLAGS; F(sys.argv); print(F.image_size)"
+    for module, args, out in (
+        ("finetune", [], "auto"),
+        ("study", [], "auto"),
+        ("sweep", [], "auto"),
+        ("scratch", [], "64"),
+        ("finetune", ["--image_size=96"], "96"),
+    ):
+        p = subprocess.run(
+            [sys.executable, "-c", code.format(m=module), *args], cwd=ROOT, capture_output=True, text=True, timeout=120
+        )
         assert p.stdout.strip() == out, (module, args, p.stderr[-500:])
 
 
@@ -78,10 +86,27 @@ def test_finetune_and_study_default_to_auto_and_an_image_size_flag_wins():
 def test_a_study_on_photo_sized_images_runs_the_transfer_arm_at_224_and_says_so(tmp_path):
     folder = _photos(tmp_path / "photos", (200, 260), n=6)
     p = subprocess.run(
-        [sys.executable, "-m", "experiments.study", f"--dataset={folder}", "--weights=none", "--epochs=1",
-         "--frozen_epochs=1", "--finetune_epochs=1", "--widths=8", "--min_steps=0", "--folds=1", "--control=false",
-         "--batch_size=6"],
-        cwd=tmp_path, capture_output=True, text=True, timeout=900, env={**os.environ, "PYTHONPATH": ROOT})
+        [
+            sys.executable,
+            "-m",
+            "experiments.study",
+            f"--dataset={folder}",
+            "--weights=none",
+            "--epochs=1",
+            "--frozen_epochs=1",
+            "--finetune_epochs=1",
+            "--widths=8",
+            "--min_steps=0",
+            "--folds=1",
+            "--control=false",
+            "--batch_size=6",
+        ],
+        cwd=tmp_path,
+        capture_output=True,
+        text=True,
+        timeout=900,
+        env={**os.environ, "PYTHONPATH": ROOT},
+    )
     assert p.returncode == 0, p.stderr[-3000:]
     out = tmp_path / "runs" / "study" / "photos"
     transfer = json.loads((out / "transfer" / "config.json").read_text())["data"]

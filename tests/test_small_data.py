@@ -59,13 +59,17 @@ def test_too_small_a_class_for_the_folds_is_one_sentence():
 
 def test_more_folds_than_the_images_allow_is_one_sentence_with_a_number_that_works():
     """--folds=10 on 9 images named an empty class list."""
-    with pytest.raises(UserError, match=r"9 labelled images are too few for 10 folds \(fold 1 would test \d+ of "
-                                        r"them\): pass --folds=2 or fewer"):
+    with pytest.raises(
+        UserError,
+        match=r"9 labelled images are too few for 10 folds \(fold 1 would test \d+ of "
+        r"them\): pass --folds=2 or fewer",
+    ):
         splitting.fold_split(_src((5, 4)), 10, 1, 0.2, 0)
 
 
-@pytest.mark.parametrize("folds, fold, message", [(1, 0, "from 2 to 20"), (21, 1, "from 2 to 20"),
-                                                  (5, 6, "not one of the 5 folds")])
+@pytest.mark.parametrize(
+    "folds, fold, message", [(1, 0, "from 2 to 20"), (21, 1, "from 2 to 20"), (5, 6, "not one of the 5 folds")]
+)
 def test_fold_fields_are_checked(folds, fold, message):
     with pytest.raises(UserError, match=message):
         DataConfig(folds=folds, fold=fold).validate()
@@ -88,8 +92,11 @@ def test_study_chooses_folds_from_the_pool_size():
     small = StudyConfig(**base)
     assert "5 folds over all 230 labelled images (auto" in small.resolve_folds(230, own_test=False)
     assert small.folds == 5 and len(small.arms()) == 20  # scratch, transfer, the control and its reference
-    assert {e.out_dir for _, e in small.arms()} >= {"runs/x/fold1/scratch", "runs/x/fold5/control",
-                                                    "runs/x/fold5/control-pretrained"}
+    assert {e.out_dir for _, e in small.arms()} >= {
+        "runs/x/fold1/scratch",
+        "runs/x/fold5/control",
+        "runs/x/fold5/control-pretrained",
+    }
     exhaustive = StudyConfig(**base, exhaustive=True)
     exhaustive.resolve_folds(230, own_test=False)
     assert len(exhaustive.arms()) == 15  # the control is a whole second fine-tune
@@ -123,9 +130,13 @@ def test_balanced_class_weight_reaches_the_training_loss(tmp_path):
             _write_image(str(tmp_path / "data" / f"c{c}" / f"{i}.png"), 16, color)
     losses = {}
     for mode in ("none", "balanced"):
-        exp = recipes.scratch(epochs=1, widths=(4,), data=DataConfig(dataset=str(tmp_path / "data"), image_size=16,
-                                                                   batch_size=8),
-                              out_dir=str(tmp_path / mode), class_weight=mode)
+        exp = recipes.scratch(
+            epochs=1,
+            widths=(4,),
+            data=DataConfig(dataset=str(tmp_path / "data"), image_size=16, batch_size=8),
+            out_dir=str(tmp_path / mode),
+            class_weight=mode,
+        )
         run_experiment(exp)
         losses[mode] = json.loads((tmp_path / mode / "history.json").read_text())["epochs"][0]["loss"]
         assert json.loads((tmp_path / mode / "config.json").read_text())["optim"]["class_weight"] == mode
@@ -145,9 +156,13 @@ def test_two_fold_study_in_process_tests_every_image_once(tmp_path):
         for i in range(12):
             _write_image(str(tmp_path / "data" / f"c{c}" / f"{i}.png"), 20, tuple(v + 3 * i for v in color))
     data = lambda size: DataConfig(dataset=str(tmp_path / "data"), image_size=size, batch_size=8)  # noqa: E731
-    cfg = StudyConfig(out_dir=str(tmp_path / "study"), scratch=recipes.scratch(epochs=1, widths=(4,), data=data(16)),
-                      transfer=recipes.finetune(weights=None, frozen_epochs=1, finetune_epochs=1, data=data(32)),
-                      folds=2, min_steps=0)
+    cfg = StudyConfig(
+        out_dir=str(tmp_path / "study"),
+        scratch=recipes.scratch(epochs=1, widths=(4,), data=data(16)),
+        transfer=recipes.finetune(weights=None, frozen_epochs=1, finetune_epochs=1, data=data(32)),
+        folds=2,
+        min_steps=0,
+    )
     summary = run_study(cfg)
     assert summary["verdict"]["num_images"] == 24 and summary["verdict"]["folds"] == 2
     for arm in ("scratch", "transfer"):
@@ -176,12 +191,15 @@ def test_a_study_on_labels_independent_of_the_pixels_flags_the_arms_that_did_not
     for c, n in enumerate((60, 40)):
         (tmp_path / "noise" / f"c{c}").mkdir(parents=True)
         for i in range(n):
-            Image.fromarray(rng.integers(0, 256, (16, 16, 3), dtype=np.uint8)).save(
-                tmp_path / "noise" / f"c{c}" / f"{i}.png")
+            Image.fromarray(rng.integers(0, 256, (16, 16, 3), dtype=np.uint8)).save(tmp_path / "noise" / f"c{c}" / f"{i}.png")
     data = lambda size: DataConfig(dataset=str(tmp_path / "noise"), image_size=size, batch_size=16)  # noqa: E731
-    cfg = StudyConfig(out_dir=str(tmp_path / "study"), scratch=recipes.scratch(epochs=3, widths=(8,), data=data(16)),
-                      transfer=recipes.finetune(weights=None, frozen_epochs=2, finetune_epochs=1, data=data(32)),
-                      folds=1, min_steps=0)
+    cfg = StudyConfig(
+        out_dir=str(tmp_path / "study"),
+        scratch=recipes.scratch(epochs=3, widths=(8,), data=data(16)),
+        transfer=recipes.finetune(weights=None, frozen_epochs=2, finetune_epochs=1, data=data(32)),
+        folds=1,
+        min_steps=0,
+    )
     summary = run_study(cfg)
     learned = summary["verdict"]["learned"]
     assert set(learned) == {"scratch", "transfer"} and not any(v["learned"] for v in learned.values())
@@ -193,7 +211,8 @@ def test_a_study_on_labels_independent_of_the_pixels_flags_the_arms_that_did_not
     assert "| majority class (c0) | baseline |" in md and f"contender, **{tag}**" in md
     saved = json.loads((tmp_path / "study" / "report" / "summary.json").read_text())
     assert saved["baseline"]["class_name"] == "c0" and saved["baseline"]["accuracy"] == pytest.approx(
-        summary["verdict"]["baseline"]["accuracy"])
+        summary["verdict"]["baseline"]["accuracy"]
+    )
 
 
 def test_a_study_with_several_backbones_trains_one_transfer_arm_each_and_one_control():
@@ -202,18 +221,22 @@ def test_a_study_with_several_backbones_trains_one_transfer_arm_each_and_one_con
     transfer = recipes.finetune(backbone="efficientnet_lite0")
     other = copy.deepcopy(transfer)
     other.model.backbone = "resnet50"
-    cfg = StudyConfig(out_dir="runs/s", scratch=recipes.scratch(), transfer=transfer, more_transfers=(other,),
-                      folds=1).validate()
+    cfg = StudyConfig(out_dir="runs/s", scratch=recipes.scratch(), transfer=transfer, more_transfers=(other,), folds=1).validate()
     labels = {label: exp.model.backbone if exp.model.uses_backbone else None for label, exp in cfg.arms()}
-    assert labels == {"scratch": None, "transfer-efficientnet_lite0": "efficientnet_lite0",
-                      "transfer-resnet50": "resnet50", "control-efficientnet_lite0": "efficientnet_lite0",
-                      "control-efficientnet_lite0-pretrained": "efficientnet_lite0"}
+    assert labels == {
+        "scratch": None,
+        "transfer-efficientnet_lite0": "efficientnet_lite0",
+        "transfer-resnet50": "resnet50",
+        "control-efficientnet_lite0": "efficientnet_lite0",
+        "control-efficientnet_lite0-pretrained": "efficientnet_lite0",
+    }
     assert [os.path.basename(e.out_dir) for _, e in cfg.arms()] == list(labels)
     control = dict(cfg.arms())["control-efficientnet_lite0"]
     assert control.model.weights is None and transfer.model.weights == "imagenet"
     with pytest.raises(UserError, match="names a backbone twice"):
-        StudyConfig(out_dir="runs/s", scratch=recipes.scratch(), transfer=transfer,
-                    more_transfers=(copy.deepcopy(transfer),)).validate()
+        StudyConfig(
+            out_dir="runs/s", scratch=recipes.scratch(), transfer=transfer, more_transfers=(copy.deepcopy(transfer),)
+        ).validate()
 
 
 def test_a_split_missing_a_class_is_said_and_recorded(caplog):

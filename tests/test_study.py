@@ -67,8 +67,10 @@ def test_synthetic_classes_are_not_colour_classes():
 
 
 def test_synthetic_data_source(tmp_path):
-    d = load_data(DataConfig(dataset="synthetic", image_size=32, batch_size=16, synthetic_train=48, synthetic_val=24,
-                             synthetic_test=24), seed=0)
+    d = load_data(
+        DataConfig(dataset="synthetic", image_size=32, batch_size=16, synthetic_train=48, synthetic_val=24, synthetic_test=24),
+        seed=0,
+    )
     assert (d.num_train, d.num_val, d.num_test) == (48, 24, 24) and d.class_names == synthetic.CLASS_NAMES
     xv, xt = next(iter(d.val))[0].numpy(), next(iter(d.test))[0].numpy()
     assert not np.array_equal(xv, xt)  # the test images are their own draws
@@ -80,9 +82,11 @@ def test_synthetic_data_source(tmp_path):
 def pretrained(tmp_path_factory):
     out = tmp_path_factory.mktemp("pt") / "pretrain"
     exp = Experiment(
-        name="pretrain", out_dir=str(out),
-        data=DataConfig(dataset="synthetic", image_size=32, batch_size=16, synthetic_train=96, synthetic_val=48,
-                        synthetic_test=48),
+        name="pretrain",
+        out_dir=str(out),
+        data=DataConfig(
+            dataset="synthetic", image_size=32, batch_size=16, synthetic_train=96, synthetic_val=48, synthetic_test=48
+        ),
         model=ModelConfig(kind="regnet", backbone="regnetx002", dropout=0.0),
         phases=[PhaseConfig("pretrain", 1, 1e-3, "all")],
     )
@@ -100,8 +104,12 @@ def test_exported_backbone_round_trips_into_finetune(pretrained, tmp_path):
     for a, b in zip(source.weights, target.weights):
         assert a.path == b.path
         np.testing.assert_array_equal(a.numpy(), b.numpy())
-    exp = Experiment(name="finetune", out_dir=str(tmp_path / "ft"), model=ModelConfig(kind="transfer", weights=path),
-                     phases=[PhaseConfig("frozen", 1, 1e-3, "head")])
+    exp = Experiment(
+        name="finetune",
+        out_dir=str(tmp_path / "ft"),
+        model=ModelConfig(kind="transfer", weights=path),
+        phases=[PhaseConfig("frozen", 1, 1e-3, "head")],
+    )
     assert weights_source(exp).startswith("self-pretrained on synthetic")
 
 
@@ -111,12 +119,24 @@ def test_exported_backbone_round_trips_into_finetune(pretrained, tmp_path):
 def two_runs(tmp_path_factory):
     root = tmp_path_factory.mktemp("study")
     common = dict(data=DataConfig(dataset="digits", image_size=32, batch_size=64), seed=0)
-    run_experiment(Experiment(name="scratch", out_dir=str(root / "scratch"),
-                              model=ModelConfig(kind="scratch", widths=[8, 16]),
-                              phases=[PhaseConfig("scratch", 2, 3e-3, "all")], **common))
-    run_experiment(Experiment(name="finetune", out_dir=str(root / "finetune"), model=ModelConfig(kind="transfer"),
-                              phases=[PhaseConfig("frozen", 2, 1e-3, "head"), PhaseConfig("unfrozen", 1, 1e-4, "stages:1")],
-                              **common))
+    run_experiment(
+        Experiment(
+            name="scratch",
+            out_dir=str(root / "scratch"),
+            model=ModelConfig(kind="scratch", widths=[8, 16]),
+            phases=[PhaseConfig("scratch", 2, 3e-3, "all")],
+            **common,
+        )
+    )
+    run_experiment(
+        Experiment(
+            name="finetune",
+            out_dir=str(root / "finetune"),
+            model=ModelConfig(kind="transfer"),
+            phases=[PhaseConfig("frozen", 2, 1e-3, "head"), PhaseConfig("unfrozen", 1, 1e-4, "stages:1")],
+            **common,
+        )
+    )
     return root
 
 
@@ -170,9 +190,18 @@ def test_compare_groups_seed_runs_and_reports_mean_std(two_runs, tmp_path):
     root = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
     out = tmp_path / "report"
     p = subprocess.run(
-        [sys.executable, "-m", "experiments.compare", f"--out_dir={out}",
-         "--runs=" + ",".join(str(tmp_path / "seeds" / f"{a}-seed{k}") for a in ("scratch", "finetune") for k in (0, 1))],
-        capture_output=True, text=True, cwd=root, timeout=300, env=dict(os.environ, TF_CPP_MIN_LOG_LEVEL="3"),
+        [
+            sys.executable,
+            "-m",
+            "experiments.compare",
+            f"--out_dir={out}",
+            "--runs=" + ",".join(str(tmp_path / "seeds" / f"{a}-seed{k}") for a in ("scratch", "finetune") for k in (0, 1)),
+        ],
+        capture_output=True,
+        text=True,
+        cwd=root,
+        timeout=300,
+        env=dict(os.environ, TF_CPP_MIN_LOG_LEVEL="3"),
     )
     assert p.returncode == 0, p.stderr[-2000:]
     summary = json.loads((out / "summary.json").read_text())

@@ -26,20 +26,36 @@ def photos(tmp_path_factory):
         d = root / f"class{c}"
         d.mkdir(parents=True)
         for i in range(14):
-            Image.fromarray((rng.random((40, 40, 3)) * 70 + np.array(color)).clip(0, 255).astype(np.uint8)).save(
-                d / f"{i}.jpg")
+            Image.fromarray((rng.random((40, 40, 3)) * 70 + np.array(color)).clip(0, 255).astype(np.uint8)).save(d / f"{i}.jpg")
     return root
 
 
 def study_args(photos, *extra):
-    return [f"--dataset={photos}", "--image_size=32", "--scratch_image_size=32", "--batch_size=8",
-            "--backbone=regnetx002", "--weights=none", "--epochs=3", "--frozen_epochs=1", "--finetune_epochs=1",
-            "--widths=8,16", "--min_steps=0", *extra]
+    return [
+        f"--dataset={photos}",
+        "--image_size=32",
+        "--scratch_image_size=32",
+        "--batch_size=8",
+        "--backbone=regnetx002",
+        "--weights=none",
+        "--epochs=3",
+        "--frozen_epochs=1",
+        "--finetune_epochs=1",
+        "--widths=8,16",
+        "--min_steps=0",
+        *extra,
+    ]
 
 
 def run_study(args, cwd, timeout=600):
-    return subprocess.run([sys.executable, "-m", "experiments.study", *args], cwd=cwd, capture_output=True,
-                          text=True, timeout=timeout, env={**os.environ, "PYTHONPATH": ROOT})
+    return subprocess.run(
+        [sys.executable, "-m", "experiments.study", *args],
+        cwd=cwd,
+        capture_output=True,
+        text=True,
+        timeout=timeout,
+        env={**os.environ, "PYTHONPATH": ROOT},
+    )
 
 
 @pytest.fixture(scope="module")
@@ -98,19 +114,26 @@ def test_study_killed_and_rerun_reports_the_same_numbers(photos, tmp_path):
     ref = run_study(args + ["--out_dir=ref"], tmp_path)
     assert ref.returncode == 0, ref.stderr[-3000:]
     state = tmp_path / "killed" / "transfer" / "resume" / "state.json"
-    p = subprocess.Popen([sys.executable, "-m", "experiments.study", *args, "--out_dir=killed"], cwd=tmp_path,
-                         stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, env={**os.environ, "PYTHONPATH": ROOT})
+    p = subprocess.Popen(
+        [sys.executable, "-m", "experiments.study", *args, "--out_dir=killed"],
+        cwd=tmp_path,
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.DEVNULL,
+        env={**os.environ, "PYTHONPATH": ROOT},
+    )
     deadline = time.time() + 600
-    while not (state.exists() and json.loads(state.read_text())["epoch"] >= 2) and p.poll() is None \
-            and time.time() < deadline:
+    while not (state.exists() and json.loads(state.read_text())["epoch"] >= 2) and p.poll() is None and time.time() < deadline:
         time.sleep(0.05)
     p.send_signal(signal.SIGKILL)
     p.wait()
     again = run_study(args + ["--out_dir=killed"], tmp_path)
     assert again.returncode == 0, again.stderr[-3000:]
     assert "continuing" in again.stderr
-    numbers = lambda d: [(r["name"], r["test_accuracy"], r["best_epoch"])  # noqa: E731
-                         for r in json.loads((tmp_path / d / "report" / "summary.json").read_text())["runs"]]
+
+    def numbers(d):
+        runs = json.loads((tmp_path / d / "report" / "summary.json").read_text())["runs"]
+        return [(r["name"], r["test_accuracy"], r["best_epoch"]) for r in runs]
+
     assert numbers("killed") == numbers("ref")
     assert sorted(os.listdir(tmp_path / "killed")) == ["control", "report", "scratch", "transfer"]
 
@@ -133,9 +156,20 @@ def pool200(tmp_path_factory):
 @pytest.mark.slow
 def test_five_fold_study_tests_every_image_once_and_resumes_in_the_fold_it_was_killed_in(pool200, tmp_path):
     """make study FOLDS=auto on 200 images: 5 folds; a kill inside fold 3 continues there; every image tested once."""
-    args = [f"--dataset={pool200}", "--image_size=32", "--scratch_image_size=16", "--batch_size=16",
-            "--backbone=regnetx002", "--weights=none", "--epochs=2", "--frozen_epochs=1", "--finetune_epochs=1",
-            "--widths=8", "--min_steps=0", "--out_dir=cv"]
+    args = [
+        f"--dataset={pool200}",
+        "--image_size=32",
+        "--scratch_image_size=16",
+        "--batch_size=16",
+        "--backbone=regnetx002",
+        "--weights=none",
+        "--epochs=2",
+        "--frozen_epochs=1",
+        "--finetune_epochs=1",
+        "--widths=8",
+        "--min_steps=0",
+        "--out_dir=cv",
+    ]
     env = {**os.environ, "PYTHONPATH": ROOT}
     state = tmp_path / "cv" / "fold3" / "scratch" / "resume" / "state.json"
     kill_when([sys.executable, "-m", "experiments.study", *args], tmp_path, state.exists, env)
@@ -171,8 +205,7 @@ def test_study_with_seeds_trains_each_arm_per_seed_on_one_split_and_reports_mean
     assert r.returncode == 0, r.stderr[-3000:]
     out = tmp_path / "runs" / "study" / "my_photos"
     assert sorted(os.listdir(out)) == ["report", "scratch-seed0", "scratch-seed1", "transfer-seed0", "transfer-seed1"]
-    tests = {json.dumps(json.loads((out / d / "data.json").read_text())["splits"]) for d in os.listdir(out)
-             if d != "report"}
+    tests = {json.dumps(json.loads((out / d / "data.json").read_text())["splits"]) for d in os.listdir(out) if d != "report"}
     assert len(tests) == 1  # one split for every seed
     summary = json.loads((out / "report" / "summary.json").read_text())
     assert sorted(summary["approaches"]) == ["scratch", "transfer"]

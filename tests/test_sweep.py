@@ -61,8 +61,15 @@ def test_subset_depends_on_keys_and_seed_not_listing_order():
 def _cfg(kind="data", **kw):
     data = DataConfig(dataset="digits", image_size=32, batch_size=16)
     scratch = recipes.scratch(epochs=2, data=data, out_dir="runs/x")
-    transfer = recipes.finetune(backbone="regnetx002", weights=None, frozen_epochs=2, finetune_epochs=3,
-                                unfreeze_stages=2, data=dataclasses.replace(data), out_dir="runs/y")
+    transfer = recipes.finetune(
+        backbone="regnetx002",
+        weights=None,
+        frozen_epochs=2,
+        finetune_epochs=3,
+        unfreeze_stages=2,
+        data=dataclasses.replace(data),
+        out_dir="runs/y",
+    )
     return SweepConfig(kind=kind, out_dir="runs/sweep", scratch=scratch, transfer=transfer, **kw)
 
 
@@ -76,8 +83,10 @@ def test_data_plan_members_epochs_and_same_split():
     assert small.seed == 1 and small.data.train_fraction == 0.1 and small.data.split_seed == 0
     # 10 images, batch 16: one step per epoch, so 20 steps need 20 epochs; the full set keeps its epochs
     assert [p.epochs for p in small.phases] == [20, 20]
-    assert [p.epochs for p in by["finetune", 1.0, 0].phases] == [3, 3] or \
-        [p.epochs for p in by["finetune", 1.0, 0].phases] == [7, 7]
+    assert [p.epochs for p in by["finetune", 1.0, 0].phases] == [3, 3] or [p.epochs for p in by["finetune", 1.0, 0].phases] == [
+        7,
+        7,
+    ]
     assert by["frozen", 0.1, 0].phases[1].epochs == 0
     assert by["scratch", 1.0, 0].data.image_size == 32
     assert all(m.exp.data.split_seed == 0 for m in members)
@@ -87,20 +96,22 @@ def test_depth_plan_rules():
     cfg = _cfg("depth", depths=None, min_steps=0).validate()
     members = plan(cfg, [50, 50])
     assert [m.depth for m in members] == ["0", "1", "2", "3", "4", "all"]
-    assert [m.exp.phases[1].trainable for m in members] == ["head", "stages:1", "stages:2", "stages:3", "stages:4",
-                                                           "all"]
+    assert [m.exp.phases[1].trainable for m in members] == ["head", "stages:1", "stages:2", "stages:3", "stages:4", "all"]
     assert all(m.exp.phases[0].trainable == "head" for m in members)
 
 
-@pytest.mark.parametrize("kw, words", [
-    (dict(fractions=(0.5, 0.5)), "distinct"),
-    (dict(fractions=(0.0, 1.0)), "above 0"),
-    (dict(kind="depth", depths=["5"]), "from 0 to 4"),
-    (dict(kind="depth", budget="time"), "--sweep=data"),
-    (dict(seeds=0), "--seeds"),
-    (dict(min_steps=-1), "--min_steps"),
-    (dict(kind="size"), "--sweep"),
-])
+@pytest.mark.parametrize(
+    "kw, words",
+    [
+        (dict(fractions=(0.5, 0.5)), "distinct"),
+        (dict(fractions=(0.0, 1.0)), "above 0"),
+        (dict(kind="depth", depths=["5"]), "from 0 to 4"),
+        (dict(kind="depth", budget="time"), "--sweep=data"),
+        (dict(seeds=0), "--seeds"),
+        (dict(min_steps=-1), "--min_steps"),
+        (dict(kind="size"), "--sweep"),
+    ],
+)
 def test_sweep_config_refuses_bad_values_in_one_sentence(kw, words):
     kind = kw.pop("kind", "data")
     with pytest.raises(UserError) as e:
@@ -122,9 +133,24 @@ def _points(per_fraction):
         for arm, correct in (("finetune", ft), ("scratch", sc)):
             name = f"f{f}/{arm}-seed0"
             runs[name] = _run(labels, [0] * correct + [1] * (100 - correct))
-            rows.append(SweepRow(sweep="data", arm=arm, depth="", fraction=f, seed=0, train_images=2 * ipc,
-                                 images_per_class=ipc, epochs=1, images_seen=2 * ipc, trainable_params=1,
-                                 best_epoch=1, best_val_accuracy=0.5, test_accuracy=correct / 100, run=name))
+            rows.append(
+                SweepRow(
+                    sweep="data",
+                    arm=arm,
+                    depth="",
+                    fraction=f,
+                    seed=0,
+                    train_images=2 * ipc,
+                    images_per_class=ipc,
+                    epochs=1,
+                    images_seen=2 * ipc,
+                    trainable_params=1,
+                    best_epoch=1,
+                    best_val_accuracy=0.5,
+                    test_accuracy=correct / 100,
+                    run=name,
+                )
+            )
     return data_points(rows, runs)
 
 
@@ -136,11 +162,14 @@ def test_sentence_within_noise_from_a_size_on():
 
 def test_sentence_when_transfer_stays_ahead_or_never_differs():
     ahead = data_sentences(_points({0.1: (5, 90, 40), 1.0: (50, 95, 60)}), "net", 1)[0]
-    assert ahead.endswith("fine-tuning beats scratch by 35.0 points at 50 images per class (McNemar p = 9.08e-09), "
-                          "larger than the noise at the largest size.")
+    assert ahead.endswith(
+        "fine-tuning beats scratch by 35.0 points at 50 images per class (McNemar p = 9.08e-09), "
+        "larger than the noise at the largest size."
+    )
     noise = data_sentences(_points({0.1: (5, 50, 49), 1.0: (50, 90, 90)}), "net", 1)[0]
-    assert noise.startswith("At 5 images per class fine-tuning (net) and scratch are within noise of each other "
-                            "(50.00 % vs 49.00 %")
+    assert noise.startswith(
+        "At 5 images per class fine-tuning (net) and scratch are within noise of each other (50.00 % vs 49.00 %"
+    )
     assert noise.endswith("at every size tried the difference is within noise.")
     flipped = data_sentences(_points({0.1: (5, 40, 90)}), "net", 1)[0]
     assert flipped.startswith("Scratch beats fine-tuning (net) by 50.0 points")
@@ -148,17 +177,21 @@ def test_sentence_when_transfer_stays_ahead_or_never_differs():
 
 def test_sentence_names_a_significant_size_between_two_noisy_ones():
     lines = data_sentences(_points({0.05: (5, 82, 82), 0.5: (54, 90, 97), 1.0: (108, 97, 96)}), "net", 2)
-    assert lines[1] == ("Larger than the noise only at: scratch beats fine-tuning by 7.0 points at 54 images per "
-                        "class (McNemar p = 0.0156); from 108 images per class on, the difference is within noise.")
+    assert lines[1] == (
+        "Larger than the noise only at: scratch beats fine-tuning by 7.0 points at 54 images per "
+        "class (McNemar p = 0.0156); from 108 images per class on, the difference is within noise."
+    )
     assert "2 seeds" in lines[-1]
 
 
 def test_sweep_flags_refused_before_tensorflow_loads():
-    r = subprocess.run([sys.executable, "-m", "experiments.sweep", "--fractions=0.1,abc"], cwd=ROOT,
-                       capture_output=True, text=True, timeout=120)
+    r = subprocess.run(
+        [sys.executable, "-m", "experiments.sweep", "--fractions=0.1,abc"], cwd=ROOT, capture_output=True, text=True, timeout=120
+    )
     assert r.returncode == 2
     assert r.stderr.strip().splitlines()[-1] == (
-        "kerasxfer: error: --fractions=0.1,abc must be numbers, e.g. 0.05,0.1,0.25,0.5,1.")
+        "kerasxfer: error: --fractions=0.1,abc must be numbers, e.g. 0.05,0.1,0.25,0.5,1."
+    )
 
 
 # ------------------------------------------------------------------ real, tiny sweeps
@@ -184,15 +217,28 @@ def tiny(tmp_path_factory):
 
 def sweep_args(tiny, out, *extra):
     root, weights = tiny
-    return ["--dataset=" + str(root / "data"), "--image_size=32", "--scratch_image_size=32", "--batch_size=8",
-            "--backbone=regnetx002", f"--weights={weights}", "--epochs=1", "--frozen_epochs=1",
-            "--finetune_epochs=1", "--unfreeze_stages=2", "--min_steps=0", "--widths=8,16",
-            f"--out_dir={out}", *extra]
+    return [
+        "--dataset=" + str(root / "data"),
+        "--image_size=32",
+        "--scratch_image_size=32",
+        "--batch_size=8",
+        "--backbone=regnetx002",
+        f"--weights={weights}",
+        "--epochs=1",
+        "--frozen_epochs=1",
+        "--finetune_epochs=1",
+        "--unfreeze_stages=2",
+        "--min_steps=0",
+        "--widths=8,16",
+        f"--out_dir={out}",
+        *extra,
+    ]
 
 
 def run_sweep_cli(args, timeout=600):
-    return subprocess.run([sys.executable, "-m", "experiments.sweep", *args], cwd=ROOT, capture_output=True,
-                          text=True, timeout=timeout)
+    return subprocess.run(
+        [sys.executable, "-m", "experiments.sweep", *args], cwd=ROOT, capture_output=True, text=True, timeout=timeout
+    )
 
 
 @pytest.fixture(scope="module")
@@ -208,7 +254,13 @@ def test_data_sweep_writes_ordinary_runs_and_a_csv_its_sentence_agrees_with(data
     out, r = data_sweep
     rows = read_csv(out / "data" / "sweep.csv")
     assert [(x["fraction"], x["arm"]) for x in rows] == [
-        ("0.5", "frozen"), ("0.5", "finetune"), ("0.5", "scratch"), ("1", "frozen"), ("1", "finetune"), ("1", "scratch")]
+        ("0.5", "frozen"),
+        ("0.5", "finetune"),
+        ("0.5", "scratch"),
+        ("1", "frozen"),
+        ("1", "finetune"),
+        ("1", "scratch"),
+    ]
     for x in rows:
         assert os.path.isfile(out / "data" / x["run"] / "model.keras")
     half, full = rows[0], rows[3]
@@ -230,8 +282,10 @@ def test_data_sweep_writes_ordinary_runs_and_a_csv_its_sentence_agrees_with(data
     else:
         m = re.search(r"within noise of each other \((\d+\.\d\d) % vs (\d+\.\d\d) %", sentence)
         assert m, sentence
-        assert (float(m.group(1)), float(m.group(2))) == (round(100 * float(rows[1]["test_accuracy"]), 2),
-                                                          round(100 * float(rows[2]["test_accuracy"]), 2))
+        assert (float(m.group(1)), float(m.group(2))) == (
+            round(100 * float(rows[1]["test_accuracy"]), 2),
+            round(100 * float(rows[2]["test_accuracy"]), 2),
+        )
     for name in ("sweep.md", "sweep.json", "sweep_cost.csv", "curves_data.png"):
         assert os.path.getsize(out / "data" / name) > 0
 

@@ -43,8 +43,9 @@ def test_a_csv_table_trains_with_paths_relative_to_it_and_skips_a_missing_file(t
     assert all(s["fingerprint"] for s in data["splits"].values())
     assert 0.0 <= r.test_accuracy <= 1.0
     with pytest.raises(UserError, match="cannot be compared"):  # another dataset: not the same test images
-        kerasxfer.compare([r.run_dir, kerasxfer.scratch("digits", out_dir=str(tmp_path / "d"), **TINY).run_dir],
-                          out_dir=str(tmp_path / "cmp"))
+        kerasxfer.compare(
+            [r.run_dir, kerasxfer.scratch("digits", out_dir=str(tmp_path / "d"), **TINY).run_dir], out_dir=str(tmp_path / "cmp")
+        )
 
 
 def test_a_tsv_split_column_is_used_as_given_and_a_missing_split_is_carved(tmp_path):
@@ -57,15 +58,18 @@ def test_a_tsv_split_column_is_used_as_given_and_a_missing_split_is_carved(tmp_p
     assert "carved from train" in src.description
 
 
-@pytest.mark.parametrize("text, says", [
-    ("a.png,red,holdout\n", r"line 1: split 'holdout' is unknown"),
-    ("a.png\n", r"line 1 is not path,label or path,label,split"),
-    ("a.png,red\nb.png,blue\na.png,blue\n", r"lists 'a.png' twice \(lines 1 and 3\)"),
-    ("path,label\n", "has no rows"),
-    ("a.png,red\nb.png,blue\n./a.png,red\n", r"lists one file twice \('a.png', './a.png'\) \(lines 1 and 3\)"),
-    ("a.png,red\nsub/../a.png,blue\n", r"one file twice .* could be trained on and tested on"),
-    ("a\x00.png,red\n", r"line 1: the path holds a NUL byte"),
-])
+@pytest.mark.parametrize(
+    "text, says",
+    [
+        ("a.png,red,holdout\n", r"line 1: split 'holdout' is unknown"),
+        ("a.png\n", r"line 1 is not path,label or path,label,split"),
+        ("a.png,red\nb.png,blue\na.png,blue\n", r"lists 'a.png' twice \(lines 1 and 3\)"),
+        ("path,label\n", "has no rows"),
+        ("a.png,red\nb.png,blue\n./a.png,red\n", r"lists one file twice \('a.png', './a.png'\) \(lines 1 and 3\)"),
+        ("a.png,red\nsub/../a.png,blue\n", r"one file twice .* could be trained on and tested on"),
+        ("a\x00.png,red\n", r"line 1: the path holds a NUL byte"),
+    ],
+)
 def test_a_malformed_table_is_one_sentence_naming_the_line(tmp_path, text, says):
     (tmp_path / "t.csv").write_text(text)
     with pytest.raises(UserError, match=says):
@@ -106,21 +110,31 @@ def test_a_copy_of_an_image_is_used_once_and_under_two_labels_refused(tmp_path, 
     with caplog.at_level("INFO", logger="kerasxfer"):
         kept = drop_copies(table, [*rows, ("imgs/copy.png", rows[0][1], "train")])
     assert kept == rows and "1 row(s) repeat an earlier row's image byte for byte ('imgs/copy.png')" in caplog.text
-    with pytest.raises(UserError, match=r"'imgs/0.png' \(label 'red'\) and 'imgs/copy.png' \(label 'blue'\) are "
-                                        r"the same image \(identical bytes\) under two labels"):
+    with pytest.raises(
+        UserError,
+        match=r"'imgs/0.png' \(label 'red'\) and 'imgs/copy.png' \(label 'blue'\) are "
+        r"the same image \(identical bytes\) under two labels",
+    ):
         drop_copies(table, [*rows, ("imgs/copy.png", "blue", "train")])
     # a FIFO or a missing file is left to the image check (skipped and counted, with its reason), never read here
     os.mkfifo(tmp_path / "imgs" / "fifo.png")
     assert drop_copies(table, [*rows, ("imgs/fifo.png", "red", ""), ("gone.png", "red", "")])[-2:] == [
-        ("imgs/fifo.png", "red", ""), ("gone.png", "red", "")]
+        ("imgs/fifo.png", "red", ""),
+        ("gone.png", "red", ""),
+    ]
 
 
 def test_a_missing_table_is_one_sentence_before_anything_runs(tmp_path):
-    p = subprocess.run([sys.executable, "-m", "experiments.scratch", f"--dataset={tmp_path / 'none.csv'}",
-                        f"--out_dir={tmp_path / 'o'}"], cwd=ROOT, capture_output=True, text=True, timeout=120)
+    p = subprocess.run(
+        [sys.executable, "-m", "experiments.scratch", f"--dataset={tmp_path / 'none.csv'}", f"--out_dir={tmp_path / 'o'}"],
+        cwd=ROOT,
+        capture_output=True,
+        text=True,
+        timeout=120,
+    )
     assert p.returncode == 2 and p.stderr.strip().splitlines()[-1] == (
-        f"kerasxfer: error: --dataset='{tmp_path / 'none.csv'}' does not exist: pass a CSV/TSV file of "
-        "path,label[,split] rows.")
+        f"kerasxfer: error: --dataset='{tmp_path / 'none.csv'}' does not exist: pass a CSV/TSV file of path,label[,split] rows."
+    )
     assert not (tmp_path / "o").exists()
 
 
@@ -167,13 +181,16 @@ def test_array_pixels_follow_the_stated_rule_and_doubtful_ones_are_one_sentence(
         register_arrays(-unit, y)
 
 
-@pytest.mark.parametrize("labels,says", [
-    ([0, 1, 2, float("nan")], r"the label nan \(float\) is not a class"),
-    ([0, 1, None, 1], r"the label None \(NoneType\) is not a class"),
-    ([1, "1", 2, "2"], r"mix strings and numbers \(e.g. '1' and 1\)"),
-    ([True, False, True, False], r"the label True \(bool\)"),
-    ([0, 1, 2], r"do not match 4 images"),
-])
+@pytest.mark.parametrize(
+    "labels,says",
+    [
+        ([0, 1, 2, float("nan")], r"the label nan \(float\) is not a class"),
+        ([0, 1, None, 1], r"the label None \(NoneType\) is not a class"),
+        ([1, "1", 2, "2"], r"mix strings and numbers \(e.g. '1' and 1\)"),
+        ([True, False, True, False], r"the label True \(bool\)"),
+        ([0, 1, 2], r"do not match 4 images"),
+    ],
+)
 def test_array_labels_are_integers_or_strings_and_nothing_else(labels, says):
     from kerasxfer.datasets import register_arrays
 

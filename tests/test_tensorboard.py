@@ -16,15 +16,24 @@ from kerasxfer.training import run_experiment
 @pytest.fixture(scope="module")
 def runs(tmp_path_factory):
     root = tmp_path_factory.mktemp("runs")
-    run_experiment(Experiment(
-        name="scratch", out_dir=str(root / "scratch"), data=DataConfig(image_size=16, batch_size=128),
-        model=ModelConfig(kind="scratch", widths=[8, 16]), phases=[PhaseConfig("scratch", 2, 3e-3, "all")],
-    ))
-    run_experiment(Experiment(
-        name="finetune", out_dir=str(root / "finetune"), data=DataConfig(image_size=32, batch_size=128),
-        model=ModelConfig(kind="transfer"),
-        phases=[PhaseConfig("frozen", 2, 1e-3, "head"), PhaseConfig("unfrozen", 1, 1e-4, "stages:1")],
-    ))
+    run_experiment(
+        Experiment(
+            name="scratch",
+            out_dir=str(root / "scratch"),
+            data=DataConfig(image_size=16, batch_size=128),
+            model=ModelConfig(kind="scratch", widths=[8, 16]),
+            phases=[PhaseConfig("scratch", 2, 3e-3, "all")],
+        )
+    )
+    run_experiment(
+        Experiment(
+            name="finetune",
+            out_dir=str(root / "finetune"),
+            data=DataConfig(image_size=32, batch_size=128),
+            model=ModelConfig(kind="transfer"),
+            phases=[PhaseConfig("frozen", 2, 1e-3, "head"), PhaseConfig("unfrozen", 1, 1e-4, "stages:1")],
+        )
+    )
     return root
 
 
@@ -34,9 +43,21 @@ def server(runs):
         s.bind(("127.0.0.1", 0))
         port = s.getsockname()[1]
     proc = subprocess.Popen(
-        [sys.executable, "-m", "tensorboard.main", "--logdir", str(runs), "--host", "127.0.0.1",
-         "--port", str(port), "--load_fast=false", "--reload_interval=1"],
-        stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
+        [
+            sys.executable,
+            "-m",
+            "tensorboard.main",
+            "--logdir",
+            str(runs),
+            "--host",
+            "127.0.0.1",
+            "--port",
+            str(port),
+            "--load_fast=false",
+            "--reload_interval=1",
+        ],
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.DEVNULL,
     )
     url = f"http://127.0.0.1:{port}"
     try:
@@ -84,8 +105,13 @@ def test_both_runs_have_every_epoch_of_every_phase(server):
 
 
 def test_hparams_table_lists_both_runs(server):
-    body = {"experimentName": "", "allowedStatuses": ["STATUS_UNKNOWN", "STATUS_SUCCESS"],
-            "colParams": [], "startIndex": 0, "sliceSize": 100}
+    body = {
+        "experimentName": "",
+        "allowedStatuses": ["STATUS_UNKNOWN", "STATUS_SUCCESS"],
+        "colParams": [],
+        "startIndex": 0,
+        "sliceSize": 100,
+    }
     groups = _get(server, "/data/plugin/hparams/session_groups", body)["sessionGroups"]
     by_run = {g["hparams"]["run"]: g for g in groups}
     assert set(by_run) == {"scratch", "finetune"}

@@ -98,8 +98,8 @@ def test_saved_model_loads_without_kerasxfer_and_predicts_the_same(finetune_run,
     script = textwrap.dedent(
         f"""
         import sys, numpy as np, keras
-        m = keras.saving.load_model({str(out / 'model.keras')!r}, safe_mode=True)
-        np.save({str(tmp_path / 'y.npy')!r}, m.predict(np.load({str(tmp_path / 'x.npy')!r}), verbose=0))
+        m = keras.saving.load_model({str(out / "model.keras")!r}, safe_mode=True)
+        np.save({str(tmp_path / "y.npy")!r}, m.predict(np.load({str(tmp_path / "x.npy")!r}), verbose=0))
         assert not any(k.startswith("kerasxfer") for k in sys.modules), "kerasxfer was imported"
         """
     )

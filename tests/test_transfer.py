@@ -84,7 +84,7 @@ def test_calibrate_batchnorm_sets_statistics_and_nothing_else():
     # moving mean of the stem BN = mean over the 3 batches of the stem conv's output
     backbone = get_backbone(model)
     stem = keras.Model(backbone.input, backbone.get_layer("regnetx002_stem_conv").output)
-    expected = np.mean([stem(x[i:i + 8]).numpy().mean(axis=(0, 1, 2)) for i in (0, 8, 16)], axis=0)
+    expected = np.mean([stem(x[i : i + 8]).numpy().mean(axis=(0, 1, 2)) for i in (0, 8, 16)], axis=0)
     np.testing.assert_allclose(stem_bn.moving_mean.numpy(), expected, rtol=1e-4, atol=1e-5)
     after = [w.numpy() for w in get_backbone(model).weights if "moving" not in w.path]
     for a, b in zip(weights_before, after):

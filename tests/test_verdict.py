@@ -19,8 +19,17 @@ from tests.test_report import fake_run
 
 def arm(name, preds, kind="scratch", weights=None, backbone=None, seconds=10.0, params=1000, **extra):
     """An arm as the report hands it to the verdict."""
-    return Arm(name=name, model="scratch CNN" if kind == "scratch" else backbone, kind=kind, backbone=backbone,
-               weights=weights, predictions=list(preds), train_seconds=seconds, total_params=params, **extra)
+    return Arm(
+        name=name,
+        model="scratch CNN" if kind == "scratch" else backbone,
+        kind=kind,
+        backbone=backbone,
+        weights=weights,
+        predictions=list(preds),
+        train_seconds=seconds,
+        total_params=params,
+        **extra,
+    )
 
 
 def with_errors(labels, wrong, k=2):
@@ -39,8 +48,7 @@ def test_a_difference_by_chance_is_no_clear_winner():
     both = range(0, 20)
     scratch = with_errors(Y, [*both, *range(20, 26)])
     transfer = with_errors(Y, [*both, *range(26, 30)])
-    v = verdict.decide([arm("scratch", scratch), arm("transfer", transfer, "transfer", "imagenet", "lite")],
-                       Y, ["a", "b"])
+    v = verdict.decide([arm("scratch", scratch), arm("transfer", transfer, "transfer", "imagenet", "lite")], Y, ["a", "b"])
     first = v.sentences[0]
     assert first.startswith("**No clear winner**") and "within the noise" in first
     assert "Winner" not in first and "wins" not in first and v.winner is None
@@ -57,8 +65,7 @@ def test_a_difference_by_chance_is_no_clear_winner():
 def test_a_real_difference_wins_with_an_interval_that_excludes_zero():
     scratch = with_errors(Y, range(0, 40))  # 80 %
     transfer = with_errors(Y, range(0, 8))  # 96 %, right wherever scratch is right
-    v = verdict.decide([arm("scratch", scratch), arm("transfer", transfer, "transfer", "imagenet", "lite")],
-                       Y, ["a", "b"])
+    v = verdict.decide([arm("scratch", scratch), arm("transfer", transfer, "transfer", "imagenet", "lite")], Y, ["a", "b"])
     first = v.sentences[0]
     assert first.startswith("**Transfer wins**") and v.winner == "transfer"
     lo, hi = v.main_pair.interval
@@ -71,8 +78,11 @@ def test_the_control_is_never_the_winner_even_when_it_scores_highest():
     scratch = with_errors(Y, range(0, 40))
     transfer = with_errors(Y, range(0, 38))
     control = with_errors(Y, range(0, 2))  # far the best
-    arms = [arm("scratch", scratch), arm("transfer", transfer, "transfer", "imagenet", "lite"),
-            arm("control", control, "transfer", None, "lite")]
+    arms = [
+        arm("scratch", scratch),
+        arm("transfer", transfer, "transfer", "imagenet", "lite"),
+        arm("control", control, "transfer", None, "lite"),
+    ]
     v = verdict.decide(arms, Y, ["a", "b"])
     assert v.roles == {"scratch": "contender", "transfer": "contender", "control": "control"}
     assert v.winner != "control" and "control" not in v.sentences[0]
@@ -87,8 +97,11 @@ def test_order_of_the_runs_never_changes_the_verdict():
     scratch = with_errors(Y, range(0, 30))
     a = with_errors(Y, range(0, 10))
     b = with_errors(Y, [*range(0, 10), 150])
-    arms = [arm("scratch", scratch), arm("lite", a, "transfer", "imagenet", "lite"),
-            arm("regnet", b, "transfer", "imagenet", "regnet")]
+    arms = [
+        arm("scratch", scratch),
+        arm("lite", a, "transfer", "imagenet", "lite"),
+        arm("regnet", b, "transfer", "imagenet", "regnet"),
+    ]
     results = [verdict.decide(list(p), Y, ["a", "b"]) for p in itertools.permutations(arms)]
     assert all(r == results[0] for r in results)
     # three contenders: Holm over the three pairs, and lite vs regnet is a 0.5-point tie, so no winner
@@ -108,10 +121,23 @@ def test_an_arm_that_learned_nothing_is_flagged_with_its_cause():
     y = (rng.random(120) < 0.4).astype(int)  # 61/39-ish, labels independent of anything
     majority = np.zeros_like(y)  # predicted the majority class every time
     guess = np.ones_like(y)  # always the minority class: below the baseline
-    v = verdict.decide([arm("scratch", guess, final_train_accuracy=1.0, final_train_loss=0.01, optimizer_steps=900,
-                            train_counts=[70, 50]),
-                        arm("transfer", majority, "transfer", "imagenet", "lite", optimizer_steps=50,
-                            final_train_loss=0.67, train_counts=[70, 50])], y, ["cats", "dogs"])
+    v = verdict.decide(
+        [
+            arm("scratch", guess, final_train_accuracy=1.0, final_train_loss=0.01, optimizer_steps=900, train_counts=[70, 50]),
+            arm(
+                "transfer",
+                majority,
+                "transfer",
+                "imagenet",
+                "lite",
+                optimizer_steps=50,
+                final_train_loss=0.67,
+                train_counts=[70, 50],
+            ),
+        ],
+        y,
+        ["cats", "dogs"],
+    )
     assert not v.learned["transfer"].learned and not v.learned["scratch"].learned
     lines = v.sentences
     assert "no contender beats the majority-class baseline" in lines[0]
@@ -130,9 +156,15 @@ def test_above_the_baseline_but_within_the_noise_is_not_called_did_not_learn():
     y = np.array([0] * 29 + [1] * 22)  # 56.86 % majority
     pred = y.copy()
     pred[:8] = 1  # 8 majority images wrong
-    pred[29:29 + 7] = 0  # 7 minority images wrong: 36 of 51 right = 70.59 %
-    v = verdict.decide([arm("scratch", pred, optimizer_steps=900, final_train_accuracy=1.0, train_counts=[90, 70]),
-                        arm("transfer", y, "transfer", "imagenet", "lite")], y, ["a", "b"])
+    pred[29 : 29 + 7] = 0  # 7 minority images wrong: 36 of 51 right = 70.59 %
+    v = verdict.decide(
+        [
+            arm("scratch", pred, optimizer_steps=900, final_train_accuracy=1.0, train_counts=[90, 70]),
+            arm("transfer", y, "transfer", "imagenet", "lite"),
+        ],
+        y,
+        ["a", "b"],
+    )
     f = v.learned["scratch"]
     assert not f.learned and f.tag == "not distinguishable from the baseline"
     assert f.value == pytest.approx(36 / 51) and 0.05 < f.p_value < 0.5
@@ -153,8 +185,9 @@ def test_imbalanced_classes_are_judged_on_balanced_accuracy():
     learner = with_errors(y, [*range(0, 12)])  # 88 % accuracy, but recalls 9 in 10 of the rare class
     learner[90:99] = 1
     learner[99] = 0
-    v = verdict.decide([arm("scratch", majority), arm("transfer", learner, "transfer", "imagenet", "lite")],
-                       y, ["common", "rare"])
+    v = verdict.decide(
+        [arm("scratch", majority), arm("transfer", learner, "transfer", "imagenet", "lite")], y, ["common", "rare"]
+    )
     assert v.figure == "balanced accuracy" and v.imbalance == 9.0
     assert not v.learned["scratch"].learned and v.learned["transfer"].learned
     assert any("imbalanced (largest/smallest = 9.00)" in s and "balanced accuracy" in s for s in v.sentences)
@@ -163,8 +196,9 @@ def test_imbalanced_classes_are_judged_on_balanced_accuracy():
 
 
 def test_fewer_than_two_contenders_is_no_verdict():
-    v = verdict.decide([arm("transfer", Y, "transfer", "imagenet", "lite"), arm("control", Y, "transfer", None, "lite")],
-                       Y, ["a", "b"])
+    v = verdict.decide(
+        [arm("transfer", Y, "transfer", "imagenet", "lite"), arm("control", Y, "transfer", None, "lite")], Y, ["a", "b"]
+    )
     assert v.sentences[0].startswith("**No verdict**") and v.winner is None
     assert any("did not help beyond the noise" in s for s in v.sentences)
 
@@ -207,8 +241,9 @@ def test_permutation_test_and_bootstrap_behave():
 # ------------------------------------------------------------------- report
 def test_the_report_recomputes_accuracy_from_the_stored_predictions(tmp_path):
     a = fake_run(tmp_path, "scratch", recipes.scratch(epochs=1), [0.9], [True] * 50 + [False] * 10)
-    b = fake_run(tmp_path, "finetune", recipes.finetune(frozen_epochs=1, finetune_epochs=1), [0.5, 0.6],
-                 [True] * 40 + [False] * 20)
+    b = fake_run(
+        tmp_path, "finetune", recipes.finetune(frozen_epochs=1, finetune_epochs=1), [0.5, 0.6], [True] * 40 + [False] * 20
+    )
     metrics = json.loads((a / rundir.METRICS).read_text())
     metrics["test"]["accuracy"] = 0.99  # edited by hand: the report must not believe it
     (a / rundir.METRICS).write_text(json.dumps(metrics))
@@ -225,8 +260,7 @@ def _fold_runs(root, arms, folds=3, per_fold=20):
     dirs = []
     for k in range(1, folds + 1):
         for name, exp, correct in arms:
-            out = fake_run(root / f"fold{k}", name, exp(), [0.8] * exp().total_epochs, correct(k, per_fold),
-                           test_keys=f"fold{k}")
+            out = fake_run(root / f"fold{k}", name, exp(), [0.8] * exp().total_epochs, correct(k, per_fold), test_keys=f"fold{k}")
             data = json.loads((out / rundir.DATA).read_text())
             data.update(folds=folds, fold=k)
             (out / rundir.DATA).write_text(json.dumps(data))
@@ -235,9 +269,10 @@ def _fold_runs(root, arms, folds=3, per_fold=20):
 
 
 def test_fold_runs_are_pooled_into_out_of_fold_predictions(tmp_path):
-    arms = [("scratch", lambda: recipes.scratch(epochs=1), lambda k, n: [i >= 2 * k for i in range(n)]),
-            ("transfer", lambda: recipes.finetune(frozen_epochs=1, finetune_epochs=1),
-             lambda k, n: [i != 0 for i in range(n)])]
+    arms = [
+        ("scratch", lambda: recipes.scratch(epochs=1), lambda k, n: [i >= 2 * k for i in range(n)]),
+        ("transfer", lambda: recipes.finetune(frozen_epochs=1, finetune_epochs=1), lambda k, n: [i != 0 for i in range(n)]),
+    ]
     dirs = _fold_runs(tmp_path, arms)
     s = write_report(dirs, str(tmp_path / "r"))
     assert [r["name"] for r in s["runs"]] == ["scratch", "transfer"] and len(s["runs"]) == 2
@@ -258,21 +293,31 @@ def test_fold_runs_are_pooled_into_out_of_fold_predictions(tmp_path):
 def test_the_cheaper_arm_is_named_with_its_training_time_and_the_smaller_model_beside_it():
     scratch = with_errors(Y, range(0, 20))
     transfer = with_errors(Y, range(1, 22))
-    v = verdict.decide([arm("scratch", scratch, seconds=77.0, params=289_642),
-                        arm("transfer", transfer, "transfer", "imagenet", "lite", seconds=61.0, params=3_425_834)],
-                       Y, ["a", "b"])
+    v = verdict.decide(
+        [
+            arm("scratch", scratch, seconds=77.0, params=289_642),
+            arm("transfer", transfer, "transfer", "imagenet", "lite", seconds=61.0, params=3_425_834),
+        ],
+        Y,
+        ["a", "b"],
+    )
     first = v.sentences[0]
-    assert "The cheaper arm to train, **transfer** (61 s of training vs 77 s), is the sensible choice; **scratch** is " \
-           "the smaller model (289,642 parameters vs 3,425,834)" in first
+    assert (
+        "The cheaper arm to train, **transfer** (61 s of training vs 77 s), is the sensible choice; **scratch** is "
+        "the smaller model (289,642 parameters vs 3,425,834)" in first
+    )
 
 
 def test_several_transfer_arms_say_which_backbone_served_best_with_corrected_p_values():
-    scratch = with_errors(Y, range(0, 60))   # 70 %
-    lite = with_errors(Y, range(0, 10))      # 95 %
-    resnet = with_errors(Y, range(0, 40))    # 80 %
-    close = with_errors(Y, range(0, 12))     # 94 %: within the noise of lite
-    arms = [arm("scratch", scratch), arm("transfer-efficientnet_lite0", lite, "transfer", "imagenet", "efficientnet_lite0"),
-            arm("transfer-resnet50", resnet, "transfer", "imagenet", "resnet50")]
+    scratch = with_errors(Y, range(0, 60))  # 70 %
+    lite = with_errors(Y, range(0, 10))  # 95 %
+    resnet = with_errors(Y, range(0, 40))  # 80 %
+    close = with_errors(Y, range(0, 12))  # 94 %: within the noise of lite
+    arms = [
+        arm("scratch", scratch),
+        arm("transfer-efficientnet_lite0", lite, "transfer", "imagenet", "efficientnet_lite0"),
+        arm("transfer-resnet50", resnet, "transfer", "imagenet", "resnet50"),
+    ]
     v = verdict.decide(arms, Y, ["a", "b"])
     assert v.sentences[0].startswith("**Transfer wins**: **transfer-efficientnet_lite0**")
     assert "Holm-corrected for 3 comparisons" in v.sentences[0]

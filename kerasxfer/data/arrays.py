@@ -86,13 +86,16 @@ def check_memory(num_images: int, image_size: int, what: str) -> None:
     """One sentence, before anything is allocated, when ``num_images`` decoded images will not fit in memory."""
     need, have = num_images * image_size * image_size * 3, available_memory()
     if have is not None and need > 0.8 * have:
-        raise UserError(f"{what}: {num_images:,} images of {image_size}x{image_size} need {need / 2**30:.1f} GiB of "
-                        f"memory once decoded, more than the {have / 2**30:.1f} GiB this machine has free: pass "
-                        "--cache_dir=FOLDER (decoded images on disk), a smaller --image_size, or fewer images.")
+        raise UserError(
+            f"{what}: {num_images:,} images of {image_size}x{image_size} need {need / 2**30:.1f} GiB of "
+            f"memory once decoded, more than the {have / 2**30:.1f} GiB this machine has free: pass "
+            "--cache_dir=FOLDER (decoded images on disk), a smaller --image_size, or fewer images."
+        )
 
 
-def decode_all(x, decode, image_size: int, resize: str = "squash", cache_path: str | None = None,
-               deterministic: bool = True) -> np.ndarray:
+def decode_all(
+    x, decode, image_size: int, resize: str = "squash", cache_path: str | None = None, deterministic: bool = True
+) -> np.ndarray:
     """Every example of ``x`` decoded and resized once, in parallel: a uint8 array ``(N, S, S, 3)``.
 
     With ``cache_path`` the array is a memory-mapped ``.npy`` file there,
@@ -106,10 +109,15 @@ def decode_all(x, decode, image_size: int, resize: str = "squash", cache_path: s
         cached = _cached_array(cache_path, shape)
         if cached is not None:
             return cached
-    ds = tf.data.Dataset.from_tensor_slices((np.arange(len(x)), x)).map(
-        lambda i, e: (i, to_rgb_resized(decode(e), image_size, resize)),
-        num_parallel_calls=AUTOTUNE, deterministic=deterministic,
-    ).batch(256)
+    ds = (
+        tf.data.Dataset.from_tensor_slices((np.arange(len(x)), x))
+        .map(
+            lambda i, e: (i, to_rgb_resized(decode(e), image_size, resize)),
+            num_parallel_calls=AUTOTUNE,
+            deterministic=deterministic,
+        )
+        .batch(256)
+    )
     if not cache_path:
         check_memory(len(x), image_size, "the images cannot be decoded into memory")
         return _fill(np.empty(shape, np.uint8), ds)
@@ -127,8 +135,7 @@ def decode_all(x, decode, image_size: int, resize: str = "squash", cache_path: s
             _UNWRITABLE_CACHES.add(folder)
             blocker = file_in_the_way(folder)
             why = f"{blocker} is a file, not a folder" if blocker else (e.strerror or str(e))
-            log.warning("the decoded-image cache cannot be written to %s (%s): decoding into memory instead",
-                        folder, why)
+            log.warning("the decoded-image cache cannot be written to %s (%s): decoding into memory instead", folder, why)
         return _fill(np.empty(shape, np.uint8), ds)
 
 
@@ -138,6 +145,8 @@ def _fill(out: np.ndarray, ds) -> np.ndarray:
             out[idx] = images
     except tf.errors.OpError as e:  # checked a moment ago: the file changed (truncated, replaced) since then
         reason = str(e.message).strip().splitlines()[0][:160] if getattr(e, "message", "") else type(e).__name__
-        raise UserError(f"an image that passed the check could not be decoded a moment later ({reason}): a file "
-                        "changed while kerasxfer read the folder; run the same command again.") from None
+        raise UserError(
+            f"an image that passed the check could not be decoded a moment later ({reason}): a file "
+            "changed while kerasxfer read the folder; run the same command again."
+        ) from None
     return out

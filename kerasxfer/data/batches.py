@@ -69,8 +69,7 @@ def epoch_order(seed: int, epoch: int, labels) -> np.ndarray:
     return np.argsort(key, kind="stable")
 
 
-def epochs_from(images, labels, batch_size: int, seed: int, num_classes=None, mixup: float = 0.0,
-                cutmix: float = 0.0):
+def epochs_from(images, labels, batch_size: int, seed: int, num_classes=None, mixup: float = 0.0, cutmix: float = 0.0):
     """``train_from(a, b)``: the batches of epochs ``a .. b-1`` over the arrays ``images`` and ``labels``.
 
     Epoch ``e`` is :func:`epoch_order` ``(seed, e, labels)`` of the whole array,
@@ -92,7 +91,8 @@ def epochs_from(images, labels, batch_size: int, seed: int, num_classes=None, mi
         ds = ds.map(_one_hot(num_classes)).enumerate()
         return ds.map(
             lambda i, xy: mix_batch(xy[0], xy[1], tf.stack([tf.constant(epoch_seed, tf.int64), i]), mixup, cutmix),
-            num_parallel_calls=AUTOTUNE, deterministic=True,
+            num_parallel_calls=AUTOTUNE,
+            deterministic=True,
         )
 
     def train_from(start_epoch: int, stop_epoch: int) -> tf.data.Dataset:
@@ -101,7 +101,8 @@ def epochs_from(images, labels, batch_size: int, seed: int, num_classes=None, mi
         if not mixing:  # each epoch's order drawn when the epoch is reached: no pipeline per epoch built up front
             order = lambda e: epoch_order(seed, int(e), labels).astype(np.int64)  # noqa: E731
             ds = tf.data.Dataset.range(start_epoch, stop_epoch).map(
-                lambda e: tf.numpy_function(order, [e], tf.int64, stateful=False))
+                lambda e: tf.numpy_function(order, [e], tf.int64, stateful=False)
+            )
             ds = ds.flat_map(lambda idx: tf.data.Dataset.from_tensor_slices(idx).batch(batch_size))
             return ds.map(gather, num_parallel_calls=AUTOTUNE, deterministic=True).map(_to_float).prefetch(AUTOTUNE)
         ds = one_epoch(start_epoch)

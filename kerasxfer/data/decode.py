@@ -73,8 +73,7 @@ def screen_file(path: str, max_pixels: int = DEFAULT_MAX_PIXELS):
         return None
     w, h = size
     if w * h > max_pixels:
-        return (f"{w}x{h} = {w * h / 1e6:.0f} megapixels, above --max_image_pixels={max_pixels} "
-                f"({max_pixels / 1e6:g} megapixels)")
+        return f"{w}x{h} = {w * h / 1e6:.0f} megapixels, above --max_image_pixels={max_pixels} ({max_pixels / 1e6:g} megapixels)"
     return None
 
 
@@ -127,9 +126,7 @@ def decode_image_bytes(data, min_side: int | None = None):
     """
     head = tf.strings.substr(tf.strings.join([data, tf.constant(b"\0" * 24)]), 0, 24)
     is_jpeg = tf.equal(tf.strings.substr(head, 0, 3), _JPEG_MAGIC)
-    is_webp = tf.logical_and(
-        tf.equal(tf.strings.substr(head, 0, 4), b"RIFF"), tf.equal(tf.strings.substr(head, 8, 4), b"WEBP")
-    )
+    is_webp = tf.logical_and(tf.equal(tf.strings.substr(head, 0, 4), b"RIFF"), tf.equal(tf.strings.substr(head, 8, 4), b"WEBP"))
 
     def jpeg():
         full = lambda: tf.io.decode_jpeg(data, channels=3)  # noqa: E731
@@ -137,17 +134,16 @@ def decode_image_bytes(data, min_side: int | None = None):
             return full()
         shape = tf.image.extract_jpeg_shape(data)
         short = tf.minimum(shape[0], shape[1])
-        branches = [
-            (short >= r * min_side, lambda r=r: tf.io.decode_jpeg(data, channels=3, ratio=r)) for r in (8, 4, 2)
-        ]
+        branches = [(short >= r * min_side, lambda r=r: tf.io.decode_jpeg(data, channels=3, ratio=r)) for r in (8, 4, 2)]
         return tf.case(branches, default=full, exclusive=False)
 
     def webp():
         # TensorFlow's WebP decoder corrupts memory on animated files (VP8X chunk, animation flag 0x02): refuse
         # them before it runs, as an undecodable image (screen_file names them for files on disk)
         flags = tf.io.decode_raw(tf.strings.substr(head, 20, 1), tf.uint8)[0]
-        animated = tf.logical_and(tf.equal(tf.strings.substr(head, 12, 4), b"VP8X"),
-                                  tf.not_equal(tf.bitwise.bitwise_and(flags, 2), 0))
+        animated = tf.logical_and(
+            tf.equal(tf.strings.substr(head, 12, 4), b"VP8X"), tf.not_equal(tf.bitwise.bitwise_and(flags, 2), 0)
+        )
         check = tf.debugging.Assert(tf.logical_not(animated), ["an animated WebP cannot be decoded safely"])
         with tf.control_dependencies([check]):
             return tf.io.decode_webp(data)[0, :, :, :3]  # (frames, H, W, 3|4): first frame, no alpha
@@ -185,8 +181,7 @@ def find_undecodable(examples, decode=decode_image_file) -> list:
     return [int(i) for i in np.flatnonzero(~ok)]
 
 
-def check_images(part: "Split", class_names, on_bad_image: str, where: str, decode,
-                 max_pixels: int = DEFAULT_MAX_PIXELS):
+def check_images(part: "Split", class_names, on_bad_image: str, where: str, decode, max_pixels: int = DEFAULT_MAX_PIXELS):
     """Drop (``skip``) or refuse (``error``) the examples of ``part`` that must not be read or cannot be decoded.
 
     File examples go through :func:`screen_file` first (regular files of a
@@ -208,8 +203,7 @@ def check_images(part: "Split", class_names, on_bad_image: str, where: str, deco
     for j in find_undecodable(part.x[rest] if len(rest) else part.x[:0], decode):
         reasons[int(rest[j])] = "cannot be decoded (corrupt, truncated or not an image)"
     bad = sorted(reasons)
-    log.info("checked %d images in %s in %.1fs: %d cannot be used", len(part), where, time.perf_counter() - t0,
-             len(bad))
+    log.info("checked %d images in %s in %.1fs: %d cannot be used", len(part), where, time.perf_counter() - t0, len(bad))
     bad_names = [printable(part.keys[i]) for i in bad]
     described = [f"{printable(part.keys[i])} ({reasons[i]})" for i in bad]
     if bad and on_bad_image == "error":
@@ -224,7 +218,6 @@ def check_images(part: "Split", class_names, on_bad_image: str, where: str, deco
     keep[bad] = False
     y = part.y
     counts = {
-        c: {"read": int(((y == i) & keep).sum()), "skipped": int(((y == i) & ~keep).sum())}
-        for i, c in enumerate(class_names)
+        c: {"read": int(((y == i) & keep).sum()), "skipped": int(((y == i) & ~keep).sum())} for i, c in enumerate(class_names)
     }
     return part.take(keep, part.origin), counts, bad_names

@@ -111,9 +111,13 @@ class Decoded:
                 cs = [c for i, c in enumerate(self.src.class_names) if not (part.y == i).any()]
                 if cs:
                     self.missing[name] = cs
-                    log.warning("the %s split holds no image of %d class(es) (%s): its numbers say nothing about "
-                                "them; add images of every class to it", name, len(cs),
-                                ", ".join(cs[:5]) + (", ..." if len(cs) > 5 else ""))
+                    log.warning(
+                        "the %s split holds no image of %d class(es) (%s): its numbers say nothing about "
+                        "them; add images of every class to it",
+                        name,
+                        len(cs),
+                        ", ".join(cs[:5]) + (", ..." if len(cs) > 5 else ""),
+                    )
         return self.missing
 
     def test_fingerprint(self) -> str:
@@ -131,14 +135,21 @@ def fold_of(decoded: Decoded, cfg: DataConfig, seed: int, pool_images=None) -> D
     src, index = splitting.fold_split(decoded.src, cfg.folds, cfg.fold, cfg.val_fraction, split_seed)
     if pool_images is None:
         pool_images = np.concatenate([decoded.images[s] for s in SPLITS])
-    log.info("fold %d of %d: %d train / %d val / %d test images of the %d-image pool", cfg.fold, cfg.folds,
-             len(src.train), len(src.val), len(src.test), len(pool_images))
-    return Decoded(cfg, src, {s: pool_images[index[s]] for s in SPLITS}, decoded.features, pool_index=index,
-                   whole=decoded)
+    log.info(
+        "fold %d of %d: %d train / %d val / %d test images of the %d-image pool",
+        cfg.fold,
+        cfg.folds,
+        len(src.train),
+        len(src.val),
+        len(src.test),
+        len(pool_images),
+    )
+    return Decoded(cfg, src, {s: pool_images[index[s]] for s in SPLITS}, decoded.features, pool_index=index, whole=decoded)
 
 
-def decode_source(cfg: DataConfig, seed: int, deterministic: bool = True, share_features: bool = False,
-                  activation_dir: Optional[str] = None) -> Decoded:
+def decode_source(
+    cfg: DataConfig, seed: int, deterministic: bool = True, share_features: bool = False, activation_dir: Optional[str] = None
+) -> Decoded:
     """Open ``cfg.dataset`` (split by ``cfg.split_seed``, default ``seed``) and decode its three splits once.
 
     With ``cfg.folds`` the source is decoded whole and re-split into fold ``cfg.fold`` (:func:`fold_of`).
@@ -146,13 +157,21 @@ def decode_source(cfg: DataConfig, seed: int, deterministic: bool = True, share_
     in ``activation_dir`` too when given).
     """
     if cfg.folds > 1:
-        whole = decode_source(dataclasses.replace(cfg, folds=0, fold=0), seed, deterministic, share_features,
-                              activation_dir)
+        whole = decode_source(dataclasses.replace(cfg, folds=0, fold=0), seed, deterministic, share_features, activation_dir)
         return fold_of(whole, cfg, seed)
     src = open_source(cfg, seed)
     s = cfg.image_size
-    log.info("data: %s: %d train / %d val / %d test images, %d classes, %dx%d (%s)", src.description,
-             len(src.train), len(src.val), len(src.test), len(src.class_names), s, s, cfg.resize)
+    log.info(
+        "data: %s: %d train / %d val / %d test images, %d classes, %dx%d (%s)",
+        src.description,
+        len(src.train),
+        len(src.val),
+        len(src.test),
+        len(src.class_names),
+        s,
+        s,
+        cfg.resize,
+    )
     images = {}
     for name, part in src.splits.items():
         cache = None
@@ -183,8 +202,13 @@ def splits_from(decoded: Decoded, seed: int, train_fraction: float = 1.0) -> Dat
         mask[train_index] = True
         train = src.train.take(mask, f"{src.train.origin}; a stratified {train_fraction:g} of it (seed {seed})")
         train_images = np.asarray(train_images[train_index]) if len(train_index) else train_images[:0]
-        log.info("training on %d of the %d training images (%g per class, stratified, seed %d)",
-                 len(train), len(src.train), train_fraction, seed)
+        log.info(
+            "training on %d of the %d training images (%g per class, stratified, seed %d)",
+            len(train),
+            len(src.train),
+            train_fraction,
+            seed,
+        )
     parts = {"train": train, "val": src.val, "test": src.test}
     num_classes = len(src.class_names) if cfg.soft_labels else None
     bs = cfg.batch_size
@@ -198,15 +222,27 @@ def splits_from(decoded: Decoded, seed: int, train_fraction: float = 1.0) -> Dat
         val=ordered_batches(decoded.images["val"], src.val.y, bs, num_classes),
         test=ordered_batches(decoded.images["test"], src.test.y, bs, num_classes),
         class_names=list(src.class_names),
-        val_labels=np.asarray(src.val.y), test_labels=np.asarray(src.test.y),
-        image_size=cfg.image_size, description=src.description, info=info,
-        train_from=train_from, steps_per_epoch=math.ceil(len(train) / bs),
-        train_ordered=ordered_batches(train_images, train.y, bs), train_labels=np.asarray(train.y),
+        val_labels=np.asarray(src.val.y),
+        test_labels=np.asarray(src.test.y),
+        image_size=cfg.image_size,
+        description=src.description,
+        info=info,
+        train_from=train_from,
+        steps_per_epoch=math.ceil(len(train) / bs),
+        train_ordered=ordered_batches(train_images, train.y, bs),
+        train_labels=np.asarray(train.y),
         seed=seed,
-        splits={name: {"count": len(part), "from": part.origin, "fingerprint": fingerprint(part),
-                       **({"content": decoded.test_fingerprint()} if name == "test" else {})}
-                for name, part in parts.items()},
-        decoded=decoded, train_index=train_index,
+        splits={
+            name: {
+                "count": len(part),
+                "from": part.origin,
+                "fingerprint": fingerprint(part),
+                **({"content": decoded.test_fingerprint()} if name == "test" else {}),
+            }
+            for name, part in parts.items()
+        },
+        decoded=decoded,
+        train_index=train_index,
     )
 
 
@@ -224,8 +260,9 @@ class SharedSources:
     def _whole(self, cfg: DataConfig) -> Decoded:
         if cfg.image_size not in self.decoded:
             base = dataclasses.replace(cfg, train_fraction=1.0, split_seed=self.split_seed, folds=0, fold=0)
-            self.decoded[cfg.image_size] = decode_source(base, self.split_seed, self.deterministic,
-                                                         share_features=True, activation_dir=self.activation_dir)
+            self.decoded[cfg.image_size] = decode_source(
+                base, self.split_seed, self.deterministic, share_features=True, activation_dir=self.activation_dir
+            )
         return self.decoded[cfg.image_size]
 
     def decoded_for(self, cfg: DataConfig) -> Decoded:

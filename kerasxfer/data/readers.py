@@ -46,8 +46,7 @@ def digits_sides(cfg) -> list:
 
 
 def open_synthetic(cfg, split_seed: int) -> SourceSplit:
-    return sources.synthetic_source(cfg.synthetic_train, cfg.synthetic_val, cfg.synthetic_test, cfg.image_size,
-                                    split_seed)
+    return sources.synthetic_source(cfg.synthetic_train, cfg.synthetic_val, cfg.synthetic_test, cfg.image_size, split_seed)
 
 
 def any_sides(cfg) -> None:
@@ -56,8 +55,9 @@ def any_sides(cfg) -> None:
 
 # ------------------------------------------------------------------ folders, tables, arrays
 def open_folder(cfg, split_seed: int) -> SourceSplit:
-    return sources.folder_source(cfg.dataset, cfg.val_fraction, cfg.test_fraction, split_seed, cfg.on_bad_image,
-                                 cfg.image_size, cfg.max_image_pixels)
+    return sources.folder_source(
+        cfg.dataset, cfg.val_fraction, cfg.test_fraction, split_seed, cfg.on_bad_image, cfg.image_size, cfg.max_image_pixels
+    )
 
 
 def folder_sides(cfg) -> list | None:
@@ -65,8 +65,9 @@ def folder_sides(cfg) -> list | None:
 
 
 def open_table(cfg, split_seed: int) -> SourceSplit:
-    return tables.table_source(cfg.dataset, cfg.val_fraction, cfg.test_fraction, split_seed, cfg.on_bad_image,
-                               cfg.image_size, cfg.max_image_pixels)
+    return tables.table_source(
+        cfg.dataset, cfg.val_fraction, cfg.test_fraction, split_seed, cfg.on_bad_image, cfg.image_size, cfg.max_image_pixels
+    )
 
 
 def table_sides(cfg) -> list | None:
@@ -86,12 +87,19 @@ def arrays_sides(cfg) -> list:
 def open_tfds(cfg, split_seed: int) -> SourceSplit:
     from kerasxfer.data import tfds
 
-    return tfds.tfds_source(cfg.dataset[len(TFDS_PREFIX):], cfg.tfds_data_dir, cfg.val_fraction, cfg.test_fraction,
-                            split_seed, cfg.on_bad_image, cfg.image_size, download=cfg.tfds_download)
+    return tfds.tfds_source(
+        cfg.dataset[len(TFDS_PREFIX) :],
+        cfg.tfds_data_dir,
+        cfg.val_fraction,
+        cfg.test_fraction,
+        split_seed,
+        cfg.on_bad_image,
+        cfg.image_size,
+        download=cfg.tfds_download,
+    )
 
 
 def tfds_sides(cfg) -> list | None:
     from kerasxfer.data import tfds
 
-    return _header_sides(tfds.encoded_sample(cfg.dataset[len(TFDS_PREFIX):], cfg.tfds_data_dir, cfg.tfds_download,
-                                             SAMPLE))
+    return _header_sides(tfds.encoded_sample(cfg.dataset[len(TFDS_PREFIX) :], cfg.tfds_data_dir, cfg.tfds_download, SAMPLE))

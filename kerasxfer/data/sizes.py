@@ -52,11 +52,15 @@ def choose(sides, backbone: str | None) -> tuple:
         return SMALL_SIZE, f"auto: {SMALL_SIZE} px for procedural images (they have any size); {backbone} is native at {native}"
     median = statistics.median(sides)
     if median >= PHOTO_SHORT_SIDE:
-        return native, (f"auto: the images' median short side is {median:g} px (photo-sized, >= {PHOTO_SHORT_SIDE}), "
-                        f"so {backbone} runs at its native {native} px")
+        return native, (
+            f"auto: the images' median short side is {median:g} px (photo-sized, >= {PHOTO_SHORT_SIDE}), "
+            f"so {backbone} runs at its native {native} px"
+        )
     size = min(native, max(SMALL_SIZE, 32 * math.ceil(median / 32)))
-    return size, (f"auto: the images' median short side is {median:g} px (small, < {PHOTO_SHORT_SIDE}), so {size} px "
-                  f"(between {SMALL_SIZE} and {backbone}'s native {native})")
+    return size, (
+        f"auto: the images' median short side is {median:g} px (small, < {PHOTO_SHORT_SIDE}), so {size} px "
+        f"(between {SMALL_SIZE} and {backbone}'s native {native})"
+    )
 
 
 def resolve(exp: Experiment, sides=None) -> Experiment:
@@ -78,4 +82,3 @@ def resolve_arms(*arms: Experiment) -> list:
     """:func:`resolve` for several experiments on the same data (a study's or a sweep's arms), measured once."""
     sides = short_sides(arms[0].data) if any(a.data.image_size == AUTO_SIZE for a in arms) else None
     return [resolve(a, sides) if a.data.image_size == AUTO_SIZE else a for a in arms]
-

@@ -40,7 +40,11 @@ def digits_source(val_fraction: float, test_fraction: float, seed: int) -> Sourc
     everything = Split(images, labels, [f"digits[{i}]" for i in range(len(labels))], "the 1,797 digits")
     train, val, test = split_three(everything, val_fraction, test_fraction, seed, names)
     return SourceSplit(
-        train, val, test, class_names=names, decode=lambda x: x,
+        train,
+        val,
+        test,
+        class_names=names,
+        decode=lambda x: x,
         description="scikit-learn digits (1,797 real 8x8 handwritten digits)",
     )
 
@@ -60,11 +64,18 @@ def synthetic_source(num_train: int, num_val: int, num_test: int, image_size: in
     def part(split, n, name):
         x = np.arange(n, dtype=np.int64)
         decode = lambda i: synthetic.make_image(i, seed, split, image_size)[0]  # noqa: E731
-        return Split(x, (x % synthetic.NUM_CLASSES).astype(np.int32), [f"{name}[{i}]" for i in range(n)],
-                     f"drawn procedurally ({name} draws, seed {seed})", decode)
+        return Split(
+            x,
+            (x % synthetic.NUM_CLASSES).astype(np.int32),
+            [f"{name}[{i}]" for i in range(n)],
+            f"drawn procedurally ({name} draws, seed {seed})",
+            decode,
+        )
 
     return SourceSplit(
-        part(0, num_train, "train"), part(1, num_val, "val"), part(2, num_test, "test"),
+        part(0, num_train, "train"),
+        part(1, num_val, "val"),
+        part(2, num_test, "test"),
         class_names=list(synthetic.CLASS_NAMES),
         decode=None,
         description=f"synthetic shapes x textures ({synthetic.NUM_CLASSES} classes, procedural, seed {seed})",
@@ -175,8 +186,15 @@ def _flat_folder(root, val_fraction, test_fraction, seed, on_bad_image, decode, 
     return {"train": train, "val": val, "test": test}, class_names, empty, ignored, bad, counts
 
 
-def folder_source(root: str, val_fraction: float, test_fraction: float, seed: int, on_bad_image: str = "skip",
-                  image_size: int | None = None, max_pixels: int = DEFAULT_MAX_PIXELS) -> SourceSplit:
+def folder_source(
+    root: str,
+    val_fraction: float,
+    test_fraction: float,
+    seed: int,
+    on_bad_image: str = "skip",
+    image_size: int | None = None,
+    max_pixels: int = DEFAULT_MAX_PIXELS,
+) -> SourceSplit:
     """A folder of class sub-folders: flat, or with ``train/`` and ``val/`` (or ``validation/``) and/or ``test/``.
 
     Flat: each class is split into train, val and test by a seeded hash of
@@ -209,8 +227,16 @@ def folder_source(root: str, val_fraction: float, test_fraction: float, seed: in
         log.info("ignored %d sub-folder(s) without images under %s: %s", len(empty), root, ", ".join(empty))
     for p in parts.values():
         p.x = p.x.astype(str)
-    return SourceSplit.from_parts(parts, class_names, decode, f"image folder {os.path.abspath(root)} ({layout})",
-                                  bad, counts, ignored_files=ignored, ignored_empty_folders=empty)
+    return SourceSplit.from_parts(
+        parts,
+        class_names,
+        decode,
+        f"image folder {os.path.abspath(root)} ({layout})",
+        bad,
+        counts,
+        ignored_files=ignored,
+        ignored_empty_folders=empty,
+    )
 
 
 def _check_classes(class_names, root, empty=()):

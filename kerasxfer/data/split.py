@@ -27,8 +27,7 @@ class Split:
         return len(self.y)
 
     def take(self, mask, origin: str, carved: bool = False) -> "Split":
-        return Split(self.x[mask], self.y[mask], [k for k, m in zip(self.keys, mask) if m], origin, self.decode,
-                     carved)
+        return Split(self.x[mask], self.y[mask], [k for k, m in zip(self.keys, mask) if m], origin, self.decode, carved)
 
 
 @dataclasses.dataclass
@@ -48,12 +47,18 @@ class SourceSplit:
         return {"train": self.train, "val": self.val, "test": self.test}
 
     @classmethod
-    def from_parts(cls, parts: dict, class_names, decode, description: str, bad: list, counts: dict,
-                   **info) -> "SourceSplit":
+    def from_parts(cls, parts: dict, class_names, decode, description: str, bad: list, counts: dict, **info) -> "SourceSplit":
         """The source of ``parts`` (``{"train", "val", "test"}``) with the bad-file counts every source records."""
         info.update(skipped_undecodable=len(bad), skipped_paths=bad[:20], files_per_class=counts)
-        return cls(parts["train"], parts["val"], parts["test"], class_names=class_names, decode=decode,
-                   description=description, info=info)
+        return cls(
+            parts["train"],
+            parts["val"],
+            parts["test"],
+            class_names=class_names,
+            decode=decode,
+            description=description,
+            info=info,
+        )
 
 
 def fingerprint(part: "Split") -> str:

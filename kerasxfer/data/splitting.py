@@ -44,8 +44,7 @@ def stratified_assign(labels, keys, val_fraction: float, test_fraction: float, s
         if len(idx) < need:
             parts = "train/validation/test" if need == 3 else "train/validation" if wanted[1] else "train/test"
             raise UserError(
-                f"class {name!r} has only {len(idx)} image(s): a {parts} split needs at least {need} per class; "
-                "add images."
+                f"class {name!r} has only {len(idx)} image(s): a {parts} split needs at least {need} per class; add images."
             )
         h = np.array([_hash_unit(seed, keys[i]) for i in idx])
         side = np.where(h < test_fraction, 2, np.where(h < test_fraction + val_fraction, 1, 0))
@@ -68,7 +67,7 @@ def _by_rank(h, val_fraction, test_fraction, wanted):
     side = np.zeros(n, dtype=np.int8)
     order = np.argsort(h, kind="stable")
     side[order[:n_test]] = 2
-    side[order[n_test:n_test + n_val]] = 1
+    side[order[n_test : n_test + n_val]] = 1
     return side
 
 
@@ -95,9 +94,11 @@ def split_three(part: Split, val_fraction: float, test_fraction: float, seed: in
     """``part`` divided into (train, val, test) by :func:`stratified_assign` (a fraction of 0 leaves that one empty)."""
     side = stratified_assign(part.y, part.keys, val_fraction, test_fraction, seed, class_names)
     how = f"{{:.0%}} of {part.origin or 'the images'}, seeded hash of each example (seed {seed})"
-    return (part.take(side == 0, f"the rest of {part.origin or 'the images'}"),
-            part.take(side == 1, how.format(val_fraction), carved=True),
-            part.take(side == 2, how.format(test_fraction), carved=True))
+    return (
+        part.take(side == 0, f"the rest of {part.origin or 'the images'}"),
+        part.take(side == 1, how.format(val_fraction), carved=True),
+        part.take(side == 2, how.format(test_fraction), carved=True),
+    )
 
 
 def fold_assign(labels, keys, folds: int, seed: int) -> np.ndarray:
@@ -121,10 +122,13 @@ def pool_of(src: "SourceSplit") -> Split:
     """Every labelled example of ``src`` (train, then val, then test) as one split: the pool folds divide."""
     parts = [src.train, src.val, src.test]
     if any(p.decode is not None for p in parts):
-        raise UserError("this dataset draws each split differently (synthetic), so it cannot be cross-validated: "
-                        "pass --folds=1.")
-    return Split(np.concatenate([p.x for p in parts]), np.concatenate([p.y for p in parts]).astype(np.int32),
-                 [k for p in parts for k in p.keys], "the labelled pool")
+        raise UserError("this dataset draws each split differently (synthetic), so it cannot be cross-validated: pass --folds=1.")
+    return Split(
+        np.concatenate([p.x for p in parts]),
+        np.concatenate([p.y for p in parts]).astype(np.int32),
+        [k for p in parts for k in p.keys],
+        "the labelled pool",
+    )
 
 
 def fold_split(src: "SourceSplit", folds: int, fold: int, val_fraction: float, seed: int):
@@ -140,17 +144,24 @@ def fold_split(src: "SourceSplit", folds: int, fold: int, val_fraction: float, s
     rest = np.flatnonzero(f != fold)
     missing = [src.class_names[c] for c in np.unique(pool.y) if np.sum(pool.y[rest] == c) < 2]
     if len(pool) < 2 * folds or not np.any(f == fold):
-        raise UserError(f"{len(pool)} labelled images are too few for {folds} folds (fold {fold} would test "
-                        f"{int(np.sum(f == fold))} of them): pass --folds={max(2, len(pool) // 4)} or fewer, or "
-                        "add images.")
+        raise UserError(
+            f"{len(pool)} labelled images are too few for {folds} folds (fold {fold} would test "
+            f"{int(np.sum(f == fold))} of them): pass --folds={max(2, len(pool) // 4)} or fewer, or "
+            "add images."
+        )
     if missing:
-        raise UserError(f"class(es) {', '.join(map(repr, missing))} have too few images for {folds} folds: add images "
-                        "or pass a smaller --folds.")
+        raise UserError(
+            f"class(es) {', '.join(map(repr, missing))} have too few images for {folds} folds: add images "
+            "or pass a smaller --folds."
+        )
     side = stratified_assign(pool.y[rest], [pool.keys[i] for i in rest], val_fraction, 0.0, seed, src.class_names)
     index = {"train": rest[side == 0], "val": rest[side == 1], "test": np.flatnonzero(f == fold)}
     how = f"stratified {folds}-fold split of all {len(pool)} labelled images, seeded hash of each example (seed {seed})"
-    origins = {"train": f"the rest of the other folds ({how})", "val": f"{val_fraction:.0%} of the other folds",
-               "test": f"fold {fold} of {folds} ({how})"}
+    origins = {
+        "train": f"the rest of the other folds ({how})",
+        "val": f"{val_fraction:.0%} of the other folds",
+        "test": f"fold {fold} of {folds} ({how})",
+    }
     parts = {}
     for name, idx in index.items():
         mask = np.zeros(len(pool), bool)

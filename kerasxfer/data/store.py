@@ -33,7 +33,7 @@ def pool_fingerprint(decoded) -> str:
             a = decoded.images[name]
             h.update(f"{name}{a.shape}{a.dtype}".encode())
             for start in range(0, len(a), 256):
-                h.update(np.ascontiguousarray(a[start:start + 256]).tobytes())
+                h.update(np.ascontiguousarray(a[start : start + 256]).tobytes())
         decoded.pool_content = h.hexdigest()
     return decoded.pool_content
 
@@ -81,7 +81,8 @@ class ActivationStore:
                 fsio.write_json(path + ".json", {"key": repr(key), "seconds": seconds, "shape": list(arr.shape)})
                 arr = np.load(path, mmap_mode="r")
             except OSError as e:
-                log.warning("the frozen backbone outputs could not be cached in %s (%s): they stay in memory",
-                            self.dir, e.strerror or e)
+                log.warning(
+                    "the frozen backbone outputs could not be cached in %s (%s): they stay in memory", self.dir, e.strerror or e
+                )
         self.arrays[key] = (arr, seconds)
         return arr, seconds, False

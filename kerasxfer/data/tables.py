@@ -48,27 +48,31 @@ def read_table(path: str) -> tuple[list, bool]:
                 if not rows and _is_header(cells):
                     continue
                 if len(cells) not in (2, 3) or not cells[0] or not cells[1]:
-                    raise UserError(f"{path} line {n} is not path,label or path,label,split ({len(cells)} fields: "
-                                    f"{printable(delimiter.join(row))[:80]!r}): fix that line.")
+                    raise UserError(
+                        f"{path} line {n} is not path,label or path,label,split ({len(cells)} fields: "
+                        f"{printable(delimiter.join(row))[:80]!r}): fix that line."
+                    )
                 if "\x00" in cells[0]:
-                    raise UserError(f"{path} line {n}: the path holds a NUL byte ({printable(cells[0])[:80]!r}), which "
-                                    "no file name can: fix that line.")
+                    raise UserError(
+                        f"{path} line {n}: the path holds a NUL byte ({printable(cells[0])[:80]!r}), which "
+                        "no file name can: fix that line."
+                    )
                 split = cells[2].lower() if len(cells) == 3 else ""
                 if split not in SPLIT_WORDS:
-                    raise UserError(f"{path} line {n}: split {cells[2]!r} is unknown: use train, val or test (empty: "
-                                    "train).")
+                    raise UserError(f"{path} line {n}: split {cells[2]!r} is unknown: use train, val or test (empty: train).")
                 key = os.path.normcase(os.path.realpath(resolve(path, cells[0])))  # ./a.png, /abs/a.png: one file
                 if key in seen:
                     first, line = seen[key]
                     same = f"{first!r} twice" if first == cells[0] else f"one file twice ({first!r}, {cells[0]!r})"
-                    raise UserError(f"{path} lists {same} (lines {line} and {n}): keep one row per image (a file in "
-                                    "two rows could be trained on and tested on).")
+                    raise UserError(
+                        f"{path} lists {same} (lines {line} and {n}): keep one row per image (a file in "
+                        "two rows could be trained on and tested on)."
+                    )
                 seen[key] = (cells[0], n)
                 with_split |= bool(split)
                 rows.append((cells[0], cells[1], SPLIT_WORDS[split]))
     except UnicodeDecodeError as e:
-        raise UserError(f"{path} is not UTF-8 text ({e.reason} at byte {e.start}): save the table as UTF-8 CSV.") \
-            from None
+        raise UserError(f"{path} is not UTF-8 text ({e.reason} at byte {e.start}): save the table as UTF-8 CSV.") from None
     except csv.Error as e:
         raise UserError(f"{path} is not a readable CSV/TSV file ({e}): fix it and run again.") from None
     if not rows:
@@ -76,8 +80,11 @@ def read_table(path: str) -> tuple[list, bool]:
     return rows, with_split
 
 
-HEADER_WORDS = ({"path", "file", "filename", "file_name", "filepath", "image", "image_path", "img"},
-                {"label", "class", "class_name", "category", "target"}, {"split", "subset"})
+HEADER_WORDS = (
+    {"path", "file", "filename", "file_name", "filepath", "image", "image_path", "img"},
+    {"label", "class", "class_name", "category", "target"},
+    {"split", "subset"},
+)
 
 
 def _is_header(cells: list) -> bool:
@@ -117,14 +124,19 @@ def drop_copies(table: str, rows: list) -> list:
             kept.append(row)
         elif first[digest][1] != row[1]:
             a = first[digest]
-            raise UserError(f"{table}: {a[0]!r} (label {a[1]!r}) and {row[0]!r} (label {row[1]!r}) are the same "
-                            "image (identical bytes) under two labels: give it one label and drop the other row.")
+            raise UserError(
+                f"{table}: {a[0]!r} (label {a[1]!r}) and {row[0]!r} (label {row[1]!r}) are the same "
+                "image (identical bytes) under two labels: give it one label and drop the other row."
+            )
         else:
             dropped.append(row[0])
     if dropped:
         logging.getLogger("kerasxfer").info(
-            "%s: %d row(s) repeat an earlier row's image byte for byte (%s): each image is used once", table,
-            len(dropped), ", ".join(repr(d) for d in dropped[:3]) + (", ..." if len(dropped) > 3 else ""))
+            "%s: %d row(s) repeat an earlier row's image byte for byte (%s): each image is used once",
+            table,
+            len(dropped),
+            ", ".join(repr(d) for d in dropped[:3]) + (", ..." if len(dropped) > 3 else ""),
+        )
     return kept
 
 
@@ -133,8 +145,15 @@ def resolve(table: str, path: str) -> str:
     return os.path.join(os.path.dirname(os.path.abspath(table)), os.path.expanduser(path))
 
 
-def table_source(path: str, val_fraction: float, test_fraction: float, seed: int, on_bad_image: str = "skip",
-                 image_size: int | None = None, max_pixels: int = DEFAULT_MAX_PIXELS) -> SourceSplit:
+def table_source(
+    path: str,
+    val_fraction: float,
+    test_fraction: float,
+    seed: int,
+    on_bad_image: str = "skip",
+    image_size: int | None = None,
+    max_pixels: int = DEFAULT_MAX_PIXELS,
+) -> SourceSplit:
     """The images a CSV/TSV table lists, split three ways (see the module's docstring)."""
     rows, with_split = read_table(path)
     rows = drop_copies(path, rows)
@@ -146,32 +165,41 @@ def table_source(path: str, val_fraction: float, test_fraction: float, seed: int
 
     def part(selected, origin):
         paths = [resolve(path, p) for p, _, _ in selected]
-        return Split(np.array(paths, dtype=object), np.array([index[lab] for _, lab, _ in selected], np.int32),
-                     [p for p, _, _ in selected], origin)
+        return Split(
+            np.array(paths, dtype=object),
+            np.array([index[lab] for _, lab, _ in selected], np.int32),
+            [p for p, _, _ in selected],
+            origin,
+        )
 
     groups = {s: [r for r in rows if r[2] == s] for s in ("train", "val", "test")} if with_split else {"train": rows}
     parts, bad, counts = {}, [], None
     for split, selected in groups.items():
         if not selected:
             continue
-        p, c, b = check_images(part(selected, f"the {split} rows" if with_split else "the table"), class_names,
-                               on_bad_image, path, decode, max_pixels)
+        p, c, b = check_images(
+            part(selected, f"the {split} rows" if with_split else "the table"),
+            class_names,
+            on_bad_image,
+            path,
+            decode,
+            max_pixels,
+        )
         parts[split], bad, counts = p, bad + b, c if counts is None else merge_counts(counts, c)
     if "train" not in parts:
         raise UserError(f"{path} has no train rows: mark the training images train (or leave their split empty).")
     if with_split:
         carve_missing(parts, val_fraction, test_fraction, seed, class_names)
-        layout = "splits from its split column" + ("" if all(groups.values()) else
-                                                  ", the missing ones carved from train by seed")
+        layout = "splits from its split column" + ("" if all(groups.values()) else ", the missing ones carved from train by seed")
     else:
-        parts["train"], parts["val"], parts["test"] = split_three(parts["train"], val_fraction, test_fraction, seed,
-                                                                 class_names)
+        parts["train"], parts["val"], parts["test"] = split_three(parts["train"], val_fraction, test_fraction, seed, class_names)
         layout = f"split {1 - val_fraction - test_fraction:.0%}/{val_fraction:.0%}/{test_fraction:.0%} by seed {seed}"
     check_train_classes(parts["train"], class_names, f" in {path}")
     for p in parts.values():
         p.x = p.x.astype(str)
-    return SourceSplit.from_parts(parts, class_names, decode, f"table {os.path.abspath(path)} ({len(rows)} rows, "
-                                  f"{layout})", bad, counts)
+    return SourceSplit.from_parts(
+        parts, class_names, decode, f"table {os.path.abspath(path)} ({len(rows)} rows, {layout})", bad, counts
+    )
 
 
 def as_uint8_images(images: np.ndarray) -> np.ndarray:
@@ -201,5 +229,11 @@ def arrays_source(name: str, val_fraction: float, test_fraction: float, seed: in
     everything = Split(x, y, [f"{name}[{i}]" for i in range(len(y))], "the arrays")
     train, val, test = split_three(everything, val_fraction, test_fraction, seed, class_names)
     check_train_classes(train, class_names, " among the arrays")
-    return SourceSplit(train, val, test, class_names=class_names, decode=lambda e: e,
-                       description=f"arrays from Python ({len(y)} images of {x.shape[1]}x{x.shape[2]}, {name})")
+    return SourceSplit(
+        train,
+        val,
+        test,
+        class_names=class_names,
+        decode=lambda e: e,
+        description=f"arrays from Python ({len(y)} images of {x.shape[1]}x{x.shape[2]}, {name})",
+    )

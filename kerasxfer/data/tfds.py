@@ -22,6 +22,7 @@ from kerasxfer.errors import UserError
 
 log = logging.getLogger("kerasxfer")
 
+
 def _tfds_fix(name: str, data_dir: str) -> str:
     return (
         f"on a machine with internet run `tfds build {name} --data_dir=DIR` (or "
@@ -92,8 +93,16 @@ def _tfds_read(builder, split: str, img_key: str, lab_key: str):
     return np.array(images, dtype=object), np.array(labels, dtype=np.int32)
 
 
-def tfds_source(name: str, data_dir: str | None, val_fraction: float, test_fraction: float, seed: int,
-                on_bad_image: str = "skip", image_size: int | None = None, download: bool = True) -> SourceSplit:
+def tfds_source(
+    name: str,
+    data_dir: str | None,
+    val_fraction: float,
+    test_fraction: float,
+    seed: int,
+    on_bad_image: str = "skip",
+    image_size: int | None = None,
+    download: bool = True,
+) -> SourceSplit:
     """A TensorFlow Datasets image-classification dataset.
 
     The dataset's own ``train``, ``validation`` and ``test`` splits are used
@@ -111,9 +120,7 @@ def tfds_source(name: str, data_dir: str | None, val_fraction: float, test_fract
     class_names = list(info.features[lab_key].names)
     available = list(info.splits.keys())
     if available and "train" not in available:
-        raise UserError(
-            f"tfds dataset {name!r} has no 'train' split (it has {', '.join(available)}): choose a dataset with one."
-        )
+        raise UserError(f"tfds dataset {name!r} has no 'train' split (it has {', '.join(available)}): choose a dataset with one.")
     parts, counts, bad = {}, None, []
     for split, tfds_name in (("train", "train"), ("val", "validation"), ("test", "test")):
         if tfds_name not in available and split != "train":
@@ -128,8 +135,9 @@ def tfds_source(name: str, data_dir: str | None, val_fraction: float, test_fract
     carve_missing(parts, val_fraction, test_fraction, seed, class_names)
     layout = "; ".join(f"{k} from {p.origin}" for k, p in parts.items() if k != "train")
     version = getattr(info, "version", "")
-    return SourceSplit.from_parts(parts, class_names, decode, f"tfds {name} {version} ({layout})", bad, counts,
-                                  tfds_data_dir=str(builder.data_dir))
+    return SourceSplit.from_parts(
+        parts, class_names, decode, f"tfds {name} {version} ({layout})", bad, counts, tfds_data_dir=str(builder.data_dir)
+    )
 
 
 def encoded_sample(name: str, data_dir: str | None, download: bool, n: int) -> list:
@@ -138,6 +146,5 @@ def encoded_sample(name: str, data_dir: str | None, download: bool, n: int) -> l
 
     builder = _tfds_builder(name, data_dir, download)
     img_key, _ = _tfds_keys(builder.info)
-    ds = builder.as_dataset(split=f"train[:{n}]", decoders={img_key: tfds.decode.SkipDecoding()},
-                            shuffle_files=False)
+    ds = builder.as_dataset(split=f"train[:{n}]", decoders={img_key: tfds.decode.SkipDecoding()}, shuffle_files=False)
     return [ex[img_key] for ex in ds.as_numpy_iterator()]

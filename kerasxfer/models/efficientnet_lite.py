@@ -85,8 +85,15 @@ def _block(x, name, kernel, stride, expand, fin, fout, drop_rate):
     return y
 
 
-def EfficientNetLite(variant: str, include_top: bool = True, weights=None, input_shape=None, classes: int = 1000,
-                     name: str | None = None, drop_connect_rate: float = 0.2) -> keras.Model:
+def EfficientNetLite(
+    variant: str,
+    include_top: bool = True,
+    weights=None,
+    input_shape=None,
+    classes: int = 1000,
+    name: str | None = None,
+    drop_connect_rate: float = 0.2,
+) -> keras.Model:
     """Build ``variant`` (``efficientnet_lite0``/``1``/``2``); images in [0, 255] in, ImageNet normalisation inside.
 
     ``weights``: ``None`` (random), ``"imagenet"`` (the published weights,
@@ -103,8 +110,9 @@ def EfficientNetLite(variant: str, include_top: bool = True, weights=None, input
         raise ValueError(f"input size {input_shape[:2]} is below EfficientNet-Lite's minimum of {MIN_SIZE}")
     n = name or variant
     inputs = layers.Input(shape=input_shape, name=n + "_input")
-    x = layers.Normalization(mean=[255.0 * m for m in MEAN], variance=[(255.0 * s) ** 2 for s in STD],
-                             name=n + "_normalization")(inputs)
+    x = layers.Normalization(mean=[255.0 * m for m in MEAN], variance=[(255.0 * s) ** 2 for s in STD], name=n + "_normalization")(
+        inputs
+    )
     x = layers.Conv2D(32, 3, 2, padding="same", use_bias=False, name=n + "_stem_conv")(x)
     x = layers.BatchNormalization(**_BN, name=n + "_stem_bn")(x)
     x = layers.ReLU(6.0, name=n + "_stem_activation")(x)
@@ -112,8 +120,16 @@ def EfficientNetLite(variant: str, include_top: bool = True, weights=None, input
     total, b = sum(g[0] for g in groups), 0
     for g, (repeats, k, s, e, fin, fout) in enumerate(groups, start=1):
         for r in range(repeats):
-            x = _block(x, f"{n}_block{g}{chr(ord('a') + r)}", k, s if r == 0 else 1, e, fin if r == 0 else fout,
-                       fout, drop_connect_rate * b / total)
+            x = _block(
+                x,
+                f"{n}_block{g}{chr(ord('a') + r)}",
+                k,
+                s if r == 0 else 1,
+                e,
+                fin if r == 0 else fout,
+                fout,
+                drop_connect_rate * b / total,
+            )
             b += 1
     x = layers.Conv2D(1280, 1, padding="same", use_bias=False, name=n + "_top_conv")(x)
     x = layers.BatchNormalization(**_BN, name=n + "_top_bn")(x)
@@ -138,8 +154,9 @@ def build_backbone(variant: str, input_shape, weights=None) -> keras.Model:
 
 def residual_bns(backbone: keras.Model) -> list:
     """The ``<block>_project_bn`` of every block with a skip connection (stride 1, equal widths)."""
-    return [backbone.get_layer(layer.name[: -len("_add")] + "_project_bn")
-            for layer in backbone.layers if layer.name.endswith("_add")]
+    return [
+        backbone.get_layer(layer.name[: -len("_add")] + "_project_bn") for layer in backbone.layers if layer.name.endswith("_add")
+    ]
 
 
 def stage_of(layer_name: str):
@@ -171,8 +188,7 @@ def imagenet_weights_file(variant: str, include_top: bool = False) -> str:
             if f.read().split() == [published, weights_lib.sha256_of(target)]:
                 _VERIFIED.add(stamp)
                 return target
-        log.info("%s does not match its receipt (damaged or replaced): converting the published weights again",
-                 target)
+        log.info("%s does not match its receipt (damaged or replaced): converting the published weights again", target)
     state = _read_published(variant)
     model = EfficientNetLite(variant, include_top=True, weights=None)
     _assign(model, state)
@@ -229,15 +245,20 @@ def load_imagenet(model: keras.Model, variant: str, include_top: bool) -> None:
 # ------------------------------------------------------------- conversion
 def _torch_names(model: keras.Model) -> list:
     """``(keras layer, torch module name)`` for every weighted layer (blocks numbered in order of appearance)."""
-    fixed = {"stem_conv": "_conv_stem", "stem_bn": "_bn0", "top_conv": "_conv_head", "top_bn": "_bn1",
-             "predictions": "_fc"}
-    parts = {"expand_conv": "_expand_conv", "expand_bn": "_bn0", "dwconv": "_depthwise_conv", "bn": "_bn1",
-             "project_conv": "_project_conv", "project_bn": "_bn2"}
+    fixed = {"stem_conv": "_conv_stem", "stem_bn": "_bn0", "top_conv": "_conv_head", "top_bn": "_bn1", "predictions": "_fc"}
+    parts = {
+        "expand_conv": "_expand_conv",
+        "expand_bn": "_bn0",
+        "dwconv": "_depthwise_conv",
+        "bn": "_bn1",
+        "project_conv": "_project_conv",
+        "project_bn": "_bn2",
+    }
     out, blocks = [], {}
     for layer in model.layers:
         if not layer.weights or isinstance(layer, layers.Normalization):
             continue
-        short = layer.name[len(model.name) + 1:]
+        short = layer.name[len(model.name) + 1 :]
         if short in fixed:
             out.append((layer, fixed[short]))
             continue

@@ -10,8 +10,15 @@ from kerasxfer.phases import parse_trainable
 
 
 def _scratch(m, shape, num_classes, aug):
-    return build_scratch_cnn(shape, num_classes, widths=tuple(m.widths), convs_per_block=m.convs_per_block,
-                             dropout=m.dropout, bn_momentum=m.bn_momentum, **aug)
+    return build_scratch_cnn(
+        shape,
+        num_classes,
+        widths=tuple(m.widths),
+        convs_per_block=m.convs_per_block,
+        dropout=m.dropout,
+        bn_momentum=m.bn_momentum,
+        **aug,
+    )
 
 
 def _transfer(m, shape, num_classes, aug):
@@ -32,8 +39,7 @@ def build_model(exp, num_classes: int) -> keras.Model:
     return BUILDERS[exp.model.kind](exp.model, (s, s, 3), num_classes, dict(augment=exp.data.augment, seed=exp.seed))
 
 
-def apply_trainable(model: keras.Model, rule: str, num_stages: int, transfer: bool = False,
-                    bn: str = "frozen") -> None:
+def apply_trainable(model: keras.Model, rule: str, num_stages: int, transfer: bool = False, bn: str = "frozen") -> None:
     """Set what trains in a phase: ``all``, ``head`` or ``stages:K`` (of a backbone of ``num_stages`` stages).
 
     ``all`` on a ``transfer`` model is the whole backbone, stem included; on the others every layer.

@@ -54,11 +54,7 @@ def native_grouped_gradients_work() -> bool:
 
 def _grouped_conv_layers(model):
     for layer in keras_compat.flatten_layers(model):
-        if (
-            isinstance(layer, keras.layers.Conv2D)
-            and layer.groups > 1
-            and layer.data_format == "channels_last"
-        ):
+        if isinstance(layer, keras.layers.Conv2D) and layer.groups > 1 and layer.data_format == "channels_last":
             yield layer
 
 
@@ -80,8 +76,12 @@ def _native_op(layer, split: bool = False):
                 axis=-1,
             )
         return tf.nn.convolution(
-            inputs, kernel, strides=strides, padding=padding,
-            dilations=dilations, data_format="NHWC",
+            inputs,
+            kernel,
+            strides=strides,
+            padding=padding,
+            dilations=dilations,
+            data_format="NHWC",
         )
 
     convolution_op.kerasxfer_native = True
@@ -119,7 +119,8 @@ def use_native_grouped_conv(model, split: bool | None = None) -> int:
             log.warning(
                 "%d grouped convolutions compute in %s, whose gradient TensorFlow has no CPU kernel for: "
                 "they run as one convolution per group (slower; --precision=float32 is faster on this CPU).",
-                sum(splits), layers[splits.index(True)].compute_dtype,
+                sum(splits),
+                layers[splits.index(True)].compute_dtype,
             )
     n = 0
     for layer, layer_split in zip(layers, splits):

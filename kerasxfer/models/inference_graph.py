@@ -48,8 +48,13 @@ def _fold_pairs(model) -> dict:
         if not isinstance(layer, keras.layers.BatchNormalization) or layer.axis not in (-1, 3, [-1], [3]):
             continue
         conv = _producer(layer)
-        if (isinstance(conv, _CONVS) and len(conv._outbound_nodes) == 1 and len(conv._inbound_nodes) == 1
-                and conv.activation in (None, keras.activations.linear) and conv.data_format == "channels_last"):
+        if (
+            isinstance(conv, _CONVS)
+            and len(conv._outbound_nodes) == 1
+            and len(conv._inbound_nodes) == 1
+            and conv.activation in (None, keras.activations.linear)
+            and conv.data_format == "channels_last"
+        ):
             pairs[layer] = conv
     return pairs
 
@@ -75,9 +80,17 @@ def training_only(layer) -> bool:
     dropout and noise.  In inference it is the identity, so an inference graph leaves it out (an exported
     graph with random ops is one ONNX Runtime cannot load)."""
     name = type(layer).__name__
-    return name.startswith("Random") or name in ("RandAugment", "AugMix", "Dropout", "SpatialDropout1D",
-                                                 "SpatialDropout2D", "SpatialDropout3D", "GaussianNoise",
-                                                 "GaussianDropout", "AlphaDropout")
+    return name.startswith("Random") or name in (
+        "RandAugment",
+        "AugMix",
+        "Dropout",
+        "SpatialDropout1D",
+        "SpatialDropout2D",
+        "SpatialDropout3D",
+        "GaussianNoise",
+        "GaussianDropout",
+        "AlphaDropout",
+    )
 
 
 def inference_model(model: keras.Model) -> keras.Model:
@@ -85,8 +98,8 @@ def inference_model(model: keras.Model) -> keras.Model:
     not compute in float32) and without its training-only layers (:func:`training_only`); ``model`` itself
     when neither applies."""
     mixed = keras.mixed_precision.global_policy().name != "float32" or any(
-        getattr(layer, "dtype_policy", None) is not None and layer.dtype_policy.name != "float32"
-        for layer in model.layers)
+        getattr(layer, "dtype_policy", None) is not None and layer.dtype_policy.name != "float32" for layer in model.layers
+    )
     pairs = {} if mixed else _fold_pairs(model)
     dropped = {id(layer) for layer in flatten_layers(model) if training_only(layer)}
     if not pairs and not dropped:
@@ -131,6 +144,9 @@ def inference_model(model: keras.Model) -> keras.Model:
     from kerasxfer.models.fastconv import use_native_grouped_conv
 
     use_native_grouped_conv(folded)  # the clone's grouped convolutions are Keras' stock ones again
-    log.debug("inference graph: %d BatchNorm layers folded into their convolutions, %d training-only layers left "
-              "out", len(pairs), len(dropped))
+    log.debug(
+        "inference graph: %d BatchNorm layers folded into their convolutions, %d training-only layers left out",
+        len(pairs),
+        len(dropped),
+    )
     return folded

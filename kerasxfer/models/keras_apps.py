@@ -32,8 +32,15 @@ from kerasxfer.models import keras_apps_specs as specs
 from kerasxfer.models import weights as weights_lib
 
 #: Keras constructors that take include_preprocessing (their own rescaling inside).
-OWN_PREPROCESSING = ("MobileNetV3Small", "MobileNetV3Large", "EfficientNetV2B0", "EfficientNetV2B1",
-                      "EfficientNetV2B2", "EfficientNetV2B3", "ConvNeXtTiny")
+OWN_PREPROCESSING = (
+    "MobileNetV3Small",
+    "MobileNetV3Large",
+    "EfficientNetV2B0",
+    "EfficientNetV2B1",
+    "EfficientNetV2B2",
+    "EfficientNetV2B3",
+    "ConvNeXtTiny",
+)
 
 
 def _preprocess(x, mode: str, name: str):
@@ -82,8 +89,9 @@ class KerasAppFamily:
             raise ValueError(f"{variant} is not a {self.name} backbone")
         inputs = keras.Input(shape=tuple(input_shape), name=f"{variant}_input")
         kwargs = {"include_preprocessing": True} if ctor in OWN_PREPROCESSING else {}
-        built = getattr(keras.applications, ctor)(include_top=False, weights=None,
-                                                   input_tensor=_preprocess(inputs, self.mode, variant), **kwargs)
+        built = getattr(keras.applications, ctor)(
+            include_top=False, weights=None, input_tensor=_preprocess(inputs, self.mode, variant), **kwargs
+        )
         # Keras' own name (EfficientNetV2 looks its blocks up by it), then the variant's, which kerasxfer reads
         model = keras.Model(inputs, built.output, name=variant)
         path = self.imagenet_weights_file(variant) if weights == "imagenet" else weights

@@ -51,9 +51,7 @@ def variant_config(variant: str) -> dict:
     """The design-space row of ``variant`` (``"regnetx002"`` ...)."""
     key = variant.lower().removeprefix("regnet")
     if key not in CONFIGS:
-        raise UserError(
-            f"{variant!r} is not a known RegNet: use one of {', '.join(VARIANTS)}."
-        )
+        raise UserError(f"{variant!r} is not a known RegNet: use one of {', '.join(VARIANTS)}.")
     depths, widths, group_width, block_type = CONFIGS[key]
     return dict(depths=depths, widths=widths, group_width=group_width, block_type=block_type)
 
@@ -78,11 +76,17 @@ def _conv_bn(x, filters, kernel, name, stride=1, groups=1, relu=True):
 def _squeeze_excite(x, filters, se_filters, name):
     s = layers.GlobalAveragePooling2D(keepdims=True, name=name + "_squeeze_and_excite_gap")(x)
     s = layers.Conv2D(
-        se_filters, 1, activation="relu", kernel_initializer="he_normal",
+        se_filters,
+        1,
+        activation="relu",
+        kernel_initializer="he_normal",
         name=name + "_squeeze_and_excite_squeeze",
     )(s)
     s = layers.Conv2D(
-        filters, 1, activation="sigmoid", kernel_initializer="he_normal",
+        filters,
+        1,
+        activation="sigmoid",
+        kernel_initializer="he_normal",
         name=name + "_squeeze_and_excite_excite",
     )(s)
     return layers.Multiply(name=name + "_squeeze_and_excite_multiply")([s, x])
@@ -97,8 +101,12 @@ def _block(x, block_type, filters_in, filters_out, group_width, stride, name):
     groups = max(1, filters_out // group_width)
     if stride != 1:
         skip = layers.Conv2D(
-            filters_out, 1, strides=stride, use_bias=False,
-            kernel_initializer="he_normal", name=name + "_skip_1x1",
+            filters_out,
+            1,
+            strides=stride,
+            use_bias=False,
+            kernel_initializer="he_normal",
+            name=name + "_skip_1x1",
         )(x)
         skip = layers.BatchNormalization(**_BN, name=name + "_skip_bn")(skip)
     else:
@@ -135,8 +143,13 @@ def _stem_and_stages(inputs, cfg: dict, model_name: str, include_preprocessing: 
     if include_preprocessing:
         x = layers.Rescaling(1.0 / 255.0, name=model_name + "_prestem_rescaling")(x)
     x = layers.Conv2D(
-        32, 3, strides=2, padding="same", use_bias=False,
-        kernel_initializer="he_normal", name=model_name + "_stem_conv",
+        32,
+        3,
+        strides=2,
+        padding="same",
+        use_bias=False,
+        kernel_initializer="he_normal",
+        name=model_name + "_stem_conv",
     )(x)
     x = layers.BatchNormalization(**_BN, name=model_name + "_stem_bn")(x)
     x = layers.ReLU(name=model_name + "_stem_relu")(x)
@@ -145,8 +158,12 @@ def _stem_and_stages(inputs, cfg: dict, model_name: str, include_preprocessing: 
     for s, (depth, width) in enumerate(zip(cfg["depths"], cfg["widths"])):
         for b in range(depth):
             x = _block(
-                x, cfg["block_type"], filters_in if b == 0 else width, width,
-                cfg["group_width"], 2 if b == 0 else 1,
+                x,
+                cfg["block_type"],
+                filters_in if b == 0 else width,
+                width,
+                cfg["group_width"],
+                2 if b == 0 else 1,
                 f"{model_name}_Stage_{s}_{cfg['block_type']}Block_{b}",
             )
         filters_in = width
@@ -267,7 +284,7 @@ def load_weights_file(model, path: str, variant: str, include_top: bool) -> None
         def rename(n):
             if n.endswith("head_dense"):
                 return head
-            return model.name + n[len(prefix):] if n.startswith(prefix + "_") else n
+            return model.name + n[len(prefix) :] if n.startswith(prefix + "_") else n
 
         weights_lib.load_h5_by_name(model, path, rename=rename, skip=() if include_top else (head,))
         return
@@ -331,10 +348,16 @@ def _make_variant(variant: str):
         name=None,
     ):
         return RegNet(
-            variant, include_top=include_top, weights=weights,
-            input_tensor=input_tensor, input_shape=input_shape, pooling=pooling,
-            classes=classes, classifier_activation=classifier_activation,
-            include_preprocessing=include_preprocessing, name=name,
+            variant,
+            include_top=include_top,
+            weights=weights,
+            input_tensor=input_tensor,
+            input_shape=input_shape,
+            pooling=pooling,
+            classes=classes,
+            classifier_activation=classifier_activation,
+            include_preprocessing=include_preprocessing,
+            name=name,
         )
 
     public = "RegNet" + variant[6:].upper()
@@ -349,9 +372,14 @@ for _v in VARIANTS:
     _public, _builder = _make_variant(_v)
     globals()[_public] = _builder
 __all__ = [
-    "RegNet", "VARIANTS", "variant_config", "load_weights_file", "imagenet_weights_file", "decode_predictions",
-    "build_backbone", "stage_of", "NUM_STAGES",
-] + [
-    "RegNet" + v[6:].upper() for v in VARIANTS
-]
+    "RegNet",
+    "VARIANTS",
+    "variant_config",
+    "load_weights_file",
+    "imagenet_weights_file",
+    "decode_predictions",
+    "build_backbone",
+    "stage_of",
+    "NUM_STAGES",
+] + ["RegNet" + v[6:].upper() for v in VARIANTS]
 del _v, _public, _builder

@@ -64,8 +64,10 @@ class _StorageType(str):
 
 
 class _RestrictedUnpickler(pickle.Unpickler):
-    ALLOWED = {("collections", "OrderedDict"): collections.OrderedDict,
-               ("torch._utils", "_rebuild_tensor_v2"): _rebuild_tensor_v2}
+    ALLOWED = {
+        ("collections", "OrderedDict"): collections.OrderedDict,
+        ("torch._utils", "_rebuild_tensor_v2"): _rebuild_tensor_v2,
+    }
 
     def find_class(self, module, name):
         if (module, name) in self.ALLOWED:
@@ -95,8 +97,10 @@ def read_state_dict(path: str) -> "collections.OrderedDict[str, np.ndarray]":
     try:
         with open(path, "rb") as f:
             if f.read(4) == b"PK\x03\x04":
-                raise UserError(f"{name} is a zip-format torch file (torch 1.6 or later), which kerasxfer does not read: "
-                                "pass the legacy .pth file of the weights package.")
+                raise UserError(
+                    f"{name} is a zip-format torch file (torch 1.6 or later), which kerasxfer does not read: "
+                    "pass the legacy .pth file of the weights package."
+                )
             f.seek(0)
             if _load(f, "magic") != MAGIC or _load(f, "protocol") != PROTOCOL:
                 raise UserError(f"{name} is not a legacy torch.save file: pass the .pth file of the weights package.")
@@ -135,14 +139,16 @@ def _array(t: _Tensor, data: dict, name: str) -> np.ndarray:
         raise UserError(f"{name} is truncated (storage {s.key} is short): reinstall the weights package.")
     flat = np.frombuffer(raw, dtype=np.dtype(s.dtype).newbyteorder("<"))
     item = flat.itemsize
-    damaged = UserError(f"{name} is damaged (a tensor's size, stride or offset does not fit its storage): "
-                        "reinstall the weights package.")
+    damaged = UserError(
+        f"{name} is damaged (a tensor's size, stride or offset does not fit its storage): reinstall the weights package."
+    )
     ints = (t.offset, *t.size, *t.stride)
-    if (len(t.size) != len(t.stride) or not all(isinstance(v, int) and v >= 0 for v in ints)
-            or math.prod(t.size) > len(flat)):  # negative strides read before the buffer; a state_dict never broadcasts
+    if (
+        len(t.size) != len(t.stride) or not all(isinstance(v, int) and v >= 0 for v in ints) or math.prod(t.size) > len(flat)
+    ):  # negative strides read before the buffer; a state_dict never broadcasts
         raise damaged
     need = t.offset + sum((n - 1) * st for n, st in zip(t.size, t.stride)) + 1 if all(t.size) else t.offset
     if need > len(flat):
         raise damaged
-    view = np.lib.stride_tricks.as_strided(flat[t.offset:], shape=t.size, strides=[st * item for st in t.stride])
+    view = np.lib.stride_tricks.as_strided(flat[t.offset :], shape=t.size, strides=[st * item for st in t.stride])
     return np.array(view)  # a copy: independent of the file's bytes

@@ -68,8 +68,9 @@ def inference_mode(backbone: keras.Model) -> int:
     return n
 
 
-def build_backbone_classifier(backbone: str, input_shape, num_classes: int, dropout: float = 0.0,
-                            augment: str = "none", seed: int = 0) -> keras.Model:
+def build_backbone_classifier(
+    backbone: str, input_shape, num_classes: int, dropout: float = 0.0, augment: str = "none", seed: int = 0
+) -> keras.Model:
     """A whole backbone (random weights) with GAP, dropout and a dense head, every layer trainable.
 
     Used to pretrain a backbone on a source task: unlike the transfer model

@@ -41,18 +41,13 @@ def cache_dir() -> str:
 def fetch(file_name: str, origin: str, file_hash: str) -> str:
     """Path of ``file_name`` in the Keras cache, downloaded from ``origin`` if missing."""
     target = os.path.join(cache_dir(), file_name)
-    by_hand = (
-        f"download {origin} on a machine with internet and copy it to {target} "
-        f"(sha256 {file_hash}), or pass --weights=PATH"
-    )
+    by_hand = f"download {origin} on a machine with internet and copy it to {target} (sha256 {file_hash}), or pass --weights=PATH"
     try:
         path = keras.utils.get_file(file_name, origin, cache_subdir="models", file_hash=file_hash)
     except ValueError as e:  # hash mismatch after download
         if os.path.exists(target) and sha256_of(target) != file_hash:
             os.remove(target)  # never leave a bad file where the next run would find it
-        raise UserError(
-            f"the download of {file_name} did not match its published sha256 ({e}): {by_hand}."
-        ) from None
+        raise UserError(f"the download of {file_name} did not match its published sha256 ({e}): {by_hand}.") from None
     except Exception as e:  # noqa: BLE001 - any network failure (Ctrl-C is an interruption, not a failure)
         reason = str(e).splitlines()[0][:200] if str(e) else type(e).__name__
         raise UserError(f"cannot download {file_name} ({reason}): {by_hand}.") from None
@@ -114,8 +109,7 @@ def _load_checked(model, path: str, stored: dict, rename, skip) -> int:
         )
     extra = sorted(set(stored) - set(targets) - set(skip))
     if extra:
-        raise UserError(f"{where}: it holds layer(s) the model lacks, such as {extra[0]!r}; pass the file of the same "
-                        "variant.")
+        raise UserError(f"{where}: it holds layer(s) the model lacks, such as {extra[0]!r}; pass the file of the same variant.")
     for name, layer in targets.items():
         shapes = [tuple(w.shape) for w in layer.weights]
         if [tuple(d.shape) for d in stored[name]] != shapes:  # declared shapes: no data read, however large
@@ -145,5 +139,6 @@ def load_h5_by_name(model: keras.Model, path: str, rename=None, skip=()) -> int:
     except OSError as e:
         raise UserError(f"weights file {path!r} is not a readable HDF5 file ({e}): pass a valid .h5 file.") from None
     except (KeyError, ValueError, TypeError) as e:  # a layer group or weight the file names but lacks
-        raise UserError(f"weights file {path!r} is damaged ({type(e).__name__}: {str(e)[:120]}): pass the published "
-                        "file again.") from None
+        raise UserError(
+            f"weights file {path!r} is damaged ({type(e).__name__}: {str(e)[:120]}): pass the published file again."
+        ) from None

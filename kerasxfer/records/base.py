@@ -44,5 +44,3 @@ def pick(cls, d: dict, **override):
     """``cls`` from the keys of ``d`` it has fields for (JSON names honoured), then ``override``."""
     names = {f.metadata.get("json", f.name): f.name for f in dataclasses.fields(cls)}
     return cls(**{**{names[k]: v for k, v in d.items() if k in names}, **override})
-
-

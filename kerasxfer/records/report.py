@@ -147,9 +147,16 @@ class Pair:
         if self.a == first:
             return self
         lo, hi = self.interval
-        return dataclasses.replace(self, a=self.b, b=self.a, a_value=self.b_value, b_value=self.a_value,
-                                   difference=-self.difference, difference_points=-self.difference_points,
-                                   interval=(-hi, -lo))
+        return dataclasses.replace(
+            self,
+            a=self.b,
+            b=self.a,
+            a_value=self.b_value,
+            b_value=self.a_value,
+            difference=-self.difference,
+            difference_points=-self.difference_points,
+            interval=(-hi, -lo),
+        )
 
 
 @dataclass(frozen=True)
@@ -183,5 +190,3 @@ class Verdict:
     folds: int
     alpha: float
     sentences: tuple = field(default=(), metadata={"internal": True})
-
-

@@ -163,46 +163,72 @@ class Run:
 
 def read_setup(config: dict) -> Setup:
     model, data = config["model"], config.get("data") or {}
-    return Setup(kind=model["kind"], backbone=model.get("backbone"), weights=model.get("weights"),
-                 seed=config.get("seed"), min_steps=config.get("min_steps", 0) or 0,
-                 image_size=data.get("image_size"), image_size_choice=data.get("image_size_choice") or "given",
-                 optim=config.get("optim") or {})
+    return Setup(
+        kind=model["kind"],
+        backbone=model.get("backbone"),
+        weights=model.get("weights"),
+        seed=config.get("seed"),
+        min_steps=config.get("min_steps", 0) or 0,
+        image_size=data.get("image_size"),
+        image_size_choice=data.get("image_size_choice") or "given",
+        optim=config.get("optim") or {},
+    )
 
 
 def read_history(history: dict, timings: dict | None) -> History:
     """``history.json`` with ``timings.json``'s seconds and images/s put back beside its epochs and phases."""
     timings = timings or {}
     by_epoch = {t["epoch"]: t for t in timings.get("epochs", [])}
-    epochs = tuple(pick(Epoch, {**e, **{k: v for k, v in by_epoch.get(e["epoch"], {}).items() if k != "epoch"}})
-                   for e in history["epochs"])
-    phases = tuple(pick(Phase, p, schedule=pick(Schedule, p["schedule"]) if p.get("schedule") else None,
-                         seconds=(timings.get("phases") or {}).get(p["name"]))
-                   for p in history["phases"])
-    return History(epochs=epochs, phases=phases, best=pick(Best, history["best"]),
-                   weights_source=history.get("weights_source", "unknown"), train_seconds=timings.get("train_seconds"))
+    epochs = tuple(
+        pick(Epoch, {**e, **{k: v for k, v in by_epoch.get(e["epoch"], {}).items() if k != "epoch"}}) for e in history["epochs"]
+    )
+    phases = tuple(
+        pick(
+            Phase,
+            p,
+            schedule=pick(Schedule, p["schedule"]) if p.get("schedule") else None,
+            seconds=(timings.get("phases") or {}).get(p["name"]),
+        )
+        for p in history["phases"]
+    )
+    return History(
+        epochs=epochs,
+        phases=phases,
+        best=pick(Best, history["best"]),
+        weights_source=history.get("weights_source", "unknown"),
+        train_seconds=timings.get("train_seconds"),
+    )
 
 
 def _without(d: dict, *keys) -> dict:
     return {k: v for k, v in d.items() if k not in keys}
 
 
-def read_run(run_dir: str, config: dict, history: dict, metrics: dict, data: dict, timings: dict | None,
-             shown=str) -> Run:
+def read_run(run_dir: str, config: dict, history: dict, metrics: dict, data: dict, timings: dict | None, shown=str) -> Run:
     """One :class:`Run` from the JSON of its files; ``shown`` renders the user's strings (class names, dataset).
 
     Raises KeyError, TypeError or ValueError when a file lacks what kerasxfer writes."""
     test = metrics["test"]
     splits = {name: pick(Split, s) for name, s in data["splits"].items()}
     missing = data.get("classes_missing")
-    missing = {k: [shown(c) for c in v] for k, v in missing.items() if isinstance(v, list)} \
-        if isinstance(missing, dict) else {}
-    d = pick(Data, _without(data, "splits", "class_names", "source", "classes_missing"), splits=splits,
-              source=shown(data["source"]), class_names=tuple(shown(c) for c in data["class_names"]),
-              classes_missing=missing)
-    t = Evaluation(labels=test.get("labels"), predictions=test.get("predictions"), loss=test.get("loss"),
-                  per_class=test.get("per_class"))
-    return Run(dir=run_dir, setup=read_setup(config), history=read_history(history, timings), test=t,
-               class_names=tuple(shown(c) for c in metrics.get("class_names") or data["class_names"]),
-               total_params=metrics.get("total_params"), data=d)
-
-
+    missing = {k: [shown(c) for c in v] for k, v in missing.items() if isinstance(v, list)} if isinstance(missing, dict) else {}
+    d = pick(
+        Data,
+        _without(data, "splits", "class_names", "source", "classes_missing"),
+        splits=splits,
+        source=shown(data["source"]),
+        class_names=tuple(shown(c) for c in data["class_names"]),
+        classes_missing=missing,
+    )
+    t = Evaluation(
+        labels=test.get("labels"), predictions=test.get("predictions"), loss=test.get("loss"), per_class=test.get("per_class")
+    )
+    return Run(
+        dir=run_dir,
+        setup=read_setup(config),
+        history=read_history(history, timings),
+        test=t,
+        class_names=tuple(shown(c) for c in metrics.get("class_names") or data["class_names"]),
+        total_params=metrics.get("total_params"),
+        data=d,
+    )

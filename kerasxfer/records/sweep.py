@@ -29,8 +29,12 @@ class SweepRow:
 
     def csv(self) -> dict:
         """The row's cells as sweep.csv and sweep.md write them."""
-        return {**to_json(self), "fraction": f"{self.fraction:g}", "best_val_accuracy": f"{self.best_val_accuracy:.4f}",
-                "test_accuracy": f"{self.test_accuracy:.4f}"}
+        return {
+            **to_json(self),
+            "fraction": f"{self.fraction:g}",
+            "best_val_accuracy": f"{self.best_val_accuracy:.4f}",
+            "test_accuracy": f"{self.test_accuracy:.4f}",
+        }
 
 
 @dataclass(frozen=True)

@@ -46,11 +46,22 @@ def _phase_summary(history: History, phase: Phase) -> PhaseSummary:
     speeds = [e.images_per_sec for e in eps[1:] or eps if e.images_per_sec]
     vl = [e.val_loss for e in eps]
     return PhaseSummary(
-        name=phase.name, epochs=(phase.first_epoch, phase.last_epoch), learning_rate=phase.lr,
-        trainable=phase.trainable, trainable_params=phase.trainable_params, total_params=phase.total_params,
-        best_val_accuracy=best.val_accuracy, best_epoch=best.epoch, best_train_loss=best.loss,
-        best_val_loss=best.val_loss, val_loss_min=min(vl), val_loss_max=max(vl), seconds=phase.seconds,
-        images_per_sec=statistics.median(speeds) if speeds else None, schedule=schedule_cell(phase))
+        name=phase.name,
+        epochs=(phase.first_epoch, phase.last_epoch),
+        learning_rate=phase.lr,
+        trainable=phase.trainable,
+        trainable_params=phase.trainable_params,
+        total_params=phase.total_params,
+        best_val_accuracy=best.val_accuracy,
+        best_epoch=best.epoch,
+        best_train_loss=best.loss,
+        best_val_loss=best.val_loss,
+        val_loss_min=min(vl),
+        val_loss_max=max(vl),
+        seconds=phase.seconds,
+        images_per_sec=statistics.median(speeds) if speeds else None,
+        schedule=schedule_cell(phase),
+    )
 
 
 def summarize_run(run: Run) -> RunSummary:
@@ -59,25 +70,49 @@ def summarize_run(run: Run) -> RunSummary:
     last, best = h.epochs[-1], h.best
     scratch = cfg.kind == "scratch"
     return RunSummary(
-        name=shown(run.name or os.path.basename(os.path.normpath(run.dir))), dir=run.dir, kind=cfg.kind,
-        backbone=None if scratch else cfg.backbone, weights_file=None if scratch else cfg.weights,
-        optimizer_steps=_optimizer_steps(h), min_steps=cfg.min_steps,
-        train_counts=list((data.train_per_class or {}).values()), folds=run.folds,
-        planned_folds=run.planned_folds, model="scratch CNN" if scratch else cfg.backbone,
+        name=shown(run.name or os.path.basename(os.path.normpath(run.dir))),
+        dir=run.dir,
+        kind=cfg.kind,
+        backbone=None if scratch else cfg.backbone,
+        weights_file=None if scratch else cfg.weights,
+        optimizer_steps=_optimizer_steps(h),
+        min_steps=cfg.min_steps,
+        train_counts=list((data.train_per_class or {}).values()),
+        folds=run.folds,
+        planned_folds=run.planned_folds,
+        model="scratch CNN" if scratch else cfg.backbone,
         weights=h.weights_source,
         preprocessing="Rescaling(1/255) inside the model" if scratch else family_of(cfg.backbone).preprocessing,
-        seed=cfg.seed, image_size=cfg.image_size, image_size_choice=cfg.image_size_choice, dataset=data.source,
-        classes_missing=data.classes_missing, splits=data.splits, num_train=data.num_train, num_val=data.num_val,
-        num_test=data.num_test, test_accuracy=t.accuracy, test_balanced_accuracy=t.balanced_accuracy,
-        test_macro_f1=t.macro_f1, test_loss=t.loss,
+        seed=cfg.seed,
+        image_size=cfg.image_size,
+        image_size_choice=cfg.image_size_choice,
+        dataset=data.source,
+        classes_missing=data.classes_missing,
+        splits=data.splits,
+        num_train=data.num_train,
+        num_val=data.num_val,
+        num_test=data.num_test,
+        test_accuracy=t.accuracy,
+        test_balanced_accuracy=t.balanced_accuracy,
+        test_macro_f1=t.macro_f1,
+        test_loss=t.loss,
         test_interval=stats.wilson(round(t.accuracy * data.num_test), data.num_test),
-        best_val_accuracy=best.val_accuracy, best_val_loss=best.val_loss, best_epoch=best.epoch,
-        best_phase=best.phase, final_epoch=last.epoch, final_train_accuracy=last.accuracy,
-        final_train_loss=last.loss, final_val_accuracy=last.val_accuracy, final_val_loss=last.val_loss,
-        accuracy_gap=last.accuracy - last.val_accuracy, loss_gap=last.val_loss - last.loss,
+        best_val_accuracy=best.val_accuracy,
+        best_val_loss=best.val_loss,
+        best_epoch=best.epoch,
+        best_phase=best.phase,
+        final_epoch=last.epoch,
+        final_train_accuracy=last.accuracy,
+        final_train_loss=last.loss,
+        final_val_accuracy=last.val_accuracy,
+        final_val_loss=last.val_loss,
+        accuracy_gap=last.accuracy - last.val_accuracy,
+        loss_gap=last.val_loss - last.loss,
         total_params=run.total_params if run.total_params is not None else h.phases[-1].total_params,
-        train_seconds=h.train_seconds, phases=tuple(_phase_summary(h, p) for p in h.phases),
-        recipe=recipe_sentence(cfg, h))
+        train_seconds=h.train_seconds,
+        phases=tuple(_phase_summary(h, p) for p in h.phases),
+        recipe=recipe_sentence(cfg, h),
+    )
 
 
 def _optimizer_steps(history: History) -> int | None:
@@ -111,8 +146,11 @@ def _run_sentence(s) -> str:
         if i > 0 and p.val_loss_max - p.val_loss_min > 0.25 * max(p.val_loss_min, 1e-9):
             swing = f", val_loss swinging {p.val_loss_min:.3f}–{p.val_loss_max:.3f}"
         parts.append(f"{what} {_pct(p.best_val_accuracy)} (epoch {p.best_epoch}{swing})")
-    return (f"{s.model} run **{s.name}** ({s.weights}): best val_acc " + "; ".join(parts)
-            + f"; its best checkpoint scores {interval_text(s)} on the {s.num_test} held-out test images.")
+    return (
+        f"{s.model} run **{s.name}** ({s.weights}): best val_acc "
+        + "; ".join(parts)
+        + f"; its best checkpoint scores {interval_text(s)} on the {s.num_test} held-out test images."
+    )
 
 
 def _notes(s) -> list:
@@ -139,16 +177,28 @@ def _notes(s) -> list:
 
 def _verdict_arm(s: RunSummary, run: Run) -> Arm:
     """What :func:`kerasxfer.reporting.verdict.decide` reads of one run."""
-    return Arm(name=s.name, model=s.model, kind=s.kind, backbone=s.backbone, weights=s.weights_file,
-               weights_source=s.weights, predictions=run.test.predictions, train_seconds=s.train_seconds,
-               total_params=s.total_params, optimizer_steps=s.optimizer_steps,
-               min_steps_default=max(s.min_steps or 0, DEFAULT_MIN_STEPS), final_train_loss=s.final_train_loss,
-               final_train_accuracy=s.final_train_accuracy, train_counts=s.train_counts,
-               frozen_only=s.kind == "transfer" and all(p.trainable == "head" for p in s.phases))
+    return Arm(
+        name=s.name,
+        model=s.model,
+        kind=s.kind,
+        backbone=s.backbone,
+        weights=s.weights_file,
+        weights_source=s.weights,
+        predictions=run.test.predictions,
+        train_seconds=s.train_seconds,
+        total_params=s.total_params,
+        optimizer_steps=s.optimizer_steps,
+        min_steps_default=max(s.min_steps or 0, DEFAULT_MIN_STEPS),
+        final_train_loss=s.final_train_loss,
+        final_train_accuracy=s.final_train_accuracy,
+        train_counts=s.train_counts,
+        frozen_only=s.kind == "transfer" and all(p.trainable == "head" for p in s.phases),
+    )
 
 
-def executive_summary(summaries: list[RunSummary], runs: list[Run], groups: dict,
-                      alpha: float = stats.NOISE_P) -> tuple[list[str], Verdict]:
+def executive_summary(
+    summaries: list[RunSummary], runs: list[Run], groups: dict, alpha: float = stats.NOISE_P
+) -> tuple[list[str], Verdict]:
     """Plain sentences, the verdict first (:mod:`kerasxfer.reporting.verdict`), then each run, seeds, notes, cost."""
     # one run per approach (seeds of one approach are not rivals), chosen on validation, never on test
     best_of = {}
@@ -159,23 +209,29 @@ def executive_summary(summaries: list[RunSummary], runs: list[Run], groups: dict
     by = {s.name: r for s, r in zip(summaries, runs)}
     chosen = list(best_of.values())
     first = by[chosen[0].name]
-    v = verdict.decide([_verdict_arm(s, by[s.name]) for s in chosen], first.test.labels, first.data.class_names,
-                       folds=first.num_folds or 0, alpha=alpha, planned_folds=first.planned_folds or 0)
+    v = verdict.decide(
+        [_verdict_arm(s, by[s.name]) for s in chosen],
+        first.test.labels,
+        first.data.class_names,
+        folds=first.num_folds or 0,
+        alpha=alpha,
+        planned_folds=first.planned_folds or 0,
+    )
     lines = list(v.sentences)
     lines += [_run_sentence(s) for s in summaries]
     for name, g in groups.items():
         if len(g.seeds) > 1:
             lines.append(
-                f"Over {len(g.seeds)} seeds, **{name}** scored {_pct(g.mean)} ± {100 * g.std:.2f} points on "
-                "the test split."
+                f"Over {len(g.seeds)} seeds, **{name}** scored {_pct(g.mean)} ± {100 * g.std:.2f} points on the test split."
             )
     for s in summaries:
         lines += _notes(s)
     fast = sorted(summaries, key=lambda s: s.train_seconds or 0)
     if len(fast) >= 2 and fast[0].train_seconds:
         lines.append(
-            "Cost: " + ", ".join(f"{s.name} trained for {s.train_seconds:.0f} s ({s.total_params:,} parameters)"
-                                 for s in fast) + "."
+            "Cost: "
+            + ", ".join(f"{s.name} trained for {s.train_seconds:.0f} s ({s.total_params:,} parameters)" for s in fast)
+            + "."
         )
     return lines, v
 
@@ -186,10 +242,16 @@ def _seed_groups(summaries) -> dict[str, SeedGroup]:
     members: dict[str, list] = {}
     for s in summaries:
         members.setdefault(_approach(s.name), []).append(s)
-    return {name: SeedGroup(runs=tuple(s.name for s in ss), seeds=tuple(s.seed for s in ss),
-                            values=tuple(s.test_accuracy for s in ss), mean=statistics.fmean(s.test_accuracy for s in ss),
-                            std=statistics.stdev(s.test_accuracy for s in ss) if len(ss) > 1 else 0.0)
-            for name, ss in members.items()}
+    return {
+        name: SeedGroup(
+            runs=tuple(s.name for s in ss),
+            seeds=tuple(s.seed for s in ss),
+            values=tuple(s.test_accuracy for s in ss),
+            mean=statistics.fmean(s.test_accuracy for s in ss),
+            std=statistics.stdev(s.test_accuracy for s in ss) if len(ss) > 1 else 0.0,
+        )
+        for name, ss in members.items()
+    }
 
 
 #: The files a report writes (nothing else in its folder is touched).
@@ -232,14 +294,27 @@ def write_report(run_dirs, out_dir: str, overwrite: bool = False, study: dict | 
     groups = _seed_groups(summaries)
     lines, v = executive_summary(summaries, runs, groups, _study_alpha(study))
     rundir.claim_output_folder(out_dir, REPORT_FILES, "report", overwrite)
-    pictures = {"curves.png": figures.report_curves, "lr.png": figures.report_learning_rates,
-                "confusion.png": figures.report_confusions}
+    pictures = {
+        "curves.png": figures.report_curves,
+        "lr.png": figures.report_learning_rates,
+        "confusion.png": figures.report_confusions,
+    }
     for name, draw in pictures.items():
         draw(summaries, runs, os.path.join(out_dir, name))
     md = report_markdown(summaries, groups, lines, v, study)
     fsio.write_text(os.path.join(out_dir, "report.md"), md)
     fsio.write_text(os.path.join(out_dir, "report.html"), html.render(md, out_dir, summaries, tuple(pictures)))
-    summary = to_json({"runs": summaries, "verdict": v, "comparisons": v.pairs + v.controls, "baseline": v.baseline,
-                       "figure": v.figure, "approaches": groups, "summary": lines, "study": study})
+    summary = to_json(
+        {
+            "runs": summaries,
+            "verdict": v,
+            "comparisons": v.pairs + v.controls,
+            "baseline": v.baseline,
+            "figure": v.figure,
+            "approaches": groups,
+            "summary": lines,
+            "study": study,
+        }
+    )
     fsio.write_json(os.path.join(out_dir, "summary.json"), summary)
     return summary

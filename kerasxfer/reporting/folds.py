@@ -30,24 +30,29 @@ def fold_groups(runs, partial: bool = False) -> tuple:
     for r in runs:
         k, n = r.data.fold, r.data.folds
         if not n:
-            raise UserError(f"{r.dir} is not a fold of a cross-validated study, unlike the other runs: compare fold "
-                            "runs with fold runs (a study's fold<k>/ folders) or single-split runs with each other.")
+            raise UserError(
+                f"{r.dir} is not a fold of a cross-validated study, unlike the other runs: compare fold "
+                "runs with fold runs (a study's fold<k>/ folders) or single-split runs with each other."
+            )
         ks.add(n)
         name = os.path.basename(os.path.normpath(r.dir))
         if k in groups.setdefault(name, {}):
             raise UserError(f"two runs of {name!r} are fold {k}: pass each fold's run once.")
         groups[name][k] = r
     if len(ks) > 1:
-        raise UserError(f"the runs were cross-validated with different numbers of folds ({sorted(ks)}): compare "
-                        "runs of one study.")
+        raise UserError(
+            f"the runs were cross-validated with different numbers of folds ({sorted(ks)}): compare runs of one study."
+        )
     folds = ks.pop()
     if partial:
         folds = max(max(g) for g in groups.values())
     for name, g in groups.items():
         missing = sorted(set(range(1, folds + 1)) - set(g))
         if missing:
-            raise UserError(f"the cross-validated arm {name!r} lacks fold(s) {', '.join(map(str, missing))} of "
-                            f"{folds}: finish the study (run the same command again) or pass every fold's run.")
+            raise UserError(
+                f"the cross-validated arm {name!r} lacks fold(s) {', '.join(map(str, missing))} of "
+                f"{folds}: finish the study (run the same command again) or pass every fold's run."
+            )
     return groups, folds
 
 
@@ -60,22 +65,37 @@ def pool(name: str, fold_runs: list[Run], folds: int) -> Run:
     labels = [v for t in tests for v in t.labels]
     n = len(labels)
     fp = hashlib.sha256("".join(r.data.test_split.fingerprint for r in fold_runs).encode()).hexdigest()
-    origin = (f"out-of-fold: every one of the {n} labelled images tested once, by the fold that held it out "
-              f"({folds} folds)") if folds == planned else \
-             (f"out-of-fold over the first {folds} of {planned} folds (the study stopped when its answer was "
-              f"known): {n} labelled images, each tested once")
-    data = replace(first.data, num_test=n,
-                   splits={**first.data.splits, "test": Split(count=n, fingerprint=fp, origin=origin)})
+    origin = (
+        (f"out-of-fold: every one of the {n} labelled images tested once, by the fold that held it out ({folds} folds)")
+        if folds == planned
+        else (
+            f"out-of-fold over the first {folds} of {planned} folds (the study stopped when its answer was "
+            f"known): {n} labelled images, each tested once"
+        )
+    )
+    data = replace(first.data, num_test=n, splits={**first.data.splits, "test": Split(count=n, fingerprint=fp, origin=origin)})
     seconds = [r.history.train_seconds for r in fold_runs]
     history = replace(first.history, train_seconds=sum(seconds) if None not in seconds else None)
-    test = Evaluation(labels=labels, predictions=[v for t in tests for v in t.predictions],
-                     loss=sum(t.loss * len(t.labels) for t in tests) / max(n, 1))
-    per_fold = tuple(FoldResult(fold=k, dir=r.dir, num_test=len(t.labels), test_accuracy=t.accuracy,
-                                best_epoch=r.history.best.epoch, best_val_accuracy=r.history.best.val_accuracy,
-                                train_seconds=r.history.train_seconds)
-                     for k, (r, t) in enumerate(zip(fold_runs, tests), 1))
-    return replace(first, name=name, history=history, test=test, data=data, folds=per_fold, num_folds=folds,
-                   planned_folds=planned)
+    test = Evaluation(
+        labels=labels,
+        predictions=[v for t in tests for v in t.predictions],
+        loss=sum(t.loss * len(t.labels) for t in tests) / max(n, 1),
+    )
+    per_fold = tuple(
+        FoldResult(
+            fold=k,
+            dir=r.dir,
+            num_test=len(t.labels),
+            test_accuracy=t.accuracy,
+            best_epoch=r.history.best.epoch,
+            best_val_accuracy=r.history.best.val_accuracy,
+            train_seconds=r.history.train_seconds,
+        )
+        for k, (r, t) in enumerate(zip(fold_runs, tests), 1)
+    )
+    return replace(
+        first, name=name, history=history, test=test, data=data, folds=per_fold, num_folds=folds, planned_folds=planned
+    )
 
 
 def markdown(summaries, table) -> list:
@@ -84,17 +104,32 @@ def markdown(summaries, table) -> list:
     rows = []
     for s in summaries:
         accs = [f.test_accuracy for f in s.folds]
-        rows.append([s.name, *(f"{100 * a:.2f} %" for a in accs),
-                     f"{100 * statistics.fmean(accs):.2f} ± {100 * statistics.pstdev(accs):.2f}",
-                     f"{100 * s.test_accuracy:.2f} %"])
+        rows.append(
+            [
+                s.name,
+                *(f"{100 * a:.2f} %" for a in accs),
+                f"{100 * statistics.fmean(accs):.2f} ± {100 * statistics.pstdev(accs):.2f}",
+                f"{100 * s.test_accuracy:.2f} %",
+            ]
+        )
     header = ["arm", *(f"fold {i}" for i in range(1, k + 1)), "mean ± std (points)", "pooled (all images)"]
     planned = summaries[0].planned_folds or k
     if planned == k:
-        what = (f"Each arm trained {k} times; fold k tested on the k-th of {k} stratified folds of every labelled "
-                "image, so every image was tested exactly once.")
+        what = (
+            f"Each arm trained {k} times; fold k tested on the k-th of {k} stratified folds of every labelled "
+            "image, so every image was tested exactly once."
+        )
     else:
-        what = (f"Each arm trained {k} times of the {planned} planned; fold k tested on the k-th of {planned} "
-                f"stratified folds, and the study stopped after fold {k} when its sequential rule said the answer "
-                "was known, so the images of the other folds were not tested.")
-    return ["", "## Folds", "", what + " The verdict uses the pooled out-of-fold predictions; the sections below "
-            "show each arm's fold-1 run.", "", table(rows, header)]
+        what = (
+            f"Each arm trained {k} times of the {planned} planned; fold k tested on the k-th of {planned} "
+            f"stratified folds, and the study stopped after fold {k} when its sequential rule said the answer "
+            "was known, so the images of the other folds were not tested."
+        )
+    return [
+        "",
+        "## Folds",
+        "",
+        what + " The verdict uses the pooled out-of-fold predictions; the sections below show each arm's fold-1 run.",
+        "",
+        table(rows, header),
+    ]

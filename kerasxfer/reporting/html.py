@@ -119,10 +119,15 @@ def _per_class(summaries) -> list:
         rows = ["| class | precision | recall | F1 | test images |", "|---|---|---|---|---|"]
         for name in names:  # metrics.json keys each class by its name
             c = per_class.get(name) if isinstance(per_class.get(name), dict) else {}
-            rows.append(f"| {shown(name)} | {c.get('precision', 0):.3f} | {c.get('recall', 0):.3f} | "
-                        f"{c.get('f1', 0):.3f} | {c.get('support', 0)} |")
-        out += [f"<h3>{html.escape(s.name)}</h3>", _table(rows),
-                _image(os.path.join(s.dir, "top_losses.png"), f"{s.name}: top losses")]
+            rows.append(
+                f"| {shown(name)} | {c.get('precision', 0):.3f} | {c.get('recall', 0):.3f} | "
+                f"{c.get('f1', 0):.3f} | {c.get('support', 0)} |"
+            )
+        out += [
+            f"<h3>{html.escape(s.name)}</h3>",
+            _table(rows),
+            _image(os.path.join(s.dir, "top_losses.png"), f"{s.name}: top losses"),
+        ]
     return out
 
 
@@ -131,6 +136,8 @@ def render(md: str, folder: str, summaries, figures=()) -> str:
     ``folder``), then per-class scores and top losses of each run."""
     title = html.escape(re.sub(r"\\(.)", r"\1", md.splitlines()[0].lstrip("# ").strip()) if md else "kerasxfer report")
     body = [markdown_to_html(md, folder, figures), *_per_class(summaries)]
-    return ("<!DOCTYPE html>\n<html lang='en'><head><meta charset='utf-8'>"
-            "<meta name='viewport' content='width=device-width, initial-scale=1'>"
-            f"<title>{title}</title><style>{STYLE}</style></head><body>\n" + "\n".join(body) + "\n</body></html>\n")
+    return (
+        "<!DOCTYPE html>\n<html lang='en'><head><meta charset='utf-8'>"
+        "<meta name='viewport' content='width=device-width, initial-scale=1'>"
+        f"<title>{title}</title><style>{STYLE}</style></head><body>\n" + "\n".join(body) + "\n</body></html>\n"
+    )

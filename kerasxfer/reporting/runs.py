@@ -29,8 +29,7 @@ def load_runs(run_dirs, partial_folds: bool = False) -> list[Run]:
         groups, k = folds.fold_groups(runs, partial_folds)
         for fold in range(1, k + 1):
             check_comparable([g[fold] for g in groups.values()])
-        runs = [recompute_test(folds.pool(name, [g[fold] for fold in range(1, k + 1)], k))
-                for name, g in groups.items()]
+        runs = [recompute_test(folds.pool(name, [g[fold] for fold in range(1, k + 1)], k)) for name, g in groups.items()]
     check_comparable(runs)
     return runs
 
@@ -52,8 +51,10 @@ def load_run(run_dir: str) -> Run:
         try:
             files[k] = fsio.read_json(path)
         except (OSError, ValueError) as e:
-            raise UserError(f"{path} cannot be read ({type(e).__name__}): the run {run_dir!r} is damaged; train it "
-                            "again (same command with --overwrite) or leave it out of --runs.") from None
+            raise UserError(
+                f"{path} cannot be read ({type(e).__name__}): the run {run_dir!r} is damaged; train it "
+                "again (same command with --overwrite) or leave it out of --runs."
+            ) from None
         if not isinstance(files[k], dict):
             raise _damaged(path, run_dir)
     if "test" not in files["metrics"] or "splits" not in files["data"]:
@@ -62,16 +63,19 @@ def load_run(run_dir: str) -> Run:
             "train it again (same command with --overwrite)."
         )
     try:
-        run = records.read_run(run_dir, files["config"], files["history"], files["metrics"], files["data"],
-                               files.get("timings"), shown=shown)
+        run = records.read_run(
+            run_dir, files["config"], files["history"], files["metrics"], files["data"], files.get("timings"), shown=shown
+        )
     except (KeyError, TypeError, ValueError, AttributeError):
         raise _damaged(os.path.join(run_dir, "*.json"), run_dir) from None
     return recompute_test(run)
 
 
 def _damaged(path: str, run_dir: str) -> UserError:
-    return UserError(f"{path} does not hold what a kerasxfer run writes: the run {run_dir!r} is damaged; "
-                     "train it again (same command with --overwrite) or leave it out of --runs.")
+    return UserError(
+        f"{path} does not hold what a kerasxfer run writes: the run {run_dir!r} is damaged; "
+        "train it again (same command with --overwrite) or leave it out of --runs."
+    )
 
 
 def recompute_test(run: Run) -> Run:
@@ -79,8 +83,13 @@ def recompute_test(run: Run) -> Run:
     accuracy)."""
     t, k = run.test, len(run.data.class_names)
     y, p = t.labels, t.predictions
-    if not isinstance(y, list) or not isinstance(p, list) or len(y) != len(p) or len(y) != run.data.num_test \
-            or not all(isinstance(v, int) and 0 <= v < k for v in (*y, *p)):
+    if (
+        not isinstance(y, list)
+        or not isinstance(p, list)
+        or len(y) != len(p)
+        or len(y) != run.data.num_test
+        or not all(isinstance(v, int) and 0 <= v < k for v in (*y, *p))
+    ):
         raise UserError(
             f"{run.dir!r} has no valid per-image test predictions in {rundir.METRICS} (one label and one "
             "prediction per test image): evaluate it again by training with --overwrite."
@@ -88,9 +97,16 @@ def recompute_test(run: Run) -> Run:
     cm = [[0] * k for _ in range(k)]
     for a, b in zip(y, p):
         cm[a][b] += 1
-    return replace(run, test=replace(t, accuracy=stats.figure_of(y, p, "accuracy"), macro_f1=stats.macro_f1(y, p),
-                                     balanced_accuracy=stats.figure_of(y, p, "balanced accuracy"),
-                                     confusion_matrix=cm))
+    return replace(
+        run,
+        test=replace(
+            t,
+            accuracy=stats.figure_of(y, p, "accuracy"),
+            macro_f1=stats.macro_f1(y, p),
+            balanced_accuracy=stats.figure_of(y, p, "balanced accuracy"),
+            confusion_matrix=cm,
+        ),
+    )
 
 
 def check_comparable(runs) -> None:
@@ -123,6 +139,7 @@ def _refuse_same_run(run_dirs) -> None:
     for d in run_dirs:
         real = os.path.realpath(d)
         if real in seen:
-            raise UserError(f"{seen[real]} and {d} are the same run directory: a run compared with itself says "
-                            "nothing; pass each run once.")
+            raise UserError(
+                f"{seen[real]} and {d} are the same run directory: a run compared with itself says nothing; pass each run once."
+            )
         seen[real] = d

@@ -109,6 +109,8 @@ def fractions_of(fold_sizes) -> list:
 
 def rule_sentence(folds: int, alpha: float = ALPHA) -> str:
     """How the rule is described in the report and the log."""
-    return (f"a group-sequential rule declared before the first fold: after each of the {folds} folds the pooled "
-            f"out-of-fold result is tested against a Lan–DeMets O'Brien–Fleming boundary (overall two-sided alpha "
-            f"{alpha:g}); the study stops at the first fold whose verdict crosses it")
+    return (
+        f"a group-sequential rule declared before the first fold: after each of the {folds} folds the pooled "
+        f"out-of-fold result is tested against a Lan–DeMets O'Brien–Fleming boundary (overall two-sided alpha "
+        f"{alpha:g}); the study stops at the first fold whose verdict crosses it"
+    )

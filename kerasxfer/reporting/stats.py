@@ -57,8 +57,7 @@ def mcnemar(labels, pred_a, pred_b) -> dict:
         return {"b": b, "c": c, "n": int(len(y)), "statistic": float(k), "p_value": p, "method": "exact binomial"}
     stat = (abs(b - c) - 1.0) ** 2 / n
     p = math.erfc(math.sqrt(stat / 2.0))  # chi-square, 1 degree of freedom
-    return {"b": b, "c": c, "n": int(len(y)), "statistic": stat, "p_value": p,
-            "method": "chi-square, continuity corrected"}
+    return {"b": b, "c": c, "n": int(len(y)), "statistic": stat, "p_value": p, "method": "chi-square, continuity corrected"}
 
 
 # ------------------------------------------------------------------ figures
@@ -105,8 +104,11 @@ def majority(labels) -> Baseline:
     y = np.asarray(labels)
     counts = np.bincount(y) if len(y) else np.zeros(1, int)
     cls = int(np.argmax(counts))
-    return Baseline(class_index=cls, accuracy=float(counts[cls] / max(len(y), 1)),
-                    balanced_accuracy=1.0 / max(int(np.count_nonzero(counts)), 1))
+    return Baseline(
+        class_index=cls,
+        accuracy=float(counts[cls] / max(len(y), 1)),
+        balanced_accuracy=1.0 / max(int(np.count_nonzero(counts)), 1),
+    )
 
 
 def imbalance(labels) -> float:
@@ -134,15 +136,24 @@ def paired_test(labels, pred_a, pred_b, figure: str = "accuracy", seed: int = 0)
     d = _weights(y, figure) * ((a == y).astype(float) - (b == y).astype(float))
     observed = float(d.sum())
     disagree = int(np.count_nonzero(d))
-    out = {"b": int(np.sum((a == y) & (b != y))), "c": int(np.sum((a != y) & (b == y))), "n": int(len(y)),
-           "statistic": observed, "method": f"sign-flip permutation ({RESAMPLES} swaps)"}
+    out = {
+        "b": int(np.sum((a == y) & (b != y))),
+        "c": int(np.sum((a != y) & (b == y))),
+        "n": int(len(y)),
+        "statistic": observed,
+        "method": f"sign-flip permutation ({RESAMPLES} swaps)",
+    }
     if disagree == 0:
         return dict(out, p_value=1.0, method="none (no disagreement)")
     rng = np.random.default_rng(seed)
     nz = d[d != 0]
     step = max(1, 2_000_000 // len(nz))  # sign flips per block: at most 2 million at a time
-    null = np.concatenate([np.abs((rng.integers(0, 2, size=(min(step, RESAMPLES - lo), len(nz)), dtype=np.int8) * 2 - 1)
-                                  @ nz) for lo in range(0, RESAMPLES, step)])
+    null = np.concatenate(
+        [
+            np.abs((rng.integers(0, 2, size=(min(step, RESAMPLES - lo), len(nz)), dtype=np.int8) * 2 - 1) @ nz)
+            for lo in range(0, RESAMPLES, step)
+        ]
+    )
     p = (1 + int(np.sum(null >= abs(observed) - 1e-12))) / (1 + RESAMPLES)
     return dict(out, p_value=min(1.0, p))
 
@@ -165,7 +176,7 @@ def paired_interval(labels, pred_a, pred_b, figure: str = "accuracy", seed: int 
         step = max(1, 2_000_000 // len(dc))  # resamples per block: at most 2 million draws (16 MB) at a time
         for lo in range(0, RESAMPLES, step):
             k = min(step, RESAMPLES - lo)
-            means[i, lo:lo + k] = dc[rng.integers(0, len(dc), size=(k, len(dc)))].mean(axis=1)
+            means[i, lo : lo + k] = dc[rng.integers(0, len(dc), size=(k, len(dc)))].mean(axis=1)
     if figure == "accuracy":
         diffs = (counts[:, None] * means).sum(axis=0) / counts.sum()
     else:

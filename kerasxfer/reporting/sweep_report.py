@@ -28,8 +28,22 @@ from kerasxfer.reporting.runs import load_run
 from kerasxfer.reporting.stats import NOISE_P, mcnemar
 from kerasxfer.reporting.text import ARM_TITLES, csv_text, pct
 
-COLUMNS = ("sweep", "arm", "depth", "fraction", "seed", "train_images", "images_per_class", "epochs",
-           "images_seen", "trainable_params", "best_epoch", "best_val_accuracy", "test_accuracy", "run")
+COLUMNS = (
+    "sweep",
+    "arm",
+    "depth",
+    "fraction",
+    "seed",
+    "train_images",
+    "images_per_class",
+    "epochs",
+    "images_seen",
+    "trainable_params",
+    "best_epoch",
+    "best_val_accuracy",
+    "test_accuracy",
+    "run",
+)
 
 
 def member_row(kind: str, member, run: Run, root: str) -> SweepRow:
@@ -38,11 +52,21 @@ def member_row(kind: str, member, run: Run, root: str) -> SweepRow:
     n, k = data.num_train, len(data.class_names)
     epochs = len(h.epochs)
     return SweepRow(
-        sweep=kind, arm=member.arm, depth=member.depth if member.depth is not None else "",
-        fraction=float(f"{member.fraction:g}"), seed=member.seed, train_images=n, images_per_class=round(n / k, 1),
-        epochs=epochs, images_seen=epochs * n, trainable_params=h.phases[-1].trainable_params,
-        best_epoch=h.best.epoch, best_val_accuracy=_as_csv(h.best.val_accuracy),
-        test_accuracy=_as_csv(run.test.accuracy), run=os.path.relpath(run.dir, root))
+        sweep=kind,
+        arm=member.arm,
+        depth=member.depth if member.depth is not None else "",
+        fraction=float(f"{member.fraction:g}"),
+        seed=member.seed,
+        train_images=n,
+        images_per_class=round(n / k, 1),
+        epochs=epochs,
+        images_seen=epochs * n,
+        trainable_params=h.phases[-1].trainable_params,
+        best_epoch=h.best.epoch,
+        best_val_accuracy=_as_csv(h.best.val_accuracy),
+        test_accuracy=_as_csv(run.test.accuracy),
+        run=os.path.relpath(run.dir, root),
+    )
 
 
 def _as_csv(x: float) -> float:
@@ -79,9 +103,11 @@ def data_points(rows: list[SweepRow], runs: dict) -> list[DataPoint]:
         if "finetune" in arms and "scratch" in arms:
             by_seed = {(r.arm, r.seed): runs[r.run] for r in at}
             seeds = sorted(s for a, s in by_seed if a == "finetune" and ("scratch", s) in by_seed)
-            p = replace(p, difference_points=100 * (arms["finetune"].mean - arms["scratch"].mean),
-                        mcnemar=pooled_mcnemar([by_seed["finetune", s] for s in seeds],
-                                               [by_seed["scratch", s] for s in seeds]))
+            p = replace(
+                p,
+                difference_points=100 * (arms["finetune"].mean - arms["scratch"].mean),
+                mcnemar=pooled_mcnemar([by_seed["finetune", s] for s in seeds], [by_seed["scratch", s] for s in seeds]),
+            )
         points.append(p)
     return points
 
@@ -92,8 +118,10 @@ def _versus(p: DataPoint, transfer_name: str = "") -> str:
     ft, sc = p.arms["finetune"].mean, p.arms["scratch"].mean
     name = f" ({transfer_name})" if transfer_name else ""
     if pv >= NOISE_P:
-        return (f"at {n:g} images per class fine-tuning{name} and scratch are within noise of each other "
-                f"({pct(ft)} vs {pct(sc)}, McNemar p = {pv:.3g})")
+        return (
+            f"at {n:g} images per class fine-tuning{name} and scratch are within noise of each other "
+            f"({pct(ft)} vs {pct(sc)}, McNemar p = {pv:.3g})"
+        )
     win, lose = ("fine-tuning" + name, "scratch") if d > 0 else ("scratch", "fine-tuning" + name)
     return f"{win} beats {lose} by {abs(d):.1f} points at {n:g} images per class (McNemar p = {pv:.3g})"
 
@@ -107,16 +135,31 @@ def data_sentences(points: list[DataPoint], transfer_name: str, seeds: int) -> l
     lead = _versus(pts[0], transfer_name)
     lead = lead[0].upper() + lead[1:]
     last_sig = max((i for i, x in enumerate(sig) if x), default=None)
-    tail = "" if last_sig is None or last_sig == len(pts) - 1 else (
-        f"from {pts[last_sig + 1].images_per_class:g} images per class on, the difference is within noise")
+    tail = (
+        ""
+        if last_sig is None or last_sig == len(pts) - 1
+        else (f"from {pts[last_sig + 1].images_per_class:g} images per class on, the difference is within noise")
+    )
     if last_sig is None:
         lines = [lead + "; at every size tried the difference is within noise."]
     elif not sig[0]:
-        lines = [lead + ".", "Larger than the noise only at: " + "; ".join(_versus(p) for p, x in zip(pts, sig) if x)
-                 + (f"; {tail}." if tail else ".")]
+        lines = [
+            lead + ".",
+            "Larger than the noise only at: "
+            + "; ".join(_versus(p) for p, x in zip(pts, sig) if x)
+            + (f"; {tail}." if tail else "."),
+        ]
     else:
-        lines = [lead + (f"; {tail}." if tail else "" if len(pts) == 1 else
-                         f"; {_versus(pts[-1])}, larger than the noise at the largest size.")]
+        lines = [
+            lead
+            + (
+                f"; {tail}."
+                if tail
+                else ""
+                if len(pts) == 1
+                else f"; {_versus(pts[-1])}, larger than the noise at the largest size."
+            )
+        ]
         between = [_versus(p) for p, x in zip(pts[1:-1], sig[1:-1]) if x]
         if between:
             lines.append("Also larger than the noise: " + "; ".join(between) + ".")
@@ -129,8 +172,10 @@ def data_sentences(points: list[DataPoint], transfer_name: str, seeds: int) -> l
             f"moves the latter to {pct(finetune)} ({100 * (finetune - frozen):+.1f} points)."
         )
     if seeds > 1:
-        lines.append(f"Every size was trained with {seeds} seeds: accuracies are their means, and McNemar pools their "
-                     "predictions on the same test images (so its p-values are optimistic).")
+        lines.append(
+            f"Every size was trained with {seeds} seeds: accuracies are their means, and McNemar pools their "
+            "predictions on the same test images (so its p-values are optimistic)."
+        )
     return lines
 
 
@@ -142,11 +187,14 @@ def budget_sentence(rows, cost, budget: str) -> str:
         at = [r for r in rows if r.fraction == f and r.arm == arm]
         if at:
             secs = statistics.fmean(cost[r.run] for r in at)
-            parts.append(f"{ARM_TITLES[arm]} {_mean(at, 'epochs'):.0f} epochs, {_mean(at, 'images_seen'):,.0f} "
-                         f"images seen, {secs:.0f} s")
-    how = ("scratch was given the training time of the fine-tune of its size and seed (--budget=time)"
-           if budget == "time" else "every arm trained for its epochs (--budget=epochs; --budget=time gives scratch "
-           "the fine-tune's time)")
+            parts.append(
+                f"{ARM_TITLES[arm]} {_mean(at, 'epochs'):.0f} epochs, {_mean(at, 'images_seen'):,.0f} images seen, {secs:.0f} s"
+            )
+    how = (
+        "scratch was given the training time of the fine-tune of its size and seed (--budget=time)"
+        if budget == "time"
+        else "every arm trained for its epochs (--budget=epochs; --budget=time gives scratch the fine-tune's time)"
+    )
     return f"Budgets at the largest size: {'; '.join(parts)}; {how}."
 
 
@@ -158,13 +206,19 @@ def depth_points(rows, cost, runs) -> list[DepthPoint]:
     for depth in dict.fromkeys(r.depth for r in rows):
         at = [r for r in rows if r.depth == depth]
         vals = [r.test_accuracy for r in at]
-        points.append(DepthPoint(
-            depth=depth, mean=statistics.fmean(vals), min=min(vals), max=max(vals),
-            trainable_params=int(at[0].trainable_params), seconds=statistics.fmean(cost[r.run] for r in at),
-            runs=tuple(r.run for r in sorted(at, key=lambda r: r.seed))))
+        points.append(
+            DepthPoint(
+                depth=depth,
+                mean=statistics.fmean(vals),
+                min=min(vals),
+                max=max(vals),
+                trainable_params=int(at[0].trainable_params),
+                seconds=statistics.fmean(cost[r.run] for r in at),
+                runs=tuple(r.run for r in sorted(at, key=lambda r: r.seed)),
+            )
+        )
     best = _best_depth(points)
-    return [replace(p, mcnemar_vs_best=pooled_mcnemar([runs[r] for r in best.runs], [runs[r] for r in p.runs]))
-            for p in points]
+    return [replace(p, mcnemar_vs_best=pooled_mcnemar([runs[r] for r in best.runs], [runs[r] for r in p.runs])) for p in points]
 
 
 def _best_depth(points) -> DepthPoint:
@@ -179,8 +233,10 @@ def depth_sentences(points: list[DepthPoint], num_stages: int) -> list:
     def what(p):
         return "the whole network" if p.depth == "all" else f"{p.depth} of {num_stages} stages"
 
-    lines = [f"The best depth is {what(best)} unfrozen (test {pct(best.mean)}, "
-             f"{best.trainable_params:,} trainable parameters, {best.seconds:.0f} s)."]
+    lines = [
+        f"The best depth is {what(best)} unfrozen (test {pct(best.mean)}, "
+        f"{best.trainable_params:,} trainable parameters, {best.seconds:.0f} s)."
+    ]
     if cheap.depth == best.depth:
         lines.append("Every cheaper depth is worse by more than the noise (McNemar p < 0.05 against the best).")
     else:
@@ -204,9 +260,10 @@ def write_sweep_report(cfg, members) -> dict:
         runs[row.run] = run
         cost[row.run] = float(run.history.train_seconds or 0.0)
     fsio.write_text(os.path.join(root, "sweep.csv"), csv_text([r.csv() for r in rows], COLUMNS))
-    fsio.write_text(os.path.join(root, "sweep_cost.csv"),
-                    csv_text([{"run": k, "train_seconds": f"{v:.1f}"} for k, v in cost.items()],
-                             ("run", "train_seconds")))
+    fsio.write_text(
+        os.path.join(root, "sweep_cost.csv"),
+        csv_text([{"run": k, "train_seconds": f"{v:.1f}"} for k, v in cost.items()], ("run", "train_seconds")),
+    )
     t = cfg.transfer.model
     weights = "ImageNet" if t.weights == "imagenet" else os.path.basename(t.weights) if t.weights else "random"
     transfer_name = f"{t.backbone}, {weights} weights"
@@ -222,8 +279,18 @@ def write_sweep_report(cfg, members) -> dict:
         lines = depth_sentences(points, cfg.num_stages)
         picture = "curves_depth.png"
         figures.sweep_depth_curves(points, os.path.join(root, picture), f"{short}: {t.backbone}, how deep to unfreeze")
-    summary = to_json({"sweep": cfg.kind, "dataset": dataset, "transfer": transfer_name, "seeds": cfg.seeds,
-                       "budget": cfg.budget, "min_steps": cfg.min_steps, "points": points, "sentences": lines})
+    summary = to_json(
+        {
+            "sweep": cfg.kind,
+            "dataset": dataset,
+            "transfer": transfer_name,
+            "seeds": cfg.seeds,
+            "budget": cfg.budget,
+            "min_steps": cfg.min_steps,
+            "points": points,
+            "sentences": lines,
+        }
+    )
     fsio.write_json(os.path.join(root, "sweep.json"), summary)
     fsio.write_text(os.path.join(root, "sweep.md"), _markdown(cfg, dataset, lines, rows, cost, picture))
     return summary
@@ -231,14 +298,17 @@ def write_sweep_report(cfg, members) -> dict:
 
 def _markdown(cfg, dataset, lines, rows, cost, picture) -> str:
     title = "where transfer stops paying" if cfg.kind == "data" else "how deep to unfreeze"
-    md = [f"# kerasxfer sweep: {title}", "", f"Data: {dataset}. Test accuracy on the whole held-out test split; "
-          "validation chose each run's best epoch.", ""]
+    md = [
+        f"# kerasxfer sweep: {title}",
+        "",
+        f"Data: {dataset}. Test accuracy on the whole held-out test split; validation chose each run's best epoch.",
+        "",
+    ]
     md += [f"- {line}" for line in lines] + ["", f"![{cfg.kind} sweep]({picture})", ""]
     cols = [c for c in COLUMNS if c not in ("sweep",)] + ["train_seconds"]
     md.append("| " + " | ".join(cols) + " |")
     md.append("|" + "---|" * len(cols))
     for r in rows:
         cells = r.csv()
-        md.append("| " + " | ".join(str(cells[c]) if c != "train_seconds" else f"{cost[r.run]:.0f}" for c in cols)
-                  + " |")
+        md.append("| " + " | ".join(str(cells[c]) if c != "train_seconds" else f"{cost[r.run]:.0f}" for c in cols) + " |")
     return "\n".join(md) + "\n"

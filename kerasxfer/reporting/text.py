@@ -45,8 +45,9 @@ def recipe_sentence(setup: Setup, history: History) -> str:
     """How the run trained (optimiser, schedule, BatchNorm, EMA, ...), and where early stopping ended a phase."""
     known = OptimConfig.__dataclass_fields__
     text = OptimConfig(**{k: v for k, v in setup.optim.items() if k in known}).describe(setup.kind == "transfer")
-    stops = [f"{p.name} stopped early after epoch {p.last_epoch} of {p.planned_last_epoch}"
-             for p in history.phases if p.early_stopped]
+    stops = [
+        f"{p.name} stopped early after epoch {p.last_epoch} of {p.planned_last_epoch}" for p in history.phases if p.early_stopped
+    ]
     return text + ("; " + ", ".join(stops) if stops else "")
 
 

@@ -49,8 +49,7 @@ def roles(arms) -> dict:
     ``"reference"`` (a pretrained run of only the frozen phase beside a control: what the control is compared
     with when it, too, trained only the frozen phase; never a contender)."""
     pretrained = {a.backbone for a in arms if a.kind == "transfer" and a.weights}
-    controls = {a.backbone for a in arms if a.kind == "transfer" and not a.weights
-                and a.backbone in pretrained}
+    controls = {a.backbone for a in arms if a.kind == "transfer" and not a.weights and a.backbone in pretrained}
     out = {}
     for a in arms:
         if a.kind == "transfer" and not a.weights and a.backbone in pretrained:
@@ -69,9 +68,20 @@ def _compare(a, b, labels, figure, seed) -> Pair:
     test = stats.paired_test(labels, a.predictions, b.predictions, figure, seed)
     lo, hi = stats.paired_interval(labels, a.predictions, b.predictions, figure, seed)
     mcnemar = test if figure == "accuracy" else stats.mcnemar(labels, a.predictions, b.predictions)
-    return Pair(a=a.name, b=b.name, figure=figure, a_value=fa, b_value=fb, difference=fa - fb,
-                difference_points=100 * (fa - fb), interval=(lo, hi), test=test, p_value=test["p_value"],
-                mcnemar=mcnemar, agreement=float(np.mean(np.asarray(a.predictions) == np.asarray(b.predictions))))
+    return Pair(
+        a=a.name,
+        b=b.name,
+        figure=figure,
+        a_value=fa,
+        b_value=fb,
+        difference=fa - fb,
+        difference_points=100 * (fa - fb),
+        interval=(lo, hi),
+        test=test,
+        p_value=test["p_value"],
+        mcnemar=mcnemar,
+        agreement=float(np.mean(np.asarray(a.predictions) == np.asarray(b.predictions))),
+    )
 
 
 def _entropy(counts) -> float:
@@ -99,14 +109,21 @@ def _learned(arm, labels, figure, base, seed) -> Learned:
 def _unlearned_sentence(a, f, figure: str, n: int, folds: int) -> str:
     """What the test against the majority-class baseline says about an arm that did not pass it."""
     if f.tag == "did not learn":
-        return (f"**{a.name} did not learn**: its {figure} {pct(f.value)} does not beat the majority-class "
-                f"baseline {pct(f.baseline)} (p = {f.p_value:.3g}); likely cause: {f.cause}.")
-    more = (f" about {f.needed:,} test images would show a difference of this size (80 % power)"
-            if f.needed and f.needed > n else " more test images would tell")
-    return (f"**{a.name} is not distinguishable from the majority-class baseline on these {n} test images**: "
-            f"its {figure} {pct(f.value)} is above the baseline's {pct(f.baseline)}, but not by more than the "
-            f"noise (p = {f.p_value:.3g}). That does not show it learned nothing:{more}"
-            + ("." if folds else "; --folds tests every labelled image once."))
+        return (
+            f"**{a.name} did not learn**: its {figure} {pct(f.value)} does not beat the majority-class "
+            f"baseline {pct(f.baseline)} (p = {f.p_value:.3g}); likely cause: {f.cause}."
+        )
+    more = (
+        f" about {f.needed:,} test images would show a difference of this size (80 % power)"
+        if f.needed and f.needed > n
+        else " more test images would tell"
+    )
+    return (
+        f"**{a.name} is not distinguishable from the majority-class baseline on these {n} test images**: "
+        f"its {figure} {pct(f.value)} is above the baseline's {pct(f.baseline)}, but not by more than the "
+        f"noise (p = {f.p_value:.3g}). That does not show it learned nothing:{more}"
+        + ("." if folds else "; --folds tests every labelled image once.")
+    )
 
 
 def _cause(arm) -> str:
@@ -114,15 +131,21 @@ def _cause(arm) -> str:
     entropy = _entropy(arm.train_counts or [1])
     loss = arm.final_train_loss
     if steps is not None and steps < min_steps:
-        return (f"it trained for only {steps} optimizer steps: give it more (--min_steps={min_steps} or more epochs; "
-                "small sets have few steps per epoch)")
+        return (
+            f"it trained for only {steps} optimizer steps: give it more (--min_steps={min_steps} or more epochs; "
+            "small sets have few steps per epoch)"
+        )
     if loss is not None and entropy > 0 and loss >= 0.9 * entropy:
-        return (f"its training loss stayed at {loss:.3f}, near the label entropy {entropy:.3f} (what predicting the "
-                "class shares scores): the learning rate is likely too low or too high (make lr-find finds one)")
+        return (
+            f"its training loss stayed at {loss:.3f}, near the label entropy {entropy:.3f} (what predicting the "
+            "class shares scores): the learning rate is likely too low or too high (make lr-find finds one)"
+        )
     acc = arm.final_train_accuracy
     fit = f"it fit its training images ({pct(acc)}) " if acc is not None else "it trained "
-    return (fit + "without learning anything that carries to the test images: the labels may not depend on what "
-            "the images show, or there are too few images (add images, or --folds to use every image)")
+    return (
+        fit + "without learning anything that carries to the test images: the labels may not depend on what "
+        "the images show, or there are too few images (add images, or --folds to use every image)"
+    )
 
 
 def _cheaper_sentence(a, b) -> str:
@@ -134,8 +157,10 @@ def _cheaper_sentence(a, b) -> str:
         text += f" ({train.train_seconds:.0f} s of training vs {other.train_seconds:.0f} s)"
     text += ", is the sensible choice"
     if (other.total_params or 0) < (train.total_params or 0):
-        text += (f"; **{other.name}** is the smaller model ({other.total_params:,} parameters vs "
-                 f"{train.total_params:,}) if the cost of predicting matters more")
+        text += (
+            f"; **{other.name}** is the smaller model ({other.total_params:,} parameters vs "
+            f"{train.total_params:,}) if the cost of predicting matters more"
+        )
     return text, train
 
 
@@ -188,20 +213,28 @@ def _headline(contenders, pairs, flags, figure, n, folds, alpha=NOISE_P) -> tupl
         p = next(q for q in pairs if {q.a, q.b} == {winner.name, others[0].name}).oriented(winner.name)
         lo, hi = p.interval
         every = " and every other contender" if len(others) > 1 else ""
-        return (f"**{_label(winner, contenders)} wins**: {_mentioned(winner, flags)} scores {pct(p.a_value)} "
+        return (
+            (
+                f"**{_label(winner, contenders)} wins**: {_mentioned(winner, flags)} scores {pct(p.a_value)} "
                 f"{figure} on the test images against {pct(p.b_value)} for {_mentioned(others[0], flags)}{every}: "
                 f"{_points(p.difference)} points (95 % interval {_points(lo)} to {_points(hi)}) on the same {n} "
-                f"test images{folds}, larger than the noise ({_p_text(p, k, alpha)})."), winner, p
+                f"test images{folds}, larger than the noise ({_p_text(p, k, alpha)})."
+            ),
+            winner,
+            p,
+        )
     a, b = ranked[0], ranked[1]
     p = next(q for q in pairs if {q.a, q.b} == {a.name, b.name}).oriented(a.name)
     lo, hi = p.interval
     text = "**No clear winner**: "
     if not any(flags[name].learned for name in by_name):
         text += "no contender beats the majority-class baseline by more than the noise (see why below); "
-    text += (f"{_mentioned(a, flags)} scores {pct(p.a_value)} {figure} and "
-            f"{_mentioned(b, flags)} {pct(p.b_value)}, a difference of {_points(p.difference)} points "
-            f"(95 % interval {_points(lo)} to {_points(hi)}) on the same {n} test images{folds}, within the noise "
-            f"({_p_text(p, k, alpha)}). ")
+    text += (
+        f"{_mentioned(a, flags)} scores {pct(p.a_value)} {figure} and "
+        f"{_mentioned(b, flags)} {pct(p.b_value)}, a difference of {_points(p.difference)} points "
+        f"(95 % interval {_points(lo)} to {_points(hi)}) on the same {n} test images{folds}, within the noise "
+        f"({_p_text(p, k, alpha)}). "
+    )
     cheaper, cheap = _cheaper_sentence(a, b)
     text += cheaper + ("." if flags[cheap.name].learned else ", once it learns (see below).")
     mc = p.mcnemar
@@ -209,48 +242,60 @@ def _headline(contenders, pairs, flags, figure, n, folds, alpha=NOISE_P) -> tupl
     if needed is None:
         text += " The two score the same here, so more test images of the same kind would not separate them."
     elif needed > n:
-        text += (f" Seeing a difference of this size would take about {needed:,} test images (McNemar, 80 % power)"
-                 + ("." if folds else f"; --folds tests every labelled image once instead of {n}."))
+        text += f" Seeing a difference of this size would take about {needed:,} test images (McNemar, 80 % power)" + (
+            "." if folds else f"; --folds tests every labelled image once instead of {n}."
+        )
     return text, None, p
 
 
 def _best_backbone(contenders, pairs, flags, figure):
     """With several transfer arms: which backbone served best, and whether its lead over the next is beyond noise."""
-    transfers = sorted((a for a in contenders if a.kind == "transfer"),
-                       key=lambda a: (-flags[a.name].value, a.name))
+    transfers = sorted((a for a in contenders if a.kind == "transfer"), key=lambda a: (-flags[a.name].value, a.name))
     if len(transfers) < 2:
         return None
     best, second = transfers[0], transfers[1]
     p = next(q for q in pairs if {q.a, q.b} == {best.name, second.name}).oriented(best.name)
     lo, hi = p.interval
     beyond = p.adjusted_p < NOISE_P and lo > 0
-    return (f"Of the {len(transfers)} transfer arms, {best.backbone} served best: {_mentioned(best, flags)} scores "
-            f"{pct(p.a_value)} {figure} against {pct(p.b_value)} for {_mentioned(second, flags)}, "
-            f"{_points(p.difference)} points (95 % interval {_points(lo)} to {_points(hi)}; "
-            f"{_p_text(p, len(pairs))}): " + ("a lead beyond the noise." if beyond else
-                                              "within the noise, so either backbone would do."))
+    return (
+        f"Of the {len(transfers)} transfer arms, {best.backbone} served best: {_mentioned(best, flags)} scores "
+        f"{pct(p.a_value)} {figure} against {pct(p.b_value)} for {_mentioned(second, flags)}, "
+        f"{_points(p.difference)} points (95 % interval {_points(lo)} to {_points(hi)}; "
+        f"{_p_text(p, len(pairs))}): "
+        + ("a lead beyond the noise." if beyond else "within the noise, so either backbone would do.")
+    )
 
 
 def _control_sentence(control, transfer, labels, figure, seed) -> tuple:
     p = _compare(transfer, control, labels, figure, seed)
     lo, hi = p.interval
-    what = ("ImageNet weights" if transfer.weights == "imagenet"
-            else f"The pretrained weights ({transfer.weights_source or transfer.weights})")
+    what = (
+        "ImageNet weights"
+        if transfer.weights == "imagenet"
+        else f"The pretrained weights ({transfer.weights_source or transfer.weights})"
+    )
     real = p.p_value < NOISE_P and (lo > 0 or hi < 0)
     how = ("helped" if p.difference > 0 else "hurt") if real else "did not help beyond the noise"
-    design = (" (both trained the frozen phase only: the same head on the pretrained and on the random backbone's "
-              "features)" if control.frozen_only and transfer.frozen_only else "")
-    return (f"{what} {how}: **{transfer.name}** scores {pct(p.a_value)} {figure} against {pct(p.b_value)} "
-            f"for its random-backbone control **{control.name}**{design}, {_points(p.difference)} points (95 % "
-            f"interval {_points(lo)} to {_points(hi)}, {_p_text(p, 1)}); the control is not a contender."), p
+    design = (
+        " (both trained the frozen phase only: the same head on the pretrained and on the random backbone's features)"
+        if control.frozen_only and transfer.frozen_only
+        else ""
+    )
+    return (
+        f"{what} {how}: **{transfer.name}** scores {pct(p.a_value)} {figure} against {pct(p.b_value)} "
+        f"for its random-backbone control **{control.name}**{design}, {_points(p.difference)} points (95 % "
+        f"interval {_points(lo)} to {_points(hi)}, {_p_text(p, 1)}); the control is not a contender."
+    ), p
 
 
 def _control_reference(control, arms, role):
     """What a control is compared with: the pretrained frozen-phase run beside a frozen-phase control, else the
     pretrained contender of its backbone."""
     same = [a for a in arms if a.kind == "transfer" and a.backbone == control.backbone and a.weights]
-    return next((a for a in same if role[a.name] == "reference" and control.frozen_only),
-                next((a for a in same if role[a.name] == "contender"), same[0]))
+    return next(
+        (a for a in same if role[a.name] == "reference" and control.frozen_only),
+        next((a for a in same if role[a.name] == "contender"), same[0]),
+    )
 
 
 def _where(folds: int, planned: int) -> str:
@@ -261,17 +306,19 @@ def _where(folds: int, planned: int) -> str:
 
 
 def _baseline_sentence(base, cls, n: int, figure: str, ratio: float) -> str:
-    text = (f"Majority-class baseline: always predicting '{cls}' scores {pct(base.accuracy)} accuracy on "
-            f"the {n} test images.")
+    text = f"Majority-class baseline: always predicting '{cls}' scores {pct(base.accuracy)} accuracy on the {n} test images."
     if figure == "balanced accuracy":
-        return text + (f" The classes are imbalanced (largest/smallest = {ratio:.2f}), so the verdict compares balanced "
-                       f"accuracy (the mean recall over classes; chance = {pct(base.balanced_accuracy)}) and the "
-                       "table adds macro-F1.")
+        return text + (
+            f" The classes are imbalanced (largest/smallest = {ratio:.2f}), so the verdict compares balanced "
+            f"accuracy (the mean recall over classes; chance = {pct(base.balanced_accuracy)}) and the "
+            "table adds macro-F1."
+        )
     return text + " The verdict compares accuracy (the classes are balanced within 1.5x)."
 
 
-def decide(arms: list[Arm], labels, class_names, seed: int = 0, folds: int = 0, alpha: float = NOISE_P,
-           planned_folds: int = 0) -> Verdict:
+def decide(
+    arms: list[Arm], labels, class_names, seed: int = 0, folds: int = 0, alpha: float = NOISE_P, planned_folds: int = 0
+) -> Verdict:
     """The verdict over ``arms`` tested on ``labels`` (see the module docstring); every sentence and number.
 
     Each arm is a :class:`kerasxfer.records.Arm` (its ``predictions`` aligned with ``labels``).
@@ -296,7 +343,8 @@ def decide(arms: list[Arm], labels, class_names, seed: int = 0, folds: int = 0, 
     else:
         sentences.append(
             "**No verdict**: scratch or transfer needs a scratch run and a transfer run (or two runs of any kind); "
-            f"these runs hold {len(contenders)} contender(s) ({', '.join(a.name for a in contenders) or 'none'}).")
+            f"these runs hold {len(contenders)} contender(s) ({', '.join(a.name for a in contenders) or 'none'})."
+        )
     best_backbone = _best_backbone(contenders, pairs, flags, figure)
     sentences += [best_backbone] if best_backbone else []
     controls = []
@@ -307,7 +355,19 @@ def decide(arms: list[Arm], labels, class_names, seed: int = 0, folds: int = 0, 
     cls = class_names[base.class_index] if base.class_index < len(class_names) else base.class_index
     sentences.append(_baseline_sentence(base, cls, n, figure, ratio))
     sentences += [_unlearned_sentence(a, flags[a.name], figure, n, folds) for a in arms if not flags[a.name].learned]
-    return Verdict(figure=figure, imbalance=ratio, baseline=replace(base, class_name=cls), roles=role,
-                   best_backbone=best_backbone, winner=winner.name if winner else None, learned=flags,
-                   pairs=tuple(pairs), controls=tuple(controls), main_pair=main, num_images=n, folds=folds,
-                   alpha=alpha, sentences=tuple(sentences))
+    return Verdict(
+        figure=figure,
+        imbalance=ratio,
+        baseline=replace(base, class_name=cls),
+        roles=role,
+        best_backbone=best_backbone,
+        winner=winner.name if winner else None,
+        learned=flags,
+        pairs=tuple(pairs),
+        controls=tuple(controls),
+        main_pair=main,
+        num_images=n,
+        folds=folds,
+        alpha=alpha,
+        sentences=tuple(sentences),
+    )
