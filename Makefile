@@ -10,7 +10,7 @@
 #   make sweep                        # learning curves by data size (SWEEP=data) or unfreeze depth (SWEEP=depth)
 #   make lr-find                      # the learning-rate range test of one phase (RECIPE, RUN, PHASE)
 #   make test                         # the test suite
-#   make lint                         # ruff over kerasxfer/, experiments/, tests/
+#   make lint                         # ruff check + ruff format --check + mypy (TensorFlow-free modules)
 #   make bench / make bench-data      # throughput numbers (benchmarks, not tests)
 #
 # Variables (each passed to the matching flag only when set):
@@ -71,7 +71,7 @@ BENCH_ARGS = $(call flags,sections sizes steps batch_size backbone image_size nu
   $(BENCH_FLAGS)
 PRETRAINED := runs/pretrain/backbone.weights.h5
 
-.PHONY: install lint docs options-reference test test-all test-ci-slow repeat scratch finetune pretrain compare sweep study demo demo-regnet predict lr-find tensorboard \
+.PHONY: install lint mypy docs options-reference test test-all test-ci-slow repeat scratch finetune pretrain compare sweep study demo demo-regnet predict lr-find tensorboard \
   bench bench-data clean
 
 install: $(STAMP)
@@ -116,11 +116,24 @@ CI_SLOW_TESTS = tests/test_study_command.py::test_five_fold_study_tests_every_im
 test-ci-slow: install
 	$(PY) -m pytest -m slow $(CI_SLOW_TESTS)
 
-# ruff with the rules in pyproject.toml (pyflakes, pycodestyle, import order, bugbear) and ruff format's style
-# (`ruff format kerasxfer experiments tests` applies it); .ci/run runs it first.
+# The TensorFlow-free modules mypy checks (the reports, the configs, the options, the records, the study plan).
+MYPY_FILES = kerasxfer/errors.py kerasxfer/fsio.py kerasxfer/rundir.py kerasxfer/families.py kerasxfer/optim_config.py \
+  kerasxfer/options.py kerasxfer/commands.py kerasxfer/config.py kerasxfer/datasets.py kerasxfer/phases.py \
+  kerasxfer/planning.py kerasxfer/progress.py kerasxfer/recipes.py kerasxfer/run_files.py kerasxfer/studies.py \
+  kerasxfer/sweep.py kerasxfer/version.py kerasxfer/records kerasxfer/reporting kerasxfer/models/regnet_specs.py \
+  kerasxfer/models/efficientnet_lite_specs.py kerasxfer/models/keras_apps_specs.py
+
+# ruff with the rules in pyproject.toml (pyflakes, pycodestyle, import order, bugbear), ruff format's style
+# (`ruff format kerasxfer experiments tests` applies it) and mypy over MYPY_FILES (settings in pyproject.toml);
+# .ci/run runs it first. .pre-commit-config.yaml runs the same three before a commit.
 lint: install
 	$(BIN)/ruff check kerasxfer experiments tests
 	$(BIN)/ruff format --check kerasxfer experiments tests
+	$(BIN)/mypy $(MYPY_FILES)
+
+# mypy alone (pre-commit's hook): no install step, the .venv must exist.
+mypy:
+	$(BIN)/mypy $(MYPY_FILES)
 
 # The manual as a site (mkdocs.yml, docs/) into site/: --strict fails on a dead link or anchor; .ci/run runs it.
 docs: install

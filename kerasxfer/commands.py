@@ -125,7 +125,7 @@ def options_of(command: str) -> dict:
     if command == "study":
         specs += study_options()
     specs += run_options(command)
-    out = {}
+    out: dict[str, OptionSpec] = {}
     for spec in specs:
         if spec.name in out and out[spec.name].default != spec.default:  # lr, dropout: shared by two recipes
             raise TypeError(f"option {spec.name} has two defaults ({out[spec.name].default!r}, {spec.default!r})")

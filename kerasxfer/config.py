@@ -230,7 +230,7 @@ class ModelConfig:
             raise UserError(
                 f"--image_size={image_size} is too small for a {family.title} backbone: use {family.min_size} or more."
             )
-        if self.weights not in (None, "imagenet") and not os.path.isfile(self.weights):
+        if isinstance(self.weights, str) and self.weights != "imagenet" and not os.path.isfile(self.weights):
             raise UserError(
                 f"--weights={self.weights!r} is not a readable file: pass --weights=imagenet, --weights=none or the "
                 "path of a weights file."

@@ -98,7 +98,7 @@ def checked_labels(labels, n: int):
             f"the labels mix strings and numbers (e.g. {s!r} and {k!r}), so 1 and '1' would be one "
             "class or two by accident: pass all labels as strings or all as integers."
         )
-    return np.array([str(v) for v in values] if kinds == {True} else [int(v) for v in values])
+    return np.array([str(v) for v in values]) if kinds == {True} else np.array([int(v) for v in values])
 
 
 def pixels_uint8(x):

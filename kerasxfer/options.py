@@ -229,7 +229,7 @@ def field_options(cls, names=None) -> list:
     out = []
     for name in names if names is not None else list(fields):
         f = fields[name]  # KeyError: a name that is no field of cls
-        default = f.default if f.default is not dataclasses.MISSING else f.default_factory()
+        default = f.default if f.default is not dataclasses.MISSING else f.default_factory()  # type: ignore[misc]
         out.append(_spec(name, hints[name], default))
     return out
 

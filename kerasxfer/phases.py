@@ -19,7 +19,7 @@ from kerasxfer.errors import UserError
 class PhaseSpan(NamedTuple):
     """Phase ``index`` of the run trains epochs ``first + 1 .. last`` (1-based; ``first == last``: none)."""
 
-    index: int
+    index: int  # type: ignore[assignment]  # the phase's place in the plan (shadows tuple.index, unused here)
     phase: object  # a kerasxfer.config.PhaseConfig
     first: int
     last: int
@@ -47,7 +47,7 @@ class PhaseContext:
 
 def phase_end(history: dict, phase, planned: int) -> int:
     """The phase's last epoch: ``planned``, or the epoch early stopping ended it at (as history records)."""
-    record = next((p for p in history["phases"] if p["name"] == phase.name), {})
+    record: dict = next((p for p in history["phases"] if p["name"] == phase.name), {})
     return record["last_epoch"] if record.get("early_stopped") else planned
 
 

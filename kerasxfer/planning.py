@@ -153,7 +153,7 @@ def fit_plan(
     def cost(k, ms, fms):
         return estimate(costs, k, num_train_of(k), batch_size, scratch_epochs, finetune_epochs, ms, fms, controls)
 
-    plan = (folds, min_steps, finetune_min_steps)
+    plan: tuple[int, ...] = (folds, min_steps, finetune_min_steps)
     if cost(*plan) <= budget:
         return (
             *plan,

@@ -81,11 +81,11 @@ class StudyProgress:
     def __init__(self, runs: list, now=time.monotonic, tag: str = "study"):
         self.runs, self.now, self.tag = runs, now, tag
         self.done = [[0] * len(r["phases"]) for r in runs]  # epochs done per run and phase
-        self.per_image = {}  # phase kind -> measured seconds per training image, per epoch
-        self.overheads = []
-        self.converged = {}  # kind of a phase that trains until converged -> the epochs it took in finished runs
-        self.lines = []
-        self._shown = None  # (run, phase, seconds left, when)
+        self.per_image: dict[str, list] = {}  # phase kind -> measured seconds per training image, per epoch
+        self.overheads: list[float] = []
+        self.converged: dict[str, list] = {}  # kind of a phase trained until converged -> its epochs in finished runs
+        self.lines: list[tuple[str, float]] = []  # (the line, seconds left it said)
+        self._shown: tuple | None = None  # (run, phase, seconds left, when)
         self._run_start = None
         self._epoch_seconds = 0.0
         self._spent = 0.0

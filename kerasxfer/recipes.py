@@ -126,7 +126,11 @@ STUDY_DEFAULTS = {
     "finetune_lr": 2e-4,
 }
 #: What each command sets apart from the config and recipe defaults (the one home of such defaults).
-COMMAND_DEFAULTS = {"finetune": {"image_size": AUTO_SIZE}, "study": STUDY_DEFAULTS, "sweep": STUDY_DEFAULTS}
+COMMAND_DEFAULTS: dict[str, dict[str, object]] = {
+    "finetune": {"image_size": AUTO_SIZE},
+    "study": STUDY_DEFAULTS,
+    "sweep": STUDY_DEFAULTS,
+}
 
 #: Recipe name -> recipe, for entry points and studies.
 RECIPES = {"scratch": scratch, "finetune": finetune, "pretrain": pretrain}

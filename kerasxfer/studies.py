@@ -58,12 +58,15 @@ import copy
 import dataclasses
 import logging
 import os
-from typing import Optional
+from typing import TYPE_CHECKING, Any, Optional
 
 from kerasxfer.config import DEFAULT_MIN_STEPS, MAX_EPOCHS, MAX_FOLDS, Experiment
 from kerasxfer.datasets import source_of
 from kerasxfer.errors import UserError
 from kerasxfer.planning import FINETUNE_MIN_STEPS, FROZEN_CAP, FROZEN_PATIENCE, shortcuts
+
+if TYPE_CHECKING:
+    from kerasxfer.sweep import SweepConfig
 
 log = logging.getLogger("kerasxfer")
 
@@ -99,7 +102,7 @@ class StudyConfig:
     control: bool = True
     seeds: int = 1
     split_seed: int = 0
-    sweep: Optional[object] = None  # a kerasxfer.sweep.SweepConfig, run after the report
+    sweep: Optional["SweepConfig"] = None  # run after the report
     more_transfers: tuple = ()  # further transfer arms (other backbones), each a contender beside ``transfer``
     folds: Optional[int] = None  # K-fold cross-validation; 1: one split; None: chosen from the pool (see above)
     min_steps: int = DEFAULT_MIN_STEPS  # every phase trains at least this many optimizer steps (0: epochs as given)
@@ -267,7 +270,7 @@ def run_study(cfg: StudyConfig, overwrite: bool = False, verbose: int = 0) -> di
     run_series(series, sources, "study", overwrite, verbose, after=stop, forks=_forks(series), ray=cfg.ray)
     ran = stop.folds_run if stop is not None else None
     dirs = [exp.out_dir for _, exp, _ in series if ran is None or exp.data.fold <= ran]
-    study = {
+    study: dict[str, Any] = {
         "shortcuts": shortcuts(cfg, ran),
         "exhaustive": cfg.exhaustive,
         "folds_planned": cfg.folds,
@@ -297,7 +300,8 @@ class _SequentialStop:
         self.fractions = sequential.fractions_of(sizes)
         self.levels = sequential.nominal_levels(self.fractions)
         self.bounds = sequential.boundaries(self.fractions)
-        self.looks, self.folds_run = [], None
+        self.looks: list[dict] = []
+        self.folds_run: int | None = None
         log.info(
             "[study] folds run one at a time; the study stops at the first fold whose verdict crosses the "
             "O'Brien-Fleming boundary (paired test below %s after folds 1..%d)",
@@ -348,7 +352,7 @@ class _SequentialStop:
             "nominal_p": self.levels,
             "boundaries_z": self.bounds,
             "looks": self.looks,
-            "stopped_after": self.folds_run if self.folds_run and self.folds_run < self.cfg.folds else None,
+            "stopped_after": self.folds_run if self.folds_run and self.folds_run < (self.cfg.folds or 1) else None,
         }
 
 
@@ -357,7 +361,7 @@ def _forks(series) -> dict:
     control-pretrained is its transfer run's frozen phase), written from it instead of trained again."""
     from kerasxfer.forks import same_prefix
 
-    out = {}
+    out: dict[int, list[int]] = {}
     for j, (_, target, _) in enumerate(series):
         i = next((i for i, (_, source, _) in enumerate(series[:j]) if same_prefix(source, target)), None)
         if i is not None:

@@ -69,4 +69,4 @@ class DepthPoint:
     trainable_params: int
     seconds: float
     runs: tuple
-    mcnemar_vs_best: dict | None = None
+    mcnemar_vs_best: dict = field(default_factory=dict)

@@ -80,9 +80,9 @@ def summarize_run(run: Run) -> RunSummary:
         train_counts=list((data.train_per_class or {}).values()),
         folds=run.folds,
         planned_folds=run.planned_folds,
-        model="scratch CNN" if scratch else cfg.backbone,
+        model="scratch CNN" if scratch else str(cfg.backbone),
         weights=h.weights_source,
-        preprocessing="Rescaling(1/255) inside the model" if scratch else family_of(cfg.backbone).preprocessing,
+        preprocessing="Rescaling(1/255) inside the model" if scratch else family_of(str(cfg.backbone)).preprocessing,
         seed=cfg.seed,
         image_size=cfg.image_size,
         image_size_choice=cfg.image_size_choice,
@@ -201,7 +201,7 @@ def executive_summary(
 ) -> tuple[list[str], Verdict]:
     """Plain sentences, the verdict first (:mod:`kerasxfer.reporting.verdict`), then each run, seeds, notes, cost."""
     # one run per approach (seeds of one approach are not rivals), chosen on validation, never on test
-    best_of = {}
+    best_of: dict[str, RunSummary] = {}
     for s in sorted(summaries, key=lambda s: s.name):
         a = _approach(s.name)
         if a not in best_of or s.best_val_accuracy > best_of[a].best_val_accuracy:

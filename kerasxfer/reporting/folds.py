@@ -26,7 +26,8 @@ def fold_groups(runs, partial: bool = False) -> tuple:
 
     ``partial``: a study stopped early by its sequential rule: every arm has folds 1..k of K (k is returned).
     """
-    groups, ks = {}, set()
+    groups: dict[str, dict[int, Run]] = {}
+    ks: set[int] = set()
     for r in runs:
         k, n = r.data.fold, r.data.folds
         if not n:
@@ -75,7 +76,7 @@ def pool(name: str, fold_runs: list[Run], folds: int) -> Run:
     )
     data = replace(first.data, num_test=n, splits={**first.data.splits, "test": Split(count=n, fingerprint=fp, origin=origin)})
     seconds = [r.history.train_seconds for r in fold_runs]
-    history = replace(first.history, train_seconds=sum(seconds) if None not in seconds else None)
+    history = replace(first.history, train_seconds=None if None in seconds else sum(s or 0.0 for s in seconds))
     test = Evaluation(
         labels=labels,
         predictions=[v for t in tests for v in t.predictions],

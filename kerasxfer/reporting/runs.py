@@ -135,7 +135,7 @@ def check_comparable(runs) -> None:
 
 def _refuse_same_run(run_dirs) -> None:
     """A run given twice (also through a symlink or another spelling of its path) would be compared with itself."""
-    seen = {}
+    seen: dict[str, str] = {}
     for d in run_dirs:
         real = os.path.realpath(d)
         if real in seen:

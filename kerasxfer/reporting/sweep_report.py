@@ -114,6 +114,7 @@ def data_points(rows: list[SweepRow], runs: dict) -> list[DataPoint]:
 
 def _versus(p: DataPoint, transfer_name: str = "") -> str:
     """One size's outcome: who beats whom by how much, or both within the noise."""
+    assert p.mcnemar is not None and p.difference_points is not None  # a size where both arms ran
     d, pv, n = p.difference_points, p.mcnemar["p_value"], p.images_per_class
     ft, sc = p.arms["finetune"].mean, p.arms["scratch"].mean
     name = f" ({transfer_name})" if transfer_name else ""
@@ -131,7 +132,7 @@ def data_sentences(points: list[DataPoint], transfer_name: str, seeds: int) -> l
     pts = [p for p in points if p.mcnemar is not None]
     if not pts:
         return []
-    sig = [p.mcnemar["p_value"] < NOISE_P for p in pts]
+    sig = [p.mcnemar is not None and p.mcnemar["p_value"] < NOISE_P for p in pts]
     lead = _versus(pts[0], transfer_name)
     lead = lead[0].upper() + lead[1:]
     last_sig = max((i for i, x in enumerate(sig) if x), default=None)
@@ -270,7 +271,7 @@ def write_sweep_report(cfg, members) -> dict:
     dataset = runs[rows[0].run].data.source
     short = dataset.split(" (")[0]
     if cfg.kind == "data":
-        points = data_points(rows, runs)
+        points: list = data_points(rows, runs)
         lines = data_sentences(points, transfer_name, cfg.seeds) + [budget_sentence(rows, cost, cfg.budget)]
         picture = "curves_data.png"
         figures.sweep_data_curves(points, os.path.join(root, picture), f"{short}: scratch or transfer, by training-set size")

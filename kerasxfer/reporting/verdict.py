@@ -148,7 +148,7 @@ def _cause(arm) -> str:
     )
 
 
-def _cheaper_sentence(a, b) -> str:
+def _cheaper_sentence(a, b) -> tuple[str, Arm]:
     """Which of two arms within the noise is the sensible choice: the cheaper to train, and the smaller model."""
     train = min((a, b), key=lambda x: (x.train_seconds or math.inf, x.total_params or 0, x.name))
     other = b if train is a else a
