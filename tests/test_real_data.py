@@ -15,7 +15,7 @@ from kerasxfer.config import DataConfig, Experiment, ModelConfig, PhaseConfig
 from kerasxfer.data import load_data
 from kerasxfer.data.arrays import cache_key, to_rgb_resized
 from kerasxfer.data.decode import decode_image_bytes
-from kerasxfer.data.pipeline import mix_batch
+from kerasxfer.data.mixing import mix_batch
 from kerasxfer.data.sources import folder_source
 from kerasxfer.data.tfds import tfds_source
 from kerasxfer.errors import UserError
