@@ -39,32 +39,8 @@ from absl import flags
 from . import common
 
 FLAGS = flags.FLAGS
-flags.DEFINE_list(
-    "sections",
-    ["machine", "data", "models", "modes", "inference"],
-    "Which sections to run: machine, data, models, modes, inference.",
-)
-flags.DEFINE_integer("image_size", 64, "Image size of the data section and the first size of the models section.")
-flags.DEFINE_integer("batch_size", 32, "Batch size of every case.")
-flags.DEFINE_string("backbone", "regnetx002", "Backbone to measure (a --backbone value of finetune).")
-flags.DEFINE_string("data_dir", "runs/bench/jpegs", "Where the data section writes (once) its folder of JPEGs.")
-flags.DEFINE_integer("num_images", 96, "JPEGs in the data section's folder.")
-flags.DEFINE_list("jpeg_size", ["1200", "1600"], "Height,width of the data section's JPEGs.")
-flags.DEFINE_integer("steps", 12, "Timed steps per case (after 3 warm-up steps); the median is reported.")
-flags.DEFINE_list("sizes", ["64", "224"], "Image sizes of the models section.")
-flags.DEFINE_string("output", None, "Also write the JSON lines to this file.")
-flags.DEFINE_list(
-    "inference_backbones",
-    ["efficientnet_lite0", "regnetx002"],
-    "Backbones of the inference section, each at its native size: kerasxfer's predict path against TFLite and ONNX Runtime.",
-)
-flags.DEFINE_integer("readings", 6, "Readings per engine in the inference section (the best one is reported).")
+common.define_command_flags("bench")
 
-flags.DEFINE_list("study_sets", ["230x2", "400x5"], "Sets of the study section: N images x C classes each.")
-flags.DEFINE_bool(
-    "study_exhaustive", True, "The study section also runs --exhaustive (about 1 h per 230 images on 2 cores) for the ratio."
-)
-flags.DEFINE_string("study_flags", "", "Extra flags for every study of the study section, e.g. --folds=2.")
 
 SECTIONS = ("machine", "data", "models", "modes", "inference", "study", "executor")
 

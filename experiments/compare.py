@@ -24,14 +24,7 @@ from absl import flags
 from . import common
 
 FLAGS = flags.FLAGS
-flags.DEFINE_list("runs", ["runs/scratch", "runs/finetune"], "Run directories to compare.")
-flags.DEFINE_string("out_dir", "runs/report", "Where to write the report (a folder of its own, never a run's).")
-flags.DEFINE_bool(
-    "overwrite",
-    False,
-    "Replace report files (report.md, summary.json, ...) in --out_dir that kerasxfer "
-    "did not write; without it such a folder is refused.",
-)
+common.define_command_flags("compare")
 
 
 def main(argv):

@@ -31,17 +31,7 @@ FLAGS = flags.FLAGS
 common.define_common_flags(None)
 common.define_recipe_flags(recipes.scratch)
 common.define_recipe_flags(recipes.finetune)
-flags.DEFINE_enum("recipe", "scratch", ["scratch", "finetune"], "Whose phase to test (ignored with --run).")
-flags.DEFINE_string(
-    "run",
-    None,
-    "A run directory: test a phase of its config.json (it is only read; the phases "
-    "before that phase are trained again in a temporary folder).",
-)
-flags.DEFINE_string("phase", None, "The phase to test (scratch; frozen or unfrozen); default the first.")
-flags.DEFINE_float("min_lr", 1e-7, "Lowest learning rate of the scan.")
-flags.DEFINE_float("max_lr", 10.0, "Highest learning rate of the scan.")
-flags.DEFINE_integer("steps", 100, "Training steps of the scan (fewer when the loss explodes first).")
+common.define_command_flags("lr_find")
 
 
 def main(argv):

@@ -22,35 +22,7 @@ from kerasxfer.errors import UserError, printable
 from . import common
 
 FLAGS = flags.FLAGS
-flags.DEFINE_string("run", None, "Run directory (e.g. runs/finetune); its model.keras and class names are used.")
-flags.DEFINE_string("model", None, "A .keras file instead of --run (then --class_names is needed).")
-flags.DEFINE_list("class_names", None, "Class names in output order, with --model.")
-flags.DEFINE_list("images", [], "Image files and/or folders (walked recursively), comma-separated.")
-flags.DEFINE_integer("top_k", 3, "How many classes to report per image.")
-flags.DEFINE_string("output", None, "Also write the predictions to this .csv or .json file.")
-flags.DEFINE_integer("batch_size", 32, "Images per forward pass.")
-flags.DEFINE_bool(
-    "overwrite",
-    False,
-    "With --export: replace files of the export's names in <run>/export/ that kerasxfer did not write (it never does otherwise).",
-)
-flags.DEFINE_bool("verbose", False, "Say on stderr which inference engine classified the images.")
-flags.DEFINE_enum(
-    "engine",
-    "auto",
-    ["auto", "tensorflow", "tflite", "onnxruntime"],
-    "What runs the model: "
-    "tensorflow (the inference graph, BatchNorm folded), tflite (XNNPACK), onnxruntime (the onnx "
-    "extra); auto: tensorflow below 10,000 images, else the fastest of them timed on the first batch.",
-)
-flags.DEFINE_enum(
-    "export",
-    None,
-    ["saved_model", "tflite", "onnx"],
-    "Write a serving artefact into <run>/export/ "
-    "instead of predicting (onnx: model.onnx, float32 images in [0, 255] -> probabilities; needs "
-    "pip install 'kerasxfer[onnx]').",
-)
+common.define_command_flags("predict")
 
 
 ENGINE_WORDS = {

@@ -22,10 +22,7 @@ from kerasxfer.errors import UserError
 from . import common
 
 FLAGS = flags.FLAGS
-flags.DEFINE_string("run", None, "The run directory to repeat (it must hold config.json).")
-flags.DEFINE_string("out_dir", None, "Where to train the repeat (default: the run's folder + '-repeat').")
-flags.DEFINE_bool("overwrite", False, "Train again into an --out_dir that holds a finished run.")
-flags.DEFINE_integer("verbose", 0, "Keras fit verbosity: 0, one log line per epoch; 1, Keras' progress bar as well.")
+common.define_command_flags("repeat")
 
 
 def experiment_from_run(run: str, out_dir: str):

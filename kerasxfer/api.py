@@ -186,8 +186,10 @@ def study(data, out_dir=None, **options) -> StudyResult:
     return _study_result(summary, os.path.join(cfg.out_dir, "report"))
 
 
-def compare(runs, out_dir="runs/compare", overwrite: bool = False) -> StudyResult:
-    """Compare finished run directories side by side (``kerasxfer compare``): the report and its verdict."""
+def compare(runs, out_dir=None, overwrite: bool = False) -> StudyResult:
+    """Compare finished run directories side by side (``kerasxfer compare``): the report and its verdict.
+
+    ``out_dir`` defaults to ``kerasxfer compare``'s (``runs/report``), from the one options table."""
     from kerasxfer.reporting.compare_report import write_report
 
     runs = [runs] if isinstance(runs, (str, os.PathLike)) else runs
@@ -197,15 +199,19 @@ def compare(runs, out_dir="runs/compare", overwrite: bool = False) -> StudyResul
             "['runs/scratch', 'runs/finetune']."
         )
     runs = [os.path.expanduser(os.fspath(r)) for r in runs]
-    out_dir = os.path.expanduser(_path("out_dir", out_dir))
-    overwrite = options.typed(commands.options_of("study")["overwrite"], overwrite)
+    table = commands.options_of("compare")
+    out_dir = os.path.expanduser(_path("out_dir", table["out_dir"].default if out_dir is None else out_dir))
+    overwrite = options.typed(table["overwrite"], overwrite)
     return _study_result(write_report(runs, out_dir, overwrite), out_dir)
 
 
-def load(run_dir: str, batch_size: int = 32):
-    """The best model of a finished run as a :class:`~kerasxfer.inference.Classifier` (``predict``, ``predict_iter``)."""
+def load(run_dir: str, batch_size: int | None = None):
+    """The best model of a finished run as a :class:`~kerasxfer.inference.Classifier` (``predict``, ``predict_iter``);
+    ``batch_size`` defaults to ``kerasxfer predict``'s."""
     from kerasxfer.inference import Classifier
 
+    spec = commands.options_of("predict")["batch_size"]
+    batch_size = spec.default if batch_size is None else options.typed(spec, batch_size)
     return Classifier.from_run(os.path.expanduser(_path("run_dir", run_dir)), batch_size=batch_size)
 
 

@@ -108,8 +108,72 @@ def study_options() -> list:
     ]
 
 
+#: The commands that train nothing of their own: reading runs, predicting with them, measuring.
+TOOLS = ("predict", "compare", "repeat", "lr_find", "bench")
+
+
+def tool_options(command: str) -> list:
+    """The options of a tool (:data:`TOOLS`): name, kind, default and choices here, help in
+    :data:`kerasxfer.options.TOOL_HELP` (``lr_find`` also takes every training option of scratch and finetune)."""
+    from kerasxfer.engines import ENGINES
+
+    table = {
+        "predict": [
+            ("run", "str", None),
+            ("model", "str", None),
+            ("class_names", "list", None),
+            ("images", "list", []),
+            ("top_k", "int", 3),
+            ("output", "str", None),
+            ("batch_size", "int", 32),
+            ("overwrite", "bool", False),
+            ("verbose", "bool", False),
+            ("engine", "enum", "auto", ENGINES),
+            ("export", "enum", None, ("saved_model", "tflite", "onnx")),
+        ],
+        "compare": [
+            ("runs", "list", ["runs/scratch", "runs/finetune"]),
+            ("out_dir", "str", "runs/report"),
+            ("overwrite", "bool", False),
+        ],
+        "repeat": [("run", "str", None), ("out_dir", "str", None), ("overwrite", "bool", False), ("verbose", "int", 0)],
+        "lr_find": [
+            ("recipe", "enum", "scratch", ("scratch", "finetune")),
+            ("run", "str", None),
+            ("phase", "str", None),
+            ("min_lr", "float", 1e-7),
+            ("max_lr", "float", 10.0),
+            ("steps", "int", 100),
+        ],
+        "bench": [
+            ("sections", "list", ["machine", "data", "models", "modes", "inference"]),
+            ("image_size", "int", 64),
+            ("batch_size", "int", 32),
+            ("backbone", "str", "regnetx002"),
+            ("data_dir", "str", "runs/bench/jpegs"),
+            ("num_images", "int", 96),
+            ("jpeg_size", "list", ["1200", "1600"]),
+            ("steps", "int", 12),
+            ("sizes", "list", ["64", "224"]),
+            ("output", "str", None),
+            ("inference_backbones", "list", ["efficientnet_lite0", "regnetx002"]),
+            ("readings", "int", 6),
+            ("study_sets", "list", ["230x2", "400x5"]),
+            ("study_exhaustive", "bool", True),
+            ("study_flags", "str", ""),
+        ],
+    }
+    return [
+        OptionSpec(name, kind, default, tuple(choices[0]) if choices else (), options.TOOL_HELP[f"{command}:{name}"])
+        for name, kind, default, *choices in table[command]
+    ]
+
+
 def options_of(command: str) -> dict:
-    """Every option of ``command`` (scratch, finetune, sweep, study) by name, with the command's defaults."""
+    """Every option of ``command`` (scratch, finetune, sweep, study, or a tool of :data:`TOOLS`) by name, with the
+    command's defaults."""
+    if command in TOOLS:
+        return {spec.name: spec for spec in tool_options(command)}
     if command not in COMMANDS:
         raise UserError(f"{command!r} is not a training command: use one of {', '.join(COMMANDS)}.")
     specs = options.common_options()

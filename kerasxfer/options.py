@@ -184,6 +184,68 @@ COMMAND_HELP = {
     ),
 }
 
+#: The help of the options of the commands that train nothing themselves (``<command>:<option>``).
+TOOL_HELP = {
+    "predict:batch_size": ("Images per forward pass."),
+    "predict:class_names": ("Class names in output order, with --model."),
+    "predict:engine": (
+        "What runs the model: tensorflow (the inference graph, "
+        "BatchNorm folded), tflite (XNNPACK), onnxruntime (the onnx extra); auto: tensorflow below "
+        "10,000 images, else the fastest of them timed on the first batch."
+    ),
+    "predict:export": (
+        "Write a serving artefact into <run>/export/ instead of predicting "
+        "(onnx: model.onnx, float32 images in [0, 255] -> probabilities; needs pip install "
+        "'kerasxfer[onnx]')."
+    ),
+    "predict:images": ("Image files and/or folders (walked recursively), comma-separated."),
+    "predict:model": ("A .keras file instead of --run (then --class_names is needed)."),
+    "predict:output": ("Also write the predictions to this .csv or .json file."),
+    "predict:overwrite": (
+        "With --export: replace files of the export's names in <run>/export/ that kerasxfer did not "
+        "write (it never does otherwise)."
+    ),
+    "predict:run": ("Run directory (e.g. runs/finetune); its model.keras and class names are used."),
+    "predict:top_k": ("How many classes to report per image."),
+    "predict:verbose": ("Say on stderr which inference engine classified the images."),
+    "compare:out_dir": ("Where to write the report (a folder of its own, never a run's)."),
+    "compare:overwrite": (
+        "Replace report files (report.md, summary.json, ...) in --out_dir that kerasxfer did not write; "
+        "without it such a folder is refused."
+    ),
+    "compare:runs": ("Run directories to compare."),
+    "repeat:out_dir": ("Where to train the repeat (default: the run's folder + '-repeat')."),
+    "repeat:overwrite": ("Train again into an --out_dir that holds a finished run."),
+    "repeat:run": ("The run directory to repeat (it must hold config.json)."),
+    "repeat:verbose": ("Keras fit verbosity: 0, one log line per epoch; 1, Keras' progress bar as well."),
+    "lr_find:max_lr": ("Highest learning rate of the scan."),
+    "lr_find:min_lr": ("Lowest learning rate of the scan."),
+    "lr_find:phase": ("The phase to test (scratch; frozen or unfrozen); default the first."),
+    "lr_find:recipe": ("Whose phase to test (ignored with --run)."),
+    "lr_find:run": (
+        "A run directory: test a phase of its config.json (it is only read; the phases before that phase"
+        " are trained again in a temporary folder)."
+    ),
+    "lr_find:steps": ("Training steps of the scan (fewer when the loss explodes first)."),
+    "bench:backbone": ("Backbone to measure (a --backbone value of finetune)."),
+    "bench:batch_size": ("Batch size of every case."),
+    "bench:data_dir": ("Where the data section writes (once) its folder of JPEGs."),
+    "bench:image_size": ("Image size of the data section and the first size of the models section."),
+    "bench:inference_backbones": (
+        "Backbones of the inference section, each at its native size: kerasxfer's predict path against TFLite and ONNX Runtime."
+    ),
+    "bench:jpeg_size": ("Height,width of the data section's JPEGs."),
+    "bench:num_images": ("JPEGs in the data section's folder."),
+    "bench:output": ("Also write the JSON lines to this file."),
+    "bench:readings": ("Readings per engine in the inference section (the best one is reported)."),
+    "bench:sections": ("Which sections to run: machine, data, models, modes, inference."),
+    "bench:sizes": ("Image sizes of the models section."),
+    "bench:steps": ("Timed steps per case (after 3 warm-up steps); the median is reported."),
+    "bench:study_exhaustive": ("The study section also runs --exhaustive (about 1 h per 230 images on 2 cores) for the ratio."),
+    "bench:study_flags": ("Extra flags for every study of the study section, e.g. --folds=2."),
+    "bench:study_sets": ("Sets of the study section: N images x C classes each."),
+}
+
 #: The Experiment fields that are command-line options (the others are set by recipes, studies and sweeps).
 EXPERIMENT_OPTIONS = ("seed", "deterministic", "precision", "jit_compile", "strategy")
 #: DataConfig fields that are not options of every training command: the synthetic set's sizes (pretrain's),

@@ -15,9 +15,8 @@ from kerasxfer.errors import UserError
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 
 
-@pytest.mark.parametrize("command", commands.COMMANDS)
-def test_the_command_line_defaults_are_the_librarys_for_every_option(command):
-    """Every option of the library is a flag of the command, with the same default, and no flag is extra."""
+def _cli_defaults(command: str) -> dict:
+    """The defaults of the flags ``python -m experiments.<command>`` defines itself (through experiments.common)."""
     code = f"""
 import json, experiments.{command}
 from absl import flags
@@ -28,10 +27,37 @@ print(json.dumps({{n: F[n].default for n in own}}))
 """
     p = subprocess.run([sys.executable, "-c", code], cwd=ROOT, capture_output=True, text=True, timeout=120)
     assert p.returncode == 0, p.stderr[-2000:]
-    cli = json.loads(p.stdout.strip().splitlines()[-1])
+    return json.loads(p.stdout.strip().splitlines()[-1])
+
+
+@pytest.mark.parametrize("command", commands.COMMANDS)
+def test_the_command_line_defaults_are_the_librarys_for_every_option(command):
+    """Every option of the library is a flag of the command, with the same default, and no flag is extra."""
+    cli = _cli_defaults(command)
     library = kerasxfer.options_of(command)
     assert set(cli) == set(library), set(cli) ^ set(library)
     assert {n: cli[n] for n in cli if cli[n] != library[n]} == {}
+
+
+@pytest.mark.parametrize("command", commands.TOOLS)
+def test_the_tools_flags_are_their_options_in_the_one_table(command):
+    """predict, compare, repeat, lr_find and bench define their flags from the options table too."""
+    cli, table = _cli_defaults(command), kerasxfer.options_of(command)
+    assert {n: cli.get(n, "no flag") for n in table if cli.get(n, "no flag") != table[n]} == {}
+    if command != "lr_find":  # lr_find also takes every training flag of scratch and finetune
+        assert set(cli) == set(table), set(cli) ^ set(table)
+    assert all(spec.help.strip() for spec in commands.options_of(command).values())
+
+
+def test_compare_from_python_writes_where_the_command_line_does(tmp_path, monkeypatch):
+    from kerasxfer import recipes
+    from tests.test_report import fake_run
+
+    a = fake_run(tmp_path, "scratch", recipes.scratch(epochs=1), [0.5], [True] * 50 + [False] * 10)
+    b = fake_run(tmp_path, "other", recipes.scratch(epochs=1), [0.6], [True] * 55 + [False] * 5)
+    monkeypatch.chdir(tmp_path)
+    result = kerasxfer.compare([str(a), str(b)])
+    assert result.report == os.path.join("runs", "report", "report.md") and os.path.isfile(result.report)
 
 
 def test_the_python_defaults_give_the_command_lines_study():
