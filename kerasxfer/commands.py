@@ -117,7 +117,7 @@ def tool_options(command: str) -> list:
     :data:`kerasxfer.options.TOOL_HELP` (``lr_find`` also takes every training option of scratch and finetune)."""
     from kerasxfer.engines import ENGINES
 
-    table = {
+    table: dict[str, list[tuple]] = {
         "predict": [
             ("run", "str", None),
             ("model", "str", None),
@@ -164,8 +164,8 @@ def tool_options(command: str) -> list:
         ],
     }
     return [
-        OptionSpec(name, kind, default, tuple(choices[0]) if choices else (), options.TOOL_HELP[f"{command}:{name}"])
-        for name, kind, default, *choices in table[command]
+        OptionSpec(row[0], row[1], row[2], tuple(row[3]) if len(row) > 3 else (), options.TOOL_HELP[f"{command}:{row[0]}"])
+        for row in table[command]
     ]
 
 
