@@ -125,6 +125,23 @@ def test_every_phase_with_zero_epochs_is_refused(tmp_path):
         recipes.finetune(weights="none", frozen_epochs=0, finetune_epochs=0, out_dir=str(tmp_path)).validate()
 
 
+def test_family_table_names_the_published_models():
+    """The variants against sources outside the code under test: RegNet's design space as published (Radosavovic
+    et al. 2020; tf-keras' RegNetX002 .. RegNetY320), the EfficientNet-Lite references in tests/oracles, and
+    keras.applications' own constructors."""
+    import keras
+
+    sizes = ("002", "004", "006", "008", "016", "032", "040", "064", "080", "120", "160", "320")
+    assert families.REGNET.variants == tuple(f"regnet{xy}{s}" for xy in "xy" for s in sizes)
+    oracles = os.path.join(ROOT, "tests", "oracles")  # copied from ../shared/oracles (its README says how made)
+    published = sorted(f.split("_reference")[0] for f in os.listdir(oracles) if f.endswith("_reference.json"))
+    assert list(families.EFFICIENTNET_LITE.variants) == published
+    from kerasxfer.models import keras_apps_specs
+
+    for name, (_, constructor, *_) in keras_apps_specs.VARIANTS.items():
+        assert callable(getattr(keras.applications, constructor)), name
+
+
 def test_family_table_is_consistent_with_its_builder_module():
     from kerasxfer.models import efficientnet_lite, keras_apps_specs, regnet
 
