@@ -58,12 +58,13 @@ import copy
 import dataclasses
 import logging
 import os
-from typing import TYPE_CHECKING, Any, Optional
+from typing import TYPE_CHECKING, Optional
 
 from kerasxfer.config import DEFAULT_MIN_STEPS, MAX_EPOCHS, MAX_FOLDS, Experiment
 from kerasxfer.datasets import source_of
 from kerasxfer.errors import UserError
 from kerasxfer.planning import FINETUNE_MIN_STEPS, FROZEN_CAP, FROZEN_PATIENCE, shortcuts
+from kerasxfer.records import Look, Sequential, StudyRun
 
 if TYPE_CHECKING:
     from kerasxfer.sweep import SweepConfig
@@ -270,14 +271,14 @@ def run_study(cfg: StudyConfig, overwrite: bool = False, verbose: int = 0) -> di
     run_series(series, sources, "study", overwrite, verbose, after=stop, forks=_forks(series), ray=cfg.ray)
     ran = stop.folds_run if stop is not None else None
     dirs = [exp.out_dir for _, exp, _ in series if ran is None or exp.data.fold <= ran]
-    study: dict[str, Any] = {
-        "shortcuts": shortcuts(cfg, ran),
-        "exhaustive": cfg.exhaustive,
-        "folds_planned": cfg.folds,
-        "folds_run": ran or cfg.folds,
-        "sequential": stop.record() if stop is not None else None,
-    }
-    for line in study["shortcuts"]:
+    study = StudyRun(
+        shortcuts=tuple(shortcuts(cfg, ran)),
+        exhaustive=cfg.exhaustive,
+        folds_planned=cfg.folds,
+        folds_run=ran or cfg.folds,
+        sequential=stop.record() if stop is not None else None,
+    )
+    for line in study.shortcuts:
         log.info("[study] %s", line)
     summary = write_report(dirs, os.path.join(cfg.out_dir, "report"), overwrite, study=study)
     if cfg.sweep is not None:
@@ -300,7 +301,7 @@ class _SequentialStop:
         self.fractions = sequential.fractions_of(sizes)
         self.levels = sequential.nominal_levels(self.fractions)
         self.bounds = sequential.boundaries(self.fractions)
-        self.looks: list[dict] = []
+        self.looks: list[Look] = []
         self.folds_run: int | None = None
         log.info(
             "[study] folds run one at a time; the study stops at the first fold whose verdict crosses the "
@@ -320,14 +321,14 @@ class _SequentialStop:
         v = interim_verdict(dirs, alpha=self.levels[fold - 1])
         main = v.main_pair
         self.looks.append(
-            {
-                "fold": fold,
-                "fraction": self.fractions[fold - 1],
-                "nominal_p": self.levels[fold - 1],
-                "boundary_z": self.bounds[fold - 1],
-                "winner": v.winner,
-                "p_value": (main.p_value if main.adjusted_p is None else main.adjusted_p) if main else None,
-            }
+            Look(
+                fold=fold,
+                fraction=self.fractions[fold - 1],
+                nominal_p=self.levels[fold - 1],
+                boundary_z=self.bounds[fold - 1],
+                winner=v.winner,
+                p_value=(main.p_value if main.adjusted_p is None else main.adjusted_p) if main else None,
+            )
         )
         crossed = v.winner is not None
         log.info(
@@ -345,15 +346,15 @@ class _SequentialStop:
         self.folds_run = fold
         return False
 
-    def record(self) -> dict:
-        return {
-            "rule": "Lan-DeMets O'Brien-Fleming alpha spending, two-sided alpha 0.05",
-            "fractions": self.fractions,
-            "nominal_p": self.levels,
-            "boundaries_z": self.bounds,
-            "looks": self.looks,
-            "stopped_after": self.folds_run if self.folds_run and self.folds_run < (self.cfg.folds or 1) else None,
-        }
+    def record(self) -> Sequential:
+        return Sequential(
+            rule="Lan-DeMets O'Brien-Fleming alpha spending, two-sided alpha 0.05",
+            fractions=self.fractions,
+            nominal_p=self.levels,
+            boundaries_z=self.bounds,
+            looks=tuple(self.looks),
+            stopped_after=self.folds_run if self.folds_run and self.folds_run < (self.cfg.folds or 1) else None,
+        )
 
 
 def _forks(series) -> dict:

@@ -20,7 +20,19 @@ schedule trained at a constant rate).
 """
 
 from kerasxfer.records.base import FIGURES, field_of, to_json
-from kerasxfer.records.report import Arm, Baseline, Learned, Pair, PhaseSummary, RunSummary, SeedGroup, Verdict
+from kerasxfer.records.report import (
+    Arm,
+    Baseline,
+    Learned,
+    Look,
+    Pair,
+    PhaseSummary,
+    RunSummary,
+    SeedGroup,
+    Sequential,
+    StudyRun,
+    Verdict,
+)
 from kerasxfer.records.run import (
     Best,
     Data,
@@ -46,6 +58,9 @@ __all__ = [
     "Arm",
     "Baseline",
     "Learned",
+    "Look",
+    "Sequential",
+    "StudyRun",
     "Pair",
     "PhaseSummary",
     "RunSummary",

@@ -190,3 +190,51 @@ class Verdict:
     folds: int
     alpha: float
     sentences: tuple = field(default=(), metadata={"internal": True})
+
+
+# ------------------------------------------------------------------------- a study
+@dataclass(frozen=True)
+class Look:
+    """One look of a study's sequential rule: after ``fold``, the verdict at that fold's level."""
+
+    fold: int
+    fraction: float
+    nominal_p: float
+    boundary_z: float
+    winner: str | None
+    p_value: float | None
+
+
+@dataclass(frozen=True)
+class Sequential:
+    """The group-sequential rule a study ran under and its looks (:mod:`kerasxfer.reporting.sequential`)."""
+
+    rule: str
+    fractions: list
+    nominal_p: list
+    boundaries_z: list
+    looks: tuple
+    stopped_after: int | None
+
+    def level(self) -> float | None:
+        """The level a winner must reach at the last look (None before any look)."""
+        return self.nominal_p[self.looks[-1].fold - 1] if self.looks else None
+
+
+@dataclass(frozen=True)
+class StudyRun:
+    """What a study did to be cheap, as its report states it (``summary.json``'s ``study``)."""
+
+    shortcuts: tuple
+    exhaustive: bool
+    folds_planned: int | None
+    folds_run: int | None
+    sequential: Sequential | None = None
+
+    @classmethod
+    def from_json(cls, d: dict) -> StudyRun:
+        """A ``study`` of a summary.json, e.g. to write its report again."""
+        seq = d.get("sequential")
+        if seq is not None:
+            seq = Sequential(**{**seq, "looks": tuple(Look(**x) for x in seq["looks"])})
+        return cls(**{**d, "shortcuts": tuple(d["shortcuts"]), "sequential": seq})

@@ -32,7 +32,7 @@ from kerasxfer import figures, fsio, rundir
 from kerasxfer.config import DEFAULT_MIN_STEPS
 from kerasxfer.errors import UserError
 from kerasxfer.families import family_of
-from kerasxfer.records import Arm, History, Phase, PhaseSummary, Run, RunSummary, SeedGroup, Verdict, to_json
+from kerasxfer.records import Arm, History, Phase, PhaseSummary, Run, RunSummary, SeedGroup, StudyRun, Verdict, to_json
 from kerasxfer.reporting import html, stats, verdict
 from kerasxfer.reporting.markdown import report_markdown
 from kerasxfer.reporting.runs import load_runs
@@ -258,12 +258,10 @@ def _seed_groups(summaries) -> dict[str, SeedGroup]:
 REPORT_FILES = ("report.md", "report.html", "summary.json", "curves.png", "lr.png", "confusion.png")
 
 
-def _study_alpha(study) -> float:
+def _study_alpha(study: StudyRun | None) -> float:
     """The level a winner must reach: the sequential rule's at the last fold that ran, else the usual."""
-    seq = (study or {}).get("sequential")
-    if not seq or not seq.get("looks"):
-        return stats.NOISE_P
-    return seq["nominal_p"][seq["looks"][-1]["fold"] - 1]
+    level = study.sequential.level() if study is not None and study.sequential is not None else None
+    return stats.NOISE_P if level is None else level
 
 
 def interim_verdict(run_dirs, alpha: float) -> Verdict:
@@ -273,7 +271,7 @@ def interim_verdict(run_dirs, alpha: float) -> Verdict:
     return executive_summary(summaries, runs, _seed_groups(summaries), alpha)[1]
 
 
-def write_report(run_dirs, out_dir: str, overwrite: bool = False, study: dict | None = None) -> dict:
+def write_report(run_dirs, out_dir: str, overwrite: bool = False, study: StudyRun | None = None) -> dict:
     """Compare the runs in ``run_dirs``; write ``out_dir``; return summary.json's content.
 
     ``study``: what a study did to be cheap (its ``shortcuts`` sentences, its sequential looks), stated in
@@ -286,7 +284,8 @@ def write_report(run_dirs, out_dir: str, overwrite: bool = False, study: dict | 
     """
     if len(run_dirs) < 2:
         raise UserError("compare needs at least two run directories, e.g. --runs=runs/scratch,runs/finetune.")
-    runs = load_runs(run_dirs, partial_folds=bool(study and (study.get("sequential") or {}).get("stopped_after")))
+    stopped = study is not None and study.sequential is not None and study.sequential.stopped_after is not None
+    runs = load_runs(run_dirs, partial_folds=stopped)
     summaries = [summarize_run(r) for r in runs]
     names = [s.name for s in summaries]
     if len(set(names)) != len(names):

@@ -117,7 +117,7 @@ def report_markdown(summaries, groups, lines, v, study=None) -> str:
     md = ["# Scratch or transfer? — kerasxfer report", ""]
     md += ["## Executive summary", ""] + [f"- {l}" for l in lines] + [""]
     if study:
-        md += ["## How this study ran", ""] + [f"- {l}" for l in study["shortcuts"]] + [""]
+        md += ["## How this study ran", ""] + [f"- {l}" for l in study.shortcuts] + [""]
     md += ["## Side by side", ""] + _side_by_side(summaries, v)
     md += ["", _data_sentence(summaries[0])]
     if summaries[0].folds:
