@@ -2,13 +2,16 @@
 
 A finished run directory is four JSON files (``config.json``,
 ``history.json``, ``metrics.json``, ``data.json``; ``timings.json`` beside
-them since timings left the history); :func:`read_run` turns them into one
-frozen :class:`Run`, read by attribute.  The reports
-(:mod:`kerasxfer.reporting`) compute :class:`RunSummary`,
-:class:`~kerasxfer.reporting.verdict` records and sweep points from runs,
-never from the JSON dicts, and :func:`to_json` writes every record back as
-the JSON the report files hold (``summary.json``, ``sweep.json``): a field's
-JSON name is its own unless its metadata says otherwise.
+them since timings left the history); :func:`read_run` turns their contents
+into one frozen :class:`Run`, read by attribute
+(:func:`kerasxfer.reporting.runs.load_run` reads and checks the folder).
+The reports (:mod:`kerasxfer.reporting`) compute :class:`RunSummary`, the
+verdict's records (:class:`Arm`, :class:`Pair`, :class:`Learned`,
+:class:`Baseline`, :class:`Verdict`), a study's :class:`StudyRun` and a
+sweep's rows and points from runs, never from the JSON dicts, and
+:func:`to_json` writes every record back as the JSON the report files hold
+(``summary.json``, ``sweep.json``): a field's JSON name is its own unless its
+metadata says otherwise.
 
 One name per figure: the figures a verdict compares are named by
 :data:`FIGURES` (``"accuracy"``, ``"balanced accuracy"``, as the sentences
