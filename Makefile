@@ -102,7 +102,10 @@ test-all: test
 
 # The slow tests CI runs after make test (.ci/run): the acceptance runs that a fast test cannot show.
 CI_SLOW_TESTS = tests/test_study_command.py::test_five_fold_study_tests_every_image_once_and_resumes_in_the_fold_it_was_killed_in \
-  tests/test_signals.py tests/test_activation_cache.py tests/test_ray.py tests/test_forks.py \
+  tests/test_signals.py tests/test_activation_cache.py tests/test_ray.py tests/test_forks.py tests/test_tensorboard.py \
+  tests/test_study.py::test_exported_backbone_round_trips_into_finetune \
+  tests/test_planning.py::test_calibration_times_the_studys_own_models \
+  tests/test_hostile.py::test_hostile_inputs_and_faults \
   tests/test_small_data.py::test_two_fold_study_in_process_tests_every_image_once \
   tests/test_optim.py::test_ema_schedule_and_early_stopping_resume_exactly \
   tests/test_optim.py::test_ema_zero_evaluates_like_no_ema \

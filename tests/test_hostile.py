@@ -355,6 +355,7 @@ def _check(name, setup, code, says, base, finished):
     return name, problems, round(time.time() - t0, 1), p.stderr[-1500:]
 
 
+@pytest.mark.slow  # make test-ci-slow (CI) runs it: whole runs, too long for make test's 10 minutes
 def test_hostile_inputs_and_faults(tmp_path, finished):
     cases = CASES + [
         ("another process holds the run's lock", c_locked, 2, "is being written by another kerasxfer process (pid 4242)")

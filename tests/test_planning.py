@@ -54,6 +54,7 @@ def test_bad_limits_are_one_sentence(given, message):
         commands.study_from(commands.resolve("study", {"dataset": "digits", **given}).values)
 
 
+@pytest.mark.slow  # make test-ci-slow (CI) runs it: whole runs, too long for make test's 10 minutes
 def test_calibration_times_the_studys_own_models():
     """On this machine, with the study's own scratch CNN and transfer arm (small images: a few seconds)."""
     from kerasxfer import recipes

@@ -94,6 +94,7 @@ def pretrained(tmp_path_factory):
     return out, export_backbone(str(out))
 
 
+@pytest.mark.slow  # make test-ci-slow (CI) runs it: whole runs, too long for make test's 10 minutes
 def test_exported_backbone_round_trips_into_finetune(pretrained, tmp_path):
     out, path = pretrained
     assert os.path.basename(path) == "backbone.weights.h5"

@@ -84,6 +84,7 @@ def _get(url, path, body=None):
         return json.loads(r.read())
 
 
+@pytest.mark.slow  # make test-ci-slow (CI) runs it: whole runs, too long for make test's 10 minutes
 def test_both_runs_have_every_epoch_of_every_phase(server):
     runs = _get(server, "/data/runs")
     for r in ("scratch/tb/train", "scratch/tb/validation", "finetune/tb/train", "finetune/tb/validation"):
@@ -104,6 +105,7 @@ def test_both_runs_have_every_epoch_of_every_phase(server):
     assert [round(p[2], 8) for p in steps] == [1e-3] * (2 * per_epoch) + [1e-4] * per_epoch
 
 
+@pytest.mark.slow  # make test-ci-slow (CI) runs it: whole runs, too long for make test's 10 minutes
 def test_hparams_table_lists_both_runs(server):
     body = {
         "experimentName": "",
@@ -121,6 +123,7 @@ def test_hparams_table_lists_both_runs(server):
     assert "hparams/best_val_accuracy" in names
 
 
+@pytest.mark.slow  # make test-ci-slow (CI) runs it: whole runs, too long for make test's 10 minutes
 def test_confusion_matrix_and_top_losses_images(server):
     tags = _get(server, "/data/plugin/images/tags")
     for run in ("scratch/tb", "finetune/tb"):
