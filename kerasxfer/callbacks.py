@@ -29,7 +29,7 @@ import numpy as np
 from kerasxfer import keras_compat, rundir
 from kerasxfer.phases import PhaseContext
 from kerasxfer.snapshots import frozen_values, save_model, write_weights  # noqa: F401  (re-exported)
-from kerasxfer.stopping import EarlyStopPhase, StopAtTimeBudget, StopOnNonFinite, StopOnSignal, diverged  # noqa: F401
+from kerasxfer.stopping import EarlyStopPhase, StopAtTimeBudget, StopOnNonFinite, diverged
 
 log = logging.getLogger("kerasxfer")
 

@@ -94,10 +94,9 @@ def charge(timings: dict, name: str, seconds: float) -> None:
     timings["train_seconds"] = round(timings["train_seconds"] + seconds, 3)
 
 
-def finished_metrics(exp, complete):
-    """metrics.json of the finished run in ``exp.out_dir`` (made with ``exp``'s settings), None if damaged;
-    ``complete`` fills a stored config's missing fields (:meth:`Experiment.complete`)."""
-    if rundir.inspect_run_dir(exp.out_dir, exp.to_dict(), complete=complete) != "finished":
+def finished_metrics(exp):
+    """metrics.json of the finished run in ``exp.out_dir`` (made with ``exp``'s settings), None if damaged."""
+    if rundir.inspect_run_dir(exp.out_dir, exp.to_dict(), complete=type(exp).complete) != "finished":
         return None
     try:
         metrics = fsio.read_json(os.path.join(exp.out_dir, rundir.METRICS))

@@ -75,13 +75,13 @@ def run_experiment(
         finally:
             shutil.rmtree(out, ignore_errors=True)
     if not overwrite and rundir.is_finished(exp.out_dir):  # read only: a finished run on read-only storage is fine
-        metrics = run_files.finished_metrics(exp, Experiment.complete)
+        metrics = run_files.finished_metrics(exp)
         if metrics is not None:
             return metrics
     with rundir.locked(exp.out_dir):
         status = rundir.inspect_run_dir(exp.out_dir, exp.to_dict(), overwrite, Experiment.complete)
         if status == "finished":
-            metrics = run_files.finished_metrics(exp, Experiment.complete)
+            metrics = run_files.finished_metrics(exp)
             if metrics is not None:
                 return metrics
             status = "finishing"

@@ -10,13 +10,13 @@ import keras
 import numpy as np
 import pytest
 
-from kerasxfer.callbacks import EarlyStopPhase
 from kerasxfer.config import DataConfig, Experiment, ModelConfig, PhaseConfig
 from kerasxfer.errors import UserError
 from kerasxfer.models import apply_trainable, build_model
 from kerasxfer.models.transfer import get_backbone
 from kerasxfer.optim_config import OptimConfig, learning_rate, schedule_steps
 from kerasxfer.optimizers import PhaseSchedule, make_optimizer, stage_multipliers
+from kerasxfer.stopping import EarlyStopPhase
 from kerasxfer.training import compile_for_phase, run_experiment
 
 PEAK = 0.1

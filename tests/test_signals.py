@@ -100,7 +100,7 @@ def test_a_signal_in_each_stage_ends_the_run_with_exit_130_and_a_rerun_finishes_
 
 @pytest.mark.parametrize("sig", [signal.SIGINT, signal.SIGTERM], ids=["SIGINT", "SIGTERM"])
 def test_a_signal_after_the_last_check_still_stops_when_the_phases_end(sig):
-    from kerasxfer.callbacks import StopOnSignal
+    from kerasxfer.stopping import StopOnSignal
 
     before = signal.getsignal(sig)
     with pytest.raises(KeyboardInterrupt):

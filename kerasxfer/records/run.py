@@ -82,7 +82,6 @@ class Evaluation:
     balanced_accuracy: float = 0.0
     macro_f1: float = 0.0
     confusion_matrix: list = field(default_factory=list)
-    per_class: dict | None = None
 
 
 @dataclass(frozen=True)
@@ -220,9 +219,7 @@ def read_run(run_dir: str, config: dict, history: dict, metrics: dict, data: dic
         class_names=tuple(shown(c) for c in data["class_names"]),
         classes_missing=missing,
     )
-    t = Evaluation(
-        labels=test.get("labels"), predictions=test.get("predictions"), loss=test.get("loss"), per_class=test.get("per_class")
-    )
+    t = Evaluation(labels=test.get("labels"), predictions=test.get("predictions"), loss=test.get("loss"))
     return Run(
         dir=run_dir,
         setup=read_setup(config),
