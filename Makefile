@@ -15,7 +15,7 @@
 #
 # Variables (each passed to the matching flag only when set):
 #   DATASET IMAGE_SIZE BATCH_SIZE SEED VAL_FRACTION TEST_FRACTION SPLIT_SEED RESIZE EPOCHS LR OUT
-#   BACKBONE WEIGHTS FROZEN_EPOCHS FINETUNE_EPOCHS FINETUNE_LR UNFREEZE
+#   BACKBONE WEIGHTS FROZEN_HEAD FROZEN_EPOCHS FINETUNE_EPOCHS FINETUNE_LR FINETUNE_WARMUP UNFREEZE
 #   TF=cpu|gpu  (which TensorFlow build `make install` puts in .venv)
 #   PORT        (make tensorboard, default 6006)   PYTEST_ARGS TEST_WORKERS (make test, default 2 processes)
 #   RUN IMAGES TOP_K OUTPUT EXPORT ENGINE VERBOSE   (make predict)
@@ -54,7 +54,7 @@ RECIPE_ARGS = $(call flags,optimizer weight_decay schedule warmup_epochs lr_stag
 SCRATCH_ONLY = $(call flags,epochs widths convs_per_block)
 MIN_STEPS_ARGS = $(call flags,min_steps)
 FINETUNE_ONLY = $(call flags,backbone weights frozen_epochs finetune_epochs finetune_lr unfreeze_stages \
-  cache_features) $(call flag,UNFREEZE,unfreeze_stages)
+  cache_features frozen_head finetune_warmup) $(call flag,UNFREEZE,unfreeze_stages)
 SCRATCH_ARGS = $(COMMON_ARGS) $(SCRATCH_ONLY) $(MIN_STEPS_ARGS)
 FINETUNE_ARGS = $(COMMON_ARGS) $(FINETUNE_ONLY) $(MIN_STEPS_ARGS)
 SWEEP_ARGS = $(COMMON_ARGS) $(SCRATCH_ONLY) $(FINETUNE_ONLY) \
@@ -67,7 +67,7 @@ REPEAT_ARGS = $(call flags,run out_dir overwrite verbose) $(call flag,OUT,out_di
 PREDICT_ARGS = $(call flags,run model class_names images top_k batch_size output export overwrite verbose engine)
 COMPARE_ARGS = $(call flags,runs out_dir overwrite) $(call flag,REPORT,out_dir)
 BENCH_ARGS = $(call flags,sections sizes steps batch_size backbone image_size num_images jpeg_size data_dir output inference_backbones readings \
-  study_sets study_exhaustive study_flags) \
+  study_sets study_scans study_exhaustive study_flags) \
   $(BENCH_FLAGS)
 PRETRAINED := runs/pretrain/backbone.weights.h5
 
@@ -115,7 +115,8 @@ CI_SLOW_TESTS = tests/test_study_command.py::test_five_fold_study_tests_every_im
   tests/test_small_data.py::test_a_study_on_labels_independent_of_the_pixels_flags_the_arms_that_did_not_learn \
   tests/test_scale.py::test_cached_features_train_the_head_exactly_like_the_whole_model \
   tests/test_sweep.py::test_data_sweep_writes_ordinary_runs_and_a_csv_its_sentence_agrees_with \
-  tests/test_sweep.py::test_rerun_trains_nothing_and_writes_the_same_csv
+  tests/test_sweep.py::test_rerun_trains_nothing_and_writes_the_same_csv \
+  tests/test_solved_head.py
 test-ci-slow: install
 	$(PY) -m pytest -m slow $(CI_SLOW_TESTS)
 
@@ -123,7 +124,7 @@ test-ci-slow: install
 MYPY_FILES = kerasxfer/errors.py kerasxfer/fsio.py kerasxfer/rundir.py kerasxfer/families.py kerasxfer/optim_config.py \
   kerasxfer/options.py kerasxfer/commands.py kerasxfer/config.py kerasxfer/datasets.py kerasxfer/phases.py \
   kerasxfer/planning.py kerasxfer/progress.py kerasxfer/recipes.py kerasxfer/run_files.py kerasxfer/studies.py \
-  kerasxfer/sweep.py kerasxfer/version.py kerasxfer/records kerasxfer/reporting kerasxfer/models/regnet_specs.py \
+  kerasxfer/sweep.py kerasxfer/version.py kerasxfer/probe.py kerasxfer/records kerasxfer/reporting kerasxfer/models/regnet_specs.py \
   kerasxfer/models/efficientnet_lite_specs.py kerasxfer/models/keras_apps_specs.py
 
 # ruff with the rules in pyproject.toml (pyflakes, pycodestyle, import order, bugbear), ruff format's style

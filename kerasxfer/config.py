@@ -27,7 +27,7 @@ from kerasxfer.errors import UserError
 from kerasxfer.errors import check_choice as _choice
 from kerasxfer.families import family_of
 from kerasxfer.optim_config import OptimConfig  # the optim section (defined with its schedule formula)
-from kerasxfer.phases import parse_trainable
+from kerasxfer.phases import MAX_EPOCHS, PhaseConfig  # noqa: F401  (re-exported)
 
 AUGMENT_MODES = ("none", "light", "strong")
 RESIZE_MODES = ("squash", "crop", "pad")
@@ -36,7 +36,7 @@ MODEL_KINDS = ("scratch", "transfer", "regnet")
 PRECISIONS = ("float32", "mixed_float16", "mixed_bfloat16")
 STRATEGIES = ("auto", "one_device", "mirrored", "multi_worker", "tpu")
 CALIBRATE_BN = ("auto", "always", "never")
-MAX_FOLDS, MAX_EPOCHS = 20, 2000
+MAX_FOLDS = 20
 #: Images whose header declares more pixels are skipped like undecodable ones (a small PNG can decode to GB).
 MAX_IMAGE_PIXELS = 40_000_000
 #: Every phase of a study (and of scratch/finetune unless epochs are given) trains at least this many steps.
@@ -237,41 +237,8 @@ class ModelConfig:
             )
 
 
-@dataclass
-class PhaseConfig:
-    """One training phase: ``epochs`` (at most MAX_EPOCHS) at learning rate ``lr``; ``trainable`` is ``"all"`` (every
-    layer; of a transfer model: the whole backbone, stem included, BatchNorm frozen), ``"head"`` (backbone frozen) or
-    ``"stages:K"`` (the last K backbone stages unfrozen, BatchNorm frozen)."""
-
-    name: str
-    epochs: int
-    lr: float
-    trainable: str = "all"
-    # Train until converged: with patience P > 0 the phase ends after P epochs without a lower val_loss, once it
-    # has trained min_epochs; ``epochs`` is then its cap (a study's frozen phase, whose epochs cost little).
-    patience: int = 0
-    min_epochs: int = 0
-
-    def validate(self, num_stages: int) -> None:
-        """Check the phase for a backbone of ``num_stages`` stages."""
-        if not isinstance(self.epochs, int) or not 0 <= self.epochs <= MAX_EPOCHS:
-            raise UserError(
-                f"the {self.name} phase has {self.epochs} epochs: use an integer from 0 to {MAX_EPOCHS:,} "
-                "(a phase's epochs are set up before it starts; for longer training use more data)."
-            )
-        if not (
-            isinstance(self.patience, int)
-            and isinstance(self.min_epochs, int)
-            and self.patience >= 0
-            and 0 <= self.min_epochs <= self.epochs
-        ):
-            raise UserError(
-                f"the {self.name} phase's patience {self.patience} and minimum {self.min_epochs} epochs "
-                f"must be whole numbers, the minimum at most its {self.epochs} epochs."
-            )
-        if not (self.lr > 0.0 and self.lr < 10.0):
-            raise UserError(f"the {self.name} phase learning rate {self.lr} must be a positive number below 10.")
-        parse_trainable(self.trainable, num_stages)
+#: How a transfer model's frozen phase fits its head: solved to the optimum (kerasxfer.probe) or trained by epochs.
+FROZEN_HEADS = ("solve", "epochs")
 
 
 @dataclass
@@ -330,7 +297,9 @@ class Experiment:
         per_epoch = max(1, math.ceil(num_train / self.data.batch_size))
         raised = min(MAX_EPOCHS, math.ceil(min_steps / per_epoch))  # never past the epochs a phase may have
         phases = [
-            dataclasses.replace(p, epochs=max(p.epochs, raised) if p.epochs else 0)
+            p
+            if p.solve  # solved: one entry whatever the steps
+            else dataclasses.replace(p, epochs=max(p.epochs, raised) if p.epochs else 0)
             if not p.patience
             else dataclasses.replace(p, min_epochs=min(p.epochs, max(p.min_epochs, raised)))  # its cap stays
             for p in self.phases
@@ -373,7 +342,10 @@ class Experiment:
             raise UserError("the experiment has no training phase.")
         for p in self.phases:
             p.validate(self.model.num_stages)
-            self.optim.validate_phase(p.name, p.epochs)
+            if p.solve and not self.model.is_transfer:
+                raise UserError(f"the {p.name} phase is solved, which only a transfer model's frozen phase can be.")
+            if not p.solve:  # a solved phase takes no optimizer step: no schedule to fit in it
+                self.optim.validate_phase(p.name, p.epochs)
         if self.total_epochs == 0:
             raise UserError("every phase has 0 epochs: give at least one epoch to train.")
         if self.max_train_seconds is not None and not self.max_train_seconds > 0:

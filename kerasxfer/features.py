@@ -42,7 +42,7 @@ import tensorflow as tf
 from kerasxfer.data import DataSplits
 from kerasxfer.data.batches import epochs_from, ordered_batches
 from kerasxfer.data.pipeline import SPLITS
-from kerasxfer.models.head import DENSE, DROPOUT, GAP, head_on, pooled_features
+from kerasxfer.models.head import GAP, head_on, pooled_features
 
 log = logging.getLogger("kerasxfer")
 
@@ -59,6 +59,8 @@ class Features:
     train_from: object  # like DataSplits.train_from, over the outputs
     val: tf.data.Dataset
     seconds: float
+    train_x: np.ndarray | None = None  # the outputs themselves (pooled features: what a solved head fits)
+    val_x: np.ndarray | None = None
 
 
 def _pool_rows(arr, data: DataSplits) -> tuple:
@@ -138,6 +140,8 @@ def backbone_features(model: keras.Model, data: DataSplits, batch_size: int, key
         epochs_from(feats, data.train_labels, batch_size, data.seed),
         ordered_batches(val_feats, data.val_labels, batch_size),
         seconds,
+        feats,
+        val_feats,
     )
 
 
@@ -173,7 +177,7 @@ def stages_model(model: keras.Model, tensor, name: str) -> keras.Model:
     suffix = keras.Model(tensor, backbone.output, name=f"{backbone.name}_from_{name}")
     inp = keras.Input(shape=tuple(tensor.shape[1:]), name="activations")
     x = suffix(inp, training=False)  # inference mode, as the backbone inside the transfer model
-    out = model.get_layer(DENSE)(model.get_layer(DROPOUT)(model.get_layer(GAP)(x)))
+    out = head_on(model, model.get_layer(GAP)(x))
     return keras.Model(inp, out, name=f"{model.name}_from_{name}")
 
 

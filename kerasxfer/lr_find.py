@@ -130,7 +130,8 @@ def find_lr(
     start_from: str | None = None,
     overwrite: bool = False,
 ) -> dict:
-    """Run the range test for the phase ``phase_name`` (default the first) of ``exp``; write ``out_dir``.
+    """Run the range test for the phase ``phase_name`` (default the first that is not solved) of ``exp``; write
+    ``out_dir``.
 
     A later phase starts where it would in the run: the earlier phases are
     trained first, in a temporary folder, and the test starts from their
@@ -139,9 +140,15 @@ def find_lr(
     """
     exp.validate()
     names = [p.name for p in exp.phases]
-    phase = next((p for p in exp.phases if p.name == (phase_name or names[0])), None)
+    default = next((p.name for p in exp.phases if not p.solve), names[0])  # a solved phase has no learning rate
+    phase = next((p for p in exp.phases if p.name == (phase_name or default)), None)
     if phase is None:
         raise UserError(f"--phase={phase_name!r} is not a phase of this run: use one of {', '.join(names)}.")
+    if phase.solve:
+        raise UserError(
+            f"the {phase.name} phase is solved (--frozen_head=solve), so it has no learning rate: pass --phase="
+            f"{next((n for n in names if n != phase.name), 'unfrozen')} for the phase after it, or --frozen_head=epochs."
+        )
     if start_from is not None and not os.path.isfile(start_from):
         raise UserError(f"{start_from!r} does not exist: pass the path of a saved .keras model, or leave it out.")
     rundir.claim_output_folder(out_dir, ("lr_find.json", "lr_find.png"), "lr-find", overwrite)  # before any work
@@ -155,7 +162,7 @@ def _find(exp, phase, names, out_dir, min_lr, max_lr, steps, start_from, stack) 
     from kerasxfer.data import load_data
     from kerasxfer.evaluation import load_model
     from kerasxfer.models import apply_trainable, build_model, use_native_grouped_conv
-    from kerasxfer.training import compile_for_phase
+    from kerasxfer.phase_setup import compile_for_phase
 
     keras.utils.set_random_seed(exp.seed)
     data = load_data(exp.data, exp.seed)

@@ -118,13 +118,15 @@ class OptimConfig:
         return ", ".join(parts)
 
 
-def schedule_steps(cfg: OptimConfig, epochs: int, steps_per_epoch: int) -> dict:
-    """A phase's schedule in steps: ``{"kind", "total_steps", "warmup_steps"}`` (what history.json records)."""
+def schedule_steps(cfg: OptimConfig, epochs: int, steps_per_epoch: int, phase_warmup: float = 0.0) -> dict:
+    """A phase's schedule in steps: ``{"kind", "total_steps", "warmup_steps"}`` (what history.json records).
+    ``phase_warmup``: the phase's own warm-up epochs, in place of ``cfg.warmup_epochs`` when not 0."""
     total = max(1, epochs * steps_per_epoch)
-    if cfg.schedule == "onecycle" and not cfg.warmup_epochs:
+    warmup_epochs = phase_warmup or cfg.warmup_epochs
+    if cfg.schedule == "onecycle" and not warmup_epochs:
         warmup = int(round(ONECYCLE_WARMUP * total))
     else:
-        warmup = min(total, int(round(cfg.warmup_epochs * steps_per_epoch)))
+        warmup = min(total, int(round(warmup_epochs * steps_per_epoch)))
     return {"kind": cfg.schedule, "total_steps": total, "warmup_steps": warmup}
 
 

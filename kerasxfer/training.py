@@ -28,7 +28,7 @@ import tempfile
 import keras
 import tensorflow as tf
 
-from kerasxfer import fsio, run_files, rundir, tensorboard
+from kerasxfer import fsio, run_files, rundir
 from kerasxfer.callbacks import phase_callbacks
 from kerasxfer.config import Experiment
 from kerasxfer.data import load_data
@@ -39,10 +39,11 @@ from kerasxfer.evaluation import count_params, evaluate_best, load_model, write_
 from kerasxfer.families import family_of
 from kerasxfer.features import backbone_features, boundary_activations, feature_key
 from kerasxfer.models import apply_trainable, build_model, calibrate_batchnorm, use_native_grouped_conv
-from kerasxfer.optim_config import class_weights, schedule_steps
-from kerasxfer.optimizers import make_loss, make_optimizer, stage_multipliers
+from kerasxfer.optim_config import class_weights
+from kerasxfer.phase_setup import announce_phase, compile_for_phase
 from kerasxfer.phases import PhaseContext, PhaseSpan, activations_off, next_phase, phase_spans
 from kerasxfer.resume import ResumeState, saved_epoch, write_best
+from kerasxfer.solved import solve_phase
 from kerasxfer.stopping import StopOnSignal
 
 log = logging.getLogger("kerasxfer")
@@ -108,27 +109,6 @@ def determinism(exp: Experiment) -> bool:
     if exp.deterministic is not None:
         return bool(exp.deterministic)
     return not tf.config.list_physical_devices("GPU")
-
-
-def compile_for_phase(
-    model: keras.Model, exp: Experiment, phase, steps_per_epoch: int, full_model: keras.Model | None = None
-) -> dict:
-    """Compile ``model`` with a fresh optimiser for ``phase`` (after every change of ``trainable``).
-
-    The recipe of ``exp.optim``: optimiser, the phase's schedule over its
-    ``phase.epochs * steps_per_epoch`` steps, per-stage rates of a transfer
-    model's backbone (``full_model`` when ``model`` is its head), label
-    smoothing, clipping, EMA.  Returns the schedule in steps (history records it).
-    """
-    o = exp.optim
-    steps = schedule_steps(o, phase.epochs, steps_per_epoch)
-    multipliers = None
-    if o.lr_stage_decay != 1.0 and exp.model.is_transfer and phase.trainable != "head":
-        multipliers = stage_multipliers(full_model or model, model.trainable_variables, o.lr_stage_decay, exp.model.num_stages)
-    optimizer = make_optimizer(o, phase.lr, steps, model.trainable_variables, multipliers)
-    loss, acc = make_loss(o, exp.data.soft_labels)
-    model.compile(optimizer=optimizer, loss=loss, metrics=[acc], jit_compile=exp.jit_compile)
-    return steps
 
 
 @dataclasses.dataclass
@@ -235,6 +215,8 @@ class _Run:
 
     def _phase(self, span: PhaseSpan, tb, stop_on_signal) -> None:
         """Train epochs ``span.first+1 .. span.last`` (from ``self.done`` when it resumes inside the phase)."""
+        if span.phase.solve:
+            return solve_phase(self, span, tb, stop_on_signal)
         exp, model, data, (index, phase, first, last) = self.exp, self.model, self.data, span
         with self.strategy.scope():
             apply_trainable(model, phase.trainable, exp.model.num_stages, exp.model.is_transfer, exp.optim.bn)
@@ -331,32 +313,6 @@ def _phase_inputs(run: "_Run", index: int, phase):
     if cut is not None:
         run_files.charge(run.timings, "activation_seconds", cut.seconds)
     return cut, "activations" if cut is not None else False
-
-
-def announce_phase(ctx: PhaseContext, data, cached) -> None:
-    """A phase begins: its record in history (:func:`kerasxfer.run_files.phase_record`), its log line and its
-    TensorBoard marker.  ``cached``: True (the head on cached features), ``"activations"`` (the trainable stages on
-    cached activations) or False (the whole model)."""
-    phase, first, last = ctx.phase, ctx.span.first, ctx.span.last
-    trainable, total = count_params(ctx.model.trainable_weights), count_params(ctx.model.weights)
-    ctx.history["phases"].append(
-        run_files.phase_record(ctx.exp, phase, first, last, trainable, total, cached, ctx.steps, data.steps_per_epoch)
-    )
-    log.info(
-        "phase %s: epochs %d-%d, lr %g, %s trainable of %s parameters",
-        phase.name,
-        first + 1,
-        last,
-        phase.lr,
-        f"{trainable:,}",
-        f"{total:,}",
-    )
-    tensorboard.write_phase_marker(
-        os.path.join(ctx.out, rundir.TB),
-        first,
-        f"epoch {first + 1}: phase **{phase.name}** begins (lr {phase.lr:g}, trainable: "
-        f"{phase.trainable}, {trainable:,} of {total:,} parameters)",
-    )
 
 
 def raise_to_min_steps(exp: Experiment, num_train: int, min_steps: int, label: str) -> Experiment:

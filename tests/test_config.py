@@ -1,5 +1,6 @@
 """Experiment, its sections and the recipes: validation, round trips, the family table (no training)."""
 
+import copy
 import dataclasses
 import os
 import subprocess
@@ -42,15 +43,26 @@ def test_recipes_round_trip_through_config_json(recipe, tmp_path):
 
 
 def test_finetune_recipe_is_frozen_then_unfrozen_with_the_given_settings(tmp_path):
-    exp = recipes.finetune(
-        frozen_epochs=3, finetune_epochs=4, lr=2e-3, finetune_lr=3e-5, unfreeze_stages=1, weights="none", out_dir=str(tmp_path)
-    )
-    assert [(p.name, p.epochs, p.lr, p.trainable) for p in exp.phases] == [
-        ("frozen", 3, 2e-3, "head"),
-        ("unfrozen", 4, 3e-5, "stages:1"),
+    kw = dict(frozen_epochs=3, finetune_epochs=4, lr=2e-3, finetune_lr=3e-5, unfreeze_stages=1, weights="none")
+    exp = recipes.finetune(frozen_head="epochs", out_dir=str(tmp_path), **kw)
+    assert [(p.name, p.epochs, p.lr, p.trainable, p.solve) for p in exp.phases] == [
+        ("frozen", 3, 2e-3, "head", False),
+        ("unfrozen", 4, 3e-5, "stages:1", False),
     ]
     assert exp.model.weights is None and exp.model.is_transfer and exp.model.num_stages == 4
     assert exp.uses_cached_features(exp.phases[0]) and not exp.uses_cached_features(exp.phases[1])
+    # the default solves the frozen phase: one entry on the epoch axis, never raised by min_steps
+    solved = recipes.finetune(out_dir=str(tmp_path), **kw)
+    assert [(p.name, p.epochs, p.solve) for p in solved.phases] == [("frozen", 1, True), ("unfrozen", 4, False)]
+    assert [p.epochs for p in solved.with_min_steps(100, 300).phases] == [1, 75]  # 4 steps an epoch
+    assert recipes.finetune(out_dir=str(tmp_path), **{**kw, "frozen_epochs": 0}).phases[0].epochs == 0
+    solved.validate()
+    with pytest.raises(UserError, match="--frozen_head"):
+        recipes.finetune(out_dir=str(tmp_path), frozen_head="lbfgs")
+    bad = copy.deepcopy(solved)
+    bad.phases[1].solve = True  # only a head-only phase can be solved
+    with pytest.raises(UserError, match="--frozen_head=epochs"):
+        bad.validate()
 
 
 def test_from_dict_fills_missing_fields_with_defaults_and_refuses_unknown_ones():

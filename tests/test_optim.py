@@ -16,8 +16,9 @@ from kerasxfer.models import apply_trainable, build_model
 from kerasxfer.models.transfer import get_backbone
 from kerasxfer.optim_config import OptimConfig, learning_rate, schedule_steps
 from kerasxfer.optimizers import PhaseSchedule, make_optimizer, stage_multipliers
+from kerasxfer.phase_setup import compile_for_phase
 from kerasxfer.stopping import EarlyStopPhase
-from kerasxfer.training import compile_for_phase, run_experiment
+from kerasxfer.training import run_experiment
 
 PEAK = 0.1
 

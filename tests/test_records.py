@@ -22,7 +22,7 @@ def test_a_run_reads_by_attribute_with_timings_beside_its_epochs(tmp_path):
     out = fake_run(
         tmp_path,
         "finetune",
-        recipes.finetune(frozen_epochs=2, finetune_epochs=3, weights="none"),
+        recipes.finetune(frozen_epochs=2, finetune_epochs=3, weights="none", frozen_head="epochs"),
         [0.5, 0.6, 0.7, 0.9, 0.8],
         [True] * 8 + [False] * 4,
     )

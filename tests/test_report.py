@@ -17,9 +17,23 @@ from kerasxfer.reporting.stats import mcnemar
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 
 
-def fake_run(root, name, exp, val_accs, correct, seed=0, seconds=10.0, test_keys=None, classes=("a", "b", "c"), source="digits"):
+def fake_run(
+    root,
+    name,
+    exp,
+    val_accs,
+    correct,
+    seed=0,
+    seconds=10.0,
+    test_keys=None,
+    classes=("a", "b", "c"),
+    source="digits",
+    fit=0.95,
+    probe=None,
+):
     """A finished run directory of ``exp`` whose epochs reach ``val_accs`` and whose best model gets ``correct``
-    (one boolean per test image) right."""
+    (one boolean per test image) right; each epoch's training accuracy is 5 points above its validation accuracy,
+    and at least ``fit`` (a run that fits its training images: kerasxfer.reporting.fit)."""
     out = root / name
     out.mkdir(parents=True)
     exp.out_dir, exp.seed = str(out), seed
@@ -37,6 +51,7 @@ def fake_run(root, name, exp, val_accs, correct, seed=0, seconds=10.0, test_keys
                 "trainable_params": 100 * (len(phases) + 1),
                 "total_params": 1000,
                 "cached_features": False,
+                **({"probe": {"train_accuracy": probe, "C": 1.0}} if probe is not None and p.trainable == "head" else {}),
             }
         )
         for _ in range(p.epochs):
@@ -45,7 +60,7 @@ def fake_run(root, name, exp, val_accs, correct, seed=0, seconds=10.0, test_keys
                 {
                     "epoch": e + 1,
                     "phase": p.name,
-                    "accuracy": min(1.0, acc + 0.05),
+                    "accuracy": max(fit, min(1.0, acc + 0.05)),
                     "loss": 1.0 - acc,
                     "val_accuracy": acc,
                     "val_loss": 1.1 - acc,
@@ -119,7 +134,7 @@ def study(tmp_path):
     finetune = fake_run(
         tmp_path,
         "finetune",
-        recipes.finetune(frozen_epochs=2, finetune_epochs=2, weights="none"),
+        recipes.finetune(frozen_epochs=2, finetune_epochs=2, weights="none", frozen_head="epochs"),
         [0.4, 0.6, 0.7, 0.75],
         [True] * 40 + [False] * (n - 40),
         seconds=20.0,
@@ -146,7 +161,7 @@ def test_report_states_the_runs_numbers_and_the_winner(study, tmp_path):
     s, f = summary["runs"]
     assert (s["best_val_accuracy"], s["best_epoch"], s["final_val_accuracy"]) == (0.9, 2, 0.8)
     assert (s["test_accuracy"], f["test_accuracy"]) == (0.95, 40 / 60)
-    assert s["accuracy_gap"] == pytest.approx(0.05) and s["loss_gap"] == pytest.approx(0.1)
+    assert s["accuracy_gap"] == pytest.approx(0.15) and s["loss_gap"] == pytest.approx(0.1)
     assert [p["best_val_accuracy"] for p in f["phases"]] == [0.6, 0.75]
     assert [p["trainable_params"] for p in f["phases"]] == [100, 200]
     assert s["model"] == "scratch CNN" and f["model"] == "regnetx002" and f["train_seconds"] == 20.0
@@ -167,6 +182,43 @@ def test_report_states_the_runs_numbers_and_the_winner(study, tmp_path):
     assert "| test accuracy (95 % interval) | best val_acc |" in md and "| 95.00 % (95 % interval 86.3–98.3 %) | 90.00 % |" in md
     assert "| majority class (a) | baseline |" in md
     assert "Data: digits; train 30 (the rest), val 60 (20% of it), test 60 (20% of it)." in md
+
+
+@pytest.mark.parametrize("solved", [False, True])
+def test_an_arm_that_did_not_fit_its_training_images_underfits_and_no_winner_is_named(tmp_path, solved):
+    """Scratch is ahead beyond the noise, but the transfer arm never fit its own training images (65 % at its last
+    epoch against 100 % that its solved probe reached on the same features, or that any head can reach): the
+    report says "underfits", not "overfits", and the headline blames the training, not the approach."""
+    scratch = fake_run(tmp_path, "scratch", recipes.scratch(epochs=3), [0.5, 0.9, 0.8], [True] * 57 + [False] * 3)
+    transfer = fake_run(
+        tmp_path,
+        "transfer",
+        recipes.finetune(frozen_epochs=2, finetune_epochs=2, frozen_head="epochs"),
+        [0.4, 0.5, 0.55, 0.6],
+        [True] * 40 + [False] * 20,
+        fit=0.0,
+        probe=1.0 if solved else None,
+    )
+    summary = write_report([str(scratch), str(transfer)], str(tmp_path / "report"))
+    head, lines = summary["summary"][0], summary["summary"]
+    assert head.startswith("**No winner named**: **transfer** did not fit its training images (train accuracy 65.00 %")
+    assert "would read a training failure as the approach being worse" in head and "+28.33 points" in head
+    assert ("solved linear probe's" in head) == solved and ("--frozen_head=solve" in head) != solved
+    assert summary["verdict"]["winner"] is None
+    notes = [l for l in lines if l.startswith("**transfer** underfits")]
+    assert len(notes) == 1 and not any("**transfer** overfits" in l for l in lines)
+    t = next(r for r in summary["runs"] if r["name"] == "transfer")
+    assert t["fit"]["tag"] == "underfits" and t["fit"]["supported"] == 1.0
+    assert t["fit"]["basis"] == ("probe" if solved else "capacity")
+
+
+def test_overfits_is_said_only_of_a_run_that_fits_its_training_images(tmp_path):
+    a = fake_run(tmp_path, "a", recipes.scratch(epochs=2), [0.6, 0.7], [True] * 50 + [False] * 10, fit=1.0)
+    b = fake_run(tmp_path, "b", recipes.scratch(epochs=2), [0.6, 0.7], [True] * 48 + [False] * 12, fit=0.5)
+    lines = write_report([str(a), str(b)], str(tmp_path / "report"))["summary"]
+    assert any(l.startswith("**a** overfits: train accuracy 100.00 % vs val 70.00 %") for l in lines)
+    assert any(l.startswith("**b** underfits: train accuracy 75.00 %") and "more optimizer steps" in l for l in lines)
+    assert not any(l.startswith("**b** overfits") for l in lines)
 
 
 def test_equal_predictions_are_within_the_noise(tmp_path):

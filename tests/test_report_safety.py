@@ -20,7 +20,7 @@ def _runs(tmp_path, classes, names=("scratch", "finetune")):
     b = fake_run(
         tmp_path,
         names[1],
-        recipes.finetune(frozen_epochs=2, finetune_epochs=2, weights="none"),
+        recipes.finetune(frozen_epochs=2, finetune_epochs=2, weights="none", frozen_head="epochs"),
         [0.4, 0.6, 0.7, 0.75],
         [True] * 40 + [False] * 20,
         seconds=20.0,

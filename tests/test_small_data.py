@@ -76,8 +76,10 @@ def test_fold_fields_are_checked(folds, fold, message):
 
 
 def test_min_steps_raises_short_phases_and_records_itself():
-    exp = recipes.finetune(frozen_epochs=10, finetune_epochs=8)
+    exp = recipes.finetune(frozen_epochs=10, finetune_epochs=8, frozen_head="epochs")
     exp.data.batch_size = 32
+    solved = recipes.finetune(frozen_epochs=10, finetune_epochs=8)
+    assert [p.epochs for p in solved.with_min_steps(144, 300).phases] == [1, 60]  # a solved phase takes no step
     raised = exp.with_min_steps(144, 300)  # 5 steps per epoch: 10 epochs are 50 steps
     assert [p.epochs for p in raised.phases] == [60, 60] and raised.min_steps == 300
     assert [p.epochs for p in exp.phases] == [10, 8]  # the original is untouched

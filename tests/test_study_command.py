@@ -75,7 +75,7 @@ def test_study_writes_each_arm_and_the_report_and_prints_its_verdict(study):
     summary = json.loads((out / "report" / "summary.json").read_text())
     verdict = [line for line in r.stdout.splitlines() if line.startswith("verdict: ")]
     assert verdict == ["verdict: " + summary["summary"][0].replace("**", "")]
-    assert re.match(r"verdict: (No clear winner|Scratch wins|Transfer wins|No verdict): ", verdict[0]), verdict[0]
+    assert re.match(r"verdict: (No clear winner|Scratch wins|Transfer wins|No verdict|No winner named): ", verdict[0]), verdict[0]
     assert "one train/val/test split (--folds=1)" in r.stderr
     report = (out / "report" / "report.md").read_text()
     assert "- " + summary["summary"][0] in report.split("## Executive summary")[1].splitlines()[2]

@@ -134,6 +134,8 @@ def inference_model(model: keras.Model) -> keras.Model:
             layer.set_weights(what[1])
         elif isinstance(what, tuple):
             layer.set_weights(what[1].get_weights())
+            if isinstance(layer, keras.layers.Normalization):
+                layer.finalize_state()  # it keeps its statistics as tensors made when they were last set
         return out
 
     try:

@@ -36,7 +36,8 @@ def build_transfer_model(
     augment: str = "none",
     seed: int = 0,
 ) -> keras.Model:
-    """``backbone`` (a name from :mod:`kerasxfer.families`) without its top, then GAP, dropout, dense.
+    """``backbone`` (a name from :mod:`kerasxfer.families`) without its top, then GAP, standardisation (the
+    identity until the frozen phase is solved: :mod:`kerasxfer.probe`), dropout, dense.
 
     ``weights`` is ``None`` or a weights file for the backbone.  The returned
     model takes raw images in [0, 255] and has its backbone frozen.
@@ -46,7 +47,7 @@ def build_transfer_model(
     inference_mode(base)
     inputs = keras.Input(shape=tuple(input_shape), name="image")
     x = base(apply_augmentation(inputs, augment, seed), training=False)
-    outputs = add_head(x, num_classes, dropout)
+    outputs = add_head(x, num_classes, dropout, standardise=True)
     model = keras.Model(inputs, outputs, name=f"{backbone}_transfer")
     freeze(model)
     return model

@@ -26,6 +26,7 @@ from kerasxfer.records.base import FIGURES, field_of, to_json
 from kerasxfer.records.report import (
     Arm,
     Baseline,
+    Fit,
     Learned,
     Look,
     Pair,
@@ -55,6 +56,7 @@ from kerasxfer.records.run import (
 from kerasxfer.records.sweep import ArmStats, DataPoint, DepthPoint, SweepRow
 
 __all__ = [
+    "Fit",
     "FIGURES",
     "field_of",
     "to_json",

@@ -10,6 +10,21 @@ from kerasxfer.records.base import OMIT_NONE, field_of, json_name
 
 # --------------------------------------------------------------------------- a report
 @dataclass(frozen=True)
+class Fit:
+    """How well a run fit its own training images (:mod:`kerasxfer.reporting.fit`): its training accuracy at its
+    best epoch against what it could reach (``supported``: the solved probe's on the frozen features, or what a CNN with
+    more parameters than images reaches), and the diagnosis (``fits``, ``underfits``, ``overfits``)."""
+
+    tag: str
+    train_accuracy: float
+    supported: float
+    basis: str
+    val_accuracy: float
+    train_loss: float
+    val_loss: float
+
+
+@dataclass(frozen=True)
 class PhaseSummary:
     name: str
     epochs: tuple
@@ -74,6 +89,7 @@ class RunSummary:
     train_seconds: float | None
     phases: tuple
     recipe: str
+    fit: Fit | None = None
 
 
 @dataclass(frozen=True)
@@ -108,6 +124,7 @@ class Arm:
     final_train_accuracy: float | None = None
     train_counts: list | None = None
     frozen_only: bool = False
+    fit: Fit | None = None
 
 
 @dataclass(frozen=True)

@@ -35,6 +35,7 @@ class Phase:
     early_stopped: bool = False
     planned_last_epoch: int | None = None
     seconds: float | None = None
+    probe: dict | None = None  # a solved frozen phase: kerasxfer.probe.Probe.record() (C, train/val accuracy, grid)
 
 
 @dataclass(frozen=True)
@@ -69,6 +70,16 @@ class History:
     best: Best
     weights_source: str = "unknown"
     train_seconds: float | None = None
+
+    @property
+    def best_epoch(self) -> Epoch:
+        """The epoch whose checkpoint the run kept and tested (the last one when the history does not say)."""
+        return next((e for e in self.epochs if e.epoch == self.best.epoch), self.epochs[-1])
+
+    @property
+    def probe_train_accuracy(self) -> float | None:
+        """The solved frozen phase's training accuracy: what the frozen features support (None: not solved)."""
+        return next((p.probe["train_accuracy"] for p in self.phases if p.probe), None)
 
 
 @dataclass(frozen=True)
@@ -158,6 +169,9 @@ class Run:
     folds: tuple | None = None
     num_folds: int = 0
     planned_folds: int | None = None
+    # a pooled arm: the means over its folds of the best epoch's train and val accuracy and (train, val) loss, and
+    # of the probe's train accuracy (None: not every fold solved its frozen phase)
+    fold_fit: tuple | None = None
 
 
 def read_setup(config: dict) -> Setup:

@@ -33,7 +33,7 @@ from kerasxfer.config import DEFAULT_MIN_STEPS
 from kerasxfer.errors import UserError
 from kerasxfer.families import family_of
 from kerasxfer.records import Arm, History, Phase, PhaseSummary, Run, RunSummary, SeedGroup, StudyRun, Verdict, to_json
-from kerasxfer.reporting import html, stats, verdict
+from kerasxfer.reporting import fit, html, stats, verdict
 from kerasxfer.reporting.markdown import report_markdown
 from kerasxfer.reporting.runs import load_runs
 from kerasxfer.reporting.text import interval_text, recipe_sentence, schedule_cell, shown
@@ -112,7 +112,19 @@ def summarize_run(run: Run) -> RunSummary:
         train_seconds=h.train_seconds,
         phases=tuple(_phase_summary(h, p) for p in h.phases),
         recipe=recipe_sentence(cfg, h),
+        fit=_fit(run),
     )
+
+
+def _fit(run: Run):
+    """How the checkpoint the run tested fit its training images (a pooled arm: the means over its folds)."""
+    h = run.history
+    best = h.best_epoch
+    if run.fold_fit is not None:
+        train, val, losses, probe = run.fold_fit
+    else:
+        train, val, losses, probe = best.accuracy, best.val_accuracy, (best.loss, best.val_loss), h.probe_train_accuracy
+    return fit.diagnose(run.setup.kind, train, val, losses, probe)
 
 
 def _optimizer_steps(history: History) -> int | None:
@@ -142,6 +154,7 @@ def _run_sentence(s) -> str:
     parts = []
     for i, p in enumerate(s.phases):
         what = "frozen" if p.trainable == "head" else f"after unfreezing ({p.trainable})"
+        what += " (solved)" if p.schedule.startswith("solved") else ""
         swing = ""
         if i > 0 and p.val_loss_max - p.val_loss_min > 0.25 * max(p.val_loss_min, 1e-9):
             swing = f", val_loss swinging {p.val_loss_min:.3f}–{p.val_loss_max:.3f}"
@@ -155,11 +168,9 @@ def _run_sentence(s) -> str:
 
 def _notes(s) -> list:
     notes = []
-    if s.accuracy_gap > 0.05 and s.loss_gap > 0:
-        notes.append(
-            f"**{s.name}** overfits: final train accuracy {_pct(s.final_train_accuracy)} vs val "
-            f"{_pct(s.final_val_accuracy)}, val_loss {s.final_val_loss:.3f} vs train_loss {s.final_train_loss:.3f}."
-        )
+    said = fit.fit_sentence(s.name, s.kind, s.fit)
+    if said:
+        notes.append(said)
     if s.final_val_accuracy < s.best_val_accuracy - 0.02:
         notes.append(
             f"**{s.name}** ended {100 * (s.best_val_accuracy - s.final_val_accuracy):.1f} points below its best "
@@ -193,6 +204,7 @@ def _verdict_arm(s: RunSummary, run: Run) -> Arm:
         final_train_accuracy=s.final_train_accuracy,
         train_counts=s.train_counts,
         frozen_only=s.kind == "transfer" and all(p.trainable == "head" for p in s.phases),
+        fit=s.fit,
     )
 
 

@@ -94,8 +94,24 @@ def pool(name: str, fold_runs: list[Run], folds: int) -> Run:
         )
         for k, (r, t) in enumerate(zip(fold_runs, tests), 1)
     )
+    lasts = [r.history.best_epoch for r in fold_runs]  # the checkpoints tested
+    probes = [r.history.probe_train_accuracy for r in fold_runs]
+    fold_fit = (
+        sum(e.accuracy for e in lasts) / len(lasts),
+        sum(e.val_accuracy for e in lasts) / len(lasts),
+        (sum(e.loss for e in lasts) / len(lasts), sum(e.val_loss for e in lasts) / len(lasts)),
+        None if None in probes else sum(probes) / len(probes),  # type: ignore[arg-type]
+    )
     return replace(
-        first, name=name, history=history, test=test, data=data, folds=per_fold, num_folds=folds, planned_folds=planned
+        first,
+        name=name,
+        history=history,
+        test=test,
+        data=data,
+        folds=per_fold,
+        num_folds=folds,
+        planned_folds=planned,
+        fold_fit=fold_fit,
     )
 
 

@@ -54,6 +54,8 @@ def recipe_sentence(setup: Setup, history: History) -> str:
 def schedule_cell(phase: Phase) -> str:
     """The schedule column of a phase row: ``cosine, 34 warm-up steps``; older runs: ``constant``."""
     sch = phase.schedule
+    if phase.probe:
+        return f"solved: L2 logistic regression, C = {phase.probe['C']:g} (chosen on validation)"
     if not sch:
         return "constant"
     text = sch.kind + (f", {sch.warmup_steps} warm-up steps" if sch.warmup_steps else "")

@@ -248,6 +248,28 @@ def _headline(contenders, pairs, flags, figure, n, folds, alpha=NOISE_P) -> tupl
     return text, None, p
 
 
+def _unfit_headline(unfit, p, figure: str, n: int, where: str, k: int, alpha: float) -> str:
+    """The headline when a contender did not fit its training images: no winner, what failed, then the numbers."""
+    from kerasxfer.reporting.fit import PROBE, cause
+
+    def what(a) -> str:
+        f = a.fit
+        basis = "its solved linear probe's, on the same frozen features" if f.basis == PROBE else "what it can reach"
+        return (
+            f"**{a.name}** did not fit its training images (train accuracy {pct(f.train_accuracy)} at its best epoch against "
+            f"{pct(f.supported)}, {basis}; likely cause: {cause(f, a.kind, f.basis == PROBE)})"
+        )
+
+    lo, hi = p.interval
+    return (
+        "**No winner named**: "
+        + "; ".join(what(a) for a in unfit)
+        + ", so the difference below would read a training failure as the approach being worse. As trained, "
+        f"**{p.a}** scores {pct(p.a_value)} {figure} and **{p.b}** {pct(p.b_value)}, {_points(p.difference)} points "
+        f"(95 % interval {_points(lo)} to {_points(hi)}) on the same {n} test images{where} ({_p_text(p, k, alpha)})."
+    )
+
+
 def _best_backbone(contenders, pairs, flags, figure):
     """With several transfer arms: which backbone served best, and whether its lead over the next is beyond noise."""
     transfers = sorted((a for a in contenders if a.kind == "transfer"), key=lambda a: (-flags[a.name].value, a.name))
@@ -339,6 +361,9 @@ def decide(
     sentences, winner, main = [], None, None
     if len(contenders) >= 2:
         head, winner, main = _headline(contenders, pairs, flags, figure, n, where, alpha)
+        unfit = [a for a in contenders if a.fit is not None and a.fit.tag == "underfits"]
+        if unfit:  # the comparison would blame an approach for a run that failed to train
+            head, winner = _unfit_headline(unfit, main, figure, n, where, len(pairs), alpha), None
         sentences.append(head)
     else:
         sentences.append(
