@@ -24,11 +24,16 @@ Sections:
 * ``study`` (not in the default list: it trains whole studies): on generated
   photo-sized sets (``--study_sets``: the real 8x8 digits upscaled to 300 px,
   tinted and grained; ``N x C`` = N images of C classes, written once under
-  ``runs/bench/``), the default ``make study`` wall time beside
-  ``--exhaustive``'s (``--study_exhaustive``), their ratio and both
-  verdicts, each study a fresh process as a user runs it; and the unfrozen
-  phase's train step (EfficientNet-Lite0 at 224, 4 stages) on the whole
-  model and on cached activations.
+  ``runs/bench/``) and sets far from ImageNet (``--study_scans``: the same
+  digits as dark, low-contrast greyscale 224 px scans with noise), the
+  default ``make study`` wall time beside ``--exhaustive``'s
+  (``--study_exhaustive``), their ratio and both verdicts, each study a
+  fresh process as a user runs it; for each study every arm's pooled test
+  accuracy and training fit, and scikit-learn's standardised probe on the
+  pretrained backbone's features of the same folds (the reference the
+  transfer arm must reach); and the unfrozen phase's train step
+  (EfficientNet-Lite0 at 224, 4 stages) on the whole model and on cached
+  activations.
 """
 
 import json
@@ -290,12 +295,14 @@ def _study_section(emit, bs):
             "speedup": round(r["cached_activations"] / r["whole_model"], 2),
         }
     )
-    for spec in FLAGS.study_sets:
+    sets = [("photos", spec) for spec in FLAGS.study_sets] + [("scans", spec) for spec in FLAGS.study_scans]
+    for kind, spec in sets:
         n, c = (int(v) for v in spec.lower().split("x"))
-        root = bench.write_digit_photos(os.path.join("runs", "bench", f"digits-{n}x{c}"), n, c)
+        write = bench.write_digit_scans if kind == "scans" else bench.write_digit_photos
+        root = write(os.path.join("runs", "bench", f"digit-{kind}-{n}x{c}" if kind == "scans" else f"digits-{n}x{c}"), n, c)
         seconds, verdicts = {}, {}
         for mode in ("default", "exhaustive") if FLAGS.study_exhaustive else ("default",):
-            out = os.path.join("runs", "bench", f"study-{n}x{c}-{mode}")
+            out = os.path.join("runs", "bench", f"study-{kind}-{n}x{c}-{mode}" if kind == "scans" else f"study-{n}x{c}-{mode}")
             cmd = [
                 sys.executable,
                 "-m",
@@ -313,20 +320,54 @@ def _study_section(emit, bs):
             verdicts[mode] = summary["summary"][0].split(":")[0].replace("*", "")
             emit(
                 {
-                    "case": f"study {n} images x {c} classes, {mode}",
+                    "case": f"study {n} {kind} x {c} classes, {mode}",
                     "seconds": round(seconds[mode], 1),
                     "verdict": verdicts[mode],
                     "folds_run": (summary.get("study") or {}).get("folds_run"),
                 }
             )
+            _arms_against_the_probe(emit, f"{n} {kind} x {c}, {mode}", summary)
         if len(seconds) == 2:
             emit(
                 {
-                    "case": f"study {n}x{c}: exhaustive / default wall time",
+                    "case": f"study {n} {kind} x {c}: exhaustive / default wall time",
                     "ratio": round(seconds["exhaustive"] / seconds["default"], 2),
                     "same_headline": verdicts["default"] == verdicts["exhaustive"],
                 }
             )
+
+
+def _arms_against_the_probe(emit, label: str, summary: dict) -> None:
+    """Each arm's pooled test accuracy and training fit, and scikit-learn's standardised probe on the pretrained
+    backbone's features of the same folds (kerasxfer.bench.sklearn_probe): the reference the transfer arm must reach."""
+    from kerasxfer import bench
+
+    for r in summary["runs"]:
+        fit = r.get("fit") or {}
+        emit(
+            {
+                "case": f"study {label}: {r['name']}",
+                "test_accuracy": round(100 * r["test_accuracy"], 2),
+                "final_train_accuracy": round(100 * fit.get("train_accuracy", float("nan")), 2),
+                "supported": round(100 * fit.get("supported", float("nan")), 2),
+                "fit": fit.get("tag"),
+            }
+        )
+    transfer = next((r for r in summary["runs"] if r["name"] == "transfer"), None)
+    if transfer is None:
+        return
+    dirs = [f["dir"] for f in transfer.get("folds") or []] or [transfer["dir"]]
+    refs = [bench.sklearn_probe(d) for d in dirs]
+    correct, n = sum(x["correct"] for x in refs), sum(x["n"] for x in refs)
+    emit(
+        {
+            "case": f"study {label}: scikit-learn probe on the same folds' pretrained features",
+            "test_accuracy": round(100 * correct / n, 2),
+            "train_accuracy": round(100 * sum(x["train_accuracy"] for x in refs) / len(refs), 2),
+            "feature_std": round(sum(x["feature_std"] for x in refs) / len(refs), 4),
+            "transfer_minus_probe_points": round(100 * (transfer["test_accuracy"] - correct / n), 2),
+        }
+    )
 
 
 def _executor_section(emit):
