@@ -212,6 +212,16 @@ def test_an_arm_that_did_not_fit_its_training_images_underfits_and_no_winner_is_
     assert t["fit"]["basis"] == ("probe" if solved else "capacity")
 
 
+def test_without_a_winner_the_headline_still_says_which_contender_did_not_fit(tmp_path):
+    same = [True] * 50 + [False] * 10
+    a = fake_run(tmp_path, "a", recipes.scratch(epochs=1), [0.80], same)
+    b = fake_run(tmp_path, "b", recipes.scratch(epochs=1), [0.60], same, fit=0.0)
+    head = write_report([str(a), str(b)], str(tmp_path / "report"))["summary"][0]
+    assert head.startswith("**No clear winner**") and "within the noise" in head
+    assert "Beware: **b** did not fit its training images (train accuracy 65.00 % at its best epoch" in head
+    assert "**a** did not fit" not in head
+
+
 def test_overfits_is_said_only_of_a_run_that_fits_its_training_images(tmp_path):
     a = fake_run(tmp_path, "a", recipes.scratch(epochs=2), [0.6, 0.7], [True] * 50 + [False] * 10, fit=1.0)
     b = fake_run(tmp_path, "b", recipes.scratch(epochs=2), [0.6, 0.7], [True] * 48 + [False] * 12, fit=0.5)

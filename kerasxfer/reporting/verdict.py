@@ -248,22 +248,25 @@ def _headline(contenders, pairs, flags, figure, n, folds, alpha=NOISE_P) -> tupl
     return text, None, p
 
 
-def _unfit_headline(unfit, p, figure: str, n: int, where: str, k: int, alpha: float) -> str:
-    """The headline when a contender did not fit its training images: no winner, what failed, then the numbers."""
+def _unfit(a) -> str:
+    """``a`` did not fit its training images: against what, the likely cause and the fix."""
     from kerasxfer.reporting.fit import PROBE, cause
 
-    def what(a) -> str:
-        f = a.fit
-        basis = "its solved linear probe's, on the same frozen features" if f.basis == PROBE else "what it can reach"
-        return (
-            f"**{a.name}** did not fit its training images (train accuracy {pct(f.train_accuracy)} at its best epoch against "
-            f"{pct(f.supported)}, {basis}; likely cause: {cause(f, a.kind, f.basis == PROBE)})"
-        )
+    f = a.fit
+    basis = "its solved linear probe's, on the same frozen features" if f.basis == PROBE else "what it can reach"
+    return (
+        f"**{a.name}** did not fit its training images (train accuracy {pct(f.train_accuracy)} at its best epoch against "
+        f"{pct(f.supported)}, {basis}; likely cause: {cause(f, a.kind, f.basis == PROBE)})"
+    )
 
+
+def _unfit_headline(unfit, p, figure: str, n: int, where: str, k: int, alpha: float) -> str:
+    """The headline when a contender that did not fit its training images would decide it: no winner, what
+    failed, then the numbers."""
     lo, hi = p.interval
     return (
         "**No winner named**: "
-        + "; ".join(what(a) for a in unfit)
+        + "; ".join(_unfit(a) for a in unfit)
         + ", so the difference below would read a training failure as the approach being worse. As trained, "
         f"**{p.a}** scores {pct(p.a_value)} {figure} and **{p.b}** {pct(p.b_value)}, {_points(p.difference)} points "
         f"(95 % interval {_points(lo)} to {_points(hi)}) on the same {n} test images{where} ({_p_text(p, k, alpha)})."
@@ -362,8 +365,10 @@ def decide(
     if len(contenders) >= 2:
         head, winner, main = _headline(contenders, pairs, flags, figure, n, where, alpha)
         unfit = [a for a in contenders if a.fit is not None and a.fit.tag == "underfits"]
-        if unfit:  # the comparison would blame an approach for a run that failed to train
+        if unfit and winner is not None:  # the comparison would blame an approach for a run that failed to train
             head, winner = _unfit_headline(unfit, main, figure, n, where, len(pairs), alpha), None
+        elif unfit:
+            head += " Beware: " + "; ".join(_unfit(a) for a in unfit) + "."
         sentences.append(head)
     else:
         sentences.append(
