@@ -91,3 +91,14 @@ def fit_sentence(name: str, kind: str, fit: Fit) -> str | None:
             f"best epoch, val_loss {fit.val_loss:.3f} vs train_loss {fit.train_loss:.3f}."
         )
     return None
+
+
+def unfit_clause(arm) -> str:
+    """The verdict's clause on a contender (a :class:`~kerasxfer.records.Arm`) that did not fit its training images:
+    against what, the likely cause and the fix."""
+    f = arm.fit
+    basis = "its solved linear probe's, on the same frozen features" if f.basis == PROBE else "what it can reach"
+    return (
+        f"**{arm.name}** did not fit its training images (train accuracy {pct(f.train_accuracy)} at its best epoch "
+        f"against {pct(f.supported)}, {basis}; likely cause: {cause(f, arm.kind, f.basis == PROBE)})"
+    )

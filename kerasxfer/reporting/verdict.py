@@ -36,6 +36,7 @@ import numpy as np
 
 from kerasxfer.records import Arm, Learned, Pair, Verdict
 from kerasxfer.reporting import stats
+from kerasxfer.reporting.fit import unfit_clause
 from kerasxfer.reporting.stats import NOISE_P
 from kerasxfer.reporting.text import pct
 
@@ -248,25 +249,13 @@ def _headline(contenders, pairs, flags, figure, n, folds, alpha=NOISE_P) -> tupl
     return text, None, p
 
 
-def _unfit(a) -> str:
-    """``a`` did not fit its training images: against what, the likely cause and the fix."""
-    from kerasxfer.reporting.fit import PROBE, cause
-
-    f = a.fit
-    basis = "its solved linear probe's, on the same frozen features" if f.basis == PROBE else "what it can reach"
-    return (
-        f"**{a.name}** did not fit its training images (train accuracy {pct(f.train_accuracy)} at its best epoch against "
-        f"{pct(f.supported)}, {basis}; likely cause: {cause(f, a.kind, f.basis == PROBE)})"
-    )
-
-
 def _unfit_headline(unfit, p, figure: str, n: int, where: str, k: int, alpha: float) -> str:
     """The headline when a contender that did not fit its training images would decide it: no winner, what
     failed, then the numbers."""
     lo, hi = p.interval
     return (
         "**No winner named**: "
-        + "; ".join(_unfit(a) for a in unfit)
+        + "; ".join(unfit_clause(a) for a in unfit)
         + ", so the difference below would read a training failure as the approach being worse. As trained, "
         f"**{p.a}** scores {pct(p.a_value)} {figure} and **{p.b}** {pct(p.b_value)}, {_points(p.difference)} points "
         f"(95 % interval {_points(lo)} to {_points(hi)}) on the same {n} test images{where} ({_p_text(p, k, alpha)})."
@@ -368,7 +357,7 @@ def decide(
         if unfit and winner is not None:  # the comparison would blame an approach for a run that failed to train
             head, winner = _unfit_headline(unfit, main, figure, n, where, len(pairs), alpha), None
         elif unfit:
-            head += " Beware: " + "; ".join(_unfit(a) for a in unfit) + "."
+            head += " Beware: " + "; ".join(unfit_clause(a) for a in unfit) + "."
         sentences.append(head)
     else:
         sentences.append(
