@@ -121,7 +121,9 @@ def _said(what: str, train, val, seconds: float, reused: bool, then: str) -> Non
         )
 
 
-def backbone_features(model: keras.Model, data: DataSplits, batch_size: int, key=None) -> Features:
+def backbone_features(
+    model: keras.Model, data: DataSplits, batch_size: int, key=None, then: str = "the head trains on them"
+) -> Features:
     """The pooled backbone features of every image, once, and a head model that trains on them.
 
     ``key`` (:func:`feature_key`) names the backbone's weights when they do not depend on the run: runs that
@@ -134,7 +136,7 @@ def backbone_features(model: keras.Model, data: DataSplits, batch_size: int, key
     feats, val_feats, seconds, reused = _extract(extractor, data, None if key is None else (*key, "pooled"))
     inp = keras.Input(shape=feats.shape[1:], name="features")
     head = keras.Model(inp, head_on(model, inp), name=f"{model.name}_head")
-    _said("pooled features", feats, val_feats, seconds, reused, "the head trains on them")
+    _said("pooled features", feats, val_feats, seconds, reused, then)
     return Features(
         head,
         epochs_from(feats, data.train_labels, batch_size, data.seed),

@@ -70,7 +70,8 @@ def _features(run, index: int, phase):
         run.resume.restore(model)
         run.resume = None
     if run.features is None:
-        run.features = backbone_features(model, run.data, exp.data.batch_size, feature_key(exp, index, run.bn_calibrated))
+        key = feature_key(exp, index, run.bn_calibrated)
+        run.features = backbone_features(model, run.data, exp.data.batch_size, key, "the head is solved on them")
         run_files.charge(run.timings, "feature_seconds", run.features.seconds)
     if exp.model.is_transfer and not exp.features_valid():
         log.info("the head is solved on the images as they are: augmentation and MixUp/CutMix act in the later phases")
