@@ -63,7 +63,7 @@ def test_compare_from_python_writes_where_the_command_line_does(tmp_path, monkey
 def test_the_python_defaults_give_the_command_lines_study():
     """recipes.finetune() alone is RegNet with a download; the API's finetune and study are the commands'."""
     study = commands.study_from(commands.resolve("study", {"dataset": "digits"}).values)
-    assert study.transfer.model.backbone == "efficientnet_lite0" and study.transfer.phases[1].lr == 2e-4
+    assert study.transfer.model.backbone == "efficientnet_lite0" and study.transfer.phases[1].lr == 1e-4
     assert study.transfer.phases[1].warmup_epochs == 2.0 and study.transfer.phases[0].solve
     assert study.transfer.phases[1].trainable == "stages:4" and study.scratch.data.image_size == 64
     from kerasxfer import recipes
