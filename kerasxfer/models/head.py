@@ -51,10 +51,6 @@ def head_on(model: keras.Model, features):
     return model.get_layer(DENSE)(model.get_layer(DROPOUT)(features))
 
 
-def has_standardisation(model: keras.Model) -> bool:
-    return _norm(model) is not None
-
-
 def set_standardisation(model: keras.Model, mean, variance) -> None:
     """Set ``head_norm``'s fixed mean and variance (a frozen-phase solve: the training images' statistics)."""
     norm = _norm(model)

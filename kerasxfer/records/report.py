@@ -41,6 +41,7 @@ class PhaseSummary:
     seconds: float | None
     images_per_sec: float | None
     schedule: str
+    solved: bool = False  # the head solved (kerasxfer.probe), not trained by epochs
 
 
 @dataclass(frozen=True)

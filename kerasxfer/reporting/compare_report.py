@@ -61,6 +61,7 @@ def _phase_summary(history: History, phase: Phase) -> PhaseSummary:
         seconds=phase.seconds,
         images_per_sec=statistics.median(speeds) if speeds else None,
         schedule=schedule_cell(phase),
+        solved=phase.probe is not None,
     )
 
 
@@ -154,7 +155,7 @@ def _run_sentence(s) -> str:
     parts = []
     for i, p in enumerate(s.phases):
         what = "frozen" if p.trainable == "head" else f"after unfreezing ({p.trainable})"
-        what += " (solved)" if p.schedule.startswith("solved") else ""
+        what += " (solved)" if p.solved else ""
         swing = ""
         if i > 0 and p.val_loss_max - p.val_loss_min > 0.25 * max(p.val_loss_min, 1e-9):
             swing = f", val_loss swinging {p.val_loss_min:.3f}–{p.val_loss_max:.3f}"
