@@ -20,6 +20,13 @@ paper's linear-probe protocol; LP-FT then fine-tunes from this head):
 layer's kernel and bias that compute exactly scikit-learn's probabilities,
 so the transfer model's head (``head_norm`` -> ``head_dropout`` ->
 ``head_dense``) takes them as they are.
+
+The fit runs on one BLAS/OpenMP thread, whatever the process has: a
+multi-threaded matrix product sums in another order, and a last-bit
+difference in the head is amplified by fine-tuning, so a run on a Ray worker
+(which Ray starts with ``OMP_NUM_THREADS`` = its CPUs) would differ from the
+same run on the machine's own process. On a few thousand images the single
+thread costs well under a second.
 """
 
 from __future__ import annotations
@@ -119,7 +126,20 @@ def _softmax_layer(model, num_classes: int) -> tuple[np.ndarray, np.ndarray]:
     return kernel, bias
 
 
-def solve(
+def solve(*args, **kwargs) -> Probe | None:
+    """The probe with the best validation accuracy over ``grid`` (see the module docstring); None when the
+    training images hold fewer than two classes (nothing to fit).
+
+    Arguments as :func:`_solve`; the fit runs on one BLAS/OpenMP thread, so its result does not depend on
+    the threads the process has.
+    """
+    from threadpoolctl import threadpool_limits
+
+    with threadpool_limits(limits=1):
+        return _solve(*args, **kwargs)
+
+
+def _solve(
     train_x,
     train_y,
     val_x,
@@ -129,8 +149,7 @@ def solve(
     class_weight: str = "none",
     max_iter: int = MAX_ITER,
 ) -> Probe | None:
-    """The probe with the best validation accuracy over ``grid`` (see the module docstring); None when the
-    training images hold fewer than two classes (nothing to fit).
+    """See :func:`solve`.
 
     ``class_weight``: ``"balanced"`` weights each image by ``n / (K * n_c)`` of its class in the fit (and the
     training loss it reports), as the epoch-trained head does.

@@ -87,3 +87,22 @@ def test_ties_on_validation_accuracy_go_to_the_lower_loss():
     assert p.val_loss == pytest.approx(min(loss for _, loss in tied))
     rec = p.record()
     assert rec["C"] == p.C and len(rec["grid"]) == len(probe.C_GRID) and "logistic regression" in rec["method"]
+
+
+def test_the_solution_does_not_depend_on_the_threads_the_process_has():
+    """A Ray worker starts with OMP_NUM_THREADS = its CPUs, the machine's own process with all of them: the
+    solved head must be the same to the last bit either way, or fine-tuning amplifies the difference and the
+    study on a cluster is not the local study."""
+    from threadpoolctl import threadpool_limits
+
+    rng = np.random.default_rng(0)
+    d = load_digits()
+    # 1,280 features per image as EfficientNet-Lite0 pools them: the digits' pixels through a fixed projection
+    x = np.tanh(d.data[:900] @ rng.normal(0, 0.05, (64, 1280))) * 0.01 + 0.3
+    y = d.target[:900]
+    solved = []
+    for threads in (1, 2, 8):
+        with threadpool_limits(limits=threads):
+            p = probe.solve(x[:700], y[:700], x[700:], y[700:], 10, grid=probe.C_GRID[-3:])
+        solved.append((p.kernel.tobytes(), p.bias.tobytes(), p.mean.tobytes(), p.scale.tobytes(), p.C))
+    assert solved[0] == solved[1] == solved[2]
