@@ -155,8 +155,12 @@ def pool200(tmp_path_factory):
 
 @pytest.mark.slow
 def test_five_fold_study_tests_every_image_once_and_resumes_in_the_fold_it_was_killed_in(pool200, tmp_path):
-    """make study FOLDS=auto on 200 images: 5 folds; a kill inside fold 3 continues there; every image tested once."""
+    """make study FOLDS=auto on 200 images: 5 folds; a kill inside fold 3 continues there; every image tested once.
+
+    --exhaustive: the solved head separates bright from dark after two folds, where the sequential rule would
+    stop the study (tests/test_sequential.py tests that stop)."""
     args = [
+        "--exhaustive",
         f"--dataset={pool200}",
         "--image_size=32",
         "--scratch_image_size=16",
