@@ -27,6 +27,7 @@ from __future__ import annotations
 import dataclasses
 import importlib.util
 import logging
+import math
 import os
 import time
 from typing import Optional
@@ -57,9 +58,10 @@ class RayConfig:
     def validate(self) -> "RayConfig":
         for name in ("cpus_per_run", "gpus_per_run"):
             v = getattr(self, name)
-            if isinstance(v, bool) or not isinstance(v, (int, float)) or v < 0 or (name == "cpus_per_run" and v == 0):
+            bad = isinstance(v, bool) or not isinstance(v, (int, float)) or not math.isfinite(v)
+            if bad or v < 0 or (name == "cpus_per_run" and v == 0):
                 raise UserError(
-                    f"--{name}={v} must be a {'positive' if name == 'cpus_per_run' else 'non-negative'} "
+                    f"--{name}={v} must be a finite {'positive' if name == 'cpus_per_run' else 'non-negative'} "
                     "number (a fraction shares a CPU or GPU between runs)."
                 )
         return self

@@ -98,6 +98,9 @@ CASES = [
     ("bench", ["--jpeg_size=100000,100000"], "each from 8 to 10000"),
     ("bench", ["--sizes=100000"], "--sizes integers from 32 to 1024"),
     ("predict", ["--run={root}/done", "--images={root}/notes.txt", "--output={root}"], "is a folder: name a .csv"),
+    ("study", ["--executor=ray", "--cpus_per_run=nan"], "--cpus_per_run=nan must be a finite positive number"),
+    ("study", ["--executor=ray", "--cpus_per_run=inf"], "--cpus_per_run=inf must be a finite positive number"),
+    ("study", ["--executor=ray", "--gpus_per_run=inf"], "--gpus_per_run=inf must be a finite non-negative number"),
 ]
 
 
