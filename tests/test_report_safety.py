@@ -1,6 +1,8 @@
 """The report shows a user's strings as text and embeds only the pictures it wrote (no TensorFlow, no training)."""
 
 import base64
+import logging
+import os
 import re
 
 import pytest
@@ -76,12 +78,42 @@ def test_markdown_special_characters_in_names_stay_text(tmp_path):
 
 
 def test_a_picture_the_report_did_not_write_is_never_read(tmp_path):
-    (tmp_path / "other.png").write_bytes(b"\x89PNG not ours")
-    (tmp_path / "curves.png").write_bytes(b"\x89PNG ours")
+    (tmp_path / "other.png").write_bytes(b"\x89PNG\r\n\x1a\n not ours")
+    (tmp_path / "curves.png").write_bytes(b"\x89PNG\r\n\x1a\n ours")
     body = markdown_to_html("![a](other.png)\n\n![b](curves.png)\n\n![c](../curves.png)", str(tmp_path), figures=("curves.png",))
     assert body.count("data:image/png;base64,") == 1
-    assert base64.b64encode(b"\x89PNG ours").decode() in body
-    assert "other.png" in body and base64.b64encode(b"\x89PNG not ours").decode() not in body
+    assert base64.b64encode(b"\x89PNG\r\n\x1a\n ours").decode() in body
+    assert "other.png" in body and base64.b64encode(b"\x89PNG\r\n\x1a\n not ours").decode() not in body
+
+
+@pytest.mark.parametrize("kind", ["symlink", "fifo", "not a png", "symlink to a png"])
+def test_a_run_folders_top_losses_is_embedded_only_when_it_is_a_png_file(tmp_path, kind, caplog):
+    """compare embeds each run's top_losses.png: a symlink to a system file (even one named .png), a FIFO, or
+    a file that is not a PNG by its bytes is named and left out with one log line, never read into the page."""
+    runs = _runs(tmp_path / "runs", ("a", "b", "c"))
+    secret = tmp_path / "secret.txt"
+    secret.write_text(SECRET)
+    png = tmp_path / "real.png"
+    png.write_bytes(b"\x89PNG\r\n\x1a\n" + SECRET.encode())
+    target = os.path.join(runs[0], "top_losses.png")
+    if os.path.lexists(target):
+        os.remove(target)
+    if kind == "symlink":
+        os.symlink(secret, target)
+    elif kind == "symlink to a png":
+        os.symlink(png, target)
+    elif kind == "fifo":
+        os.mkfifo(target)
+    else:
+        with open(target, "w") as f:
+            f.write(SECRET)
+    with caplog.at_level(logging.WARNING, logger="kerasxfer"):
+        write_report(runs, str(tmp_path / "report"))  # a FIFO opened for reading would hang here
+    page = (tmp_path / "report" / "report.html").read_text()
+    assert SECRET not in page and base64.b64encode(SECRET.encode()).decode()[:24] not in page
+    assert base64.b64encode(b"\x89PNG\r\n\x1a\n" + SECRET.encode()).decode()[:24] not in page
+    assert "top_losses.png" in page and "left out" in page
+    assert len([r for r in caplog.records if "top_losses.png" in r.getMessage() and "left out" in r.getMessage()]) == 1
 
 
 @pytest.mark.parametrize("classes", [("cat", "dog", "bird"), ("1", "2", "3")])

@@ -13,10 +13,14 @@ from __future__ import annotations
 import base64
 import html
 import json
+import logging
 import os
 import re
+import stat
 
 from kerasxfer.reporting.text import shown
+
+log = logging.getLogger("kerasxfer")
 
 STYLE = """
 body{font:16px/1.5 system-ui,-apple-system,Segoe UI,Roboto,sans-serif;margin:0 auto;max-width:72rem;padding:1rem;
@@ -49,13 +53,40 @@ def _inline(text: str) -> str:
     return re.sub("\x00(\\d+)\x00", lambda m: literal[int(m.group(1))], out)
 
 
+PNG_SIGNATURE = b"\x89PNG\r\n\x1a\n"
+
+
+def _png_bytes(path: str):
+    """The bytes of ``path`` when it is a picture kerasxfer could have drawn: a regular file (not a symlink,
+    not a FIFO or device) that is a PNG by its first bytes; else None and the reason."""
+    try:
+        st = os.lstat(path)
+    except OSError:
+        return None, "is missing"
+    if stat.S_ISLNK(st.st_mode):
+        return None, "is a symlink, not a figure kerasxfer drew: left out"
+    if not stat.S_ISREG(st.st_mode):
+        return None, "is not a regular file: left out"
+    try:
+        with open(path, "rb") as f:
+            data = f.read()
+    except OSError as e:
+        return None, f"could not be read ({e.strerror}): left out"
+    if not data.startswith(PNG_SIGNATURE):
+        return None, "is not a PNG: left out"
+    return data, ""
+
+
 def _image(path: str, alt: str) -> str:
-    """``path`` embedded (a figure the report wrote: see :func:`markdown_to_html`'s allow-list)."""
-    if not os.path.isfile(path):
-        return f"<p><em>{html.escape(alt)}: {html.escape(os.path.basename(path))} is missing</em></p>"
-    with open(path, "rb") as f:
-        data = base64.b64encode(f.read()).decode("ascii")
-    return f'<img alt="{html.escape(alt)}" src="data:image/png;base64,{data}">'
+    """``path`` embedded (a figure the report wrote: see :func:`markdown_to_html`'s allow-list); only a
+    regular PNG file is, anything else (a symlink to /etc/passwd, say) is named and left out."""
+    data, why = _png_bytes(path)
+    if data is None:
+        if why != "is missing":
+            log.warning("report.html: %s %s", path, why)
+        return f"<p><em>{html.escape(alt)}: {html.escape(os.path.basename(path))} {html.escape(why)}</em></p>"
+    encoded = base64.b64encode(data).decode("ascii")
+    return f'<img alt="{html.escape(alt)}" src="data:image/png;base64,{encoded}">'
 
 
 def _table(lines: list) -> str:
