@@ -507,3 +507,17 @@ def test_kill_loop_ends_in_the_same_complete_run(tmp_path):
     assert (out / "history.json").read_bytes() == (tmp_path / "whole" / "history.json").read_bytes()
     a, b = (json.loads((d / "metrics.json").read_text()) for d in (out, tmp_path / "whole"))
     assert a["test"] == b["test"] and a["val"] == b["val"] and a["best_epoch"] == b["best_epoch"]
+
+
+def test_image_size_auto_skips_a_fifo_and_a_dangling_link_in_the_data(tmp_path):
+    """Fourth round, still open: a FIFO among the images hung --image_size=auto (its header read blocks), a
+    dangling link ended the study with "No such file or directory". Both are left out of the sizes and
+    counted as bad images; the run goes on."""
+    root = _images(tmp_path / "data", n=5)
+    os.mkfifo(root / "a" / "pipe.png")
+    os.symlink(root / "a" / "gone.png", root / "b" / "dangling.png")
+    args = ["experiments.finetune", f"--dataset={root}", "--image_size=auto", "--weights=none", "--frozen_epochs=1"]
+    p = run([*args, "--finetune_epochs=0", f"--out_dir={tmp_path / 'o'}"], timeout=240)
+    assert p.returncode == 0, p.stderr[-3000:]
+    assert "image size 96 (auto: the images' median short side is 24 px" in p.stderr
+    assert "a/pipe.png (not a regular file" in p.stderr and "b/dangling.png (not found (a dangling link))" in p.stderr

@@ -15,7 +15,7 @@ from __future__ import annotations
 import math
 
 from kerasxfer.data import sources, tables
-from kerasxfer.data.decode import declared
+from kerasxfer.data.decode import declared, screen_file
 from kerasxfer.data.split import SourceSplit
 from kerasxfer.datasets import TFDS_PREFIX, registered_arrays
 
@@ -31,8 +31,13 @@ def _evenly(items: list, n: int) -> list:
 
 
 def _header_sides(sample: list) -> list | None:
-    """Short sides of the images in ``sample`` (paths or encoded bytes) whose headers declare a size."""
-    sides = [min(size) for size in (declared(x)[0] for x in sample) if size]
+    """Short sides of the images in ``sample`` (paths or encoded bytes) whose headers declare a size.
+
+    A path is screened first (:func:`kerasxfer.data.decode.screen_file`): a FIFO would block the header read
+    forever and a dangling link would end the study; both are left out here and counted as bad images when
+    the data are read."""
+    readable = [x for x in sample if not (isinstance(x, str) and screen_file(x))]
+    sides = [min(size) for size in (declared(x)[0] for x in readable) if size]
     return sides or None
 
 
