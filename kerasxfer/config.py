@@ -354,9 +354,11 @@ class Experiment:
             raise UserError(f"--min_steps={self.min_steps} must be an integer from 0 (off) to 100000.")
         if not isinstance(self.seed, int) or not 0 <= self.seed < 2**31:
             raise UserError(f"--seed={self.seed} is out of range: use an integer from 0 to 2147483647.")
-        from kerasxfer.rundir import check_out_dir  # run-folder rules (rundir imports no config)
+        from kerasxfer.rundir import check_out_dir, check_outside  # run-folder rules (rundir imports no config)
 
         check_out_dir(self.out_dir)
+        if os.path.isdir(self.data.dataset):  # a folder of class folders: what is written there is read back
+            check_outside(self.out_dir, self.data.dataset)
         return self
 
 

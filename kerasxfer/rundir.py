@@ -324,6 +324,19 @@ def claim_output_folder(out_dir: str, outputs, kind: str, overwrite: bool = Fals
     write_text(marker, f"kerasxfer {kind}: files of these names here are written by kerasxfer\n")
 
 
+def check_outside(out_dir: str, dataset: str) -> None:
+    """Refuse (one sentence) an --out_dir that is the --dataset folder or inside it (``DATA/red/results``):
+    every later run would read the run folders as classes, or the study's pictures as images."""
+    from kerasxfer.errors import UserError
+
+    out, data = os.path.realpath(out_dir), os.path.realpath(dataset)
+    if out == data or out.startswith(data.rstrip(os.sep) + os.sep):
+        raise UserError(
+            f"--out_dir={out_dir!r} is inside --dataset={dataset!r}: its run folders and pictures would be read "
+            "as classes and images by every later run; choose an --out_dir outside the dataset folder."
+        )
+
+
 def check_out_dir(out_dir: str) -> None:
     """Refuse (one sentence) an --out_dir that is empty, a file, under a file, or not writable (unless finished)."""
     from kerasxfer.errors import UserError

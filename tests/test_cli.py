@@ -48,6 +48,10 @@ def folders(tmp_path_factory):
     for i in range(3):
         _write_image(str(root / "single" / "only" / f"{i}.png"), 8, (1, 2, 3))
     (root / "file.txt").write_text("x")
+    for c in ("red", "blue"):  # a folder dataset, for the --out_dir inside it cases
+        (root / "two" / c).mkdir(parents=True)
+        for i in range(3):
+            _write_image(str(root / "two" / c / f"{i}.png"), 8, (1, 2, i))
     return root
 
 
@@ -98,6 +102,9 @@ CASES = [
     ("bench", ["--jpeg_size=100000,100000"], "each from 8 to 10000"),
     ("bench", ["--sizes=100000"], "--sizes integers from 32 to 1024"),
     ("predict", ["--run={root}/done", "--images={root}/notes.txt", "--output={root}"], "is a folder: name a .csv"),
+    ("scratch", ["--dataset={root}/two", "--out_dir={root}/two"], "is inside --dataset="),
+    ("study", ["--dataset={root}/two", "--out_dir={root}/two/red/results"], "choose an --out_dir outside the dataset"),
+    ("finetune", ["--dataset={root}/two/", "--out_dir={root}/two/blue"], "would be read as classes and images"),
     ("study", ["--executor=ray", "--cpus_per_run=nan"], "--cpus_per_run=nan must be a finite positive number"),
     ("study", ["--executor=ray", "--cpus_per_run=inf"], "--cpus_per_run=inf must be a finite positive number"),
     ("study", ["--executor=ray", "--gpus_per_run=inf"], "--gpus_per_run=inf must be a finite non-negative number"),
