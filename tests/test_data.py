@@ -12,6 +12,7 @@ from kerasxfer.data.arrays import to_rgb_resized
 from kerasxfer.data.sources import folder_source
 from kerasxfer.data.splitting import stratified_assign
 from kerasxfer.errors import UserError
+from tests.conftest import _write_image
 
 
 def test_digits_split_is_stratified_and_images_are_rgb_0_255():
@@ -143,7 +144,7 @@ def sorted_folder(tmp_path_factory):
     for c in range(5):
         (root / f"class{c}").mkdir()
         for i in range(1000):
-            Image.fromarray(np.full((4, 4, 3), (c * 50, i % 256, 0), np.uint8)).save(root / f"class{c}" / f"{i:04d}.png")
+            Image.fromarray(np.full((4, 4, 3), (c * 50, i % 256, i // 256), np.uint8)).save(root / f"class{c}" / f"{i:04d}.png")
     return root
 
 
@@ -177,7 +178,7 @@ def test_test_images_never_appear_in_train_or_val(sorted_folder, make_image_fold
     for c in ("cats", "dogs"):  # a test/ folder is used as it is
         (root / "test" / c).mkdir(parents=True)
         for i in range(3):
-            (root / "test" / c / f"t{i}.png").write_bytes((root / "val" / c / "img 0.jpg").read_bytes())
+            _write_image(str(root / "test" / c / f"t{i}.png"), 24, (40 * i, 90 if c == "cats" else 160, 20))
     src = open_source(DataConfig(dataset=str(root)), seed=0)
     assert (len(src.train), len(src.val), len(src.test)) == (12, 4, 6)
     assert all(k.startswith("test/") for k in src.test.keys) and all(k.startswith("train/") for k in src.train.keys)

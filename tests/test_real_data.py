@@ -137,16 +137,24 @@ def test_large_jpeg_decodes_at_reduced_size_and_matches_full_decode(messy):
     assert np.abs(a - b).mean() < 2.0  # the same picture within JPEG rounding
 
 
+def _plain(v, c):
+    """A plain grey image, half of it shifted by 128 grey levels in class b: no image under two labels."""
+    img = np.full((4, 4, 3), v, np.uint8)
+    if c == "b":
+        img[:, 2:] = (v + 128) % 256
+    return img
+
+
 def test_split_is_stable_when_files_are_added(tmp_path):
     root = tmp_path / "d"
     for c in ("a", "b"):
         (root / c).mkdir(parents=True)
         for i in range(30):
-            _save(str(root / c / f"{i}.png"), np.full((4, 4, 3), 4 * i, np.uint8), "PNG")
+            _save(str(root / c / f"{i}.png"), _plain(4 * i, c), "PNG")
     before = folder_source(str(root), 0.2, 0.2, seed=3)
     for c in ("a", "b"):
         for i in range(30, 60):
-            _save(str(root / c / f"{i}.png"), np.full((4, 4, 3), 4 * i % 255, np.uint8), "PNG")
+            _save(str(root / c / f"{i}.png"), _plain(4 * i % 255, c), "PNG")
     after = folder_source(str(root), 0.2, 0.2, seed=3)
     for part in ("train", "val", "test"):  # no existing file changed sides
         assert set(getattr(before, part).x) <= set(getattr(after, part).x)

@@ -19,6 +19,7 @@ import os
 import numpy as np
 
 from kerasxfer.data.decode import DEFAULT_MAX_PIXELS, check_images, decode_image_file
+from kerasxfer.data.duplicates import dedupe
 from kerasxfer.data.split import SourceSplit, Split
 from kerasxfer.data.splitting import carve_missing, check_train_classes, merge_counts, split_three
 from kerasxfer.errors import UserError
@@ -137,10 +138,23 @@ def _collect(root: str, class_names: list, keys_from: str, origin: str):
 
 
 def _image_classes(root: str):
-    """Class sub-folders of ``root`` that hold at least one image, and the names of empty ones."""
+    """Class sub-folders of ``root`` that hold at least one image, and the names of empty ones.
+
+    A class folder that is (a link to) the same folder as another, or lies inside another, is refused: its
+    images would be read under two labels, in training and in test."""
     names, empty = [], []
     for c in _class_dirs(root):
         (names if list_images(os.path.join(root, c))[0] else empty).append(c)
+    real = {c: os.path.realpath(os.path.join(root, c)) for c in names}
+    links_first = sorted(names, key=lambda c: not os.path.islink(os.path.join(root, c)))
+    for a in links_first:
+        for b in names:
+            if a != b and (real[a] == real[b] or real[a].startswith(real[b].rstrip(os.sep) + os.sep)):
+                link = "a link to" if real[a] == real[b] else "inside"
+                raise UserError(
+                    f"class folder {a!r} of {root!r} is {link} class folder {b!r} ({real[a]}): the same images "
+                    "would be read under two labels; remove the link or copy the images you mean."
+                )
     return names, empty
 
 
@@ -172,8 +186,9 @@ def _split_folders(root, dirs, val_fraction, test_fraction, seed, on_bad_image, 
             raise UserError(f"{folder!r} holds no readable images: add images or remove the folder.")
         parts[split], ignored, bad = part, ignored + ign, bad + b
         counts = c if counts is None else merge_counts(counts, c)
+    parts, dupes = dedupe(parts)
     carve_missing(parts, val_fraction, test_fraction, seed, class_names)
-    return parts, class_names, empty, ignored, bad, counts
+    return parts, class_names, empty, ignored, bad, counts, dupes
 
 
 def _flat_folder(root, val_fraction, test_fraction, seed, on_bad_image, decode, max_pixels):
@@ -182,8 +197,9 @@ def _flat_folder(root, val_fraction, test_fraction, seed, on_bad_image, decode, 
     _check_classes(class_names, root, empty)
     part, ignored = _collect(root, class_names, root, "the folder")
     part, counts, bad = check_images(part, class_names, on_bad_image, root, decode, max_pixels)
-    train, val, test = split_three(part, val_fraction, test_fraction, seed, class_names)
-    return {"train": train, "val": val, "test": test}, class_names, empty, ignored, bad, counts
+    found, dupes = dedupe({"all": part})
+    train, val, test = split_three(found["all"], val_fraction, test_fraction, seed, class_names)
+    return {"train": train, "val": val, "test": test}, class_names, empty, ignored, bad, counts, dupes
 
 
 def folder_source(
@@ -219,7 +235,9 @@ def folder_source(
     else:
         layout = f"flat, split {1 - val_fraction - test_fraction:.0%}/{val_fraction:.0%}/{test_fraction:.0%} by seed {seed}"
         found = _flat_folder(root, val_fraction, test_fraction, seed, on_bad_image, decode, max_pixels)
-    parts, class_names, empty, ignored, bad, counts = found
+    parts, class_names, empty, ignored, bad, counts, dupes = found
+    if dupes.sentence():
+        layout += "; " + dupes.sentence()
     check_train_classes(parts["train"], class_names)
     if ignored:
         log.info("ignored %d non-image file(s) under %s", ignored, root)
@@ -236,6 +254,7 @@ def folder_source(
         counts,
         ignored_files=ignored,
         ignored_empty_folders=empty,
+        **dupes.record(),
     )
 
 

@@ -22,12 +22,21 @@ class Split:
     origin: str
     decode: Callable = None  # when this split's examples decode differently from the source's
     carved: bool = False  # carved by kerasxfer from a larger split (not a split the data came with)
+    #: each example's group (kerasxfer.data.duplicates: copies and near-duplicates share one); None: its own key
+    groups: list = None
 
     def __len__(self):
         return len(self.y)
 
+    @property
+    def group_keys(self) -> list:
+        """What splits and folds hash: the example's group, so a group lands on one side (its key when alone)."""
+        return list(self.keys) if self.groups is None else list(self.groups)
+
     def take(self, mask, origin: str, carved: bool = False) -> "Split":
-        return Split(self.x[mask], self.y[mask], [k for k, m in zip(self.keys, mask) if m], origin, self.decode, carved)
+        groups = None if self.groups is None else [g for g, m in zip(self.groups, mask) if m]
+        keys = [k for k, m in zip(self.keys, mask) if m]
+        return Split(self.x[mask], self.y[mask], keys, origin, self.decode, carved, groups)
 
 
 @dataclasses.dataclass

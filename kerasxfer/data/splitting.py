@@ -25,6 +25,9 @@ def _hash_unit(seed: int, key: str) -> float:
 def stratified_assign(labels, keys, val_fraction: float, test_fraction: float, seed: int, class_names=None):
     """Each example's split, 0 (train), 1 (val) or 2 (test), by a seeded hash of its key, per class.
 
+    ``keys`` are group keys where the data has groups (:attr:`Split.group_keys`): the members of a group
+    share a hash, so they share a side.
+
     An example's hash ``u`` in [0, 1) puts it in test when ``u <
     test_fraction``, in val when below ``test_fraction + val_fraction``,
     else in train: its side depends on its own key and the seed only, never
@@ -51,7 +54,16 @@ def stratified_assign(labels, keys, val_fraction: float, test_fraction: float, s
         if any(w and not (side == k).any() for k, w in enumerate(wanted)):
             side = _by_rank(h, val_fraction, test_fraction, wanted)
         out[idx] = side
-    return out
+    return _one_side_per_group(out, keys)
+
+
+def _one_side_per_group(side: np.ndarray, keys) -> np.ndarray:
+    """``side`` with every member of a group (equal keys) on its first member's side: the by-rank split of a
+    small class, or a group spanning two classes, could otherwise divide one."""
+    first: dict = {}
+    for i, k in enumerate(keys):
+        side[i] = first.setdefault(k, side[i])
+    return side
 
 
 def _by_rank(h, val_fraction, test_fraction, wanted):
@@ -92,7 +104,7 @@ def carve_missing(parts: dict, val_fraction: float, test_fraction: float, seed: 
 
 def split_three(part: Split, val_fraction: float, test_fraction: float, seed: int, class_names):
     """``part`` divided into (train, val, test) by :func:`stratified_assign` (a fraction of 0 leaves that one empty)."""
-    side = stratified_assign(part.y, part.keys, val_fraction, test_fraction, seed, class_names)
+    side = stratified_assign(part.y, part.group_keys, val_fraction, test_fraction, seed, class_names)
     how = f"{{:.0%}} of {part.origin or 'the images'}, seeded hash of each example (seed {seed})"
     return (
         part.take(side == 0, f"the rest of {part.origin or 'the images'}"),
@@ -102,19 +114,26 @@ def split_three(part: Split, val_fraction: float, test_fraction: float, seed: in
 
 
 def fold_assign(labels, keys, folds: int, seed: int) -> np.ndarray:
-    """Each example's fold, 1 .. ``folds``: stratified K-fold by a seeded hash of each key.
+    """Each example's fold, 1 .. ``folds``: stratified (group) K-fold by a seeded hash of each key.
 
-    Within a class, examples are ranked by the hash and dealt out in turn
-    (rank r -> fold r mod K + 1), so every fold holds each class in about its
-    share, every example lies in exactly one fold, and the assignment depends
-    on the keys and the seed only, never on the listing order.
+    ``keys`` are group keys (:attr:`Split.group_keys`): each group is dealt
+    as one, in the class of its first member. Within a class, groups are
+    ranked by the hash and dealt out in turn (rank r -> fold r mod K + 1),
+    so every fold holds each class in about its share, every example lies
+    in exactly one fold with the rest of its group, and the assignment
+    depends on the keys and the seed only, never on the listing order.
+    Without groups (every key distinct) each example is dealt on its own.
     """
     labels = np.asarray(labels)
+    members: dict = {}
+    for i, k in enumerate(keys):
+        members.setdefault(k, []).append(i)
     out = np.zeros(len(labels), dtype=np.int32)
     for c in np.unique(labels):
-        idx = np.flatnonzero(labels == c)
-        h = np.array([_hash_unit(seed, "fold:" + keys[i]) for i in idx])
-        out[idx[np.argsort(h, kind="stable")]] = np.arange(len(idx)) % folds + 1
+        groups = [k for k, m in members.items() if labels[m[0]] == c]
+        h = np.array([_hash_unit(seed, "fold:" + k) for k in groups])
+        for r, g in enumerate(np.argsort(h, kind="stable")):
+            out[members[groups[g]]] = r % folds + 1
     return out
 
 
@@ -123,11 +142,13 @@ def pool_of(src: "SourceSplit") -> Split:
     parts = [src.train, src.val, src.test]
     if any(p.decode is not None for p in parts):
         raise UserError("this dataset draws each split differently (synthetic), so it cannot be cross-validated: pass --folds=1.")
+    grouped = any(p.groups is not None for p in parts)
     return Split(
         np.concatenate([p.x for p in parts]),
         np.concatenate([p.y for p in parts]).astype(np.int32),
         [k for p in parts for k in p.keys],
         "the labelled pool",
+        groups=[g for p in parts for g in p.group_keys] if grouped else None,
     )
 
 
@@ -140,7 +161,7 @@ def fold_split(src: "SourceSplit", folds: int, fold: int, val_fraction: float, s
     is tested exactly once.
     """
     pool = pool_of(src)
-    f = fold_assign(pool.y, pool.keys, folds, seed)
+    f = fold_assign(pool.y, pool.group_keys, folds, seed)
     rest = np.flatnonzero(f != fold)
     missing = [src.class_names[c] for c in np.unique(pool.y) if np.sum(pool.y[rest] == c) < 2]
     if len(pool) < 2 * folds or not np.any(f == fold):
@@ -154,7 +175,8 @@ def fold_split(src: "SourceSplit", folds: int, fold: int, val_fraction: float, s
             f"class(es) {', '.join(map(repr, missing))} have too few images for {folds} folds: add images "
             "or pass a smaller --folds."
         )
-    side = stratified_assign(pool.y[rest], [pool.keys[i] for i in rest], val_fraction, 0.0, seed, src.class_names)
+    groups = pool.group_keys
+    side = stratified_assign(pool.y[rest], [groups[i] for i in rest], val_fraction, 0.0, seed, src.class_names)
     index = {"train": rest[side == 0], "val": rest[side == 1], "test": np.flatnonzero(f == fold)}
     how = f"stratified {folds}-fold split of all {len(pool)} labelled images, seeded hash of each example (seed {seed})"
     origins = {

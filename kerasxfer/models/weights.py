@@ -14,7 +14,6 @@
 
 from __future__ import annotations
 
-import hashlib
 import os
 
 import h5py
@@ -23,14 +22,7 @@ import numpy as np
 
 from kerasxfer import keras_compat
 from kerasxfer.errors import UserError
-
-
-def sha256_of(path: str) -> str:
-    h = hashlib.sha256()
-    with open(path, "rb") as f:
-        for chunk in iter(lambda: f.read(1 << 20), b""):
-            h.update(chunk)
-    return h.hexdigest()
+from kerasxfer.fsio import sha256_of
 
 
 def cache_dir() -> str:
