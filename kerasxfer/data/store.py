@@ -54,22 +54,22 @@ class ActivationStore:
         self.dir, self.arrays = cache_dir, {}
 
     def get(self, key, whole, compute) -> tuple:
-        """``(array over the pool, seconds it cost, reused)``; ``compute()`` makes the array when not stored."""
+        """``(array over the pool, seconds it cost, reused)``; ``compute()`` makes the array when not stored.
+
+        A stored file is used only when it passes :func:`_verified` (the shape, dtype and checksum recorded
+        beside it, one row per image of the pool, every value finite); one that fails is computed again
+        with one log line, never trusted."""
         if key in self.arrays:
             return (*self.arrays[key], True)
         path = None
         if self.dir:
             fp = hashlib.sha256(f"{key!r}|{pool_fingerprint(whole)}".encode()).hexdigest()[:32]
             path = os.path.join(self.dir, f"activations-{fp}.npy")
-            try:
-                arr = np.load(path, mmap_mode="r")
-                with open(path + ".json") as f:
-                    seconds = float(json.load(f)["seconds"])
-                self.arrays[key] = (arr, seconds)
+            found = _read(path, _pool_size(whole))
+            if found is not None:
+                self.arrays[key] = found
                 log.info("frozen backbone outputs read from %s (computed by an earlier run of this study)", path)
-                return arr, seconds, True
-            except (OSError, ValueError, KeyError, TypeError, EOFError):
-                pass
+                return (*found, True)
         t0 = time.perf_counter()
         arr = compute()
         seconds = time.perf_counter() - t0
@@ -78,7 +78,8 @@ class ActivationStore:
                 os.makedirs(self.dir, exist_ok=True)
                 with fsio.atomic_path(path) as tmp:
                     np.save(tmp, arr)
-                fsio.write_json(path + ".json", {"key": repr(key), "seconds": seconds, "shape": list(arr.shape)})
+                record = {"key": repr(key), "seconds": seconds, "shape": list(arr.shape), "dtype": str(arr.dtype)}
+                fsio.write_json(path + ".json", {**record, "sha256": _checksum(arr)[0]})
                 arr = np.load(path, mmap_mode="r")
             except OSError as e:
                 log.warning(
@@ -86,3 +87,47 @@ class ActivationStore:
                 )
         self.arrays[key] = (arr, seconds)
         return arr, seconds, False
+
+
+def _pool_size(decoded) -> int:
+    decoded = decoded.whole if decoded.whole is not None else decoded
+    return sum(len(decoded.images[name]) for name in SPLITS)
+
+
+def _checksum(arr) -> tuple:
+    """``(sha256 of the array's bytes, every value finite?)``, read in blocks of rows."""
+    h, finite = hashlib.sha256(), True
+    for start in range(0, len(arr), 256):
+        block = np.ascontiguousarray(arr[start : start + 256])
+        h.update(block.tobytes())
+        finite = finite and bool(np.isfinite(block).all())
+    return h.hexdigest(), finite
+
+
+def _read(path: str, rows: int):
+    """``(array, seconds)`` of the cache file ``path`` when it is there and passes every check, else None (a
+    file that is there but fails is named in one log line: it is computed again and overwritten)."""
+    if not os.path.exists(path):
+        return None
+    try:
+        arr = np.load(path, mmap_mode="r")
+        with open(path + ".json") as f:
+            record = json.load(f)
+        seconds = float(record["seconds"])
+        why = None
+        if list(arr.shape) != list(record["shape"]) or str(arr.dtype) != record.get("dtype", str(arr.dtype)):
+            why = f"its shape {arr.shape} {arr.dtype} is not the {tuple(record['shape'])} {record.get('dtype')} recorded"
+        elif not arr.ndim or arr.shape[0] != rows:
+            why = f"it has {arr.shape[0] if arr.ndim else 0} rows for {rows} images"
+        else:
+            digest, finite = _checksum(arr)
+            if digest != record.get("sha256"):
+                why = "its checksum does not match the one recorded (the file changed after it was written)"
+            elif not finite:
+                why = "it holds NaN or infinite values"
+    except (OSError, ValueError, KeyError, TypeError, EOFError) as e:
+        why = f"it cannot be read ({getattr(e, 'strerror', None) or e})"
+    if why:
+        log.warning("the cached frozen backbone outputs %s failed their check: %s; computing them again", path, why)
+        return None
+    return arr, seconds
