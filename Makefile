@@ -106,6 +106,8 @@ CI_SLOW_TESTS = tests/test_study_command.py::test_five_fold_study_tests_every_im
   tests/test_study.py::test_exported_backbone_round_trips_into_finetune \
   tests/test_planning.py::test_calibration_times_the_studys_own_models \
   tests/test_hostile.py::test_hostile_inputs_and_faults \
+  tests/test_hostile.py::test_random_labels_on_near_duplicated_images_name_no_winner \
+  tests/test_stale.py \
   tests/test_small_data.py::test_two_fold_study_in_process_tests_every_image_once \
   tests/test_optim.py::test_ema_schedule_and_early_stopping_resume_exactly \
   tests/test_optim.py::test_ema_zero_evaluates_like_no_ema \
