@@ -272,7 +272,12 @@ def _train_task(index: int, exp, fork_targets, source_args: dict, sink, overwrit
         data = sources.splits(exp)
         fork = ForkAfterPhase(exp.out_dir, [(t, data) for t in fork_targets], overwrite)
         metrics = run_experiment(
-            exp, data=data, verbose=verbose, overwrite=overwrite, callbacks=[_Report()] + ([fork] if fork.targets else [])
+            exp,
+            data=data,
+            verbose=verbose,
+            overwrite=overwrite,
+            callbacks=[_Report()] + ([fork] if fork.targets else []),
+            other_data="retrain",
         )
     except UserError as e:
         return {"error": f"{exp.out_dir}: {e}", "exit_code": e.exit_code, "where": where}

@@ -94,6 +94,34 @@ def charge(timings: dict, name: str, seconds: float) -> None:
     timings["train_seconds"] = round(timings["train_seconds"] + seconds, 3)
 
 
+def data_changes(out: str, splits: dict) -> list:
+    """What differs between the images the run in ``out`` was made on (its data.json) and ``splits`` (a
+    :class:`~kerasxfer.data.DataSplits`' ``splits``), in words; [] when the same (or nothing to compare)."""
+    try:
+        old = fsio.read_json(os.path.join(out, rundir.DATA))["splits"]
+    except (OSError, ValueError, KeyError, TypeError):
+        return []  # no data.json (a run that died before writing it): nothing was trained on other images
+    changes = []
+    for name, new in splits.items():
+        before = old.get(name) if isinstance(old, dict) else None
+        if not isinstance(before, dict):
+            continue
+        if before.get("fingerprint") != new.get("fingerprint"):
+            changes.append(
+                f"the {name} split holds other images or labels ({before.get('count')} images then, {new.get('count')} now)"
+            )
+        elif before.get("content") not in (None, new.get("content")):
+            changes.append(f"the {name} split's images changed (same names, other bytes)")
+    return changes
+
+
+def stale_error(out: str, changes: list) -> UserError:
+    return UserError(
+        f"{out} was trained on other images than --dataset holds now ({'; '.join(changes)}): pass --overwrite to "
+        "train it again on these, or choose another --out_dir to keep both."
+    )
+
+
 def finished_metrics(exp):
     """metrics.json of the finished run in ``exp.out_dir`` (made with ``exp``'s settings), None if damaged."""
     if rundir.inspect_run_dir(exp.out_dir, exp.to_dict(), complete=type(exp).complete) != "finished":

@@ -72,6 +72,7 @@ def run_series(
             verbose=verbose,
             overwrite=again,
             callbacks=[progress.callback(i, phase_of(exp))] + ([fork] if fork.targets else []),
+            other_data="retrain",  # a study's own run made on other images is trained again, said in one line
         )
         forked.update(fork.forked)
         progress.finish_run(i, trained=not finished)

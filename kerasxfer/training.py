@@ -50,7 +50,13 @@ log = logging.getLogger("kerasxfer")
 
 
 def run_experiment(
-    exp: Experiment, data=None, verbose: int = 0, overwrite: bool = False, callbacks=(), min_steps: int = 0
+    exp: Experiment,
+    data=None,
+    verbose: int = 0,
+    overwrite: bool = False,
+    callbacks=(),
+    min_steps: int = 0,
+    other_data: str = "refuse",
 ) -> dict:
     """Train every phase of ``exp`` and write its run directory; return metrics.json's content.
 
@@ -61,6 +67,9 @@ def run_experiment(
     ``callbacks`` run after the run's own at every epoch (a study's progress).
     ``min_steps``: raise the phases' epochs so each takes at least that many
     optimizer steps on the training split (:meth:`Experiment.with_min_steps`).
+    A run in ``exp.out_dir`` made on other images (data.json's fingerprints: other files or labels, or the same
+    names with other bytes) is never reused: ``other_data="refuse"`` raises one sentence naming --overwrite,
+    ``"retrain"`` (a study's own runs) says what changed and trains it again.
     """
     exp.validate()
     strategy = make_strategy(exp.strategy)  # before any other TensorFlow op (multi_worker needs that)
@@ -75,6 +84,14 @@ def run_experiment(
             return _train(exp, strategy, out, "new", data, verbose, callbacks)
         finally:
             shutil.rmtree(out, ignore_errors=True)
+    if not overwrite and rundir.is_run(exp.out_dir) and os.path.isfile(os.path.join(exp.out_dir, rundir.DATA)):
+        data = data if data is not None else load_data(exp.data, exp.seed, determinism(exp))
+        changes = run_files.data_changes(exp.out_dir, data.splits)
+        if changes and other_data != "retrain":
+            raise run_files.stale_error(exp.out_dir, changes)
+        if changes:
+            log.warning("%s was trained on other images (%s): training it again on these", exp.out_dir, "; ".join(changes))
+            overwrite = True
     if not overwrite and rundir.is_finished(exp.out_dir):  # read only: a finished run on read-only storage is fine
         metrics = run_files.finished_metrics(exp)
         if metrics is not None:

@@ -51,15 +51,14 @@ def to_rgb_resized(img, image_size: int, resize: str = "squash"):
 def cache_key(x, y, image_size: int, tag: str) -> str:
     """A name for the decoded cache of examples ``x``: it changes when any input changes.
 
-    Files contribute their path, size and modification time; in-memory
-    examples (bytes, arrays) their content.
+    Files contribute their path and the sha256 of their bytes (a file rewritten with its size and modification
+    time kept, ``cp -p`` or ``rsync -t``, is another key); in-memory examples (bytes, arrays) their content.
     """
     h = hashlib.sha256(f"{tag}:{image_size}:{len(y)}".encode())
     h.update(np.asarray(y).tobytes())
     for e in x:
         if isinstance(e, str) and os.path.exists(e):
-            st = os.stat(e)
-            h.update(f"{os.path.abspath(e)}|{st.st_size}|{st.st_mtime_ns}\n".encode("utf-8"))
+            h.update(f"{os.path.abspath(e)}|{fsio.sha256_of(e)}\n".encode("utf-8"))
         elif isinstance(e, (bytes, str)):
             h.update(e if isinstance(e, bytes) else e.encode("utf-8"))
         else:

@@ -100,7 +100,7 @@ class Decoded:
     pool_index: Optional[dict] = None
     whole: Optional["Decoded"] = None
     pool_content: Optional[str] = None  # kerasxfer.data.store.pool_fingerprint(), computed once
-    test_content: Optional[str] = None  # content_fingerprint of the test split, computed once for all its runs
+    contents: dict = dataclasses.field(default_factory=dict)  # split -> content_fingerprint, once for all its runs
     missing: Optional[dict] = None  # classes_missing(), computed (and said) once for all its runs
 
     def classes_missing(self) -> dict:
@@ -120,10 +120,12 @@ class Decoded:
                     )
         return self.missing
 
-    def test_fingerprint(self) -> str:
-        if self.test_content is None:
-            self.test_content = content_fingerprint(self.src.test)
-        return self.test_content
+    def content(self, name: str) -> str:
+        """The content fingerprint of split ``name`` (the files' bytes, not their names): what a run records in
+        data.json and is reused only while it matches (kerasxfer.run_files.data_changes)."""
+        if name not in self.contents:
+            self.contents[name] = content_fingerprint(self.src.splits[name])
+        return self.contents[name]
 
 
 def fold_of(decoded: Decoded, cfg: DataConfig, seed: int, pool_images=None) -> Decoded:
@@ -237,7 +239,7 @@ def splits_from(decoded: Decoded, seed: int, train_fraction: float = 1.0) -> Dat
                 "count": len(part),
                 "from": part.origin,
                 "fingerprint": fingerprint(part),
-                **({"content": decoded.test_fingerprint()} if name == "test" else {}),
+                "content": decoded.content(name) if part is getattr(src, name) else content_fingerprint(part),
             }
             for name, part in parts.items()
         },
