@@ -105,6 +105,7 @@ CI_SLOW_TESTS = tests/test_study_command.py::test_five_fold_study_tests_every_im
   tests/test_signals.py tests/test_activation_cache.py tests/test_ray.py tests/test_forks.py tests/test_tensorboard.py \
   tests/test_study.py::test_exported_backbone_round_trips_into_finetune \
   tests/test_planning.py::test_calibration_times_the_studys_own_models \
+  tests/test_planning.py::test_a_study_planned_by_minutes_continues_under_its_plan_on_disk \
   tests/test_hostile.py::test_hostile_inputs_and_faults \
   tests/test_hostile.py::test_random_labels_on_near_duplicated_images_name_no_winner \
   tests/test_stale.py \

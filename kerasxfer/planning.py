@@ -195,20 +195,28 @@ def fit_plan(
     return (*plan, seconds, [text + ". Without --minutes nothing is given up."])
 
 
-def fit_minutes(cfg, sources, num_classes: int) -> None:
+#: The study folder's record of its --minutes plan: a rerun of the same study continues under it.
+PLAN_FILE = "plan.json"
+
+
+def fit_minutes(cfg, sources, num_classes: int, overwrite: bool = False) -> None:
     """The study ``cfg`` within its ``minutes``: calibrate this machine, plan folds and minimum steps to fit, say
-    what was given up (in the log, and in the report through ``cfg.planned``)."""
-    import dataclasses
+    what was given up (in the log, and in the report through ``cfg.planned``).
+
+    The plan is kept in ``<study>/plan.json`` with what it was made for (the limit, the arms, the data's size):
+    the same study run again (after a kill) continues under it instead of calibrating anew on a machine whose
+    load has changed (which planned other steps and refused the runs already made); ``overwrite`` plans again.
+    """
+    import os
+
+    from kerasxfer import fsio
 
     unfrozen = [p for p in cfg.transfer.phases if p.trainable != "head"]
 
     def num_train_of(k):
         return sources.num_train(dataclasses.replace(cfg.scratch.data, folds=k if k > 1 else 0, fold=1 if k > 1 else 0))
 
-    costs = calibrate(cfg.scratch, cfg.transfer, num_classes)
-    folds, min_steps, ft, seconds, said = fit_plan(
-        costs,
-        cfg.minutes,
+    asked = (
         cfg.folds or 1,
         num_train_of,
         cfg.scratch.data.batch_size,
@@ -219,10 +227,59 @@ def fit_minutes(cfg, sources, num_classes: int) -> None:
         len(cfg.controls()),
         any(p.solve for p in cfg.transfer.phases),
     )
+    request = _request(cfg, asked)
+    path = os.path.join(cfg.out_dir, PLAN_FILE)
+    kept = None if overwrite else _kept_plan(path, request)
+    if kept is not None:
+        folds, min_steps, ft, said = kept
+        log.info("[study] --minutes=%g: continuing under the plan this study was started with (%s)", cfg.minutes, path)
+    else:
+        costs = calibrate(cfg.scratch, cfg.transfer, num_classes)
+        folds, min_steps, ft, seconds, said = fit_plan(costs, cfg.minutes, *asked)
+        os.makedirs(cfg.out_dir, exist_ok=True)
+        plan = {"folds": folds, "min_steps": min_steps, "finetune_min_steps": ft, "said": list(said)}
+        fsio.write_json(path, {"request": request, "plan": plan, "seconds": seconds, "costs": dataclasses.asdict(costs)})
     cfg.folds, cfg.min_steps, cfg.finetune_min_steps = folds, min_steps, ft
     cfg.planned = tuple(said)
     for line in said:
         log.info("[study] %s", line)
+
+
+def _request(cfg, asked) -> dict:
+    """What a plan was made for, other than the machine: the limit, the planner's inputs, the arms' settings."""
+    import hashlib
+    import json
+
+    folds, num_train_of, *rest = asked
+    arms = json.dumps([cfg.scratch.to_dict(), cfg.transfer.to_dict()], sort_keys=True, default=str)
+    return {
+        "minutes": cfg.minutes,
+        "folds": folds,
+        "num_train": num_train_of(folds),
+        "planner": list(rest),
+        "arms": hashlib.sha256(arms.encode()).hexdigest(),
+    }
+
+
+def _kept_plan(path: str, request: dict):
+    """``(folds, min_steps, finetune_min_steps, said)`` of the plan in ``path`` when it was made for ``request``;
+    None when there is none, it is damaged (said in one line), or it was made for something else."""
+    import os
+
+    from kerasxfer import fsio
+
+    if not os.path.isfile(path):
+        return None
+    try:
+        record = fsio.read_json(path)
+        if record["request"] != request:
+            log.info("[study] %s was planned for other settings or data: planning again", path)
+            return None
+        plan = record["plan"]
+        return int(plan["folds"]), int(plan["min_steps"]), int(plan["finetune_min_steps"]), tuple(plan["said"])
+    except (OSError, ValueError, KeyError, TypeError) as e:
+        log.warning("[study] %s is damaged (%s): planning again", path, type(e).__name__)
+        return None
 
 
 #: How the report states a solved frozen phase (the method, also under --exhaustive: not a shortcut).

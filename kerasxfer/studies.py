@@ -263,7 +263,7 @@ def run_study(cfg: StudyConfig, overwrite: bool = False, verbose: int = 0) -> di
     if cfg.minutes:
         from kerasxfer.planning import fit_minutes
 
-        fit_minutes(cfg, sources, len(whole.class_names))
+        fit_minutes(cfg, sources, len(whole.class_names), overwrite)
     series = [
         (label, cfg.raised(exp, sources.num_train(exp.data), label), sources.num_train(exp.data)) for label, exp in cfg.arms()
     ]

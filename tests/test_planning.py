@@ -66,3 +66,41 @@ def test_calibration_times_the_studys_own_models():
         recipes.scratch(data=data, widths=(8,)), recipes.finetune(backbone="regnetx002", data=data), num_classes=3, steps=2
     )
     assert 0 < costs.scratch_step < 5 and 0 < costs.unfrozen_step < 5 and 0 < costs.frozen_epoch < 5
+
+
+@pytest.mark.slow  # make test-ci-slow: a real calibration (a few seconds of training)
+def test_a_study_planned_by_minutes_continues_under_its_plan_on_disk(tmp_path, caplog):
+    """Fifth round: a --minutes study killed in its first run was re-planned on rerun (the machine's load had
+    changed: min_steps 192 -> 300) and its own runs refused as 'made with other settings'. The plan is kept in
+    plan.json and the same study continues under it; other settings or --overwrite plan again."""
+    import json
+    import logging
+
+    from kerasxfer.data import SharedSources
+    from kerasxfer.planning import PLAN_FILE, fit_minutes
+
+    def study(**more):
+        flags = {"dataset": "digits", "minutes": 3.0, "image_size": 32, "scratch_image_size": 16, "widths": "8"}
+        flags.update(backbone="regnetx002", weights="none", out_dir=str(tmp_path / "s"), **more)
+        cfg = commands.study_from(commands.resolve("study", flags).values)
+        return cfg, SharedSources(cfg.split_seed)
+
+    cfg, sources = study()
+    fit_minutes(cfg, sources, 10)
+    record = json.loads((tmp_path / "s" / PLAN_FILE).read_text())
+    assert record["plan"]["min_steps"] == cfg.min_steps and record["costs"]["scratch_step"] > 0
+    record["plan"]["min_steps"] = cfg.min_steps + 7  # what a busier machine would have planned
+    (tmp_path / "s" / PLAN_FILE).write_text(json.dumps(record))
+    cfg, sources = study()
+    with caplog.at_level(logging.INFO, logger="kerasxfer"):
+        fit_minutes(cfg, sources, 10)
+    assert cfg.min_steps == record["plan"]["min_steps"]  # the plan on disk, not a new calibration
+    assert "continuing under the plan this study was started with" in caplog.text
+    caplog.clear()
+    cfg, sources = study(minutes=4.0)  # another limit: planned again
+    with caplog.at_level(logging.INFO, logger="kerasxfer"):
+        fit_minutes(cfg, sources, 10)
+    assert "planned for other settings or data: planning again" in caplog.text
+    cfg, sources = study(minutes=4.0)
+    fit_minutes(cfg, sources, 10, overwrite=True)
+    assert json.loads((tmp_path / "s" / PLAN_FILE).read_text())["request"]["minutes"] == 4.0
