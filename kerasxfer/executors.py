@@ -83,6 +83,10 @@ def connect(cfg: RayConfig):
     if ray.is_initialized():
         return ray
     address = cfg.address or os.environ.get("RAY_ADDRESS") or None
+    if address in ("local",):
+        address = None  # RAY_ADDRESS=local: the local Ray below, on loopback
+    if address:
+        _check_reachable(address)
     try:
         if address:
             ray.init(address=address, log_to_driver=True, logging_level=logging.WARNING)
@@ -106,7 +110,48 @@ def connect(cfg: RayConfig):
         ray.cluster_resources().get("GPU", 0),
         len([n for n in ray.nodes() if n.get("Alive")]),
     )
+    try:
+        check_feasible([n.get("Resources", {}) for n in ray.nodes() if n.get("Alive")], cfg)
+    except UserError:
+        ray.shutdown()  # a local Ray started here stops with the sentence
+        raise
     return ray
+
+
+#: Seconds to wait for a Ray address to accept a connection (Ray itself retries an unreachable one for minutes).
+CONNECT_TIMEOUT_S = 10.0
+
+
+def _check_reachable(address: str) -> None:
+    """One sentence, within :data:`CONNECT_TIMEOUT_S`, when ``HOST:PORT`` (or ``ray://HOST:PORT``) does not accept
+    a connection; ``auto`` and other forms are left to Ray."""
+    import socket
+
+    hostport = address[len("ray://") :] if address.startswith("ray://") else address
+    host, _, port = hostport.rpartition(":")
+    if not host or not port.isdigit():
+        return
+    try:
+        socket.create_connection((host.strip("[]"), int(port)), timeout=CONNECT_TIMEOUT_S).close()
+    except OSError as e:
+        raise UserError(
+            f"the Ray cluster at {address} could not be reached ({e.strerror or type(e).__name__}, within "
+            f"{CONNECT_TIMEOUT_S:g} s): start it (ray start --head) or pass --ray_address=HOST:PORT of a running one."
+        ) from None
+
+
+def check_feasible(nodes: list, cfg: RayConfig) -> None:
+    """One sentence when no node of the cluster (``nodes``: each node's resources) has the CPUs and GPUs one run
+    asks for: Ray would hold such a task forever, without a word."""
+    need = {"CPU": cfg.cpus_per_run, "GPU": cfg.gpus_per_run}
+    if any(all(n.get(k, 0) >= v for k, v in need.items()) for n in nodes):
+        return
+    most = {k: max((n.get(k, 0) for n in nodes), default=0) for k in need}
+    raise UserError(
+        f"no node of the Ray cluster has {cfg.cpus_per_run:g} CPU(s) and {cfg.gpus_per_run:g} GPU(s) for one run (the "
+        f"largest has {most['CPU']:g} CPUs and {most['GPU']:g} GPUs), so every run would wait forever: lower "
+        "--cpus_per_run/--gpus_per_run, or add a node that has them."
+    )
 
 
 def waves(runs, forks: dict) -> list:
