@@ -19,15 +19,29 @@ from kerasxfer.reporting.stats import NOISE_P
 from kerasxfer.reporting.text import ARM_TITLES, pct
 
 
-def pyplot():
-    """``matplotlib.pyplot`` on the Agg backend (no display needed)."""
+def subplots(*args, figsize, **kwargs):
+    """``(figure, axes)``: a :class:`matplotlib.figure.Figure` of its own, outside pyplot.
+
+    Nothing global changes: no backend is chosen (PNGs are written by Agg whatever the user's backend is), no
+    rcParams are set, and no figure is left in pyplot's registry, so a notebook's own plots look as before.
+    """
+    from matplotlib.figure import Figure
+
+    fig = Figure(figsize=figsize)
+    return fig, fig.subplots(*args, **kwargs)
+
+
+def text(value) -> str:
+    """A user's string (class, run, dataset name) as matplotlib draws it literally: its ``$`` escaped, so a class
+    named ``$\\frac{$`` is text, while kerasxfer's own labels (log-axis ticks: ``$\\mathdefault{10^{-3}}$``) are
+    still typeset."""
+    return str(value).replace("$", r"\$")
+
+
+def _colors() -> list:
     import matplotlib
 
-    matplotlib.use("Agg")
-    matplotlib.rcParams["text.parse_math"] = False  # a class named "$\\frac{$" is text, not a formula to parse
-    import matplotlib.pyplot as plt
-
-    return plt
+    return matplotlib.rcParams["axes.prop_cycle"].by_key()["color"]
 
 
 def draw_confusion(ax, cm, class_names, title: str, fontsize: int = 8) -> None:
@@ -35,9 +49,10 @@ def draw_confusion(ax, cm, class_names, title: str, fontsize: int = 8) -> None:
     cm = np.asarray(cm)
     n = len(class_names)
     ax.imshow(cm, cmap="Blues")
-    ax.set_xticks(range(n), class_names, rotation=90 if n > 10 else 0, fontsize=fontsize)
-    ax.set_yticks(range(n), class_names, fontsize=fontsize)
-    ax.set(xlabel="predicted", ylabel="true", title=title)
+    names = [text(c) for c in class_names]
+    ax.set_xticks(range(n), names, rotation=90 if n > 10 else 0, fontsize=fontsize)
+    ax.set_yticks(range(n), names, fontsize=fontsize)
+    ax.set(xlabel="predicted", ylabel="true", title=text(title))
     if n <= 30 and cm.size:
         thresh = cm.max() / 2
         for i in range(n):
@@ -55,19 +70,17 @@ def draw_confusion(ax, cm, class_names, title: str, fontsize: int = 8) -> None:
 
 
 def save(fig, path: str, dpi: int = 110) -> None:
-    """Write the figure to ``path`` as PNG, atomically; the figure is closed."""
+    """Write the figure to ``path`` as PNG, atomically."""
     from kerasxfer.fsio import atomic_path
 
     with atomic_path(path) as tmp:
         fig.savefig(tmp, format="png", dpi=dpi)
-    pyplot().close(fig)
 
 
 def png_bytes(fig) -> bytes:
-    """The figure as PNG bytes; the figure is closed."""
+    """The figure as PNG bytes."""
     buf = io.BytesIO()
     fig.savefig(buf, format="png", dpi=100, bbox_inches="tight")
-    pyplot().close(fig)
     return buf.getvalue()
 
 
@@ -75,27 +88,27 @@ def png_bytes(fig) -> bytes:
 def confusion_png(cm, class_names, title: str) -> bytes:
     """The confusion matrix as a PNG (rows: true class, columns: predicted)."""
     side = min(12, 2.5 + 0.45 * len(class_names))
-    fig, ax = pyplot().subplots(figsize=(side, side))
+    fig, ax = subplots(figsize=(side, side))
     draw_confusion(ax, cm, class_names, title)
     return png_bytes(fig)
 
 
 def top_losses_png(images, true, pred, prob_true, class_names, title: str) -> bytes:
     """A grid of validation images with their true / predicted class and p(true)."""
-    plt = pyplot()
     k = len(images)
     cols = min(4, max(1, k))
     rows = max(1, int(np.ceil(k / cols)))
-    fig, axes = plt.subplots(rows, cols, figsize=(2.6 * cols, 2.9 * rows), squeeze=False)
+    fig, axes = subplots(rows, cols, figsize=(2.6 * cols, 2.9 * rows), squeeze=False)
     for ax in axes.ravel():
         ax.axis("off")
     for i in range(k):
         ax = axes.ravel()[i]
         ax.imshow(np.clip(images[i], 0, 255).astype(np.uint8))
-        ax.set_title(f"true {class_names[true[i]]}\npred {class_names[pred[i]]}\np(true) {prob_true[i]:.2f}", fontsize=8)
+        names = text(class_names[true[i]]), text(class_names[pred[i]])
+        ax.set_title(f"true {names[0]}\npred {names[1]}\np(true) {prob_true[i]:.2f}", fontsize=8)
     if k == 0:
         axes[0, 0].text(0.5, 0.5, "no misclassified image", ha="center", va="center")
-    fig.suptitle(title)
+    fig.suptitle(text(title))
     return png_bytes(fig)
 
 
@@ -115,9 +128,13 @@ def phase_rates(phase):
 
 def report_learning_rates(summaries, runs, path) -> None:
     """lr.png of a report: the learning rate of every step of every run, from the formula that trained."""
-    plt = pyplot()
-    fig, ax = plt.subplots(figsize=(9, 3.6))
-    colors = plt.rcParams["axes.prop_cycle"].by_key()["color"]
+    save(learning_rates_figure(summaries, runs), path)
+
+
+def learning_rates_figure(summaries, runs):
+    """The figure of :func:`report_learning_rates` (its y axis is logarithmic)."""
+    fig, ax = subplots(figsize=(9, 3.6))
+    colors = _colors()
     styles = ["-", "--", ":", "-."]
     for i, (s, r) in enumerate(zip(summaries, runs)):
         for j, p in enumerate(r.history.phases):
@@ -129,31 +146,31 @@ def report_learning_rates(summaries, runs, path) -> None:
                 color=colors[i % len(colors)],
                 ls=styles[i % len(styles)],
                 lw=max(1.0, 3.5 - i),
-                label=s.name if j == 0 else None,
+                label=text(s.name) if j == 0 else None,
             )
     ax.set(xlabel="epoch", ylabel="learning rate (head)", title="learning rate of every step", yscale="log")
     ax.legend(fontsize=7)
     fig.tight_layout()
-    save(fig, path)
+    return fig
 
 
 def report_curves(summaries, runs, path) -> None:
     """curves.png of a report: accuracy and loss per epoch of every run, the unfreeze marked."""
-    plt = pyplot()
-    fig, (ax_acc, ax_loss) = plt.subplots(1, 2, figsize=(13, 4.8))
-    colors = plt.rcParams["axes.prop_cycle"].by_key()["color"]
+    fig, (ax_acc, ax_loss) = subplots(1, 2, figsize=(13, 4.8))
+    colors = _colors()
     for i, (s, r) in enumerate(zip(summaries, runs)):
+        name = text(s.name)
         eps = r.history.epochs
         x = [e.epoch for e in eps]
         c = colors[i % len(colors)]
-        ax_acc.plot(x, [e.val_accuracy for e in eps], "-o", ms=3, color=c, label=f"{s.name} val")
-        ax_acc.plot(x, [e.accuracy for e in eps], "--", color=c, alpha=0.6, label=f"{s.name} train")
-        ax_loss.plot(x, [e.val_loss for e in eps], "-o", ms=3, color=c, label=f"{s.name} val")
-        ax_loss.plot(x, [e.loss for e in eps], "--", color=c, alpha=0.6, label=f"{s.name} train")
+        ax_acc.plot(x, [e.val_accuracy for e in eps], "-o", ms=3, color=c, label=f"{name} val")
+        ax_acc.plot(x, [e.accuracy for e in eps], "--", color=c, alpha=0.6, label=f"{name} train")
+        ax_loss.plot(x, [e.val_loss for e in eps], "-o", ms=3, color=c, label=f"{name} val")
+        ax_loss.plot(x, [e.loss for e in eps], "--", color=c, alpha=0.6, label=f"{name} train")
         for p in s.phases[1:]:
             for ax in (ax_acc, ax_loss):
                 ax.axvline(p.epochs[0] - 0.5, color=c, ls=":", lw=1)
-            ax_acc.annotate(f"unfreeze ({s.name})", (p.epochs[0] - 0.5, 0.02), color=c, fontsize=8, rotation=90)
+            ax_acc.annotate(f"unfreeze ({name})", (p.epochs[0] - 0.5, 0.02), color=c, fontsize=8, rotation=90)
     ax_acc.set(xlabel="epoch", ylabel="accuracy", title="accuracy (solid: val, dashed: train)", ylim=(0, 1.02))
     ax_loss.set(xlabel="epoch", ylabel="loss", title="loss (solid: val, dashed: train)")
     ax_loss.set_yscale("log")
@@ -167,7 +184,7 @@ def report_confusions(summaries, runs, path) -> None:
     n = len(runs)
     k = len(runs[0].class_names)
     side = min(6.0, 1.5 + 0.35 * k)
-    fig, axes = pyplot().subplots(1, n, figsize=(side * n, side + 0.6), squeeze=False)
+    fig, axes = subplots(1, n, figsize=(side * n, side + 0.6), squeeze=False)
     for ax, s, r in zip(axes[0], summaries, runs):
         title = f"{s.name}: test {pct(r.test.accuracy)}"
         draw_confusion(ax, r.test.confusion_matrix, r.class_names, title, 7)
@@ -178,8 +195,7 @@ def report_confusions(summaries, runs, path) -> None:
 # -------------------------------------------------------------------- a sweep
 def sweep_data_curves(points, path: str, title: str) -> None:
     """curves_data.png of a data sweep: test accuracy by training images per class, McNemar p per size."""
-    plt = pyplot()
-    fig, ax = plt.subplots(figsize=(9, 4.8))
+    fig, ax = subplots(figsize=(9, 4.8))
     x = [p.images_per_class for p in points]
     low = min(s.min for p in points for s in p.arms.values())
     bottom = max(0.0, 10 * (int(100 * low) // 10) - 10)  # room below the lowest point for the p-values
@@ -197,7 +213,7 @@ def sweep_data_curves(points, path: str, title: str) -> None:
             ax.annotate(f"p={pv:.2g}" + ("" if pv < NOISE_P else "\n(noise)"), (xi, bottom + 1), ha="center", fontsize=7)
     ax.set_xscale("log")
     ax.margins(x=0.08)
-    ax.set(xlabel="training images per class (log scale)", ylabel="test accuracy (%)", ylim=(bottom, 101), title=title)
+    ax.set(xlabel="training images per class (log scale)", ylabel="test accuracy (%)", ylim=(bottom, 101), title=text(title))
     ax.grid(True, which="both", alpha=0.3)
     ax.plot([], [], " ", label="p: McNemar, fine-tuned\nvs scratch (test split)")
     ax.legend(loc="upper left", bbox_to_anchor=(1.01, 1.0), fontsize=8)
@@ -207,15 +223,14 @@ def sweep_data_curves(points, path: str, title: str) -> None:
 
 def sweep_depth_curves(points, path: str, title: str) -> None:
     """curves_depth.png of a depth sweep: test accuracy and cost per unfreeze depth."""
-    plt = pyplot()
-    fig, (ax, ax_p) = plt.subplots(1, 2, figsize=(12, 4.5))
+    fig, (ax, ax_p) = subplots(1, 2, figsize=(12, 4.5))
     x = list(range(len(points)))
-    labels = [p.depth for p in points]
+    labels = [text(p.depth) for p in points]
     ax.plot(x, [100 * p.mean for p in points], "-o")
     if any(len(p.runs) > 1 for p in points):
         ax.fill_between(x, [100 * p.min for p in points], [100 * p.max for p in points], alpha=0.2)
     ax.set_xticks(x, labels)
-    ax.set(xlabel="stages unfrozen in phase 2", ylabel="test accuracy (%)", title=title)
+    ax.set(xlabel="stages unfrozen in phase 2", ylabel="test accuracy (%)", title=text(title))
     ax.grid(True, alpha=0.3)
     ax_p.bar(x, [p.trainable_params for p in points], color="tab:gray")
     ax_p.set_yscale("log")
@@ -234,15 +249,19 @@ def sweep_depth_curves(points, path: str, title: str) -> None:
 # ------------------------------------------------------------------ lr-find
 def lr_find_curve(result: dict, title: str, path: str) -> None:
     """lr_find.png: the loss against the learning rate, with the suggestions."""
-    plt = pyplot()
-    fig, ax = plt.subplots(figsize=(7, 4))
+    save(lr_find_figure(result, title), path)
+
+
+def lr_find_figure(result: dict, title: str):
+    """The figure of :func:`lr_find_curve` (its x axis is logarithmic)."""
+    fig, ax = subplots(figsize=(7, 4))
     ax.plot(result["lrs"], result["losses"], color="0.7", lw=1, label="loss")
     ax.plot(result["lrs"], result["smoothed"], color="C0", label="smoothed loss")
     ax.axvline(result["valley"], color="C3", ls="--", label=f"suggested {result['valley']:.1e} (valley)")
     ax.axvline(result["minimum_over_10"], color="C2", ls=":", label=f"minimum / 10: {result['minimum_over_10']:.1e}")
-    ax.set(xscale="log", xlabel="learning rate", ylabel="training loss", title=title)
+    ax.set(xscale="log", xlabel="learning rate", ylabel="training loss", title=text(title))
     top = max(result["smoothed"][0], min(result["smoothed"])) * 1.6
     ax.set_ylim(min(result["smoothed"]) * 0.8, top)
     ax.legend(fontsize=8)
     fig.tight_layout()
-    save(fig, path)
+    return fig

@@ -5,6 +5,7 @@ import logging
 import os
 import re
 
+import numpy as np
 import pytest
 
 from kerasxfer import fsio, recipes
@@ -141,3 +142,30 @@ def test_shown_is_one_line_and_escapes_only_markdown():
     assert shown("a\nb\u2028c\x00d\u202ee") == "a b c d e"
     assert shown("![x](y)") == "\\!\\[x\\](y)"
     assert shown(3) == "3"
+
+
+def test_a_report_leaves_the_users_matplotlib_as_it_was(tmp_path):
+    """figures.py switched the backend and turned text.parse_math off globally on import, which changed a
+    notebook user's own plots and printed log-axis ticks as raw '$\\mathdefault{10^{-1}}$'."""
+    import matplotlib
+
+    before = dict(matplotlib.rcParams)
+    runs = _runs(tmp_path / "runs", ("$\\frac{$", "b", "c"))
+    write_report(runs, str(tmp_path / "report"))
+    assert dict(matplotlib.rcParams) == before
+    assert (tmp_path / "report" / "lr.png").read_bytes().startswith(b"\x89PNG")
+
+
+def test_log_axis_ticks_are_typeset_and_a_users_dollar_is_text():
+    from matplotlib.backends.backend_agg import FigureCanvasAgg
+
+    from kerasxfer import figures
+
+    lrs = [10.0**k for k in np.linspace(-6, 0, 30)]
+    result = {"lrs": lrs, "losses": [1.0] * 30, "smoothed": [1.0] * 30, "valley": 1e-3, "minimum_over_10": 1e-4}
+    fig = figures.lr_find_figure(result, "$\\frac{$ run")
+    FigureCanvasAgg(fig).draw()
+    ax = fig.axes[0]
+    ticks = [t for t in ax.get_xticklabels() if t.get_text()]
+    assert ticks and all(t.get_parse_math() and "10^{" in t.get_text() for t in ticks)  # drawn as 10 to a power
+    assert ax.get_title() == "\\$\\frac{\\$ run"  # escaped: typeset as the characters it is
