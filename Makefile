@@ -76,7 +76,7 @@ PRETRAINED := runs/pretrain/backbone.weights.h5
 
 install: $(STAMP)
 
-$(STAMP): setup.cfg pyproject.toml
+$(STAMP): setup.cfg setup.py pyproject.toml
 	test -x $(PY) || $(PYTHON) -m venv $(VENV)
 	# Switching TF=cpu <-> TF=gpu: remove the other TensorFlow first, so the venv never holds two.
 	if ls $(VENV)/.kerasxfer-installed-* >/dev/null 2>&1 && ! test -e $(STAMP); then \
@@ -108,7 +108,7 @@ CI_SLOW_TESTS = tests/test_study_command.py::test_five_fold_study_tests_every_im
   tests/test_planning.py::test_a_study_planned_by_minutes_continues_under_its_plan_on_disk \
   tests/test_hostile.py::test_hostile_inputs_and_faults \
   tests/test_hostile.py::test_random_labels_on_near_duplicated_images_name_no_winner \
-  tests/test_stale.py \
+  tests/test_stale.py tests/test_wheel.py \
   tests/test_small_data.py::test_two_fold_study_in_process_tests_every_image_once \
   tests/test_optim.py::test_ema_schedule_and_early_stopping_resume_exactly \
   tests/test_optim.py::test_ema_zero_evaluates_like_no_ema \

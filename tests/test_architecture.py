@@ -112,17 +112,15 @@ def test_no_module_over_400_lines_no_function_over_60_and_no_class_over_150():
     assert big == []
 
 
-def test_setup_cfg_packages_every_package_of_kerasxfer():
-    """A wheel holds only the packages setup.cfg lists: a folder left out installs a kerasxfer that cannot import it."""
-    import configparser
+def test_the_wheel_packages_every_package_of_kerasxfer():
+    """A wheel holds only the packages setup.py finds: a folder left out installs a kerasxfer that cannot import
+    it (tests/test_wheel.py builds and runs the wheel itself)."""
+    from setuptools import find_packages
 
-    cfg = configparser.ConfigParser()
-    cfg.read(os.path.join(ROOT, "setup.cfg"))
-    listed = {p.strip() for p in cfg["options"]["packages"].split() if p.strip()}
     found = {
         os.path.relpath(folder, ROOT).replace(os.sep, ".")
         for folder, _, files in os.walk(os.path.join(ROOT, "kerasxfer"))
         if "__init__.py" in files
     }
-    assert found - listed == set(), "packages missing from setup.cfg's [options] packages"
-    assert "kerasxfer.experiments" in listed
+    assert found and found == set(find_packages(ROOT, include=["kerasxfer", "kerasxfer.*"]))
+    assert "packages=find_packages(" in open(os.path.join(ROOT, "setup.py")).read()
