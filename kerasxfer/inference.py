@@ -253,8 +253,9 @@ def export(clf: Classifier, out_dir: str, fmt: str) -> str:
         return {"probabilities": probs, "classes": tf.gather(names, tf.argmax(probs, axis=-1))}
 
     def from_bytes(encoded):
-        def decode(b):  # the training pipeline's decoder: RGBA WebP, reduced-size JPEG and all
-            return to_rgb_resized(decode_image_bytes(b, size), size, clf.resize)
+        def decode(b):  # the training pipeline's decoder: RGBA WebP, reduced-size JPEG and all, but EXIF orientation
+            # (a Python call a SavedModel cannot hold: docs/inference.md says to send upright images)
+            return to_rgb_resized(decode_image_bytes(b, size, exif=False), size, clf.resize)
 
         images = tf.map_fn(decode, encoded, fn_output_signature=tf.TensorSpec((size, size, 3), tf.uint8))
         return from_uint8(images)

@@ -113,8 +113,42 @@ def declared(source):
     return None, False
 
 
-def decode_image_bytes(data, min_side: int | None = None):
+def exif_orientation(data) -> int:
+    """The EXIF orientation tag (1-8; 1: upright) of encoded JPEG bytes, read from the header with PIL; 1 when
+    there is none or it cannot be read."""
+    from PIL import Image
+
+    try:
+        with Image.open(io.BytesIO(bytes(data))) as im:
+            value = int(im.getexif().get(0x0112, 1))
+    except Exception:  # noqa: BLE001 - no readable EXIF: as stored
+        return 1
+    return value if 1 <= value <= 8 else 1
+
+
+def orient(img, orientation):
+    """``img`` (H, W, C) turned upright for an EXIF ``orientation`` (1-8, a scalar tensor), as PIL's
+    ``ImageOps.exif_transpose`` does: 2 mirrored, 3 rotated 180, 4 flipped, 5 transposed, 6 rotated 90 clockwise,
+    7 transversed, 8 rotated 90 counter-clockwise."""
+    branches = [
+        lambda: img,
+        lambda: tf.reverse(img, [1]),
+        lambda: tf.image.rot90(img, 2),
+        lambda: tf.reverse(img, [0]),
+        lambda: tf.transpose(img, [1, 0, 2]),
+        lambda: tf.image.rot90(img, 3),
+        lambda: tf.image.rot90(tf.transpose(img, [1, 0, 2]), 2),
+        lambda: tf.image.rot90(img, 1),
+    ]
+    return tf.switch_case(tf.clip_by_value(tf.cast(orientation, tf.int32) - 1, 0, 7), branches)
+
+
+def decode_image_bytes(data, min_side: int | None = None, exif: bool = True):
     """Decode encoded image bytes to uint8 RGB ``(H, W, 3)``.
+
+    A JPEG's EXIF orientation is applied (a phone's portrait photo arrives upright, as every viewer shows it),
+    read by :func:`exif_orientation` through ``tf.py_function``; ``exif=False`` leaves the pixels as stored, for
+    graphs that are saved (the exported SavedModel's byte-string signature cannot hold a Python call).
 
     JPEG, PNG, GIF (first frame), BMP and WebP; greyscale, palette and RGBA
     images become RGB (alpha is dropped).  With ``min_side`` a JPEG is
@@ -131,11 +165,16 @@ def decode_image_bytes(data, min_side: int | None = None):
     def jpeg():
         full = lambda: tf.io.decode_jpeg(data, channels=3)  # noqa: E731
         if not min_side:
-            return full()
-        shape = tf.image.extract_jpeg_shape(data)
-        short = tf.minimum(shape[0], shape[1])
-        branches = [(short >= r * min_side, lambda r=r: tf.io.decode_jpeg(data, channels=3, ratio=r)) for r in (8, 4, 2)]
-        return tf.case(branches, default=full, exclusive=False)
+            img = full()
+        else:
+            shape = tf.image.extract_jpeg_shape(data)
+            short = tf.minimum(shape[0], shape[1])
+            branches = [(short >= r * min_side, lambda r=r: tf.io.decode_jpeg(data, channels=3, ratio=r)) for r in (8, 4, 2)]
+            img = tf.case(branches, default=full, exclusive=False)
+        if not exif:
+            return img
+        orientation = tf.py_function(lambda b: exif_orientation(b.numpy()), [data], tf.int32)
+        return orient(img, tf.reshape(orientation, []))
 
     def webp():
         # TensorFlow's WebP decoder corrupts memory on animated files (VP8X chunk, animation flag 0x02): refuse
