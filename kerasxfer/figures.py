@@ -94,7 +94,7 @@ def confusion_png(cm, class_names, title: str) -> bytes:
 
 
 def top_losses_png(images, true, pred, prob_true, class_names, title: str) -> bytes:
-    """A grid of validation images with their true / predicted class and p(true)."""
+    """A grid of test images (the run's worst) with their true / predicted class and p(true)."""
     k = len(images)
     cols = min(4, max(1, k))
     rows = max(1, int(np.ceil(k / cols)))

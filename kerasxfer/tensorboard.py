@@ -8,8 +8,8 @@ to the logs) into ``tb/train`` and ``tb/validation``.  This module writes into
 * a text marker at the first epoch of every phase (where the unfreeze happens);
 * the run's hyperparameters and final metrics for the HParams plugin, so the
   HParams table lines up scratch against fine-tune;
-* the confusion matrix of the best checkpoint and a grid of the validation
-  images with the highest loss ("top losses"), as images.
+* the confusion matrix of the best checkpoint and a grid of the test images
+  with the highest loss ("top losses"), as images.
 """
 
 from __future__ import annotations
