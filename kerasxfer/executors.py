@@ -118,6 +118,18 @@ def connect(cfg: RayConfig):
     return ray
 
 
+def _same_data(exp, sources, tag: str) -> bool:
+    """Whether the finished run of ``exp`` was made on the images ``sources`` give it now (True without sources)."""
+    if sources is None:
+        return True
+    from kerasxfer.run_files import data_changes
+
+    changes = data_changes(exp.out_dir, sources.splits(exp).splits)
+    if changes:
+        log.info("[%s] %s was trained on other images (%s): it trains again", tag, exp.out_dir, "; ".join(changes))
+    return not changes
+
+
 #: Seconds to wait for a Ray address to accept a connection (Ray itself retries an unreachable one for minutes).
 CONNECT_TIMEOUT_S = 10.0
 
@@ -172,12 +184,22 @@ def waves(runs, forks: dict) -> list:
 
 
 def run_series_ray(
-    runs, source_args: dict, tag: str, cfg: RayConfig, overwrite: bool = False, verbose: int = 0, after=None, forks=None
+    runs,
+    source_args: dict,
+    tag: str,
+    cfg: RayConfig,
+    overwrite: bool = False,
+    verbose: int = 0,
+    after=None,
+    forks=None,
+    sources=None,
 ) -> None:
     """:func:`kerasxfer.series.run_series` on Ray: the same runs into the same folders, several at once.
 
     ``source_args``: how a worker rebuilds the study's shared sources
-    (:class:`kerasxfer.data.SharedSources`'s arguments).
+    (:class:`kerasxfer.data.SharedSources`'s arguments); ``sources``: the driver's own, with which a run found
+    finished is checked against the images it was made on before it is skipped (one made on other images is
+    submitted and trained again, as the local executor does).
     """
     from kerasxfer.progress import StudyProgress, phases_of
 
@@ -196,7 +218,12 @@ def run_series_ray(
     forked = set()
     for wave in waves(runs, forks):
         todo = [
-            i for i in wave if not (runs[i][1].out_dir in forked or (rundir.is_finished(runs[i][1].out_dir) and not overwrite))
+            i
+            for i in wave
+            if not (
+                runs[i][1].out_dir in forked
+                or (rundir.is_finished(runs[i][1].out_dir) and not overwrite and _same_data(runs[i][1], sources, tag))
+            )
         ]
         for i in wave:
             if i not in todo:

@@ -91,4 +91,4 @@ def _on_ray(runs, sources, tag, overwrite, verbose, before, after, forks, ray) -
             "runs cannot train at once: use --executor=local."
         )
     source_args = dict(split_seed=sources.split_seed, deterministic=sources.deterministic, activation_dir=sources.activation_dir)
-    run_series_ray(runs, source_args, tag, ray, overwrite, verbose, after, forks)
+    run_series_ray(runs, source_args, tag, ray, overwrite, verbose, after, forks, sources)

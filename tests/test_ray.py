@@ -176,3 +176,27 @@ def test_a_worker_killed_mid_run_is_retried_and_continues_where_it_stopped(clust
     )
     assert len(re.findall(r"\(transfer, fold 1 of 2\) finished on", err)) == 1
     assert len(re.findall(r"\(transfer, fold 1 of 2\) on node \w+ .* epoch 1/2", err)) == 1  # not trained twice
+
+
+def test_a_finished_run_on_changed_images_trains_again_on_ray(cluster, tmp_path):
+    """The driver checks a finished run against the images before it skips it (issue 43): 3 images moved
+    between class folders after a 2-fold study, the rerun on Ray retrains every run and pools one partition."""
+    from tests.test_stale import _folder, _move_three
+
+    address, env = cluster
+    data = _folder(tmp_path / "data")
+    args = [f"--dataset={data}", "--image_size=32", "--scratch_image_size=12", "--widths=4", "--backbone=regnetx002"]
+    args += ["--weights=none", "--folds=2", "--epochs=2", "--frozen_epochs=1", "--finetune_epochs=1", "--min_steps=0"]
+    args += ["--nocontrol", "--exhaustive", "--executor=ray", f"--ray_address={address}"]
+    p = _study(args, tmp_path / "s", env)
+    _, err = p.communicate(timeout=900)
+    assert p.returncode == 0, err[-3000:]
+    _move_three(data)
+    p = _study(args, tmp_path / "s", env)
+    _, err = p.communicate(timeout=900)
+    assert p.returncode == 0, err[-3000:]
+    said = re.findall(r"\[study\] \S+ was trained on other images \(.*\): it trains again", err)  # by the driver
+    assert len(said) == 4 and "finished earlier" not in err, err[-3000:]
+    assert len(re.findall(r"\(\w+, fold \d of 2\) finished on node", err)) == 4
+    summary = json.loads((tmp_path / "s" / "report" / "summary.json").read_text())
+    assert summary["verdict"]["num_images"] == 16
