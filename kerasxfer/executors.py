@@ -118,6 +118,22 @@ def connect(cfg: RayConfig):
     return ray
 
 
+def _to_train(wave, runs, forked, overwrite: bool, sources, tag: str, progress) -> list:
+    """The runs of ``wave`` to submit: not forked, and not finished on the images they are given now (those are
+    said and counted as finished earlier)."""
+    todo = []
+    for i in wave:
+        exp = runs[i][1]
+        done = exp.out_dir in forked or (rundir.is_finished(exp.out_dir) and not overwrite and _same_data(exp, sources, tag))
+        if not done:
+            todo.append(i)
+            continue
+        log.info("[%s] run %d of %d: %s (%s): finished earlier", tag, i + 1, len(runs), exp.out_dir, runs[i][0])
+        progress.start_run(i)
+        progress.finish_run(i, trained=False)
+    return todo
+
+
 def _same_data(exp, sources, tag: str) -> bool:
     """Whether the finished run of ``exp`` was made on the images ``sources`` give it now (True without sources)."""
     if sources is None:
@@ -217,19 +233,7 @@ def run_series_ray(
     )
     forked = set()
     for wave in waves(runs, forks):
-        todo = [
-            i
-            for i in wave
-            if not (
-                runs[i][1].out_dir in forked
-                or (rundir.is_finished(runs[i][1].out_dir) and not overwrite and _same_data(runs[i][1], sources, tag))
-            )
-        ]
-        for i in wave:
-            if i not in todo:
-                log.info("[%s] run %d of %d: %s (%s): finished earlier", tag, i + 1, len(runs), runs[i][1].out_dir, runs[i][0])
-                progress.start_run(i)
-                progress.finish_run(i, trained=False)
+        todo = _to_train(wave, runs, forked, overwrite, sources, tag, progress)
         pending = {}
         for i in todo:
             label, exp, _ = runs[i]
