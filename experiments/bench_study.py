@@ -10,11 +10,21 @@ from absl import flags
 FLAGS = flags.FLAGS
 
 
-def study_section(emit, bs):
-    """The default study against --exhaustive on generated photo-sized sets, and the cached-activation step."""
+def timed_study(args: list, out: str) -> float:
+    """Seconds a fresh ``python -m experiments.study`` process takes with ``args`` into ``out`` (--overwrite; the
+    bench's --study_flags last, so they override)."""
     import subprocess
     import sys
     import time
+
+    cmd = [sys.executable, "-m", "experiments.study", *args, f"--out_dir={out}", "--overwrite", *FLAGS.study_flags.split()]
+    t = time.perf_counter()
+    subprocess.run(cmd, check=True, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    return time.perf_counter() - t
+
+
+def study_section(emit, bs):
+    """The default study against --exhaustive on generated photo-sized sets, and the cached-activation step."""
 
     from kerasxfer import bench, fsio
 
@@ -35,19 +45,7 @@ def study_section(emit, bs):
         seconds, verdicts = {}, {}
         for mode in ("default", "exhaustive") if FLAGS.study_exhaustive else ("default",):
             out = os.path.join("runs", "bench", f"study-{kind}-{n}x{c}-{mode}" if kind == "scans" else f"study-{n}x{c}-{mode}")
-            cmd = [
-                sys.executable,
-                "-m",
-                "experiments.study",
-                f"--dataset={root}",
-                f"--out_dir={out}",
-                "--overwrite",
-                *(["--exhaustive"] if mode == "exhaustive" else []),
-                *FLAGS.study_flags.split(),
-            ]
-            t = time.perf_counter()
-            subprocess.run(cmd, check=True, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
-            seconds[mode] = time.perf_counter() - t
+            seconds[mode] = timed_study([f"--dataset={root}", *(["--exhaustive"] if mode == "exhaustive" else [])], out)
             summary = fsio.read_json(os.path.join(out, "report", "summary.json"))
             verdicts[mode] = summary["summary"][0].split(":")[0].replace("*", "")
             emit(
@@ -105,9 +103,6 @@ def _arms_against_the_probe(emit, label: str, summary: dict) -> None:
 def executor_section(emit):
     """A 4-run study (digits, 2 folds, every fold, no control) on a local Ray: the machine's CPUs as runs of one
     CPU at once against one run of every CPU at a time; wall time, the ratio, and the per-run costs."""
-    import subprocess
-    import sys
-    import time
 
     from kerasxfer import fsio
 
@@ -118,24 +113,8 @@ def executor_section(emit):
     recipe = ["--epochs=6", "--frozen_epochs=3", "--finetune_epochs=3", "--min_steps=0"]
     for per_run in (1, cpus):
         out = os.path.join("runs", "bench", f"executor-{per_run}cpu")
-        cmd = [
-            sys.executable,
-            "-m",
-            "experiments.study",
-            "--dataset=digits",
-            "--folds=2",
-            "--exhaustive",
-            "--nocontrol",
-            "--executor=ray",
-            f"--cpus_per_run={per_run}",
-            f"--out_dir={out}",
-            "--overwrite",
-            *recipe,
-            *FLAGS.study_flags.split(),
-        ]
-        t = time.perf_counter()
-        subprocess.run(cmd, check=True, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
-        seconds[per_run] = time.perf_counter() - t
+        args = ["--dataset=digits", "--folds=2", "--exhaustive", "--nocontrol", "--executor=ray", f"--cpus_per_run={per_run}"]
+        seconds[per_run] = timed_study([*args, *recipe], out)
         runs = [
             fsio.read_json(os.path.join(out, f"fold{k}", arm, "timings.json"))["train_seconds"]
             for k in (1, 2)
@@ -146,7 +125,7 @@ def executor_section(emit):
                 "case": f"4-run study on Ray, {cpus // per_run} run(s) x {per_run} CPU at once",
                 "seconds": round(seconds[per_run], 1),
                 "run_train_seconds": [round(r, 1) for r in runs],
-                "flags": " ".join(cmd[3:]),
+                "flags": " ".join([*args, *recipe, *FLAGS.study_flags.split()]),
             }
         )
     emit(
