@@ -25,6 +25,7 @@
 #   EXHAUSTIVE=1                     (make study: none of the shortcuts; the reference they are checked against)
 #   EXECUTOR=ray RAY_ADDRESS CPUS_PER_RUN GPUS_PER_RUN   (make study, make sweep: the runs as tasks on a Ray cluster)
 #   MINUTES=N                        (make study: a time limit; folds and minimum steps planned to fit)
+#   FINAL=auto|none|ARM              (make study: the model to deploy, final/; which arm, or none)
 #   MIN_STEPS CLASS_WEIGHT           (study, scratch, finetune: enough optimizer steps; balanced class weights)
 #   TRAIN_FRACTION                   (scratch, finetune: train on a stratified share of the training split)
 #   AUGMENT MIXUP CUTMIX ON_BAD_IMAGE CACHE_DIR TFDS_DATA_DIR MAX_IMAGE_PIXELS   (scratch, finetune)
@@ -60,7 +61,7 @@ FINETUNE_ARGS = $(COMMON_ARGS) $(FINETUNE_ONLY) $(MIN_STEPS_ARGS)
 SWEEP_ARGS = $(COMMON_ARGS) $(SCRATCH_ONLY) $(FINETUNE_ONLY) \
   $(call flags,sweep fractions depths depth_fraction seeds budget min_steps scratch_image_size executor ray_address \
   cpus_per_run gpus_per_run)
-STUDY_ARGS = $(SWEEP_ARGS) $(call flags,control folds backbones exhaustive minutes)
+STUDY_ARGS = $(SWEEP_ARGS) $(call flags,control folds backbones exhaustive minutes final)
 LR_FIND_ARGS = $(COMMON_ARGS) $(SCRATCH_ONLY) $(FINETUNE_ONLY) $(call flags,recipe run phase min_lr max_lr steps)
 PRETRAIN_ARGS = $(COMMON_ARGS) $(call flags,backbone epochs synthetic_train synthetic_val synthetic_test)
 REPEAT_ARGS = $(call flags,run out_dir overwrite verbose) $(call flag,OUT,out_dir)
@@ -108,7 +109,7 @@ CI_SLOW_TESTS = tests/test_study_command.py::test_five_fold_study_tests_every_im
   tests/test_planning.py::test_a_study_planned_by_minutes_continues_under_its_plan_on_disk \
   tests/test_hostile.py::test_hostile_inputs_and_faults \
   tests/test_hostile.py::test_random_labels_on_near_duplicated_images_name_no_winner \
-  tests/test_stale.py tests/test_wheel.py \
+  tests/test_stale.py tests/test_wheel.py tests/test_final.py \
   tests/test_small_data.py::test_two_fold_study_in_process_tests_every_image_once \
   tests/test_optim.py::test_ema_schedule_and_early_stopping_resume_exactly \
   tests/test_optim.py::test_ema_zero_evaluates_like_no_ema \
@@ -127,7 +128,7 @@ test-ci-slow: install
 MYPY_FILES = kerasxfer/errors.py kerasxfer/fsio.py kerasxfer/rundir.py kerasxfer/families.py kerasxfer/optim_config.py \
   kerasxfer/options.py kerasxfer/commands.py kerasxfer/config.py kerasxfer/datasets.py kerasxfer/phases.py \
   kerasxfer/planning.py kerasxfer/progress.py kerasxfer/recipes.py kerasxfer/run_files.py kerasxfer/studies.py \
-  kerasxfer/sweep.py kerasxfer/version.py kerasxfer/probe.py kerasxfer/records kerasxfer/reporting kerasxfer/models/regnet_specs.py \
+  kerasxfer/sweep.py kerasxfer/version.py kerasxfer/probe.py kerasxfer/final.py kerasxfer/notebook.py kerasxfer/records kerasxfer/reporting kerasxfer/models/regnet_specs.py \
   kerasxfer/models/efficientnet_lite_specs.py kerasxfer/models/keras_apps_specs.py
 
 # ruff with the rules in pyproject.toml (pyflakes, pycodestyle, import order, bugbear), ruff format's style

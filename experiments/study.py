@@ -54,9 +54,20 @@ def main(argv):
             print(" - " + line)
         print(f"sweep report: {os.path.join(cfg.sweep.out_dir, cfg.sweep.kind, 'sweep.md')}")
     print(
-        f"report: {os.path.join(report, 'report.html')} (open it in a browser; report.md, curves.png, lr.png, "
-        "confusion.png and summary.json beside it)"
+        f"report: {os.path.join(report, 'report.html')} (open it in a browser; report.md, verdict.png, curves.png, "
+        "lr.png, confusion.png and summary.json beside it)"
     )
+    final = summary.get("final") or {}
+    if final.get("dir"):
+        lo, hi = final["interval"]
+        print(
+            f"model to deploy: {final['dir']} ({final['arm']}; expected accuracy {100 * final['estimate']:.2f} %, "
+            f"95 % interval {100 * lo:.1f}-{100 * hi:.1f} %, "
+            + ("from the cross-validation" if final["retrained"] else "on the test split")
+            + f"): make predict RUN={cfg.out_dir} IMAGES=..."
+        )
+    elif final:
+        print(f"model to deploy: none ({final['why']})")
     print(f"TensorBoard: tensorboard --logdir {cfg.out_dir}  (or make tensorboard)")
 
 

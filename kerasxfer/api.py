@@ -4,7 +4,8 @@
     r = kerasxfer.study("~/photos/flowers", out_dir="runs/flowers", epochs=5)
     print(r.verdict)          # the report's verdict sentence
     r.table                   # the side-by-side table as records (r.to_pandas() with pandas installed)
-    clf = kerasxfer.load(r.run_dirs["transfer"])
+    clf = r.load()            # the model the study hands over: final/ (also kerasxfer.load("runs/flowers"))
+    r.final                   # which arm it is, and its cross-validated accuracy and interval
 
 Options are the flags' names without ``--`` (``kerasxfer.options_of("study")``
 lists them with their defaults, which are the command line's: both read
@@ -115,8 +116,17 @@ class StudyResult:
     table: list  # one record (dict) per run: name, role, test accuracy and its interval, val, loss gap, cost
     report: str  # report.md
     report_html: str
-    run_dirs: dict  # run name -> run directory
+    run_dirs: dict  # run name -> run directory (cross-validated: fold 1's run; the final model is ``final_dir``)
     summary: dict  # summary.json's content
+    final: dict | None = None  # the model a study hands over (summary.json's "final"); None for compare
+    final_dir: str | None = None  # its folder (<study>/final), None when the study hands over none
+
+    def load(self, batch_size: int | None = None):
+        """The study's final model as a :class:`~kerasxfer.inference.Classifier` (one sentence when it has none)."""
+        if self.final_dir is None:
+            why = (self.final or {}).get("why", "a comparison of runs trains no final model")
+            raise UserError(f"this result hands over no model ({why.rstrip('.')}): load one of run_dirs instead.")
+        return load(self.final_dir, batch_size)
 
     def to_pandas(self):
         """The side-by-side table as a pandas DataFrame (pandas must be installed)."""
@@ -169,6 +179,8 @@ def _study_result(summary: dict, report_dir: str) -> StudyResult:
         report_html=os.path.join(report_dir, "report.html"),
         run_dirs={s["name"]: s["dir"] for s in summary["runs"]},
         summary=summary,
+        final=summary.get("final"),
+        final_dir=(summary.get("final") or {}).get("dir"),
     )
 
 

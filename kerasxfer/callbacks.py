@@ -7,6 +7,7 @@ training early live in :mod:`kerasxfer.stopping`.
 2. :class:`EpochRecorder`: one history record and one timing per epoch, the log line;
 3. :class:`StopOnNonFinite`: a NaN or infinite loss ends training and is recorded;
 4. :class:`StopAtTimeBudget` (only with a time budget): training ends once the run has trained that long;
+   :class:`StopAtEpoch` (only a study's final model): training ends at the epoch its folds chose;
 5. :class:`EarlyStopPhase` (only with ``--early_stopping``): the phase ends once val_accuracy stops improving;
    and (only for a phase with a patience, a study's frozen phase) once val_loss stops falling;
 6. :class:`EMAWeights` (only with ``--ema``; Keras' ``SwapEMAWeights``): the averaged weights are validated and checkpointed;
@@ -29,7 +30,7 @@ import numpy as np
 from kerasxfer import keras_compat, rundir
 from kerasxfer.phases import PhaseContext
 from kerasxfer.snapshots import frozen_values, save_model, write_weights  # noqa: F401  (re-exported)
-from kerasxfer.stopping import EarlyStopPhase, StopAtTimeBudget, StopOnNonFinite, diverged
+from kerasxfer.stopping import EarlyStopPhase, StopAtEpoch, StopAtTimeBudget, StopOnNonFinite, diverged
 
 log = logging.getLogger("kerasxfer")
 
@@ -245,6 +246,7 @@ def phase_callbacks(ctx: PhaseContext, *, tensorboard, stop_on_signal, state_cal
             EpochRecorder(history, ctx.timings, phase.name, ctx.num_train, exp.total_epochs, index),
             StopOnNonFinite(history, phase.name),
             StopAtTimeBudget(history, ctx.timings, exp.max_train_seconds) if exp.max_train_seconds else None,
+            StopAtEpoch(history, exp.stop_after_epoch) if exp.stop_after_epoch else None,
             EarlyStopPhase(history, phase.name, o.early_stopping) if o.early_stopping else None,
             EarlyStopPhase(history, phase.name, phase.patience, "val_loss", phase.min_epochs) if phase.patience else None,
             ema_in,

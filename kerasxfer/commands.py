@@ -107,6 +107,7 @@ def study_options() -> list:
         _opt("backbones", "list", []),
         _opt("exhaustive", "bool", False),
         _opt("minutes", "float", 0.0),
+        _opt("final", "str", "auto"),
     ]
 
 
@@ -372,4 +373,5 @@ def study_from(values: dict, given=frozenset()):
         minutes=values["minutes"] or None,
         frozen_given="frozen_epochs" in given,
         ray=ray_from(values),
+        final=str(values["final"]).strip().lower(),
     ).validate()

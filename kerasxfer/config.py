@@ -138,7 +138,8 @@ class DataConfig:
                 f"--folds={self.folds} must be an integer from 2 to {MAX_FOLDS} (cross-validation), "
                 "or 1 for one train/val/test split."
             )
-        if self.folds and not (isinstance(self.fold, int) and 1 <= self.fold <= self.folds):
+        # fold 0 of K: a study's final model, no fold held out (kerasxfer.data.splitting.FINAL_FOLD); not a flag
+        if self.folds and not (isinstance(self.fold, int) and 0 <= self.fold <= self.folds):
             raise UserError(f"fold {self.fold} is not one of the {self.folds} folds (1 to {self.folds}).")
         if self.folds and self.dataset == "synthetic":
             raise UserError(
@@ -270,6 +271,9 @@ class Experiment:
     # End training after the first epoch that brings the run's training time to this many seconds (the
     # phases' epochs are then a cap): the sweep's fair time budget.  None: train every epoch.
     max_train_seconds: Optional[float] = None
+    # End training after this epoch, the phases and their learning-rate schedules as planned: a study's final
+    # model stops where its folds' best checkpoints lay (kerasxfer.final).  None: train every epoch.
+    stop_after_epoch: Optional[int] = None
     # The phases' epochs were raised (with_min_steps) so each takes at least this many optimizer steps; 0: as given.
     min_steps: int = 0
 
@@ -348,6 +352,10 @@ class Experiment:
                 self.optim.validate_phase(p.name, p.epochs)
         if self.total_epochs == 0:
             raise UserError("every phase has 0 epochs: give at least one epoch to train.")
+        if self.stop_after_epoch is not None and not (
+            isinstance(self.stop_after_epoch, int) and 1 <= self.stop_after_epoch <= self.total_epochs
+        ):
+            raise UserError(f"stop_after_epoch={self.stop_after_epoch} must be an epoch from 1 to the run's {self.total_epochs}.")
         if self.max_train_seconds is not None and not self.max_train_seconds > 0:
             raise UserError(f"the time budget {self.max_train_seconds} s must be a positive number of seconds.")
         if not isinstance(self.min_steps, int) or not 0 <= self.min_steps <= 100_000:

@@ -51,9 +51,12 @@ def evaluate_best(model: keras.Model, data: DataSplits) -> tuple:
 
     Validation chose the checkpoint, so its number is optimistic; the test
     split, never seen in training or selection, gives the reported accuracy.
+    A study's final model has no test split (every labelled image trained it): its ``test`` is None.
     """
     model = inference_model(model)  # BatchNorm folded: the same probabilities to float32 rounding, faster
     val = evaluate(model.predict(data.val, verbose=0), data.val_labels, data.class_names)
+    if not data.num_test:
+        return {"class_names": data.class_names, "val": val, "test": None}, None
     test_probs = model.predict(data.test, verbose=0)
     test = evaluate(test_probs, data.test_labels, data.class_names)
     return {"class_names": data.class_names, "val": val, "test": test}, test_probs
@@ -82,6 +85,8 @@ def write_evaluation(out: str, exp, data: DataSplits, probs, metrics: dict, hist
     """confusion.png and top_losses.png (test split) in the run directory and in TensorBoard; HParams."""
     tb_dir = os.path.join(out, rundir.TB)
     best, test = history["best"], metrics["test"]
+    if test is None:  # a final model: no test split, so no test pictures; its estimate is the cross-validation's
+        return
     title = (
         f"{exp.name}: best checkpoint (epoch {best['epoch']}, {best['phase']}) on the test split, accuracy {test['accuracy']:.4f}"
     )

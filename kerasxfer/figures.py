@@ -155,18 +155,24 @@ def learning_rates_figure(summaries, runs):
 
 
 def report_curves(summaries, runs, path) -> None:
-    """curves.png of a report: accuracy and loss per epoch of every run, the unfreeze marked."""
+    """curves.png of a report: accuracy and loss per epoch of every run (a cross-validated arm: one line per
+    fold), the unfreeze marked."""
     fig, (ax_acc, ax_loss) = subplots(1, 2, figsize=(13, 4.8))
     colors = _colors()
     for i, (s, r) in enumerate(zip(summaries, runs)):
         name = text(s.name)
-        eps = r.history.epochs
-        x = [e.epoch for e in eps]
         c = colors[i % len(colors)]
-        ax_acc.plot(x, [e.val_accuracy for e in eps], "-o", ms=3, color=c, label=f"{name} val")
-        ax_acc.plot(x, [e.accuracy for e in eps], "--", color=c, alpha=0.6, label=f"{name} train")
-        ax_loss.plot(x, [e.val_loss for e in eps], "-o", ms=3, color=c, label=f"{name} val")
-        ax_loss.plot(x, [e.loss for e in eps], "--", color=c, alpha=0.6, label=f"{name} train")
+        histories = r.fold_histories or (r.history,)
+        folds = f" ({len(histories)} folds)" if len(histories) > 1 else ""
+        for k, h in enumerate(histories):
+            eps = h.epochs
+            x = [e.epoch for e in eps]
+            style = dict(ms=3, color=c, lw=1.5 if len(histories) == 1 else 1.0)
+            val, train = (f"{name} val{folds}", f"{name} train{folds}") if k == 0 else (None, None)
+            ax_acc.plot(x, [e.val_accuracy for e in eps], "-o", label=val, **style)
+            ax_acc.plot(x, [e.accuracy for e in eps], "--", alpha=0.6, label=train, **style)
+            ax_loss.plot(x, [e.val_loss for e in eps], "-o", label=val, **style)
+            ax_loss.plot(x, [e.loss for e in eps], "--", alpha=0.6, label=train, **style)
         for p in s.phases[1:]:
             for ax in (ax_acc, ax_loss):
                 ax.axvline(p.epochs[0] - 0.5, color=c, ls=":", lw=1)
@@ -186,8 +192,39 @@ def report_confusions(summaries, runs, path) -> None:
     side = min(6.0, 1.5 + 0.35 * k)
     fig, axes = subplots(1, n, figsize=(side * n, side + 0.6), squeeze=False)
     for ax, s, r in zip(axes[0], summaries, runs):
-        title = f"{s.name}: test {pct(r.test.accuracy)}"
+        n = sum(map(sum, r.test.confusion_matrix))
+        pooled = f", {len(s.folds)} folds pooled" if s.folds else ""
+        title = f"{s.name}: test {pct(r.test.accuracy)} ({n} images{pooled})"
         draw_confusion(ax, r.test.confusion_matrix, r.class_names, title, 7)
+    fig.tight_layout()
+    save(fig, path)
+
+
+def report_verdict(summaries, verdict, path) -> None:
+    """verdict.png of a report: each run's test accuracy with its 95 % interval, the majority-class baseline's
+    (a band), the arm the verdict names in bold; what the headline says, in one picture."""
+    from kerasxfer.reporting.stats import wilson
+
+    n = len(summaries)
+    fig, ax = subplots(figsize=(8, 1.2 + 0.45 * n))
+    b = verdict.baseline
+    lo, hi = wilson(round(b.accuracy * verdict.num_images), verdict.num_images)
+    ax.axvspan(100 * lo, 100 * hi, color="0.85", label=f"majority class ({text(b.class_name)}), 95 % interval")
+    ax.axvline(100 * b.accuracy, color="0.5", ls="--", lw=1)
+    chosen = verdict.winner or verdict.recommended
+    colors = _colors()
+    for i, s in enumerate(summaries):
+        y = n - 1 - i
+        a, (l, h) = 100 * s.test_accuracy, s.test_interval
+        ax.errorbar([a], [y], xerr=[[a - 100 * l], [100 * h - a]], fmt="o", color=colors[i % len(colors)], capsize=4)
+        ax.annotate(f"{a:.1f} %", (a, y), xytext=(0, 6), textcoords="offset points", ha="center", fontsize=8)
+    ax.set_yticks(range(n), [text(s.name) for s in reversed(summaries)])
+    for label in ax.get_yticklabels():
+        if label.get_text() == text(chosen):
+            label.set_fontweight("bold")
+    ax.set(xlabel="test accuracy (%), 95 % interval", xlim=(0, 102), ylim=(-0.7, n - 0.3))
+    ax.set_title(f"{verdict.num_images} test images" + (f", out-of-fold over {verdict.folds} folds" if verdict.folds else ""))
+    ax.legend(fontsize=7, loc="lower left")
     fig.tight_layout()
     save(fig, path)
 

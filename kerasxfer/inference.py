@@ -71,6 +71,28 @@ def load_model_safely(path: str):
         ) from None
 
 
+def study_model(folder: str) -> str:
+    """The run folder to load for ``folder``: itself, or for a study's folder the model its report hands over
+    (summary.json's ``final``: ``final/``, or a one-split study's own run of the chosen arm)."""
+    summary = os.path.join(folder, "report", "summary.json")
+    if os.path.isfile(os.path.join(folder, "data.json")) or not os.path.isfile(summary):
+        return folder
+    try:
+        with open(summary, encoding="utf-8") as f:
+            final = json.load(f).get("final") or {}
+    except (OSError, ValueError) as e:
+        raise UserError(f"{summary} cannot be read ({type(e).__name__}): run the study again to write it.") from None
+    if not final.get("dir"):
+        why = final.get("why", "the study was run by a kerasxfer without final models; run it again to train one")
+        raise UserError(
+            f"the study {folder!r} hands over no model ({why.rstrip('.')}): pass one of its run folders instead, "
+            f"e.g. {os.path.join(folder, 'fold1', 'transfer')}."
+        )
+    run = os.path.join(folder, os.path.basename(os.path.normpath(final["dir"])))
+    log.info("%s is a study: its model to deploy is %s (%s)", folder, run, final.get("arm"))
+    return run
+
+
 class Classifier:
     """A trained model plus its class names and input size."""
 
@@ -116,7 +138,9 @@ class Classifier:
 
     @classmethod
     def from_run(cls, run_dir: str, batch_size: int = 32, engine: str = "auto") -> "Classifier":
-        """The best model of a run directory, with its class names and image size."""
+        """The best model of a run directory, with its class names and image size; a study's folder gives the
+        model it hands over (:func:`study_model`)."""
+        run_dir = study_model(run_dir)
         try:
             with open(os.path.join(run_dir, "data.json"), encoding="utf-8") as f:
                 data = json.load(f)

@@ -185,6 +185,12 @@ COMMAND_HELP = {
         "no frozen-backbone outputs reused, every phase at least --min_steps steps. The reference the default"
         " study is checked against (default folder runs/study/<name>-exhaustive)."
     ),
+    "final": (
+        "The model to deploy, written as final/ in the study folder: auto trains the arm the verdict recommends "
+        "(the winner; within the noise, the cheaper) once more on every labelled image, stopping where its folds"
+        " chose; an arm's name (scratch, transfer, transfer-<backbone>) trains that arm; none trains nothing. A "
+        "one-split study hands over its own run of the arm."
+    ),
     "minutes": (
         "A time limit for the study in minutes (0: none): a short calibration on this machine plans the folds"
         " and the phases' minimum steps to fit, and the first lines and the report say what was given up."

@@ -75,11 +75,15 @@ def _minutes(seconds: float) -> str:
 class StudyProgress:
     """The progress of a list of runs, each a list of phases ``(kind, epochs, images per epoch, cached)``.
 
-    ``label`` names each run in the lines; ``now`` is the clock (tests pass their own).
+    ``label`` names each run in the lines; ``now`` is the clock (tests pass their own).  In a Jupyter kernel
+    the lines go to one live display instead (:mod:`kerasxfer.notebook`; the log keeps them at DEBUG).
     """
 
     def __init__(self, runs: list, now=time.monotonic, tag: str = "study"):
+        from kerasxfer.notebook import live_display
+
         self.runs, self.now, self.tag = runs, now, tag
+        self.live = live_display(tag)
         self.done = [[0] * len(r["phases"]) for r in runs]  # epochs done per run and phase
         self.per_image: dict[str, list] = {}  # phase kind -> measured seconds per training image, per epoch
         self.overheads: list[float] = []
@@ -138,7 +142,11 @@ class StudyProgress:
             f"{pct:.0f} % done, {_minutes(left)}" + (f" ({at_once} runs at once)" if at_once > 1 else "")
         )
         self.lines.append((line, left))
-        log.info(line)
+        if self.live is not None:
+            self.live.update(pct, line)
+            log.debug(line)
+        else:
+            log.info(line)
         return line
 
     # ------------------------------------------------------------- estimate

@@ -128,10 +128,11 @@ def finished_metrics(exp):
         return None
     try:
         metrics = fsio.read_json(os.path.join(exp.out_dir, rundir.METRICS))
+        test = metrics["test"]  # None: a study's final model, which has no test split
         log.info(
-            "%s is already finished (test accuracy %.4f, best epoch %d); pass --overwrite to train it again",
+            "%s is already finished (%s, best epoch %d); pass --overwrite to train it again",
             exp.out_dir,
-            metrics["test"]["accuracy"],
+            f"test accuracy {test['accuracy']:.4f}" if test is not None else "no test split",
             metrics["best_epoch"],
         )
         return metrics

@@ -53,6 +53,24 @@ class StopAtTimeBudget(keras.callbacks.Callback):
             log.info("time budget of %g s reached after epoch %d: training ends here", self.seconds, epoch + 1)
 
 
+class StopAtEpoch(keras.callbacks.Callback):
+    """Ends training after epoch ``last`` (the phases' schedules as planned), recorded like a time budget in
+    ``history["ended_early"]``: a study's final model stops where its folds chose (:mod:`kerasxfer.final`)."""
+
+    def __init__(self, history: dict, last: int):
+        super().__init__()
+        self.history, self.last = history, last
+
+    def on_epoch_end(self, epoch, logs=None):
+        if epoch + 1 >= self.last and not self.history.get("ended_early"):
+            self.model.stop_training = True
+            self.history["ended_early"] = {
+                "epoch": epoch + 1,
+                "reason": f"the stopping point the folds chose (epoch {self.last})",
+            }
+            log.info("epoch %d is where the folds' best checkpoints lay: training ends here", epoch + 1)
+
+
 class StopOnSignal(keras.callbacks.Callback):
     """Ctrl-C (SIGINT) and SIGTERM stop training at the next batch, from plain Python code.
 

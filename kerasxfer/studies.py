@@ -63,6 +63,7 @@ from typing import TYPE_CHECKING, Optional
 from kerasxfer.config import DEFAULT_MIN_STEPS, MAX_EPOCHS, MAX_FOLDS, Experiment
 from kerasxfer.datasets import source_of
 from kerasxfer.errors import UserError
+from kerasxfer.final import check_choice
 from kerasxfer.planning import FINETUNE_MIN_STEPS, FROZEN_CAP, FROZEN_PATIENCE, shortcuts
 from kerasxfer.records import Look, Sequential, StudyRun
 
@@ -113,6 +114,7 @@ class StudyConfig:
     planned: tuple = ()  # the sentences that say what the time limit gave up
     frozen_given: bool = False  # --frozen_epochs given: the frozen phase trains exactly that many epochs
     ray: Optional[object] = None  # a kerasxfer.executors.RayConfig: the runs as Ray tasks (--executor=ray)
+    final: str = "auto"  # the model to deploy (kerasxfer.final): auto, none or a contender's name
 
     def validate(self) -> "StudyConfig":
         if not all(t.model.is_transfer for t in (self.transfer, *self.more_transfers)):
@@ -128,6 +130,7 @@ class StudyConfig:
             raise UserError(f"--min_steps={self.min_steps} must be an integer from 0 (off) to 100000.")
         if self.minutes is not None:
             _check_minutes(self.minutes, self.exhaustive)
+        check_choice(self.final, self)
         for _, exp in self.arms():
             exp.validate()
         if self.sweep is not None:
@@ -281,6 +284,10 @@ def run_study(cfg: StudyConfig, overwrite: bool = False, verbose: int = 0) -> di
     for line in study.shortcuts:
         log.info("[study] %s", line)
     summary = write_report(dirs, os.path.join(cfg.out_dir, "report"), overwrite, study=study)
+    from kerasxfer.final import train_final
+
+    final = train_final(cfg, series, summary, sources, overwrite, verbose, ran)  # the report is written first: kept
+    summary = write_report(dirs, os.path.join(cfg.out_dir, "report"), True, study=study, final=final)
     if cfg.sweep is not None:
         from kerasxfer.sweep import run_sweep
 

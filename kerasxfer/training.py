@@ -296,13 +296,13 @@ def _finish(run: _Run) -> dict:
     fsio.write_json(os.path.join(out, rundir.METRICS), metrics)
     run.state.clear()
     rundir.write_marker(out, "finished")  # last: a kill before this line leaves a run the next call completes
+    test = metrics["test"]
     log.info(
-        "best checkpoint: epoch %d (%s), val_accuracy %.4f; test accuracy %.4f on %d held-out images; run directory: %s",
+        "best checkpoint: epoch %d (%s), val_accuracy %.4f; %s; run directory: %s",
         metrics["best_epoch"],
         metrics["best_phase"],
         metrics["val"]["accuracy"],
-        metrics["test"]["accuracy"],
-        run.data.num_test,
+        f"test accuracy {test['accuracy']:.4f} on {run.data.num_test} held-out images" if test else "no test split",
         out,
     )
     return metrics

@@ -156,6 +156,7 @@ def test_report_states_the_runs_numbers_and_the_winner(study, tmp_path):
         "report.html",
         "report.md",
         "summary.json",
+        "verdict.png",
     ]  # no temporaries; the marker says the files are ours
     assert json.loads((out / "summary.json").read_text()) == json.loads(json.dumps(summary))
     s, f = summary["runs"]
@@ -205,6 +206,7 @@ def test_an_arm_that_did_not_fit_its_training_images_underfits_and_no_winner_is_
     assert "would read a training failure as the approach being worse" in head and "+28.33 points" in head
     assert ("solved linear probe's" in head) == solved and ("--frozen_head=solve" in head) != solved
     assert summary["verdict"]["winner"] is None
+    assert summary["verdict"]["recommended"] is None  # no final model is trained on a headline that names none
     notes = [l for l in lines if l.startswith("**transfer** underfits")]
     assert len(notes) == 1 and not any("**transfer** overfits" in l for l in lines)
     t = next(r for r in summary["runs"] if r["name"] == "transfer")

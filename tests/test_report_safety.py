@@ -54,9 +54,14 @@ def test_a_label_cannot_put_a_file_into_the_report(tmp_path, brk):
     md = (tmp_path / "report" / "report.md").read_text()
     for text in (page, md):
         assert SECRET not in text and base64.b64encode(SECRET.encode()).decode()[:24] not in text
-    assert page.count("data:image/png;base64,") == 3  # curves, learning rates, confusion matrices: nothing else
+    assert page.count("data:image/png;base64,") == 4  # verdict, curves, learning rates, confusion: nothing else
     pictures = [line for line in md.splitlines() if line.strip().startswith("![")]
-    assert pictures == ["![curves](curves.png)", "![learning rate](lr.png)", "![confusion matrices](confusion.png)"]
+    assert pictures == [
+        "![each arm's test accuracy with its interval, and the majority-class baseline](verdict.png)",
+        "![curves](curves.png)",
+        "![learning rate](lr.png)",
+        "![confusion matrices](confusion.png)",
+    ]
     assert not any(line.startswith("# heading") for line in md.splitlines())
     assert "\u2028" not in md and "\u2029" not in md and "\r" not in md
     assert "z \\!\\[leak\\]" in md  # the label is there, as text
@@ -119,14 +124,19 @@ def test_a_run_folders_top_losses_is_embedded_only_when_it_is_a_png_file(tmp_pat
 
 @pytest.mark.parametrize("classes", [("cat", "dog", "bird"), ("1", "2", "3")])
 def test_the_per_class_table_finds_each_class_by_its_name(tmp_path, classes):
-    """metrics.json keys per-class scores by class name; the page used to look them up by index (0.000 for
-    every named class, integer labels shifted by one)."""
+    """The page used to look per-class scores up by index (0.000 for every named class, integer labels shifted
+    by one); now they come from the run's per-image test predictions, each row under its class's name, as
+    scikit-learn computes them (not from metrics.json, which the runs of this test fill with other numbers)."""
+    from sklearn.metrics import precision_recall_fscore_support
+
     runs = _runs(tmp_path / "runs", classes)
     write_report(runs, str(tmp_path / "report"))
     page = (tmp_path / "report" / "report.html").read_text()
-    for i, c in enumerate(classes):
-        assert f"<td>{c}</td><td>{0.5 + 0.1 * i:.3f}</td><td>0.250</td><td>0.400</td><td>{20 + i}</td>" in page
-        assert f"<td>{c}</td><td>{0.5 + 0.1 * i:.3f}</td><td>0.350</td>" in page
+    for d in runs:
+        t = fsio.read_json(f"{d}/metrics.json")["test"]
+        p, r, f1, n = precision_recall_fscore_support(t["labels"], t["predictions"], labels=[0, 1, 2], zero_division=0)
+        for i, c in enumerate(classes):
+            assert f"<td>{c}</td><td>{p[i]:.3f}</td><td>{r[i]:.3f}</td><td>{f1[i]:.3f}</td><td>{n[i]}</td>" in page
 
 
 def test_a_class_named_like_a_formula_is_drawn_as_text():

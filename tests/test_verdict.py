@@ -58,6 +58,7 @@ def test_a_difference_by_chance_is_no_clear_winner():
     assert v.main_pair.agreement == pytest.approx(190 / 200)
     # the cheaper arm is named with its cost; the images a 1-point difference would need (McNemar, 80 % power)
     assert "The cheaper arm to train, **scratch** (10 s of training vs 10 s), is the sensible choice." in first
+    assert v.recommended == "scratch"  # what the headline recommends is the study's final model (kerasxfer.final)
     need = stats.images_needed(4, 6, 200)
     assert need > 200 and f"about {need:,} test images" in first and "--folds" in first
 
@@ -67,7 +68,7 @@ def test_a_real_difference_wins_with_an_interval_that_excludes_zero():
     transfer = with_errors(Y, range(0, 8))  # 96 %, right wherever scratch is right
     v = verdict.decide([arm("scratch", scratch), arm("transfer", transfer, "transfer", "imagenet", "lite")], Y, ["a", "b"])
     first = v.sentences[0]
-    assert first.startswith("**Transfer wins**") and v.winner == "transfer"
+    assert first.startswith("**Transfer wins**") and v.winner == "transfer" and v.recommended == "transfer"
     lo, hi = v.main_pair.interval
     assert 0 < lo < 0.16 < hi
     assert f"+16.00 points (95 % interval {100 * lo:+.2f} to {100 * hi:+.2f})" in first

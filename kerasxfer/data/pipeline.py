@@ -109,7 +109,7 @@ class Decoded:
             self.missing = {}
             for name, part in (("val", self.src.val), ("test", self.src.test)):
                 cs = [c for i, c in enumerate(self.src.class_names) if not (part.y == i).any()]
-                if cs:
+                if cs and len(part):  # an empty test split is a final model's (no fold held out), said elsewhere
                     self.missing[name] = cs
                     log.warning(
                         "the %s split holds no image of %d class(es) (%s): its numbers say nothing about "
@@ -138,9 +138,8 @@ def fold_of(decoded: Decoded, cfg: DataConfig, seed: int, pool_images=None) -> D
     if pool_images is None:
         pool_images = np.concatenate([decoded.images[s] for s in SPLITS])
     log.info(
-        "fold %d of %d: %d train / %d val / %d test images of the %d-image pool",
-        cfg.fold,
-        cfg.folds,
+        "%s: %d train / %d val / %d test images of the %d-image pool",
+        f"fold {cfg.fold} of {cfg.folds}" if cfg.fold else "final model (no fold held out)",
         len(src.train),
         len(src.val),
         len(src.test),

@@ -152,19 +152,24 @@ def pool_of(src: "SourceSplit") -> Split:
     )
 
 
+#: ``DataConfig.fold`` of a study's final model: no fold held out (:func:`fold_split`)
+FINAL_FOLD = 0
+
+
 def fold_split(src: "SourceSplit", folds: int, fold: int, val_fraction: float, seed: int):
     """``src`` re-split for fold ``fold`` of ``folds``: (the new SourceSplit, pool indices of each split).
 
     Test is fold ``fold`` of :func:`fold_assign` over the pool (every image of
     train, val and test); validation is ``val_fraction`` of the other folds
     (seeded hash per class), training the rest.  Over the K folds every image
-    is tested exactly once.
+    is tested exactly once.  ``fold`` = :data:`FINAL_FOLD` (0) holds no fold out: a study's final model trains
+    on the whole pool (validation ``val_fraction`` of it, group-aware) and has no test split of its own.
     """
     pool = pool_of(src)
     f = fold_assign(pool.y, pool.group_keys, folds, seed)
     rest = np.flatnonzero(f != fold)
     missing = [src.class_names[c] for c in np.unique(pool.y) if np.sum(pool.y[rest] == c) < 2]
-    if len(pool) < 2 * folds or not np.any(f == fold):
+    if fold != FINAL_FOLD and (len(pool) < 2 * folds or not np.any(f == fold)):
         raise UserError(
             f"{len(pool)} labelled images are too few for {folds} folds (fold {fold} would test "
             f"{int(np.sum(f == fold))} of them): pass --folds={max(2, len(pool) // 4)} or fewer, or "
@@ -184,6 +189,12 @@ def fold_split(src: "SourceSplit", folds: int, fold: int, val_fraction: float, s
         "val": f"{val_fraction:.0%} of the other folds",
         "test": f"fold {fold} of {folds} ({how})",
     }
+    if fold == FINAL_FOLD:
+        origins = {
+            "train": f"every labelled image but the validation share ({how}, no fold held out)",
+            "val": f"{val_fraction:.0%} of every labelled image (the checkpoint and the head's strength)",
+            "test": "none: the final model's expected accuracy is the cross-validation's",
+        }
     parts = {}
     for name, idx in index.items():
         mask = np.zeros(len(pool), bool)

@@ -26,6 +26,7 @@ from kerasxfer.records.base import FIGURES, field_of, to_json
 from kerasxfer.records.report import (
     Arm,
     Baseline,
+    FinalModel,
     Fit,
     Learned,
     Look,
@@ -57,6 +58,7 @@ from kerasxfer.records.sweep import ArmStats, DataPoint, DepthPoint, SweepRow
 
 __all__ = [
     "Fit",
+    "FinalModel",
     "FIGURES",
     "field_of",
     "to_json",

@@ -91,6 +91,9 @@ class RunSummary:
     phases: tuple
     recipe: str
     fit: Fit | None = None
+    # from the per-image test labels and predictions (a cross-validated arm: pooled over its folds)
+    test_confusion_matrix: list = field(default_factory=list)  # [true][predicted]; its total is num_test
+    per_class: dict = field(default_factory=dict)  # class name -> precision, recall, f1, support
 
 
 @dataclass(frozen=True)
@@ -207,6 +210,9 @@ class Verdict:
     num_images: int
     folds: int
     alpha: float
+    # the arm the headline recommends (the winner, or within the noise the cheaper one); a study trains it as its
+    # final model (kerasxfer.final)
+    recommended: str | None = None
     sentences: tuple = field(default=(), metadata={"internal": True})
 
 
@@ -256,3 +262,24 @@ class StudyRun:
         if seq is not None:
             seq = Sequential(**{**seq, "looks": tuple(Look(**x) for x in seq["looks"])})
         return cls(**{**d, "shortcuts": tuple(d["shortcuts"]), "sequential": seq})
+
+
+@dataclass(frozen=True)
+class FinalModel:
+    """The model a study hands over (``summary.json``'s ``final``, :mod:`kerasxfer.final`): which arm, where, and
+    what to expect of it — the cross-validation's estimate, since it has no test split of its own."""
+
+    arm: str | None  # None: no model handed over (``why`` says why)
+    dir: str | None  # its run folder: <study>/final, or a one-split study's own run of the arm
+    retrained: bool  # trained once more on every labelled image (cross-validated studies)
+    why: str  # the sentence: which arm and why, or why none
+    figure: str = "accuracy"
+    estimate: float | None = None  # the arm's pooled out-of-fold (or test) figure: what to expect
+    interval: tuple | None = None  # its 95 % Wilson interval
+    folds: int = 0  # the folds the estimate pools (0: one test split)
+    num_train: int | None = None
+    num_val: int | None = None
+    stop_epoch: int | None = None  # the epoch training ended at: the folds' median best epoch
+    fold_best_epochs: tuple = ()
+    train_seconds: float | None = None
+    total_params: int | None = None

@@ -172,6 +172,7 @@ class Run:
     # a pooled arm: the means over its folds of the best epoch's train and val accuracy and (train, val) loss, and
     # of the probe's train accuracy (None: not every fold solved its frozen phase)
     fold_fit: tuple | None = None
+    fold_histories: tuple = ()  # a pooled arm: each fold's History, in fold order (the report's curves per fold)
 
 
 def read_setup(config: dict) -> Setup:

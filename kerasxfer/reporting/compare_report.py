@@ -4,9 +4,10 @@
 needs the process that trained them) and writes::
 
     report.md      a table per run, a comparison table and an executive summary
-    curves.png     accuracy and loss per epoch for every run, phase boundaries marked
+    curves.png     accuracy and loss per epoch for every run (of every fold), phase boundaries marked
     lr.png         the learning rate of every step of every run (the schedules that trained)
-    confusion.png  the confusion matrix of every run's best checkpoint on the test split
+    confusion.png  the confusion matrix of every run's best checkpoint on the test split (pooled over folds)
+    verdict.png    each run's test accuracy with its interval and the majority-class baseline
     summary.json   every number the report states
 
 Runs are compared only when they were tested on the same images
@@ -32,7 +33,19 @@ from kerasxfer import figures, fsio, rundir
 from kerasxfer.config import DEFAULT_MIN_STEPS
 from kerasxfer.errors import UserError
 from kerasxfer.families import family_of
-from kerasxfer.records import Arm, History, Phase, PhaseSummary, Run, RunSummary, SeedGroup, StudyRun, Verdict, to_json
+from kerasxfer.records import (
+    Arm,
+    FinalModel,
+    History,
+    Phase,
+    PhaseSummary,
+    Run,
+    RunSummary,
+    SeedGroup,
+    StudyRun,
+    Verdict,
+    to_json,
+)
 from kerasxfer.reporting import fit, html, stats, verdict
 from kerasxfer.reporting.markdown import report_markdown
 from kerasxfer.reporting.runs import load_runs
@@ -114,6 +127,8 @@ def summarize_run(run: Run) -> RunSummary:
         phases=tuple(_phase_summary(h, p) for p in h.phases),
         recipe=recipe_sentence(cfg, h),
         fit=_fit(run),
+        test_confusion_matrix=t.confusion_matrix,
+        per_class=stats.per_class(t.labels, t.predictions, run.data.class_names),
     )
 
 
@@ -268,7 +283,7 @@ def _seed_groups(summaries) -> dict[str, SeedGroup]:
 
 
 #: The files a report writes (nothing else in its folder is touched).
-REPORT_FILES = ("report.md", "report.html", "summary.json", "curves.png", "lr.png", "confusion.png")
+REPORT_FILES = ("report.md", "report.html", "summary.json", "curves.png", "lr.png", "confusion.png", "verdict.png")
 
 
 def _study_alpha(study: StudyRun | None) -> float:
@@ -284,11 +299,14 @@ def interim_verdict(run_dirs, alpha: float) -> Verdict:
     return executive_summary(summaries, runs, _seed_groups(summaries), alpha)[1]
 
 
-def write_report(run_dirs, out_dir: str, overwrite: bool = False, study: StudyRun | None = None) -> dict:
+def write_report(
+    run_dirs, out_dir: str, overwrite: bool = False, study: StudyRun | None = None, final: FinalModel | None = None
+) -> dict:
     """Compare the runs in ``run_dirs``; write ``out_dir``; return summary.json's content.
 
     ``study``: what a study did to be cheap (its ``shortcuts`` sentences, its sequential looks), stated in
-    the report; a study stopped by its sequential rule passes the fold runs that ran.
+    the report; a study stopped by its sequential rule passes the fold runs that ran.  ``final``: the model the
+    study hands over (:mod:`kerasxfer.final`), its own section.
 
     Runs of a cross-validated study (every fold of every arm) are pooled per
     arm first (:func:`kerasxfer.reporting.folds.pool_runs`).  ``out_dir`` may not
@@ -313,9 +331,11 @@ def write_report(run_dirs, out_dir: str, overwrite: bool = False, study: StudyRu
     }
     for name, draw in pictures.items():
         draw(summaries, runs, os.path.join(out_dir, name))
-    md = report_markdown(summaries, groups, lines, v, study)
+    figures.report_verdict(summaries, v, os.path.join(out_dir, "verdict.png"))
+    md = report_markdown(summaries, groups, lines, v, study, final)
     fsio.write_text(os.path.join(out_dir, "report.md"), md)
-    fsio.write_text(os.path.join(out_dir, "report.html"), html.render(md, out_dir, summaries, tuple(pictures)))
+    drawn = (*pictures, "verdict.png")
+    fsio.write_text(os.path.join(out_dir, "report.html"), html.render(md, out_dir, summaries, drawn))
     summary = to_json(
         {
             "runs": summaries,
@@ -326,6 +346,7 @@ def write_report(run_dirs, out_dir: str, overwrite: bool = False, study: StudyRu
             "approaches": groups,
             "summary": lines,
             "study": study,
+            "final": final,
         }
     )
     fsio.write_json(os.path.join(out_dir, "summary.json"), summary)

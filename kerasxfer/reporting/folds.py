@@ -112,6 +112,7 @@ def pool(name: str, fold_runs: list[Run], folds: int) -> Run:
         num_folds=folds,
         planned_folds=planned,
         fold_fit=fold_fit,
+        fold_histories=tuple(r.history for r in fold_runs),
     )
 
 
@@ -146,7 +147,9 @@ def markdown(summaries, table) -> list:
         "",
         "## Folds",
         "",
-        what + " The verdict uses the pooled out-of-fold predictions; the sections below show each arm's fold-1 run.",
+        what + " The verdict uses the pooled out-of-fold predictions; the curves show every fold, the confusion "
+        "matrices and per-class scores count every pooled test image, and the sections below describe each arm's "
+        "fold-1 run.",
         "",
         table(rows, header),
     ]

@@ -12,13 +12,10 @@ from __future__ import annotations
 
 import base64
 import html
-import json
 import logging
 import os
 import re
 import stat
-
-from kerasxfer.reporting.text import shown
 
 log = logging.getLogger("kerasxfer")
 
@@ -137,29 +134,26 @@ def markdown_to_html(md: str, folder: str, figures=()) -> str:
 
 
 def _per_class(summaries) -> list:
-    """Each run's per-class precision, recall and F1 on the test split, and its top losses."""
+    """Each run's per-class precision, recall and F1 on the test split (a cross-validated arm: over every
+    pooled test image), and its top losses (a cross-validated arm: each fold's)."""
     out = ["<h2>Per class and top losses</h2>"]
     for s in summaries:
-        path = os.path.join(s.dir, "metrics.json")
-        try:
-            with open(path, encoding="utf-8") as f:
-                metrics = json.load(f)
-            per_class, names = metrics["test"]["per_class"], metrics["class_names"]
-        except (OSError, ValueError, KeyError, TypeError):
-            continue  # a pooled cross-validated arm: its folds' runs hold these
         rows = ["| class | precision | recall | F1 | test images |", "|---|---|---|---|---|"]
-        for name in names:  # metrics.json keys each class by its name
-            c = per_class.get(name) if isinstance(per_class.get(name), dict) else {}
-            rows.append(
-                f"| {shown(name)} | {c.get('precision', 0):.3f} | {c.get('recall', 0):.3f} | "
-                f"{c.get('f1', 0):.3f} | {c.get('support', 0)} |"
-            )
-        out += [
-            f"<h3>{html.escape(s.name)}</h3>",
-            _table(rows),
-            _image(os.path.join(s.dir, "top_losses.png"), f"{s.name}: top losses"),
-        ]
+        for name, c in s.per_class.items():  # names as the report shows them (records: shown() on reading)
+            rows.append(f"| {name} | {c['precision']:.3f} | {c['recall']:.3f} | {c['f1']:.3f} | {c['support']} |")
+        out += [f"<h3>{html.escape(s.name)}</h3>", _table(rows)]
+        if s.folds:
+            out.append(f"<p>{len(s.folds)} folds pooled: {sum(c['support'] for c in s.per_class.values())} test images.</p>")
+        for where, caption in _top_losses_of(s):
+            out.append(_image(os.path.join(where, "top_losses.png"), caption))
     return out
+
+
+def _top_losses_of(s) -> list:
+    """``(run folder, caption)`` of the top-losses pictures of ``s``: its own, or each of its folds'."""
+    if not s.folds:
+        return [(s.dir, f"{s.name}: top losses (test)")]
+    return [(f.dir, f"{s.name}, fold {f.fold}: top losses of the {f.num_test} images it tested") for f in s.folds]
 
 
 def render(md: str, folder: str, summaries, figures=()) -> str:

@@ -113,9 +113,36 @@ def _side_by_side(summaries, v) -> list:
     return [table(rows, header)]
 
 
-def report_markdown(summaries, groups, lines, v, study=None) -> str:
+def final_section(f) -> list:
+    """The report's "The model to deploy" section: which model a study hands over, what to expect, its cost."""
+    md = ["## The model to deploy", ""]
+    if f.arm is None:
+        return md + [f"No final model: {f.why}", ""]
+    lo, hi = f.interval
+    expect = f"Expected {f.figure}: **{_pct(f.estimate)}** (95 % interval {100 * lo:.1f}–{100 * hi:.1f} %), " + (
+        f"the cross-validation's estimate (its {f.folds} folds' out-of-fold predictions); this model has no "
+        "test split of its own, since every labelled image trained it."
+        if f.retrained
+        else "measured on the study's test split."
+    )
+    if f.retrained:
+        cost = f"{f.train_seconds:.0f} s of training" if f.train_seconds is not None else "its training time"
+        where = (
+            f"**{f.arm}** ({f.why}), trained once more on every labelled image ({f.num_train} to train, {f.num_val} "
+            f"to choose its checkpoint and head), ending at epoch {f.stop_epoch}, the median of its folds' best "
+            f"epochs ({', '.join(map(str, f.fold_best_epochs))}); {cost}, {f.total_params:,} parameters."
+        )
+    else:
+        where = f"**{f.arm}** ({f.why})."
+    use = f"Folder: `{f.dir}`; `kerasxfer predict --run=<this study's folder>` and `kerasxfer.load(<study folder>)` use it."
+    return md + [where, "", expect, "", use, ""]
+
+
+def report_markdown(summaries, groups, lines, v, study=None, final=None) -> str:
     md = ["# Scratch or transfer? — kerasxfer report", ""]
     md += ["## Executive summary", ""] + [f"- {l}" for l in lines] + [""]
+    md += ["![each arm's test accuracy with its interval, and the majority-class baseline](verdict.png)", ""]
+    md += final_section(final) if final is not None else []
     if study:
         md += ["## How this study ran", ""] + [f"- {l}" for l in study.shortcuts] + [""]
     md += ["## Side by side", ""] + _side_by_side(summaries, v)

@@ -89,6 +89,20 @@ def macro_f1(labels, predictions) -> float:
     return float(np.mean(f1)) if f1 else float("nan")
 
 
+def per_class(labels, predictions, class_names) -> dict:
+    """``{class: {precision, recall, f1, support}}`` of the predictions (0 where a class is never predicted or
+    never present, as scikit-learn's ``zero_division=0``)."""
+    y, p = np.asarray(labels), np.asarray(predictions)
+    out = {}
+    for c, name in enumerate(class_names):
+        tp, predicted, support = int(np.sum((p == c) & (y == c))), int(np.sum(p == c)), int(np.sum(y == c))
+        precision = tp / predicted if predicted else 0.0
+        recall = tp / support if support else 0.0
+        f1 = 2 * precision * recall / (precision + recall) if precision + recall else 0.0
+        out[str(name)] = {"precision": precision, "recall": recall, "f1": f1, "support": support}
+    return out
+
+
 def wilson(correct: int, n: int, z: float = _Z95) -> tuple:
     """The Wilson score interval of ``correct`` successes out of ``n`` (95 % by default)."""
     if n <= 0:

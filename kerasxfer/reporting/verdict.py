@@ -5,9 +5,8 @@ are the scratch arm and the transfer arm(s); a transfer run from a random
 backbone next to a pretrained run of the same backbone is its *control*,
 which only answers "did the pretrained weights help?" and is never ranked.
 
-:func:`decide` reads each arm's per-image test predictions (the same images
-in the same order for every arm) and returns the verdict's sentences and
-numbers:
+:func:`decide` reads each arm's per-image test predictions (the same images in the same order for every
+arm) and returns the verdict's sentences and numbers:
 
 * the figure: accuracy, or balanced accuracy when the classes are imbalanced
   (largest/smallest > :data:`~kerasxfer.reporting.stats.IMBALANCE_RATIO`);
@@ -18,12 +17,10 @@ numbers:
 * "X wins" only when the paired test (Holm-corrected over the contender
   pairs when there are more than two contenders) says the difference is
   larger than the noise *and* the paired bootstrap interval of the margin
-  excludes 0; otherwise "No clear winner", the cheaper arm, and how many
-  test images a difference of the observed size would need;
-* the control's own sentence.
+  excludes 0; otherwise "No clear winner", the cheaper arm (the one recommended), and how many
+  test images a difference of the observed size would need; the control's own sentence.
 
-The order in which arms are given never changes the verdict: contenders are
-sorted by name, and ties are "No clear winner".
+The order of the arms never changes the verdict: contenders are sorted by name, ties are "No clear winner".
 """
 
 from __future__ import annotations
@@ -249,6 +246,21 @@ def _headline(contenders, pairs, flags, figure, n, folds, alpha=NOISE_P) -> tupl
     return text, None, p
 
 
+def _contest(contenders, pairs, flags, figure, n, where, alpha) -> tuple:
+    """The headline, winner, main pair and the arm the headline recommends: the winner; within the noise, the
+    cheaper of the two best once it learned and fit; none when a contender that did not fit decides it."""
+    head, winner, main = _headline(contenders, pairs, flags, figure, n, where, alpha)
+    unfit = [a for a in contenders if a.fit is not None and a.fit.tag == "underfits"]
+    if unfit and winner is not None:  # the comparison would blame an approach for a run that failed to train
+        return _unfit_headline(unfit, main, figure, n, where, len(pairs), alpha), None, main, None
+    if unfit:
+        head += " Beware: " + "; ".join(unfit_clause(a) for a in unfit) + "."
+    if winner is not None:
+        return head, winner, main, winner.name
+    cheap = _cheaper_sentence(*(next(a for a in contenders if a.name == x) for x in (main.a, main.b)))[1]
+    return head, None, main, cheap.name if flags[cheap.name].learned and cheap not in unfit else None
+
+
 def _unfit_headline(unfit, p, figure: str, n: int, where: str, k: int, alpha: float) -> str:
     """The headline when a contender that did not fit its training images would decide it: no winner, what
     failed, then the numbers."""
@@ -350,14 +362,9 @@ def decide(
     pairs = [_compare(a, b, labels, figure, seed) for a, b in itertools.combinations(contenders, 2)]
     pairs = [replace(pair, adjusted_p=adj) for pair, adj in zip(pairs, stats.holm([p.p_value for p in pairs]))]
     where = _where(folds, planned_folds)
-    sentences, winner, main = [], None, None
+    sentences, winner, main, recommended = [], None, None, None
     if len(contenders) >= 2:
-        head, winner, main = _headline(contenders, pairs, flags, figure, n, where, alpha)
-        unfit = [a for a in contenders if a.fit is not None and a.fit.tag == "underfits"]
-        if unfit and winner is not None:  # the comparison would blame an approach for a run that failed to train
-            head, winner = _unfit_headline(unfit, main, figure, n, where, len(pairs), alpha), None
-        elif unfit:
-            head += " Beware: " + "; ".join(unfit_clause(a) for a in unfit) + "."
+        head, winner, main, recommended = _contest(contenders, pairs, flags, figure, n, where, alpha)
         sentences.append(head)
     else:
         sentences.append(
@@ -381,6 +388,7 @@ def decide(
         roles=role,
         best_backbone=best_backbone,
         winner=winner.name if winner else None,
+        recommended=recommended,
         learned=flags,
         pairs=tuple(pairs),
         controls=tuple(controls),
