@@ -72,7 +72,7 @@ BENCH_ARGS = $(call flags,sections sizes steps batch_size backbone image_size nu
   $(BENCH_FLAGS)
 PRETRAINED := runs/pretrain/backbone.weights.h5
 
-.PHONY: install lint mypy docs options-reference test test-all test-ci-slow repeat scratch finetune pretrain compare sweep study demo demo-regnet predict lr-find tensorboard \
+.PHONY: install lint mypy docs options-reference demo-quote test test-all test-ci-slow repeat scratch finetune pretrain compare sweep study demo demo-regnet predict lr-find tensorboard \
   bench bench-data clean
 
 install: $(STAMP)
@@ -150,6 +150,10 @@ docs: install
 # docs/options.md from the flags every command defines (tests/test_docs.py fails while it is out of date).
 options-reference: install
 	$(PY) -m experiments.options_reference
+
+# README.md and docs/demo.md quote the demo from its summary.json (docs/demo-summary.json keeps it): run after make demo.
+demo-quote: install
+	$(PY) -m experiments.demo_quote --summary=$(DEMO)/report/summary.json
 
 # One entry point each: `make X` runs `python -m experiments.X` with the variables of X_ARGS (above).
 # sweep: learning curves (SWEEP=data: scratch, frozen and fine-tuned on nested shares of the training split) or

@@ -1,10 +1,13 @@
 """The docs: the options reference is generated from the commands and current, every flag has help, the site
 builds with --strict (no dead link or anchor), and the README stays a front page that links into it."""
 
+import json
 import os
 import re
 import subprocess
 import sys
+
+import pytest
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 sys.path.insert(0, ROOT)
@@ -58,3 +61,54 @@ def test_the_readme_is_a_front_page_whose_links_lead_somewhere():
         assert os.path.isfile(os.path.join(ROOT, t)), t
     for command in ("make demo", "make test"):  # the two commands come first
         assert command in readme[: readme.index("## ", readme.index("## ") + 1)]
+
+
+# ----------------------------------------------------------------- quoted numbers are generated
+def test_the_pages_quote_the_demo_from_its_summary_not_typed_numbers():
+    """README.md and docs/demo.md quote the demo's numbers as experiments.demo_quote renders them from the
+    committed docs/demo-summary.json (make demo-quote writes both from a run's summary.json)."""
+    from experiments import demo_quote
+
+    with open(demo_quote.RECORD, encoding="utf-8") as f:
+        rec = json.load(f)
+    for name, path in demo_quote.PAGES.items():
+        with open(path, encoding="utf-8") as f:
+            page = f.read()
+        assert demo_quote.block(page, name) == demo_quote.render(name, rec), f"{path}: run make demo && make demo-quote"
+    readme = open(demo_quote.PAGES["readme"], encoding="utf-8").read()
+    scratch = rec["runs"]["scratch"]["test_accuracy"]
+    assert f"{100 * scratch:.2f} %" in demo_quote.block(readme, "readme") and rec["commit"] in readme
+
+
+def test_demo_quote_renders_what_a_reports_summary_says(tmp_path):
+    from experiments import demo_quote
+    from kerasxfer import recipes
+    from kerasxfer.reporting.compare_report import write_report
+    from tests.test_report import fake_run
+
+    scratch = fake_run(tmp_path, "scratch", recipes.scratch(epochs=3), [0.5, 0.9, 0.8], [True] * 57 + [False] * 3)
+    transfer = fake_run(
+        tmp_path,
+        "transfer",
+        recipes.finetune(frozen_epochs=1, finetune_epochs=2),
+        [0.4, 0.6, 0.7],
+        [True] * 50 + [False] * 10,
+        seconds=20.0,
+    )
+    summary = write_report([str(scratch), str(transfer)], str(tmp_path / "report"))
+    rec = demo_quote.record_of(json.loads(json.dumps(summary)), "abc1234", "2026-12-08")
+    demo = demo_quote.render("demo", rec)
+    assert "| scratch CNN | 90.00 % (epoch 2) | 95.00 % (" in demo
+    assert "| ImageNet backbone, unfrozen | 70.00 % (epoch 3) | 83.33 % (" in demo
+    assert "held-out test images" in demo and "2026-12-08, at commit abc1234" in demo
+    head = summary["summary"][0]
+    readme = demo_quote.render("readme", rec)
+    assert readme.startswith("2-core machine it said (2026-12-08, at commit abc1234):")
+    assert " ".join(line[2:] for line in readme.splitlines()[2:]) == head[: head.index(").") + 2]
+    page = "before\n<!-- demo-quote:readme -->\nold 12.34 %\n<!-- /demo-quote:readme -->\nafter\n"
+    assert (
+        demo_quote.rewrite(page, "readme", rec)
+        == f"before\n<!-- demo-quote:readme -->\n{readme}\n<!-- /demo-quote:readme -->\nafter\n"
+    )
+    with pytest.raises(ValueError, match="has no <!-- demo-quote:demo --> block"):
+        demo_quote.rewrite(page, "demo", rec)
