@@ -78,7 +78,7 @@ def _print(p) -> None:
 
 
 def main(argv):
-    from kerasxfer.inference import Classifier, export
+    from kerasxfer.inference import Classifier, export, study_model
 
     if bool(FLAGS.run) == bool(FLAGS.model):
         raise UserError("pass exactly one of --run=RUN_DIR or --model=FILE.keras.")
@@ -93,8 +93,9 @@ def main(argv):
         )
     if FLAGS.output and not FLAGS.output.lower().endswith((".csv", ".json")):
         raise UserError(f"--output={FLAGS.output!r} must end in .csv or .json.")
-    if FLAGS.run:
-        clf = Classifier.from_run(FLAGS.run, batch_size=FLAGS.batch_size, engine=FLAGS.engine)
+    run = study_model(FLAGS.run) if FLAGS.run else None  # a study's folder: the model it hands over (final/)
+    if run:
+        clf = Classifier.from_run(run, batch_size=FLAGS.batch_size, engine=FLAGS.engine)
     else:
         if not FLAGS.class_names:
             raise UserError("--model needs --class_names=a,b,c (in the model's output order).")
@@ -104,7 +105,7 @@ def main(argv):
         from kerasxfer import rundir
         from kerasxfer.inference import EXPORT_FILES
 
-        out = os.path.join(FLAGS.run or os.path.dirname(os.path.abspath(FLAGS.model)), "export")
+        out = os.path.join(run or os.path.dirname(os.path.abspath(FLAGS.model)), "export")
         rundir.claim_output_folder(out, EXPORT_FILES, "export", FLAGS.overwrite, label=f"the export folder {out!r}")
         with rundir.locked(out):  # a second export of the same run waits its turn: one sentence
             path = export(clf, out, FLAGS.export)

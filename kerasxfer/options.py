@@ -131,8 +131,9 @@ HELP = {
 COMMAND_HELP = {
     "out_dir": ("Run directory to write."),
     "verbose": (
-        "Keras fit verbosity: 0, one log line per epoch; 1, Keras' progress bar as well (absl's --verbosity "
-        "sets how much kerasxfer logs: -1 warnings only, 0 the default)."
+        "Keras fit verbosity: 0, one log line per epoch; 1, Keras' progress bar as well. Not given, study and "
+        "repeat draw the bar when their output is a terminal and not in a log (0); the other commands use 0 "
+        "(absl's --verbosity sets how much kerasxfer logs: -1 warnings only, 0 the default)."
     ),
     "overwrite": (
         "Train again into an --out_dir that holds a finished run or one made with other flags (its run files "

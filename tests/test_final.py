@@ -240,3 +240,13 @@ def test_a_cross_validated_study_hands_over_its_final_model(tmp_path):
     assert p.returncode == 0, p.stderr[-2000:]
     assert "study is a study: its model to deploy is study/final (scratch)" in p.stderr
     assert p.stdout.splitlines()[0].startswith(str(photos / "class1" / "0.jpg"))
+    # exported on request, beside the model it exports
+    e = subprocess.run(
+        [sys.executable, "-m", "experiments.predict", "--run=study", "--export=saved_model"],
+        cwd=tmp_path,
+        capture_output=True,
+        text=True,
+        env={**os.environ, "PYTHONPATH": ROOT},
+    )
+    assert e.returncode == 0, e.stderr[-2000:]
+    assert (final / "export").is_dir() and not (study / "export").exists()
