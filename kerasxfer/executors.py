@@ -19,7 +19,8 @@ epochs the workers report to a small actor.
 
 ``ray`` is an extra (``pip install 'kerasxfer[ray]'``; ``make install``
 installs it); without it ``--executor=ray`` is one sentence.  A local Ray
-started here binds to 127.0.0.1 with the dashboard off.
+started here listens on loopback only, with the dashboard off, and none of
+its processes outlives this one (:mod:`kerasxfer.ray_local`).
 """
 
 from __future__ import annotations
@@ -91,13 +92,17 @@ def connect(cfg: RayConfig):
         if address:
             ray.init(address=address, log_to_driver=True, logging_level=logging.WARNING)
         else:
-            ray.init(
-                num_cpus=os.cpu_count(),
-                include_dashboard=False,
-                _node_ip_address="127.0.0.1",
-                log_to_driver=True,
-                logging_level=logging.WARNING,
-            )
+            from kerasxfer.ray_local import guard, loopback_only
+
+            with loopback_only():  # every process of it listens on loopback (kerasxfer.ray_local)
+                ray.init(
+                    num_cpus=os.cpu_count(),
+                    include_dashboard=False,
+                    _node_ip_address="127.0.0.1",
+                    log_to_driver=True,
+                    logging_level=logging.WARNING,
+                )
+            guard()  # and none outlives this process
     except (ConnectionError, RuntimeError, ValueError) as e:
         where = f"the Ray cluster at {address}" if address else "a local Ray"
         raise UserError(

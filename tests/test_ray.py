@@ -200,3 +200,72 @@ def test_a_finished_run_on_changed_images_trains_again_on_ray(cluster, tmp_path)
     assert len(re.findall(r"\(\w+, fold \d of 2\) finished on node", err)) == 4
     summary = json.loads((tmp_path / "s" / "report" / "summary.json").read_text())
     assert summary["verdict"]["num_images"] == 16
+
+
+LOOPBACK = {"127.0.0.1", "::1", "::ffff:127.0.0.1"}
+
+
+def _ray_processes(root) -> list:
+    """``root``'s descendants that are Ray's (its servers, agents and workers)."""
+    import psutil
+
+    out = []
+    for p in root.children(recursive=True):
+        try:
+            cmd = p.cmdline()
+        except psutil.Error:
+            continue
+        if any(a.startswith("ray::") or "/ray/" in a for a in cmd[:2]):
+            out.append(p)
+    return out
+
+
+def _alive(p) -> bool:
+    import psutil
+
+    try:
+        return p.is_running() and p.status() != psutil.STATUS_ZOMBIE
+    except psutil.Error:
+        return False
+
+
+def test_a_local_cluster_listens_on_loopback_only_and_goes_with_its_driver(tmp_path):
+    """--executor=ray without an address starts a local Ray: during the study every socket any of its processes
+    listens on is a loopback one (Ray 2.60 alone binds every interface, its runtime-env agent the external
+    address); after SIGKILL of the study's process, none of its Ray processes is left running."""
+    import time
+
+    import psutil
+
+    env = dict(os.environ, RAY_USAGE_STATS_ENABLED="0", **ONE_THREAD)
+    env.pop("RAY_ADDRESS", None)
+    with open(tmp_path / "err.txt", "w") as err:
+        p = _study([*STUDY, "--executor=ray", "--epochs=40"], tmp_path / "s", env, stderr=err)
+    driver, listening, seen = psutil.Process(p.pid), {}, {}
+    try:
+        deadline = time.monotonic() + 300
+        while time.monotonic() < deadline and p.poll() is None:
+            for proc in _ray_processes(driver):
+                seen[proc.pid] = proc
+                try:
+                    for c in proc.net_connections(kind="inet"):
+                        if c.status == psutil.CONN_LISTEN:
+                            listening[(proc.pid, c.laddr.port)] = (c.laddr.ip, " ".join(proc.cmdline()[:1]))
+                except psutil.Error:
+                    pass
+            if "submitted" in (tmp_path / "err.txt").read_text() and any(
+                "RuntimeEnvAgent" in n or "raylet" in n for _, n in listening.values()
+            ):
+                break
+            time.sleep(0.5)
+        assert p.poll() is None, (tmp_path / "err.txt").read_text()[-3000:]
+        names = " ".join(n for _, n in listening.values())
+        assert "gcs_server" in names and "raylet" in names and "RuntimeEnvAgent" in names, listening
+        assert {ip for ip, _ in listening.values()} <= LOOPBACK, listening
+    finally:
+        p.kill()
+        p.wait(timeout=60)
+    deadline = time.monotonic() + 30
+    while time.monotonic() < deadline and any(_alive(q) for q in seen.values()):
+        time.sleep(0.5)
+    assert not [q.pid for q in seen.values() if _alive(q)], "Ray processes outlived the driver"
