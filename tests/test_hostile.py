@@ -525,20 +525,24 @@ def test_image_size_auto_skips_a_fifo_and_a_dangling_link_in_the_data(tmp_path):
 
 
 @pytest.mark.slow  # make test-ci-slow: a whole study
-def test_random_labels_on_near_duplicated_images_name_no_winner(tmp_path):
-    """Fifth round: 30 noise images under random labels, each saved three times with +-2 grey levels of noise,
-    gave "Transfer wins" (copies trained on and tested on). Grouped, every copy of an image is on one side of
-    every fold: the labels carry no signal and the verdict names no winner."""
+@pytest.mark.parametrize("jitter", [0, 2])
+def test_random_labels_on_near_duplicated_images_name_no_winner(tmp_path, jitter):
+    """Fifth round: 30 noise images under random labels, each saved three times, byte-identical (jitter 0) or
+    with +-2 grey levels of noise, gave "Transfer wins" (copies trained on and tested on). Identical copies are
+    used once; near-duplicates are grouped, every copy of an image on one side of every fold: the labels carry
+    no signal and the verdict names no winner."""
     from tests.test_duplicates import _noise_folder
 
-    _noise_folder(tmp_path / "data", jitter=2)
+    _noise_folder(tmp_path / "data", jitter=jitter)
     args = ["experiments.study", f"--dataset={tmp_path / 'data'}", "--image_size=32", "--scratch_image_size=24"]
     args += ["--backbone=regnetx002", "--weights=none", "--widths=8", "--folds=3", "--epochs=10", "--nocontrol"]
     p = run([*args, "--frozen_epochs=1", "--finetune_epochs=3", f"--out_dir={tmp_path / 'o'}"], timeout=900)
     assert p.returncode == 0, p.stderr[-3000:]
-    assert "30 group(s) of identical or near-duplicate images (90 images) kept on one side of every split" in p.stderr
+    said = "60 identical copies used once" if jitter == 0 else "30 group(s) of identical or near-duplicate images (90 "
+    assert said in p.stderr, p.stderr[-3000:]
     summary = json.loads((tmp_path / "o" / "report" / "summary.json").read_text())
     assert summary["verdict"]["winner"] is None, summary["verdict"]
     # before grouping both arms "learned" the random labels by memory (94 % and 87 % on the test copies)
     assert all(r["test_accuracy"] < 0.75 for r in summary["runs"]), [r["test_accuracy"] for r in summary["runs"]]
-    assert "duplicate_groups" in json.loads((tmp_path / "o" / "fold1" / "scratch" / "data.json").read_text())
+    data = json.loads((tmp_path / "o" / "fold1" / "scratch" / "data.json").read_text())
+    assert "duplicate_groups" in data and data["pool_size"] == (30 if jitter == 0 else 90)
