@@ -145,7 +145,7 @@ def _same_data(exp, sources, tag: str) -> bool:
         return True
     from kerasxfer.run_files import data_changes
 
-    changes = data_changes(exp.out_dir, sources.splits(exp).splits)
+    changes = data_changes(exp.out_dir, sources.splits(exp).splits, exp)
     if changes:
         log.info("[%s] %s was trained on other images (%s): it trains again", tag, exp.out_dir, "; ".join(changes))
     return not changes

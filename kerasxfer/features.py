@@ -237,7 +237,8 @@ def feature_key(exp, index: int, bn_calibrated: bool):
         from kerasxfer.families import family_of
 
         weights = family_of(m.backbone).load().imagenet_weights_file(m.backbone, False)
-    if os.path.isfile(weights):
-        st = os.stat(weights)
-        weights = f"{os.path.abspath(weights)}|{st.st_size}|{st.st_mtime_ns}"
+    if os.path.isfile(weights):  # its bytes, not its size and time: a file copied over with cp -p is not the same
+        from kerasxfer.fsio import sha256_of
+
+        weights = f"{os.path.abspath(weights)}|{sha256_of(weights)}"
     return (m.backbone, weights, exp.precision, d.image_size, d.resize)

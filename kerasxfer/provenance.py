@@ -35,6 +35,16 @@ def weights_source(exp) -> str:
     return f"file {m.weights}"
 
 
+def weights_fingerprint(exp) -> str | None:
+    """The sha256 of the backbone weights file a run was given (``--weights=PATH``): a run, or the study's cache
+    of frozen-backbone outputs, made from other bytes under the same path is never reused.  None for random or
+    published weights (the published files are verified against their own sha256 when loaded)."""
+    m = exp.model
+    if not (m.is_transfer and m.weights not in (None, "imagenet") and os.path.isfile(m.weights)):
+        return None
+    return fsio.sha256_of(m.weights)
+
+
 def export_backbone(run_dir: str) -> str:
     """Save the backbone of a run's best model as ``backbone.weights.h5`` (+ ``backbone.json``).
 

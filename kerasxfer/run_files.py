@@ -16,7 +16,7 @@ import os
 
 from kerasxfer import fsio, rundir
 from kerasxfer.errors import UserError
-from kerasxfer.provenance import weights_source
+from kerasxfer.provenance import weights_fingerprint, weights_source
 
 log = logging.getLogger("kerasxfer")
 
@@ -40,6 +40,7 @@ def write_run_files(out: str, exp, data, strategy: dict) -> None:
             "split_seed": exp.data.split_seed if exp.data.split_seed is not None else exp.seed,
             "splits": data.splits,
             **data.info,
+            "weights_sha256": weights_fingerprint(exp),  # --weights=PATH: the bytes it held (data_changes)
         },
     )
 
@@ -94,14 +95,18 @@ def charge(timings: dict, name: str, seconds: float) -> None:
     timings["train_seconds"] = round(timings["train_seconds"] + seconds, 3)
 
 
-def data_changes(out: str, splits: dict) -> list:
-    """What differs between the images the run in ``out`` was made on (its data.json) and ``splits`` (a
-    :class:`~kerasxfer.data.DataSplits`' ``splits``), in words; [] when the same (or nothing to compare)."""
+def data_changes(out: str, splits: dict, exp=None) -> list:
+    """What differs between the inputs the run in ``out`` was made on (its data.json) and ``splits`` (a
+    :class:`~kerasxfer.data.DataSplits`' ``splits``) and ``exp``'s weights file, in words; [] when the same (or
+    nothing to compare)."""
     try:
-        old = fsio.read_json(os.path.join(out, rundir.DATA))["splits"]
+        recorded = fsio.read_json(os.path.join(out, rundir.DATA))
+        old = recorded["splits"]
     except (OSError, ValueError, KeyError, TypeError):
         return []  # no data.json (a run that died before writing it): nothing was trained on other images
     changes = []
+    if exp is not None and recorded.get("weights_sha256") not in (None, weights_fingerprint(exp)):
+        changes.append(f"the weights file {exp.model.weights} holds other bytes")
     for name, new in splits.items():
         before = old.get(name) if isinstance(old, dict) else None
         if not isinstance(before, dict):
@@ -117,7 +122,7 @@ def data_changes(out: str, splits: dict) -> list:
 
 def stale_error(out: str, changes: list) -> UserError:
     return UserError(
-        f"{out} was trained on other images than --dataset holds now ({'; '.join(changes)}): pass --overwrite to "
+        f"{out} was trained on other inputs than it is given now ({'; '.join(changes)}): pass --overwrite to "
         "train it again on these, or choose another --out_dir to keep both."
     )
 

@@ -86,7 +86,7 @@ def run_experiment(
             shutil.rmtree(out, ignore_errors=True)
     if not overwrite and rundir.is_run(exp.out_dir) and os.path.isfile(os.path.join(exp.out_dir, rundir.DATA)):
         data = data if data is not None else load_data(exp.data, exp.seed, determinism(exp))
-        changes = run_files.data_changes(exp.out_dir, data.splits)
+        changes = run_files.data_changes(exp.out_dir, data.splits, exp)
         if changes and other_data != "retrain":
             raise run_files.stale_error(exp.out_dir, changes)
         if changes:

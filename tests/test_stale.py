@@ -112,3 +112,58 @@ def test_a_study_rerun_on_changed_images_retrains_what_changed_and_never_pools_t
     assert "is already finished" not in again.stderr
     summary = json.loads((tmp_path / "s" / "report" / "summary.json").read_text())
     assert summary["verdict"]["num_images"] == 20 and all(c["mcnemar"]["n"] == 20 for c in summary["comparisons"])
+
+
+def _weights_files(tmp_path):
+    """Two backbone weights files of regnetx002 (random, other seeds): the same size, other bytes."""
+    import keras
+
+    from kerasxfer.models.transfer import build_transfer_model, get_backbone
+
+    paths = []
+    for seed in (1, 2):
+        keras.utils.set_random_seed(seed)
+        path = tmp_path / f"w{seed}" / "backbone.weights.h5"
+        path.parent.mkdir()
+        get_backbone(build_transfer_model("regnetx002", (32, 32, 3), 2, weights=None)).save_weights(str(path))
+        paths.append(path)
+    return paths
+
+
+def _copy_keeping_size_and_mtime(src, dst):
+    st = dst.stat()
+    dst.write_bytes(src.read_bytes())
+    os.utime(dst, ns=(st.st_atime_ns, st.st_mtime_ns))
+
+
+def test_the_frozen_backbones_cached_outputs_are_keyed_by_the_weights_bytes(tmp_path):
+    """The study's cache of frozen-backbone outputs was keyed by the weights file's path, size and mtime: other
+    weights copied over it with cp -p were served the old backbone's features."""
+    from kerasxfer import recipes
+    from kerasxfer.features import feature_key
+
+    mine, other = _weights_files(tmp_path)
+    assert mine.stat().st_size == other.stat().st_size
+    exp = recipes.finetune(weights=str(mine))
+    before = feature_key(exp, 0, False)
+    _copy_keeping_size_and_mtime(other, mine)
+    assert feature_key(exp, 0, False) != before
+
+
+@pytest.mark.slow  # make test-ci-slow (CI) runs it: two finetune runs
+def test_a_finished_run_whose_weights_file_changed_is_refused_naming_overwrite(tmp_path):
+    data = _folder(tmp_path / "data")
+    mine, other = _weights_files(tmp_path)
+    args = ["experiments.finetune", f"--dataset={data}", "--image_size=32", "--backbone=regnetx002"]
+    args += [f"--weights={mine}", "--frozen_epochs=1", "--finetune_epochs=1", "--min_steps=0", "--out_dir=o"]
+    first = _run(args, tmp_path)
+    assert first.returncode == 0, first.stderr[-3000:]
+    assert json.loads((tmp_path / "o" / "data.json").read_text())["weights_sha256"]
+    _copy_keeping_size_and_mtime(other, mine)
+    again = _run(args, tmp_path)
+    assert again.returncode == 2, again.stderr[-3000:]
+    errors = [line for line in again.stderr.splitlines() if line.startswith("kerasxfer: error:")]
+    assert len(errors) == 1 and f"the weights file {mine} holds other bytes" in errors[0], again.stderr[-3000:]
+    assert "--overwrite" in errors[0]
+    assert _run([*args, "--overwrite"], tmp_path).returncode == 0
+    assert _run(args, tmp_path).returncode == 0  # the retrained run is reused as it is
