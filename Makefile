@@ -107,7 +107,10 @@ CI_SLOW_TESTS = tests/test_study_command.py::test_five_fold_study_tests_every_im
   tests/test_study.py::test_exported_backbone_round_trips_into_finetune \
   tests/test_planning.py::test_calibration_times_the_studys_own_models \
   tests/test_planning.py::test_a_study_planned_by_minutes_continues_under_its_plan_on_disk \
-  tests/test_hostile.py::test_hostile_inputs_and_faults \
+  tests/test_hostile.py::test_hostile_inputs_and_faults tests/test_hostile.py::test_a_truncated_cache_file_is_rebuilt \
+  tests/test_lr_find.py::test_lr_find_on_the_digits_suggests_near_the_scratch_default \
+  tests/test_reliability.py::test_same_experiment_twice_writes_identical_history_bytes \
+  tests/test_scale.py::test_multi_worker_two_processes_only_the_chief_writes \
   tests/test_hostile.py::test_random_labels_on_near_duplicated_images_name_no_winner \
   tests/test_stale.py tests/test_wheel.py tests/test_final.py \
   tests/test_small_data.py::test_two_fold_study_in_process_tests_every_image_once \

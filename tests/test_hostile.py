@@ -403,6 +403,7 @@ def test_predict_warns_about_an_unfinished_run(tmp_path, finished):
     assert p.returncode == 0 and "has not finished training" in p.stderr, p.stderr[-3000:]
 
 
+@pytest.mark.slow  # make test-ci-slow (CI) runs it: whole runs, kept out of make test's 10 minutes
 def test_a_truncated_cache_file_is_rebuilt(tmp_path):
     args = ["experiments.scratch", *TINY, f"--cache_dir={tmp_path / 'cache'}", f"--out_dir={tmp_path / 'o'}"]
     assert run(args).returncode == 0

@@ -39,6 +39,7 @@ def test_valley_lies_inside_the_descent():
     assert lrs[20] <= s["valley"] <= lrs[49] and s["lowest_loss_lr"] == pytest.approx(lrs[49])
 
 
+@pytest.mark.slow  # make test-ci-slow (CI) runs it: whole runs, kept out of make test's 10 minutes
 def test_lr_find_on_the_digits_suggests_near_the_scratch_default(tmp_path):
     from kerasxfer import recipes
     from kerasxfer.lr_find import find_lr

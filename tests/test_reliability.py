@@ -145,6 +145,7 @@ def _tiny(out, seed=0, epochs=2, lr=3e-3, optimizer="adam", widths=(8, 16)):
     )
 
 
+@pytest.mark.slow  # make test-ci-slow (CI) runs it: whole runs, kept out of make test's 10 minutes
 def test_same_experiment_twice_writes_identical_history_bytes(tmp_path):
     run_experiment(_tiny(tmp_path / "a", seed=5))
     run_experiment(_tiny(tmp_path / "b", seed=5))

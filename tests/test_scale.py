@@ -149,6 +149,7 @@ def _free_ports(n):
     return ports
 
 
+@pytest.mark.slow  # make test-ci-slow (CI) runs it: whole runs, kept out of make test's 10 minutes
 def test_multi_worker_two_processes_only_the_chief_writes(tmp_path):
     cluster = {"worker": [f"127.0.0.1:{p}" for p in _free_ports(2)]}
     procs = []

@@ -55,6 +55,7 @@ def _snapshot(root):
     return {os.path.join(d, f): open(os.path.join(d, f), "rb").read() for d, _, fs in os.walk(root) for f in fs}
 
 
+@pytest.mark.slow  # make test-ci-slow (CI) runs it: three runs per case, kept out of make test's 10 minutes
 @pytest.mark.parametrize(
     "change, said",
     [
