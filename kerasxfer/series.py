@@ -18,6 +18,7 @@ from kerasxfer.errors import UserError
 from kerasxfer.forks import ForkAfterPhase
 from kerasxfer.progress import StudyProgress, phase_of, phases_of
 from kerasxfer.resume import saved_epoch
+from kerasxfer.run_files import data_changes
 from kerasxfer.training import run_experiment
 
 log = logging.getLogger("kerasxfer")
@@ -51,7 +52,11 @@ def run_series(
             progress.set_run(i, phases_of(exp, n))
         exp.validate()
         again = overwrite and exp.out_dir not in forked
-        finished = rundir.is_finished(exp.out_dir) and not again
+        keras.backend.clear_session()
+        gc.collect()
+        data = sources.splits(exp)
+        # "finished earlier" only of a run that is reused: one made on other inputs is trained again (said below)
+        finished = rundir.is_finished(exp.out_dir) and not again and not data_changes(exp.out_dir, data.splits, exp)
         log.info(
             "[%s] run %d of %d: %s (%s)%s",
             tag,
@@ -62,9 +67,6 @@ def run_series(
             (": forked from an earlier run's phases" if exp.out_dir in forked else ": finished earlier") if finished else "",
         )
         progress.start_run(i, 0 if finished or again else saved_epoch(exp.out_dir))
-        keras.backend.clear_session()
-        gc.collect()
-        data = sources.splits(exp)
         fork = ForkAfterPhase(exp.out_dir, [(runs[j][1], data) for j in forks.get(i, ())], again)
         run_experiment(
             exp,

@@ -187,7 +187,7 @@ def test_a_finished_run_on_changed_images_trains_again_on_ray(cluster, tmp_path)
     data = _folder(tmp_path / "data")
     args = [f"--dataset={data}", "--image_size=32", "--scratch_image_size=12", "--widths=4", "--backbone=regnetx002"]
     args += ["--weights=none", "--folds=2", "--epochs=2", "--frozen_epochs=1", "--finetune_epochs=1", "--min_steps=0"]
-    args += ["--nocontrol", "--exhaustive", "--executor=ray", f"--ray_address={address}"]
+    args += ["--nocontrol", "--exhaustive", "--final=scratch", "--executor=ray", f"--ray_address={address}"]
     p = _study(args, tmp_path / "s", env)
     _, err = p.communicate(timeout=900)
     assert p.returncode == 0, err[-3000:]
@@ -200,6 +200,8 @@ def test_a_finished_run_on_changed_images_trains_again_on_ray(cluster, tmp_path)
     assert len(re.findall(r"\(\w+, fold \d of 2\) finished on node", err)) == 4
     summary = json.loads((tmp_path / "s" / "report" / "summary.json").read_text())
     assert summary["verdict"]["num_images"] == 16
+    final = json.loads((tmp_path / "s" / "final" / "data.json").read_text())  # the final model, on the new pool too
+    assert final["num_train"] + final["num_val"] == 16 and "final was trained on other images" in err
 
 
 LOOPBACK = {"127.0.0.1", "::1", "::ffff:127.0.0.1"}

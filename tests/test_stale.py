@@ -101,7 +101,7 @@ def test_a_study_rerun_on_changed_images_retrains_what_changed_and_never_pools_t
     data = _folder(tmp_path / "data")
     args = ["experiments.study", f"--dataset={data}", "--image_size=32", "--scratch_image_size=12", "--widths=4"]
     args += ["--backbone=regnetx002", "--weights=none", "--folds=2", "--epochs=2", "--frozen_epochs=1"]
-    args += ["--finetune_epochs=1", "--min_steps=0", "--nocontrol", "--exhaustive", "--out_dir=s"]
+    args += ["--finetune_epochs=1", "--min_steps=0", "--nocontrol", "--exhaustive", "--final=scratch", "--out_dir=s"]
     first = _run(args, tmp_path)
     assert first.returncode == 0, first.stderr[-3000:]
     _move_three(data)
@@ -109,8 +109,11 @@ def test_a_study_rerun_on_changed_images_retrains_what_changed_and_never_pools_t
         Image.fromarray(np.full((12, 12, 3), 20 + 50 * i, np.uint8)).save(data / "light" / f"new{i}.bmp")
     again = _run(args, tmp_path)
     assert again.returncode == 0, again.stderr[-3000:]
-    assert again.stderr.count("was trained on other images") == 4, again.stderr[-3000:]  # 2 folds x 2 arms
-    assert "is already finished" not in again.stderr
+    # 2 folds x 2 arms, and the final model (kerasxfer.final)
+    assert again.stderr.count("was trained on other images") == 5, again.stderr[-3000:]
+    assert "is already finished" not in again.stderr and "finished earlier" not in again.stderr
+    final = json.loads((tmp_path / "s" / "final" / "data.json").read_text())
+    assert final["num_train"] + final["num_val"] == 20  # the new pool
     summary = json.loads((tmp_path / "s" / "report" / "summary.json").read_text())
     assert summary["verdict"]["num_images"] == 20 and all(c["mcnemar"]["n"] == 20 for c in summary["comparisons"])
 
