@@ -83,16 +83,180 @@ def _check():
     return sizes, tuple(jpeg)
 
 
-def main(argv):
-    sizes, jpeg_size = _check()  # before TensorFlow loads
+def _transfer(size):
+    """The bench's transfer model at ``size`` px (random weights, TensorFlow's grouped convolutions)."""
+    from kerasxfer.models import build_transfer_model
+    from kerasxfer.models.fastconv import use_native_grouped_conv
+
+    m = build_transfer_model(FLAGS.backbone, (size, size, 3), 10, weights=None)
+    use_native_grouped_conv(m)
+    return m
+
+
+def _data_section(emit, jpeg_size, bs, steps):
+    """The input pipeline (JPEG decode, cache) against the train steps it feeds."""
     import keras
 
     from kerasxfer import bench
     from kerasxfer.data.sources import list_images
+    from kerasxfer.models import unfreeze
+
+    root = bench.write_jpeg_folder(FLAGS.data_dir, FLAGS.num_images, jpeg_size)
+    paths = []
+    labels = []
+    for c in sorted(d for d in os.listdir(root) if not d.startswith(".")):
+        files = list_images(os.path.join(root, c))[0]
+        paths += files
+        labels += [int(c.replace("class", ""))] * len(files)
+    mb = sum(os.path.getsize(p) for p in paths) / 1e6
+    s = FLAGS.image_size
+    reduced = bench.pipeline_rates(paths, labels, s, bs, min_side=True)
+    full = bench.pipeline_rates(paths, labels, s, bs, min_side=False)
+    m = _transfer(s)
+    frozen = bench.train_step_rate(m, bs, steps)
+    unfreeze(m, 2)
+    unfrozen = bench.train_step_rate(m, bs, steps, lr=1e-5)
+    common_ = {"image_size": s, "batch_size": bs, "jpegs": len(paths), "jpeg_hw": list(jpeg_size), "jpeg_mb": round(mb, 1)}
+    emit(
+        {
+            "case": "pipeline epoch 1 (read+decode 1/8+resize+cache)",
+            "images_per_s": round(reduced["first_epoch"], 1),
+            **common_,
+        }
+    )
+    emit({"case": "pipeline epoch 1, full-size JPEG decode", "images_per_s": round(full["first_epoch"], 1), **common_})
+    emit({"case": "pipeline epochs 2-11 (from cache)", "images_per_s": round(reduced["cached_epochs"], 1), **common_})
+    emit({"case": f"train step {FLAGS.backbone} frozen", "images_per_s": round(frozen, 1), **common_})
+    emit({"case": f"train step {FLAGS.backbone} unfrozen (2 stages)", "images_per_s": round(unfrozen, 1), **common_})
+    emit(
+        {
+            "case": "cached pipeline / fastest train step",
+            "ratio": round(reduced["cached_epochs"] / max(frozen, unfrozen), 1),
+            "goal": ">= 3",
+        }
+    )
+    emit(
+        {
+            "case": "reduced-size JPEG decode speed-up (epoch 1)",
+            "ratio": round(reduced["first_epoch"] / full["first_epoch"], 2),
+        }
+    )
+    keras.backend.clear_session()
+
+
+def _models_section(emit, sizes, peak, bs, steps):
+    """Train and inference speed of the scratch CNN and the backbone per image size, and the cached phase 1."""
+    import keras
+
+    from kerasxfer import bench
     from kerasxfer.families import family_of
-    from kerasxfer.models import build_scratch_cnn, build_transfer_model, freeze, unfreeze
-    from kerasxfer.models.fastconv import use_native_grouped_conv
+    from kerasxfer.models import build_scratch_cnn, freeze, unfreeze
     from kerasxfer.models.head import head_on, pooled_features
+
+    for s in sizes:
+        scratch = build_scratch_cnn((s, s, 3), 10)
+        fl_s = bench.forward_flops(scratch)
+        r = bench.train_step_rate(scratch, bs, steps)
+        emit(_model_row("train scratch CNN", s, r, 3 * fl_s, peak))
+        m = _transfer(s)
+        fl = bench.forward_flops(m)
+        emit(
+            {
+                "case": f"{FLAGS.backbone} forward GFLOP/image",
+                "image_size": s,
+                "gflop": round(fl / 1e9, 4),
+                "train_step_gflop_estimate": round(3 * fl / 1e9, 4),
+            }
+        )
+        freeze(m)
+        r = bench.train_step_rate(m, bs, steps)
+        emit(_model_row(f"train {FLAGS.backbone} frozen (phase 1)", s, r, fl, peak))  # backward of head only
+        unfreeze(m, 2)
+        r = bench.train_step_rate(m, bs, steps, lr=1e-5)
+        emit(_model_row(f"train {FLAGS.backbone} unfrozen 2 stages (phase 2)", s, r, 3 * fl, peak))
+        all_stages = len(family_of(FLAGS.backbone).stages)
+        unfreeze(m, all_stages)
+        r = bench.train_step_rate(m, bs, steps, lr=1e-5)
+        emit(_model_row(f"train {FLAGS.backbone} unfrozen {all_stages} stages", s, r, 3 * fl, peak))
+        infer = bench.inference_rate(m, bs, steps)
+        emit(_model_row(f"inference {FLAGS.backbone}", s, infer, fl, peak))
+        # Phase 1 with --cache_features: one forward pass per image (inference speed), then the head
+        # trains on the features; without: the frozen train step every epoch.
+        freeze(m)
+        frozen = bench.train_step_rate(m, bs, steps)
+        feats = keras.Input(pooled_features(m).shape[1:])
+        head = keras.Model(feats, head_on(m, feats))
+        head_rate = bench.train_step_rate(head, bs, steps)
+        epochs = 10
+        cached_s = 1.0 / infer + epochs / head_rate
+        emit(
+            {
+                "case": f"phase 1 ({epochs} epochs) with cached features",
+                "image_size": s,
+                "head_train_images_per_s": round(head_rate, 1),
+                "frozen_step_images_per_s": round(frozen, 1),
+                "feature_pass_images_per_s": round(infer, 1),
+                "speedup_vs_frozen_step": round((epochs / frozen) / cached_s, 1),
+            }
+        )
+        keras.backend.clear_session()
+
+
+def _modes_section(emit, bs, steps):
+    """Precisions and XLA against float32, then TensorFlow's grouped convolution against stock Keras'."""
+    import keras
+    import tensorflow as tf
+
+    from kerasxfer import bench
+    from kerasxfer.models import build_scratch_cnn
+
+    s = FLAGS.image_size
+    precisions = ["float32", "mixed_bfloat16"] + (["mixed_float16"] if tf.config.list_physical_devices("GPU") else [])
+    for label, build, lr in (
+        ("scratch CNN", lambda: build_scratch_cnn((s, s, 3), 10), 1e-3),
+        (f"{FLAGS.backbone} unfrozen 2 stages", lambda: _unfrozen(_transfer(s)), 1e-5),
+    ):
+        base = None
+        for precision, jit in [(p, False) for p in precisions] + [("float32", True)]:
+            keras.mixed_precision.set_global_policy(precision)
+            m = build()
+            n = steps if (precision == "float32" and not jit) else min(steps, 6)
+            r = bench.train_step_rate(m, bs, n, lr=lr, jit_compile=jit)
+            base = base or r
+            emit(
+                {
+                    "case": f"train {label} {precision}{' + XLA' if jit else ''}",
+                    "image_size": s,
+                    "images_per_s": round(r, 1),
+                    "vs_float32": round(r / base, 2),
+                }
+            )
+            keras.mixed_precision.set_global_policy("float32")
+            keras.backend.clear_session()
+
+    # Keras' own grouped convolution (XLA-compiled even without jit_compile) against TensorFlow's kernel
+    from kerasxfer.models import use_stock_grouped_conv
+
+    s = FLAGS.image_size
+    m = _unfrozen(_transfer(s))
+    native = bench.train_step_rate(m, bs, min(steps, 6), lr=1e-5)
+    use_stock_grouped_conv(m)
+    stock = bench.train_step_rate(m, bs, 2, warmup=1, lr=1e-5)
+    emit(
+        {
+            "case": f"train {FLAGS.backbone} unfrozen 2 stages, grouped conv: native vs stock Keras",
+            "image_size": s,
+            "native_images_per_s": round(native, 1),
+            "stock_images_per_s": round(stock, 2),
+            "speedup": round(native / stock, 1),
+        }
+    )
+    keras.backend.clear_session()
+
+
+def main(argv):
+    sizes, jpeg_size = _check()  # before TensorFlow loads
+    from kerasxfer import bench
     from kerasxfer.rundir import environment
 
     env = environment()
@@ -117,151 +281,12 @@ def main(argv):
     bs, steps = FLAGS.batch_size, FLAGS.steps
     peak = bench.matmul_gflops()
     emit({"case": "matmul float32 2048^2", "gflops": round(peak, 1)})
-
-    def transfer(size):
-        m = build_transfer_model(FLAGS.backbone, (size, size, 3), 10, weights=None)
-        use_native_grouped_conv(m)
-        return m
-
     if "data" in FLAGS.sections:
-        root = bench.write_jpeg_folder(FLAGS.data_dir, FLAGS.num_images, jpeg_size)
-        paths = []
-        labels = []
-        for c in sorted(d for d in os.listdir(root) if not d.startswith(".")):
-            files = list_images(os.path.join(root, c))[0]
-            paths += files
-            labels += [int(c.replace("class", ""))] * len(files)
-        mb = sum(os.path.getsize(p) for p in paths) / 1e6
-        s = FLAGS.image_size
-        reduced = bench.pipeline_rates(paths, labels, s, bs, min_side=True)
-        full = bench.pipeline_rates(paths, labels, s, bs, min_side=False)
-        m = transfer(s)
-        frozen = bench.train_step_rate(m, bs, steps)
-        unfreeze(m, 2)
-        unfrozen = bench.train_step_rate(m, bs, steps, lr=1e-5)
-        common_ = {"image_size": s, "batch_size": bs, "jpegs": len(paths), "jpeg_hw": list(jpeg_size), "jpeg_mb": round(mb, 1)}
-        emit(
-            {
-                "case": "pipeline epoch 1 (read+decode 1/8+resize+cache)",
-                "images_per_s": round(reduced["first_epoch"], 1),
-                **common_,
-            }
-        )
-        emit({"case": "pipeline epoch 1, full-size JPEG decode", "images_per_s": round(full["first_epoch"], 1), **common_})
-        emit({"case": "pipeline epochs 2-11 (from cache)", "images_per_s": round(reduced["cached_epochs"], 1), **common_})
-        emit({"case": f"train step {FLAGS.backbone} frozen", "images_per_s": round(frozen, 1), **common_})
-        emit({"case": f"train step {FLAGS.backbone} unfrozen (2 stages)", "images_per_s": round(unfrozen, 1), **common_})
-        emit(
-            {
-                "case": "cached pipeline / fastest train step",
-                "ratio": round(reduced["cached_epochs"] / max(frozen, unfrozen), 1),
-                "goal": ">= 3",
-            }
-        )
-        emit(
-            {
-                "case": "reduced-size JPEG decode speed-up (epoch 1)",
-                "ratio": round(reduced["first_epoch"] / full["first_epoch"], 2),
-            }
-        )
-        keras.backend.clear_session()
-
+        _data_section(emit, jpeg_size, bs, steps)
     if "models" in FLAGS.sections:
-        for s in sizes:
-            scratch = build_scratch_cnn((s, s, 3), 10)
-            fl_s = bench.forward_flops(scratch)
-            r = bench.train_step_rate(scratch, bs, steps)
-            emit(_model_row("train scratch CNN", s, r, 3 * fl_s, peak))
-            m = transfer(s)
-            fl = bench.forward_flops(m)
-            emit(
-                {
-                    "case": f"{FLAGS.backbone} forward GFLOP/image",
-                    "image_size": s,
-                    "gflop": round(fl / 1e9, 4),
-                    "train_step_gflop_estimate": round(3 * fl / 1e9, 4),
-                }
-            )
-            freeze(m)
-            r = bench.train_step_rate(m, bs, steps)
-            emit(_model_row(f"train {FLAGS.backbone} frozen (phase 1)", s, r, fl, peak))  # backward of head only
-            unfreeze(m, 2)
-            r = bench.train_step_rate(m, bs, steps, lr=1e-5)
-            emit(_model_row(f"train {FLAGS.backbone} unfrozen 2 stages (phase 2)", s, r, 3 * fl, peak))
-            all_stages = len(family_of(FLAGS.backbone).stages)
-            unfreeze(m, all_stages)
-            r = bench.train_step_rate(m, bs, steps, lr=1e-5)
-            emit(_model_row(f"train {FLAGS.backbone} unfrozen {all_stages} stages", s, r, 3 * fl, peak))
-            infer = bench.inference_rate(m, bs, steps)
-            emit(_model_row(f"inference {FLAGS.backbone}", s, infer, fl, peak))
-            # Phase 1 with --cache_features: one forward pass per image (inference speed), then the head
-            # trains on the features; without: the frozen train step every epoch.
-            freeze(m)
-            frozen = bench.train_step_rate(m, bs, steps)
-            feats = keras.Input(pooled_features(m).shape[1:])
-            head = keras.Model(feats, head_on(m, feats))
-            head_rate = bench.train_step_rate(head, bs, steps)
-            epochs = 10
-            cached_s = 1.0 / infer + epochs / head_rate
-            emit(
-                {
-                    "case": f"phase 1 ({epochs} epochs) with cached features",
-                    "image_size": s,
-                    "head_train_images_per_s": round(head_rate, 1),
-                    "frozen_step_images_per_s": round(frozen, 1),
-                    "feature_pass_images_per_s": round(infer, 1),
-                    "speedup_vs_frozen_step": round((epochs / frozen) / cached_s, 1),
-                }
-            )
-            keras.backend.clear_session()
-
+        _models_section(emit, sizes, peak, bs, steps)
     if "modes" in FLAGS.sections:
-        import tensorflow as tf
-
-        s = FLAGS.image_size
-        precisions = ["float32", "mixed_bfloat16"] + (["mixed_float16"] if tf.config.list_physical_devices("GPU") else [])
-        for label, build, lr in (
-            ("scratch CNN", lambda: build_scratch_cnn((s, s, 3), 10), 1e-3),
-            (f"{FLAGS.backbone} unfrozen 2 stages", lambda: _unfrozen(transfer(s)), 1e-5),
-        ):
-            base = None
-            for precision, jit in [(p, False) for p in precisions] + [("float32", True)]:
-                keras.mixed_precision.set_global_policy(precision)
-                m = build()
-                n = steps if (precision == "float32" and not jit) else min(steps, 6)
-                r = bench.train_step_rate(m, bs, n, lr=lr, jit_compile=jit)
-                base = base or r
-                emit(
-                    {
-                        "case": f"train {label} {precision}{' + XLA' if jit else ''}",
-                        "image_size": s,
-                        "images_per_s": round(r, 1),
-                        "vs_float32": round(r / base, 2),
-                    }
-                )
-                keras.mixed_precision.set_global_policy("float32")
-                keras.backend.clear_session()
-
-    if "modes" in FLAGS.sections:
-        # Keras' own grouped convolution (XLA-compiled even without jit_compile) against TensorFlow's kernel
-        from kerasxfer.models import use_stock_grouped_conv
-
-        s = FLAGS.image_size
-        m = _unfrozen(transfer(s))
-        native = bench.train_step_rate(m, bs, min(steps, 6), lr=1e-5)
-        use_stock_grouped_conv(m)
-        stock = bench.train_step_rate(m, bs, 2, warmup=1, lr=1e-5)
-        emit(
-            {
-                "case": f"train {FLAGS.backbone} unfrozen 2 stages, grouped conv: native vs stock Keras",
-                "image_size": s,
-                "native_images_per_s": round(native, 1),
-                "stock_images_per_s": round(stock, 2),
-                "speedup": round(native / stock, 1),
-            }
-        )
-        keras.backend.clear_session()
-
+        _modes_section(emit, bs, steps)
     if "inference" in FLAGS.sections:
         _inference_section(emit, bs)
 

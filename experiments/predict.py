@@ -77,9 +77,8 @@ def _print(p) -> None:
         print(printable(p.source) + "\t" + "\t".join(f"{c} {pr:.4f}" for c, pr in p.top), flush=True)
 
 
-def main(argv):
-    from kerasxfer.inference import Classifier, export, study_model
-
+def _check_flags() -> None:
+    """Refuse a flag combination in one sentence before any model loads."""
     if bool(FLAGS.run) == bool(FLAGS.model):
         raise UserError("pass exactly one of --run=RUN_DIR or --model=FILE.keras.")
     if FLAGS.top_k < 1:
@@ -93,6 +92,12 @@ def main(argv):
         )
     if FLAGS.output and not FLAGS.output.lower().endswith((".csv", ".json")):
         raise UserError(f"--output={FLAGS.output!r} must end in .csv or .json.")
+
+
+def main(argv):
+    from kerasxfer.inference import Classifier, export, study_model
+
+    _check_flags()
     run = study_model(FLAGS.run) if FLAGS.run else None  # a study's folder: the model it hands over (final/)
     if run:
         clf = Classifier.from_run(run, batch_size=FLAGS.batch_size, engine=FLAGS.engine)
